@@ -1,0 +1,253 @@
+//! The agent configuration file, in Consul's JSON agent-config format.
+//!
+//! `topology render` writes one of these per agent (`agent.json`); `dc-agent` reads it, and
+//! also reads the files a Consul user already has. Keys are Consul's (`datacenter`,
+//! `node_name`, `bind_addr`, `ports`, `retry_join`, `encrypt`, `tls.defaults.ca_file`, ...).
+//! What Consul has no key for lives under `isthmus`.
+//!
+//! Relative paths in a file are resolved against the directory holding that file, so a
+//! rendered node directory can be copied to a machine as a unit.
+//!
+//! This type accepts unknown keys on purpose: the reader (`dc-agent`) decides which unknown
+//! keys are errors and which known-but-unsupported Consul options only warrant a warning.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::GoDuration;
+
+/// Version of the `isthmus` extension block, bumped when its meaning changes.
+pub const ISTHMUS_CONFIG_VERSION: u32 = 1;
+
+/// A Consul agent configuration (the subset Isthmus reads), plus Isthmus extensions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentConfig {
+    /// Datacenter this agent belongs to (`-datacenter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
+    /// The authoritative datacenter of the federation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_datacenter: Option<String>,
+    /// DNS domain answered by the agent (default `consul`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Node name, unique in the datacenter (`-node`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// Server mode (`-server`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<bool>,
+    /// Number of servers to wait for before the cluster is bootstrapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_expect: Option<u32>,
+    /// Address for cluster communication (`-bind`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_addr: Option<String>,
+    /// Address for the HTTP and DNS listeners (`-client`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    /// Address advertised to other agents, when not `bind_addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_addr: Option<String>,
+    /// Port overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Ports>,
+    /// Addresses of servers to join at start, retried until one answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_join: Vec<String>,
+    /// Directory for Raft data and other state (`-data-dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
+    /// Gossip encryption key, base64 of 16, 24 or 32 bytes (`consul keygen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<String>,
+    /// Log level: `trace`, `debug`, `info`, `warn`, `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Allow `args` (script) health checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_script_checks: Option<bool>,
+    /// Arbitrary node metadata (`-node-meta`), served in the catalog and DNS TXT records.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_meta: BTreeMap<String, String>,
+    /// TLS material and verification settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Services this agent registers at start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceDefinition>,
+    /// Settings Consul has no key for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isthmus: Option<IsthmusExtensions>,
+}
+
+/// Consul's `ports` block. Only the ports Isthmus listens on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ports {
+    /// DNS (default 8600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<u16>,
+    /// HTTP API (default 8500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<u16>,
+    /// LAN gossip (default 8301).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serf_lan: Option<u16>,
+    /// Raft and RPC, servers only (default 8300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<u16>,
+}
+
+/// Consul's `tls` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsConfig {
+    /// Settings for every listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<TlsDefaults>,
+    /// Settings for server RPC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_rpc: Option<TlsInternalRpc>,
+}
+
+/// Consul's `tls.defaults` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsDefaults {
+    /// PEM file of the CA that signs every agent certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// PEM file of this agent's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// PEM file of this agent's private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    /// Require and verify a certificate from every connecting peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_incoming: Option<bool>,
+    /// Verify the certificate of every peer this agent connects to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_outgoing: Option<bool>,
+}
+
+/// Consul's `tls.internal_rpc` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsInternalRpc {
+    /// Require servers to present `server.<dc>.<domain>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_server_hostname: Option<bool>,
+}
+
+/// Settings Consul has no key for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsthmusExtensions {
+    /// Version of this block ([`ISTHMUS_CONFIG_VERSION`]).
+    pub config_version: u32,
+    /// Gateways of this agent's datacenter (`address:port`), through which servers reach
+    /// other datacenters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
+}
+
+/// A service definition as in Consul's config files (`{"service": {...}}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceDefinition {
+    /// Instance ID, unique on the agent (defaults to the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Service name, as looked up in DNS and the catalog.
+    pub name: String,
+    /// Tags, usable as `TAG.NAME.service.consul`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Address of the instance, when not the node's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Port of the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Free-form metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+    /// One health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckDefinition>,
+    /// Several health checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckDefinition>,
+}
+
+/// A health check definition as in Consul's config files.
+///
+/// Exactly one of `http`, `tcp`, `args` and `ttl` says what kind of check it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckDefinition {
+    /// Check ID, unique on the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Human-readable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Free-form notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// URL to GET (or `method`): 2xx passing, 429 warning, anything else critical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// HTTP method for `http` checks (default GET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// HTTP headers for `http` checks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub header: BTreeMap<String, Vec<String>>,
+    /// Skip TLS verification for `https` URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_skip_verify: Option<bool>,
+    /// `host:port` to connect to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
+    /// Command and arguments of a script check (needs `enable_script_checks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// TTL of a check updated through `/v1/agent/check/pass|warn|fail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<GoDuration>,
+    /// How often to run the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<GoDuration>,
+    /// How long one run may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<GoDuration>,
+    /// Deregister the service once this check has been critical this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deregister_critical_service_after: Option<GoDuration>,
+    /// Consecutive successes before the status becomes passing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_before_passing: Option<u32>,
+    /// Consecutive failures before the status becomes critical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures_before_critical: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_consul_service_file_shape() {
+        let json = r#"{
+            "datacenter": "dc1", "node_name": "s1", "server": true, "bootstrap_expect": 3,
+            "ports": {"http": 8500, "dns": 8600},
+            "services": [{"name": "web", "tags": ["rails"], "port": 80,
+                          "check": {"http": "http://localhost:80/", "interval": "10s"}}]
+        }"#;
+        let config: AgentConfig = serde_json::from_str(json).expect("valid test input");
+        assert_eq!(config.bootstrap_expect, Some(3));
+        let check = config.services[0].check.as_ref().expect("check given");
+        assert_eq!(check.interval.map(|d| d.0.as_secs()), Some(10));
+        let round_trip: AgentConfig =
+            serde_json::from_str(&serde_json::to_string(&config).expect("serializes"))
+                .expect("reads back");
+        assert_eq!(round_trip, config);
+    }
+}

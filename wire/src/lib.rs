@@ -1,0 +1,18 @@
+//! What crosses a process boundary in Isthmus.
+//!
+//! `wire` holds the vocabulary every binary shares (roles, names, durations, default ports)
+//! and the formats one process writes and another reads: the agent configuration that
+//! `topology render` writes for `dc-agent` (Consul's JSON agent format, so an operator who
+//! knows Consul can read it) and the gateway configuration for `wan-gateway`.
+//!
+//! Invariant: no I/O and no tokio here. Types that are serialized live here and nowhere else.
+#![warn(missing_docs)]
+
+pub mod agent_config;
+pub mod duration;
+pub mod gateway_config;
+pub mod names;
+pub mod ports;
+
+pub use duration::GoDuration;
+pub use names::{validate_dns_label, LabelError, Role};
