@@ -21,7 +21,9 @@ pub enum DurationError {
     #[error("negative duration {0:?}; durations here are never negative")]
     Negative(String),
     /// A number without a unit (other than `0`).
-    #[error("missing unit in duration {0:?}; add one of ns, us, ms, s, m, h (for example \"{0}s\")")]
+    #[error(
+        "missing unit in duration {0:?}; add one of ns, us, ms, s, m, h (for example \"{0}s\")"
+    )]
     MissingUnit(String),
     /// A unit Go does not know.
     #[error("unknown unit {unit:?} in duration {input:?}; valid units are ns, us, ms, s, m, h")]
@@ -85,9 +87,13 @@ impl FromStr for GoDuration {
             }
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
-            let (_, nanos_per_unit) = NANOS_PER.iter().find(|(name, _)| *name == unit).ok_or_else(|| {
-                DurationError::UnknownUnit { unit: unit.to_owned(), input: input.to_owned() }
-            })?;
+            let (_, nanos_per_unit) = NANOS_PER
+                .iter()
+                .find(|(name, _)| *name == unit)
+                .ok_or_else(|| DurationError::UnknownUnit {
+                    unit: unit.to_owned(),
+                    input: input.to_owned(),
+                })?;
             total_nanos += number * nanos_per_unit;
         }
         if !total_nanos.is_finite() || total_nanos > u64::MAX as f64 {
@@ -168,8 +174,14 @@ mod tests {
 
     #[test]
     fn parses_like_go() {
-        let cases = ["10s", "1m30s", "250ms", "1.5h", "72h", "0", "0s", "90s", "1h0m1.5s", "3us", "10x", "10", "", "-5s", "s", "1..2s"];
-        let actual: Vec<String> = cases.iter().map(|c| format!("{c:?} -> {}", check(c))).collect();
+        let cases = [
+            "10s", "1m30s", "250ms", "1.5h", "72h", "0", "0s", "90s", "1h0m1.5s", "3us", "10x",
+            "10", "", "-5s", "s", "1..2s",
+        ];
+        let actual: Vec<String> = cases
+            .iter()
+            .map(|c| format!("{c:?} -> {}", check(c)))
+            .collect();
         expect_test::expect![[r#"
             "10s" -> 10s = 10s
             "1m30s" -> 90s = 1m30s

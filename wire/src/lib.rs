@@ -10,6 +10,7 @@
 
 pub mod agent_config;
 pub mod duration;
+pub mod flags;
 pub mod gateway_config;
 pub mod names;
 pub mod ports;

@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(validate_dns_label("dc_1"), Err(LabelError::BadChar('_')));
         assert_eq!(validate_dns_label("DC1"), Err(LabelError::BadChar('D')));
         assert_eq!(validate_dns_label("-dc"), Err(LabelError::EdgeHyphen));
-        assert_eq!(validate_dns_label(&"a".repeat(64)), Err(LabelError::TooLong(64)));
+        assert_eq!(
+            validate_dns_label(&"a".repeat(64)),
+            Err(LabelError::TooLong(64))
+        );
     }
 
     #[test]
