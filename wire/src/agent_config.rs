@@ -22,6 +22,7 @@ pub const ISTHMUS_CONFIG_VERSION: u32 = 1;
 
 /// A Consul agent configuration (the subset Isthmus reads), plus Isthmus extensions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// Datacenter this agent belongs to (`-datacenter`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +85,7 @@ pub struct AgentConfig {
 
 /// Consul's `ports` block. Only the ports Isthmus listens on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Ports {
     /// DNS (default 8600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +103,7 @@ pub struct Ports {
 
 /// Consul's `tls` block.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Settings for every listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +115,7 @@ pub struct TlsConfig {
 
 /// Consul's `tls.defaults` block.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsDefaults {
     /// PEM file of the CA that signs every agent certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,6 +136,7 @@ pub struct TlsDefaults {
 
 /// Consul's `tls.internal_rpc` block.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsInternalRpc {
     /// Require servers to present `server.<dc>.<domain>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,6 +145,7 @@ pub struct TlsInternalRpc {
 
 /// Settings Consul has no key for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IsthmusExtensions {
     /// Version of this block ([`ISTHMUS_CONFIG_VERSION`]).
     pub config_version: u32,
@@ -151,6 +157,7 @@ pub struct IsthmusExtensions {
 
 /// A service definition as in Consul's config files (`{"service": {...}}`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceDefinition {
     /// Instance ID, unique on the agent (defaults to the name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,6 +188,7 @@ pub struct ServiceDefinition {
 ///
 /// Exactly one of `http`, `tcp`, `args` and `ttl` says what kind of check it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CheckDefinition {
     /// Check ID, unique on the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,168 @@
+//! `topology`: check and render an Isthmus federation declared in one TOML file.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+use ring::rand::SecureRandom as _;
+use topology::diagnostic::Severity;
+use topology::model::{CaSource, GossipKeySource};
+use topology::render::{self, Sources};
+use topology::Topology;
+
+/// Declare an Isthmus federation in one TOML file; check it and render every node's config.
+#[derive(Parser)]
+#[command(name = "topology", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a topology file and print a summary of datacenters, nodes, addresses and ports.
+    Check {
+        /// The topology file.
+        file: PathBuf,
+    },
+    /// Write every node's config, certificates, gossip key, systemd unit and a prometheus.yml.
+    Render {
+        /// The topology file.
+        file: PathBuf,
+        /// Output directory (default: the file's `state_dir`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Exit codes: 0 success, 1 the file or the render was refused, 2 bad command line.
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(wire::flags::normalize_consul_flags(std::env::args()));
+    let result = match cli.command {
+        Command::Check { file } => check(&file),
+        Command::Render { file, out } => render_command(&file, out.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads and validates the file, printing every diagnostic; `None` when it has errors.
+fn load(file: &Path) -> Result<Option<Topology>> {
+    let source = fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("federation");
+    let shown = file.display().to_string();
+    match topology::parse(&source, stem) {
+        Ok((topology, warnings)) => {
+            for warning in &warnings {
+                eprint!("{}", warning.render(&shown, &source));
+            }
+            Ok(Some(topology))
+        }
+        Err(diagnostics) => {
+            for diagnostic in &diagnostics {
+                eprint!("{}\n", diagnostic.render(&shown, &source).trim_end());
+            }
+            let n_errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+            eprintln!("{shown}: {n_errors} error(s); nothing was changed");
+            Ok(None)
+        }
+    }
+}
+
+fn check(file: &Path) -> Result<ExitCode> {
+    let Some(topology) = load(file)? else { return Ok(ExitCode::FAILURE) };
+    print!("{}", topology::summary::summary(&file.display().to_string(), &topology));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Relative paths in a topology file are relative to the file's directory.
+fn from_file_dir(file: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.join(path),
+        _ => path.to_owned(),
+    }
+}
+
+fn render_command(file: &Path, out: Option<&Path>) -> Result<ExitCode> {
+    let Some(topology) = load(file)? else { return Ok(ExitCode::FAILURE) };
+    let out = out.map_or_else(|| from_file_dir(file, &topology.state_dir), Path::to_owned);
+    let mut sources = Sources::default();
+    if let CaSource::Dir(dir) = &topology.ca {
+        let dir = from_file_dir(file, dir);
+        let read = |name: &str| {
+            let path = dir.join(name);
+            fs::read_to_string(&path).with_context(|| format!("reading {} (named by tls.ca_dir)", path.display()))
+        };
+        sources.ca = Some((read("ca.pem")?, read("ca-key.pem")?));
+    }
+    if let GossipKeySource::File(path) = &topology.gossip_key {
+        let path = from_file_dir(file, path);
+        sources.gossip_key_file = Some(
+            fs::read_to_string(&path).with_context(|| format!("reading the gossip key {} (named by gossip.key_file)", path.display()))?,
+        );
+    }
+    let existing = |relative: &Path| fs::read_to_string(out.join(relative)).ok();
+    let plan = render::plan(&topology, &sources, &existing, &fresh_gossip_key()?, time::OffsetDateTime::now_utc())
+        .with_context(|| format!("rendering into {}", out.display()))?;
+    for planned in &plan.files {
+        write_file(&out.join(&planned.path), &planned.contents, planned.mode)?;
+    }
+    for note in &plan.notes {
+        println!("{note}");
+    }
+    let n_nodes: usize = topology.datacenters.iter().map(|dc| dc.nodes.len()).sum();
+    println!("rendered {} files for {n_nodes} nodes into {}", plan.files.len(), out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// 32 random bytes in base64, as `consul keygen` prints.
+fn fresh_gossip_key() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// Writes through a temporary file and a rename, so a key is never half-written, with the
+/// mode set before any content lands.
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    if fs::read_to_string(path).is_ok_and(|current| current == contents) {
+        return Ok(());
+    }
+    let dir = path.parent().context("output path has no directory")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temporary = dir.join(format!(".{file_name}.tmp"));
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    let mut handle = options.open(&temporary).with_context(|| format!("writing {}", temporary.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        handle
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", temporary.display()))?;
+    }
+    handle.write_all(contents.as_bytes()).with_context(|| format!("writing {}", temporary.display()))?;
+    handle.sync_all().with_context(|| format!("syncing {}", temporary.display()))?;
+    fs::rename(&temporary, path).with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
+    Ok(())
+}

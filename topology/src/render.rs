@@ -1,0 +1,423 @@
+//! What `topology render` writes, decided without touching the disk: the caller reads the
+//! files that already exist (so keys are kept, never silently replaced) and writes the plan.
+//!
+//! Layout of the output directory:
+//!
+//! ```text
+//! OUT/ca/ca.pem, ca-key.pem          the CA (generated once, then kept)
+//! OUT/gossip.key                     the gossip key (generated once, then kept)
+//! OUT/prometheus.yml                 scrapes every agent and gateway
+//! OUT/<dc>/<node>/agent.json         dc-agent config (Consul's format); gateway.toml for gateways
+//! OUT/<dc>/<node>/tls/ca.pem, cert.pem, key.pem
+//! OUT/<dc>/<node>/isthmus-<dc>-<node>.service   systemd unit for a real machine
+//! ```
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use pki::{CertRequest, CertificateAuthority, Validity};
+use time::OffsetDateTime;
+use wire::agent_config::{
+    AgentConfig, IsthmusExtensions, Ports, TlsConfig, TlsDefaults, TlsInternalRpc,
+    ISTHMUS_CONFIG_VERSION,
+};
+use wire::gateway_config::{GatewayConfig, GatewayTls, RemoteGateway, GATEWAY_CONFIG_VERSION};
+use wire::Role;
+
+use crate::model::{Datacenter, Node, Topology};
+
+/// One file to write, relative to the output directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    /// Path under the output directory.
+    pub path: PathBuf,
+    /// Contents.
+    pub contents: String,
+    /// Unix mode (0600 for keys and for configs holding the gossip key).
+    pub mode: u32,
+}
+
+/// Everything a render writes, and what it decided about keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderPlan {
+    /// Files to write.
+    pub files: Vec<PlannedFile>,
+    /// What happened to the CA and the gossip key, for the user.
+    pub notes: Vec<String>,
+}
+
+/// Key material named by the topology file, read by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `ca.pem` and `ca-key.pem` from `tls.ca_dir`, when the file names one.
+    pub ca: Option<(String, String)>,
+    /// The key from `gossip.key_file`, when the file names one.
+    pub gossip_key_file: Option<String>,
+}
+
+/// Why rendering is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The output holds a CA other than the one the topology names.
+    #[error("{path} holds a different CA than {source_dir}; refusing to replace it\n  = help: remove {path} to switch CAs (every node certificate will be reissued)")]
+    CaMismatch {
+        /// The CA file in the output.
+        path: String,
+        /// The CA directory the topology names.
+        source_dir: String,
+    },
+    /// The output holds a gossip key other than the one the topology names.
+    #[error("{path} holds a different gossip key than the topology file; refusing to replace it\n  = help: rotate keys on a running federation with `dc-agent keyring`, or remove {path} if nothing runs yet")]
+    GossipKeyMismatch {
+        /// The key file in the output.
+        path: String,
+    },
+    /// The output holds half a CA.
+    #[error("{0} exists but its companion does not; restore it or remove both ca.pem and ca-key.pem")]
+    HalfCa(String),
+    /// An existing file does not parse.
+    #[error("{path}: {message}")]
+    BadExisting {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Certificate generation failed.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+}
+
+/// The directory of one node under the output directory.
+pub fn node_dir(dc: &str, node: &str) -> PathBuf {
+    Path::new(dc).join(node)
+}
+
+/// The config file of a node, relative to the output directory.
+pub fn config_path(dc: &str, node: &Node) -> PathBuf {
+    let file = if node.role == Role::Gateway { "gateway.toml" } else { "agent.json" };
+    node_dir(dc, &node.name).join(file)
+}
+
+/// Plans the render.
+///
+/// `existing` reads a file under the output directory (`None` when absent); `fresh_gossip_key`
+/// is used only when a key must be generated; `now` dates certificates.
+pub fn plan(
+    topology: &Topology,
+    sources: &Sources,
+    existing: &dyn Fn(&Path) -> Option<String>,
+    fresh_gossip_key: &str,
+    now: OffsetDateTime,
+) -> Result<RenderPlan, RenderError> {
+    let mut files = Vec::new();
+    let mut notes = Vec::new();
+
+    // The CA: the named one, else the one already in the output, else a new one.
+    let out_ca = match (existing(Path::new("ca/ca.pem")), existing(Path::new("ca/ca-key.pem"))) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => return Err(RenderError::HalfCa("ca/ca.pem".to_owned())),
+        (None, Some(_)) => return Err(RenderError::HalfCa("ca/ca-key.pem".to_owned())),
+    };
+    let ca = match (&sources.ca, out_ca) {
+        (Some((cert, key)), out) => {
+            if let Some((out_cert, _)) = out {
+                if out_cert.trim() != cert.trim() {
+                    let source_dir = match &topology.ca {
+                        crate::model::CaSource::Dir(dir) => dir.display().to_string(),
+                        crate::model::CaSource::Generate => "the topology's CA".to_owned(),
+                    };
+                    return Err(RenderError::CaMismatch { path: "ca/ca.pem".to_owned(), source_dir });
+                }
+            }
+            notes.push("CA: using the CA named by tls.ca_dir".to_owned());
+            files.push(PlannedFile { path: "ca/ca.pem".into(), contents: cert.clone(), mode: 0o644 });
+            CertificateAuthority::from_pem(cert, key)?
+        }
+        (None, Some((cert, key))) => {
+            notes.push("CA: kept the existing ca/ca.pem".to_owned());
+            let ca = CertificateAuthority::from_pem(&cert, &key).map_err(|e| RenderError::BadExisting {
+                path: "ca/ca.pem".to_owned(),
+                message: e.to_string(),
+            })?;
+            files.push(PlannedFile { path: "ca/ca.pem".into(), contents: cert, mode: 0o644 });
+            files.push(PlannedFile { path: "ca/ca-key.pem".into(), contents: key, mode: 0o600 });
+            ca
+        }
+        (None, None) => {
+            notes.push("CA: generated a new CA in ca/".to_owned());
+            let ca = CertificateAuthority::create(&topology.domain, Validity::days_from(now, topology.ca_days)?)?;
+            files.push(PlannedFile { path: "ca/ca.pem".into(), contents: ca.cert_pem().to_owned(), mode: 0o644 });
+            files.push(PlannedFile { path: "ca/ca-key.pem".into(), contents: ca.key_pem().to_owned(), mode: 0o600 });
+            ca
+        }
+    };
+    let ca_subject = pki::inspect_pem(ca.cert_pem().as_bytes())?.subject;
+
+    // The gossip key: the named one, else the one already in the output, else a new one.
+    let named_key = match &topology.gossip_key {
+        crate::model::GossipKeySource::Inline(key) => Some(key.trim().to_owned()),
+        crate::model::GossipKeySource::File(_) => sources.gossip_key_file.as_ref().map(|k| k.trim().to_owned()),
+        crate::model::GossipKeySource::Generate => None,
+    };
+    let out_key = existing(Path::new("gossip.key")).map(|k| k.trim().to_owned());
+    let gossip_key = match (named_key, out_key) {
+        (Some(named), Some(out)) if named != out => {
+            return Err(RenderError::GossipKeyMismatch { path: "gossip.key".to_owned() })
+        }
+        (Some(named), _) => {
+            crate::model::check_gossip_key(&named)
+                .map_err(|message| RenderError::BadExisting { path: "gossip key".to_owned(), message })?;
+            notes.push("gossip key: using the key named by the topology".to_owned());
+            named
+        }
+        (None, Some(out)) => {
+            crate::model::check_gossip_key(&out)
+                .map_err(|message| RenderError::BadExisting { path: "gossip.key".to_owned(), message })?;
+            notes.push("gossip key: kept the existing gossip.key".to_owned());
+            out
+        }
+        (None, None) => {
+            notes.push("gossip key: generated a new key in gossip.key".to_owned());
+            fresh_gossip_key.to_owned()
+        }
+    };
+    files.push(PlannedFile { path: "gossip.key".into(), contents: format!("{gossip_key}\n"), mode: 0o600 });
+
+    let validity = Validity::days_from(now, topology.cert_days)?;
+    let mut reissued = 0usize;
+    let mut kept = 0usize;
+    for dc in &topology.datacenters {
+        for node in &dc.nodes {
+            let dir = node_dir(&dc.name, &node.name);
+            let request = CertRequest {
+                role: node.role,
+                datacenter: dc.name.clone(),
+                domain: topology.domain.clone(),
+                node: Some(node.name.clone()),
+                ips: vec![node.address],
+                dns_names: vec![],
+            };
+            let cert_path = dir.join("tls/cert.pem");
+            let key_path = dir.join("tls/key.pem");
+            let reusable = match (existing(&cert_path), existing(&key_path)) {
+                (Some(cert), Some(key)) if still_good(&cert, &request, &ca_subject, now) => Some((cert, key)),
+                _ => None,
+            };
+            let (cert_pem, key_pem) = match reusable {
+                Some(pair) => {
+                    kept += 1;
+                    pair
+                }
+                None => {
+                    reissued += 1;
+                    let issued = ca.issue(&request, validity)?;
+                    (issued.cert_pem, issued.key_pem)
+                }
+            };
+            files.push(PlannedFile { path: dir.join("tls/ca.pem"), contents: ca.cert_pem().to_owned(), mode: 0o644 });
+            files.push(PlannedFile { path: cert_path, contents: cert_pem, mode: 0o644 });
+            files.push(PlannedFile { path: key_path, contents: key_pem, mode: 0o600 });
+            let config = match node.role {
+                Role::Gateway => gateway_config(topology, dc, node),
+                Role::Server | Role::Client => agent_config(topology, dc, node, &gossip_key),
+            };
+            files.push(PlannedFile { path: config_path(&dc.name, node), contents: config, mode: 0o600 });
+            files.push(PlannedFile {
+                path: dir.join(format!("isthmus-{}-{}.service", dc.name, node.name)),
+                contents: systemd_unit(dc, node),
+                mode: 0o644,
+            });
+        }
+    }
+    notes.push(format!("node certificates: {reissued} issued, {kept} kept"));
+    files.push(PlannedFile { path: "prometheus.yml".into(), contents: prometheus_config(topology), mode: 0o644 });
+    Ok(RenderPlan { files, notes })
+}
+
+/// An existing node certificate is kept when the CA signed it, its SANs are the ones wanted
+/// and it has more than 30 days left.
+fn still_good(cert_pem: &str, request: &CertRequest, ca_subject: &str, now: OffsetDateTime) -> bool {
+    let Ok(info) = pki::inspect_pem(cert_pem.as_bytes()) else { return false };
+    info.issuer == ca_subject
+        && info.sans == request.subject_alt_names()
+        && info.not_after - now > time::Duration::days(30)
+}
+
+fn host_port(address: std::net::IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(address, port).to_string()
+}
+
+fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &str) -> String {
+    let is_server = node.role == Role::Server;
+    let retry_join = dc
+        .nodes_of(Role::Server)
+        .filter(|server| server.name != node.name)
+        .map(|server| {
+            if server.ports.serf_lan == wire::ports::SERF_LAN {
+                server.address.to_string()
+            } else {
+                host_port(server.address, server.ports.serf_lan)
+            }
+        })
+        .collect();
+    let services = dc
+        .services
+        .iter()
+        .filter(|service| service.node == node.name)
+        .map(|service| service.definition.clone())
+        .collect();
+    let config = AgentConfig {
+        datacenter: Some(dc.name.clone()),
+        primary_datacenter: Some(topology.primary_datacenter.clone()),
+        domain: Some(topology.domain.clone()),
+        node_name: Some(node.name.clone()),
+        server: Some(is_server),
+        bootstrap_expect: is_server.then(|| u32::try_from(dc.nodes_of(Role::Server).count()).unwrap_or(u32::MAX)),
+        bind_addr: Some(node.address.to_string()),
+        client_addr: Some(node.address.to_string()),
+        advertise_addr: None,
+        ports: Some(Ports {
+            dns: Some(node.ports.dns),
+            http: Some(node.ports.http),
+            serf_lan: Some(node.ports.serf_lan),
+            server: is_server.then_some(node.ports.server),
+        }),
+        retry_join,
+        data_dir: Some("data".to_owned()),
+        encrypt: Some(gossip_key.to_owned()),
+        log_level: Some(node.log_level.clone()),
+        enable_script_checks: None,
+        node_meta: Default::default(),
+        tls: Some(TlsConfig {
+            defaults: Some(TlsDefaults {
+                ca_file: Some("tls/ca.pem".to_owned()),
+                cert_file: Some("tls/cert.pem".to_owned()),
+                key_file: Some("tls/key.pem".to_owned()),
+                verify_incoming: Some(true),
+                verify_outgoing: Some(true),
+            }),
+            internal_rpc: Some(TlsInternalRpc { verify_server_hostname: Some(true) }),
+        }),
+        services,
+        isthmus: Some(IsthmusExtensions {
+            config_version: ISTHMUS_CONFIG_VERSION,
+            gateways: dc.nodes_of(Role::Gateway).map(|gw| host_port(gw.address, gw.ports.gateway)).collect(),
+        }),
+    };
+    let mut value = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(map) = &mut value {
+        for (key, extra) in &node.extra {
+            map.insert(key.clone(), extra.clone());
+        }
+    }
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn gateway_config(topology: &Topology, dc: &Datacenter, node: &Node) -> String {
+    let config = GatewayConfig {
+        config_version: GATEWAY_CONFIG_VERSION,
+        datacenter: dc.name.clone(),
+        primary_datacenter: topology.primary_datacenter.clone(),
+        domain: topology.domain.clone(),
+        node_name: node.name.clone(),
+        bind_addr: node.address.to_string(),
+        port: node.ports.gateway,
+        metrics_port: node.ports.metrics,
+        data_dir: "data".to_owned(),
+        log_level: node.log_level.clone(),
+        tls: GatewayTls {
+            ca_file: "tls/ca.pem".to_owned(),
+            cert_file: "tls/cert.pem".to_owned(),
+            key_file: "tls/key.pem".to_owned(),
+        },
+        servers: dc.nodes_of(Role::Server).map(|s| host_port(s.address, s.ports.server)).collect(),
+        remote_gateways: topology
+            .datacenters
+            .iter()
+            .filter(|other| other.name != dc.name)
+            .flat_map(|other| {
+                other.nodes_of(Role::Gateway).map(|gw| RemoteGateway {
+                    datacenter: other.name.clone(),
+                    node_name: gw.name.clone(),
+                    address: host_port(gw.address, gw.ports.gateway),
+                })
+            })
+            .collect(),
+    };
+    let body = toml::to_string_pretty(&config).unwrap_or_default();
+    format!("# wan-gateway {} of {}; rendered by `topology render`. Relative paths are from this file's directory.\n{body}", node.name, dc.name)
+}
+
+fn systemd_unit(dc: &Datacenter, node: &Node) -> String {
+    let id = format!("{}-{}", dc.name, node.name);
+    let (binary, config) = match node.role {
+        Role::Gateway => ("wan-gateway", "gateway.toml"),
+        Role::Server | Role::Client => ("dc-agent", "agent.json"),
+    };
+    let start = match node.role {
+        Role::Gateway => format!("/usr/local/bin/wan-gateway run --config /etc/isthmus/{id}/{config} --data-dir /var/lib/isthmus/{id}"),
+        Role::Server | Role::Client => format!("/usr/local/bin/dc-agent agent --config /etc/isthmus/{id}/{config} -data-dir=/var/lib/isthmus/{id}"),
+    };
+    format!(
+        "# Isthmus {binary} for node {node} ({role}) of {dc}.\n\
+         # Install: copy this node's directory to /etc/isthmus/{id}/ and {binary} to /usr/local/bin/,\n\
+         # then: cp isthmus-{id}.service /etc/systemd/system/ && systemctl enable --now isthmus-{id}\n\
+         [Unit]\n\
+         Description=Isthmus {binary} {node} ({role}, {dc})\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         \n\
+         [Service]\n\
+         ExecStart={start}\n\
+         ExecReload=/bin/kill -HUP $MAINPID\n\
+         KillSignal=SIGTERM\n\
+         Restart=on-failure\n\
+         RestartSec=2\n\
+         LimitNOFILE=65536\n\
+         StateDirectory=isthmus/{id}\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        node = node.name,
+        role = node.role,
+        dc = dc.name,
+    )
+}
+
+fn prometheus_config(topology: &Topology) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Prometheus scrape config for the whole federation; rendered by `topology render`.");
+    let _ = writeln!(out, "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n");
+    let _ = writeln!(out, "scrape_configs:");
+    let _ = writeln!(out, "  - job_name: isthmus-agents");
+    let _ = writeln!(out, "    metrics_path: /v1/agent/metrics");
+    let _ = writeln!(out, "    params:\n      format: [prometheus]");
+    let _ = writeln!(out, "    static_configs:");
+    for dc in &topology.datacenters {
+        for node in dc.nodes.iter().filter(|n| n.role != Role::Gateway) {
+            let _ = writeln!(out, "      - targets: [\"{}\"]", host_port(node.address, node.ports.http));
+            let _ = writeln!(out, "        labels: {{dc: \"{}\", node: \"{}\", role: \"{}\"}}", dc.name, node.name, node.role);
+        }
+    }
+    let _ = writeln!(out, "  - job_name: isthmus-gateways");
+    let _ = writeln!(out, "    metrics_path: /metrics");
+    let gateways: Vec<(&Datacenter, &Node)> = topology
+        .datacenters
+        .iter()
+        .flat_map(|dc| dc.nodes_of(Role::Gateway).map(move |node| (dc, node)))
+        .collect();
+    if gateways.is_empty() {
+        let _ = writeln!(out, "    static_configs: []");
+    } else {
+        let _ = writeln!(out, "    static_configs:");
+        for (dc, node) in gateways {
+            let _ = writeln!(out, "      - targets: [\"{}\"]", host_port(node.address, node.ports.metrics));
+            let _ = writeln!(out, "        labels: {{dc: \"{}\", node: \"{}\", role: \"gateway\"}}", dc.name, node.name);
+        }
+    }
+    out
+}
