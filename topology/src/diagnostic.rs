@@ -30,12 +30,24 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error at `span`.
     pub fn error(span: Option<Range<usize>>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Error, span, message: message.into(), help: None, related: None }
+        Diagnostic {
+            severity: Severity::Error,
+            span,
+            message: message.into(),
+            help: None,
+            related: None,
+        }
     }
 
     /// A warning at `span`.
     pub fn warning(span: Option<Range<usize>>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Warning, span, message: message.into(), help: None, related: None }
+        Diagnostic {
+            severity: Severity::Warning,
+            span,
+            message: message.into(),
+            help: None,
+            related: None,
+        }
     }
 
     /// Adds how to fix it.
@@ -67,17 +79,25 @@ impl Diagnostic {
             Severity::Warning => "warning",
         };
         let _ = writeln!(out, "{label}: {}", self.message);
+        let lines = self
+            .span
+            .iter()
+            .chain(self.related.iter().map(|(span, _)| span));
+        let gutter = lines
+            .map(|span| line_col(source, span.start).0.to_string().len())
+            .max()
+            .unwrap_or(1);
         match &self.span {
-            Some(span) => render_snippet(&mut out, path, source, span, None),
+            Some(span) => render_snippet(&mut out, path, source, span, None, gutter),
             None => {
-                let _ = writeln!(out, "  --> {path}");
+                let _ = writeln!(out, "{:gutter$}--> {path}", "");
             }
         }
         if let Some((span, note)) = &self.related {
-            render_snippet(&mut out, path, source, span, Some(note));
+            render_snippet(&mut out, path, source, span, Some(note), gutter);
         }
         if let Some(help) = &self.help {
-            let _ = writeln!(out, "   = help: {help}");
+            let _ = writeln!(out, "{:gutter$} = help: {help}", "");
         }
         out
     }
@@ -86,7 +106,10 @@ impl Diagnostic {
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
-    let offset = (0..=offset).rev().find(|i| source.is_char_boundary(*i)).unwrap_or(0);
+    let offset = (0..=offset)
+        .rev()
+        .find(|i| source.is_char_boundary(*i))
+        .unwrap_or(0);
     let before = &source[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -94,16 +117,26 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn render_snippet(out: &mut String, path: &str, source: &str, span: &Range<usize>, note: Option<&str>) {
+fn render_snippet(
+    out: &mut String,
+    path: &str,
+    source: &str,
+    span: &Range<usize>,
+    note: Option<&str>,
+    gutter: usize,
+) {
     let (line, column) = line_col(source, span.start);
-    let _ = writeln!(out, "  --> {path}:{line}:{column}");
-    let Some(text) = source.lines().nth(line - 1) else { return };
-    let gutter = line.to_string().len();
+    let _ = writeln!(out, "{:gutter$}--> {path}:{line}:{column}", "");
+    let Some(text) = source.lines().nth(line - 1) else {
+        return;
+    };
     let line_chars = text.chars().count();
-    let span_chars = source.get(span.clone()).map_or(1, |s| s.lines().next().map_or(1, |l| l.chars().count()));
+    let span_chars = source
+        .get(span.clone())
+        .map_or(1, |s| s.lines().next().map_or(1, |l| l.chars().count()));
     let width = span_chars.clamp(1, line_chars.saturating_sub(column - 1).max(1));
     let _ = writeln!(out, "{:gutter$} |", "");
-    let _ = writeln!(out, "{line} | {text}");
+    let _ = writeln!(out, "{line:>gutter$} | {text}");
     let marker = format!("{}{}", " ".repeat(column - 1), "^".repeat(width));
     match note {
         Some(note) => {
@@ -146,7 +179,14 @@ mod tests {
 
     #[test]
     fn finds_near_keys() {
-        let keys = ["servers", "clients", "gateways", "services", "name", "overrides"];
+        let keys = [
+            "servers",
+            "clients",
+            "gateways",
+            "services",
+            "name",
+            "overrides",
+        ];
         assert_eq!(nearest("sevrers", &keys), Some("servers"));
         assert_eq!(nearest("gateway", &keys), Some("gateways"));
         assert_eq!(nearest("zookeeper", &keys), None);

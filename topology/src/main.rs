@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use ring::rand::SecureRandom as _;
 use topology::diagnostic::Severity;
@@ -58,7 +57,10 @@ fn main() -> ExitCode {
 /// Reads and validates the file, printing every diagnostic; `None` when it has errors.
 fn load(file: &Path) -> Result<Option<Topology>> {
     let source = fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("federation");
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("federation");
     let shown = file.display().to_string();
     match topology::parse(&source, stem) {
         Ok((topology, warnings)) => {
@@ -71,7 +73,10 @@ fn load(file: &Path) -> Result<Option<Topology>> {
             for diagnostic in &diagnostics {
                 eprint!("{}\n", diagnostic.render(&shown, &source).trim_end());
             }
-            let n_errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+            let n_errors = diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
             eprintln!("{shown}: {n_errors} error(s); nothing was changed");
             Ok(None)
         }
@@ -79,43 +84,80 @@ fn load(file: &Path) -> Result<Option<Topology>> {
 }
 
 fn check(file: &Path) -> Result<ExitCode> {
-    let Some(topology) = load(file)? else { return Ok(ExitCode::FAILURE) };
-    print!("{}", topology::summary::summary(&file.display().to_string(), &topology));
+    let Some(topology) = load(file)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    print!(
+        "{}",
+        topology::summary::summary(&file.display().to_string(), &topology)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-/// Relative paths in a topology file are relative to the file's directory.
+/// Relative paths in a topology file are relative to the file's directory
+/// (`examples/` + `../.isthmus/x` is shown as `.isthmus/x`).
 fn from_file_dir(file: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         return path.to_owned();
     }
-    match file.parent() {
+    let joined = match file.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.join(path),
         _ => path.to_owned(),
+    };
+    let mut normal = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir
+                if matches!(
+                    normal.components().next_back(),
+                    Some(std::path::Component::Normal(_))
+                ) =>
+            {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
     }
+    if normal.as_os_str().is_empty() {
+        normal.push(".");
+    }
+    normal
 }
 
 fn render_command(file: &Path, out: Option<&Path>) -> Result<ExitCode> {
-    let Some(topology) = load(file)? else { return Ok(ExitCode::FAILURE) };
+    let Some(topology) = load(file)? else {
+        return Ok(ExitCode::FAILURE);
+    };
     let out = out.map_or_else(|| from_file_dir(file, &topology.state_dir), Path::to_owned);
     let mut sources = Sources::default();
     if let CaSource::Dir(dir) = &topology.ca {
         let dir = from_file_dir(file, dir);
         let read = |name: &str| {
             let path = dir.join(name);
-            fs::read_to_string(&path).with_context(|| format!("reading {} (named by tls.ca_dir)", path.display()))
+            fs::read_to_string(&path)
+                .with_context(|| format!("reading {} (named by tls.ca_dir)", path.display()))
         };
         sources.ca = Some((read("ca.pem")?, read("ca-key.pem")?));
     }
     if let GossipKeySource::File(path) = &topology.gossip_key {
         let path = from_file_dir(file, path);
-        sources.gossip_key_file = Some(
-            fs::read_to_string(&path).with_context(|| format!("reading the gossip key {} (named by gossip.key_file)", path.display()))?,
-        );
+        sources.gossip_key_file = Some(fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading the gossip key {} (named by gossip.key_file)",
+                path.display()
+            )
+        })?);
     }
     let existing = |relative: &Path| fs::read_to_string(out.join(relative)).ok();
-    let plan = render::plan(&topology, &sources, &existing, &fresh_gossip_key()?, time::OffsetDateTime::now_utc())
-        .with_context(|| format!("rendering into {}", out.display()))?;
+    let plan = render::plan(
+        &topology,
+        &sources,
+        &existing,
+        &fresh_gossip_key()?,
+        time::OffsetDateTime::now_utc(),
+    )
+    .with_context(|| format!("rendering into {}", out.display()))?;
     for planned in &plan.files {
         write_file(&out.join(&planned.path), &planned.contents, planned.mode)?;
     }
@@ -123,7 +165,11 @@ fn render_command(file: &Path, out: Option<&Path>) -> Result<ExitCode> {
         println!("{note}");
     }
     let n_nodes: usize = topology.datacenters.iter().map(|dc| dc.nodes.len()).sum();
-    println!("rendered {} files for {n_nodes} nodes into {}", plan.files.len(), out.display());
+    println!(
+        "rendered {} files for {n_nodes} nodes into {}",
+        plan.files.len(),
+        out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -133,7 +179,7 @@ fn fresh_gossip_key() -> Result<String> {
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+    Ok(wire::gossip_key::encode(&bytes))
 }
 
 /// Writes through a temporary file and a rename, so a key is never half-written, with the
@@ -153,7 +199,9 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(mode);
     }
-    let mut handle = options.open(&temporary).with_context(|| format!("writing {}", temporary.display()))?;
+    let mut handle = options
+        .open(&temporary)
+        .with_context(|| format!("writing {}", temporary.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -161,8 +209,13 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
             .set_permissions(fs::Permissions::from_mode(mode))
             .with_context(|| format!("setting the mode of {}", temporary.display()))?;
     }
-    handle.write_all(contents.as_bytes()).with_context(|| format!("writing {}", temporary.display()))?;
-    handle.sync_all().with_context(|| format!("syncing {}", temporary.display()))?;
-    fs::rename(&temporary, path).with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
+    handle
+        .write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    handle
+        .sync_all()
+        .with_context(|| format!("syncing {}", temporary.display()))?;
+    fs::rename(&temporary, path)
+        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
     Ok(())
 }

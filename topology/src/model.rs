@@ -1,12 +1,11 @@
 //! The validated federation: what `topology` renders and runs. Built from the file in one
 //! step ([`parse`]), which reports every problem it finds, each with its place in the file.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use toml::Spanned;
 use wire::agent_config::CheckDefinition;
 use wire::{ports, validate_dns_label, Role};
@@ -106,6 +105,8 @@ pub struct Node {
     pub log_level: String,
     /// Extra keys merged into its Consul-format agent config.
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Where the file declares it (its name, or the count that placed it).
+    pub declared_at: Range<usize>,
 }
 
 impl Node {
@@ -126,7 +127,10 @@ impl Node {
                 (Proto::Udp, p.dns, "dns"),
                 (Proto::Tcp, p.dns, "dns"),
             ],
-            Role::Gateway => vec![(Proto::Udp, p.gateway, "gateway"), (Proto::Tcp, p.metrics, "metrics")],
+            Role::Gateway => vec![
+                (Proto::Udp, p.gateway, "gateway"),
+                (Proto::Tcp, p.metrics, "metrics"),
+            ],
         }
     }
 }
@@ -187,10 +191,14 @@ pub type ParseResult = Result<(Topology, Vec<Diagnostic>), Vec<Diagnostic>>;
 /// Parses and validates a topology file. `file_stem` names the default state directory.
 pub fn parse(source: &str, file_stem: &str) -> ParseResult {
     let raw: RawTopology = toml::from_str(source).map_err(|e| vec![from_toml_error(&e)])?;
-    let mut checker = Checker { diagnostics: Vec::new() };
+    let mut checker = Checker {
+        diagnostics: Vec::new(),
+    };
     let topology = checker.topology(raw, file_stem);
-    let (errors, warnings): (Vec<_>, Vec<_>) =
-        checker.diagnostics.into_iter().partition(|d| d.severity == Severity::Error);
+    let (errors, warnings): (Vec<_>, Vec<_>) = checker
+        .diagnostics
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
     match topology {
         Some(topology) if errors.is_empty() => Ok((topology, warnings)),
         _ => Err(errors.into_iter().chain(warnings).collect()),
@@ -255,7 +263,11 @@ impl Checker {
         self.diagnostics.last_mut().expect("just pushed")
     }
 
-    fn warning(&mut self, span: Option<Range<usize>>, message: impl Into<String>) -> &mut Diagnostic {
+    fn warning(
+        &mut self,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
         self.diagnostics.push(Diagnostic::warning(span, message));
         self.diagnostics.last_mut().expect("just pushed")
     }
@@ -275,7 +287,10 @@ impl Checker {
                     .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
                     .collect();
                 let suggestion = suggestion.trim_matches('-').to_owned();
-                let d = self.error(span_of(value), format!("{what} `{}` is not a DNS label: it {e}", value.get_ref()));
+                let d = self.error(
+                    span_of(value),
+                    format!("{what} `{}` is not a DNS label: it {e}", value.get_ref()),
+                );
                 let help = if validate_dns_label(&suggestion).is_ok() {
                     format!("{what}s appear in DNS names and certificates; try `{suggestion}`")
                 } else {
@@ -291,9 +306,15 @@ impl Checker {
         let domain = match &raw.domain {
             Some(domain) => {
                 let valid = !domain.get_ref().is_empty()
-                    && domain.get_ref().split('.').all(|label| validate_dns_label(label).is_ok());
+                    && domain
+                        .get_ref()
+                        .split('.')
+                        .all(|label| validate_dns_label(label).is_ok());
                 if !valid {
-                    let d = self.error(span_of(domain), format!("domain `{}` is not a DNS name", domain.get_ref()));
+                    let d = self.error(
+                        span_of(domain),
+                        format!("domain `{}` is not a DNS name", domain.get_ref()),
+                    );
                     Self::help(d, "use lowercase labels separated by dots, such as `consul` or `isthmus.internal`");
                 }
                 domain.get_ref().clone()
@@ -304,16 +325,27 @@ impl Checker {
         let gossip_key = self.gossip(raw.gossip.as_ref());
         let (ca, ca_days, cert_days) = self.tls(raw.tls.as_ref());
         let defaults = raw.defaults.unwrap_or_default();
-        let default_log_level = self.log_level(defaults.log_level.as_ref()).unwrap_or_else(|| "info".to_owned());
+        let default_log_level = self
+            .log_level(defaults.log_level.as_ref())
+            .unwrap_or_else(|| "info".to_owned());
         let default_extra = self.extra(defaults.extra.as_ref());
 
         if raw.datacenters.is_empty() {
             let d = self.error(None, "the file declares no datacenter");
-            Self::help(d, "add one:\n\n[[datacenters]]\nname = \"dc1\"\nservers = 3\n");
+            Self::help(
+                d,
+                "add one:\n\n[[datacenters]]\nname = \"dc1\"\nservers = 3\n",
+            );
             return None;
         }
         if raw.datacenters.len() > 255 {
-            self.error(None, format!("{} datacenters declared; at most 255 fit the loopback layout", raw.datacenters.len()));
+            self.error(
+                None,
+                format!(
+                    "{} datacenters declared; at most 255 fit the loopback layout",
+                    raw.datacenters.len()
+                ),
+            );
         }
 
         let multi_dc = raw.datacenters.len() > 1;
@@ -323,7 +355,10 @@ impl Checker {
             let name = &raw_dc.get_ref().name;
             if self.dns_label("datacenter name", name) {
                 if let Some(first) = seen_dc.get(name.get_ref()) {
-                    let d = self.error(span_of(name), format!("duplicate datacenter `{}`", name.get_ref()));
+                    let d = self.error(
+                        span_of(name),
+                        format!("duplicate datacenter `{}`", name.get_ref()),
+                    );
                     d.related = Some((first.clone(), "first declared here".to_owned()));
                     Self::help(d, "datacenter names must be unique in the federation");
                     continue;
@@ -331,7 +366,11 @@ impl Checker {
                 seen_dc.insert(name.get_ref().clone(), name.span());
             }
             let index = u8::try_from(position + 1).unwrap_or(u8::MAX);
-            let defaults = NodeDefaults { log_level: &default_log_level, ports: defaults.ports, extra: &default_extra };
+            let defaults = NodeDefaults {
+                log_level: &default_log_level,
+                ports: defaults.ports,
+                extra: &default_extra,
+            };
             if let Some(dc) = self.datacenter(raw_dc, index, multi_dc, &defaults) {
                 datacenters.push(dc);
             }
@@ -341,7 +380,10 @@ impl Checker {
             Some(primary) => {
                 if !datacenters.iter().any(|dc| dc.name == *primary.get_ref()) {
                     let names: Vec<&str> = datacenters.iter().map(|dc| dc.name.as_str()).collect();
-                    let d = self.error(span_of(primary), format!("primary datacenter `{}` is not declared", primary.get_ref()));
+                    let d = self.error(
+                        span_of(primary),
+                        format!("primary datacenter `{}` is not declared", primary.get_ref()),
+                    );
                     let help = match nearest(primary.get_ref(), &names) {
                         Some(near) => format!("did you mean `{near}`?"),
                         None => format!("declared datacenters: {}", names.join(", ")),
@@ -350,15 +392,21 @@ impl Checker {
                 }
                 primary.get_ref().clone()
             }
-            None => datacenters.first().map(|dc| dc.name.clone()).unwrap_or_default(),
+            None => datacenters
+                .first()
+                .map(|dc| dc.name.clone())
+                .unwrap_or_default(),
         };
 
-        self.duplicate_listeners(&raw.datacenters, &datacenters);
+        self.duplicate_listeners(&datacenters);
 
         Some(Topology {
             domain,
             primary_datacenter,
-            state_dir: raw.state_dir.map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".isthmus").join(file_stem)),
+            state_dir: raw
+                .state_dir
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".isthmus").join(file_stem)),
             gossip_key,
             ca,
             ca_days,
@@ -368,12 +416,17 @@ impl Checker {
     }
 
     fn gossip(&mut self, raw: Option<&crate::schema::RawGossip>) -> GossipKeySource {
-        let Some(raw) = raw else { return GossipKeySource::Generate };
+        let Some(raw) = raw else {
+            return GossipKeySource::Generate;
+        };
         match (&raw.key, &raw.key_file) {
             (Some(key), Some(file)) => {
                 let d = self.error(span_of(file), "`key` and `key_file` are both set");
                 d.related = Some((key.span(), "`key` is set here".to_owned()));
-                Self::help(d, "keep one: `key = \"generate\"`, `key = \"<base64>\"` or `key_file = \"path\"`");
+                Self::help(
+                    d,
+                    "keep one: `key = \"generate\"`, `key = \"<base64>\"` or `key_file = \"path\"`",
+                );
                 GossipKeySource::Generate
             }
             (Some(key), None) if key.get_ref() == "generate" => GossipKeySource::Generate,
@@ -390,7 +443,9 @@ impl Checker {
     }
 
     fn tls(&mut self, raw: Option<&crate::schema::RawTls>) -> (CaSource, u32, u32) {
-        let Some(raw) = raw else { return (CaSource::Generate, 1825, 365) };
+        let Some(raw) = raw else {
+            return (CaSource::Generate, 1825, 365);
+        };
         let days = |checker: &mut Checker, value: &Option<Spanned<u32>>, default: u32| match value {
             Some(days) if *days.get_ref() == 0 => {
                 let d = checker.error(span_of(days), "a validity of 0 days");
@@ -411,7 +466,10 @@ impl Checker {
             }
             (Some(ca), None) if ca.get_ref() == "generate" => CaSource::Generate,
             (Some(ca), None) => {
-                let d = self.error(span_of(ca), format!("`ca = \"{}\"` is not understood", ca.get_ref()));
+                let d = self.error(
+                    span_of(ca),
+                    format!("`ca = \"{}\"` is not understood", ca.get_ref()),
+                );
                 Self::help(d, "write `ca = \"generate\"`, or `ca_dir = \"path\"` for a directory holding ca.pem and ca-key.pem");
                 CaSource::Generate
             }
@@ -426,7 +484,10 @@ impl Checker {
         if LOG_LEVELS.contains(&raw.get_ref().as_str()) {
             return Some(raw.get_ref().clone());
         }
-        let d = self.error(span_of(raw), format!("unknown log level `{}`", raw.get_ref()));
+        let d = self.error(
+            span_of(raw),
+            format!("unknown log level `{}`", raw.get_ref()),
+        );
         let help = match nearest(raw.get_ref(), &LOG_LEVELS) {
             Some(near) => format!("did you mean `{near}`?"),
             None => format!("use one of {}", LOG_LEVELS.join(", ")),
@@ -435,66 +496,141 @@ impl Checker {
         None
     }
 
-    fn extra(&mut self, raw: Option<&Spanned<toml::Table>>) -> serde_json::Map<String, serde_json::Value> {
-        let Some(raw) = raw else { return serde_json::Map::new() };
+    fn extra(
+        &mut self,
+        raw: Option<&Spanned<toml::Table>>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let Some(raw) = raw else {
+            return serde_json::Map::new();
+        };
         let value = match serde_json::to_value(raw.get_ref()) {
             Ok(serde_json::Value::Object(map)) => map,
             Ok(_) | Err(_) => {
-                let d = self.error(span_of(raw), "`extra` holds a value that has no JSON form (a TOML date?)");
+                let d = self.error(
+                    span_of(raw),
+                    "`extra` holds a value that has no JSON form (a TOML date?)",
+                );
                 Self::help(d, "write dates and times as strings");
                 return serde_json::Map::new();
             }
         };
         for key in value.keys() {
             if MANAGED_KEYS.contains(&key.as_str()) {
-                let d = self.error(span_of(raw), format!("`extra` sets `{key}`, which the topology manages"));
-                Self::help(d, match key.as_str() {
-                    "ports" => "set ports with `ports = { http = 8500 }` beside `extra`".to_owned(),
-                    "encrypt" => "set the gossip key in [gossip]".to_owned(),
-                    "tls" => "set TLS material in [tls]".to_owned(),
-                    _ => format!("remove `{key}` from `extra`: the topology derives it"),
-                });
+                let d = self.error(
+                    span_of(raw),
+                    format!("`extra` sets `{key}`, which the topology manages"),
+                );
+                Self::help(
+                    d,
+                    match key.as_str() {
+                        "ports" => {
+                            "set ports with `ports = { http = 8500 }` beside `extra`".to_owned()
+                        }
+                        "encrypt" => "set the gossip key in [gossip]".to_owned(),
+                        "tls" => "set TLS material in [tls]".to_owned(),
+                        _ => format!("remove `{key}` from `extra`: the topology derives it"),
+                    },
+                );
             }
         }
         value
     }
 
-    fn datacenter(&mut self, raw_dc: &Spanned<RawDatacenter>, index: u8, multi_dc: bool, defaults: &NodeDefaults<'_>) -> Option<Datacenter> {
+    fn datacenter(
+        &mut self,
+        raw_dc: &Spanned<RawDatacenter>,
+        index: u8,
+        multi_dc: bool,
+        defaults: &NodeDefaults<'_>,
+    ) -> Option<Datacenter> {
         let raw = raw_dc.get_ref();
         let dc_name = raw.name.get_ref().clone();
         let mut nodes = Vec::new();
         let mut name_spans: HashMap<String, Range<usize>> = HashMap::new();
 
-        let servers = self.node_set(&dc_name, index, Role::Server, raw.servers.as_ref(), 1, &mut nodes, &mut name_spans);
+        let servers = self.node_set(
+            &dc_name,
+            index,
+            Role::Server,
+            raw.servers.as_ref(),
+            1,
+            &mut nodes,
+            &mut name_spans,
+        );
         match servers {
             0 => {
-                let span = raw.servers.as_ref().map_or_else(|| raw.name.span(), Spanned::span);
+                let span = raw
+                    .servers
+                    .as_ref()
+                    .map_or_else(|| raw.name.span(), Spanned::span);
                 let d = self.error(Some(span), format!("datacenter `{dc_name}` has no server"));
-                Self::help(d, "every datacenter needs servers to hold its catalog and KV: add `servers = 3`");
+                Self::help(
+                    d,
+                    "every datacenter needs servers to hold its catalog and KV: add `servers = 3`",
+                );
             }
             n if n % 2 == 0 => {
                 let span = raw.servers.as_ref().map(Spanned::span);
-                let d = self.warning(span, format!("datacenter `{dc_name}` has {n} servers, an even number"));
-                Self::help(d, format!(
+                let d = self.warning(
+                    span,
+                    format!("datacenter `{dc_name}` has {n} servers, an even number"),
+                );
+                Self::help(
+                    d,
+                    format!(
                     "{n} servers tolerate {} failure(s), the same as {}; use an odd count (3 or 5)",
                     (n - 1) / 2,
                     n - 1
-                ));
+                ),
+                );
             }
             _ => {}
         }
         let first_client = u8::try_from(servers + 1).unwrap_or(u8::MAX);
-        let clients = self.node_set(&dc_name, index, Role::Client, raw.clients.as_ref(), first_client, &mut nodes, &mut name_spans);
+        let clients = self.node_set(
+            &dc_name,
+            index,
+            Role::Client,
+            raw.clients.as_ref(),
+            first_client,
+            &mut nodes,
+            &mut name_spans,
+        );
         if servers + clients > 99 {
-            let span = raw.clients.as_ref().map_or_else(|| raw.name.span(), Spanned::span);
+            let span = raw
+                .clients
+                .as_ref()
+                .map_or_else(|| raw.name.span(), Spanned::span);
             let d = self.error(Some(span), format!("datacenter `{dc_name}` has {} agents; the loopback layout places at most 99 (127.0.{index}.1-99)", servers + clients));
-            Self::help(d, "list nodes with explicit addresses for larger datacenters");
+            Self::help(
+                d,
+                "list nodes with explicit addresses for larger datacenters",
+            );
         }
-        let gateways = self.node_set(&dc_name, index, Role::Gateway, raw.gateways.as_ref(), 100, &mut nodes, &mut name_spans);
+        let gateways = self.node_set(
+            &dc_name,
+            index,
+            Role::Gateway,
+            raw.gateways.as_ref(),
+            100,
+            &mut nodes,
+            &mut name_spans,
+        );
         if multi_dc && gateways == 0 {
-            let span = raw.gateways.as_ref().map_or_else(|| raw.name.span(), Spanned::span);
-            let d = self.error(Some(span), format!("datacenter `{dc_name}` has no gateway, so no other datacenter can reach it"));
-            Self::help(d, "servers reach other datacenters only through gateways: add `gateways = 1`");
+            let span = raw
+                .gateways
+                .as_ref()
+                .map_or_else(|| raw.name.span(), Spanned::span);
+            let d = self.error(
+                Some(span),
+                format!(
+                    "datacenter `{dc_name}` has no gateway, so no other datacenter can reach it"
+                ),
+            );
+            Self::help(
+                d,
+                "servers reach other datacenters only through gateways: add `gateways = 1`",
+            );
         }
 
         // Per-node settings: defaults, then overrides.
@@ -504,11 +640,20 @@ impl Checker {
                 overrides.insert(name.get_ref(), settings.get_ref());
             } else {
                 let names: Vec<&str> = nodes.iter().map(|n: &Node| n.name.as_str()).collect();
-                let d = self.error(span_of(name), format!("override for unknown node `{}` in {dc_name}", name.get_ref()));
-                Self::help(d, match nearest(name.get_ref(), &names) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None => format!("nodes of {dc_name}: {}", names.join(", ")),
-                });
+                let d = self.error(
+                    span_of(name),
+                    format!(
+                        "override for unknown node `{}` in {dc_name}",
+                        name.get_ref()
+                    ),
+                );
+                Self::help(
+                    d,
+                    match nearest(name.get_ref(), &names) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None => format!("nodes of {dc_name}: {}", names.join(", ")),
+                    },
+                );
             }
         }
         for node in &mut nodes {
@@ -531,7 +676,12 @@ impl Checker {
         }
 
         let services = self.services(&dc_name, &raw.services, &nodes);
-        Some(Datacenter { name: dc_name, index, nodes, services })
+        Some(Datacenter {
+            name: dc_name,
+            index,
+            nodes,
+            services,
+        })
     }
 
     /// Expands a node set into `nodes`; returns how many it declared.
@@ -552,20 +702,27 @@ impl Checker {
             Role::Client => "c",
             Role::Gateway => "gw",
         };
-        let blank = |name: String, address: IpAddr| Node {
+        let blank = |name: String, address: IpAddr, declared_at: Range<usize>| Node {
             name,
             role,
             address,
             ports: NodePorts::default(),
             log_level: String::new(),
             extra: serde_json::Map::new(),
+            declared_at,
         };
         match raw.get_ref() {
             RawNodes::Count(count) => {
                 let limit = if role == Role::Gateway { 155 } else { 99 };
                 if *count < 0 || *count > limit {
-                    let d = self.error(span_of(raw), format!("{count} {role}s: the count must be between 0 and {limit}"));
-                    Self::help(d, "list nodes with explicit addresses for larger datacenters");
+                    let d = self.error(
+                        span_of(raw),
+                        format!("{count} {role}s: the count must be between 0 and {limit}"),
+                    );
+                    Self::help(
+                        d,
+                        "list nodes with explicit addresses for larger datacenters",
+                    );
                     return 0;
                 }
                 let count = usize::try_from(*count).unwrap_or(0);
@@ -574,13 +731,23 @@ impl Checker {
                     let host = usize::from(first_host) + n - 1;
                     let host = u8::try_from(host).unwrap_or(u8::MAX);
                     if let Some(first) = name_spans.get(&name) {
-                        let d = self.error(span_of(raw), format!("duplicate node name `{name}` in {dc}"));
+                        let d = self.error(
+                            span_of(raw),
+                            format!("duplicate node name `{name}` in {dc}"),
+                        );
                         d.related = Some((first.clone(), "also named here".to_owned()));
-                        Self::help(d, "node names must be unique within a datacenter; rename the listed node");
+                        Self::help(
+                            d,
+                            "node names must be unique within a datacenter; rename the listed node",
+                        );
                         continue;
                     }
                     name_spans.insert(name.clone(), raw.span());
-                    nodes.push(blank(name, IpAddr::V4(Ipv4Addr::new(127, 0, dc_index, host))));
+                    nodes.push(blank(
+                        name,
+                        IpAddr::V4(Ipv4Addr::new(127, 0, dc_index, host)),
+                        raw.span(),
+                    ));
                 }
                 count
             }
@@ -590,16 +757,26 @@ impl Checker {
                         continue;
                     }
                     if let Some(first) = name_spans.get(node.name.get_ref()) {
-                        let d = self.error(span_of(&node.name), format!("duplicate node name `{}` in {dc}", node.name.get_ref()));
+                        let d = self.error(
+                            span_of(&node.name),
+                            format!("duplicate node name `{}` in {dc}", node.name.get_ref()),
+                        );
                         d.related = Some((first.clone(), "first declared here".to_owned()));
                         Self::help(d, "node names must be unique within a datacenter");
                         continue;
                     }
                     name_spans.insert(node.name.get_ref().clone(), node.name.span());
                     match node.address.get_ref().parse::<IpAddr>() {
-                        Ok(address) => nodes.push(blank(node.name.get_ref().clone(), address)),
+                        Ok(address) => nodes.push(blank(
+                            node.name.get_ref().clone(),
+                            address,
+                            node.name.span(),
+                        )),
                         Err(_) => {
-                            let d = self.error(span_of(&node.address), format!("`{}` is not an IP address", node.address.get_ref()));
+                            let d = self.error(
+                                span_of(&node.address),
+                                format!("`{}` is not an IP address", node.address.get_ref()),
+                            );
                             Self::help(d, "write an IPv4 or IPv6 address, such as \"10.0.1.10\"; host names are not resolved");
                         }
                     }
@@ -617,16 +794,29 @@ impl Checker {
             let name = service.name.get_ref();
             let node_name = service.node.get_ref();
             let Some(node) = nodes.iter().find(|n| n.name == *node_name) else {
-                let names: Vec<&str> = nodes.iter().filter(|n| n.role != Role::Gateway).map(|n| n.name.as_str()).collect();
-                let d = self.error(span_of(&service.node), format!("service `{name}` is placed on unknown node `{node_name}` in {dc}"));
-                Self::help(d, match nearest(node_name, &names) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None => format!("agents of {dc}: {}", names.join(", ")),
-                });
+                let names: Vec<&str> = nodes
+                    .iter()
+                    .filter(|n| n.role != Role::Gateway)
+                    .map(|n| n.name.as_str())
+                    .collect();
+                let d = self.error(
+                    span_of(&service.node),
+                    format!("service `{name}` is placed on unknown node `{node_name}` in {dc}"),
+                );
+                Self::help(
+                    d,
+                    match nearest(node_name, &names) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None => format!("agents of {dc}: {}", names.join(", ")),
+                    },
+                );
                 continue;
             };
             if node.role == Role::Gateway {
-                let d = self.error(span_of(&service.node), format!("service `{name}` is placed on gateway `{node_name}`"));
+                let d = self.error(
+                    span_of(&service.node),
+                    format!("service `{name}` is placed on gateway `{node_name}`"),
+                );
                 Self::help(d, "services run on servers or client agents; gateways only route between datacenters");
                 continue;
             }
@@ -635,19 +825,32 @@ impl Checker {
                 continue;
             }
             if validate_dns_label(name).is_err() {
-                let d = self.warning(span_of(&service.name), format!("service name `{name}` is not a DNS label, so DNS cannot find it"));
+                let d = self.warning(
+                    span_of(&service.name),
+                    format!("service name `{name}` is not a DNS label, so DNS cannot find it"),
+                );
                 Self::help(d, "use lowercase letters, digits and '-' to make it reachable as NAME.service.consul");
             }
-            let id = service.id.as_ref().map_or_else(|| name.clone(), |id| id.get_ref().clone());
-            let id_span = service.id.as_ref().map_or_else(|| service.name.span(), Spanned::span);
+            let id = service
+                .id
+                .as_ref()
+                .map_or_else(|| name.clone(), |id| id.get_ref().clone());
+            let id_span = service
+                .id
+                .as_ref()
+                .map_or_else(|| service.name.span(), Spanned::span);
             if let Some(first) = ids.get(&(node_name.clone(), id.clone())) {
-                let d = self.error(Some(id_span), format!("duplicate service ID `{id}` on node `{node_name}`"));
+                let d = self.error(
+                    Some(id_span),
+                    format!("duplicate service ID `{id}` on node `{node_name}`"),
+                );
                 d.related = Some((first.clone(), "first used here".to_owned()));
                 Self::help(d, "give each instance on a node its own `id`");
                 continue;
             }
             ids.insert((node_name.clone(), id.clone()), id_span);
-            let script_checks_enabled = node.extra.get("enable_script_checks") == Some(&serde_json::Value::Bool(true));
+            let script_checks_enabled =
+                node.extra.get("enable_script_checks") == Some(&serde_json::Value::Bool(true));
             for check in service.check.iter().chain(service.checks.iter()) {
                 self.check_definition(check, node_name, script_checks_enabled);
             }
@@ -668,7 +871,12 @@ impl Checker {
         services
     }
 
-    fn check_definition(&mut self, check: &Spanned<CheckDefinition>, node: &str, script_checks_enabled: bool) {
+    fn check_definition(
+        &mut self,
+        check: &Spanned<CheckDefinition>,
+        node: &str,
+        script_checks_enabled: bool,
+    ) {
         let c = check.get_ref();
         let kinds: Vec<&str> = [
             (c.http.is_some(), "http"),
@@ -686,47 +894,92 @@ impl Checker {
             }
             [kind] => {
                 if *kind != "ttl" && c.interval.is_none() {
-                    let d = self.error(span_of(check), format!("a {kind} check without an `interval`"));
+                    let d = self.error(
+                        span_of(check),
+                        format!("a {kind} check without an `interval`"),
+                    );
                     Self::help(d, "add `interval = \"10s\"`");
                 }
                 if *kind == "ttl" && c.interval.is_some() {
                     let d = self.error(span_of(check), "a ttl check with an `interval`");
-                    Self::help(d, "a ttl check is updated through /v1/agent/check/pass; remove `interval`");
+                    Self::help(
+                        d,
+                        "a ttl check is updated through /v1/agent/check/pass; remove `interval`",
+                    );
                 }
                 if *kind == "args" && !script_checks_enabled {
-                    let d = self.error(span_of(check), format!("a script check on `{node}`, where script checks are disabled"));
+                    let d = self.error(
+                        span_of(check),
+                        format!("a script check on `{node}`, where script checks are disabled"),
+                    );
                     Self::help(d, format!("enable them for that node: [datacenters.overrides.{node}] extra = {{ enable_script_checks = true }}"));
                 }
             }
             many => {
-                let d = self.error(span_of(check), format!("a check with several kinds: {}", many.join(", ")));
-                Self::help(d, "a check has exactly one kind; split it into `checks = [...]`");
+                let d = self.error(
+                    span_of(check),
+                    format!("a check with several kinds: {}", many.join(", ")),
+                );
+                Self::help(
+                    d,
+                    "a check has exactly one kind; split it into `checks = [...]`",
+                );
             }
         }
     }
 
-    /// Two listeners on the same address, port and protocol cannot both bind.
-    fn duplicate_listeners(&mut self, raw: &[Spanned<RawDatacenter>], datacenters: &[Datacenter]) {
-        let mut seen: BTreeMap<(IpAddr, Proto, u16), (String, &'static str)> = BTreeMap::new();
+    /// Two listeners on the same address, port and protocol cannot both bind. Reported once
+    /// per pair of nodes, at the later one, listing every port they share.
+    fn duplicate_listeners(&mut self, datacenters: &[Datacenter]) {
+        let mut owners: HashMap<(IpAddr, Proto, u16), (&Datacenter, &Node)> = HashMap::new();
         for dc in datacenters {
-            let dc_span = raw.iter().find(|r| *r.get_ref().name.get_ref() == dc.name).map(|r| r.get_ref().name.span());
             for node in &dc.nodes {
+                let mut clashes: Vec<((&Datacenter, &Node), String)> = Vec::new();
                 for (proto, port, what) in node.listeners() {
-                    let key = (node.address, proto, port);
-                    let who = format!("{}/{}", dc.name, node.name);
-                    if let Some((other, other_what)) = seen.get(&key) {
-                        let proto_name = match proto {
-                            Proto::Tcp => "tcp",
-                            Proto::Udp => "udp",
-                        };
-                        let d = self.error(dc_span.clone(), format!(
-                            "duplicate address {}:{port}/{proto_name}: {who} ({what}) and {other} ({other_what})",
-                            node.address
-                        ));
-                        Self::help(d, "give one of them another port with [datacenters.overrides.NODE] ports = { ... }, or another address");
-                    } else {
-                        seen.insert(key, (who, what));
+                    let proto_name = match proto {
+                        Proto::Tcp => "tcp",
+                        Proto::Udp => "udp",
+                    };
+                    match owners.get(&(node.address, proto, port)) {
+                        Some(owner) => {
+                            clashes.push((*owner, format!("{what} {port}/{proto_name}")))
+                        }
+                        None => {
+                            owners.insert((node.address, proto, port), (dc, node));
+                        }
                     }
+                }
+                let mut reported: Vec<(&str, &str)> = Vec::new();
+                for ((other_dc, other), _) in &clashes {
+                    if reported.contains(&(other_dc.name.as_str(), other.name.as_str())) {
+                        continue;
+                    }
+                    reported.push((&other_dc.name, &other.name));
+                    let ports: Vec<&str> = clashes
+                        .iter()
+                        .filter(|((d, n), _)| d.name == other_dc.name && n.name == other.name)
+                        .map(|(_, port)| port.as_str())
+                        .collect();
+                    let d = self.error(
+                        Some(node.declared_at.clone()),
+                        format!(
+                            "{}/{} and {}/{} both listen on {}: {}",
+                            dc.name,
+                            node.name,
+                            other_dc.name,
+                            other.name,
+                            node.address,
+                            ports.join(", ")
+                        ),
+                    );
+                    d.related = Some((
+                        other.declared_at.clone(),
+                        format!("{}/{} is declared here", other_dc.name, other.name),
+                    ));
+                    Self::help(d, format!(
+                        "give one of them another address, or other ports with [datacenters.overrides.{}] ports = {{ http = 8501, ... }}",
+                        node.name
+                    ));
                 }
             }
         }
@@ -741,9 +994,7 @@ struct NodeDefaults<'a> {
 
 /// Checks a gossip key: base64 of 16, 24 or 32 bytes, as `consul keygen` prints.
 pub fn check_gossip_key(key: &str) -> Result<(), String> {
-    match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
-        Ok(bytes) if matches!(bytes.len(), 16 | 24 | 32) => Ok(()),
-        Ok(bytes) => Err(format!("the gossip key decodes to {} bytes; it must be 16, 24 or 32", bytes.len())),
-        Err(e) => Err(format!("the gossip key is not valid base64: {e}")),
-    }
+    wire::gossip_key::decode(key)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

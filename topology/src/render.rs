@@ -72,9 +72,12 @@ pub enum RenderError {
         /// The key file in the output.
         path: String,
     },
-    /// The output holds half a CA.
-    #[error("{0} exists but its companion does not; restore it or remove both ca.pem and ca-key.pem")]
-    HalfCa(String),
+    /// The output holds a CA certificate without its key (it came from a `tls.ca_dir`).
+    #[error("{0} holds a CA whose key is not in the output (was it named by tls.ca_dir?); refusing to replace it\n  = help: name that CA again with `ca_dir`, or remove the output's ca/ directory to generate a new CA (every node certificate will be reissued)")]
+    CaWithoutKey(String),
+    /// The output holds a CA key without its certificate.
+    #[error("{0} exists without ca/ca.pem; restore ca/ca.pem, or remove ca/ to generate a new CA")]
+    KeyWithoutCa(String),
     /// An existing file does not parse.
     #[error("{path}: {message}")]
     BadExisting {
@@ -95,7 +98,11 @@ pub fn node_dir(dc: &str, node: &str) -> PathBuf {
 
 /// The config file of a node, relative to the output directory.
 pub fn config_path(dc: &str, node: &Node) -> PathBuf {
-    let file = if node.role == Role::Gateway { "gateway.toml" } else { "agent.json" };
+    let file = if node.role == Role::Gateway {
+        "gateway.toml"
+    } else {
+        "agent.json"
+    };
     node_dir(dc, &node.name).join(file)
 }
 
@@ -113,43 +120,68 @@ pub fn plan(
     let mut files = Vec::new();
     let mut notes = Vec::new();
 
-    // The CA: the named one, else the one already in the output, else a new one.
-    let out_ca = match (existing(Path::new("ca/ca.pem")), existing(Path::new("ca/ca-key.pem"))) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        (Some(_), None) => return Err(RenderError::HalfCa("ca/ca.pem".to_owned())),
-        (None, Some(_)) => return Err(RenderError::HalfCa("ca/ca-key.pem".to_owned())),
-    };
-    let ca = match (&sources.ca, out_ca) {
-        (Some((cert, key)), out) => {
-            if let Some((out_cert, _)) = out {
-                if out_cert.trim() != cert.trim() {
-                    let source_dir = match &topology.ca {
-                        crate::model::CaSource::Dir(dir) => dir.display().to_string(),
-                        crate::model::CaSource::Generate => "the topology's CA".to_owned(),
-                    };
-                    return Err(RenderError::CaMismatch { path: "ca/ca.pem".to_owned(), source_dir });
-                }
+    // The CA: the named one, else the one already in the output, else a new one. A named CA's
+    // key stays where it is, so the output then holds only ca.pem.
+    let out_cert = existing(Path::new("ca/ca.pem"));
+    let out_key = existing(Path::new("ca/ca-key.pem"));
+    let ca = match (&sources.ca, out_cert, out_key) {
+        (Some((cert, key)), out_cert, _) => {
+            if out_cert.is_some_and(|out_cert| out_cert.trim() != cert.trim()) {
+                let source_dir = match &topology.ca {
+                    crate::model::CaSource::Dir(dir) => dir.display().to_string(),
+                    crate::model::CaSource::Generate => "the topology's CA".to_owned(),
+                };
+                return Err(RenderError::CaMismatch {
+                    path: "ca/ca.pem".to_owned(),
+                    source_dir,
+                });
             }
             notes.push("CA: using the CA named by tls.ca_dir".to_owned());
-            files.push(PlannedFile { path: "ca/ca.pem".into(), contents: cert.clone(), mode: 0o644 });
+            files.push(PlannedFile {
+                path: "ca/ca.pem".into(),
+                contents: cert.clone(),
+                mode: 0o644,
+            });
             CertificateAuthority::from_pem(cert, key)?
         }
-        (None, Some((cert, key))) => {
+        (None, Some(cert), Some(key)) => {
             notes.push("CA: kept the existing ca/ca.pem".to_owned());
-            let ca = CertificateAuthority::from_pem(&cert, &key).map_err(|e| RenderError::BadExisting {
-                path: "ca/ca.pem".to_owned(),
-                message: e.to_string(),
+            let ca = CertificateAuthority::from_pem(&cert, &key).map_err(|e| {
+                RenderError::BadExisting {
+                    path: "ca/ca.pem".to_owned(),
+                    message: e.to_string(),
+                }
             })?;
-            files.push(PlannedFile { path: "ca/ca.pem".into(), contents: cert, mode: 0o644 });
-            files.push(PlannedFile { path: "ca/ca-key.pem".into(), contents: key, mode: 0o600 });
+            files.push(PlannedFile {
+                path: "ca/ca.pem".into(),
+                contents: cert,
+                mode: 0o644,
+            });
+            files.push(PlannedFile {
+                path: "ca/ca-key.pem".into(),
+                contents: key,
+                mode: 0o600,
+            });
             ca
         }
-        (None, None) => {
+        (None, Some(_), None) => return Err(RenderError::CaWithoutKey("ca/ca.pem".to_owned())),
+        (None, None, Some(_)) => return Err(RenderError::KeyWithoutCa("ca/ca-key.pem".to_owned())),
+        (None, None, None) => {
             notes.push("CA: generated a new CA in ca/".to_owned());
-            let ca = CertificateAuthority::create(&topology.domain, Validity::days_from(now, topology.ca_days)?)?;
-            files.push(PlannedFile { path: "ca/ca.pem".into(), contents: ca.cert_pem().to_owned(), mode: 0o644 });
-            files.push(PlannedFile { path: "ca/ca-key.pem".into(), contents: ca.key_pem().to_owned(), mode: 0o600 });
+            let ca = CertificateAuthority::create(
+                &topology.domain,
+                Validity::days_from(now, topology.ca_days)?,
+            )?;
+            files.push(PlannedFile {
+                path: "ca/ca.pem".into(),
+                contents: ca.cert_pem().to_owned(),
+                mode: 0o644,
+            });
+            files.push(PlannedFile {
+                path: "ca/ca-key.pem".into(),
+                contents: ca.key_pem().to_owned(),
+                mode: 0o600,
+            });
             ca
         }
     };
@@ -158,23 +190,32 @@ pub fn plan(
     // The gossip key: the named one, else the one already in the output, else a new one.
     let named_key = match &topology.gossip_key {
         crate::model::GossipKeySource::Inline(key) => Some(key.trim().to_owned()),
-        crate::model::GossipKeySource::File(_) => sources.gossip_key_file.as_ref().map(|k| k.trim().to_owned()),
+        crate::model::GossipKeySource::File(_) => sources
+            .gossip_key_file
+            .as_ref()
+            .map(|k| k.trim().to_owned()),
         crate::model::GossipKeySource::Generate => None,
     };
     let out_key = existing(Path::new("gossip.key")).map(|k| k.trim().to_owned());
     let gossip_key = match (named_key, out_key) {
         (Some(named), Some(out)) if named != out => {
-            return Err(RenderError::GossipKeyMismatch { path: "gossip.key".to_owned() })
+            return Err(RenderError::GossipKeyMismatch {
+                path: "gossip.key".to_owned(),
+            })
         }
         (Some(named), _) => {
-            crate::model::check_gossip_key(&named)
-                .map_err(|message| RenderError::BadExisting { path: "gossip key".to_owned(), message })?;
+            crate::model::check_gossip_key(&named).map_err(|message| RenderError::BadExisting {
+                path: "gossip key".to_owned(),
+                message,
+            })?;
             notes.push("gossip key: using the key named by the topology".to_owned());
             named
         }
         (None, Some(out)) => {
-            crate::model::check_gossip_key(&out)
-                .map_err(|message| RenderError::BadExisting { path: "gossip.key".to_owned(), message })?;
+            crate::model::check_gossip_key(&out).map_err(|message| RenderError::BadExisting {
+                path: "gossip.key".to_owned(),
+                message,
+            })?;
             notes.push("gossip key: kept the existing gossip.key".to_owned());
             out
         }
@@ -183,7 +224,11 @@ pub fn plan(
             fresh_gossip_key.to_owned()
         }
     };
-    files.push(PlannedFile { path: "gossip.key".into(), contents: format!("{gossip_key}\n"), mode: 0o600 });
+    files.push(PlannedFile {
+        path: "gossip.key".into(),
+        contents: format!("{gossip_key}\n"),
+        mode: 0o600,
+    });
 
     let validity = Validity::days_from(now, topology.cert_days)?;
     let mut reissued = 0usize;
@@ -202,7 +247,9 @@ pub fn plan(
             let cert_path = dir.join("tls/cert.pem");
             let key_path = dir.join("tls/key.pem");
             let reusable = match (existing(&cert_path), existing(&key_path)) {
-                (Some(cert), Some(key)) if still_good(&cert, &request, &ca_subject, now) => Some((cert, key)),
+                (Some(cert), Some(key)) if still_good(&cert, &request, &ca_subject, now) => {
+                    Some((cert, key))
+                }
                 _ => None,
             };
             let (cert_pem, key_pem) = match reusable {
@@ -216,14 +263,30 @@ pub fn plan(
                     (issued.cert_pem, issued.key_pem)
                 }
             };
-            files.push(PlannedFile { path: dir.join("tls/ca.pem"), contents: ca.cert_pem().to_owned(), mode: 0o644 });
-            files.push(PlannedFile { path: cert_path, contents: cert_pem, mode: 0o644 });
-            files.push(PlannedFile { path: key_path, contents: key_pem, mode: 0o600 });
+            files.push(PlannedFile {
+                path: dir.join("tls/ca.pem"),
+                contents: ca.cert_pem().to_owned(),
+                mode: 0o644,
+            });
+            files.push(PlannedFile {
+                path: cert_path,
+                contents: cert_pem,
+                mode: 0o644,
+            });
+            files.push(PlannedFile {
+                path: key_path,
+                contents: key_pem,
+                mode: 0o600,
+            });
             let config = match node.role {
                 Role::Gateway => gateway_config(topology, dc, node),
                 Role::Server | Role::Client => agent_config(topology, dc, node, &gossip_key),
             };
-            files.push(PlannedFile { path: config_path(&dc.name, node), contents: config, mode: 0o600 });
+            files.push(PlannedFile {
+                path: config_path(&dc.name, node),
+                contents: config,
+                mode: 0o600,
+            });
             files.push(PlannedFile {
                 path: dir.join(format!("isthmus-{}-{}.service", dc.name, node.name)),
                 contents: systemd_unit(dc, node),
@@ -232,14 +295,25 @@ pub fn plan(
         }
     }
     notes.push(format!("node certificates: {reissued} issued, {kept} kept"));
-    files.push(PlannedFile { path: "prometheus.yml".into(), contents: prometheus_config(topology), mode: 0o644 });
+    files.push(PlannedFile {
+        path: "prometheus.yml".into(),
+        contents: prometheus_config(topology),
+        mode: 0o644,
+    });
     Ok(RenderPlan { files, notes })
 }
 
 /// An existing node certificate is kept when the CA signed it, its SANs are the ones wanted
 /// and it has more than 30 days left.
-fn still_good(cert_pem: &str, request: &CertRequest, ca_subject: &str, now: OffsetDateTime) -> bool {
-    let Ok(info) = pki::inspect_pem(cert_pem.as_bytes()) else { return false };
+fn still_good(
+    cert_pem: &str,
+    request: &CertRequest,
+    ca_subject: &str,
+    now: OffsetDateTime,
+) -> bool {
+    let Ok(info) = pki::inspect_pem(cert_pem.as_bytes()) else {
+        return false;
+    };
     info.issuer == ca_subject
         && info.sans == request.subject_alt_names()
         && info.not_after - now > time::Duration::days(30)
@@ -274,7 +348,8 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
         domain: Some(topology.domain.clone()),
         node_name: Some(node.name.clone()),
         server: Some(is_server),
-        bootstrap_expect: is_server.then(|| u32::try_from(dc.nodes_of(Role::Server).count()).unwrap_or(u32::MAX)),
+        bootstrap_expect: is_server
+            .then(|| u32::try_from(dc.nodes_of(Role::Server).count()).unwrap_or(u32::MAX)),
         bind_addr: Some(node.address.to_string()),
         client_addr: Some(node.address.to_string()),
         advertise_addr: None,
@@ -298,12 +373,17 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
                 verify_incoming: Some(true),
                 verify_outgoing: Some(true),
             }),
-            internal_rpc: Some(TlsInternalRpc { verify_server_hostname: Some(true) }),
+            internal_rpc: Some(TlsInternalRpc {
+                verify_server_hostname: Some(true),
+            }),
         }),
         services,
         isthmus: Some(IsthmusExtensions {
             config_version: ISTHMUS_CONFIG_VERSION,
-            gateways: dc.nodes_of(Role::Gateway).map(|gw| host_port(gw.address, gw.ports.gateway)).collect(),
+            gateways: dc
+                .nodes_of(Role::Gateway)
+                .map(|gw| host_port(gw.address, gw.ports.gateway))
+                .collect(),
         }),
     };
     let mut value = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
@@ -334,7 +414,10 @@ fn gateway_config(topology: &Topology, dc: &Datacenter, node: &Node) -> String {
             cert_file: "tls/cert.pem".to_owned(),
             key_file: "tls/key.pem".to_owned(),
         },
-        servers: dc.nodes_of(Role::Server).map(|s| host_port(s.address, s.ports.server)).collect(),
+        servers: dc
+            .nodes_of(Role::Server)
+            .map(|s| host_port(s.address, s.ports.server))
+            .collect(),
         remote_gateways: topology
             .datacenters
             .iter()
@@ -390,8 +473,14 @@ fn systemd_unit(dc: &Datacenter, node: &Node) -> String {
 
 fn prometheus_config(topology: &Topology) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# Prometheus scrape config for the whole federation; rendered by `topology render`.");
-    let _ = writeln!(out, "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n");
+    let _ = writeln!(
+        out,
+        "# Prometheus scrape config for the whole federation; rendered by `topology render`."
+    );
+    let _ = writeln!(
+        out,
+        "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n"
+    );
     let _ = writeln!(out, "scrape_configs:");
     let _ = writeln!(out, "  - job_name: isthmus-agents");
     let _ = writeln!(out, "    metrics_path: /v1/agent/metrics");
@@ -399,8 +488,16 @@ fn prometheus_config(topology: &Topology) -> String {
     let _ = writeln!(out, "    static_configs:");
     for dc in &topology.datacenters {
         for node in dc.nodes.iter().filter(|n| n.role != Role::Gateway) {
-            let _ = writeln!(out, "      - targets: [\"{}\"]", host_port(node.address, node.ports.http));
-            let _ = writeln!(out, "        labels: {{dc: \"{}\", node: \"{}\", role: \"{}\"}}", dc.name, node.name, node.role);
+            let _ = writeln!(
+                out,
+                "      - targets: [\"{}\"]",
+                host_port(node.address, node.ports.http)
+            );
+            let _ = writeln!(
+                out,
+                "        labels: {{dc: \"{}\", node: \"{}\", role: \"{}\"}}",
+                dc.name, node.name, node.role
+            );
         }
     }
     let _ = writeln!(out, "  - job_name: isthmus-gateways");
@@ -415,8 +512,16 @@ fn prometheus_config(topology: &Topology) -> String {
     } else {
         let _ = writeln!(out, "    static_configs:");
         for (dc, node) in gateways {
-            let _ = writeln!(out, "      - targets: [\"{}\"]", host_port(node.address, node.ports.metrics));
-            let _ = writeln!(out, "        labels: {{dc: \"{}\", node: \"{}\", role: \"gateway\"}}", dc.name, node.name);
+            let _ = writeln!(
+                out,
+                "      - targets: [\"{}\"]",
+                host_port(node.address, node.ports.metrics)
+            );
+            let _ = writeln!(
+                out,
+                "        labels: {{dc: \"{}\", node: \"{}\", role: \"gateway\"}}",
+                dc.name, node.name
+            );
         }
     }
     out

@@ -30,25 +30,56 @@ pub fn summary(file_name: &str, topology: &Topology) -> String {
         CaSource::Dir(path) => format!("from {}", path.display()),
     };
     let _ = writeln!(out, "gossip key: {gossip}");
-    let _ = writeln!(out, "CA: {ca}; node certificates valid {} days", topology.cert_days);
+    let _ = writeln!(
+        out,
+        "CA: {ca}; node certificates valid {} days",
+        topology.cert_days
+    );
     for dc in &topology.datacenters {
-        let primary = if dc.name == topology.primary_datacenter { " (primary)" } else { "" };
+        let primary = if dc.name == topology.primary_datacenter {
+            " (primary)"
+        } else {
+            ""
+        };
         let _ = writeln!(out, "\n{}{primary}", dc.name);
         let rows: Vec<[String; 4]> = dc
             .nodes
             .iter()
-            .map(|node| [node.name.clone(), node.role.to_string(), node.address.to_string(), ports_text(node)])
+            .map(|node| {
+                [
+                    node.name.clone(),
+                    node.role.to_string(),
+                    node.address.to_string(),
+                    ports_text(node),
+                ]
+            })
             .collect();
-        let header = ["NODE".to_owned(), "ROLE".to_owned(), "ADDRESS".to_owned(), "PORTS".to_owned()];
+        let header = [
+            "NODE".to_owned(),
+            "ROLE".to_owned(),
+            "ADDRESS".to_owned(),
+            "PORTS".to_owned(),
+        ];
         let widths: Vec<usize> = (0..3)
-            .map(|i| rows.iter().chain([&header]).map(|row| row[i].len()).max().unwrap_or(0))
+            .map(|i| {
+                rows.iter()
+                    .chain([&header])
+                    .map(|row| row[i].len())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         for row in [&header].into_iter().chain(rows.iter()) {
             let _ = writeln!(
                 out,
                 "  {:w0$}  {:w1$}  {:w2$}  {}",
-                row[0], row[1], row[2], row[3],
-                w0 = widths[0], w1 = widths[1], w2 = widths[2]
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
             );
         }
         if !dc.services.is_empty() {
@@ -78,7 +109,10 @@ pub fn summary(file_name: &str, topology: &Topology) -> String {
                     } else {
                         "check".to_owned()
                     };
-                    let every = check.interval.map(|i| format!(" every {i}")).unwrap_or_default();
+                    let every = check
+                        .interval
+                        .map(|i| format!(" every {i}"))
+                        .unwrap_or_default();
                     let _ = write!(line, "; check {kind}{every}");
                 }
                 let _ = writeln!(out, "{line}");
@@ -91,8 +125,14 @@ pub fn summary(file_name: &str, topology: &Topology) -> String {
 fn ports_text(node: &Node) -> String {
     let p = node.ports;
     match node.role {
-        Role::Server => format!("server {}/udp, serf_lan {}/udp, http {}/tcp, dns {}/udp+tcp", p.server, p.serf_lan, p.http, p.dns),
-        Role::Client => format!("serf_lan {}/udp, http {}/tcp, dns {}/udp+tcp", p.serf_lan, p.http, p.dns),
+        Role::Server => format!(
+            "server {}/udp, serf_lan {}/udp, http {}/tcp, dns {}/udp+tcp",
+            p.server, p.serf_lan, p.http, p.dns
+        ),
+        Role::Client => format!(
+            "serf_lan {}/udp, http {}/tcp, dns {}/udp+tcp",
+            p.serf_lan, p.http, p.dns
+        ),
         Role::Gateway => format!("quic {}/udp, metrics {}/tcp", p.gateway, p.metrics),
     }
 }

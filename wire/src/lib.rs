@@ -12,6 +12,7 @@ pub mod agent_config;
 pub mod duration;
 pub mod flags;
 pub mod gateway_config;
+pub mod gossip_key;
 pub mod names;
 pub mod ports;
 

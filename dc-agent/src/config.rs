@@ -1,0 +1,244 @@
+//! Agent configuration: Consul's JSON agent-config format, read from a file, checked once
+//! at the edge into a [`ValidatedConfig`] the rest of the agent can trust.
+//!
+//! Relative paths in a file are resolved against that file's directory (Consul resolves them
+//! against the working directory, which breaks as soon as a unit file changes directory).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use wire::agent_config::AgentConfig;
+use wire::Role;
+
+/// A config file as read, with the directory its relative paths start from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The file.
+    pub path: PathBuf,
+    /// Its directory.
+    pub base_dir: PathBuf,
+    /// Its contents.
+    pub config: AgentConfig,
+}
+
+/// Why a config file cannot be used. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON, or holds a key or value the agent does not take.
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// serde's message (`unknown field `x`, expected one of ...`).
+        message: String,
+    },
+    /// The file parses but its values do not work together.
+    #[error("{path}: {}", problems.join("\n  "))]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Every problem found, one per line, each saying how to fix it.
+        problems: Vec<String>,
+    },
+}
+
+/// Reads one JSON config file.
+pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let config: AgentConfig = serde_json::from_str(&text).map_err(|e| ConfigError::Syntax {
+        path: shown,
+        line: e.line(),
+        column: e.column(),
+        message: e
+            .to_string()
+            .split(" at line ")
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    })?;
+    let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+    Ok(LoadedConfig {
+        path: path.to_owned(),
+        base_dir,
+        config,
+    })
+}
+
+/// What the agent runs with, once checked.
+#[derive(Debug)]
+pub struct ValidatedConfig {
+    /// Server or client.
+    pub role: Role,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Node name.
+    pub node_name: String,
+    /// Address for cluster traffic.
+    pub bind_addr: IpAddr,
+    /// Address of the HTTP and DNS listeners.
+    pub client_addr: IpAddr,
+    /// DNS domain.
+    pub domain: String,
+    /// Data directory, resolved.
+    pub data_dir: Option<PathBuf>,
+    /// Gossip key bytes, when gossip is encrypted.
+    pub gossip_key: Option<Vec<u8>>,
+    /// TLS material, when configured.
+    pub tls: Option<pki::NodeTls>,
+}
+
+impl LoadedConfig {
+    /// A path from the file, resolved against the file's directory.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// Checks that the values work together; reports every problem at once.
+    pub fn validate(&self) -> Result<ValidatedConfig, ConfigError> {
+        let c = &self.config;
+        let mut problems = Vec::new();
+        let role = if c.server == Some(true) {
+            Role::Server
+        } else {
+            Role::Client
+        };
+        let datacenter = c.datacenter.clone().unwrap_or_else(|| "dc1".to_owned());
+        if let Err(e) = wire::validate_dns_label(&datacenter) {
+            problems.push(format!(
+                "datacenter {datacenter:?} is not a DNS label: it {e}"
+            ));
+        }
+        let node_name = c.node_name.clone().unwrap_or_default();
+        if node_name.is_empty() {
+            problems.push("node_name is not set; name the node, as with `-node=s1`".to_owned());
+        } else if let Err(e) = wire::validate_dns_label(&node_name) {
+            problems.push(format!(
+                "node_name {node_name:?} is not a DNS label: it {e}"
+            ));
+        }
+        let domain = c.domain.clone().unwrap_or_else(|| "consul".to_owned());
+        let address = |field: &str, value: Option<&String>, problems: &mut Vec<String>| -> IpAddr {
+            match value.map(|v| v.parse::<IpAddr>()) {
+                None => IpAddr::from([127, 0, 0, 1]),
+                Some(Ok(ip)) => ip,
+                Some(Err(_)) => {
+                    problems.push(format!(
+                        "{field} {:?} is not an IP address",
+                        value.map_or("", |v| v.as_str())
+                    ));
+                    IpAddr::from([127, 0, 0, 1])
+                }
+            }
+        };
+        let bind_addr = address("bind_addr", c.bind_addr.as_ref(), &mut problems);
+        let client_addr = address("client_addr", c.client_addr.as_ref(), &mut problems);
+        if role == Role::Server && c.bootstrap_expect == Some(0) {
+            problems
+                .push("bootstrap_expect is 0; set it to the number of servers (3 or 5)".to_owned());
+        }
+        if role == Role::Client && c.bootstrap_expect.is_some() {
+            problems.push(
+                "bootstrap_expect is set on a client agent; it only applies with `server: true`"
+                    .to_owned(),
+            );
+        }
+        let gossip_key = match &c.encrypt {
+            Some(key) => match wire::gossip_key::decode(key) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    problems.push(format!("encrypt: {e}; generate one with `dc-agent keygen`"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let tls = self.load_tls(role, &datacenter, &domain, &mut problems);
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: self.path.display().to_string(),
+                problems,
+            });
+        }
+        Ok(ValidatedConfig {
+            role,
+            datacenter,
+            node_name,
+            bind_addr,
+            client_addr,
+            domain,
+            data_dir: c.data_dir.as_deref().map(|d| self.resolve(d)),
+            gossip_key,
+            tls,
+        })
+    }
+
+    fn load_tls(
+        &self,
+        role: Role,
+        datacenter: &str,
+        domain: &str,
+        problems: &mut Vec<String>,
+    ) -> Option<pki::NodeTls> {
+        let defaults = self.config.tls.as_ref()?.defaults.as_ref()?;
+        let (Some(ca), Some(cert), Some(key)) =
+            (&defaults.ca_file, &defaults.cert_file, &defaults.key_file)
+        else {
+            problems.push("tls.defaults needs ca_file, cert_file and key_file together".to_owned());
+            return None;
+        };
+        let read = |name: &str, problems: &mut Vec<String>| {
+            let path = self.resolve(name);
+            std::fs::read(&path)
+                .map_err(|e| problems.push(format!("reading {}: {e}", path.display())))
+                .ok()
+        };
+        let (Some(ca_pem), Some(cert_pem), Some(key_pem)) = (
+            read(ca, problems),
+            read(cert, problems),
+            read(key, problems),
+        ) else {
+            return None;
+        };
+        let tls = match pki::NodeTls::from_pem(&ca_pem, &cert_pem, &key_pem) {
+            Ok(tls) => tls,
+            Err(e) => {
+                problems.push(format!("loading TLS material: {e}"));
+                return None;
+            }
+        };
+        let own = tls.own_certificate();
+        let matches = own.identities.iter().any(|identity| {
+            identity.role == role && identity.datacenter == datacenter && identity.domain == domain
+        });
+        if !matches {
+            let found: Vec<String> = own.identities.iter().map(ToString::to_string).collect();
+            problems.push(format!(
+                "{} is not a certificate for a {role} of {datacenter} (domain {domain}); it names {}. Issue one with `pki cert create --{role} --dc {datacenter}`",
+                self.resolve(cert).display(),
+                if found.is_empty() { "no Isthmus identity".to_owned() } else { found.join(", ") }
+            ));
+        }
+        Some(tls)
+    }
+}

@@ -1,0 +1,6 @@
+//! The Isthmus agent: loads Consul-format agent configuration, and (as later issues land)
+//! runs servers and client agents.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod keygen;

@@ -1,0 +1,184 @@
+//! The gateway's configuration (`gateway.toml`, written by `topology render`), checked once.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use wire::gateway_config::{GatewayConfig, GATEWAY_CONFIG_VERSION};
+use wire::Role;
+
+/// Why a gateway config cannot be used. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or holds an unknown key.
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// Values that do not work together.
+    #[error("{path}: {}", problems.join("\n  "))]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+}
+
+/// A checked gateway configuration.
+#[derive(Debug)]
+pub struct ValidatedConfig {
+    /// The file as written.
+    pub config: GatewayConfig,
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// Metrics listen address.
+    pub metrics_listen: SocketAddr,
+    /// Local servers' Raft/RPC addresses.
+    pub servers: Vec<SocketAddr>,
+    /// Remote gateways: (datacenter, node, address).
+    pub remote_gateways: Vec<(String, String, SocketAddr)>,
+    /// Data directory, resolved against the file's directory.
+    pub data_dir: PathBuf,
+    /// TLS material; its certificate is a gateway of this datacenter.
+    pub tls: pki::NodeTls,
+}
+
+/// Reads and checks a gateway config file.
+pub fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let config: GatewayConfig = toml::from_str(&text).map_err(|e| {
+        let (line, column) = e.span().map_or((0, 0), |span| line_col(&text, span.start));
+        ConfigError::Syntax {
+            path: shown.clone(),
+            line,
+            column,
+            message: e.message().trim_end().to_owned(),
+        }
+    })?;
+    let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+    let resolve = |p: &str| {
+        if Path::new(p).is_absolute() {
+            PathBuf::from(p)
+        } else {
+            base_dir.join(p)
+        }
+    };
+    let mut problems = Vec::new();
+    if config.config_version != GATEWAY_CONFIG_VERSION {
+        problems.push(format!(
+            "config_version {} is not understood by this wan-gateway (it reads version {GATEWAY_CONFIG_VERSION}); re-render with the matching `topology`",
+            config.config_version
+        ));
+    }
+    let bind: Option<IpAddr> = config
+        .bind_addr
+        .parse()
+        .map_err(|_| {
+            problems.push(format!(
+                "bind_addr {:?} is not an IP address",
+                config.bind_addr
+            ))
+        })
+        .ok();
+    let bind = bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let mut socket = |what: &str, value: &str| -> Option<SocketAddr> {
+        value
+            .parse()
+            .map_err(|_| problems.push(format!("{what} {value:?} is not an address:port")))
+            .ok()
+    };
+    let servers: Vec<SocketAddr> = config
+        .servers
+        .iter()
+        .filter_map(|s| socket("server", s))
+        .collect();
+    let remote_gateways = config
+        .remote_gateways
+        .iter()
+        .filter_map(|g| {
+            socket("remote gateway", &g.address)
+                .map(|a| (g.datacenter.clone(), g.node_name.clone(), a))
+        })
+        .collect();
+    if config.servers.is_empty() {
+        problems.push(
+            "no servers listed; the gateway has nothing to route to in its own datacenter"
+                .to_owned(),
+        );
+    }
+    let read = |name: &str, problems: &mut Vec<String>| {
+        let file = resolve(name);
+        std::fs::read(&file)
+            .map_err(|e| problems.push(format!("reading {}: {e}", file.display())))
+            .ok()
+    };
+    let ca = read(&config.tls.ca_file, &mut problems);
+    let cert = read(&config.tls.cert_file, &mut problems);
+    let key = read(&config.tls.key_file, &mut problems);
+    let tls = match (ca, cert, key) {
+        (Some(ca), Some(cert), Some(key)) => match pki::NodeTls::from_pem(&ca, &cert, &key) {
+            Ok(tls) => {
+                let is_gateway_here = tls.own_certificate().identities.iter().any(|identity| {
+                    identity.role == Role::Gateway
+                        && identity.datacenter == config.datacenter
+                        && identity.domain == config.domain
+                });
+                if !is_gateway_here {
+                    problems.push(format!(
+                        "{} is not a gateway certificate of {}; issue one with `pki cert create --gateway --dc {}`",
+                        resolve(&config.tls.cert_file).display(),
+                        config.datacenter,
+                        config.datacenter
+                    ));
+                }
+                Some(tls)
+            }
+            Err(e) => {
+                problems.push(format!("loading TLS material: {e}"));
+                None
+            }
+        },
+        _ => None,
+    };
+    match tls {
+        Some(tls) if problems.is_empty() => Ok(ValidatedConfig {
+            listen: SocketAddr::new(bind, config.port),
+            metrics_listen: SocketAddr::new(bind, config.metrics_port),
+            servers,
+            remote_gateways,
+            data_dir: resolve(&config.data_dir),
+            tls,
+            config,
+        }),
+        _ => Err(ConfigError::Invalid {
+            path: shown,
+            problems,
+        }),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
