@@ -65,13 +65,13 @@ fn load(file: &Path) -> Result<Option<Topology>> {
     match topology::parse(&source, stem) {
         Ok((topology, warnings)) => {
             for warning in &warnings {
-                eprint!("{}", warning.render(&shown, &source));
+                eprintln!("{}", warning.render(&shown, &source).trim_end());
             }
             Ok(Some(topology))
         }
         Err(diagnostics) => {
             for diagnostic in &diagnostics {
-                eprint!("{}\n", diagnostic.render(&shown, &source).trim_end());
+                eprintln!("{}", diagnostic.render(&shown, &source).trim_end());
             }
             let n_errors = diagnostics
                 .iter()
