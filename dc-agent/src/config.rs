@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use wire::agent_config::AgentConfig;
+use wire::config_file::ConfigError;
 use wire::Role;
 
 /// A config file as read, with the directory its relative paths start from.
@@ -19,39 +20,6 @@ pub struct LoadedConfig {
     pub base_dir: PathBuf,
     /// Its contents.
     pub config: AgentConfig,
-}
-
-/// Why a config file cannot be used. Every message names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid JSON, or holds a key or value the agent does not take.
-    #[error("{path}:{line}:{column}: {message}")]
-    Syntax {
-        /// The file.
-        path: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// serde's message (`unknown field `x`, expected one of ...`).
-        message: String,
-    },
-    /// The file parses but its values do not work together.
-    #[error("{path}: {}", problems.join("\n  "))]
-    Invalid {
-        /// The file.
-        path: String,
-        /// Every problem found, one per line, each saying how to fix it.
-        problems: Vec<String>,
-    },
 }
 
 /// Reads one JSON config file.

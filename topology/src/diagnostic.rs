@@ -105,16 +105,7 @@ impl Diagnostic {
 
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(source.len());
-    let offset = (0..=offset)
-        .rev()
-        .find(|i| source.is_char_boundary(*i))
-        .unwrap_or(0);
-    let before = &source[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = source[line_start..offset].chars().count() + 1;
-    (line, column)
+    wire::config_file::line_col(source, offset)
 }
 
 fn render_snippet(

@@ -3,41 +3,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use wire::config_file::ConfigError;
 use wire::gateway_config::{GatewayConfig, GATEWAY_CONFIG_VERSION};
 use wire::Role;
-
-/// Why a gateway config cannot be used. Every message names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or holds an unknown key.
-    #[error("{path}:{line}:{column}: {message}")]
-    Syntax {
-        /// The file.
-        path: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// The parser's message.
-        message: String,
-    },
-    /// Values that do not work together.
-    #[error("{path}: {}", problems.join("\n  "))]
-    Invalid {
-        /// The file.
-        path: String,
-        /// Every problem found.
-        problems: Vec<String>,
-    },
-}
 
 /// A checked gateway configuration.
 #[derive(Debug)]
@@ -66,7 +34,9 @@ pub fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
         source,
     })?;
     let config: GatewayConfig = toml::from_str(&text).map_err(|e| {
-        let (line, column) = e.span().map_or((0, 0), |span| line_col(&text, span.start));
+        let (line, column) = e.span().map_or((0, 0), |span| {
+            wire::config_file::line_col(&text, span.start)
+        });
         ConfigError::Syntax {
             path: shown.clone(),
             line,
@@ -174,11 +144,4 @@ pub fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
             problems,
         }),
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
