@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod agent_config;
+pub mod command;
 pub mod config_file;
 pub mod duration;
 pub mod flags;
@@ -16,6 +17,8 @@ pub mod gateway_config;
 pub mod gossip_key;
 pub mod names;
 pub mod ports;
+pub mod records;
+pub mod snapshot;
 
 pub use duration::GoDuration;
 pub use names::{validate_dns_label, LabelError, Role};

@@ -1,0 +1,97 @@
+//! A datacenter's state: catalog, health and KV, as plain data structures (no tokio, no I/O).
+//!
+//! [`State::apply`] is the whole write path: the Raft state machine calls it with each
+//! committed command and its log index, so every change is stamped with its Raft index.
+
+pub mod catalog;
+pub mod kv;
+#[cfg(test)]
+mod tests;
+
+use wire::command::{Command, CommandResult};
+use wire::snapshot::{StateSnapshot, SNAPSHOT_VERSION};
+
+pub use catalog::{Catalog, Indexes, ServiceHealth};
+pub use kv::Kv;
+
+/// Catalog, health and KV of one datacenter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// The KV store.
+    pub kv: Kv,
+    /// Nodes, services and checks.
+    pub catalog: Catalog,
+}
+
+impl State {
+    /// Applies one committed command at Raft index `index`.
+    pub fn apply(&mut self, index: u64, command: &Command) -> CommandResult {
+        match command {
+            Command::KvSet {
+                key,
+                value,
+                flags,
+                cas,
+            } => CommandResult::Applied(self.kv.set(index, key, value.clone(), *flags, *cas)),
+            Command::KvDelete { key, cas } => {
+                CommandResult::Applied(self.kv.delete(index, key, *cas))
+            }
+            Command::KvDeleteTree { prefix } => {
+                self.kv.delete_tree(index, prefix);
+                CommandResult::Applied(true)
+            }
+            Command::Txn(ops) => CommandResult::Txn(self.kv.txn(index, ops)),
+            Command::Register(registration) => match self.catalog.register(index, registration) {
+                Ok(()) => CommandResult::Done,
+                Err(why) => CommandResult::Refused(why),
+            },
+            Command::Deregister {
+                node,
+                service_id,
+                check_id,
+            } => {
+                self.catalog
+                    .deregister(index, node, service_id.as_deref(), check_id.as_deref());
+                CommandResult::Done
+            }
+        }
+    }
+
+    /// The state as a snapshot.
+    pub fn to_snapshot(&self) -> StateSnapshot {
+        let (kv, kv_tombstones, kv_floor) = self.kv.to_parts();
+        let (nodes, services, checks, indexes) = self.catalog.to_parts();
+        StateSnapshot {
+            version: SNAPSHOT_VERSION,
+            kv,
+            kv_tombstones,
+            kv_floor,
+            nodes,
+            services,
+            checks,
+            table_indexes: [indexes.nodes, indexes.services, indexes.checks],
+            node_indexes: indexes.per_node,
+            service_indexes: indexes.per_service,
+        }
+    }
+
+    /// Rebuilds the state from a snapshot.
+    pub fn from_snapshot(snapshot: StateSnapshot) -> State {
+        let [nodes_index, services_index, checks_index] = snapshot.table_indexes;
+        State {
+            kv: Kv::from_parts(snapshot.kv, snapshot.kv_tombstones, snapshot.kv_floor),
+            catalog: Catalog::from_parts(
+                snapshot.nodes,
+                snapshot.services,
+                snapshot.checks,
+                Indexes {
+                    nodes: nodes_index,
+                    services: services_index,
+                    checks: checks_index,
+                    per_node: snapshot.node_indexes,
+                    per_service: snapshot.service_indexes,
+                },
+            ),
+        }
+    }
+}

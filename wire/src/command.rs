@@ -1,0 +1,193 @@
+//! The commands the servers agree on through Raft, and what applying one returns.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::records::{HealthStatus, KvEntry};
+
+/// One change to a datacenter's state: the payload of a Raft log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Set a key; with `cas`, only if its modify index is `cas` (0: only if absent).
+    KvSet {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+        /// Client flags.
+        flags: u64,
+        /// Compare-and-set index.
+        cas: Option<u64>,
+    },
+    /// Delete a key; with `cas`, only if its modify index is `cas`.
+    KvDelete {
+        /// The key.
+        key: String,
+        /// Compare-and-delete index.
+        cas: Option<u64>,
+    },
+    /// Delete every key under a prefix.
+    KvDeleteTree {
+        /// The prefix (empty: everything).
+        prefix: String,
+    },
+    /// KV operations applied all or nothing.
+    Txn(Vec<TxnOp>),
+    /// Register a node, and optionally a service and checks on it.
+    Register(Registration),
+    /// Remove a node (with its services and checks), one service (with its checks) or one check.
+    Deregister {
+        /// The node.
+        node: String,
+        /// Only this service.
+        service_id: Option<String>,
+        /// Only this check.
+        check_id: Option<String>,
+    },
+}
+
+/// One operation of a transaction (Consul's KV verbs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOp {
+    /// `set`.
+    Set {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+        /// Flags.
+        flags: u64,
+    },
+    /// `cas`: set only if the modify index is `index` (0: absent).
+    Cas {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+        /// Flags.
+        flags: u64,
+        /// Expected modify index.
+        index: u64,
+    },
+    /// `get`: fails the transaction if the key is absent.
+    Get {
+        /// Key.
+        key: String,
+    },
+    /// `get-tree`.
+    GetTree {
+        /// Prefix.
+        prefix: String,
+    },
+    /// `check-index`: fails unless the modify index is `index`.
+    CheckIndex {
+        /// Key.
+        key: String,
+        /// Expected modify index.
+        index: u64,
+    },
+    /// `check-not-exists`.
+    CheckNotExists {
+        /// Key.
+        key: String,
+    },
+    /// `delete`.
+    Delete {
+        /// Key.
+        key: String,
+    },
+    /// `delete-tree`.
+    DeleteTree {
+        /// Prefix.
+        prefix: String,
+    },
+    /// `delete-cas`: delete only if the modify index is `index`.
+    DeleteCas {
+        /// Key.
+        key: String,
+        /// Expected modify index.
+        index: u64,
+    },
+}
+
+/// A catalog registration (Consul's `/v1/catalog/register` body, parsed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// Node name.
+    pub node: String,
+    /// Node address.
+    pub address: String,
+    /// Node's datacenter.
+    pub datacenter: String,
+    /// Tagged addresses.
+    pub tagged_addresses: BTreeMap<String, String>,
+    /// Node metadata.
+    pub node_meta: BTreeMap<String, String>,
+    /// Leave the node's own fields as they are (only add the service and checks).
+    pub skip_node_update: bool,
+    /// A service instance to register on the node.
+    pub service: Option<ServiceRegistration>,
+    /// Checks to register on the node.
+    pub checks: Vec<CheckRegistration>,
+}
+
+/// A service instance in a registration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRegistration {
+    /// Instance ID (defaults to the name).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+}
+
+/// A check in a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRegistration {
+    /// Check ID (defaults to the name).
+    pub check_id: String,
+    /// Name.
+    pub name: String,
+    /// Status.
+    pub status: HealthStatus,
+    /// Notes.
+    pub notes: String,
+    /// Output.
+    pub output: String,
+    /// The service instance it checks; empty for a node check.
+    pub service_id: String,
+    /// Kind.
+    pub check_type: String,
+}
+
+/// What applying a command returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// KV set/delete: whether it happened (false: a CAS mismatch).
+    Applied(bool),
+    /// A transaction: the entries its operations return, or why it was rolled back.
+    Txn(Result<Vec<KvEntry>, Vec<TxnError>>),
+    /// A catalog change went in.
+    Done,
+    /// The command was refused as a whole (the message says why).
+    Refused(String),
+    /// A Raft membership or blank entry (no state change).
+    Nothing,
+}
+
+/// Why one operation of a transaction failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnError {
+    /// Position of the operation in the transaction.
+    pub op_index: usize,
+    /// What went wrong.
+    pub what: String,
+}
