@@ -35,7 +35,7 @@ pub enum Command {
     /// KV operations applied all or nothing.
     Txn(Vec<TxnOp>),
     /// Register a node, and optionally a service and checks on it.
-    Register(Registration),
+    Register(Box<Registration>),
     /// Remove a node (with its services and checks), one service (with its checks) or one check.
     Deregister {
         /// The node.

@@ -286,7 +286,7 @@ fn register(
     service: Option<(&str, &str, &[&str])>,
     checks: &[(&str, &str, HealthStatus)],
 ) -> Command {
-    Command::Register(Registration {
+    Command::Register(Box::new(Registration {
         node: node.into(),
         address: address.into(),
         datacenter: "dc1".into(),
@@ -310,7 +310,7 @@ fn register(
             })
             .collect(),
         ..Default::default()
-    })
+    }))
 }
 
 fn health(state: &State, name: &str) -> String {
