@@ -4,4 +4,5 @@
 
 pub mod config;
 pub mod keygen;
+pub mod raft;
 pub mod state;

@@ -13,10 +13,12 @@ pub mod command;
 pub mod config_file;
 pub mod duration;
 pub mod flags;
+pub mod frame;
 pub mod gateway_config;
 pub mod gossip_key;
 pub mod names;
 pub mod ports;
+pub mod raft;
 pub mod records;
 pub mod snapshot;
 
