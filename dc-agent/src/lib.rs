@@ -2,7 +2,15 @@
 //! runs servers and client agents.
 #![warn(missing_docs)]
 
+pub mod assemble;
+pub mod cli;
+pub mod client;
 pub mod config;
+pub mod http;
 pub mod keygen;
+pub mod metrics;
 pub mod raft;
+pub mod rpc;
+pub mod run;
+pub mod server;
 pub mod state;

@@ -1,21 +1,29 @@
 //! `dc-agent`: the Isthmus agent and its operator CLI. Consul's flag spelling works
-//! (`-config-file=F`) as does the GNU one (`--config-file F`).
+//! (`-config-file=F`, `-cas -modify-index=716`) as does the GNU one (`--config-file F`).
+//! Exit codes: 0 success, 1 failure, 2 bad command line.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use dc_agent::cli;
+use serde_json::{json, Map, Value};
 
 /// The Isthmus agent and its operator CLI.
 #[derive(Parser)]
 #[command(name = "dc-agent", version, about)]
 struct Cli {
+    /// Address of the agent's HTTP API (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500).
+    #[arg(long, global = true)]
+    http_addr: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run an agent, from Consul's flags and JSON config files.
+    Agent(Box<AgentFlags>),
     /// Check agent config files, as `consul validate` does.
     Validate {
         /// Config files (JSON, Consul's agent format).
@@ -27,39 +35,432 @@ enum Command {
     },
     /// Print a new gossip encryption key (32 random bytes, base64), as `consul keygen` does.
     Keygen,
+    /// Read and write the KV store.
+    Kv {
+        #[command(subcommand)]
+        command: KvCommand,
+    },
+    /// List the catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+    /// Operator tools.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+    /// Print the agent's statistics.
+    Info,
+    /// Leave the cluster gracefully and stop the agent.
+    Leave,
 }
 
-/// Exit codes: 0 success, 1 failure, 2 bad command line.
+#[derive(Args)]
+struct AgentFlags {
+    /// Run as a server.
+    #[arg(long)]
+    server: bool,
+    /// Number of servers to wait for before bootstrapping.
+    #[arg(long)]
+    bootstrap_expect: Option<u32>,
+    /// Bootstrap alone (same as -bootstrap-expect=1).
+    #[arg(long)]
+    bootstrap: bool,
+    /// Node name.
+    #[arg(long)]
+    node: Option<String>,
+    /// Address for cluster traffic.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Address for HTTP and DNS.
+    #[arg(long)]
+    client: Option<String>,
+    /// Address to advertise.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Directory of JSON config files (repeatable).
+    #[arg(long)]
+    config_dir: Vec<PathBuf>,
+    /// A JSON config file (repeatable).
+    #[arg(long, alias = "config")]
+    config_file: Vec<PathBuf>,
+    /// Datacenter.
+    #[arg(long)]
+    datacenter: Option<String>,
+    /// DNS domain.
+    #[arg(long)]
+    domain: Option<String>,
+    /// Server to join at start, retried (repeatable).
+    #[arg(long)]
+    retry_join: Vec<String>,
+    /// Deprecated alias of -retry-join.
+    #[arg(long)]
+    join: Vec<String>,
+    /// Gossip encryption key.
+    #[arg(long)]
+    encrypt: Option<String>,
+    /// Log level.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// HTTP port.
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// DNS port.
+    #[arg(long)]
+    dns_port: Option<u16>,
+    /// Server (Raft/RPC) port.
+    #[arg(long)]
+    server_port: Option<u16>,
+    /// LAN gossip port.
+    #[arg(long)]
+    serf_lan_port: Option<u16>,
+    /// Node metadata `key:value` (repeatable).
+    #[arg(long)]
+    node_meta: Vec<String>,
+    /// Allow script checks.
+    #[arg(long)]
+    enable_script_checks: bool,
+    /// Development mode: one server, temporary data, on 127.0.0.1.
+    #[arg(long)]
+    dev: bool,
+    /// Consul's web UI (not available in Isthmus yet; accepted with a warning).
+    #[arg(long)]
+    ui: bool,
+    /// Write the agent's PID to this file.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KvCommand {
+    /// Read a key, or keys under a prefix.
+    Get {
+        /// The key or prefix.
+        #[arg(default_value = "")]
+        key: String,
+        /// Print every field.
+        #[arg(long)]
+        detailed: bool,
+        /// Every key under the prefix.
+        #[arg(long)]
+        recurse: bool,
+        /// Keys only.
+        #[arg(long)]
+        keys: bool,
+        /// Separator for -keys.
+        #[arg(long)]
+        separator: Option<String>,
+        /// Let any server answer.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Write a key. VALUE `-` reads stdin, `@file` reads a file.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Option<String>,
+        /// Write only if the key's modify index is -modify-index (0: only if absent).
+        #[arg(long)]
+        cas: bool,
+        /// The index for -cas.
+        #[arg(long)]
+        modify_index: Option<u64>,
+        /// Client flags.
+        #[arg(long)]
+        flags: Option<u64>,
+    },
+    /// Delete a key, or every key under a prefix.
+    Delete {
+        /// The key or prefix.
+        key: String,
+        /// Every key under the prefix.
+        #[arg(long)]
+        recurse: bool,
+        /// Delete only if the key's modify index is -modify-index.
+        #[arg(long)]
+        cas: bool,
+        /// The index for -cas.
+        #[arg(long)]
+        modify_index: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Service names.
+    Services {
+        /// Show tags.
+        #[arg(long)]
+        tags: bool,
+    },
+    /// Nodes.
+    Nodes,
+    /// Datacenters.
+    Datacenters,
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Raft tools.
+    Raft {
+        #[command(subcommand)]
+        command: RaftCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RaftCommand {
+    /// The Raft peers and their roles.
+    ListPeers {
+        /// Let any server answer.
+        #[arg(long)]
+        stale: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse_from(wire::flags::normalize_consul_flags(std::env::args()));
+    let addr = cli
+        .http_addr
+        .clone()
+        .unwrap_or_else(dc_agent::client::default_http_addr);
     match cli.command {
-        Command::Validate { files, quiet } => {
-            let mut failed = false;
-            for file in &files {
-                let checked =
-                    dc_agent::config::load_file(file).and_then(|loaded| loaded.validate());
-                if let Err(error) = checked {
-                    eprintln!("Config validation failed: {error}");
-                    failed = true;
-                }
-            }
-            if failed {
-                return ExitCode::FAILURE;
-            }
-            if !quiet {
-                println!("Configuration is valid!");
-            }
-            ExitCode::SUCCESS
-        }
+        Command::Agent(flags) => agent(*flags),
+        Command::Validate { files, quiet } => validate(&files, quiet),
         Command::Keygen => match dc_agent::keygen::new_gossip_key() {
             Ok(key) => {
                 println!("{key}");
                 ExitCode::SUCCESS
             }
-            Err(_) => {
-                eprintln!("error: the system random number generator failed");
-                ExitCode::FAILURE
-            }
+            Err(_) => cli::fail("the system random number generator failed"),
         },
+        Command::Kv { command } => match command {
+            KvCommand::Get {
+                key,
+                detailed,
+                recurse,
+                keys,
+                separator,
+                stale,
+            } => cli::kv::get(
+                &addr,
+                &key,
+                &cli::kv::GetOptions {
+                    detailed,
+                    recurse,
+                    keys,
+                    separator,
+                    stale,
+                },
+            ),
+            KvCommand::Put {
+                key,
+                value,
+                cas,
+                modify_index,
+                flags,
+            } => match cas_index(cas, modify_index) {
+                Ok(cas) => cli::kv::put(&addr, &key, value.as_deref(), cas, flags),
+                Err(code) => code,
+            },
+            KvCommand::Delete {
+                key,
+                recurse,
+                cas,
+                modify_index,
+            } => match cas_index(cas, modify_index) {
+                Ok(cas) => cli::kv::delete(&addr, &key, recurse, cas),
+                Err(code) => code,
+            },
+        },
+        Command::Catalog { command } => match command {
+            CatalogCommand::Services { tags } => cli::catalog::services(&addr, tags),
+            CatalogCommand::Nodes => cli::catalog::nodes(&addr),
+            CatalogCommand::Datacenters => cli::catalog::datacenters(&addr),
+        },
+        Command::Operator {
+            command:
+                OperatorCommand::Raft {
+                    command: RaftCommand::ListPeers { stale },
+                },
+        } => cli::operator::list_peers(&addr, stale),
+        Command::Info => cli::info::info(&addr),
+        Command::Leave => cli::info::leave(&addr),
+    }
+}
+
+fn cas_index(cas: bool, modify_index: Option<u64>) -> Result<Option<u64>, ExitCode> {
+    match (cas, modify_index) {
+        (true, Some(index)) => Ok(Some(index)),
+        (true, None) => Err(cli::fail("Must specify -modify-index with -cas")),
+        (false, Some(_)) => Err(cli::fail("Cannot specify -modify-index without -cas")),
+        (false, None) => Ok(None),
+    }
+}
+
+fn validate(files: &[PathBuf], quiet: bool) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let checked = dc_agent::config::load_file(file).and_then(|loaded| loaded.validate());
+        if let Err(error) = checked {
+            eprintln!("Config validation failed: {error}");
+            failed = true;
+        }
+    }
+    if failed {
+        return ExitCode::FAILURE;
+    }
+    if !quiet {
+        println!("Configuration is valid!");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Flags become one more config layer, on top of the files.
+fn flags_layer(flags: &AgentFlags) -> Result<Map<String, Value>, String> {
+    let mut layer = Map::new();
+    let mut set = |key: &str, value: Value| {
+        layer.insert(key.to_owned(), value);
+    };
+    if flags.server {
+        set("server", json!(true));
+    }
+    if flags.bootstrap {
+        set("bootstrap_expect", json!(1));
+    }
+    if let Some(n) = flags.bootstrap_expect {
+        set("bootstrap_expect", json!(n));
+    }
+    for (key, value) in [
+        ("node_name", &flags.node),
+        ("bind_addr", &flags.bind),
+        ("client_addr", &flags.client),
+        ("advertise_addr", &flags.advertise),
+        ("datacenter", &flags.datacenter),
+        ("domain", &flags.domain),
+        ("encrypt", &flags.encrypt),
+        ("log_level", &flags.log_level),
+    ] {
+        if let Some(value) = value {
+            set(key, json!(value));
+        }
+    }
+    if let Some(dir) = &flags.data_dir {
+        set("data_dir", json!(dir.display().to_string()));
+    }
+    let joins: Vec<&String> = flags.retry_join.iter().chain(flags.join.iter()).collect();
+    if !joins.is_empty() {
+        set("retry_join", json!(joins));
+    }
+    let mut ports = Map::new();
+    for (key, value) in [
+        ("http", flags.http_port),
+        ("dns", flags.dns_port),
+        ("server", flags.server_port),
+        ("serf_lan", flags.serf_lan_port),
+    ] {
+        if let Some(port) = value {
+            ports.insert(key.to_owned(), json!(port));
+        }
+    }
+    if !ports.is_empty() {
+        set("ports", Value::Object(ports));
+    }
+    if !flags.node_meta.is_empty() {
+        let mut meta = Map::new();
+        for entry in &flags.node_meta {
+            let (key, value) = entry
+                .split_once(':')
+                .ok_or_else(|| format!("-node-meta {entry:?} must be key:value"))?;
+            meta.insert(key.to_owned(), json!(value));
+        }
+        set("node_meta", Value::Object(meta));
+    }
+    if flags.enable_script_checks {
+        set("enable_script_checks", json!(true));
+    }
+    Ok(layer)
+}
+
+fn agent(flags: AgentFlags) -> ExitCode {
+    let mut merged = Map::new();
+    let mut origins = Vec::new();
+    let mut files = Vec::new();
+    for dir in &flags.config_dir {
+        match dc_agent::assemble::dir_files(dir) {
+            Ok(found) => files.extend(found),
+            Err(e) => return cli::fail(e),
+        }
+    }
+    files.extend(flags.config_file.iter().cloned());
+    for file in &files {
+        match dc_agent::assemble::read_file(file) {
+            Ok(layer) => dc_agent::assemble::merge(&mut merged, layer),
+            Err(e) => return cli::fail(e),
+        }
+        origins.push(file.display().to_string());
+    }
+    match flags_layer(&flags) {
+        Ok(layer) => dc_agent::assemble::merge(&mut merged, layer),
+        Err(e) => return cli::fail(e),
+    }
+    origins.push("command-line flags".to_owned());
+    let origin = origins.join(", ");
+    let assembled = match dc_agent::assemble::finish(merged, &origin) {
+        Ok(assembled) => assembled,
+        Err(e) => return cli::fail(e),
+    };
+    let mut config = assembled.config;
+    if flags.dev {
+        dc_agent::run::apply_dev_defaults(&mut config);
+    }
+    let level = config
+        .log_level
+        .clone()
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=error")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    for warning in &assembled.warnings {
+        tracing::warn!("{warning}");
+    }
+    if flags.ui {
+        tracing::warn!("-ui: Consul's web UI is not available in Isthmus yet");
+    }
+    if let Some(path) = &flags.pid_file {
+        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            return cli::fail(format!("writing the PID file {}: {e}", path.display()));
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return cli::fail(format!("starting the runtime: {e}")),
+    };
+    let result = runtime.block_on(dc_agent::run::run(dc_agent::run::RunOptions {
+        config,
+        dev: flags.dev,
+        origin,
+    }));
+    if let Some(path) = &flags.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("==> Error starting agent: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

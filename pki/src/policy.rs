@@ -94,12 +94,8 @@ impl PeerPolicy {
                 .is_none_or(|dc| *dc == identity.datacenter)
     }
 
-    pub(crate) fn reject(
-        &self,
-        reason: RejectReason,
-        certificate: String,
-        found: String,
-    ) -> Rejection {
+    /// A rejection by this policy.
+    pub fn reject(&self, reason: RejectReason, certificate: String, found: String) -> Rejection {
         Rejection {
             reason,
             certificate,

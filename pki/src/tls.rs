@@ -25,6 +25,7 @@ pub struct NodeTls {
     identity: CertInfo,
     provider: Arc<CryptoProvider>,
     observer: Option<RejectionObserver>,
+    authenticate_peers: bool,
 }
 
 impl std::fmt::Debug for NodeTls {
@@ -61,7 +62,60 @@ impl NodeTls {
             identity,
             provider: crate::crypto_provider(),
             observer: None,
+            authenticate_peers: true,
         })
+    }
+
+    /// TLS material made up on the spot, for an agent started without any (`-dev`, or
+    /// Consul's flags without `tls` settings): connections are still encrypted, but peers
+    /// are **not authenticated**, the same trust as Consul without `verify_incoming`.
+    /// Callers must say so loudly at start.
+    pub fn ephemeral(request: &crate::CertRequest) -> Result<NodeTls, PkiError> {
+        let now = time::OffsetDateTime::now_utc();
+        let ca = crate::CertificateAuthority::create(
+            &request.domain,
+            crate::Validity::days_from(now, 3650)?,
+        )?;
+        let issued = ca.issue(request, crate::Validity::days_from(now, 3650)?)?;
+        let mut tls = NodeTls::from_pem(
+            ca.cert_pem().as_bytes(),
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+        )?;
+        tls.authenticate_peers = false;
+        Ok(tls)
+    }
+
+    /// Whether peers are authenticated (false only for [`NodeTls::ephemeral`] material).
+    pub fn authenticates_peers(&self) -> bool {
+        self.authenticate_peers
+    }
+
+    /// The identity of a peer certificate, checked against `policy`: what an endpoint that
+    /// accepts several kinds of peer at the TLS layer uses to decide per protocol. Without
+    /// authentication ([`NodeTls::ephemeral`]) the claimed identity is returned unchecked.
+    pub fn peer_identity(
+        &self,
+        peer_certificate: &[u8],
+        policy: &PeerPolicy,
+    ) -> Result<Identity, Rejection> {
+        let info = inspect_der(peer_certificate).map_err(|e| {
+            policy.reject(
+                RejectReason::Invalid,
+                "(unparseable)".to_owned(),
+                e.to_string(),
+            )
+        })?;
+        if !self.authenticate_peers {
+            return info.identities.first().cloned().ok_or_else(|| {
+                policy.reject(
+                    RejectReason::NoIdentity,
+                    info.summary(),
+                    "no identity".to_owned(),
+                )
+            });
+        }
+        policy.check(&info)
     }
 
     /// Calls `observer` with every peer certificate the configs built from now on refuse.
@@ -81,6 +135,7 @@ impl NodeTls {
             ca_subject: self.ca_subject.clone(),
             provider: self.provider.clone(),
             observer: self.observer.clone(),
+            authenticate: self.authenticate_peers,
         }))
     }
 
@@ -148,6 +203,8 @@ struct PeerVerifier {
     ca_subject: String,
     provider: Arc<CryptoProvider>,
     observer: Option<RejectionObserver>,
+    /// False only for ephemeral material: accept any certificate (encryption, no trust).
+    authenticate: bool,
 }
 
 impl std::fmt::Debug for PeerVerifier {
@@ -252,6 +309,9 @@ impl ClientCertVerifier for PeerVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
+        if !self.authenticate {
+            return Ok(ClientCertVerified::assertion());
+        }
         self.inner
             .verify_client_cert(end_entity, intermediates, now)
             .map_err(|e| self.chain_rejection(end_entity, e))?;
@@ -303,6 +363,9 @@ impl ServerCertVerifier for PeerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if !self.authenticate {
+            return Ok(ServerCertVerified::assertion());
+        }
         let parsed = ParsedCertificate::try_from(end_entity)
             .map_err(|e| self.chain_rejection(end_entity, e))?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod agent_config;
+pub mod api;
 pub mod command;
 pub mod config_file;
 pub mod duration;

@@ -1,0 +1,100 @@
+//! `catalog services | nodes | datacenters`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use wire::api::CatalogNode;
+
+use super::{check, client, fail};
+
+/// Prints rows as aligned columns (two spaces apart), as Consul's tables.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| {
+                if c + 1 == row.len() {
+                    cell.clone()
+                } else {
+                    format!("{cell:<width$}", width = widths[c])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `catalog services [-tags]`.
+pub fn services(addr: &str, with_tags: bool) -> ExitCode {
+    let response = match check(client(addr).get("/v1/catalog/services"), addr) {
+        Ok(response) => response,
+        Err(e) => return fail(e),
+    };
+    let services: BTreeMap<String, Vec<String>> = match response.json() {
+        Ok(services) => services,
+        Err(e) => return fail(e),
+    };
+    if with_tags {
+        let rows: Vec<Vec<String>> = services
+            .iter()
+            .map(|(name, tags)| vec![name.clone(), tags.join(",")])
+            .collect();
+        print!("{}", table(&rows));
+    } else {
+        services.keys().for_each(|name| println!("{name}"));
+    }
+    ExitCode::SUCCESS
+}
+
+/// `catalog nodes`.
+pub fn nodes(addr: &str) -> ExitCode {
+    let response = match check(client(addr).get("/v1/catalog/nodes"), addr) {
+        Ok(response) => response,
+        Err(e) => return fail(e),
+    };
+    let nodes: Vec<CatalogNode> = match response.json() {
+        Ok(nodes) => nodes,
+        Err(e) => return fail(e),
+    };
+    let mut rows = vec![vec![
+        "Node".to_owned(),
+        "Address".to_owned(),
+        "DC".to_owned(),
+    ]];
+    rows.extend(
+        nodes
+            .iter()
+            .map(|n| vec![n.node.clone(), n.address.clone(), n.datacenter.clone()]),
+    );
+    print!("{}", table(&rows));
+    ExitCode::SUCCESS
+}
+
+/// `catalog datacenters`.
+pub fn datacenters(addr: &str) -> ExitCode {
+    let response = match check(client(addr).get("/v1/catalog/datacenters"), addr) {
+        Ok(response) => response,
+        Err(e) => return fail(e),
+    };
+    match response.json::<Vec<String>>() {
+        Ok(dcs) => {
+            dcs.iter().for_each(|dc| println!("{dc}"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,47 @@
+//! `operator raft list-peers`.
+
+use std::process::ExitCode;
+
+use wire::api::RaftConfiguration;
+
+use super::catalog::table;
+use super::{check, client, fail};
+
+/// Prints the Raft peers as Consul does.
+pub fn list_peers(addr: &str, stale: bool) -> ExitCode {
+    let path = if stale {
+        "/v1/operator/raft/configuration?stale"
+    } else {
+        "/v1/operator/raft/configuration"
+    };
+    let response = match check(client(addr).get(path), addr) {
+        Ok(response) => response,
+        Err(e) => return fail(format!("Failed to retrieve raft configuration: {e}")),
+    };
+    let configuration: RaftConfiguration = match response.json() {
+        Ok(configuration) => configuration,
+        Err(e) => return fail(e),
+    };
+    let mut rows = vec![["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]
+        .map(str::to_owned)
+        .to_vec()];
+    for server in &configuration.servers {
+        let state = if server.leader {
+            "leader"
+        } else if server.voter {
+            "follower"
+        } else {
+            "non-voter"
+        };
+        rows.push(vec![
+            server.node.clone(),
+            server.id.clone(),
+            server.address.clone(),
+            state.to_owned(),
+            server.voter.to_string(),
+            server.protocol_version.clone(),
+        ]);
+    }
+    print!("{}", table(&rows));
+    ExitCode::SUCCESS
+}

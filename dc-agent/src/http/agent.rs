@@ -1,0 +1,158 @@
+//! Agent-local and status endpoints: `/v1/status/*`, `/v1/operator/raft/configuration`,
+//! `/v1/agent/self`, `/v1/agent/metrics`, `/v1/agent/leave`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use wire::api::{RaftConfiguration, RaftServer};
+
+use super::kv::json;
+use super::{params, Api, ApiError, Consistency};
+
+/// `GET /v1/status/leader`: the leader's Raft address, or `""`.
+pub async fn status_leader(State(api): State<Api>) -> Response {
+    let leader = api
+        .server
+        .leader()
+        .map(|(_, node)| node.addr)
+        .unwrap_or_default();
+    json(&api, 1, Consistency::Stale, &leader)
+}
+
+/// `GET /v1/status/peers`: the voters' Raft addresses.
+pub async fn status_peers(State(api): State<Api>) -> Response {
+    let peers: Vec<String> = api
+        .server
+        .members()
+        .into_iter()
+        .filter(|(_, _, voter)| *voter)
+        .map(|(_, node, _)| node.addr)
+        .collect();
+    json(&api, 1, Consistency::Stale, &peers)
+}
+
+/// `GET /v1/operator/raft/configuration`.
+pub async fn raft_configuration(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let params = params(uri.query())?;
+    let consistency = Consistency::from_params(&params)?;
+    if consistency != Consistency::Stale && api.server.leader().is_none() {
+        return Err(ApiError::NoLeader);
+    }
+    let leader = api.server.leader().map(|(id, _)| id);
+    let metrics = api.server.raft.metrics().borrow().clone();
+    let index = metrics.membership_config.log_id().map_or(0, |id| id.index);
+    let servers = api
+        .server
+        .members()
+        .into_iter()
+        .map(|(id, node, voter)| RaftServer {
+            id: id.to_string(),
+            node: node.name,
+            address: node.addr,
+            leader: Some(id) == leader,
+            protocol_version: "3".to_owned(),
+            voter,
+        })
+        .collect();
+    Ok(json(
+        &api,
+        index,
+        consistency,
+        &RaftConfiguration { servers, index },
+    ))
+}
+
+/// `GET /v1/agent/self`: configuration, membership and Raft statistics (what `info` prints).
+pub async fn agent_self(State(api): State<Api>) -> Response {
+    let agent = &api.agent;
+    let metrics = api.server.raft.metrics().borrow().clone();
+    let leader = api.server.leader();
+    let voters = api
+        .server
+        .members()
+        .iter()
+        .filter(|(_, _, voter)| *voter)
+        .count();
+    let raft: BTreeMap<&str, String> = BTreeMap::from([
+        ("state", format!("{:?}", metrics.state)),
+        ("term", metrics.current_term.to_string()),
+        (
+            "last_log_index",
+            metrics.last_log_index.unwrap_or(0).to_string(),
+        ),
+        (
+            "applied_index",
+            metrics.last_applied.map_or(0, |id| id.index).to_string(),
+        ),
+        (
+            "last_snapshot_index",
+            metrics.snapshot.map_or(0, |id| id.index).to_string(),
+        ),
+        ("num_peers", voters.saturating_sub(1).to_string()),
+        (
+            "last_contact",
+            format!("{}ms", api.server.last_contact_ms()),
+        ),
+    ]);
+    let consul: BTreeMap<&str, String> = BTreeMap::from([
+        ("server", agent.server.to_string()),
+        ("leader", api.server.is_leader().to_string()),
+        (
+            "leader_addr",
+            leader.map(|(_, node)| node.addr).unwrap_or_default(),
+        ),
+        ("known_datacenters", "1".to_owned()),
+        ("bootstrap", (api.server.bootstrap_expect == 1).to_string()),
+    ]);
+    let body = json!({
+        "Config": {
+            "Datacenter": agent.datacenter,
+            "PrimaryDatacenter": agent.primary_datacenter,
+            "NodeName": agent.node_name,
+            "NodeID": api.server.id.to_string(),
+            "Server": agent.server,
+            "Domain": agent.domain,
+            "Version": env!("CARGO_PKG_VERSION"),
+            "Revision": "",
+            "Dev": agent.dev,
+        },
+        "Member": {
+            "Name": agent.node_name,
+            "Addr": agent.address,
+            "Tags": { "role": if agent.server { "consul" } else { "node" }, "dc": agent.datacenter, "build": env!("CARGO_PKG_VERSION") },
+            "Status": 1,
+        },
+        "Stats": { "raft": raft, "consul": consul, "build": { "version": env!("CARGO_PKG_VERSION") } },
+        "Meta": {},
+    });
+    json(&api, 1, Consistency::Stale, &body)
+}
+
+/// `GET /v1/agent/metrics?format=prometheus` (JSON is not offered).
+pub async fn metrics(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let params = params(uri.query())?;
+    if params.get("format").map(String::as_str) != Some("prometheus") {
+        return Err(ApiError::BadRequest(
+            "only ?format=prometheus is supported".to_owned(),
+        ));
+    }
+    Ok((
+        [("content-type", "text/plain; version=0.0.4")],
+        api.metrics.render(),
+    )
+        .into_response())
+}
+
+/// `PUT /v1/agent/leave`: leave the cluster gracefully and stop the agent.
+pub async fn leave(State(api): State<Api>) -> Result<Response, ApiError> {
+    tracing::info!(node = %api.agent.node_name, "leaving the cluster");
+    api.server
+        .leave()
+        .await
+        .map_err(|e| ApiError::Internal(format!("leaving: {e:#}")))?;
+    api.shutdown.cancel();
+    Ok(([("content-type", "application/json")], "").into_response())
+}

@@ -1,0 +1,304 @@
+//! `/v1/catalog/*` and `/v1/health/*`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use wire::api::{
+    AgentService, CatalogNode, CatalogServiceEntry, DeregisterRequest, HealthCheck, NodeServices,
+    RegisterRequest, ServiceEntry,
+};
+use wire::command::{CheckRegistration, Command, CommandResult, Registration, ServiceRegistration};
+use wire::records::HealthStatus;
+
+use super::kv::{confirm, json};
+use super::{blocking, params, Api, ApiError, Consistency, Params};
+
+fn tags(params: &Params) -> Vec<String> {
+    params
+        .get("tag")
+        .filter(|t| !t.is_empty())
+        .map(|t| vec![t.clone()])
+        .unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))
+}
+
+async fn apply(api: &Api, command: Command) -> Result<Response, ApiError> {
+    let response = api
+        .server
+        .raft
+        .client_write(command)
+        .await
+        .map_err(super::error::from_write_error)?;
+    api.metrics.raft_apply.inc();
+    match response.data {
+        CommandResult::Done => Ok(([("content-type", "application/json")], "true").into_response()),
+        CommandResult::Refused(why) => Err(ApiError::BadRequest(why)),
+        other => Err(ApiError::Internal(format!("unexpected result {other:?}"))),
+    }
+}
+
+/// `PUT /v1/catalog/register`.
+pub async fn register(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
+    let request: RegisterRequest = decode(&body)?;
+    let mut checks: Vec<_> = request.check.into_iter().chain(request.checks).collect();
+    let mut registration_checks = Vec::new();
+    for check in checks.drain(..) {
+        if !check.node.is_empty() && check.node != request.node {
+            return Err(ApiError::BadRequest(format!(
+                "Check node {:?} does not match the registration's {:?}",
+                check.node, request.node
+            )));
+        }
+        let status = if check.status.is_empty() {
+            HealthStatus::Critical
+        } else {
+            check.status.parse().map_err(ApiError::BadRequest)?
+        };
+        registration_checks.push(CheckRegistration {
+            check_id: check.check_id,
+            name: check.name,
+            status,
+            notes: check.notes,
+            output: check.output,
+            service_id: check.service_id,
+            check_type: check.check_type,
+        });
+    }
+    let datacenter = if request.datacenter.is_empty() {
+        api.agent.datacenter.clone()
+    } else {
+        request.datacenter
+    };
+    let registration = Registration {
+        node: request.node,
+        address: request.address,
+        datacenter,
+        tagged_addresses: request.tagged_addresses,
+        node_meta: request.node_meta,
+        skip_node_update: request.skip_node_update,
+        service: request.service.map(|s| ServiceRegistration {
+            id: s.id,
+            name: s.service,
+            tags: s.tags,
+            address: s.address,
+            port: s.port,
+            meta: s.meta,
+        }),
+        checks: registration_checks,
+    };
+    apply(&api, Command::Register(Box::new(registration))).await
+}
+
+/// `PUT /v1/catalog/deregister`.
+pub async fn deregister(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
+    let request: DeregisterRequest = decode(&body)?;
+    if request.node.is_empty() {
+        return Err(ApiError::BadRequest("Must provide node".to_owned()));
+    }
+    let some = |s: String| if s.is_empty() { None } else { Some(s) };
+    apply(
+        &api,
+        Command::Deregister {
+            node: request.node,
+            service_id: some(request.service_id),
+            check_id: some(request.check_id),
+        },
+    )
+    .await
+}
+
+/// `GET /v1/catalog/datacenters`.
+pub async fn datacenters(State(api): State<Api>) -> Response {
+    json(
+        &api,
+        1,
+        Consistency::Stale,
+        &vec![api.agent.datacenter.clone()],
+    )
+}
+
+async fn read<T>(
+    api: &Api,
+    uri: &Uri,
+    read: impl Fn(&crate::raft::state_machine::StateMachineData) -> (u64, T),
+) -> Result<(u64, T, Consistency), ApiError> {
+    let params = params(uri.query())?;
+    let consistency = Consistency::from_params(&params)?;
+    confirm(api, consistency).await?;
+    api.metrics.rpc_request.inc();
+    let (index, answer) = blocking::run(&api.server.state, &params, read).await?;
+    Ok((index, answer, consistency))
+}
+
+/// `GET /v1/catalog/nodes`.
+pub async fn nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let (index, nodes, consistency) = read(&api, &uri, |data| {
+        let catalog = &data.state.catalog;
+        (
+            catalog.indexes().nodes,
+            catalog.nodes().map(CatalogNode::from).collect::<Vec<_>>(),
+        )
+    })
+    .await?;
+    Ok(json(&api, index, consistency, &nodes))
+}
+
+/// `GET /v1/catalog/services`.
+pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let (index, services, consistency) = read(&api, &uri, |data| {
+        let catalog = &data.state.catalog;
+        let names: std::collections::BTreeMap<String, Vec<String>> = catalog
+            .service_names()
+            .into_iter()
+            .map(|(name, tags)| {
+                (
+                    name.to_owned(),
+                    tags.into_iter().map(str::to_owned).collect(),
+                )
+            })
+            .collect();
+        (catalog.indexes().services, names)
+    })
+    .await?;
+    Ok(json(&api, index, consistency, &services))
+}
+
+/// `GET /v1/catalog/service/<name>` (`?tag=`).
+pub async fn service(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let tags = tags(&params(uri.query())?);
+    let (index, entries, consistency) = read(&api, &uri, |data| {
+        let catalog = &data.state.catalog;
+        let entries: Vec<CatalogServiceEntry> = catalog
+            .instances(&name, &tags)
+            .map(|(node, service)| CatalogServiceEntry::new(node, service))
+            .collect();
+        (catalog.service_index(&name), entries)
+    })
+    .await?;
+    Ok(json(&api, index, consistency, &entries))
+}
+
+/// `GET /v1/catalog/node/<node>`.
+pub async fn node(
+    State(api): State<Api>,
+    Path(node): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let (index, answer, consistency) = read(&api, &uri, |data| {
+        let catalog = &data.state.catalog;
+        let answer = catalog.node(&node).map(|n| NodeServices {
+            node: CatalogNode::from(n),
+            services: catalog
+                .node_services(&node)
+                .map(|s| (s.id.clone(), AgentService::from(s)))
+                .collect(),
+        });
+        (catalog.node_index(&node), answer)
+    })
+    .await?;
+    Ok(json(&api, index, consistency, &answer))
+}
+
+/// `GET /v1/health/service/<name>` (`?passing`, `?tag=`).
+pub async fn health_service(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let params = params(uri.query())?;
+    let tags = tags(&params);
+    let passing_only = params.contains_key("passing");
+    let (index, entries, consistency) = read(&api, &uri, |data| {
+        let catalog = &data.state.catalog;
+        let entries: Vec<ServiceEntry> = catalog
+            .service_health(&name, &tags)
+            .into_iter()
+            .filter(|h| !passing_only || h.checks.iter().all(|c| c.status == HealthStatus::Passing))
+            .map(|h| ServiceEntry {
+                node: CatalogNode::from(h.node),
+                service: AgentService::from(h.service),
+                checks: h.checks.iter().map(|c| HealthCheck::from(*c)).collect(),
+            })
+            .collect();
+        (catalog.service_index(&name), entries)
+    })
+    .await?;
+    Ok(json(&api, index, consistency, &entries))
+}
+
+/// `GET /v1/health/checks/<service>`.
+pub async fn health_checks(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let (index, checks, consistency) = read(&api, &uri, |data| {
+        let catalog = &data.state.catalog;
+        (
+            catalog.service_index(&name),
+            catalog
+                .service_checks(&name)
+                .map(HealthCheck::from)
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await?;
+    Ok(json(&api, index, consistency, &checks))
+}
+
+/// `GET /v1/health/node/<node>`.
+pub async fn health_node(
+    State(api): State<Api>,
+    Path(node): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let (index, checks, consistency) = read(&api, &uri, |data| {
+        let catalog = &data.state.catalog;
+        (
+            catalog.node_index(&node),
+            catalog
+                .node_checks(&node)
+                .map(HealthCheck::from)
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await?;
+    Ok(json(&api, index, consistency, &checks))
+}
+
+/// `GET /v1/health/state/<state>` (`any`, `passing`, `warning`, `critical`).
+pub async fn health_state(
+    State(api): State<Api>,
+    Path(state): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let wanted = match state.as_str() {
+        "any" => None,
+        other => Some(other.parse::<HealthStatus>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "Invalid check state {other:?}: use any, passing, warning or critical"
+            ))
+        })?),
+    };
+    let (index, checks, consistency) = read(&api, &uri, |data| {
+        let catalog = &data.state.catalog;
+        (
+            catalog.indexes().checks,
+            catalog
+                .checks_in_state(wanted)
+                .map(HealthCheck::from)
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await?;
+    Ok(json(&api, index, consistency, &checks))
+}

@@ -1,0 +1,113 @@
+//! Forwarding an HTTP request to the leader over QUIC, and answering forwarded ones.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower::ServiceExt;
+use wire::raft::RaftNode;
+
+use super::{params, Api, ApiError, FORWARDED};
+use crate::rpc::messages::{HttpHandler, HttpRequest, HttpResponse, RpcReply, RpcRequest};
+
+/// Largest body forwarded (values are at most 512 KiB; transactions a little more).
+const MAX_FORWARDED_BODY: usize = 2 * 1024 * 1024;
+
+/// Sends `request` to the leader and returns its answer.
+pub async fn to_leader(api: &Api, leader: &RaftNode, request: Request, hops: u32) -> Response {
+    let timeout = params(request.uri().query())
+        .map(|p| super::forward_timeout(&p))
+        .unwrap_or(super::blocking::DEFAULT_WAIT);
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_FORWARDED_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            return ApiError::TooLarge(format!(
+                "Request body too large, max size: {MAX_FORWARDED_BODY} bytes"
+            ))
+            .into_response()
+        }
+    };
+    let mut headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| *name == "content-type" || name.as_str().starts_with("x-consul"))
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    headers.push((FORWARDED.to_owned(), hops.to_string().into_bytes()));
+    let forwarded = HttpRequest {
+        method: parts.method.as_str().to_owned(),
+        uri: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        headers,
+        body: body.to_vec(),
+    };
+    api.metrics.rpc_forwarded.inc();
+    match api
+        .server
+        .call(&leader.addr, &RpcRequest::Http(forwarded), timeout)
+        .await
+    {
+        Ok(RpcReply::Http(response)) => into_response(response),
+        Ok(_) => {
+            ApiError::Internal("the leader answered another kind of RPC".to_owned()).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(leader = %leader.name, error = %format!("{e:#}"), "forwarding to the leader failed");
+            ApiError::NoLeader.into_response()
+        }
+    }
+}
+
+fn into_response(forwarded: HttpResponse) -> Response {
+    let mut response = Response::new(Body::from(forwarded.body));
+    *response.status_mut() =
+        StatusCode::from_u16(forwarded.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in forwarded.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_bytes(&value))
+        {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+/// Answers forwarded requests with the local router.
+pub fn handler(router: Router) -> HttpHandler {
+    std::sync::Arc::new(move |request: HttpRequest| {
+        let router = router.clone();
+        Box::pin(async move {
+            let mut builder = axum::http::Request::builder()
+                .method(request.method.as_str())
+                .uri(request.uri.as_str());
+            for (name, value) in &request.headers {
+                builder = builder.header(name.as_str(), value.as_slice());
+            }
+            let response = match builder.body(Body::from(request.body)) {
+                Ok(request) => match router.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                Err(e) => ApiError::BadRequest(format!("malformed forwarded request: {e}"))
+                    .into_response(),
+            };
+            let (parts, body) = response.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
+            HttpResponse {
+                status: parts.status.as_u16(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                    .collect(),
+                body,
+            }
+        })
+    })
+}

@@ -1,0 +1,253 @@
+//! The Consul-compatible `/v1` HTTP API.
+//!
+//! Cross-cutting behaviour lives here: [`route_by_consistency`] sends each request to the
+//! right server (any server for `?stale`, the leader otherwise, forwarding over QUIC from a
+//! follower), and [`blocking`] implements blocking queries on top of the state machine's
+//! applied-index watch. Endpoint files only read or write state.
+
+mod agent;
+mod blocking;
+mod catalog;
+mod error;
+mod forward;
+mod kv;
+mod txn;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+
+pub use error::ApiError;
+pub use forward::handler as forward_handler;
+
+use crate::metrics::Metrics;
+use crate::server::Server;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct Api {
+    /// The local server.
+    pub server: Arc<Server>,
+    /// Static facts about this agent.
+    pub agent: Arc<AgentInfo>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Cancelling it stops the agent (`/v1/agent/leave`).
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// Static facts about this agent, for `/v1/agent/self`.
+#[derive(Debug, Clone)]
+pub struct AgentInfo {
+    /// Node name.
+    pub node_name: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Primary datacenter.
+    pub primary_datacenter: String,
+    /// Domain.
+    pub domain: String,
+    /// Advertised address.
+    pub address: String,
+    /// HTTP address.
+    pub http_addr: String,
+    /// Whether this agent is a server.
+    pub server: bool,
+    /// Whether the agent runs in `-dev` mode.
+    pub dev: bool,
+}
+
+/// Builds the router.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route(
+            "/v1/kv/",
+            get(kv::get_root).put(kv::put_root).delete(kv::delete_root),
+        )
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
+        .route("/v1/txn", put(txn::txn))
+        .route("/v1/catalog/register", put(catalog::register))
+        .route("/v1/catalog/deregister", put(catalog::deregister))
+        .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        .route("/v1/catalog/nodes", get(catalog::nodes))
+        .route("/v1/catalog/services", get(catalog::services))
+        .route("/v1/catalog/service/{name}", get(catalog::service))
+        .route("/v1/catalog/node/{node}", get(catalog::node))
+        .route("/v1/health/service/{name}", get(catalog::health_service))
+        .route("/v1/health/checks/{name}", get(catalog::health_checks))
+        .route("/v1/health/node/{node}", get(catalog::health_node))
+        .route("/v1/health/state/{state}", get(catalog::health_state))
+        .route("/v1/status/leader", get(agent::status_leader))
+        .route("/v1/status/peers", get(agent::status_peers))
+        .route(
+            "/v1/operator/raft/configuration",
+            get(agent::raft_configuration),
+        )
+        .route("/v1/agent/self", get(agent::agent_self))
+        .route("/v1/agent/metrics", get(agent::metrics))
+        .route("/v1/agent/leave", put(agent::leave))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            route_by_consistency,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
+        .with_state(api)
+}
+
+async fn not_found(request: Request) -> Response {
+    ApiError::NotFound(format!(
+        "no such endpoint: {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+    .into_response()
+}
+
+/// Query parameters, as Consul reads them (`?recurse` has no value).
+pub type Params = HashMap<String, String>;
+
+/// Parses the query string; a malformed one is a 400.
+pub fn params(query: Option<&str>) -> Result<Params, ApiError> {
+    let mut params = Params::new();
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &str| {
+            percent_decode(text)
+                .ok_or_else(|| ApiError::BadRequest(format!("Invalid query string near {pair:?}")))
+        };
+        params.insert(decode(key)?, decode(value)?);
+    }
+    Ok(params)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// How a read wants to be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Through the leader (Consul's default).
+    Default,
+    /// Any server, possibly stale.
+    Stale,
+    /// Through the leader, after it confirms leadership with a quorum.
+    Consistent,
+}
+
+impl Consistency {
+    /// Reads `?stale` / `?consistent`.
+    pub fn from_params(params: &Params) -> Result<Consistency, ApiError> {
+        match (
+            params.contains_key("stale"),
+            params.contains_key("consistent"),
+        ) {
+            (true, true) => Err(ApiError::BadRequest(
+                "Cannot specify ?stale with ?consistent, conflicting semantics.".to_owned(),
+            )),
+            (true, false) => Ok(Consistency::Stale),
+            (false, true) => Ok(Consistency::Consistent),
+            (false, false) => Ok(Consistency::Default),
+        }
+    }
+
+    fn header(self) -> &'static str {
+        match self {
+            Consistency::Default => "leader",
+            Consistency::Stale => "stale",
+            Consistency::Consistent => "consistent",
+        }
+    }
+}
+
+/// Header marking a request forwarded between servers, with its hop count.
+const FORWARDED: &str = "x-isthmus-forwarded";
+
+/// Sends each request where Consul would answer it: agent and status endpoints and `?stale`
+/// reads locally; everything else on the leader, forwarded over QUIC from a follower.
+async fn route_by_consistency(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let local_only = path.starts_with("/v1/agent/")
+        || path.starts_with("/v1/status/")
+        || path == "/v1/catalog/datacenters";
+    let stale = params(request.uri().query())
+        .map(|p| p.contains_key("stale"))
+        .unwrap_or(false);
+    let is_read = request.method() == axum::http::Method::GET;
+    if local_only || (stale && is_read) || api.server.is_leader() {
+        return next.run(request).await;
+    }
+    let hops: u32 = request
+        .headers()
+        .get(FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    match api.server.leader() {
+        Some((_, leader)) if hops < 3 => forward::to_leader(&api, &leader, request, hops + 1).await,
+        _ => ApiError::NoLeader.into_response(),
+    }
+}
+
+/// Adds Consul's query-meta headers to a response.
+pub fn query_meta(api: &Api, headers: &mut HeaderMap, index: u64, consistency: Consistency) {
+    let leader_known = api.server.leader().is_some();
+    let entries = [
+        ("x-consul-index", index.max(1).to_string()),
+        ("x-consul-knownleader", leader_known.to_string()),
+        (
+            "x-consul-lastcontact",
+            api.server.last_contact_ms().to_string(),
+        ),
+        (
+            "x-consul-effective-consistency",
+            consistency.header().to_owned(),
+        ),
+    ];
+    for (name, value) in entries {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// How long to wait before forwarding gives up: a blocking query's wait plus a margin.
+pub fn forward_timeout(params: &Params) -> Duration {
+    let wait = blocking::wait_of(params).unwrap_or(blocking::DEFAULT_WAIT);
+    wait + Duration::from_secs(15)
+}

@@ -1,0 +1,146 @@
+//! `PUT /v1/txn`: KV operations applied atomically (200 with results, 409 with errors).
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use wire::api::{KvPair, TxnErrorEntry, TxnOpRequest, TxnResponse, TxnResult};
+use wire::command::{Command, CommandResult, TxnOp};
+use wire::records::MAX_KV_VALUE;
+
+use super::{Api, ApiError};
+
+/// Consul's limit on operations per transaction.
+const MAX_OPS: usize = 128;
+
+fn to_op(index: usize, request: TxnOpRequest) -> Result<TxnOp, String> {
+    let Some(kv) = request.kv else {
+        return Err(format!(
+            "operation {index}: only KV operations are supported"
+        ));
+    };
+    if kv.value.len() > MAX_KV_VALUE {
+        return Err(format!(
+            "operation {index}: value exceeds the {MAX_KV_VALUE}-byte limit"
+        ));
+    }
+    let key = kv.key;
+    if key.chars().any(char::is_control) {
+        return Err(format!(
+            "operation {index}: key {key:?} contains a control character"
+        ));
+    }
+    let needs_key = !matches!(kv.verb.as_str(), "get-tree" | "delete-tree");
+    if needs_key && key.is_empty() {
+        return Err(format!("operation {index}: missing key"));
+    }
+    Ok(match kv.verb.as_str() {
+        "set" => TxnOp::Set {
+            key,
+            value: kv.value,
+            flags: kv.flags,
+        },
+        "cas" => TxnOp::Cas {
+            key,
+            value: kv.value,
+            flags: kv.flags,
+            index: kv.index,
+        },
+        "get" => TxnOp::Get { key },
+        "get-tree" => TxnOp::GetTree { prefix: key },
+        "check-index" => TxnOp::CheckIndex {
+            key,
+            index: kv.index,
+        },
+        "check-not-exists" => TxnOp::CheckNotExists { key },
+        "delete" => TxnOp::Delete { key },
+        "delete-tree" => TxnOp::DeleteTree { prefix: key },
+        "delete-cas" => TxnOp::DeleteCas {
+            key,
+            index: kv.index,
+        },
+        "lock" | "unlock" | "check-session" => {
+            return Err(format!(
+                "operation {index}: verb {:?} needs sessions, which are not supported yet",
+                kv.verb
+            ))
+        }
+        other => return Err(format!("operation {index}: unknown KV verb {other:?}")),
+    })
+}
+
+/// `PUT /v1/txn`.
+pub async fn txn(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
+    let requests: Vec<TxnOpRequest> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("Failed to parse body: {e}")))?;
+    if requests.len() > MAX_OPS {
+        return Err(ApiError::TooLarge(format!(
+            "Transaction contains too many operations ({} > {MAX_OPS})",
+            requests.len()
+        )));
+    }
+    let ops = requests
+        .into_iter()
+        .enumerate()
+        .map(|(index, request)| to_op(index, request))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::BadRequest)?;
+    let started = Instant::now();
+    let response = api
+        .server
+        .raft
+        .client_write(Command::Txn(ops))
+        .await
+        .map_err(super::error::from_write_error)?;
+    api.metrics
+        .txn_apply
+        .observe(started.elapsed().as_secs_f64() * 1000.0);
+    api.metrics.raft_apply.inc();
+    let (status, body) = match response.data {
+        CommandResult::Txn(Ok(entries)) => (
+            StatusCode::OK,
+            TxnResponse {
+                results: Some(
+                    entries
+                        .iter()
+                        .map(|e| TxnResult {
+                            kv: KvPair::from(e),
+                        })
+                        .collect(),
+                ),
+                errors: None,
+            },
+        ),
+        CommandResult::Txn(Err(errors)) => (
+            StatusCode::CONFLICT,
+            TxnResponse {
+                results: None,
+                errors: Some(
+                    errors
+                        .into_iter()
+                        .map(|e| TxnErrorEntry {
+                            op_index: e.op_index,
+                            what: e.what,
+                        })
+                        .collect(),
+                ),
+            },
+        ),
+        other => return Err(ApiError::Internal(format!("unexpected result {other:?}"))),
+    };
+    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut headers = axum::http::HeaderMap::new();
+    super::query_meta(
+        &api,
+        &mut headers,
+        response.log_id.index,
+        super::Consistency::Default,
+    );
+    headers.insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Ok((status, headers, bytes).into_response())
+}

@@ -1,0 +1,182 @@
+//! Prometheus metrics of an agent, served at `/v1/agent/metrics?format=prometheus`.
+//! Consul's names where Consul has the metric (its timers are in milliseconds); ours with
+//! units and `_total` otherwise.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::server::Server;
+
+/// Every metric of the agent.
+pub struct Metrics {
+    registry: Registry,
+    /// `consul_kvs_apply`: time to apply a KV write through Raft, ms.
+    pub kvs_apply: Histogram,
+    /// `consul_txn_apply`: time to apply a transaction, ms.
+    pub txn_apply: Histogram,
+    /// `consul_raft_commitTime`: time from a write's arrival at the leader to its commit, ms.
+    pub raft_commit_time: Histogram,
+    /// `consul_raft_apply`: writes applied through Raft.
+    pub raft_apply: IntCounter,
+    /// `consul_rpc_request`: requests served by this server.
+    pub rpc_request: IntCounter,
+    /// `isthmus_rpc_forwarded_total`: requests forwarded to the leader.
+    pub rpc_forwarded: IntCounter,
+    /// `consul_raft_state_leader`: times this server became leader.
+    pub raft_state_leader: IntCounter,
+    /// `consul_raft_state_candidate`: times this server started an election.
+    pub raft_state_candidate: IntCounter,
+    /// `consul_server_isLeader`: 1 on the leader.
+    pub server_is_leader: IntGauge,
+    /// `consul_raft_leader_lastContact`: ms since the leader was last heard from.
+    pub raft_leader_last_contact: IntGauge,
+    /// `isthmus_raft_applied_index`: last applied Raft index.
+    pub raft_applied_index: IntGauge,
+    /// `isthmus_raft_term`: current term.
+    pub raft_term: IntGauge,
+    /// `consul_autopilot_healthy`: 1 when every voter is replicating (leader only).
+    pub autopilot_healthy: IntGauge,
+    /// `isthmus_tls_rejected_total{reason}`: refused peer certificates.
+    pub tls_rejected: IntCounterVec,
+    /// `isthmus_http_requests_total{method,code}`.
+    pub http_requests: IntCounterVec,
+}
+
+fn ms_buckets() -> Vec<f64> {
+    vec![
+        0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+    ]
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let histogram = |name: &str, help: &str| -> Result<Histogram, prometheus::Error> {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(ms_buckets()))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        Ok(Metrics {
+            kvs_apply: histogram(
+                "consul_kvs_apply",
+                "Time to apply a KV write through Raft, in milliseconds.",
+            )?,
+            txn_apply: histogram(
+                "consul_txn_apply",
+                "Time to apply a transaction through Raft, in milliseconds.",
+            )?,
+            raft_commit_time: histogram(
+                "consul_raft_commitTime",
+                "Time from a write reaching the leader to its commit, in milliseconds.",
+            )?,
+            raft_apply: counter("consul_raft_apply", "Writes applied through Raft.")?,
+            rpc_request: counter("consul_rpc_request", "Requests served by this server.")?,
+            rpc_forwarded: counter(
+                "isthmus_rpc_forwarded_total",
+                "Requests forwarded to the leader.",
+            )?,
+            raft_state_leader: counter(
+                "consul_raft_state_leader",
+                "Times this server became the leader.",
+            )?,
+            raft_state_candidate: counter(
+                "consul_raft_state_candidate",
+                "Times this server started an election.",
+            )?,
+            server_is_leader: gauge("consul_server_isLeader", "1 if this server is the leader.")?,
+            raft_leader_last_contact: gauge(
+                "consul_raft_leader_lastContact",
+                "Milliseconds since the leader was last heard from.",
+            )?,
+            raft_applied_index: gauge("isthmus_raft_applied_index", "Last applied Raft index.")?,
+            raft_term: gauge("isthmus_raft_term", "Current Raft term.")?,
+            autopilot_healthy: gauge(
+                "consul_autopilot_healthy",
+                "1 when every voter is replicating (leader only).",
+            )?,
+            tls_rejected: counter_vec(
+                "isthmus_tls_rejected_total",
+                "Peer certificates refused, by reason.",
+                &["reason"],
+            )?,
+            http_requests: counter_vec(
+                "isthmus_http_requests_total",
+                "HTTP requests served, by method and status code.",
+                &["method", "code"],
+            )?,
+            registry,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// Follows Raft's state to keep the Raft gauges and transition counters current.
+pub async fn follow_raft(server: Arc<Server>, metrics: Arc<Metrics>, cancel: CancellationToken) {
+    let mut watch = server.raft.metrics();
+    let mut last_state = openraft::ServerState::Learner;
+    let mut refresh = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            changed = watch.changed() => if changed.is_err() { return },
+            _ = refresh.tick() => {}
+        }
+        let current = watch.borrow_and_update().clone();
+        if current.state != last_state {
+            match current.state {
+                openraft::ServerState::Leader => metrics.raft_state_leader.inc(),
+                openraft::ServerState::Candidate => metrics.raft_state_candidate.inc(),
+                _ => {}
+            }
+            tracing::info!(from = ?last_state, to = ?current.state, term = current.current_term, "raft state changed");
+            last_state = current.state;
+        }
+        let is_leader = current.state == openraft::ServerState::Leader;
+        metrics.server_is_leader.set(i64::from(is_leader));
+        metrics.raft_term.set(current.current_term as i64);
+        metrics
+            .raft_applied_index
+            .set(current.last_applied.map_or(0, |id| id.index) as i64);
+        metrics
+            .raft_leader_last_contact
+            .set(server.last_contact_ms() as i64);
+        if let Some(replication) = &current.replication {
+            let last = current.last_log_index.unwrap_or(0);
+            let healthy = replication
+                .values()
+                .all(|matched| last.saturating_sub(matched.map_or(0, |id| id.index)) < 1000);
+            metrics.autopilot_healthy.set(i64::from(healthy));
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! openraft's network over [`Transport`]: each Raft RPC is one request on the `isthmus/raft`
+//! protocol, bounded by the deadline openraft gives.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use wire::raft::RaftNode;
+
+use super::messages::{RaftReply, RaftRequest};
+use super::transport::{CallError, Transport};
+use super::ALPN_RAFT;
+use crate::raft::{NodeId, TypeConfig};
+
+/// Makes a client per peer.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    transport: Arc<Transport>,
+}
+
+impl NetworkFactory {
+    /// Raft traffic over `transport`.
+    pub fn new(transport: Arc<Transport>) -> NetworkFactory {
+        NetworkFactory { transport }
+    }
+}
+
+/// The Raft client of one peer.
+pub struct PeerNetwork {
+    transport: Arc<Transport>,
+    target: NodeId,
+    addr: Result<SocketAddr, String>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &RaftNode) -> PeerNetwork {
+        let addr = node
+            .addr
+            .parse()
+            .map_err(|_| format!("bad Raft address {:?} for {}", node.addr, node.name));
+        PeerNetwork {
+            transport: self.transport.clone(),
+            target,
+            addr,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Message(String);
+
+impl PeerNetwork {
+    async fn call<E: std::error::Error>(
+        &self,
+        request: RaftRequest,
+        option: &RPCOption,
+    ) -> Result<RaftReply, RPCError<NodeId, RaftNode, E>> {
+        let addr = self
+            .addr
+            .clone()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&Message(e))))?;
+        self.transport
+            .call(addr, ALPN_RAFT, &request, option.hard_ttl())
+            .await
+            .map_err(|e| match e {
+                CallError::Connect { .. } | CallError::Timeout(_) => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
+                CallError::Stream { .. } => RPCError::Network(NetworkError::new(&e)),
+            })
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, RaftNode, E> {
+        RPCError::Network(NetworkError::new(&Message(format!(
+            "node {} answered another kind of RPC",
+            self.target
+        ))))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, RaftNode, RaftError<NodeId>>> {
+        match self.call(RaftRequest::AppendEntries(rpc), &option).await? {
+            RaftReply::AppendEntries(result) => {
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, RaftNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self
+            .call(RaftRequest::InstallSnapshot(rpc), &option)
+            .await?
+        {
+            RaftReply::InstallSnapshot(result) => {
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, RaftNode, RaftError<NodeId>>> {
+        match self.call(RaftRequest::Vote(rpc), &option).await? {
+            RaftReply::Vote(result) => {
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The QUIC endpoint of an agent: it accepts (servers) and dials, caching one connection per
+//! peer and protocol, dropping it on any error so the next call reconnects.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pki::{NodeTls, PeerPolicy};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{read_frame, write_frame, FrameIoError, ALPN_RAFT, ALPN_RPC};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No connection could be made.
+    #[error("connecting to {addr}: {reason}")]
+    Connect {
+        /// The peer.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// No answer in time.
+    #[error("no answer from {0} in time")]
+    Timeout(SocketAddr),
+    /// The stream broke or carried garbage.
+    #[error("talking to {addr}: {source}")]
+    Stream {
+        /// The peer.
+        addr: SocketAddr,
+        /// What went wrong.
+        source: FrameIoError,
+    },
+}
+
+/// The agent's QUIC endpoint and its outgoing connections.
+pub struct Transport {
+    endpoint: quinn::Endpoint,
+    raft_client: quinn::ClientConfig,
+    rpc_client: quinn::ClientConfig,
+    server_name: String,
+    connections: tokio::sync::Mutex<HashMap<(SocketAddr, &'static [u8]), quinn::Connection>>,
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut config = quinn::TransportConfig::default();
+    config.keep_alive_interval(Some(Duration::from_secs(2)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(10)) {
+        config.max_idle_timeout(Some(idle));
+    }
+    // Forwarded blocking queries each hold a stream for up to their wait time.
+    config.max_concurrent_bidi_streams(4096u32.into());
+    Arc::new(config)
+}
+
+impl Transport {
+    /// Binds the endpoint. With `listen`, it also accepts connections (servers); the TLS
+    /// layer admits servers and clients of `datacenter`, and each protocol then checks the
+    /// peer's role (see [`Transport::peer_is_server`]).
+    pub fn bind(
+        bind: SocketAddr,
+        listen: bool,
+        tls: &NodeTls,
+        datacenter: &str,
+        domain: &str,
+    ) -> Result<Transport, anyhow::Error> {
+        let expect_servers = PeerPolicy::servers_of(domain, datacenter);
+        let client = |alpn: &[u8]| -> Result<quinn::ClientConfig, anyhow::Error> {
+            let rustls_config = tls.client_config(expect_servers.clone(), &[alpn])?;
+            let mut config =
+                quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(rustls_config)?));
+            config.transport_config(transport_config());
+            Ok(config)
+        };
+        let endpoint = if listen {
+            let rustls_config = tls.server_config(
+                PeerPolicy::servers_or_clients_of(domain, datacenter),
+                &[ALPN_RAFT, ALPN_RPC],
+            )?;
+            let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(
+                QuicServerConfig::try_from(rustls_config)?,
+            ));
+            server_config.transport_config(transport_config());
+            quinn::Endpoint::server(server_config, bind)?
+        } else {
+            quinn::Endpoint::client(bind)?
+        };
+        Ok(Transport {
+            endpoint,
+            raft_client: client(ALPN_RAFT)?,
+            rpc_client: client(ALPN_RPC)?,
+            server_name: format!("server.{datacenter}.{domain}"),
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The endpoint, for the accept loop.
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
+    async fn connection(
+        &self,
+        addr: SocketAddr,
+        alpn: &'static [u8],
+        timeout: Duration,
+    ) -> Result<quinn::Connection, CallError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(connection) = connections.get(&(addr, alpn)) {
+            if connection.close_reason().is_none() {
+                return Ok(connection.clone());
+            }
+            connections.remove(&(addr, alpn));
+        }
+        let config = if alpn == ALPN_RAFT {
+            self.raft_client.clone()
+        } else {
+            self.rpc_client.clone()
+        };
+        let connecting = self
+            .endpoint
+            .connect_with(config, addr, &self.server_name)
+            .map_err(|e| CallError::Connect {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let connection = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| CallError::Timeout(addr))?
+            .map_err(|e| CallError::Connect {
+                addr,
+                reason: e.to_string(),
+            })?;
+        connections.insert((addr, alpn), connection.clone());
+        Ok(connection)
+    }
+
+    async fn forget(&self, addr: SocketAddr, alpn: &'static [u8]) {
+        self.connections.lock().await.remove(&(addr, alpn));
+    }
+
+    /// Sends one request and waits for its answer, within `timeout` in all.
+    pub async fn call<Req: Serialize, Rep: DeserializeOwned>(
+        &self,
+        addr: SocketAddr,
+        alpn: &'static [u8],
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Rep, CallError> {
+        let attempt = async {
+            let connection = self.connection(addr, alpn, timeout).await?;
+            let (mut send, mut recv) =
+                connection.open_bi().await.map_err(|e| CallError::Stream {
+                    addr,
+                    source: FrameIoError::Write(e.to_string()),
+                })?;
+            write_frame(&mut send, request)
+                .await
+                .map_err(|source| CallError::Stream { addr, source })?;
+            read_frame(&mut recv)
+                .await
+                .map_err(|source| CallError::Stream { addr, source })
+        };
+        let result = match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout(addr)),
+        };
+        if result.is_err() {
+            self.forget(addr, alpn).await;
+        }
+        result
+    }
+
+    /// Closes every connection and waits (briefly) for peers to be told.
+    pub async fn close(&self) {
+        self.endpoint.close(0u32.into(), b"shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// The peer certificate of a connection, DER.
+pub fn peer_certificate(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    let identity = connection.peer_identity()?;
+    let certificates = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    certificates.first().map(|c| c.to_vec())
+}
+
+/// The ALPN protocol a connection negotiated.
+pub fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    let data = connection.handshake_data()?;
+    let data = data
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?;
+    data.protocol
+}

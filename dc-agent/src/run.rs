@@ -1,0 +1,247 @@
+//! Running an agent: validate the configuration, start the server, the HTTP API and the
+//! metrics, and stop everything on SIGINT/SIGTERM or `/v1/agent/leave`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wire::agent_config::AgentConfig;
+use wire::{ports, Role};
+
+use crate::config::LoadedConfig;
+use crate::http::{AgentInfo, Api};
+use crate::metrics::Metrics;
+use crate::server::{Server, ServerSettings};
+
+/// An agent to run.
+pub struct RunOptions {
+    /// The merged configuration.
+    pub config: AgentConfig,
+    /// `-dev`: one server, temporary data, ephemeral TLS.
+    pub dev: bool,
+    /// Where the configuration came from, for messages.
+    pub origin: String,
+}
+
+/// Fills in what `-dev` implies, leaving anything set explicitly alone.
+pub fn apply_dev_defaults(config: &mut AgentConfig) {
+    config.server = Some(true);
+    config.bootstrap_expect.get_or_insert(1);
+    config
+        .bind_addr
+        .get_or_insert_with(|| "127.0.0.1".to_owned());
+    config
+        .client_addr
+        .get_or_insert_with(|| "127.0.0.1".to_owned());
+    config.node_name.get_or_insert_with(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase();
+        if wire::validate_dns_label(&host).is_ok() {
+            host
+        } else {
+            "dev".to_owned()
+        }
+    });
+}
+
+async fn resolve_join(entry: &str, server_port: u16) -> anyhow::Result<Vec<SocketAddr>> {
+    // Consul's retry_join names gossip addresses; until gossip exists, the host is dialled
+    // on the server port.
+    let host = match entry.parse::<SocketAddr>() {
+        Ok(addr) => return Ok(vec![SocketAddr::new(addr.ip(), server_port)]),
+        Err(_) => entry
+            .rsplit_once(':')
+            .filter(|(_, port)| port.parse::<u16>().is_ok())
+            .map_or(entry, |(host, _)| host),
+    };
+    if let Ok(ip) = host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+    {
+        return Ok(vec![SocketAddr::new(ip, server_port)]);
+    }
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, server_port))
+        .await
+        .with_context(|| format!("resolving retry_join address {entry:?}"))?
+        .collect();
+    Ok(found)
+}
+
+/// Runs the agent until it is told to stop.
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let loaded = LoadedConfig {
+        path: options.origin.clone().into(),
+        base_dir: ".".into(),
+        config: options.config.clone(),
+    };
+    let validated = loaded.validate()?;
+    if validated.role != Role::Server {
+        bail!(
+            "client agents (server = false) are not available yet; start this agent with -server"
+        );
+    }
+    let config = &options.config;
+    let ports_config = config.ports.clone().unwrap_or_default();
+    let server_port = ports_config.server.unwrap_or(ports::SERVER);
+    let http_port = ports_config.http.unwrap_or(ports::HTTP);
+
+    let temporary_dir;
+    let data_dir = match (&validated.data_dir, options.dev) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => {
+            temporary_dir = tempfile::tempdir().context("creating a temporary data directory")?;
+            temporary_dir.path().to_owned()
+        }
+        (None, false) => {
+            bail!("a server needs a data directory: pass -data-dir=DIR or set data_dir")
+        }
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+
+    let tls = match validated.tls {
+        Some(tls) => tls,
+        None => {
+            let request = pki::CertRequest {
+                role: Role::Server,
+                datacenter: validated.datacenter.clone(),
+                domain: validated.domain.clone(),
+                node: Some(validated.node_name.clone()),
+                ips: vec![validated.bind_addr],
+                dns_names: vec![],
+            };
+            pki::NodeTls::ephemeral(&request)?
+        }
+    };
+    let authenticated = tls.authenticates_peers();
+
+    let mut retry_join = Vec::new();
+    for entry in &config.retry_join {
+        retry_join.extend(resolve_join(entry, server_port).await?);
+    }
+    let rpc_addr = SocketAddr::new(validated.bind_addr, server_port);
+    let http_addr = SocketAddr::new(validated.client_addr, http_port);
+
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let metrics = Arc::new(Metrics::new()?);
+    let settings = ServerSettings {
+        node_name: validated.node_name.clone(),
+        datacenter: validated.datacenter.clone(),
+        domain: validated.domain.clone(),
+        rpc_addr,
+        data_dir: data_dir.clone(),
+        bootstrap_expect: config.bootstrap_expect.unwrap_or(0),
+        retry_join,
+        tls,
+    };
+    let bootstrap_expect = settings.bootstrap_expect;
+    let server = Server::start(settings, &tasks, &cancel).await?;
+    tasks.spawn(crate::metrics::follow_raft(
+        server.clone(),
+        metrics.clone(),
+        cancel.child_token(),
+    ));
+
+    let api = Api {
+        server: server.clone(),
+        agent: Arc::new(AgentInfo {
+            node_name: validated.node_name.clone(),
+            datacenter: validated.datacenter.clone(),
+            primary_datacenter: config
+                .primary_datacenter
+                .clone()
+                .unwrap_or_else(|| validated.datacenter.clone()),
+            domain: validated.domain.clone(),
+            address: validated.bind_addr.to_string(),
+            http_addr: http_addr.to_string(),
+            server: true,
+            dev: options.dev,
+        }),
+        metrics,
+        shutdown: cancel.clone(),
+    };
+    let router = crate::http::router(api);
+    let _ = server
+        .http_handler
+        .set(crate::http::forward_handler(router.clone()));
+    let listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP port {http_addr}"))?;
+
+    println!("==> Starting Isthmus agent...");
+    println!("               Version: '{}'", env!("CARGO_PKG_VERSION"));
+    println!("               Node ID: '{}'", server.id);
+    println!("             Node name: '{}'", validated.node_name);
+    println!("            Datacenter: '{}'", validated.datacenter);
+    println!("                Server: true (Bootstrap expect: {bootstrap_expect})");
+    println!(
+        "           Client Addr: [{}] (HTTP: {http_port})",
+        validated.client_addr
+    );
+    println!(
+        "          Cluster Addr: {} (Server: {server_port}/quic)",
+        validated.bind_addr
+    );
+    println!("              Data dir: {}", data_dir.display());
+    if authenticated {
+        println!("                   TLS: mutual TLS, peers verified against the CA");
+    } else {
+        println!("                   TLS: ENCRYPTED BUT PEERS ARE NOT AUTHENTICATED (no TLS material configured;");
+        println!("                        any host that reaches the server port can join). Render TLS with `topology`.");
+        tracing::warn!(
+            "no TLS material configured: QUIC is encrypted but peers are not authenticated"
+        );
+    }
+    println!();
+    println!("==> Log data will now stream in as it occurs:");
+
+    let signals = cancel.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("caught a signal, shutting down");
+        signals.cancel();
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .await
+        .context("serving HTTP")?;
+    cancel.cancel();
+    server.shutdown().await;
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 5s");
+    }
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

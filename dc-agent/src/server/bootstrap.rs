@@ -1,0 +1,141 @@
+//! Finding the other servers and forming (or joining) the Raft cluster.
+//!
+//! Every second, until this server is a voter: greet each `retry_join` address. If a greeted
+//! server knows a leader, ask that leader to add this server (as a learner, promoted to voter
+//! once caught up). Otherwise, once `bootstrap_expect` uninitialized servers of this
+//! datacenter with the same expectation know each other, the one with the lowest node ID
+//! initializes the cluster with all of them: exactly one server bootstraps, exactly once
+//! (openraft refuses a second initialization).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Server, RPC_TIMEOUT};
+use crate::rpc::messages::{Hello, RpcReply, RpcRequest, PROTOCOL_VERSION};
+
+/// Runs until cancelled.
+pub async fn discovery_loop(server: Arc<Server>, cancel: CancellationToken) {
+    let mut logged_waiting = false;
+    loop {
+        let is_voter = server
+            .members()
+            .iter()
+            .any(|(id, _, voter)| *id == server.id && *voter);
+        if !is_voter {
+            match step(&server).await {
+                Ok(Some(message)) if !logged_waiting => {
+                    tracing::info!(node = %server.node.name, "{message}");
+                    logged_waiting = true;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "discovery step failed"),
+            }
+        } else {
+            logged_waiting = false;
+        }
+        let pause = if is_voter {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(500)
+        };
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// One round; returns a message worth logging once while waiting.
+async fn step(server: &Server) -> anyhow::Result<Option<String>> {
+    let initialized = server.raft.is_initialized().await?;
+    let mut peers: Vec<Hello> = Vec::new();
+    for addr in &server.retry_join {
+        let reply = server
+            .transport
+            .call(
+                *addr,
+                crate::rpc::ALPN_RPC,
+                &RpcRequest::Hello {
+                    version: PROTOCOL_VERSION,
+                },
+                RPC_TIMEOUT,
+            )
+            .await;
+        match reply {
+            Ok(RpcReply::Hello(hello)) if hello.id != server.id => peers.push(hello),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(peer = %addr, error = %e, "retry_join target did not answer"),
+        }
+    }
+    let foreign: Vec<&Hello> = peers
+        .iter()
+        .filter(|p| p.datacenter != server.datacenter)
+        .collect();
+    if let Some(other) = foreign.first() {
+        tracing::warn!(peer = %other.node.name, peer_dc = %other.datacenter, dc = %server.datacenter, "a retry_join target belongs to another datacenter; ignoring it");
+    }
+    let peers: Vec<&Hello> = peers
+        .iter()
+        .filter(|p| p.datacenter == server.datacenter)
+        .collect();
+
+    // A cluster exists: join it through its leader.
+    if let Some((_, leader)) = peers
+        .iter()
+        .find_map(|p| p.leader.clone())
+        .or_else(|| server.leader().filter(|(id, _)| *id != server.id))
+    {
+        let request = RpcRequest::Join {
+            id: server.id,
+            node: server.node.clone(),
+        };
+        return match server
+            .call(&leader.addr, &request, RPC_TIMEOUT * 15)
+            .await?
+        {
+            RpcReply::Done(Ok(())) => {
+                tracing::info!(leader = %leader.name, "joined the cluster");
+                Ok(None)
+            }
+            RpcReply::Done(Err(e)) => Err(anyhow::anyhow!(
+                "the leader {} refused the join: {e}",
+                leader.name
+            )),
+            _ => Err(anyhow::anyhow!("the leader answered another kind of RPC")),
+        };
+    }
+    if initialized || server.bootstrap_expect == 0 {
+        return Ok(Some("waiting for a leader".to_owned()));
+    }
+    let mut candidates: BTreeMap<u64, wire::raft::RaftNode> =
+        BTreeMap::from([(server.id, server.node.clone())]);
+    for peer in &peers {
+        if !peer.initialized && peer.bootstrap_expect == server.bootstrap_expect {
+            candidates.insert(peer.id, peer.node.clone());
+        }
+        if peer.bootstrap_expect != server.bootstrap_expect && peer.bootstrap_expect != 0 {
+            tracing::warn!(peer = %peer.node.name, theirs = peer.bootstrap_expect, ours = server.bootstrap_expect, "servers disagree on bootstrap_expect");
+        }
+    }
+    let expect = server.bootstrap_expect as usize;
+    if candidates.len() < expect {
+        return Ok(Some(format!(
+            "waiting for {expect} servers to bootstrap; {} known",
+            candidates.len()
+        )));
+    }
+    let chosen: BTreeMap<u64, wire::raft::RaftNode> = candidates.into_iter().take(expect).collect();
+    if chosen.keys().next() != Some(&server.id) {
+        return Ok(Some("another server bootstraps the cluster".to_owned()));
+    }
+    let names: Vec<&str> = chosen.values().map(|n| n.name.as_str()).collect();
+    tracing::info!(servers = ?names, "bootstrapping the cluster");
+    match server.raft.initialize(chosen).await {
+        Ok(()) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("bootstrap: {e}")),
+    }
+}

@@ -1,0 +1,186 @@
+//! What a server answers on its QUIC endpoint.
+
+use std::sync::Arc;
+
+use pki::{NodeTls, PeerPolicy};
+use tokio_util::sync::CancellationToken;
+
+use super::{Server, RPC_TIMEOUT};
+use crate::rpc::messages::{
+    Hello, HttpResponse, RaftReply, RaftRequest, RpcReply, RpcRequest, PROTOCOL_VERSION,
+};
+use crate::rpc::transport::{negotiated_alpn, peer_certificate};
+use crate::rpc::{read_frame, write_frame, ALPN_RAFT, ALPN_RPC};
+
+/// Accepts connections until cancelled.
+pub async fn accept_loop(
+    server: Arc<Server>,
+    tls: NodeTls,
+    domain: String,
+    cancel: CancellationToken,
+) {
+    let endpoint = server.transport.endpoint().clone();
+    let tls = Arc::new(tls);
+    loop {
+        let incoming = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            incoming = endpoint.accept() => incoming,
+        };
+        let Some(incoming) = incoming else { break };
+        tokio::spawn(handle_connection(
+            server.clone(),
+            incoming,
+            tls.clone(),
+            domain.clone(),
+            cancel.child_token(),
+        ));
+    }
+}
+
+async fn handle_connection(
+    server: Arc<Server>,
+    incoming: quinn::Incoming,
+    tls: Arc<NodeTls>,
+    domain: String,
+    cancel: CancellationToken,
+) {
+    let peer_addr = incoming.remote_address();
+    let connection = match incoming.await {
+        Ok(connection) => connection,
+        Err(e) => {
+            tracing::debug!(peer = %peer_addr, error = %e, "handshake failed");
+            return;
+        }
+    };
+    let alpn = negotiated_alpn(&connection).unwrap_or_default();
+    if alpn == ALPN_RAFT {
+        // The TLS layer admits clients too; Raft is for servers of this datacenter only.
+        let policy = PeerPolicy::servers_of(&domain, &server.datacenter);
+        let allowed = peer_certificate(&connection).map(|cert| tls.peer_identity(&cert, &policy));
+        match allowed {
+            Some(Ok(_)) => {}
+            Some(Err(rejection)) => {
+                tracing::warn!(peer = %peer_addr, %rejection, "refused a Raft connection");
+                connection.close(1u32.into(), b"raft is for servers of this datacenter");
+                return;
+            }
+            None => {
+                connection.close(1u32.into(), b"no peer certificate");
+                return;
+            }
+        }
+    }
+    loop {
+        let stream = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            stream = connection.accept_bi() => stream,
+        };
+        let Ok((send, recv)) = stream else { break };
+        let server = server.clone();
+        if alpn == ALPN_RAFT {
+            tokio::spawn(handle_raft(server, send, recv));
+        } else if alpn == ALPN_RPC {
+            tokio::spawn(handle_rpc(server, send, recv));
+        } else {
+            break;
+        }
+    }
+}
+
+async fn handle_raft(
+    server: Arc<Server>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let request: RaftRequest = match read_frame(&mut recv).await {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::debug!(error = %e, "bad raft request");
+            return;
+        }
+    };
+    let reply = match request {
+        RaftRequest::AppendEntries(rpc) => {
+            server.heard_from_leader();
+            RaftReply::AppendEntries(server.raft.append_entries(rpc).await)
+        }
+        RaftRequest::Vote(rpc) => RaftReply::Vote(server.raft.vote(rpc).await),
+        RaftRequest::InstallSnapshot(rpc) => {
+            server.heard_from_leader();
+            RaftReply::InstallSnapshot(server.raft.install_snapshot(rpc).await)
+        }
+    };
+    if let Err(e) = write_frame(&mut send, &reply).await {
+        tracing::debug!(error = %e, "could not answer a raft request");
+    }
+}
+
+impl Server {
+    /// What this server says about itself.
+    pub async fn hello(&self) -> Hello {
+        Hello {
+            version: PROTOCOL_VERSION,
+            id: self.id,
+            node: self.node.clone(),
+            datacenter: self.datacenter.clone(),
+            initialized: self.raft.is_initialized().await.unwrap_or(false),
+            leader: self.leader(),
+            bootstrap_expect: self.bootstrap_expect,
+        }
+    }
+}
+
+async fn handle_rpc(server: Arc<Server>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let request: RpcRequest = match read_frame(&mut recv).await {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::debug!(error = %e, "bad rpc request");
+            return;
+        }
+    };
+    let reply = match request {
+        RpcRequest::Hello { .. } => RpcReply::Hello(server.hello().await),
+        RpcRequest::Join { id, node } => {
+            if server.is_leader() {
+                RpcReply::Done(server.add_server(id, node).await)
+            } else {
+                forward_to_leader(&server, &RpcRequest::Join { id, node }).await
+            }
+        }
+        RpcRequest::Leave { id } => {
+            if server.is_leader() {
+                RpcReply::Done(server.remove_servers(&[id]).await)
+            } else {
+                forward_to_leader(&server, &RpcRequest::Leave { id }).await
+            }
+        }
+        RpcRequest::Http(request) => match server.http_handler.get() {
+            Some(handler) => RpcReply::Http(handler(request).await),
+            None => RpcReply::Http(HttpResponse {
+                status: 503,
+                headers: vec![],
+                body: b"server starting".to_vec(),
+            }),
+        },
+    };
+    if let Err(e) = write_frame(&mut send, &reply).await {
+        tracing::debug!(error = %e, "could not answer an rpc request");
+    }
+}
+
+async fn forward_to_leader(server: &Server, request: &RpcRequest) -> RpcReply {
+    match server.leader() {
+        Some((id, leader)) if id != server.id => {
+            match server.call(&leader.addr, request, RPC_TIMEOUT * 15).await {
+                Ok(reply) => reply,
+                Err(e) => RpcReply::Done(Err(format!(
+                    "forwarding to the leader {}: {e:#}",
+                    leader.name
+                ))),
+            }
+        }
+        _ => RpcReply::Done(Err("No cluster leader".to_owned())),
+    }
+}

@@ -1,0 +1,325 @@
+//! A server: Raft over QUIC, the state machine, discovery and bootstrap, and the RPCs other
+//! agents send. The HTTP API sits on top ([`crate::http`]).
+
+mod bootstrap;
+mod handlers;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use openraft::{Config, SnapshotPolicy};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wire::raft::RaftNode;
+
+use crate::raft::log_store::LogStore;
+use crate::raft::state_machine::StateMachineStore;
+use crate::raft::{NodeId, Raft};
+use crate::rpc::messages::{RpcReply, RpcRequest};
+use crate::rpc::raft_network::NetworkFactory;
+use crate::rpc::transport::Transport;
+
+/// What a server needs to start.
+pub struct ServerSettings {
+    /// Node name.
+    pub node_name: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// DNS domain.
+    pub domain: String,
+    /// Raft/RPC address (bind address and server port).
+    pub rpc_addr: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Servers to expect before bootstrapping (0: never bootstrap, only join).
+    pub bootstrap_expect: u32,
+    /// Addresses of other servers' Raft/RPC endpoints.
+    pub retry_join: Vec<SocketAddr>,
+    /// TLS material.
+    pub tls: pki::NodeTls,
+}
+
+/// A running server.
+pub struct Server {
+    /// This server's Raft ID.
+    pub id: NodeId,
+    /// Name and Raft address.
+    pub node: RaftNode,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Bootstrap setting.
+    pub bootstrap_expect: u32,
+    /// The Raft handle.
+    pub raft: Raft,
+    /// The state machine (for reads).
+    pub state: StateMachineStore,
+    /// The QUIC endpoint.
+    pub transport: Arc<Transport>,
+    /// Unix milliseconds of the last message from a leader (followers).
+    last_leader_contact_ms: AtomicU64,
+    /// Retry-join targets.
+    retry_join: Vec<SocketAddr>,
+    /// Serves HTTP requests forwarded from other servers (set once the API is up).
+    pub http_handler: std::sync::OnceLock<crate::rpc::messages::HttpHandler>,
+}
+
+/// Timeouts of RPCs between servers that are not Raft's own.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Reads this server's node ID, or makes one at first start.
+fn node_id(data_dir: &Path) -> anyhow::Result<NodeId> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .with_context(|| format!("{} does not hold a node ID", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 8];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+                .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+            let id = u64::from_be_bytes(bytes) >> 1; // positive in every JSON reader
+            std::fs::write(&path, format!("{id}\n"))
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+impl Server {
+    /// Opens storage, starts Raft and the QUIC listener, and starts discovery.
+    pub async fn start(
+        settings: ServerSettings,
+        tasks: &TaskTracker,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Arc<Server>> {
+        let raft_dir = settings.data_dir.join("raft");
+        std::fs::create_dir_all(&raft_dir)
+            .with_context(|| format!("creating {}", raft_dir.display()))?;
+        let id = node_id(&settings.data_dir)?;
+        let log = LogStore::open(&raft_dir.join("log.redb"))
+            .with_context(|| format!("opening the Raft log in {}", raft_dir.display()))?;
+        let state = StateMachineStore::open(&raft_dir.join("snapshot.bin"))
+            .with_context(|| format!("opening the snapshot in {}", raft_dir.display()))?;
+        let transport = Arc::new(
+            Transport::bind(
+                settings.rpc_addr,
+                true,
+                &settings.tls,
+                &settings.datacenter,
+                &settings.domain,
+            )
+            .with_context(|| format!("binding the server port {}", settings.rpc_addr))?,
+        );
+        let config = Config {
+            cluster_name: format!("isthmus-{}", settings.datacenter),
+            heartbeat_interval: 200,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            install_snapshot_timeout: 5000,
+            max_payload_entries: 64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
+            max_in_snapshot_log_to_keep: 1000,
+            purge_batch_size: 256,
+            ..Default::default()
+        }
+        .validate()?;
+        let raft = Raft::new(
+            id,
+            Arc::new(config),
+            NetworkFactory::new(transport.clone()),
+            log,
+            state.clone(),
+        )
+        .await?;
+        let node = RaftNode {
+            name: settings.node_name.clone(),
+            addr: settings.rpc_addr.to_string(),
+        };
+        let server = Arc::new(Server {
+            id,
+            node,
+            datacenter: settings.datacenter,
+            bootstrap_expect: settings.bootstrap_expect,
+            raft,
+            state,
+            transport,
+            last_leader_contact_ms: AtomicU64::new(0),
+            retry_join: settings.retry_join,
+            http_handler: std::sync::OnceLock::new(),
+        });
+        tracing::info!(node = %server.node.name, id = server.id, addr = %server.node.addr, dc = %server.datacenter, "server started");
+        tasks.spawn(handlers::accept_loop(
+            server.clone(),
+            settings.tls,
+            settings.domain,
+            cancel.child_token(),
+        ));
+        tasks.spawn(bootstrap::discovery_loop(
+            server.clone(),
+            cancel.child_token(),
+        ));
+        Ok(server)
+    }
+
+    /// The leader, as this server knows it.
+    pub fn leader(&self) -> Option<(NodeId, RaftNode)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()?;
+        Some((leader, node))
+    }
+
+    /// Whether this server is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Milliseconds since a leader was last heard from (0 on the leader).
+    pub fn last_contact_ms(&self) -> u64 {
+        if self.is_leader() {
+            return 0;
+        }
+        let last = self.last_leader_contact_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            return 0;
+        }
+        unix_millis().saturating_sub(last)
+    }
+
+    fn heard_from_leader(&self) {
+        self.last_leader_contact_ms
+            .store(unix_millis(), Ordering::Relaxed);
+    }
+
+    /// Voters and learners of the current membership: (id, node, voter).
+    pub fn members(&self) -> Vec<(NodeId, RaftNode, bool)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| (*id, node.clone(), voters.contains(id)))
+            .collect()
+    }
+
+    /// Sends an RPC to a server.
+    pub async fn call(
+        &self,
+        addr: &str,
+        request: &RpcRequest,
+        timeout: Duration,
+    ) -> anyhow::Result<RpcReply> {
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("bad server address {addr:?}"))?;
+        Ok(self
+            .transport
+            .call(addr, crate::rpc::ALPN_RPC, request, timeout)
+            .await?)
+    }
+
+    /// Adds a server to the cluster (on the leader): as a learner until caught up, then as
+    /// a voter. A stale member with the same name (a server rebuilt with an empty data
+    /// directory) is removed first.
+    pub async fn add_server(&self, id: NodeId, node: RaftNode) -> Result<(), String> {
+        let members = self.members();
+        if members
+            .iter()
+            .any(|(member, _, voter)| *member == id && *voter)
+        {
+            return Ok(());
+        }
+        let stale: Vec<NodeId> = members
+            .iter()
+            .filter(|(member, n, _)| *member != id && n.name == node.name)
+            .map(|(m, _, _)| *m)
+            .collect();
+        if !stale.is_empty() {
+            tracing::warn!(node = %node.name, ?stale, "removing a stale member with the same name");
+            self.remove_servers(&stale).await?;
+        }
+        tracing::info!(node = %node.name, id, addr = %node.addr, "adding server as a learner");
+        self.raft
+            .add_learner(id, node.clone(), true)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(node = %node.name, id, "promoting server to voter");
+        let voters = std::collections::BTreeSet::from([id]);
+        self.raft
+            .change_membership(openraft::ChangeMembers::AddVoterIds(voters), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Removes servers from the cluster (on the leader).
+    pub async fn remove_servers(&self, ids: &[NodeId]) -> Result<(), String> {
+        let set: std::collections::BTreeSet<NodeId> = ids.iter().copied().collect();
+        let voters: std::collections::BTreeSet<NodeId> = self
+            .members()
+            .iter()
+            .filter(|(_, _, v)| *v)
+            .map(|(id, _, _)| *id)
+            .collect();
+        let leaving_voters: std::collections::BTreeSet<NodeId> =
+            set.intersection(&voters).copied().collect();
+        if !leaving_voters.is_empty() {
+            self.raft
+                .change_membership(openraft::ChangeMembers::RemoveVoters(leaving_voters), false)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.raft
+            .change_membership(openraft::ChangeMembers::RemoveNodes(set), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Leaves the cluster gracefully: asks the leader to remove this server.
+    pub async fn leave(&self) -> anyhow::Result<()> {
+        if self.is_leader() {
+            self.remove_servers(&[self.id])
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            return Ok(());
+        }
+        let (_, leader) = self.leader().context("no leader to leave through")?;
+        match self
+            .call(
+                &leader.addr,
+                &RpcRequest::Leave { id: self.id },
+                Duration::from_secs(10),
+            )
+            .await?
+        {
+            RpcReply::Done(Ok(())) => Ok(()),
+            RpcReply::Done(Err(e)) => Err(anyhow::anyhow!("the leader refused: {e}")),
+            _ => Err(anyhow::anyhow!("the leader answered another kind of RPC")),
+        }
+    }
+
+    /// Stops Raft and closes the endpoint.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+        self.transport.close().await;
+    }
+}
