@@ -246,8 +246,12 @@ pub fn query_meta(api: &Api, headers: &mut HeaderMap, index: u64, consistency: C
     }
 }
 
-/// How long to wait before forwarding gives up: a blocking query's wait plus a margin.
+/// How long to wait before forwarding gives up: a blocking query's wait plus a margin, or
+/// 15s for anything else.
 pub fn forward_timeout(params: &Params) -> Duration {
-    let wait = blocking::wait_of(params).unwrap_or(blocking::DEFAULT_WAIT);
-    wait + Duration::from_secs(15)
+    let margin = Duration::from_secs(15);
+    if !params.contains_key("index") {
+        return margin;
+    }
+    blocking::wait_of(params).unwrap_or(blocking::DEFAULT_WAIT) + margin
 }

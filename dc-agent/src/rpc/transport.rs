@@ -43,13 +43,17 @@ pub struct Transport {
     raft_client: quinn::ClientConfig,
     rpc_client: quinn::ClientConfig,
     server_name: String,
-    connections: tokio::sync::Mutex<HashMap<(SocketAddr, &'static [u8]), quinn::Connection>>,
+    /// One slot per (peer, protocol). The map lock is held only to find a slot; a slot's
+    /// own lock is held while dialling, so a dead peer never delays calls to live ones.
+    connections: std::sync::Mutex<HashMap<(SocketAddr, &'static [u8]), Slot>>,
 }
+
+type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
 
 fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut config = quinn::TransportConfig::default();
-    config.keep_alive_interval(Some(Duration::from_secs(2)));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(10)) {
+    config.keep_alive_interval(Some(Duration::from_secs(1)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(5)) {
         config.max_idle_timeout(Some(idle));
     }
     // Forwarded blocking queries each hold a stream for up to their wait time.
@@ -94,7 +98,7 @@ impl Transport {
             raft_client: client(ALPN_RAFT)?,
             rpc_client: client(ALPN_RPC)?,
             server_name: format!("server.{datacenter}.{domain}"),
-            connections: tokio::sync::Mutex::new(HashMap::new()),
+            connections: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -103,19 +107,28 @@ impl Transport {
         &self.endpoint
     }
 
+    fn slot(&self, addr: SocketAddr, alpn: &'static [u8]) -> Slot {
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        connections.entry((addr, alpn)).or_default().clone()
+    }
+
     async fn connection(
         &self,
         addr: SocketAddr,
         alpn: &'static [u8],
         timeout: Duration,
     ) -> Result<quinn::Connection, CallError> {
-        let mut connections = self.connections.lock().await;
-        if let Some(connection) = connections.get(&(addr, alpn)) {
+        let slot = self.slot(addr, alpn);
+        let mut cached = slot.lock().await;
+        if let Some(connection) = cached.as_ref() {
             if connection.close_reason().is_none() {
                 return Ok(connection.clone());
             }
-            connections.remove(&(addr, alpn));
         }
+        *cached = None;
         let config = if alpn == ALPN_RAFT {
             self.raft_client.clone()
         } else {
@@ -135,12 +148,16 @@ impl Transport {
                 addr,
                 reason: e.to_string(),
             })?;
-        connections.insert((addr, alpn), connection.clone());
+        *cached = Some(connection.clone());
         Ok(connection)
     }
 
     async fn forget(&self, addr: SocketAddr, alpn: &'static [u8]) {
-        self.connections.lock().await.remove(&(addr, alpn));
+        let slot = self.slot(addr, alpn);
+        let mut cached = slot.lock().await;
+        if let Some(connection) = cached.take() {
+            connection.close(0u32.into(), b"call failed");
+        }
     }
 
     /// Sends one request and waits for its answer, within `timeout` in all.

@@ -1,0 +1,445 @@
+//! One datacenter of three real `dc-agent` servers, driven over HTTP and the CLI.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use expect_test::expect;
+use support::{cli, Cluster};
+use wire::api::KvPair;
+
+/// Replaces the numbers after `Index` fields, which depend on how many elections happened.
+fn redact_indexes(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let mut words: Vec<&str> = line.split_whitespace().collect();
+            if words.first().is_some_and(|w| w.ends_with("Index"))
+                && words.len() == 2
+                && words[0] != "LockIndex"
+            {
+                words[1] = "N";
+                return format!("{:<17}{}", words[0], words[1]);
+            }
+            line.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn run_cli(addr: &str, args: &[&str]) -> String {
+    let (code, stdout, stderr) = cli(addr, args);
+    format!("$ kv {}\n[{code}] {stdout}{stderr}", args[1..].join(" "))
+}
+
+#[test]
+fn three_servers_elect_one_leader_and_serve_the_tutorial_kv_session() {
+    let mut cluster = Cluster::start(71, 3);
+    let leader = cluster.wait_for_leader();
+    let follower = cluster.agents[(leader + 1) % 3].http();
+
+    let (code, peers, _) = cli(&follower, &["operator", "raft", "list-peers"]);
+    assert_eq!(code, 0, "{peers}");
+    assert_eq!(peers.lines().count(), 4, "{peers}");
+    assert_eq!(peers.matches("leader").count(), 1, "{peers}");
+    assert_eq!(peers.matches("follower").count(), 2, "{peers}");
+
+    // The KV session of the seed tutorial, through a follower (writes are forwarded).
+    let mut transcript = String::new();
+    for args in [
+        &["kv", "put", "redis/config/minconns", "1"][..],
+        &["kv", "put", "redis/config/maxconns", "25"],
+        &[
+            "kv",
+            "put",
+            "-flags=42",
+            "redis/config/users/admin",
+            "abcd1234",
+        ],
+        &["kv", "get", "redis/config/minconns"],
+        &["kv", "get", "-detailed", "redis/config/users/admin"],
+        &["kv", "get", "-recurse", "redis"],
+        &["kv", "delete", "redis/config/minconns"],
+        &["kv", "get", "redis/config/minconns"],
+        &["kv", "delete", "-recurse", "redis"],
+        &["kv", "get", "-recurse", "redis"],
+        &["kv", "put", "foo", "bar"],
+    ] {
+        transcript.push_str(&run_cli(&follower, args));
+    }
+    expect![[r#"
+        $ kv put redis/config/minconns 1
+        [0] Success! Data written to: redis/config/minconns
+        $ kv put redis/config/maxconns 25
+        [0] Success! Data written to: redis/config/maxconns
+        $ kv put -flags=42 redis/config/users/admin abcd1234
+        [0] Success! Data written to: redis/config/users/admin
+        $ kv get redis/config/minconns
+        [0] 1
+        $ kv get -detailed redis/config/users/admin
+        [0] CreateIndex      4
+        Flags            42
+        Key              redis/config/users/admin
+        LockIndex        0
+        ModifyIndex      N
+        Session          -
+        Value            abcd1234
+        $ kv get -recurse redis
+        [0] redis/config/maxconns:25
+        redis/config/minconns:1
+        redis/config/users/admin:abcd1234
+        $ kv delete redis/config/minconns
+        [0] Success! Deleted key: redis/config/minconns
+        $ kv get redis/config/minconns
+        [1] Error! No key exists at: redis/config/minconns
+        $ kv delete -recurse redis
+        [0] Success! Deleted keys with prefix: redis
+        $ kv get -recurse redis
+        [0] $ kv put foo bar
+        [0] Success! Data written to: foo
+    "#]]
+    .assert_eq(&redact_indexes(&transcript));
+
+    // CAS: succeeds at the current index, fails once the index has moved.
+    let (_, detailed, _) = cli(&follower, &["kv", "get", "-detailed", "foo"]);
+    let index: u64 = detailed
+        .lines()
+        .find_map(|l| l.strip_prefix("ModifyIndex"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ModifyIndex in {detailed}"));
+    let modify_index = format!("-modify-index={index}");
+    assert_eq!(
+        cli(
+            &follower,
+            &["kv", "put", "-cas", &modify_index, "foo", "zip"]
+        ),
+        (0, "Success! Data written to: foo\n".into(), String::new())
+    );
+    assert_eq!(
+        cli(
+            &follower,
+            &[
+                "kv",
+                "put",
+                "--cas",
+                "--modify-index",
+                &index.to_string(),
+                "foo",
+                "zap"
+            ]
+        ),
+        (
+            1,
+            String::new(),
+            "Error! Did not write to foo: CAS failed\n".into()
+        )
+    );
+    assert_eq!(cli(&follower, &["kv", "get", "foo"]).1, "zip\n");
+}
+
+#[test]
+fn a_leader_killed_with_sigkill_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(72, 3);
+    let leader = cluster.wait_for_leader();
+    let writer_agent = (leader + 1) % 3;
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let client = cluster.agents[writer_agent].client();
+        let acknowledged = acknowledged.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("acked/{n:05}");
+                if let Ok(response) = client.put(&format!("/v1/kv/{key}"), n.to_string().as_bytes())
+                {
+                    if response.status == 200 && response.text() == "true" {
+                        acknowledged.lock().expect("not poisoned").push(key);
+                    }
+                }
+                n += 1;
+            }
+        })
+    };
+    cluster.wait_for("some acknowledged writes", Duration::from_secs(20), |_| {
+        (acknowledged.lock().expect("not poisoned").len() >= 30).then_some(())
+    });
+    cluster.agents[leader].kill();
+    let new_leader = cluster.wait_for_leader();
+    assert_ne!(new_leader, leader);
+    let before = acknowledged.lock().expect("not poisoned").len();
+    cluster.wait_for(
+        "writes acknowledged by the new leader",
+        Duration::from_secs(20),
+        |_| (acknowledged.lock().expect("not poisoned").len() >= before + 20).then_some(()),
+    );
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer thread");
+
+    let response = cluster.request(new_leader, "GET", "/v1/kv/acked/?recurse&consistent", b"");
+    assert_eq!(response.status, 200);
+    let stored: BTreeSet<String> = response
+        .json::<Vec<KvPair>>()
+        .expect("kv list")
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    let acknowledged = acknowledged.lock().expect("not poisoned");
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|key| !stored.contains(*key))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+}
+
+#[test]
+fn data_survives_a_restart_of_every_server() {
+    let mut cluster = Cluster::start(73, 3);
+    let leader = cluster.wait_for_leader();
+    for n in 0..20 {
+        let response = cluster.request(
+            leader,
+            "PUT",
+            &format!("/v1/kv/keep/{n}"),
+            format!("value-{n}").as_bytes(),
+        );
+        assert_eq!(response.text(), "true");
+    }
+    let register = br#"{"Node":"web-1","Address":"10.1.2.3","Service":{"Service":"web","Port":80,"Tags":["v1"]}}"#;
+    assert_eq!(
+        cluster
+            .request(leader, "PUT", "/v1/catalog/register", register)
+            .text(),
+        "true"
+    );
+    for agent in &mut cluster.agents {
+        agent.stop();
+    }
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    let leader = cluster.wait_for_leader();
+    let entries: Vec<KvPair> = cluster
+        .request(leader, "GET", "/v1/kv/keep/?recurse", b"")
+        .json()
+        .expect("kv list");
+    assert_eq!(entries.len(), 20);
+    assert!(
+        entries
+            .iter()
+            .all(|e| String::from_utf8_lossy(&e.value)
+                == format!("value-{}", &e.key["keep/".len()..]))
+    );
+    let service = cluster.request(leader, "GET", "/v1/catalog/service/web", b"");
+    let instances: Vec<wire::api::CatalogServiceEntry> = service.json().expect("service list");
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0].address, "10.1.2.3");
+}
+
+#[test]
+fn a_follower_answers_stale_reads_without_a_leader() {
+    let mut cluster = Cluster::start(74, 3);
+    let leader = cluster.wait_for_leader();
+    assert_eq!(
+        cluster
+            .request(leader, "PUT", "/v1/kv/greeting", b"hello")
+            .text(),
+        "true"
+    );
+    let survivor = (leader + 1) % 3;
+    cluster.wait_for(
+        "the write to reach the survivor",
+        Duration::from_secs(10),
+        |c| {
+            let response = c.request(survivor, "GET", "/v1/kv/greeting?stale", b"");
+            (response.status == 200).then_some(())
+        },
+    );
+    for i in 0..3 {
+        if i != survivor {
+            cluster.agents[i].kill();
+        }
+    }
+    // No quorum: a default read has no leader to go to, a stale read is answered locally.
+    cluster.wait_for(
+        "the survivor to lose its leader",
+        Duration::from_secs(20),
+        |c| {
+            let response = c.request(survivor, "GET", "/v1/kv/greeting", b"");
+            (response.status == 500 && response.text() == "No cluster leader").then_some(())
+        },
+    );
+    let stale = cluster.request(survivor, "GET", "/v1/kv/greeting?stale", b"");
+    assert_eq!(stale.status, 200);
+    assert_eq!(
+        stale.header("x-consul-effective-consistency"),
+        Some("stale")
+    );
+    assert_eq!(stale.header("x-consul-knownleader"), Some("false"));
+    let pairs: Vec<KvPair> = stale.json().expect("kv");
+    assert_eq!(pairs[0].value, b"hello");
+}
+
+#[test]
+fn a_blocking_query_wakes_on_its_key_and_not_on_others() {
+    let mut cluster = Cluster::start(75, 3);
+    let leader = cluster.wait_for_leader();
+    let follower = (leader + 1) % 3;
+    assert_eq!(
+        cluster
+            .request(leader, "PUT", "/v1/kv/watched", b"v1")
+            .text(),
+        "true"
+    );
+    let first = cluster.request(follower, "GET", "/v1/kv/watched", b"");
+    let index: u64 = first
+        .header("x-consul-index")
+        .and_then(|i| i.parse().ok())
+        .expect("an index");
+
+    // Writes elsewhere only: the query returns at its wait with the same index.
+    let client = cluster.agents[follower].client();
+    let quiet =
+        std::thread::spawn(move || client.get(&format!("/v1/kv/watched?index={index}&wait=2s")));
+    for n in 0..5 {
+        assert_eq!(
+            cluster
+                .request(leader, "PUT", &format!("/v1/kv/elsewhere/{n}"), b"x")
+                .text(),
+            "true"
+        );
+    }
+    let quiet = quiet.join().expect("thread").expect("response");
+    assert_eq!(
+        quiet.header("x-consul-index"),
+        Some(index.to_string().as_str())
+    );
+    assert_eq!(quiet.json::<Vec<KvPair>>().expect("kv")[0].value, b"v1");
+
+    // A write to the key wakes it with the new value and a higher index.
+    let client = cluster.agents[follower].client();
+    let woken =
+        std::thread::spawn(move || client.get(&format!("/v1/kv/watched?index={index}&wait=60s")));
+    assert_eq!(
+        cluster
+            .request(leader, "PUT", "/v1/kv/elsewhere/more", b"x")
+            .text(),
+        "true"
+    );
+    assert_eq!(
+        cluster
+            .request(leader, "PUT", "/v1/kv/watched", b"v2")
+            .text(),
+        "true"
+    );
+    let woken = woken.join().expect("thread").expect("response");
+    let new_index: u64 = woken
+        .header("x-consul-index")
+        .and_then(|i| i.parse().ok())
+        .expect("an index");
+    assert!(new_index > index);
+    assert_eq!(woken.json::<Vec<KvPair>>().expect("kv")[0].value, b"v2");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_stores_nothing() {
+    let mut cluster = Cluster::start(76, 3);
+    let leader = cluster.wait_for_leader();
+    let follower = (leader + 1) % 3;
+    let mut transcript = String::new();
+    let big = vec![b'x'; 600 * 1024];
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/v1/catalog/register",
+            &b"{\"Node\": \"n1\", \"Address\": "[..],
+        ),
+        (
+            "PUT",
+            "/v1/txn",
+            b"[{\"KV\": {\"Verb\": \"set\", \"Key\": \"t\", \"Value\": \"not base64!\"}}]",
+        ),
+        (
+            "PUT",
+            "/v1/txn",
+            b"[{\"KV\": {\"Verb\": \"frobnicate\", \"Key\": \"t\"}}]",
+        ),
+        ("GET", "/v1/kv/foo?index=abc", b""),
+        ("GET", "/v1/kv/foo?index=1&wait=forever", b""),
+        ("GET", "/v1/kv/foo?stale&consistent", b""),
+        ("PUT", "/v1/kv/big", &big),
+        ("PUT", "/v1/kv/", b"value"),
+        ("PUT", "/v1/kv/bad%01key", b"value"),
+        ("PUT", "/v1/kv/flagged?flags=lots", b"value"),
+        ("PUT", "/v1/kv/casd?cas=-1", b"value"),
+        ("GET", "/v1/health/state/sideways", b""),
+    ] {
+        let response = cluster.request(follower, method, path, body);
+        let shown_path = if path == "/v1/kv/big" {
+            "/v1/kv/big (600 KiB)"
+        } else {
+            path
+        };
+        transcript.push_str(&format!(
+            "{method} {shown_path}\n  {} {}\n",
+            response.status,
+            response.text().trim()
+        ));
+    }
+    expect![[r#"
+        PUT /v1/catalog/register
+          400 Request decode failed: EOF while parsing a value at line 1 column 26
+        PUT /v1/txn
+          400 Failed to parse body: Value is not valid base64: Invalid symbol 32, offset 3. at line 1 column 59
+        PUT /v1/txn
+          400 operation 0: unknown KV verb "frobnicate"
+        GET /v1/kv/foo?index=abc
+          400 Invalid index: "abc" is not a number
+        GET /v1/kv/foo?index=1&wait=forever
+          400 Invalid wait time: invalid duration "forever"; expected a number and a unit, such as "10s" or "1m30s"
+        GET /v1/kv/foo?stale&consistent
+          400 Cannot specify ?stale with ?consistent, conflicting semantics.
+        PUT /v1/kv/big (600 KiB)
+          413 Value of 614400 bytes exceeds the 524288-byte limit (kv_max_value_size)
+        PUT /v1/kv/
+          400 Missing key name
+        PUT /v1/kv/bad%01key
+          400 Invalid key "bad\u{1}key": it contains the control character '\u{1}'
+        PUT /v1/kv/flagged?flags=lots
+          400 Invalid flags: "lots" is not a number
+        PUT /v1/kv/casd?cas=-1
+          400 Invalid cas: "-1" is not a number
+        GET /v1/health/state/sideways
+          400 Invalid check state "sideways": use any, passing, warning or critical
+    "#]]
+    .assert_eq(&transcript);
+    let everything = cluster.request(leader, "GET", "/v1/kv/?recurse", b"");
+    assert_eq!(
+        everything.status,
+        404,
+        "nothing was stored: {}",
+        everything.text()
+    );
+    let nodes: Vec<wire::api::CatalogNode> = cluster
+        .request(leader, "GET", "/v1/catalog/nodes", b"")
+        .json()
+        .expect("nodes");
+    assert!(nodes.is_empty());
+    // The servers keep serving.
+    assert_eq!(
+        cluster
+            .request(follower, "PUT", "/v1/kv/after", b"fine")
+            .text(),
+        "true"
+    );
+    assert!(cluster.agents.iter_mut().all(|a| a.is_running()));
+}

@@ -1,0 +1,248 @@
+//! A harness for end-to-end tests: renders a one-datacenter topology with the `topology`
+//! library onto its own loopback subnet (so tests run in parallel), starts real `dc-agent`
+//! processes and talks to them over HTTP. When a wait runs out, the panic message carries
+//! every agent's command line and log.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dc_agent::client::{ApiClient, ApiResponse};
+
+/// One server process.
+pub struct Agent {
+    /// Node name.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// HTTP address.
+    pub fn http(&self) -> String {
+        format!("{}:8500", self.address)
+    }
+
+    /// An HTTP client of this agent.
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(&self.http(), Duration::from_secs(30))
+    }
+
+    /// Whether the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Starts (or restarts) the process.
+    pub fn start(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log");
+        let child = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
+            .args(["agent", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn dc-agent");
+        self.child = Some(child);
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the process to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A datacenter of servers.
+pub struct Cluster {
+    /// The servers.
+    pub agents: Vec<Agent>,
+    /// The rendered directory (kept alive for the test).
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Renders and starts `n` servers on `127.<subnet>.0.N`.
+    pub fn start(subnet: u8, n: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let servers: Vec<String> = (1..=n)
+            .map(|i| format!("{{ name = \"s{i}\", address = \"127.{subnet}.0.{i}\" }}"))
+            .collect();
+        let source = format!(
+            "[[datacenters]]\nname = \"dc1\"\nservers = [{}]\n",
+            servers.join(", ")
+        );
+        let (topology, _) = topology::parse(&source, "test").expect("test topology is valid");
+        let out = dir.path();
+        let existing = |relative: &Path| fs::read_to_string(out.join(relative)).ok();
+        let key = wire::gossip_key::encode(&[7u8; 32]);
+        let plan = topology::render::plan(
+            &topology,
+            &Default::default(),
+            &existing,
+            &key,
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("render");
+        for file in plan.files {
+            let path = out.join(&file.path);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(path, file.contents).expect("write");
+        }
+        let mut agents: Vec<Agent> = (1..=n)
+            .map(|i| Agent {
+                name: format!("s{i}"),
+                address: format!("127.{subnet}.0.{i}"),
+                config: out.join(format!("dc1/s{i}/agent.json")),
+                log: out.join(format!("s{i}.log")),
+                child: None,
+            })
+            .collect();
+        for agent in &mut agents {
+            agent.start();
+        }
+        Cluster { agents, dir }
+    }
+
+    /// Every agent's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for agent in &self.agents {
+            let log = fs::read_to_string(&agent.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            out.push_str(&format!(
+                "\n===== {} ({} agent --config {}) =====\n{}\n",
+                agent.name,
+                env!("CARGO_BIN_EXE_dc-agent"),
+                agent.config.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        out
+    }
+
+    /// Waits up to `limit` for `condition`; panics with the logs when it never holds.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut condition: impl FnMut(&Cluster) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(value) = condition(self) {
+                return value;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {limit:?} waiting for {what}{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every running agent reports the same leader; returns its index in `agents`.
+    pub fn wait_for_leader(&mut self) -> usize {
+        let running: Vec<usize> = (0..self.agents.len())
+            .filter(|i| self.agents[*i].is_running())
+            .collect();
+        self.wait_for(
+            "a leader all servers agree on",
+            Duration::from_secs(30),
+            |cluster| {
+                let leaders: Vec<String> = running
+                    .iter()
+                    .filter_map(|i| cluster.agents[*i].client().get("/v1/status/leader").ok())
+                    .filter(|r| r.status == 200)
+                    .map(|r| r.json::<String>().unwrap_or_default())
+                    .collect();
+                let first = leaders.first()?.clone();
+                if first.is_empty()
+                    || leaders.len() != running.len()
+                    || leaders.iter().any(|l| *l != first)
+                {
+                    return None;
+                }
+                // A leader only counts if it is one of the running servers.
+                running
+                    .iter()
+                    .copied()
+                    .find(|i| first.starts_with(&format!("{}:", cluster.agents[*i].address)))
+            },
+        )
+    }
+
+    /// An agent's answer, or a panic with the logs.
+    pub fn request(&self, agent: usize, method: &str, path: &str, body: &[u8]) -> ApiResponse {
+        let client = self.agents[agent].client();
+        let result = match method {
+            "GET" => client.get(path),
+            "PUT" => client.put(path, body),
+            "DELETE" => client.delete(path),
+            other => panic!("unsupported method {other}"),
+        };
+        result.unwrap_or_else(|e| {
+            panic!(
+                "{method} {path} on {}: {e}{}",
+                self.agents[agent].name,
+                self.logs()
+            )
+        })
+    }
+}
+
+/// Runs the `dc-agent` CLI against an agent: exit code, stdout, stderr.
+pub fn cli(http_addr: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
+        .arg("-http-addr")
+        .arg(http_addr)
+        .args(args)
+        .output()
+        .expect("run the CLI");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
