@@ -139,6 +139,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         bootstrap_expect: config.bootstrap_expect.unwrap_or(0),
         retry_join,
         tls,
+        snapshot_threshold: config.raft_snapshot_threshold.unwrap_or(16_384).max(1),
     };
     let bootstrap_expect = settings.bootstrap_expect;
     let server = Server::start(settings, &tasks, &cancel).await?;

@@ -443,3 +443,91 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
     );
     assert!(cluster.agents.iter_mut().all(|a| a.is_running()));
 }
+
+#[test]
+fn a_late_server_joins_from_a_snapshot_and_a_leaving_server_is_removed() {
+    let mut cluster = Cluster::render(77, 4, "extra = { raft_snapshot_threshold = 40 }");
+    for agent in &cluster.agents {
+        agent.edit_config(|config| config["bootstrap_expect"] = 3.into());
+    }
+    for agent in &mut cluster.agents[..3] {
+        agent.start();
+    }
+    let leader = cluster.wait_for_leader();
+    for n in 0..120 {
+        assert_eq!(
+            cluster
+                .request(leader, "PUT", &format!("/v1/kv/bulk/{n:03}"), b"data")
+                .text(),
+            "true"
+        );
+    }
+    // The log was compacted into a snapshot.
+    cluster.wait_for("a snapshot on the leader", Duration::from_secs(20), |c| {
+        let info: serde_json::Value = c
+            .request(leader, "GET", "/v1/agent/self", b"")
+            .json()
+            .ok()?;
+        let index: u64 = info["Stats"]["raft"]["last_snapshot_index"]
+            .as_str()?
+            .parse()
+            .ok()?;
+        (index > 0).then_some(())
+    });
+
+    // s4 starts, finds the cluster through retry_join, catches up and becomes a voter.
+    cluster.agents[3].start();
+    cluster.wait_for("s4 to become a voter", Duration::from_secs(30), |c| {
+        let configuration: wire::api::RaftConfiguration = c
+            .request(leader, "GET", "/v1/operator/raft/configuration", b"")
+            .json()
+            .ok()?;
+        configuration
+            .servers
+            .iter()
+            .any(|s| s.node == "s4" && s.voter)
+            .then_some(())
+    });
+    cluster.wait_for("s4 to hold the data", Duration::from_secs(20), |c| {
+        let response = c.request(3, "GET", "/v1/kv/bulk/?keys&stale", b"");
+        (response.json::<Vec<String>>().ok()?.len() == 120).then_some(())
+    });
+
+    // A follower leaves: it is removed from the configuration and its process stops.
+    let leaving = (0..3).find(|i| *i != leader).expect("a follower");
+    let (code, stdout, stderr) = cli(&cluster.agents[leaving].http(), &["leave"]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "Graceful leave complete\n"),
+        "{stderr}"
+    );
+    let leaving_name = cluster.agents[leaving].name.clone();
+    cluster.wait_for("the leaver to be removed", Duration::from_secs(20), |c| {
+        let configuration: wire::api::RaftConfiguration = c
+            .request(leader, "GET", "/v1/operator/raft/configuration", b"")
+            .json()
+            .ok()?;
+        (configuration.servers.len() == 3
+            && configuration.servers.iter().all(|s| s.node != leaving_name))
+        .then_some(())
+    });
+    let mut exited = false;
+    for _ in 0..200 {
+        if !cluster.agents[leaving].is_running() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        exited,
+        "the agent should stop after leaving{}",
+        cluster.logs()
+    );
+    assert_eq!(
+        cluster
+            .request(leader, "PUT", "/v1/kv/after-leave", b"ok")
+            .text(),
+        "true"
+    );
+}

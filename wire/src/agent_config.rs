@@ -66,6 +66,9 @@ pub struct AgentConfig {
     /// Log level: `trace`, `debug`, `info`, `warn`, `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+    /// Raft log entries between snapshots (Consul's default: 16384).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_snapshot_threshold: Option<u64>,
     /// Allow `args` (script) health checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_script_checks: Option<bool>,

@@ -41,6 +41,8 @@ pub struct ServerSettings {
     pub retry_join: Vec<SocketAddr>,
     /// TLS material.
     pub tls: pki::NodeTls,
+    /// Log entries between snapshots.
+    pub snapshot_threshold: u64,
 }
 
 /// A running server.
@@ -129,8 +131,8 @@ impl Server {
             election_timeout_max: 2000,
             install_snapshot_timeout: 5000,
             max_payload_entries: 64,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
-            max_in_snapshot_log_to_keep: 1000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_threshold),
+            max_in_snapshot_log_to_keep: settings.snapshot_threshold.min(1000),
             purge_batch_size: 256,
             ..Default::default()
         }

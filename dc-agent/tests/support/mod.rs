@@ -58,6 +58,18 @@ impl Agent {
         self.child = Some(child);
     }
 
+    /// Edits the agent's JSON config.
+    pub fn edit_config(&self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let text = fs::read_to_string(&self.config).expect("read config");
+        let mut value: serde_json::Value = serde_json::from_str(&text).expect("config is JSON");
+        edit(&mut value);
+        fs::write(
+            &self.config,
+            serde_json::to_string_pretty(&value).expect("JSON"),
+        )
+        .expect("write config");
+    }
+
     /// `kill -9`.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -103,12 +115,22 @@ pub struct Cluster {
 impl Cluster {
     /// Renders and starts `n` servers on `127.<subnet>.0.N`.
     pub fn start(subnet: u8, n: usize) -> Cluster {
+        let mut cluster = Cluster::render(subnet, n, "");
+        for agent in &mut cluster.agents {
+            agent.start();
+        }
+        cluster
+    }
+
+    /// Renders `n` servers on `127.<subnet>.0.N` without starting them; `defaults` is TOML
+    /// for the topology's `[defaults]` table.
+    pub fn render(subnet: u8, n: usize, defaults: &str) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let servers: Vec<String> = (1..=n)
             .map(|i| format!("{{ name = \"s{i}\", address = \"127.{subnet}.0.{i}\" }}"))
             .collect();
         let source = format!(
-            "[[datacenters]]\nname = \"dc1\"\nservers = [{}]\n",
+            "[defaults]\n{defaults}\n[[datacenters]]\nname = \"dc1\"\nservers = [{}]\n",
             servers.join(", ")
         );
         let (topology, _) = topology::parse(&source, "test").expect("test topology is valid");
@@ -128,7 +150,7 @@ impl Cluster {
             fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
             fs::write(path, file.contents).expect("write");
         }
-        let mut agents: Vec<Agent> = (1..=n)
+        let agents: Vec<Agent> = (1..=n)
             .map(|i| Agent {
                 name: format!("s{i}"),
                 address: format!("127.{subnet}.0.{i}"),
@@ -137,9 +159,6 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        for agent in &mut agents {
-            agent.start();
-        }
         Cluster { agents, dir }
     }
 
