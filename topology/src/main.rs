@@ -13,6 +13,8 @@ use topology::model::{CaSource, GossipKeySource};
 use topology::render::{self, Sources};
 use topology::Topology;
 
+mod launch;
+
 /// Declare an Isthmus federation in one TOML file; check it and render every node's config.
 #[derive(Parser)]
 #[command(name = "topology", version, about)]
@@ -36,6 +38,25 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Render what is missing, start every server on this machine and wait for each
+    /// datacenter's leader. In the foreground, Ctrl-C stops everything.
+    Up {
+        /// The topology file.
+        file: PathBuf,
+        /// Return once every datacenter has a leader, leaving the agents running.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Show each datacenter's leader, term, servers and health (exit 1 unless healthy).
+    Status {
+        /// The topology file.
+        file: PathBuf,
+    },
+    /// Stop every agent gracefully; all data is kept.
+    Down {
+        /// The topology file.
+        file: PathBuf,
+    },
 }
 
 /// Exit codes: 0 success, 1 the file or the render was refused, 2 bad command line.
@@ -44,6 +65,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { file } => check(&file),
         Command::Render { file, out } => render_command(&file, out.as_deref()),
+        Command::Up { file, detach } => with_topology(&file, |topology, out| {
+            render_command(&file, Some(out))?;
+            launch::up(topology, out, detach)
+        }),
+        Command::Status { file } => with_topology(&file, launch::status),
+        Command::Down { file } => with_topology(&file, launch::down),
     };
     match result {
         Ok(code) => code,
@@ -81,6 +108,18 @@ fn load(file: &Path) -> Result<Option<Topology>> {
             Ok(None)
         }
     }
+}
+
+/// Loads the file and runs `action` with its state directory.
+fn with_topology(
+    file: &Path,
+    action: impl FnOnce(&Topology, &Path) -> Result<ExitCode>,
+) -> Result<ExitCode> {
+    let Some(topology) = load(file)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let out = from_file_dir(file, &topology.state_dir);
+    action(&topology, &out)
 }
 
 fn check(file: &Path) -> Result<ExitCode> {

@@ -1,0 +1,422 @@
+//! `topology up | status | down`: run a declared federation's agents on this machine, with
+//! pid files and logs in the state directory (`<state>/<dc>/<node>/agent.{pid,log}`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use topology::model::{Datacenter, Node};
+use topology::Topology;
+use wire::Role;
+
+/// A node this machine runs.
+struct Managed<'a> {
+    dc: &'a Datacenter,
+    node: &'a Node,
+    dir: PathBuf,
+}
+
+impl Managed<'_> {
+    fn id(&self) -> String {
+        format!("{}/{}", self.dc.name, self.node.name)
+    }
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("agent.pid")
+    }
+    fn log_file(&self) -> PathBuf {
+        self.dir.join("agent.log")
+    }
+    fn http(&self) -> String {
+        std::net::SocketAddr::new(self.node.address, self.node.ports.http).to_string()
+    }
+    fn running_pid(&self) -> Option<i32> {
+        let pid: i32 = fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        is_our_agent(pid).then_some(pid)
+    }
+}
+
+/// Whether `pid` is a live dc-agent (not a recycled pid).
+fn is_our_agent(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    exists
+        && fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|cmdline| String::from_utf8_lossy(&cmdline).contains("dc-agent"))
+            .unwrap_or(true)
+}
+
+fn signal(pid: i32, signal: i32) {
+    // SAFETY: sends a signal to a process we started; no memory is touched.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// The servers of the file: what `up` runs until client agents and gateways exist.
+fn managed<'a>(topology: &'a Topology, out: &Path) -> Vec<Managed<'a>> {
+    topology
+        .datacenters
+        .iter()
+        .flat_map(|dc| {
+            dc.nodes_of(Role::Server).map(move |node| Managed {
+                dc,
+                node,
+                dir: out.join(&dc.name).join(&node.name),
+            })
+        })
+        .collect()
+}
+
+/// The `dc-agent` binary: next to `topology`, else on PATH.
+fn dc_agent_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the topology binary")?;
+    let sibling = exe.with_file_name("dc-agent");
+    if sibling.is_file() {
+        return Ok(sibling);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("dc-agent");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!(
+        "dc-agent is not next to topology ({}) nor on PATH; build it with `cargo build --release`",
+        exe.parent()
+            .map_or_else(String::new, |p| p.display().to_string())
+    )
+}
+
+fn client(addr: &str) -> ureq::Agent {
+    let _ = addr;
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
+    let mut response = client(addr)
+        .get(format!("http://{addr}{path}"))
+        .call()
+        .ok()?;
+    if response.status() != 200 {
+        return None;
+    }
+    let text = response.body_mut().read_to_string().ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let last: Vec<&str> = text.lines().rev().take(lines).collect();
+    last.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// The leader every server of a DC agrees on: (node name, term).
+fn agreed_leader(nodes: &[&Managed<'_>]) -> Option<(String, String)> {
+    let mut leaders = Vec::new();
+    for node in nodes {
+        let leader = get_json(&node.http(), "/v1/status/leader")?;
+        leaders.push(leader.as_str()?.to_owned());
+    }
+    let first = leaders.first()?.clone();
+    if first.is_empty() || leaders.iter().any(|l| *l != first) {
+        return None;
+    }
+    let leader = nodes.iter().find(|n| {
+        std::net::SocketAddr::new(n.node.address, n.node.ports.server).to_string() == first
+    })?;
+    let info = get_json(&leader.http(), "/v1/agent/self")?;
+    let term = info["Stats"]["raft"]["term"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
+    Some((leader.node.name.clone(), term))
+}
+
+/// Starts every server, waits for each DC's leader, and (in the foreground) stops them all
+/// on Ctrl-C.
+pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
+    let binary = dc_agent_binary()?;
+    let nodes = managed(topology, out);
+    let mut children: Vec<(usize, Child)> = Vec::new();
+    for (index, managed) in nodes.iter().enumerate() {
+        if let Some(pid) = managed.running_pid() {
+            println!("  {:<12} already running (pid {pid})", managed.id());
+            continue;
+        }
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(managed.log_file())
+            .with_context(|| format!("opening {}", managed.log_file().display()))?;
+        let mut command = Command::new(&binary);
+        command
+            .arg("agent")
+            .arg("--config")
+            .arg(managed.dir.join("agent.json"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            // Its own process group: Ctrl-C reaches `topology`, which stops agents in order.
+            command.process_group(0);
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", managed.id()))?;
+        fs::write(managed.pid_file(), format!("{}\n", child.id()))
+            .with_context(|| format!("writing {}", managed.pid_file().display()))?;
+        println!(
+            "  {:<12} started   (pid {}, log {})",
+            managed.id(),
+            child.id(),
+            managed.log_file().display()
+        );
+        children.push((index, child));
+    }
+    for dc in &topology.datacenters {
+        let skipped: Vec<String> = dc
+            .nodes
+            .iter()
+            .filter(|n| n.role != Role::Server)
+            .map(|n| format!("{} ({})", n.name, n.role))
+            .collect();
+        if !skipped.is_empty() {
+            println!("  {:<12} not started: {} (client agents and gateways arrive with gossip and federation)", dc.name, skipped.join(", "));
+        }
+    }
+
+    println!("waiting for every datacenter to elect a leader...");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut leaders: BTreeMap<String, (String, String)> = BTreeMap::new();
+    while leaders.len() < topology.datacenters.len() {
+        for (index, child) in &mut children {
+            if let Ok(Some(status)) = child.try_wait() {
+                let managed = &nodes[*index];
+                let _ = fs::remove_file(managed.pid_file());
+                bail!(
+                    "{} exited ({status}) while starting; its log ends with:\n{}",
+                    managed.id(),
+                    tail(&managed.log_file(), 20)
+                );
+            }
+        }
+        for dc in &topology.datacenters {
+            if leaders.contains_key(&dc.name) {
+                continue;
+            }
+            let dc_nodes: Vec<&Managed<'_>> =
+                nodes.iter().filter(|m| m.dc.name == dc.name).collect();
+            if let Some((leader, term)) = agreed_leader(&dc_nodes) {
+                println!("  {:<12} leader {leader} (term {term})", dc.name);
+                leaders.insert(dc.name.clone(), (leader, term));
+            }
+        }
+        if Instant::now() > deadline {
+            let missing: Vec<&str> = topology
+                .datacenters
+                .iter()
+                .filter(|dc| !leaders.contains_key(&dc.name))
+                .map(|dc| dc.name.as_str())
+                .collect();
+            bail!(
+                "no leader in {} after 90s; check the logs under {} and `topology status`",
+                missing.join(", "),
+                out.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    println!();
+    let mut rows = vec![["DC", "NODE", "ROLE", "HTTP", "LEADER"]
+        .map(str::to_owned)
+        .to_vec()];
+    for managed in &nodes {
+        let leader = leaders
+            .get(&managed.dc.name)
+            .is_some_and(|(name, _)| *name == managed.node.name);
+        rows.push(vec![
+            managed.dc.name.clone(),
+            managed.node.name.clone(),
+            managed.node.role.to_string(),
+            format!("http://{}", managed.http()),
+            if leader {
+                "*".to_owned()
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    print!("{}", table(&rows));
+    let first = nodes.first().map(|m| m.http()).unwrap_or_default();
+    println!("\ntry: CONSUL_HTTP_ADDR={first} dc-agent kv put hello world");
+    if detach {
+        println!("running in the background; stop with `topology down`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("press Ctrl-C to stop every agent");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    println!();
+    down(topology, out)
+}
+
+/// Stops every agent with SIGTERM (SIGKILL after 20s), keeping all data.
+pub fn down(topology: &Topology, out: &Path) -> Result<ExitCode> {
+    let nodes = managed(topology, out);
+    let mut stopping = Vec::new();
+    for managed in &nodes {
+        match managed.running_pid() {
+            Some(pid) => {
+                signal(pid, libc::SIGTERM);
+                stopping.push((managed, pid));
+            }
+            None => {
+                let _ = fs::remove_file(managed.pid_file());
+            }
+        }
+    }
+    for (managed, pid) in stopping {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while is_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if is_alive(pid) {
+            signal(pid, libc::SIGKILL);
+            println!("  {:<12} killed (did not stop within 20s)", managed.id());
+        } else {
+            println!("  {:<12} stopped", managed.id());
+        }
+        let _ = fs::remove_file(managed.pid_file());
+    }
+    println!(
+        "data kept in {}; `topology up` starts again from it",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Alive and not a zombie (a child of ours that exited but was not reaped yet).
+fn is_alive(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: reaps the child if it is ours and has exited; harmless for other processes.
+    unsafe {
+        libc::waitpid(pid, &mut status, libc::WNOHANG);
+    }
+    // SAFETY: signal 0 only checks existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Each datacenter's leader, term, peers and health; exit 1 unless every DC is healthy.
+pub fn status(topology: &Topology, out: &Path) -> Result<ExitCode> {
+    let nodes = managed(topology, out);
+    let mut healthy = true;
+    for dc in &topology.datacenters {
+        let dc_nodes: Vec<&Managed<'_>> = nodes.iter().filter(|m| m.dc.name == dc.name).collect();
+        let mut rows = vec![[
+            "NODE",
+            "ADDRESS",
+            "PID",
+            "STATE",
+            "TERM",
+            "APPLIED",
+            "LAST CONTACT",
+        ]
+        .map(str::to_owned)
+        .to_vec()];
+        let mut leader = None;
+        let mut up = 0;
+        for managed in &dc_nodes {
+            let pid = managed
+                .running_pid()
+                .map_or_else(|| "-".to_owned(), |p| p.to_string());
+            let info = get_json(&managed.http(), "/v1/agent/self");
+            let raft = info
+                .as_ref()
+                .map(|i| i["Stats"]["raft"].clone())
+                .unwrap_or_default();
+            let field = |name: &str| raft[name].as_str().unwrap_or("-").to_owned();
+            let state = if info.is_some() {
+                field("state").to_lowercase()
+            } else {
+                "down".to_owned()
+            };
+            if state == "leader" {
+                leader = Some(managed.node.name.clone());
+            }
+            if info.is_some() {
+                up += 1;
+            }
+            rows.push(vec![
+                managed.node.name.clone(),
+                managed.node.address.to_string(),
+                pid,
+                state,
+                field("term"),
+                field("applied_index"),
+                field("last_contact"),
+            ]);
+        }
+        let dc_healthy = leader.is_some() && up == dc_nodes.len();
+        healthy &= dc_healthy;
+        println!(
+            "{}: leader {}, {}/{} servers up, {}",
+            dc.name,
+            leader.as_deref().unwrap_or("none"),
+            up,
+            dc_nodes.len(),
+            if dc_healthy { "healthy" } else { "DEGRADED" }
+        );
+        print!("{}", table(&rows));
+        println!();
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
+            .collect();
+        text.push_str("  ");
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}

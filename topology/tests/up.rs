@@ -1,0 +1,125 @@
+//! `topology up | status | down` with real agents: two datacenters of three servers each.
+//! Needs the `dc-agent` binary beside `topology` (`cargo test --workspace` builds both).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn topology(dir: &Path, args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_topology"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run topology");
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+fn dc_agent() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_topology")).with_file_name("dc-agent");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the suite with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// Stops the federation even when an assertion fails.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        topology(self.0, &["down", "federation.toml"]);
+    }
+}
+
+const FILE: &str = r#"
+[[datacenters]]
+name = "alpha"
+servers = [{ name = "a1", address = "127.81.0.1" }, { name = "a2", address = "127.81.0.2" }, { name = "a3", address = "127.81.0.3" }]
+gateways = [{ name = "gw", address = "127.81.0.100" }]
+
+[[datacenters]]
+name = "beta"
+servers = [{ name = "b1", address = "127.82.0.1" }, { name = "b2", address = "127.82.0.2" }, { name = "b3", address = "127.82.0.3" }]
+gateways = [{ name = "gw", address = "127.82.0.100" }]
+"#;
+
+#[test]
+fn up_status_down_and_up_again_keeps_data() {
+    let dc_agent = dc_agent();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    fs::write(dir.join("federation.toml"), FILE).expect("write");
+    let _down = Down(dir);
+
+    let (code, output) = topology(dir, &["up", "--detach", "federation.toml"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("alpha        leader"), "{output}");
+    assert!(output.contains("beta         leader"), "{output}");
+    for node in [
+        "alpha/a1", "alpha/a2", "alpha/a3", "beta/b1", "beta/b2", "beta/b3",
+    ] {
+        assert!(
+            output.contains(&format!("{node:<12} started")),
+            "{node} in {output}"
+        );
+        assert!(dir
+            .join(".isthmus/federation")
+            .join(node)
+            .join("agent.pid")
+            .is_file());
+    }
+
+    let (code, status) = topology(dir, &["status", "federation.toml"]);
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.contains("alpha: leader a") && status.contains("3/3 servers up, healthy"),
+        "{status}"
+    );
+    assert!(status.contains("beta: leader b"), "{status}");
+
+    let put = Command::new(&dc_agent)
+        .args([
+            "-http-addr",
+            "127.82.0.2:8500",
+            "kv",
+            "put",
+            "kept",
+            "across-restarts",
+        ])
+        .output()
+        .expect("kv put");
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+
+    let (code, output) = topology(dir, &["down", "federation.toml"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("beta/b3      stopped"), "{output}");
+    let (code, status) = topology(dir, &["status", "federation.toml"]);
+    assert_eq!(code, 1, "a stopped federation is not healthy: {status}");
+    assert!(status.contains("0/3 servers up"), "{status}");
+
+    let (code, output) = topology(dir, &["up", "--detach", "federation.toml"]);
+    assert_eq!(code, 0, "{output}");
+    let get = Command::new(&dc_agent)
+        .args(["-http-addr", "127.82.0.1:8500", "kv", "get", "kept"])
+        .output()
+        .expect("kv get");
+    assert_eq!(
+        String::from_utf8_lossy(&get.stdout),
+        "across-restarts\n",
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+}
