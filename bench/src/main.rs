@@ -450,6 +450,9 @@ fn failover(cluster: &mut dyn Cluster, value_size: usize) -> Result<Duration> {
     Ok(measured)
 }
 
+/// Starts one system under test.
+type Starter = Box<dyn Fn() -> Result<Box<dyn Cluster>>>;
+
 fn machine() -> String {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -507,7 +510,7 @@ fn main() -> Result<()> {
     );
     let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|");
     let mut failovers: Vec<(String, Vec<Duration>)> = Vec::new();
-    let systems: Vec<Box<dyn Fn() -> Result<Box<dyn Cluster>>>> = vec![
+    let systems: Vec<Starter> = vec![
         Box::new(|| Ok(Box::new(Isthmus::start()?) as Box<dyn Cluster>)),
         Box::new(|| Ok(Box::new(Etcd::start()?) as Box<dyn Cluster>)),
     ];
