@@ -39,6 +39,9 @@ struct Args {
     /// Leader kills per system.
     #[arg(long, default_value_t = 3)]
     failovers: usize,
+    /// Where client threads send writes: `all` members (thread i to member i % 3) or the `leader`.
+    #[arg(long, default_value = "all")]
+    target: String,
 }
 
 const MEMBERS: usize = 3;
@@ -348,7 +351,12 @@ struct LoadResult {
     p99: Duration,
 }
 
-fn load(cluster: &(dyn Cluster + 'static), args: &Args, concurrency: usize) -> LoadResult {
+fn load(
+    cluster: &(dyn Cluster + 'static),
+    args: &Args,
+    concurrency: usize,
+    leader: usize,
+) -> LoadResult {
     let value = vec![b'v'; args.value_size];
     let warmup = Duration::from_secs(1);
     let measured = Duration::from_secs(args.seconds);
@@ -362,7 +370,11 @@ fn load(cluster: &(dyn Cluster + 'static), args: &Args, concurrency: usize) -> L
             let errors = &errors;
             scope.spawn(move || {
                 let client = agent(Duration::from_secs(5));
-                let member = worker % MEMBERS;
+                let member = if args.target == "leader" {
+                    leader
+                } else {
+                    worker % MEMBERS
+                };
                 let mut mine = Vec::new();
                 let mut failed = 0;
                 let mut n = worker * 7919;
@@ -496,14 +508,23 @@ fn main() -> Result<()> {
     let _ = writeln!(report, "Machine: {}.  ", machine());
     let _ = writeln!(
         report,
-        "Command: `bench/run.sh` (kvbench --seconds {} --keys {} --value-size {} --concurrency {} --failovers {}).  ",
+        "Command: `bench/run.sh` (kvbench --seconds {} --keys {} --value-size {} --concurrency {} --failovers {} --target {}).  ",
         args.seconds,
         args.keys,
         args.value_size,
         args.concurrency.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
-        args.failovers
+        args.failovers,
+        args.target
     );
-    let _ = writeln!(report, "Both systems: three members, every write fsynced before it is acknowledged, client threads spread over all members.\n");
+    let spread = if args.target == "leader" {
+        "all client threads writing to the leader"
+    } else {
+        "client threads spread over all members"
+    };
+    let _ = writeln!(
+        report,
+        "Both systems: three members, every write fsynced before it is acknowledged, {spread}.\n"
+    );
     let _ = writeln!(
         report,
         "| system | concurrency | writes/s | p50 ms | p99 ms | errors |"
@@ -516,9 +537,9 @@ fn main() -> Result<()> {
     ];
     for start in systems {
         let mut cluster = start()?;
-        wait_for_leader(cluster.as_ref(), Duration::from_secs(60))?;
+        let leader = wait_for_leader(cluster.as_ref(), Duration::from_secs(60))?;
         for &concurrency in &args.concurrency {
-            let result = load(cluster.as_ref(), &args, concurrency);
+            let result = load(cluster.as_ref(), &args, concurrency, leader);
             let line = format!(
                 "| {} | {} | {:.0} | {} | {} | {} |",
                 cluster.name(),

@@ -1,10 +1,16 @@
-//! The Raft log and vote, in a redb file. Every write commits durably (fsync) before it is
-//! acknowledged: `append` calls openraft's callback only after the commit.
+//! The Raft log and vote, in a redb file, with group commit.
+//!
+//! Every mutation goes, in call order, to one writer thread. Appends queued while a commit
+//! is in flight are merged into the next redb transaction, so one fsync covers many entries;
+//! openraft's `LogFlushed` callback fires only after that commit. Until then the entries sit
+//! in `pending`, where readers see them (openraft replicates entries before they are durable
+//! locally, as Raft allows). Votes, truncations and purges wait for their own commit.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
@@ -18,32 +24,77 @@ const VOTE: &str = "vote";
 const LAST_PURGED: &str = "last_purged";
 const COMMITTED: &str = "committed";
 
-/// The log store; cheap to clone (one database shared).
+type Reply = tokio::sync::oneshot::Sender<Result<(), std::io::Error>>;
+
+/// A mutation, in the order openraft asked for it.
+enum Op {
+    Append(Vec<Entry>, LogFlushed<TypeConfig>),
+    Truncate(u64, Reply),
+    Purge(LogId, Reply),
+    Meta(&'static str, Vec<u8>, Reply),
+}
+
+struct Shared {
+    db: Database,
+    /// Appended but not yet committed; readers see these.
+    pending: Mutex<BTreeMap<u64, Entry>>,
+    writer: Mutex<mpsc::Sender<Op>>,
+}
+
+/// The log store; cheap to clone (one database and one writer shared).
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
 }
 
 fn io_error(error: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(error.to_string())
 }
 
+fn poisoned() -> std::io::Error {
+    io_error("log store lock poisoned by a panic in another thread")
+}
+
 impl LogStore {
-    /// Opens (or creates) the log at `path`.
+    /// Opens (or creates) the log at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<LogStore, std::io::Error> {
         let db = Database::create(path).map_err(io_error)?;
         let txn = db.begin_write().map_err(io_error)?;
         txn.open_table(LOG).map_err(io_error)?;
         txn.open_table(META).map_err(io_error)?;
         txn.commit().map_err(io_error)?;
-        Ok(LogStore { db: Arc::new(db) })
+        let (sender, receiver) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            db,
+            pending: Mutex::new(BTreeMap::new()),
+            writer: Mutex::new(sender),
+        });
+        let for_writer = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("raft-log-writer".to_owned())
+            .spawn(move || writer_loop(for_writer, receiver))?;
+        Ok(LogStore { shared })
+    }
+
+    fn send(&self, op: Op) -> Result<(), std::io::Error> {
+        let writer = self.shared.writer.lock().map_err(|_| poisoned())?;
+        writer
+            .send(op)
+            .map_err(|_| io_error("the log writer thread has stopped"))
+    }
+
+    async fn send_and_wait(&self, make: impl FnOnce(Reply) -> Op) -> Result<(), std::io::Error> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.send(make(reply))?;
+        done.await
+            .map_err(|_| io_error("the log writer thread has stopped"))?
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
         &self,
         key: &str,
     ) -> Result<Option<T>, std::io::Error> {
-        let txn = self.db.begin_read().map_err(io_error)?;
+        let txn = self.shared.db.begin_read().map_err(io_error)?;
         let table = txn.open_table(META).map_err(io_error)?;
         match table.get(key).map_err(io_error)? {
             Some(bytes) => wire::frame::decode(bytes.value())
@@ -53,29 +104,35 @@ impl LogStore {
         }
     }
 
-    fn write_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), std::io::Error> {
+    async fn write_meta<T: serde::Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), std::io::Error> {
         let bytes = wire::frame::to_bytes(value).map_err(io_error)?;
-        let txn = self.db.begin_write().map_err(io_error)?;
-        {
-            let mut table = txn.open_table(META).map_err(io_error)?;
-            table.insert(key, bytes.as_slice()).map_err(io_error)?;
-        }
-        txn.commit().map_err(io_error)
+        self.send_and_wait(|reply| Op::Meta(key, bytes, reply))
+            .await
     }
 
-    fn entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, std::io::Error> {
-        let txn = self.db.begin_read().map_err(io_error)?;
+    fn stored_entries(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+    ) -> Result<BTreeMap<u64, Entry>, std::io::Error> {
+        let txn = self.shared.db.begin_read().map_err(io_error)?;
         let table = txn.open_table(LOG).map_err(io_error)?;
-        let mut entries = Vec::new();
+        let mut entries = BTreeMap::new();
         for item in table.range(range).map_err(io_error)? {
-            let (_, bytes) = item.map_err(io_error)?;
-            entries.push(wire::frame::decode(bytes.value()).map_err(io_error)?);
+            let (index, bytes) = item.map_err(io_error)?;
+            entries.insert(
+                index.value(),
+                wire::frame::decode(bytes.value()).map_err(io_error)?,
+            );
         }
         Ok(entries)
     }
 
-    fn last_entry_id(&self) -> Result<Option<LogId>, std::io::Error> {
-        let txn = self.db.begin_read().map_err(io_error)?;
+    fn last_stored_id(&self) -> Result<Option<LogId>, std::io::Error> {
+        let txn = self.shared.db.begin_read().map_err(io_error)?;
         let table = txn.open_table(LOG).map_err(io_error)?;
         let last = match table.last().map_err(io_error)? {
             Some((_, bytes)) => Some(
@@ -87,48 +144,117 @@ impl LogStore {
         };
         Ok(last)
     }
+}
 
-    fn append_blocking(&self, entries: Vec<Entry>) -> Result<(), std::io::Error> {
-        let txn = self.db.begin_write().map_err(io_error)?;
-        {
-            let mut table = txn.open_table(LOG).map_err(io_error)?;
-            for entry in &entries {
-                let bytes = wire::frame::to_bytes(entry).map_err(io_error)?;
-                table
-                    .insert(entry.log_id.index, bytes.as_slice())
-                    .map_err(io_error)?;
+/// Applies operations in order; merges consecutive appends into one transaction.
+fn writer_loop(shared: std::sync::Weak<Shared>, receiver: mpsc::Receiver<Op>) {
+    let mut carry: Option<Op> = None;
+    loop {
+        let first = match carry.take() {
+            Some(op) => op,
+            None => match receiver.recv() {
+                Ok(op) => op,
+                Err(_) => return,
+            },
+        };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match first {
+            Op::Append(entries, callback) => {
+                let mut batch = vec![(entries, callback)];
+                while let Ok(next) = receiver.try_recv() {
+                    match next {
+                        Op::Append(entries, callback) => batch.push((entries, callback)),
+                        other => {
+                            carry = Some(other);
+                            break;
+                        }
+                    }
+                }
+                let result = commit_appends(&shared.db, &batch);
+                if result.is_ok() {
+                    if let Ok(mut pending) = shared.pending.lock() {
+                        for entry in batch.iter().flat_map(|(entries, _)| entries) {
+                            if pending
+                                .get(&entry.log_id.index)
+                                .is_some_and(|p| p.log_id == entry.log_id)
+                            {
+                                pending.remove(&entry.log_id.index);
+                            }
+                        }
+                    }
+                }
+                for (_, callback) in batch {
+                    callback.log_io_completed(result.as_ref().map(|_| ()).map_err(io_error));
+                }
+            }
+            Op::Truncate(from, reply) => {
+                let _ = reply.send(remove_range(
+                    &shared.db,
+                    (Bound::Included(from), Bound::Unbounded),
+                    None,
+                ));
+            }
+            Op::Purge(upto, reply) => {
+                let _ = reply.send(remove_range(
+                    &shared.db,
+                    (Bound::Unbounded, Bound::Included(upto.index)),
+                    Some(upto),
+                ));
+            }
+            Op::Meta(key, bytes, reply) => {
+                let _ = reply.send(write_meta(&shared.db, key, &bytes));
             }
         }
-        txn.commit().map_err(io_error)
-    }
-
-    fn remove_range(
-        &self,
-        range: (Bound<u64>, Bound<u64>),
-        purged: Option<LogId>,
-    ) -> Result<(), std::io::Error> {
-        let txn = self.db.begin_write().map_err(io_error)?;
-        {
-            if let Some(purged) = purged {
-                let bytes = wire::frame::to_bytes(&purged).map_err(io_error)?;
-                let mut meta = txn.open_table(META).map_err(io_error)?;
-                meta.insert(LAST_PURGED, bytes.as_slice())
-                    .map_err(io_error)?;
-            }
-            let mut table = txn.open_table(LOG).map_err(io_error)?;
-            table
-                .retain_in::<u64, _>(range, |_, _| false)
-                .map_err(io_error)?;
-        }
-        txn.commit().map_err(io_error)
     }
 }
 
-/// Runs a blocking storage call off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, std::io::Error> + Send + 'static,
-) -> Result<T, std::io::Error> {
-    tokio::task::spawn_blocking(f).await.map_err(io_error)?
+fn commit_appends(
+    db: &Database,
+    batch: &[(Vec<Entry>, LogFlushed<TypeConfig>)],
+) -> Result<(), std::io::Error> {
+    let txn = db.begin_write().map_err(io_error)?;
+    {
+        let mut table = txn.open_table(LOG).map_err(io_error)?;
+        for entry in batch.iter().flat_map(|(entries, _)| entries) {
+            let bytes = wire::frame::to_bytes(entry).map_err(io_error)?;
+            table
+                .insert(entry.log_id.index, bytes.as_slice())
+                .map_err(io_error)?;
+        }
+    }
+    txn.commit().map_err(io_error)
+}
+
+fn write_meta(db: &Database, key: &str, bytes: &[u8]) -> Result<(), std::io::Error> {
+    let txn = db.begin_write().map_err(io_error)?;
+    {
+        let mut table = txn.open_table(META).map_err(io_error)?;
+        table.insert(key, bytes).map_err(io_error)?;
+    }
+    txn.commit().map_err(io_error)
+}
+
+fn remove_range(
+    db: &Database,
+    range: (Bound<u64>, Bound<u64>),
+    purged: Option<LogId>,
+) -> Result<(), std::io::Error> {
+    let txn = db.begin_write().map_err(io_error)?;
+    {
+        if let Some(purged) = purged {
+            let bytes = wire::frame::to_bytes(&purged).map_err(io_error)?;
+            let mut meta = txn.open_table(META).map_err(io_error)?;
+            meta.insert(LAST_PURGED, bytes.as_slice())
+                .map_err(io_error)?;
+        }
+        let mut table = txn.open_table(LOG).map_err(io_error)?;
+        table
+            .retain_in::<u64, _>(range, |_, _| false)
+            .map_err(io_error)?;
+    }
+    txn.commit().map_err(io_error)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -137,10 +263,21 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
-        let store = self.clone();
-        blocking(move || store.entries(bounds))
-            .await
-            .map_err(|e| StorageIOError::read_logs(&e).into())
+        let read = || -> Result<Vec<Entry>, std::io::Error> {
+            // Pending first: an entry leaves `pending` only after it is in redb, so reading
+            // in this order never misses one.
+            let pending: Vec<(u64, Entry)> = {
+                let pending = self.shared.pending.lock().map_err(|_| poisoned())?;
+                pending
+                    .range(bounds)
+                    .map(|(i, e)| (*i, e.clone()))
+                    .collect()
+            };
+            let mut entries = self.stored_entries(bounds)?;
+            entries.extend(pending);
+            Ok(entries.into_values().collect())
+        };
+        read().map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 
@@ -148,17 +285,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let store = self.clone();
-        blocking(move || {
-            let last_purged: Option<LogId> = store.read_meta(LAST_PURGED)?;
-            let last = store.last_entry_id()?.or(last_purged);
+        let read = || -> Result<LogState<TypeConfig>, std::io::Error> {
+            let pending_last = self
+                .shared
+                .pending
+                .lock()
+                .map_err(|_| poisoned())?
+                .values()
+                .next_back()
+                .map(|e| e.log_id);
+            let last_purged: Option<LogId> = self.read_meta(LAST_PURGED)?;
+            let last = pending_last.or(self.last_stored_id()?).or(last_purged);
             Ok(LogState {
                 last_purged_log_id: last_purged,
                 last_log_id: last,
             })
-        })
-        .await
-        .map_err(|e| StorageIOError::read_logs(&e).into())
+        };
+        read().map_err(|e| StorageIOError::read_logs(&e).into())
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -166,31 +309,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        let store = self.clone();
-        let vote = *vote;
-        blocking(move || store.write_meta(VOTE, &vote))
+        self.write_meta(VOTE, vote)
             .await
             .map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
-        let store = self.clone();
-        blocking(move || store.read_meta(VOTE))
-            .await
+        self.read_meta(VOTE)
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let store = self.clone();
-        blocking(move || store.write_meta(COMMITTED, &committed))
+        self.write_meta(COMMITTED, &committed)
             .await
             .map_err(|e| StorageIOError::write(&e).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let store = self.clone();
-        blocking(move || Ok(store.read_meta::<Option<LogId>>(COMMITTED)?.flatten()))
-            .await
+        self.read_meta::<Option<LogId>>(COMMITTED)
+            .map(Option::flatten)
             .map_err(|e| StorageIOError::read(&e).into())
     }
 
@@ -204,38 +341,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let store = self.clone();
-        let result = blocking(move || store.append_blocking(entries)).await;
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
+        let queue = || -> Result<(), std::io::Error> {
+            let mut pending = self.shared.pending.lock().map_err(|_| poisoned())?;
+            for entry in &entries {
+                pending.insert(entry.log_id.index, entry.clone());
             }
-            Err(e) => {
-                callback.log_io_completed(Err(io_error(&e)));
-                Err(StorageIOError::write_logs(&e).into())
-            }
-        }
+            drop(pending);
+            self.send(Op::Append(entries, callback))
+        };
+        queue().map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let store = self.clone();
-        blocking(move || {
-            store.remove_range((Bound::Included(log_id.index), Bound::Unbounded), None)
-        })
-        .await
-        .map_err(|e| StorageIOError::write_logs(&e).into())
+        let dropped = || -> Result<(), std::io::Error> {
+            let mut pending = self.shared.pending.lock().map_err(|_| poisoned())?;
+            let _ = pending.split_off(&log_id.index);
+            Ok(())
+        };
+        dropped().map_err(|e| StorageIOError::write_logs(&e))?;
+        self.send_and_wait(|reply| Op::Truncate(log_id.index, reply))
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let store = self.clone();
-        blocking(move || {
-            store.remove_range(
-                (Bound::Unbounded, Bound::Included(log_id.index)),
-                Some(log_id),
-            )
-        })
-        .await
-        .map_err(|e| StorageIOError::write_logs(&e).into())
+        self.send_and_wait(|reply| Op::Purge(log_id, reply))
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }
