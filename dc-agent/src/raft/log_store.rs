@@ -32,6 +32,10 @@ enum Op {
     Truncate(u64, Reply),
     Purge(LogId, Reply),
     Meta(&'static str, Vec<u8>, Reply),
+    /// The commit index: a restart hint, written without an fsync of its own. It becomes
+    /// durable with the next log commit, and is never ahead of the durable log because
+    /// operations are applied in order.
+    Committed(Vec<u8>),
 }
 
 struct Shared {
@@ -204,7 +208,17 @@ fn writer_loop(shared: std::sync::Weak<Shared>, receiver: mpsc::Receiver<Op>) {
                 ));
             }
             Op::Meta(key, bytes, reply) => {
-                let _ = reply.send(write_meta(&shared.db, key, &bytes));
+                let _ = reply.send(write_meta(
+                    &shared.db,
+                    key,
+                    &bytes,
+                    redb::Durability::Immediate,
+                ));
+            }
+            Op::Committed(bytes) => {
+                if let Err(e) = write_meta(&shared.db, COMMITTED, &bytes, redb::Durability::None) {
+                    tracing::warn!(error = %e, "could not record the commit index");
+                }
             }
         }
     }
@@ -227,8 +241,14 @@ fn commit_appends(
     txn.commit().map_err(io_error)
 }
 
-fn write_meta(db: &Database, key: &str, bytes: &[u8]) -> Result<(), std::io::Error> {
-    let txn = db.begin_write().map_err(io_error)?;
+fn write_meta(
+    db: &Database,
+    key: &str,
+    bytes: &[u8],
+    durability: redb::Durability,
+) -> Result<(), std::io::Error> {
+    let mut txn = db.begin_write().map_err(io_error)?;
+    txn.set_durability(durability).map_err(io_error)?;
     {
         let mut table = txn.open_table(META).map_err(io_error)?;
         table.insert(key, bytes).map_err(io_error)?;
@@ -320,8 +340,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(COMMITTED, &committed)
-            .await
+        let bytes =
+            wire::frame::to_bytes(&committed).map_err(|e| StorageIOError::write(&io_error(e)))?;
+        self.send(Op::Committed(bytes))
             .map_err(|e| StorageIOError::write(&e).into())
     }
 
