@@ -1,0 +1,477 @@
+//! Consul's catalog, health, txn and status endpoints on a real server, answers as snapshots
+//! (JSON with sorted keys; Raft indexes replaced by `N` since elections can add entries).
+
+mod support;
+
+use expect_test::{expect, Expect};
+use support::Cluster;
+
+/// Renders a response as status, the headers clients rely on, and sorted JSON.
+fn show(response: &dc_agent::client::ApiResponse) -> String {
+    let body = match serde_json::from_slice::<serde_json::Value>(&response.body) {
+        Ok(mut value) => {
+            redact(&mut value);
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        }
+        Err(_) => response.text(),
+    };
+    let index = if response.header("x-consul-index").is_some() {
+        " X-Consul-Index: N"
+    } else {
+        ""
+    };
+    format!("{}{index}\n{body}\n", response.status)
+}
+
+fn redact(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                if key.ends_with("Index")
+                    && inner.is_u64()
+                    && key != "LockIndex"
+                    && key != "OpIndex"
+                {
+                    *inner = "N".into();
+                } else {
+                    redact(inner);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+fn check(cluster: &Cluster, method: &str, path: &str, body: &str, expect: Expect) {
+    expect.assert_eq(&show(&cluster.request(0, method, path, body.as_bytes())));
+}
+
+#[test]
+fn catalog_health_txn_and_status() {
+    let mut cluster = Cluster::start(78, 1);
+    cluster.wait_for_leader();
+    for registration in [
+        r#"{"Node":"n1","Address":"10.0.0.1","NodeMeta":{"rack":"r1"},"Service":{"ID":"web-1","Service":"web","Tags":["v1","primary"],"Port":80},"Checks":[{"CheckID":"serfHealth","Name":"Serf Health Status","Status":"passing"},{"CheckID":"web-http","Name":"HTTP on 80","Status":"passing","ServiceID":"web-1"}]}"#,
+        r#"{"Node":"n2","Address":"10.0.0.2","Service":{"ID":"web-2","Service":"web","Tags":["v2"],"Port":8080,"Address":"10.0.9.9"},"Check":{"CheckID":"web-http","Name":"HTTP on 8080","Status":"critical","ServiceID":"web-2","Output":"connection refused"}}"#,
+        r#"{"Node":"n2","Address":"10.0.0.2","Service":{"Service":"db","Port":5432}}"#,
+    ] {
+        assert_eq!(
+            cluster
+                .request(0, "PUT", "/v1/catalog/register", registration.as_bytes())
+                .text(),
+            "true"
+        );
+    }
+    check(
+        &cluster,
+        "GET",
+        "/v1/catalog/services",
+        "",
+        expect![[r#"
+        200 X-Consul-Index: N
+        {
+          "db": [],
+          "web": [
+            "primary",
+            "v1",
+            "v2"
+          ]
+        }
+    "#]],
+    );
+    check(
+        &cluster,
+        "GET",
+        "/v1/catalog/service/web?tag=v2",
+        "",
+        expect![[r#"
+        200 X-Consul-Index: N
+        [
+          {
+            "Address": "10.0.0.2",
+            "CreateIndex": "N",
+            "Datacenter": "dc1",
+            "ID": "",
+            "ModifyIndex": "N",
+            "Node": "n2",
+            "NodeMeta": {},
+            "ServiceAddress": "10.0.9.9",
+            "ServiceEnableTagOverride": false,
+            "ServiceID": "web-2",
+            "ServiceMeta": {},
+            "ServiceName": "web",
+            "ServicePort": 8080,
+            "ServiceTags": [
+              "v2"
+            ],
+            "TaggedAddresses": {}
+          }
+        ]
+    "#]],
+    );
+    check(
+        &cluster,
+        "GET",
+        "/v1/catalog/nodes",
+        "",
+        expect![[r#"
+        200 X-Consul-Index: N
+        [
+          {
+            "Address": "10.0.0.1",
+            "CreateIndex": "N",
+            "Datacenter": "dc1",
+            "ID": "",
+            "Meta": {
+              "rack": "r1"
+            },
+            "ModifyIndex": "N",
+            "Node": "n1",
+            "TaggedAddresses": {}
+          },
+          {
+            "Address": "10.0.0.2",
+            "CreateIndex": "N",
+            "Datacenter": "dc1",
+            "ID": "",
+            "Meta": {},
+            "ModifyIndex": "N",
+            "Node": "n2",
+            "TaggedAddresses": {}
+          }
+        ]
+    "#]],
+    );
+    check(
+        &cluster,
+        "GET",
+        "/v1/catalog/node/n2",
+        "",
+        expect![[r#"
+        200 X-Consul-Index: N
+        {
+          "Node": {
+            "Address": "10.0.0.2",
+            "CreateIndex": "N",
+            "Datacenter": "dc1",
+            "ID": "",
+            "Meta": {},
+            "ModifyIndex": "N",
+            "Node": "n2",
+            "TaggedAddresses": {}
+          },
+          "Services": {
+            "db": {
+              "Address": "",
+              "CreateIndex": "N",
+              "ID": "db",
+              "Meta": {},
+              "ModifyIndex": "N",
+              "Port": 5432,
+              "Service": "db",
+              "Tags": []
+            },
+            "web-2": {
+              "Address": "10.0.9.9",
+              "CreateIndex": "N",
+              "ID": "web-2",
+              "Meta": {},
+              "ModifyIndex": "N",
+              "Port": 8080,
+              "Service": "web",
+              "Tags": [
+                "v2"
+              ]
+            }
+          }
+        }
+    "#]],
+    );
+    check(
+        &cluster,
+        "GET",
+        "/v1/health/service/web?passing",
+        "",
+        expect![[r#"
+        200 X-Consul-Index: N
+        [
+          {
+            "Checks": [
+              {
+                "CheckID": "serfHealth",
+                "CreateIndex": "N",
+                "ModifyIndex": "N",
+                "Name": "Serf Health Status",
+                "Node": "n1",
+                "Notes": "",
+                "Output": "",
+                "ServiceID": "",
+                "ServiceName": "",
+                "ServiceTags": [],
+                "Status": "passing",
+                "Type": ""
+              },
+              {
+                "CheckID": "web-http",
+                "CreateIndex": "N",
+                "ModifyIndex": "N",
+                "Name": "HTTP on 80",
+                "Node": "n1",
+                "Notes": "",
+                "Output": "",
+                "ServiceID": "web-1",
+                "ServiceName": "web",
+                "ServiceTags": [
+                  "v1",
+                  "primary"
+                ],
+                "Status": "passing",
+                "Type": ""
+              }
+            ],
+            "Node": {
+              "Address": "10.0.0.1",
+              "CreateIndex": "N",
+              "Datacenter": "dc1",
+              "ID": "",
+              "Meta": {
+                "rack": "r1"
+              },
+              "ModifyIndex": "N",
+              "Node": "n1",
+              "TaggedAddresses": {}
+            },
+            "Service": {
+              "Address": "",
+              "CreateIndex": "N",
+              "ID": "web-1",
+              "Meta": {},
+              "ModifyIndex": "N",
+              "Port": 80,
+              "Service": "web",
+              "Tags": [
+                "v1",
+                "primary"
+              ]
+            }
+          }
+        ]
+    "#]],
+    );
+    check(
+        &cluster,
+        "GET",
+        "/v1/health/state/critical",
+        "",
+        expect![[r#"
+        200 X-Consul-Index: N
+        [
+          {
+            "CheckID": "web-http",
+            "CreateIndex": "N",
+            "ModifyIndex": "N",
+            "Name": "HTTP on 8080",
+            "Node": "n2",
+            "Notes": "",
+            "Output": "connection refused",
+            "ServiceID": "web-2",
+            "ServiceName": "web",
+            "ServiceTags": [
+              "v2"
+            ],
+            "Status": "critical",
+            "Type": ""
+          }
+        ]
+    "#]],
+    );
+    check(
+        &cluster,
+        "GET",
+        "/v1/health/checks/web",
+        "",
+        expect![[r#"
+        200 X-Consul-Index: N
+        [
+          {
+            "CheckID": "web-http",
+            "CreateIndex": "N",
+            "ModifyIndex": "N",
+            "Name": "HTTP on 80",
+            "Node": "n1",
+            "Notes": "",
+            "Output": "",
+            "ServiceID": "web-1",
+            "ServiceName": "web",
+            "ServiceTags": [
+              "v1",
+              "primary"
+            ],
+            "Status": "passing",
+            "Type": ""
+          },
+          {
+            "CheckID": "web-http",
+            "CreateIndex": "N",
+            "ModifyIndex": "N",
+            "Name": "HTTP on 8080",
+            "Node": "n2",
+            "Notes": "",
+            "Output": "connection refused",
+            "ServiceID": "web-2",
+            "ServiceName": "web",
+            "ServiceTags": [
+              "v2"
+            ],
+            "Status": "critical",
+            "Type": ""
+          }
+        ]
+    "#]],
+    );
+    check(
+        &cluster,
+        "PUT",
+        "/v1/catalog/deregister",
+        r#"{"Node":"n2","ServiceID":"web-2"}"#,
+        expect![[r#"
+        200
+        true
+    "#]],
+    );
+    check(
+        &cluster,
+        "GET",
+        "/v1/health/node/n2",
+        "",
+        expect![[r#"
+        200 X-Consul-Index: N
+        []
+    "#]],
+    );
+    check(
+        &cluster,
+        "PUT",
+        "/v1/catalog/register",
+        r#"{"Node":"n3","Address":"10.0.0.3","Check":{"CheckID":"c","ServiceID":"ghost"}}"#,
+        expect![[r#"
+        400
+        Unknown service ID "ghost" for check "c"
+    "#]],
+    );
+    check(
+        &cluster,
+        "PUT",
+        "/v1/txn",
+        r#"[{"KV":{"Verb":"set","Key":"t/a","Value":"MQ=="}},{"KV":{"Verb":"set","Key":"t/b","Value":"Mg==","Flags":7}},{"KV":{"Verb":"get-tree","Key":"t/"}}]"#,
+        expect![[r#"
+        200 X-Consul-Index: N
+        {
+          "Errors": null,
+          "Results": [
+            {
+              "KV": {
+                "CreateIndex": "N",
+                "Flags": 0,
+                "Key": "t/a",
+                "LockIndex": 0,
+                "ModifyIndex": "N",
+                "Value": null
+              }
+            },
+            {
+              "KV": {
+                "CreateIndex": "N",
+                "Flags": 7,
+                "Key": "t/b",
+                "LockIndex": 0,
+                "ModifyIndex": "N",
+                "Value": null
+              }
+            },
+            {
+              "KV": {
+                "CreateIndex": "N",
+                "Flags": 0,
+                "Key": "t/a",
+                "LockIndex": 0,
+                "ModifyIndex": "N",
+                "Value": "MQ=="
+              }
+            },
+            {
+              "KV": {
+                "CreateIndex": "N",
+                "Flags": 7,
+                "Key": "t/b",
+                "LockIndex": 0,
+                "ModifyIndex": "N",
+                "Value": "Mg=="
+              }
+            }
+          ]
+        }
+    "#]],
+    );
+    check(
+        &cluster,
+        "PUT",
+        "/v1/txn",
+        r#"[{"KV":{"Verb":"delete","Key":"t/a"}},{"KV":{"Verb":"check-not-exists","Key":"t/b"}}]"#,
+        expect![[r#"
+        409 X-Consul-Index: N
+        {
+          "Errors": [
+            {
+              "OpIndex": 1,
+              "What": "key \"t/b\" exists"
+            }
+          ],
+          "Results": null
+        }
+    "#]],
+    );
+    check(
+        &cluster,
+        "GET",
+        "/v1/kv/t/?keys",
+        "",
+        expect![[r#"
+        200 X-Consul-Index: N
+        [
+          "t/a",
+          "t/b"
+        ]
+    "#]],
+    );
+    check(
+        &cluster,
+        "GET",
+        "/v1/catalog/datacenters",
+        "",
+        expect![[r#"
+        200 X-Consul-Index: N
+        [
+          "dc1"
+        ]
+    "#]],
+    );
+    let peers: Vec<String> = cluster
+        .request(0, "GET", "/v1/status/peers", b"")
+        .json()
+        .expect("peers");
+    assert_eq!(peers, ["127.78.0.1:8300"]);
+    let metrics = cluster
+        .request(0, "GET", "/v1/agent/metrics?format=prometheus", b"")
+        .text();
+    for name in [
+        "consul_kvs_apply",
+        "consul_raft_commitTime",
+        "consul_server_isLeader",
+        "consul_raft_state_leader",
+        "isthmus_raft_applied_index",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+}
