@@ -140,6 +140,23 @@ impl Metrics {
     }
 }
 
+/// Counts refused peer certificates by reason, and logs the first refusal of each reason
+/// (later ones only count: a misconfigured peer retrying must not flood the log).
+pub fn rejection_observer(metrics: Arc<Metrics>) -> pki::RejectionObserver {
+    let logged = std::sync::Mutex::new(std::collections::HashSet::new());
+    Arc::new(move |rejection: &pki::Rejection| {
+        let reason = rejection.reason.as_label();
+        metrics.tls_rejected.with_label_values(&[reason]).inc();
+        let first = logged
+            .lock()
+            .map(|mut seen| seen.insert(reason))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(reason, %rejection, "refused a peer certificate (further refusals for this reason are only counted in isthmus_tls_rejected_total)");
+        }
+    })
+}
+
 /// Follows Raft's state to keep the Raft gauges and transition counters current.
 pub async fn follow_raft(server: Arc<Server>, metrics: Arc<Metrics>, cancel: CancellationToken) {
     let mut watch = server.raft.metrics();

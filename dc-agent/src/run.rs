@@ -104,7 +104,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
 
-    let tls = match validated.tls {
+    let metrics = Arc::new(Metrics::new()?);
+    let mut tls = match validated.tls {
         Some(tls) => tls,
         None => {
             let request = pki::CertRequest {
@@ -118,6 +119,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             pki::NodeTls::ephemeral(&request)?
         }
     };
+    tls.set_rejection_observer(crate::metrics::rejection_observer(metrics.clone()));
     let authenticated = tls.authenticates_peers();
 
     let mut retry_join = Vec::new();
@@ -129,7 +131,6 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let metrics = Arc::new(Metrics::new()?);
     let settings = ServerSettings {
         node_name: validated.node_name.clone(),
         datacenter: validated.datacenter.clone(),

@@ -531,3 +531,44 @@ fn a_late_server_joins_from_a_snapshot_and_a_leaving_server_is_removed() {
         "true"
     );
 }
+
+#[test]
+fn servers_of_another_federation_are_refused_counted_and_logged_once() {
+    let mut cluster = Cluster::start(79, 3);
+    let leader = cluster.wait_for_leader();
+    // A server of another federation (its own CA) points its retry_join at this cluster.
+    // The dialling side checks the answering server's certificate first (TLS 1.3), so the
+    // intruder is the one that refuses, counts and logs; the pki handshake tests cover the
+    // answering side refusing a client certificate.
+    let mut intruders = Cluster::render(80, 1, "");
+    intruders.agents[0].edit_config(|config| {
+        config["bootstrap_expect"] = 3.into();
+        config["retry_join"] = serde_json::json!(["127.79.0.1", "127.79.0.2", "127.79.0.3"]);
+    });
+    intruders.agents[0].start();
+    intruders.wait_for("refusals to be counted", Duration::from_secs(20), |c| {
+        let metrics = c.agents[0]
+            .client()
+            .get("/v1/agent/metrics?format=prometheus")
+            .ok()?
+            .text();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("isthmus_tls_rejected_total{reason=\"unknown_ca\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .filter(|count| *count >= 3)
+    });
+    let log = std::fs::read_to_string(&intruders.agents[0].log).expect("log");
+    assert_eq!(
+        log.matches("refused a peer certificate").count(),
+        1,
+        "logged once, then only counted:\n{log}"
+    );
+    assert!(log.contains("not by this federation's CA"), "{log}");
+    let configuration: wire::api::RaftConfiguration = cluster
+        .request(leader, "GET", "/v1/operator/raft/configuration", b"")
+        .json()
+        .expect("configuration");
+    assert_eq!(configuration.servers.len(), 3);
+    assert!(cluster.agents.iter_mut().all(|a| a.is_running()));
+}

@@ -115,7 +115,11 @@ impl NodeTls {
                 )
             });
         }
-        policy.check(&info)
+        policy.check(&info).inspect_err(|rejection| {
+            if let Some(observer) = &self.observer {
+                observer(rejection);
+            }
+        })
     }
 
     /// Calls `observer` with every peer certificate the configs built from now on refuse.
