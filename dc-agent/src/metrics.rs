@@ -78,6 +78,14 @@ impl Metrics {
                 registry.register(Box::new(c.clone()))?;
                 Ok(c)
             };
+        let tls_rejected = counter_vec(
+            "isthmus_tls_rejected_total",
+            "Peer certificates refused, by reason.",
+            &["reason"],
+        )?;
+        for reason in pki::RejectReason::ALL {
+            tls_rejected.with_label_values(&[reason.as_label()]);
+        }
         Ok(Metrics {
             kvs_apply: histogram(
                 "consul_kvs_apply",
@@ -116,11 +124,7 @@ impl Metrics {
                 "consul_autopilot_healthy",
                 "1 when every voter is replicating (leader only).",
             )?,
-            tls_rejected: counter_vec(
-                "isthmus_tls_rejected_total",
-                "Peer certificates refused, by reason.",
-                &["reason"],
-            )?,
+            tls_rejected,
             http_requests: counter_vec(
                 "isthmus_http_requests_total",
                 "HTTP requests served, by method and status code.",

@@ -475,3 +475,40 @@ fn catalog_health_txn_and_status() {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
 }
+
+/// Every metric the shipped Grafana dashboard and alert rules use is exported by a server.
+#[test]
+fn the_dashboards_and_alerts_use_only_exported_metrics() {
+    let mut cluster = Cluster::start(81, 1);
+    cluster.wait_for_leader();
+    assert_eq!(
+        cluster.request(0, "PUT", "/v1/kv/warm", b"up").text(),
+        "true"
+    );
+    let exported = cluster
+        .request(0, "GET", "/v1/agent/metrics?format=prometheus", b"")
+        .text();
+    let grafana = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana");
+    let mut used = std::collections::BTreeSet::new();
+    for file in ["dashboards/leader-health.json", "isthmus-alerts.yml"] {
+        let text = std::fs::read_to_string(grafana.join(file)).expect("shipped file");
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("consul_") || word.starts_with("isthmus_") {
+                used.insert(word.to_owned());
+            }
+        }
+    }
+    assert!(used.len() >= 10, "found {used:?}");
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|name| {
+            !exported.lines().any(|line| {
+                line.starts_with(name.as_str()) && line[name.len()..].starts_with(['{', ' '])
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "used but not exported: {missing:?}\n{exported}"
+    );
+}

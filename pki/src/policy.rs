@@ -141,6 +141,17 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, so metrics can start each at zero.
+    pub const ALL: [RejectReason; 7] = [
+        RejectReason::UnknownCa,
+        RejectReason::Expired,
+        RejectReason::NotYetValid,
+        RejectReason::WrongRole,
+        RejectReason::WrongDatacenter,
+        RejectReason::NoIdentity,
+        RejectReason::Invalid,
+    ];
+
     /// A stable label value: `unknown_ca`, `expired`, `wrong_role`, ...
     pub fn as_label(self) -> &'static str {
         match self {

@@ -300,6 +300,11 @@ pub fn plan(
         contents: prometheus_config(topology),
         mode: 0o644,
     });
+    files.push(PlannedFile {
+        path: "isthmus-alerts.yml".into(),
+        contents: ALERT_RULES.to_owned(),
+        mode: 0o644,
+    });
     Ok(RenderPlan { files, notes })
 }
 
@@ -472,6 +477,9 @@ fn systemd_unit(dc: &Datacenter, node: &Node) -> String {
     )
 }
 
+/// The alert rules shipped in `grafana/`, written next to `prometheus.yml`.
+const ALERT_RULES: &str = include_str!("../../grafana/isthmus-alerts.yml");
+
 fn prometheus_config(topology: &Topology) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -482,6 +490,7 @@ fn prometheus_config(topology: &Topology) -> String {
         out,
         "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n"
     );
+    let _ = writeln!(out, "rule_files:\n  - isthmus-alerts.yml\n");
     let _ = writeln!(out, "scrape_configs:");
     let _ = writeln!(out, "  - job_name: isthmus-agents");
     let _ = writeln!(out, "    metrics_path: /v1/agent/metrics");

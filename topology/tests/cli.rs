@@ -514,7 +514,7 @@ fn render_writes_every_node_and_keeps_keys_on_a_second_render() {
         CA: generated a new CA in ca/
         gossip key: generated a new key in gossip.key
         node certificates: 5 issued, 0 kept
-        rendered 29 files for 5 nodes into state
+        rendered 30 files for 5 nodes into state
     "#]]
     .assert_eq(&run(dir, &["render", "federation.toml"]));
     let state = dir.join("state");
@@ -547,6 +547,7 @@ fn render_writes_every_node_and_keeps_keys_on_a_second_render() {
         644 dc2/s1/tls/cert.pem
         600 dc2/s1/tls/key.pem
         600 gossip.key
+        644 isthmus-alerts.yml
         644 prometheus.yml
     "#]]
     .assert_eq(&listing(&state));
@@ -564,7 +565,7 @@ fn render_writes_every_node_and_keeps_keys_on_a_second_render() {
         CA: kept the existing ca/ca.pem
         gossip key: kept the existing gossip.key
         node certificates: 0 issued, 5 kept
-        rendered 29 files for 5 nodes into state
+        rendered 30 files for 5 nodes into state
     "#]]
     .assert_eq(&run(dir, &["render", "federation.toml"]));
     let after: Vec<String> = key_material.iter().map(|f| read(&state, f)).collect();
@@ -687,6 +688,9 @@ fn render_writes_every_node_and_keeps_keys_on_a_second_render() {
           scrape_interval: 15s
           evaluation_interval: 15s
 
+        rule_files:
+          - isthmus-alerts.yml
+
         scrape_configs:
           - job_name: isthmus-agents
             metrics_path: /v1/agent/metrics
@@ -753,7 +757,7 @@ fn render_uses_a_named_ca_and_key_and_never_silently_replaces_them() {
         CA: using the CA named by tls.ca_dir
         gossip key: using the key named by the topology
         node certificates: 1 issued, 0 kept
-        rendered 8 files for 1 nodes into out
+        rendered 9 files for 1 nodes into out
     "#]]
     .assert_eq(&run(dir, &["render", "f.toml"]));
     assert_eq!(read(dir, "out/ca/ca.pem"), read(dir, "ca-one/ca.pem"));
@@ -813,4 +817,38 @@ fn render_uses_a_named_ca_and_key_and_never_silently_replaces_them() {
         key_one,
         "nothing was replaced"
     );
+}
+
+/// The rendered Prometheus config and the alert rules beside it pass Prometheus' own checker.
+#[test]
+fn the_rendered_prometheus_config_passes_promtool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/three-dcs.toml");
+    let out = dir.path().join("out");
+    let (code, output) = {
+        let output = Command::new(env!("CARGO_BIN_EXE_topology"))
+            .arg("render")
+            .arg(&example)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("run topology");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0), "{output}");
+    let checked = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(out.join("prometheus.yml"))
+        .output()
+        .expect("promtool is missing: install Debian's prometheus package (scripts/test.sh does)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(checked.status.success(), "{text}");
+    assert!(text.contains("SUCCESS: 4 rules found"), "{text}");
 }

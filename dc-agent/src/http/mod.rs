@@ -101,8 +101,23 @@ pub fn router(api: Api) -> Router {
             api.clone(),
             route_by_consistency,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            count_requests,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
         .with_state(api)
+}
+
+/// Counts every request by method and status code (`isthmus_http_requests_total`).
+async fn count_requests(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    api.metrics
+        .http_requests
+        .with_label_values(&[method.as_str(), response.status().as_str()])
+        .inc();
+    response
 }
 
 async fn not_found(request: Request) -> Response {

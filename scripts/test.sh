@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this). Installs the outside tools some
+# tests use (Debian's prometheus package, for promtool), then runs every test of every crate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v promtool >/dev/null || need+=(prometheus)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} (Debian packages the tests use)"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -q && apt-get install -y -q --no-install-recommends "${need[@]}"
+  else
+    sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+  fi
+fi
+
+cargo test --workspace --locked "$@"
