@@ -512,3 +512,80 @@ fn the_dashboards_and_alerts_use_only_exported_metrics() {
         "used but not exported: {missing:?}\n{exported}"
     );
 }
+
+/// The CLI verbs not covered by the KV tutorial session.
+#[test]
+fn catalog_info_and_kv_input_from_the_cli() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let mut cluster = Cluster::start(82, 1);
+    cluster.wait_for_leader();
+    let http = cluster.agents[0].http();
+    let register = br#"{"Node":"web-node","Address":"10.3.0.1","Service":{"Service":"web","Tags":["v1","blue"],"Port":80}}"#;
+    assert_eq!(
+        cluster
+            .request(0, "PUT", "/v1/catalog/register", register)
+            .text(),
+        "true"
+    );
+
+    let (code, services, _) = support::cli(&http, &["catalog", "services", "-tags"]);
+    assert_eq!(code, 0);
+    assert_eq!(services, "web  blue,v1\n");
+    let (_, nodes, _) = support::cli(&http, &["catalog", "nodes"]);
+    assert_eq!(nodes, "Node      Address   DC\nweb-node  10.3.0.1  dc1\n");
+    let (_, datacenters, _) = support::cli(&http, &["catalog", "datacenters"]);
+    assert_eq!(datacenters, "dc1\n");
+    let (code, info, _) = support::cli(&http, &["info"]);
+    assert_eq!(code, 0);
+    assert!(
+        info.contains("raft:\n")
+            && info.contains("\tstate = Leader\n")
+            && info.contains("\tleader = true\n"),
+        "{info}"
+    );
+
+    // `-` reads stdin, `@file` reads a file; ?raw returns the bytes as stored.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
+        .args(["-http-addr", &http, "kv", "put", "from/stdin", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"line one\nline two\n")
+        .expect("write stdin");
+    assert!(child.wait().expect("wait").success());
+    let file = cluster.dir.path().join("value.bin");
+    std::fs::write(&file, [0u8, 159, 146, 150]).expect("write value");
+    let at_file = format!("@{}", file.display());
+    assert_eq!(
+        support::cli(&http, &["kv", "put", "from/file", &at_file]).0,
+        0
+    );
+    assert_eq!(
+        cluster.request(0, "GET", "/v1/kv/from/stdin?raw", b"").body,
+        b"line one\nline two\n"
+    );
+    assert_eq!(
+        cluster.request(0, "GET", "/v1/kv/from/file?raw", b"").body,
+        [0u8, 159, 146, 150]
+    );
+    let (_, keys, _) = support::cli(&http, &["kv", "get", "-keys", "from/"]);
+    assert_eq!(keys, "from/file\nfrom/stdin\n");
+    let (code, _, error) = support::cli(&http, &["kv", "put", "-cas", "x", "y"]);
+    assert_eq!(
+        (code, error.as_str()),
+        (1, "Error! Must specify -modify-index with -cas\n")
+    );
+    let (code, _, error) = support::cli("127.82.0.99:8500", &["kv", "get", "x"]);
+    assert_eq!(code, 1);
+    assert!(
+        error.starts_with("Error! Could not reach the agent at 127.82.0.99:8500"),
+        "{error}"
+    );
+}
