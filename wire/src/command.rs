@@ -34,6 +34,9 @@ pub enum Command {
     },
     /// KV operations applied all or nothing.
     Txn(Vec<TxnOp>),
+    /// Independent `KvSet`/`KvDelete` commands on distinct keys, proposed together to save
+    /// Raft round trips; each is applied (and answered) as if proposed alone.
+    KvBatch(Vec<Command>),
     /// Register a node, and optionally a service and checks on it.
     Register(Box<Registration>),
     /// Remove a node (with its services and checks), one service (with its checks) or one check.
@@ -181,6 +184,8 @@ pub enum CommandResult {
     Refused(String),
     /// A Raft membership or blank entry (no state change).
     Nothing,
+    /// The results of a [`Command::KvBatch`], in order.
+    Batch(Vec<CommandResult>),
 }
 
 /// Why one operation of a transaction failed.

@@ -28,14 +28,14 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 async fn apply(api: &Api, command: Command) -> Result<Response, ApiError> {
-    let response = api
+    let (_index, result) = api
         .server
-        .raft
-        .client_write(command)
+        .proposer
+        .propose(command)
         .await
-        .map_err(super::error::from_write_error)?;
+        .map_err(super::error::from_propose_error)?;
     api.metrics.raft_apply.inc();
-    match response.data {
+    match result {
         CommandResult::Done => Ok(([("content-type", "application/json")], "true").into_response()),
         CommandResult::Refused(why) => Err(ApiError::BadRequest(why)),
         other => Err(ApiError::Internal(format!("unexpected result {other:?}"))),

@@ -49,17 +49,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Turns a failed Raft write into an API error.
-pub fn from_write_error(
-    error: openraft::error::RaftError<
-        u64,
-        openraft::error::ClientWriteError<u64, wire::raft::RaftNode>,
-    >,
-) -> ApiError {
+/// Turns a failed proposal into an API error.
+pub fn from_propose_error(error: crate::server::proposer::ProposeError) -> ApiError {
     match error {
-        openraft::error::RaftError::APIError(
-            openraft::error::ClientWriteError::ForwardToLeader(_),
-        ) => ApiError::NoLeader,
-        other => ApiError::Internal(format!("raft write failed: {other}")),
+        crate::server::proposer::ProposeError::NotLeader => ApiError::NoLeader,
+        other => ApiError::Internal(other.to_string()),
     }
 }

@@ -141,17 +141,17 @@ async fn read(api: Api, key: String, uri: Uri) -> Result<Response, ApiError> {
 
 async fn write(api: &Api, command: Command) -> Result<CommandResult, ApiError> {
     let started = Instant::now();
-    let response = api
+    let (_index, result) = api
         .server
-        .raft
-        .client_write(command)
+        .proposer
+        .propose(command)
         .await
-        .map_err(super::error::from_write_error)?;
+        .map_err(super::error::from_propose_error)?;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     api.metrics.kvs_apply.observe(elapsed_ms);
     api.metrics.raft_commit_time.observe(elapsed_ms);
     api.metrics.raft_apply.inc();
-    Ok(response.data)
+    Ok(result)
 }
 
 fn boolean(result: CommandResult) -> Response {

@@ -88,17 +88,17 @@ pub async fn txn(State(api): State<Api>, body: Bytes) -> Result<Response, ApiErr
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::BadRequest)?;
     let started = Instant::now();
-    let response = api
+    let (index, result) = api
         .server
-        .raft
-        .client_write(Command::Txn(ops))
+        .proposer
+        .propose(Command::Txn(ops))
         .await
-        .map_err(super::error::from_write_error)?;
+        .map_err(super::error::from_propose_error)?;
     api.metrics
         .txn_apply
         .observe(started.elapsed().as_secs_f64() * 1000.0);
     api.metrics.raft_apply.inc();
-    let (status, body) = match response.data {
+    let (status, body) = match result {
         CommandResult::Txn(Ok(entries)) => (
             StatusCode::OK,
             TxnResponse {
@@ -132,12 +132,7 @@ pub async fn txn(State(api): State<Api>, body: Bytes) -> Result<Response, ApiErr
     };
     let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut headers = axum::http::HeaderMap::new();
-    super::query_meta(
-        &api,
-        &mut headers,
-        response.log_id.index,
-        super::Consistency::Default,
-    );
+    super::query_meta(&api, &mut headers, index, super::Consistency::Default);
     headers.insert(
         "content-type",
         axum::http::HeaderValue::from_static("application/json"),

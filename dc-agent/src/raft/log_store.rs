@@ -167,16 +167,21 @@ fn writer_loop(shared: std::sync::Weak<Shared>, receiver: mpsc::Receiver<Op>) {
         match first {
             Op::Append(entries, callback) => {
                 let mut batch = vec![(entries, callback)];
+                // Commit-index updates ride along in the same transaction: openraft sends
+                // one after nearly every commit, and letting them split batches would cost
+                // one fsync per write.
+                let mut committed = None;
                 while let Ok(next) = receiver.try_recv() {
                     match next {
                         Op::Append(entries, callback) => batch.push((entries, callback)),
+                        Op::Committed(bytes) => committed = Some(bytes),
                         other => {
                             carry = Some(other);
                             break;
                         }
                     }
                 }
-                let result = commit_appends(&shared.db, &batch);
+                let result = commit_appends(&shared.db, &batch, committed.as_deref());
                 if result.is_ok() {
                     if let Ok(mut pending) = shared.pending.lock() {
                         for entry in batch.iter().flat_map(|(entries, _)| entries) {
@@ -227,9 +232,14 @@ fn writer_loop(shared: std::sync::Weak<Shared>, receiver: mpsc::Receiver<Op>) {
 fn commit_appends(
     db: &Database,
     batch: &[(Vec<Entry>, LogFlushed<TypeConfig>)],
+    committed: Option<&[u8]>,
 ) -> Result<(), std::io::Error> {
     let txn = db.begin_write().map_err(io_error)?;
     {
+        if let Some(committed) = committed {
+            let mut meta = txn.open_table(META).map_err(io_error)?;
+            meta.insert(COMMITTED, committed).map_err(io_error)?;
+        }
         let mut table = txn.open_table(LOG).map_err(io_error)?;
         for entry in batch.iter().flat_map(|(entries, _)| entries) {
             let bytes = wire::frame::to_bytes(entry).map_err(io_error)?;

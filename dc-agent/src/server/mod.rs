@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod handlers;
+pub mod proposer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,8 @@ pub struct Server {
     retry_join: Vec<SocketAddr>,
     /// Serves HTTP requests forwarded from other servers (set once the API is up).
     pub http_handler: std::sync::OnceLock<crate::rpc::messages::HttpHandler>,
+    /// Proposes writes to Raft, batching KV writes under load.
+    pub proposer: proposer::Proposer,
 }
 
 /// Timeouts of RPCs between servers that are not Raft's own.
@@ -157,12 +160,13 @@ impl Server {
             node,
             datacenter: settings.datacenter,
             bootstrap_expect: settings.bootstrap_expect,
-            raft,
+            raft: raft.clone(),
             state,
             transport,
             last_leader_contact_ms: AtomicU64::new(0),
             retry_join: settings.retry_join,
             http_handler: std::sync::OnceLock::new(),
+            proposer: proposer::Proposer::start(raft.clone()),
         });
         tracing::info!(node = %server.node.name, id = server.id, addr = %server.node.addr, dc = %server.datacenter, "server started");
         tasks.spawn(handlers::accept_loop(

@@ -41,6 +41,12 @@ impl State {
                 CommandResult::Applied(true)
             }
             Command::Txn(ops) => CommandResult::Txn(self.kv.txn(index, ops)),
+            Command::KvBatch(commands) => CommandResult::Batch(
+                commands
+                    .iter()
+                    .map(|command| self.apply(index, command))
+                    .collect(),
+            ),
             Command::Register(registration) => match self.catalog.register(index, registration) {
                 Ok(()) => CommandResult::Done,
                 Err(why) => CommandResult::Refused(why),

@@ -64,6 +64,10 @@ fn describe(result: &CommandResult) -> String {
         CommandResult::Done => "done".into(),
         CommandResult::Refused(why) => format!("refused: {why}"),
         CommandResult::Nothing => "nothing".into(),
+        CommandResult::Batch(results) => format!(
+            "batch [{}]",
+            results.iter().map(describe).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
@@ -459,5 +463,30 @@ fn a_snapshot_restores_the_same_state() {
         restored.kv.key_index("a"),
         11,
         "tombstones survive a snapshot"
+    );
+}
+
+#[test]
+fn a_kv_batch_applies_each_command_as_if_alone() {
+    let (state, log) = run(&[
+        set("a", "1"),
+        Command::KvBatch(vec![
+            set("b", "2"),
+            cas("a", "stale", 99),
+            cas("a", "fresh", 10),
+            Command::KvDelete {
+                key: "never".into(),
+                cas: None,
+            },
+        ]),
+    ]);
+    expect![[r#"
+        10: true
+        11: batch [true, false, true, true]
+    "#]]
+    .assert_eq(&log);
+    assert_eq!(
+        state.kv.get("a").map(|e| (e.value.clone(), e.modify_index)),
+        Some((b"fresh".to_vec(), 11))
     );
 }
