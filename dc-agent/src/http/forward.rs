@@ -15,7 +15,13 @@ use crate::rpc::messages::{HttpHandler, HttpRequest, HttpResponse, RpcReply, Rpc
 const MAX_FORWARDED_BODY: usize = 2 * 1024 * 1024;
 
 /// Sends `request` to the leader and returns its answer.
-pub async fn to_leader(api: &Api, leader: &RaftNode, request: Request, hops: u32) -> Response {
+pub async fn to_leader(
+    api: &Api,
+    leader_id: u64,
+    leader: &RaftNode,
+    request: Request,
+    hops: u32,
+) -> Response {
     let timeout = params(request.uri().query())
         .map(|p| super::forward_timeout(&p))
         .unwrap_or(super::blocking::DEFAULT_WAIT);
@@ -46,11 +52,30 @@ pub async fn to_leader(api: &Api, leader: &RaftNode, request: Request, hops: u32
         body: body.to_vec(),
     };
     api.metrics.rpc_forwarded.inc();
-    match api
-        .server
-        .call(&leader.addr, &RpcRequest::Http(forwarded), timeout)
-        .await
-    {
+    // If Raft names another leader while the request is out (the one we forwarded to died),
+    // answer at once so the client retries, instead of waiting out a dead connection. The
+    // request is not sent again: a write that reached the old leader may have committed.
+    let mut raft_metrics = api.server.raft.metrics();
+    let leadership_changed = async move {
+        loop {
+            if raft_metrics.changed().await.is_err() {
+                return;
+            }
+            if raft_metrics.borrow().current_leader != Some(leader_id) {
+                return;
+            }
+        }
+    };
+    let request = RpcRequest::Http(forwarded);
+    let call = api.server.call(&leader.addr, &request, timeout);
+    let outcome = tokio::select! {
+        outcome = call => outcome,
+        () = leadership_changed => {
+            tracing::info!(leader = %leader.name, "leadership changed while a request was forwarded; the client should retry");
+            return ApiError::NoLeader.into_response();
+        }
+    };
+    match outcome {
         Ok(RpcReply::Http(response)) => into_response(response),
         Ok(_) => {
             ApiError::Internal("the leader answered another kind of RPC".to_owned()).into_response()

@@ -234,7 +234,9 @@ async fn route_by_consistency(State(api): State<Api>, request: Request, next: Ne
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     match api.server.leader() {
-        Some((_, leader)) if hops < 3 => forward::to_leader(&api, &leader, request, hops + 1).await,
+        Some((leader_id, leader)) if hops < 3 => {
+            forward::to_leader(&api, leader_id, &leader, request, hops + 1).await
+        }
         _ => ApiError::NoLeader.into_response(),
     }
 }

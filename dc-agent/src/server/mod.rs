@@ -130,11 +130,11 @@ impl Server {
         let config = Config {
             cluster_name: format!("isthmus-{}", settings.datacenter),
             // openraft 0.9 waits the leader lease (election_timeout_max) plus a random
-            // election timeout before a follower stands: 0.8s + 0.4..0.8s = 1.2..1.6s after
-            // the last heartbeat, close to etcd's randomized 1..2s.
+            // election timeout before a follower stands: 0.6s + 0.3..0.6s = 0.9..1.2s after
+            // the last heartbeat, within etcd's randomized 1..2s.
             heartbeat_interval: 150,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
             install_snapshot_timeout: 5000,
             max_payload_entries: 64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_threshold),
