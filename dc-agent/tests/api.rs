@@ -589,3 +589,81 @@ fn catalog_info_and_kv_input_from_the_cli() {
         "{error}"
     );
 }
+
+/// A blocking health query wakes when its service's health changes, not on other writes.
+#[test]
+fn a_blocking_health_query_wakes_on_its_service() {
+    let mut cluster = Cluster::start(83, 1);
+    cluster.wait_for_leader();
+    let register = |status: &str| {
+        format!(
+            r#"{{"Node":"n1","Address":"10.4.0.1","Service":{{"ID":"api-1","Service":"api","Port":9000}},"Check":{{"CheckID":"api-http","ServiceID":"api-1","Status":"{status}"}}}}"#
+        )
+    };
+    assert_eq!(
+        cluster
+            .request(
+                0,
+                "PUT",
+                "/v1/catalog/register",
+                register("passing").as_bytes()
+            )
+            .text(),
+        "true"
+    );
+    let first = cluster.request(0, "GET", "/v1/health/service/api?passing", b"");
+    let index: u64 = first
+        .header("x-consul-index")
+        .and_then(|i| i.parse().ok())
+        .expect("index");
+    assert_eq!(
+        first
+            .json::<Vec<serde_json::Value>>()
+            .expect("entries")
+            .len(),
+        1
+    );
+
+    let client = cluster.agents[0].client();
+    let waiting = std::thread::spawn(move || {
+        client.get(&format!(
+            "/v1/health/service/api?passing&index={index}&wait=60s"
+        ))
+    });
+    // Unrelated writes do not wake it; the check turning critical does.
+    assert_eq!(
+        cluster.request(0, "PUT", "/v1/kv/unrelated", b"x").text(),
+        "true"
+    );
+    let other = r#"{"Node":"n2","Address":"10.4.0.2","Service":{"Service":"web","Port":80}}"#;
+    assert_eq!(
+        cluster
+            .request(0, "PUT", "/v1/catalog/register", other.as_bytes())
+            .text(),
+        "true"
+    );
+    assert_eq!(
+        cluster
+            .request(
+                0,
+                "PUT",
+                "/v1/catalog/register",
+                register("critical").as_bytes()
+            )
+            .text(),
+        "true"
+    );
+    let woken = waiting.join().expect("thread").expect("response");
+    let new_index: u64 = woken
+        .header("x-consul-index")
+        .and_then(|i| i.parse().ok())
+        .expect("index");
+    assert!(new_index > index);
+    assert!(
+        woken
+            .json::<Vec<serde_json::Value>>()
+            .expect("entries")
+            .is_empty(),
+        "the only instance is critical now"
+    );
+}
