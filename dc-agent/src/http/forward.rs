@@ -11,6 +11,9 @@ use wire::raft::RaftNode;
 use super::{params, Api, ApiError, FORWARDED};
 use crate::rpc::messages::{HttpHandler, HttpRequest, HttpResponse, RpcReply, RpcRequest};
 
+/// Largest answer sent back to a follower: a frame, less room for headers.
+const MAX_FORWARDED_ANSWER: usize = wire::frame::MAX_FRAME - 1024 * 1024;
+
 /// Largest body forwarded (values are at most 512 KiB; transactions a little more).
 const MAX_FORWARDED_BODY: usize = 2 * 1024 * 1024;
 
@@ -124,6 +127,21 @@ pub fn handler(router: Router) -> HttpHandler {
                 .await
                 .map(|b| b.to_vec())
                 .unwrap_or_default();
+            // The answer travels back in one frame: refuse clearly instead of failing later.
+            if body.len() > MAX_FORWARDED_ANSWER {
+                let message = format!(
+                    "the answer ({} bytes) is too large to forward from the leader (limit {MAX_FORWARDED_ANSWER}); ask the leader directly, add ?stale, or narrow the query",
+                    body.len()
+                );
+                return HttpResponse {
+                    status: 413,
+                    headers: vec![(
+                        "content-type".to_owned(),
+                        b"text/plain; charset=utf-8".to_vec(),
+                    )],
+                    body: message.into_bytes(),
+                };
+            }
             HttpResponse {
                 status: parts.status.as_u16(),
                 headers: parts

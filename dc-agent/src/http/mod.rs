@@ -270,5 +270,24 @@ pub fn forward_timeout(params: &Params) -> Duration {
     if !params.contains_key("index") {
         return margin;
     }
-    blocking::wait_of(params).unwrap_or(blocking::DEFAULT_WAIT) + margin
+    // The leader waits up to wait + wait/16 (Consul's jitter): cover all of it.
+    let wait = blocking::wait_of(params).unwrap_or(blocking::DEFAULT_WAIT);
+    wait + wait / 16 + margin
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_blocking_query_outlives_the_leaders_wait() {
+        let params = |query: &str| super::params(Some(query)).expect("valid");
+        assert_eq!(forward_timeout(&params("recurse")), Duration::from_secs(15));
+        let longest = blocking::MAX_WAIT + blocking::MAX_WAIT / 16;
+        assert!(forward_timeout(&params("index=5&wait=10m")) > longest);
+        assert!(
+            forward_timeout(&params("index=5"))
+                > blocking::DEFAULT_WAIT + blocking::DEFAULT_WAIT / 16
+        );
+    }
 }

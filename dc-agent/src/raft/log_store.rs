@@ -1,8 +1,10 @@
 //! The Raft log and vote, in a redb file, with group commit.
 //!
 //! Every mutation goes, in call order, to one writer thread. Appends queued while a commit
-//! is in flight are merged into the next redb transaction, so one fsync covers many entries;
-//! openraft's `LogFlushed` callback fires only after that commit. Until then the entries sit
+//! is in flight are merged into the next redb transaction, and commit-index updates ride
+//! along; openraft's `LogFlushed` callback fires only after that commit. (openraft 0.9 waits
+//! for each flush before its next append, so appends rarely merge here: the batching that
+//! matters happens before Raft, in `server::proposer`.) Until then the entries sit
 //! in `pending`, where readers see them (openraft replicates entries before they are durable
 //! locally, as Raft allows). Votes, truncations and purges wait for their own commit.
 

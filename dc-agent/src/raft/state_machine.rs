@@ -113,10 +113,21 @@ impl StateMachineStore {
         self.shared.applied.subscribe()
     }
 
+    /// Makes `file` the current snapshot, on disk and in memory, unless a snapshot at least
+    /// as recent is already current. openraft may build a snapshot while it installs a newer
+    /// one from the leader; holding the lock across the write keeps the two from interleaving
+    /// and keeps an older build from replacing the newer snapshot (whose log is purged).
     fn save_snapshot(&self, file: SnapshotFile) -> Result<(), std::io::Error> {
+        let mut current = self.shared.current.lock().map_err(|_| lock_poisoned())?;
+        if let Some(existing) = current.as_ref() {
+            if existing.meta.last_log_id >= file.meta.last_log_id {
+                tracing::debug!(kept = ?existing.meta.last_log_id, skipped = ?file.meta.last_log_id, "a newer snapshot is already current");
+                return Ok(());
+            }
+        }
         let bytes = wire::frame::to_bytes(&file).map_err(io_error)?;
         write_atomically(&self.shared.snapshot_path, &bytes)?;
-        *self.shared.current.lock().map_err(|_| lock_poisoned())? = Some(file);
+        *current = Some(file);
         Ok(())
     }
 }
@@ -253,5 +264,43 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: file.meta.clone(),
             snapshot: Box::new(Cursor::new(file.data.clone())),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(index: u64) -> SnapshotFile {
+        let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id),
+            last_membership: Default::default(),
+            snapshot_id: format!("s{index}"),
+        };
+        SnapshotFile {
+            meta,
+            data: wire::frame::to_bytes(&StateSnapshot::default()).expect("encodes"),
+        }
+    }
+
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("snapshot.bin");
+        let store = StateMachineStore::open(&path).expect("open");
+        store.save_snapshot(file(20)).expect("save newer");
+        store
+            .save_snapshot(file(10))
+            .expect("an older one is skipped, not an error");
+        let reopened = StateMachineStore::open(&path).expect("reopen");
+        let current = reopened.shared.current.lock().expect("lock");
+        assert_eq!(
+            current
+                .as_ref()
+                .and_then(|f| f.meta.last_log_id)
+                .map(|id| id.index),
+            Some(20)
+        );
     }
 }

@@ -5,18 +5,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use wire::frame::FrameError;
 use wire::raft::RaftNode;
 
 use super::messages::{RaftReply, RaftRequest};
 use super::transport::{CallError, Transport};
-use super::ALPN_RAFT;
+use super::{FrameIoError, ALPN_RAFT};
 use crate::raft::{NodeId, TypeConfig};
 
 /// Makes a client per peer.
@@ -60,10 +62,13 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 struct Message(String);
 
 impl PeerNetwork {
+    /// One Raft RPC. `n_entries` is how many log entries it carries: a frame too large to
+    /// send becomes `PayloadTooLarge`, so openraft retries at once with half as many.
     async fn call<E: std::error::Error>(
         &self,
         request: RaftRequest,
         option: &RPCOption,
+        n_entries: u64,
     ) -> Result<RaftReply, RPCError<NodeId, RaftNode, E>> {
         let addr = self
             .addr
@@ -73,6 +78,12 @@ impl PeerNetwork {
             .call(addr, ALPN_RAFT, &request, option.hard_ttl())
             .await
             .map_err(|e| match e {
+                CallError::Stream {
+                    source: FrameIoError::Frame(FrameError::TooLarge(_)),
+                    ..
+                } if n_entries > 1 => {
+                    RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(n_entries / 2))
+                }
                 CallError::Connect { .. } | CallError::Timeout(_) => {
                     RPCError::Unreachable(Unreachable::new(&e))
                 }
@@ -94,7 +105,11 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, RaftNode, RaftError<NodeId>>> {
-        match self.call(RaftRequest::AppendEntries(rpc), &option).await? {
+        let n_entries = rpc.entries.len() as u64;
+        match self
+            .call(RaftRequest::AppendEntries(rpc), &option, n_entries)
+            .await?
+        {
             RaftReply::AppendEntries(result) => {
                 result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
@@ -111,7 +126,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         RPCError<NodeId, RaftNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
         match self
-            .call(RaftRequest::InstallSnapshot(rpc), &option)
+            .call(RaftRequest::InstallSnapshot(rpc), &option, 0)
             .await?
         {
             RaftReply::InstallSnapshot(result) => {
@@ -126,7 +141,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, RaftNode, RaftError<NodeId>>> {
-        match self.call(RaftRequest::Vote(rpc), &option).await? {
+        match self.call(RaftRequest::Vote(rpc), &option, 0).await? {
             RaftReply::Vote(result) => {
                 result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }

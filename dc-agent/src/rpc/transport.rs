@@ -152,14 +152,6 @@ impl Transport {
         Ok(connection)
     }
 
-    async fn forget(&self, addr: SocketAddr, alpn: &'static [u8]) {
-        let slot = self.slot(addr, alpn);
-        let mut cached = slot.lock().await;
-        if let Some(connection) = cached.take() {
-            connection.close(0u32.into(), b"call failed");
-        }
-    }
-
     /// Sends one request and waits for its answer, within `timeout` in all.
     pub async fn call<Req: Serialize, Rep: DeserializeOwned>(
         &self,
@@ -186,9 +178,9 @@ impl Transport {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(addr)),
         };
-        if result.is_err() {
-            self.forget(addr, alpn).await;
-        }
+        // A failed call drops only its own stream (with the future). The connection, which
+        // other requests share, stays: `connection` replaces it once QUIC reports it closed
+        // (a restarted peer resets it at once; a dead one after the idle timeout).
         result
     }
 

@@ -20,8 +20,10 @@ use crate::raft::Raft;
 const IN_FLIGHT: usize = 4;
 /// Most commands per batch.
 const MAX_COMMANDS: usize = 512;
-/// Most value bytes per batch (values are at most 512 KiB each).
-const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Most value bytes per batch (values are at most 512 KiB each). A Raft AppendEntries of 64
+/// such entries stays near the 64 MiB frame limit; larger ones make the network ask openraft
+/// for smaller batches (`PayloadTooLarge`).
+const MAX_BYTES: usize = 1024 * 1024;
 
 /// Why a proposal failed.
 #[derive(Debug, thiserror::Error)]
