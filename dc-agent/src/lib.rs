@@ -6,6 +6,7 @@ pub mod assemble;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dns;
 pub mod gossip;
 pub mod http;
 pub mod keygen;

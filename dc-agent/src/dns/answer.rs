@@ -1,0 +1,423 @@
+//! Deciding a DNS answer from the catalog, as Consul answers: healthy instances only
+//! (critical and maintenance left out; warning too with `only_passing`), shuffled, SRV with
+//! the node (or the service address) as target and its address in the additional section,
+//! node TXT records from node metadata, NXDOMAIN with the domain's SOA.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use wire::records::HealthStatus;
+
+use super::names::{parse, NameError, Query};
+
+/// A service instance as DNS sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// Node name.
+    pub node: String,
+    /// Node address.
+    pub node_address: String,
+    /// Service address (empty: the node's).
+    pub service_address: String,
+    /// Port.
+    pub port: u16,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Worst status of the node's and the instance's checks.
+    pub status: HealthStatus,
+}
+
+/// A node as DNS sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Address.
+    pub address: String,
+    /// Metadata, served as TXT.
+    pub meta: BTreeMap<String, String>,
+}
+
+/// What the answer reads.
+pub trait CatalogView {
+    /// Every instance of a service.
+    fn instances(&self, service: &str) -> Vec<Instance>;
+    /// A node.
+    fn node(&self, name: &str) -> Option<NodeInfo>;
+}
+
+impl CatalogView for crate::state::Catalog {
+    fn instances(&self, service: &str) -> Vec<Instance> {
+        self.service_health(service, &[])
+            .into_iter()
+            .map(|health| Instance {
+                node: health.node.name.clone(),
+                node_address: health.node.address.clone(),
+                service_address: health.service.address.clone(),
+                port: health.service.port,
+                tags: health.service.tags.clone(),
+                status: health.aggregate(),
+            })
+            .collect()
+    }
+
+    fn node(&self, name: &str) -> Option<NodeInfo> {
+        self.node(name).map(|node| NodeInfo {
+            address: node.address.clone(),
+            meta: node.meta.clone(),
+        })
+    }
+}
+
+/// The record types the answer distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryType {
+    /// IPv4 address.
+    A,
+    /// IPv6 address.
+    Aaaa,
+    /// Service location.
+    Srv,
+    /// Text.
+    Txt,
+    /// Everything.
+    Any,
+    /// Any other type (answered with no records).
+    Other,
+}
+
+/// Settings of the DNS interface (Consul's `dns_config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The domain (`consul`).
+    pub domain: String,
+    /// This agent's datacenter.
+    pub datacenter: String,
+    /// TTL of service records (Consul's default: 0).
+    pub service_ttl: u32,
+    /// TTL of node records (default 0).
+    pub node_ttl: u32,
+    /// Leave out instances with warnings too.
+    pub only_passing: bool,
+    /// Most instances per answer (`a_record_limit`), if any.
+    pub max_records: Option<usize>,
+}
+
+/// The response code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    /// Answered (possibly with no records).
+    NoError,
+    /// The name does not exist.
+    NxDomain,
+    /// The answer cannot be had (another datacenter without a path, for now).
+    ServFail,
+    /// Not ours to answer (outside the domain, no recursors).
+    Refused,
+}
+
+/// Record data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RData {
+    /// IPv4.
+    A(Ipv4Addr),
+    /// IPv6.
+    Aaaa(Ipv6Addr),
+    /// Service location.
+    Srv {
+        /// Priority.
+        priority: u16,
+        /// Weight.
+        weight: u16,
+        /// Port.
+        port: u16,
+        /// Target host name (absolute).
+        target: String,
+    },
+    /// Text strings.
+    Txt(Vec<String>),
+    /// Start of authority.
+    Soa {
+        /// Primary name server.
+        mname: String,
+        /// Responsible mailbox.
+        rname: String,
+        /// Serial.
+        serial: u32,
+        /// Refresh.
+        refresh: u32,
+        /// Retry.
+        retry: u32,
+        /// Expire.
+        expire: u32,
+        /// Negative-caching TTL.
+        minimum: u32,
+    },
+}
+
+/// One record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Owner name (absolute, lowercase).
+    pub name: String,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// Data.
+    pub data: RData,
+}
+
+/// A decided answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Response code.
+    pub rcode: Rcode,
+    /// Answer section.
+    pub answers: Vec<Record>,
+    /// Authority section (the SOA of a negative answer).
+    pub authority: Vec<Record>,
+    /// Additional section (addresses of SRV targets).
+    pub additionals: Vec<Record>,
+}
+
+/// Decides the answer to `qname`/`qtype`. `seed` shuffles instances; `serial` is the SOA
+/// serial (Consul uses the time).
+pub fn answer(
+    qname: &str,
+    qtype: QueryType,
+    settings: &Settings,
+    view: &dyn CatalogView,
+    seed: u64,
+    serial: u32,
+) -> Answer {
+    let domain = format!(
+        "{}.",
+        settings.domain.trim_matches('.').to_ascii_lowercase()
+    );
+    let owner = format!("{}.", qname.trim_end_matches('.').to_ascii_lowercase());
+    let mut out = Answer {
+        rcode: Rcode::NoError,
+        answers: Vec::new(),
+        authority: Vec::new(),
+        additionals: Vec::new(),
+    };
+    let soa = Record {
+        name: domain.clone(),
+        ttl: 0,
+        data: RData::Soa {
+            mname: format!("ns.{domain}"),
+            rname: format!("hostmaster.{domain}"),
+            serial,
+            refresh: 3600,
+            retry: 600,
+            expire: 86400,
+            minimum: 0,
+        },
+    };
+    let negative = |mut out: Answer, rcode: Rcode| {
+        out.rcode = rcode;
+        out.authority.push(soa.clone());
+        out
+    };
+    let query = match parse(qname, &settings.domain) {
+        Ok(query) => query,
+        Err(NameError::OutsideDomain(_)) => {
+            out.rcode = Rcode::Refused;
+            return out;
+        }
+        Err(NameError::Unknown(_)) => return negative(out, Rcode::NxDomain),
+    };
+    let local = |dc: &Option<String>| dc.as_deref().is_none_or(|dc| dc == settings.datacenter);
+    match query {
+        Query::Service { datacenter, .. } | Query::Node { datacenter, .. }
+            if !local(&datacenter) =>
+        {
+            // Other datacenters are reached through gateways (issue 5).
+            negative(out, Rcode::ServFail)
+        }
+        Query::Node { name, .. } => {
+            let Some(node) = view.node(&name) else {
+                return negative(out, Rcode::NxDomain);
+            };
+            let ttl = settings.node_ttl;
+            if matches!(qtype, QueryType::A | QueryType::Aaaa | QueryType::Any) {
+                out.answers
+                    .extend(address_records(&owner, &node.address, qtype, ttl));
+            }
+            if matches!(qtype, QueryType::Txt | QueryType::Any) && !node.meta.is_empty() {
+                let texts = node
+                    .meta
+                    .iter()
+                    .map(|(key, value)| match key.strip_prefix("rfc1035-") {
+                        Some(_) => value.clone(),
+                        None => format!("{key}={value}"),
+                    })
+                    .collect();
+                out.answers.push(Record {
+                    name: owner.clone(),
+                    ttl,
+                    data: RData::Txt(texts),
+                });
+            }
+            if out.answers.is_empty() {
+                out.authority.push(soa);
+            }
+            out
+        }
+        Query::Service { name, tag, .. } => {
+            let mut instances: Vec<Instance> = view
+                .instances(&name)
+                .into_iter()
+                .filter(|i| {
+                    tag.as_ref()
+                        .is_none_or(|t| i.tags.iter().any(|it| it.eq_ignore_ascii_case(t)))
+                })
+                .filter(|i| match i.status {
+                    HealthStatus::Passing => true,
+                    HealthStatus::Warning => !settings.only_passing,
+                    HealthStatus::Critical | HealthStatus::Maintenance => false,
+                })
+                .collect();
+            if instances.is_empty() {
+                return negative(out, Rcode::NxDomain);
+            }
+            shuffle(&mut instances, seed);
+            if let Some(limit) = settings.max_records {
+                instances.truncate(limit.max(1));
+            }
+            let ttl = settings.service_ttl;
+            let dc = &settings.datacenter;
+            for instance in &instances {
+                let address = if instance.service_address.is_empty() {
+                    &instance.node_address
+                } else {
+                    &instance.service_address
+                };
+                match qtype {
+                    QueryType::Srv => {
+                        let target = if instance.service_address.is_empty()
+                            || instance.service_address == instance.node_address
+                        {
+                            format!("{}.node.{dc}.{domain}", instance.node)
+                        } else {
+                            format!("{}.addr.{dc}.{domain}", hex_address(address))
+                        };
+                        out.answers.push(Record {
+                            name: owner.clone(),
+                            ttl,
+                            data: RData::Srv {
+                                priority: 1,
+                                weight: 1,
+                                port: instance.port,
+                                target: target.clone(),
+                            },
+                        });
+                        out.additionals.extend(address_records(
+                            &target,
+                            address,
+                            QueryType::Any,
+                            ttl,
+                        ));
+                    }
+                    QueryType::A | QueryType::Aaaa | QueryType::Any => {
+                        out.answers
+                            .extend(address_records(&owner, address, qtype, ttl));
+                    }
+                    QueryType::Txt | QueryType::Other => {}
+                }
+            }
+            if out.answers.is_empty() {
+                out.authority.push(soa);
+            }
+            out
+        }
+    }
+}
+
+/// A or AAAA records for an address, as far as `qtype` asks for them.
+fn address_records(owner: &str, address: &str, qtype: QueryType, ttl: u32) -> Vec<Record> {
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) if matches!(qtype, QueryType::A | QueryType::Any) => {
+            vec![Record {
+                name: owner.to_owned(),
+                ttl,
+                data: RData::A(v4),
+            }]
+        }
+        Ok(IpAddr::V6(v6)) if matches!(qtype, QueryType::Aaaa | QueryType::Any) => {
+            vec![Record {
+                name: owner.to_owned(),
+                ttl,
+                data: RData::Aaaa(v6),
+            }]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Consul's `.addr.` label: the address in hex (`0a000001` for 10.0.0.1).
+fn hex_address(address: &str) -> String {
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.octets().iter().map(|b| format!("{b:02x}")).collect(),
+        Ok(IpAddr::V6(v6)) => v6.octets().iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => address.to_owned(),
+    }
+}
+
+/// Fisher-Yates with a xorshift generator seeded by the caller.
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut state = seed | 1;
+    for i in (1..items.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = (state % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// A dig-like listing of an answer, for tests and logs.
+pub fn render(answer: &Answer) -> String {
+    let mut out = format!("status: {:?}\n", answer.rcode);
+    for (section, records) in [
+        ("ANSWER", &answer.answers),
+        ("AUTHORITY", &answer.authority),
+        ("ADDITIONAL", &answer.additionals),
+    ] {
+        if records.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, ";; {section}");
+        for record in records {
+            let data = match &record.data {
+                RData::A(ip) => format!("A {ip}"),
+                RData::Aaaa(ip) => format!("AAAA {ip}"),
+                RData::Srv {
+                    priority,
+                    weight,
+                    port,
+                    target,
+                } => format!("SRV {priority} {weight} {port} {target}"),
+                RData::Txt(texts) => format!(
+                    "TXT {}",
+                    texts
+                        .iter()
+                        .map(|t| format!("{t:?}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                RData::Soa {
+                    mname,
+                    rname,
+                    serial,
+                    refresh,
+                    retry,
+                    expire,
+                    minimum,
+                } => {
+                    format!("SOA {mname} {rname} {serial} {refresh} {retry} {expire} {minimum}")
+                }
+            };
+            let _ = writeln!(out, "{} {} {data}", record.name, record.ttl);
+        }
+    }
+    out
+}

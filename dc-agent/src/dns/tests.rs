@@ -1,0 +1,288 @@
+use expect_test::{expect, Expect};
+use wire::command::{CheckRegistration, Command, Registration, ServiceRegistration};
+use wire::records::HealthStatus;
+
+use super::answer::{answer, render, QueryType, Settings};
+use crate::state::State;
+
+fn register(
+    node: &str,
+    address: &str,
+    service: Option<(&str, &str, &[&str], &str)>,
+    status: HealthStatus,
+    meta: &[(&str, &str)],
+) -> Command {
+    Command::Register(Box::new(Registration {
+        node: node.into(),
+        address: address.into(),
+        datacenter: "dc1".into(),
+        node_meta: meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        service: service.map(|(id, name, tags, service_address)| ServiceRegistration {
+            id: id.into(),
+            name: name.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            address: service_address.into(),
+            port: 8080,
+            ..Default::default()
+        }),
+        checks: service
+            .map(|(id, ..)| CheckRegistration {
+                check_id: format!("{id}-check"),
+                name: "check".into(),
+                status,
+                notes: String::new(),
+                output: String::new(),
+                service_id: id.into(),
+                check_type: String::new(),
+            })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    }))
+}
+
+fn catalog() -> State {
+    let mut state = State::default();
+    let commands = [
+        register(
+            "n1",
+            "10.0.0.1",
+            Some(("web-1", "web", &["v1", "primary"], "")),
+            HealthStatus::Passing,
+            &[("rack", "r1")],
+        ),
+        register(
+            "n2",
+            "10.0.0.2",
+            Some(("web-2", "web", &["v2"], "")),
+            HealthStatus::Critical,
+            &[],
+        ),
+        register(
+            "n3",
+            "10.0.0.3",
+            Some(("web-3", "web", &["v2"], "192.168.7.9")),
+            HealthStatus::Warning,
+            &[],
+        ),
+        register(
+            "n4",
+            "fd00::4",
+            Some(("api-1", "api", &[], "")),
+            HealthStatus::Passing,
+            &[("rfc1035-note", "hello")],
+        ),
+    ];
+    for (n, command) in commands.iter().enumerate() {
+        state.apply(10 + n as u64, command);
+    }
+    state
+}
+
+fn settings(only_passing: bool) -> Settings {
+    Settings {
+        domain: "consul".into(),
+        datacenter: "dc1".into(),
+        service_ttl: 0,
+        node_ttl: 0,
+        only_passing,
+        max_records: None,
+    }
+}
+
+fn check(qname: &str, qtype: QueryType, expect: Expect) {
+    let state = catalog();
+    expect.assert_eq(&render(&answer(
+        qname,
+        qtype,
+        &settings(false),
+        &state.catalog,
+        42,
+        1_700_000_000,
+    )));
+}
+
+#[test]
+fn service_a_records_leave_out_critical_instances() {
+    check(
+        "web.service.consul.",
+        QueryType::A,
+        expect![[r#"
+        status: NoError
+        ;; ANSWER
+        web.service.consul. 0 A 10.0.0.1
+        web.service.consul. 0 A 192.168.7.9
+    "#]],
+    );
+}
+
+#[test]
+fn srv_records_name_the_node_or_the_service_address() {
+    check(
+        "_web._tcp.service.dc1.consul.",
+        QueryType::Srv,
+        expect![[r#"
+        status: NoError
+        ;; ANSWER
+        _web._tcp.service.dc1.consul. 0 SRV 1 1 8080 n1.node.dc1.consul.
+        _web._tcp.service.dc1.consul. 0 SRV 1 1 8080 c0a80709.addr.dc1.consul.
+        ;; ADDITIONAL
+        n1.node.dc1.consul. 0 A 10.0.0.1
+        c0a80709.addr.dc1.consul. 0 A 192.168.7.9
+    "#]],
+    );
+}
+
+#[test]
+fn tags_filter_instances() {
+    check(
+        "primary.web.service.consul.",
+        QueryType::A,
+        expect![[r#"
+        status: NoError
+        ;; ANSWER
+        primary.web.service.consul. 0 A 10.0.0.1
+    "#]],
+    );
+    check(
+        "_web._v2.service.consul.",
+        QueryType::Srv,
+        expect![[r#"
+        status: NoError
+        ;; ANSWER
+        _web._v2.service.consul. 0 SRV 1 1 8080 c0a80709.addr.dc1.consul.
+        ;; ADDITIONAL
+        c0a80709.addr.dc1.consul. 0 A 192.168.7.9
+    "#]],
+    );
+}
+
+#[test]
+fn only_passing_leaves_out_warnings_too() {
+    let state = catalog();
+    expect![[r#"
+        status: NoError
+        ;; ANSWER
+        web.service.consul. 0 A 10.0.0.1
+    "#]]
+    .assert_eq(&render(&answer(
+        "web.service.consul",
+        QueryType::A,
+        &settings(true),
+        &state.catalog,
+        42,
+        1,
+    )));
+}
+
+#[test]
+fn nodes_answer_addresses_and_metadata() {
+    check(
+        "n1.node.consul.",
+        QueryType::Any,
+        expect![[r#"
+        status: NoError
+        ;; ANSWER
+        n1.node.consul. 0 A 10.0.0.1
+        n1.node.consul. 0 TXT "rack=r1"
+    "#]],
+    );
+    check(
+        "n4.node.dc1.consul.",
+        QueryType::Aaaa,
+        expect![[r#"
+        status: NoError
+        ;; ANSWER
+        n4.node.dc1.consul. 0 AAAA fd00::4
+    "#]],
+    );
+    check(
+        "n4.node.consul.",
+        QueryType::Txt,
+        expect![[r#"
+        status: NoError
+        ;; ANSWER
+        n4.node.consul. 0 TXT "hello"
+    "#]],
+    );
+}
+
+#[test]
+fn negative_answers_carry_the_soa() {
+    check(
+        "nosuch.service.consul.",
+        QueryType::A,
+        expect![[r#"
+        status: NxDomain
+        ;; AUTHORITY
+        consul. 0 SOA ns.consul. hostmaster.consul. 1700000000 3600 600 86400 0
+    "#]],
+    );
+    check(
+        "web.service.consul.",
+        QueryType::Txt,
+        expect![[r#"
+        status: NoError
+        ;; AUTHORITY
+        consul. 0 SOA ns.consul. hostmaster.consul. 1700000000 3600 600 86400 0
+    "#]],
+    );
+    check(
+        "n9.node.consul.",
+        QueryType::A,
+        expect![[r#"
+        status: NxDomain
+        ;; AUTHORITY
+        consul. 0 SOA ns.consul. hostmaster.consul. 1700000000 3600 600 86400 0
+    "#]],
+    );
+    check(
+        "web.service.dc2.consul.",
+        QueryType::A,
+        expect![[r#"
+        status: ServFail
+        ;; AUTHORITY
+        consul. 0 SOA ns.consul. hostmaster.consul. 1700000000 3600 600 86400 0
+    "#]],
+    );
+    check(
+        "example.com.",
+        QueryType::A,
+        expect![[r#"
+        status: Refused
+    "#]],
+    );
+}
+
+#[test]
+fn answers_are_shuffled_by_the_seed() {
+    let mut state = State::default();
+    for n in 1..=8u64 {
+        state.apply(
+            n,
+            &register(
+                &format!("n{n}"),
+                &format!("10.0.1.{n}"),
+                Some(("web", "web", &[], "")),
+                HealthStatus::Passing,
+                &[],
+            ),
+        );
+    }
+    let order = |seed| {
+        render(&answer(
+            "web.service.consul",
+            QueryType::A,
+            &settings(false),
+            &state.catalog,
+            seed,
+            1,
+        ))
+    };
+    assert_ne!(order(1), order(2), "different seeds give different orders");
+    assert_eq!(order(7), order(7));
+    assert_eq!(order(1).lines().count(), order(2).lines().count());
+}
