@@ -45,6 +45,8 @@ pub struct Metrics {
     pub tls_rejected: IntCounterVec,
     /// `isthmus_http_requests_total{method,code}`.
     pub http_requests: IntCounterVec,
+    /// `isthmus_dns_queries_total{rcode}`: DNS queries answered, by response code.
+    pub dns_queries: IntCounterVec,
 }
 
 fn ms_buckets() -> Vec<f64> {
@@ -129,6 +131,11 @@ impl Metrics {
                 "isthmus_http_requests_total",
                 "HTTP requests served, by method and status code.",
                 &["method", "code"],
+            )?,
+            dns_queries: counter_vec(
+                "isthmus_dns_queries_total",
+                "DNS queries answered, by response code.",
+                &["rcode"],
             )?,
             registry,
         })

@@ -89,6 +89,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let ports_config = config.ports.clone().unwrap_or_default();
     let server_port = ports_config.server.unwrap_or(ports::SERVER);
     let http_port = ports_config.http.unwrap_or(ports::HTTP);
+    let dns_port = ports_config.dns.unwrap_or(ports::DNS);
 
     let temporary_dir;
     let data_dir = match (&validated.data_dir, options.dev) {
@@ -149,6 +150,22 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         metrics.clone(),
         cancel.child_token(),
     ));
+    let dns_settings = crate::dns::answer::Settings {
+        domain: validated.domain.clone(),
+        datacenter: validated.datacenter.clone(),
+        service_ttl: 0,
+        node_ttl: 0,
+        only_passing: false,
+        max_records: None,
+    };
+    crate::dns::server::serve(
+        SocketAddr::new(validated.client_addr, dns_port),
+        server.state.clone(),
+        dns_settings,
+        metrics.dns_queries.clone(),
+        cancel.child_token(),
+    )
+    .await?;
 
     let api = Api {
         server: server.clone(),
@@ -183,7 +200,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     println!("            Datacenter: '{}'", validated.datacenter);
     println!("                Server: true (Bootstrap expect: {bootstrap_expect})");
     println!(
-        "           Client Addr: [{}] (HTTP: {http_port})",
+        "           Client Addr: [{}] (HTTP: {http_port}, DNS: {dns_port})",
         validated.client_addr
     );
     println!(

@@ -667,3 +667,84 @@ fn a_blocking_health_query_wakes_on_its_service() {
         "the only instance is critical now"
     );
 }
+
+/// Runs `dig` against a server; dig is installed by scripts/test.sh.
+fn dig(server: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new("dig")
+        .args([&format!("@{server}"), "-p", "8600", "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig is missing: install Debian's dnsutils (scripts/test.sh does)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn dns_answers_from_the_catalog_over_udp_and_tcp() {
+    let mut cluster = Cluster::start(84, 1);
+    cluster.wait_for_leader();
+    let server = "127.84.0.1";
+    for registration in [
+        r#"{"Node":"n1","Address":"10.5.0.1","NodeMeta":{"rack":"r1"},"Service":{"ID":"web-1","Service":"web","Tags":["v1"],"Port":8080},"Check":{"CheckID":"c1","ServiceID":"web-1","Status":"passing"}}"#,
+        r#"{"Node":"n2","Address":"10.5.0.2","Service":{"ID":"web-2","Service":"web","Tags":["v2"],"Port":8080},"Check":{"CheckID":"c2","ServiceID":"web-2","Status":"critical"}}"#,
+    ] {
+        assert_eq!(
+            cluster
+                .request(0, "PUT", "/v1/catalog/register", registration.as_bytes())
+                .text(),
+            "true"
+        );
+    }
+    let short = |args: &[&str]| dig(server, &[args, &["+short"]].concat());
+    assert_eq!(
+        short(&["web.service.consul"]),
+        "10.5.0.1\n",
+        "the critical instance is left out"
+    );
+    assert_eq!(
+        short(&["web.service.consul", "SRV"]),
+        "1 1 8080 n1.node.dc1.consul.\n"
+    );
+    assert_eq!(
+        short(&["_web._v1.service.dc1.consul", "SRV"]),
+        "1 1 8080 n1.node.dc1.consul.\n"
+    );
+    assert_eq!(short(&["v2.web.service.consul"]), "");
+    assert_eq!(short(&["n1.node.consul", "TXT"]), "\"rack=r1\"\n");
+    assert_eq!(short(&["+tcp", "n2.node.consul"]), "10.5.0.2\n");
+    let srv = dig(
+        server,
+        &["web.service.consul", "SRV", "+noall", "+additional"],
+    );
+    assert!(
+        srv.contains("n1.node.dc1.consul.\t0\tIN\tA\t10.5.0.1"),
+        "{srv}"
+    );
+    let missing = dig(server, &["nosuch.service.consul"]);
+    assert!(missing.contains("status: NXDOMAIN"), "{missing}");
+    assert!(
+        missing.contains("SOA\tns.consul. hostmaster.consul."),
+        "{missing}"
+    );
+    let outside = dig(server, &["example.com"]);
+    assert!(outside.contains("status: REFUSED"), "{outside}");
+
+    // Many instances: a 512-byte UDP answer is truncated (TC), TCP carries them all.
+    for n in 0..60 {
+        let registration = format!(
+            r#"{{"Node":"bulk{n}","Address":"10.6.0.{n}","Service":{{"Service":"bulk","Port":80}}}}"#
+        );
+        assert_eq!(
+            cluster
+                .request(0, "PUT", "/v1/catalog/register", registration.as_bytes())
+                .text(),
+            "true"
+        );
+    }
+    let udp = dig(
+        server,
+        &["bulk.service.consul", "SRV", "+noedns", "+ignore"],
+    );
+    assert!(udp.contains(" tc"), "expected the TC flag:\n{udp}");
+    let tcp = dig(server, &["bulk.service.consul", "SRV", "+tcp", "+short"]);
+    assert_eq!(tcp.lines().count(), 60, "{tcp}");
+}

@@ -4,5 +4,6 @@
 
 pub mod answer;
 pub mod names;
+pub mod server;
 #[cfg(test)]
 mod tests;
