@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod assemble;
+pub mod checks;
 pub mod cli;
 pub mod client;
 pub mod config;
