@@ -2,4 +2,5 @@
 //! ([`status::CheckState`]); the runners (http, tcp, script, ttl) that produce results come
 //! on top.
 
+pub mod run;
 pub mod status;

@@ -1,0 +1,278 @@
+//! Running one check: HTTP (2xx passing, 429 warning, else critical), TCP (connects or not),
+//! script (exit 0 passing, 1 warning, else critical). Every run is bounded by its timeout;
+//! a script still running at the timeout is killed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use wire::records::HealthStatus;
+
+use super::status::{bound_output, http_status, RunResult, MAX_OUTPUT};
+
+/// What a check probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// An HTTP request.
+    Http {
+        /// URL.
+        url: String,
+        /// Method (GET when empty).
+        method: String,
+        /// Headers.
+        headers: BTreeMap<String, Vec<String>>,
+        /// Accept any certificate for `https`.
+        tls_skip_verify: bool,
+    },
+    /// A TCP connection.
+    Tcp {
+        /// `host:port`.
+        address: String,
+    },
+    /// A command and its arguments.
+    Script {
+        /// Program then arguments.
+        args: Vec<String>,
+    },
+}
+
+/// Runs `probe` once, within `timeout`.
+pub async fn run(probe: &Probe, timeout: Duration) -> RunResult {
+    match probe {
+        Probe::Http {
+            url,
+            method,
+            headers,
+            tls_skip_verify,
+        } => {
+            let (url, method, headers, skip) = (
+                url.clone(),
+                method.clone(),
+                headers.clone(),
+                *tls_skip_verify,
+            );
+            match tokio::task::spawn_blocking(move || http(&url, &method, &headers, skip, timeout))
+                .await
+            {
+                Ok(result) => result,
+                Err(e) => critical(format!("check task failed: {e}")),
+            }
+        }
+        Probe::Tcp { address } => {
+            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address.as_str()))
+                .await
+            {
+                Ok(Ok(_)) => RunResult {
+                    status: HealthStatus::Passing,
+                    output: format!("TCP connect {address}: Success"),
+                },
+                Ok(Err(e)) => critical(format!("dial tcp {address}: {e}")),
+                Err(_) => critical(format!("dial tcp {address}: i/o timeout after {timeout:?}")),
+            }
+        }
+        Probe::Script { args } => script(args, timeout).await,
+    }
+}
+
+fn critical(output: String) -> RunResult {
+    RunResult {
+        status: HealthStatus::Critical,
+        output,
+    }
+}
+
+fn http(
+    url: &str,
+    method: &str,
+    headers: &BTreeMap<String, Vec<String>>,
+    skip_verify: bool,
+    timeout: Duration,
+) -> RunResult {
+    let method = if method.is_empty() { "GET" } else { method };
+    let tls = ureq::tls::TlsConfig::builder()
+        .disable_verification(skip_verify)
+        .build();
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .tls_config(tls)
+        .user_agent("Consul Health Check")
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    for (name, values) in headers {
+        for value in values {
+            request = request.header(name.as_str(), value.as_str());
+        }
+    }
+    let request = match request.body(()) {
+        Ok(request) => request,
+        Err(e) => return critical(format!("invalid HTTP check {method} {url}: {e}")),
+    };
+    match agent.run(request) {
+        Ok(mut response) => {
+            let code = response.status();
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_OUTPUT as u64)
+                .read_to_vec()
+                .unwrap_or_default();
+            let output = format!(
+                "HTTP {method} {url}: {} {} Output: {}",
+                code.as_u16(),
+                code.canonical_reason().unwrap_or(""),
+                String::from_utf8_lossy(&body)
+            );
+            RunResult {
+                status: http_status(code.as_u16()),
+                output: bound_output(&output),
+            }
+        }
+        Err(e) => critical(format!("HTTP {method} {url}: {e}")),
+    }
+}
+
+async fn script(args: &[String], timeout: Duration) -> RunResult {
+    let Some((program, rest)) = args.split_first() else {
+        return critical("a script check without a command".to_owned());
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(rest)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    match tokio::time::timeout(timeout, command.output()).await {
+        Err(_) => critical(format!("Timed out ({timeout:?}) running check")),
+        Ok(Err(e)) => critical(format!("running {program}: {e}")),
+        Ok(Ok(output)) => {
+            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+            let status = match output.status.code() {
+                Some(0) => HealthStatus::Passing,
+                Some(1) => HealthStatus::Warning,
+                _ => HealthStatus::Critical,
+            };
+            RunResult {
+                status,
+                output: bound_output(&text),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// A one-shot HTTP server answering `status` to every request; returns its URL.
+    fn serve(status: &'static str, body: &'static str) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(4).flatten() {
+                let mut stream = stream;
+                let mut buffer = [0u8; 2048];
+                let _ = stream.read(&mut buffer);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        format!("http://{addr}/health")
+    }
+
+    fn http_probe(url: String) -> Probe {
+        Probe::Http {
+            url,
+            method: String::new(),
+            headers: BTreeMap::new(),
+            tls_skip_verify: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn http_checks_read_the_status_code() {
+        let second = Duration::from_secs(2);
+        let ok = run(&http_probe(serve("200 OK", "fine")), second).await;
+        assert_eq!(ok.status, HealthStatus::Passing);
+        assert!(
+            ok.output.starts_with("HTTP GET http://127.0.0.1:")
+                && ok.output.ends_with(": 200 OK Output: fine"),
+            "{}",
+            ok.output
+        );
+        assert_eq!(
+            run(&http_probe(serve("429 Too Many Requests", "slow")), second)
+                .await
+                .status,
+            HealthStatus::Warning
+        );
+        assert_eq!(
+            run(&http_probe(serve("503 Service Unavailable", "")), second)
+                .await
+                .status,
+            HealthStatus::Critical
+        );
+        let refused = run(&http_probe("http://127.0.0.1:1/".to_owned()), second).await;
+        assert_eq!(refused.status, HealthStatus::Critical);
+    }
+
+    #[tokio::test]
+    async fn tcp_checks_connect() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let open = run(
+            &Probe::Tcp {
+                address: address.clone(),
+            },
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(
+            open,
+            RunResult {
+                status: HealthStatus::Passing,
+                output: format!("TCP connect {address}: Success")
+            }
+        );
+        drop(listener);
+        assert_eq!(
+            run(&Probe::Tcp { address }, Duration::from_secs(2))
+                .await
+                .status,
+            HealthStatus::Critical
+        );
+    }
+
+    #[tokio::test]
+    async fn script_checks_use_the_exit_code_and_time_out() {
+        let script = |body: &str| Probe::Script {
+            args: vec!["sh".into(), "-c".into(), body.into()],
+        };
+        let second = Duration::from_secs(2);
+        assert_eq!(
+            run(&script("echo up"), second).await,
+            RunResult {
+                status: HealthStatus::Passing,
+                output: "up\n".into()
+            }
+        );
+        assert_eq!(
+            run(&script("echo degraded >&2; exit 1"), second)
+                .await
+                .status,
+            HealthStatus::Warning
+        );
+        assert_eq!(
+            run(&script("exit 2"), second).await.status,
+            HealthStatus::Critical
+        );
+        let slow = run(&script("sleep 5"), Duration::from_millis(200)).await;
+        assert_eq!(slow.status, HealthStatus::Critical);
+        assert!(slow.output.starts_with("Timed out"), "{}", slow.output);
+    }
+}
