@@ -11,6 +11,7 @@ pub mod dns;
 pub mod gossip;
 pub mod http;
 pub mod keygen;
+pub mod local;
 pub mod metrics;
 pub mod raft;
 pub mod rpc;

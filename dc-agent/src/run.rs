@@ -167,6 +167,37 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     )
     .await?;
 
+    // The agent's own services and checks: from the config files now, from /v1/agent later.
+    let local = crate::local::LocalAgent::new(
+        validated.node_name.clone(),
+        validated.bind_addr.to_string(),
+        validated.datacenter.clone(),
+        config.node_meta.clone(),
+        config.enable_script_checks.unwrap_or(false),
+        cancel.child_token(),
+    );
+    for definition in &config.services {
+        let service = wire::command::ServiceRegistration {
+            id: definition
+                .id
+                .clone()
+                .unwrap_or_else(|| definition.name.clone()),
+            name: definition.name.clone(),
+            tags: definition.tags.clone(),
+            address: definition.address.clone().unwrap_or_default(),
+            port: definition.port.unwrap_or(0),
+            meta: definition.meta.clone(),
+        };
+        let checks: Vec<wire::api::AgentCheckRegistration> = definition
+            .check
+            .iter()
+            .chain(definition.checks.iter())
+            .map(crate::local::check_from_config)
+            .collect();
+        crate::local::register_service_with_checks(&local, service, &checks).map_err(|e| {
+            anyhow::anyhow!("service {:?} in {}: {e}", definition.name, options.origin)
+        })?;
+    }
     let api = Api {
         server: server.clone(),
         agent: Arc::new(AgentInfo {
@@ -183,12 +214,19 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             dev: options.dev,
         }),
         metrics,
+        local: local.clone(),
         shutdown: cancel.clone(),
     };
     let router = crate::http::router(api);
     let _ = server
         .http_handler
         .set(crate::http::forward_handler(router.clone()));
+    tasks.spawn(crate::local::anti_entropy(
+        local.clone(),
+        server.state.clone(),
+        crate::http::forward_handler(router.clone()),
+        cancel.child_token(),
+    ));
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("binding the HTTP port {http_addr}"))?;

@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use expect_test::{expect, Expect};
 use support::Cluster;
 
@@ -747,4 +749,171 @@ fn dns_answers_from_the_catalog_over_udp_and_tcp() {
     assert!(udp.contains(" tc"), "expected the TC flag:\n{udp}");
     let tcp = dig(server, &["bulk.service.consul", "SRV", "+tcp", "+short"]);
     assert_eq!(tcp.lines().count(), 60, "{tcp}");
+}
+
+/// Services and checks registered on the agent (API and config file) reach the catalog and
+/// DNS, follow their checks, and anti-entropy repairs drift.
+#[test]
+fn agent_services_and_checks_sync_to_the_catalog() {
+    // A TCP listener for the config file's check and an HTTP server for the API's.
+    let tcp = std::net::TcpListener::bind("127.85.0.50:0").expect("bind tcp");
+    let tcp_addr = tcp.local_addr().expect("addr").to_string();
+    let http = std::net::TcpListener::bind("127.85.0.51:0").expect("bind http");
+    let http_url = format!("http://{}/health", http.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in http.incoming().flatten() {
+            let mut buffer = [0u8; 1024];
+            let _ = stream.read(&mut buffer);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+
+    let mut cluster = Cluster::render(85, 1, "");
+    let tcp_for_config = tcp_addr.clone();
+    cluster.agents[0].edit_config(|config| {
+        config["services"] = serde_json::json!([{"name": "db", "port": 5432, "check": {"tcp": tcp_for_config, "interval": "1s"}}]);
+    });
+    cluster.agents[0].start();
+    cluster.wait_for_leader();
+    let health = |c: &Cluster, service: &str| -> Option<Vec<String>> {
+        let entries: Vec<serde_json::Value> = c
+            .request(0, "GET", &format!("/v1/health/service/{service}"), b"")
+            .json()
+            .ok()?;
+        Some(
+            entries
+                .iter()
+                .flat_map(|e| e["Checks"].as_array().cloned().unwrap_or_default())
+                .map(|c| {
+                    format!(
+                        "{}={}",
+                        c["CheckID"].as_str().unwrap_or(""),
+                        c["Status"].as_str().unwrap_or("")
+                    )
+                })
+                .collect(),
+        )
+    };
+    cluster.wait_for(
+        "the config file's service to pass its TCP check",
+        Duration::from_secs(20),
+        |c| (health(c, "db")? == ["service:db=passing"]).then_some(()),
+    );
+
+    let registration = format!(
+        r#"{{"Name":"web","ID":"web-1","Port":8080,"Tags":["v1"],"Checks":[{{"HTTP":"{http_url}","Interval":"1s"}},{{"CheckID":"web-ttl","TTL":"30s"}}]}}"#
+    );
+    assert_eq!(
+        cluster
+            .request(
+                0,
+                "PUT",
+                "/v1/agent/service/register",
+                registration.as_bytes()
+            )
+            .status,
+        200
+    );
+    cluster.wait_for(
+        "web's HTTP check to pass and its TTL check to be critical",
+        Duration::from_secs(20),
+        |c| (health(c, "web")? == ["service:web-1:1=passing", "web-ttl=critical"]).then_some(()),
+    );
+    let dns = |name: &str| dig("127.85.0.1", &[name, "+short"]);
+    assert_eq!(
+        dns("web.service.consul"),
+        "",
+        "a critical check keeps web out of DNS"
+    );
+    assert_eq!(
+        cluster
+            .request(0, "PUT", "/v1/agent/check/pass/web-ttl?note=ready", b"")
+            .status,
+        200
+    );
+    cluster.wait_for("web to be in DNS", Duration::from_secs(20), |_| {
+        (dns("web.service.consul") == "127.85.0.1\n").then_some(())
+    });
+
+    // The TCP check fails once its listener is gone.
+    drop(tcp);
+    cluster.wait_for("db's TCP check to fail", Duration::from_secs(20), |c| {
+        (health(c, "db")? == ["service:db=critical"]).then_some(())
+    });
+
+    // Maintenance takes the node out of DNS, and back.
+    assert_eq!(
+        cluster
+            .request(
+                0,
+                "PUT",
+                "/v1/agent/maintenance?enable=true&reason=upgrading",
+                b""
+            )
+            .status,
+        200
+    );
+    cluster.wait_for("maintenance to hide web", Duration::from_secs(20), |_| {
+        dns("web.service.consul").is_empty().then_some(())
+    });
+    assert_eq!(
+        cluster
+            .request(0, "PUT", "/v1/agent/maintenance?enable=false", b"")
+            .status,
+        200
+    );
+    cluster.wait_for("web to come back", Duration::from_secs(20), |_| {
+        (dns("web.service.consul") == "127.85.0.1\n").then_some(())
+    });
+
+    // Drift: the catalog loses web behind the agent's back; the next sync (here, after a
+    // check update; otherwise the minute's full pass) puts it back.
+    let drift = r#"{"Node":"s1","ServiceID":"web-1"}"#;
+    assert_eq!(
+        cluster
+            .request(0, "PUT", "/v1/catalog/deregister", drift.as_bytes())
+            .text(),
+        "true"
+    );
+    assert_eq!(
+        cluster
+            .request(0, "PUT", "/v1/agent/check/pass/web-ttl", b"")
+            .status,
+        200
+    );
+    cluster.wait_for(
+        "anti-entropy to restore web",
+        Duration::from_secs(20),
+        |c| (health(c, "web")?.len() == 2).then_some(()),
+    );
+
+    // Deregistering on the agent removes it from the catalog.
+    assert_eq!(
+        cluster
+            .request(0, "PUT", "/v1/agent/service/deregister/web-1", b"")
+            .status,
+        200
+    );
+    cluster.wait_for("web to leave the catalog", Duration::from_secs(20), |c| {
+        health(c, "web")?.is_empty().then_some(())
+    });
+    let unknown = cluster.request(0, "PUT", "/v1/agent/service/deregister/nope", b"");
+    assert_eq!(
+        (unknown.status, unknown.text()),
+        (404, "Unknown service ID \"nope\"".to_owned())
+    );
+    let script = cluster.request(
+        0,
+        "PUT",
+        "/v1/agent/check/register",
+        br#"{"Name":"s","Args":["true"],"Interval":"5s"}"#,
+    );
+    assert_eq!(
+        script.status,
+        400,
+        "script checks are off unless enable_script_checks: {}",
+        script.text()
+    );
 }

@@ -450,3 +450,93 @@ pub struct RaftConfiguration {
     /// Index of the membership entry.
     pub index: u64,
 }
+
+/// A check in an agent registration (`/v1/agent/check/register`, or inside a service).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AgentCheckRegistration {
+    /// Check ID (`ID` or `CheckID`; defaults to the name, or `service:<id>` inside a service).
+    #[serde(rename = "ID", alias = "CheckID")]
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Notes.
+    pub notes: String,
+    /// Service instance it checks (agent check registration only).
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    /// Initial status (default critical).
+    pub status: String,
+    /// URL for an HTTP check.
+    #[serde(rename = "HTTP")]
+    pub http: String,
+    /// Method for an HTTP check.
+    pub method: String,
+    /// Headers for an HTTP check.
+    pub header: BTreeMap<String, Vec<String>>,
+    /// Skip TLS verification.
+    #[serde(rename = "TLSSkipVerify")]
+    pub tls_skip_verify: bool,
+    /// `host:port` for a TCP check.
+    #[serde(rename = "TCP")]
+    pub tcp: String,
+    /// Command of a script check.
+    pub args: Vec<String>,
+    /// TTL of a TTL check (`"30s"`).
+    #[serde(rename = "TTL")]
+    pub ttl: String,
+    /// How often to run (`"10s"`).
+    pub interval: String,
+    /// Per-run timeout (`"1s"`).
+    pub timeout: String,
+    /// Deregister the service after this long critical.
+    pub deregister_critical_service_after: String,
+    /// Passes before passing.
+    pub success_before_passing: u32,
+    /// Failures before critical.
+    pub failures_before_critical: u32,
+}
+
+/// `PUT /v1/agent/service/register`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AgentServiceRegistration {
+    /// Instance ID (defaults to the name).
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// One check.
+    pub check: Option<AgentCheckRegistration>,
+    /// Several checks.
+    pub checks: Vec<AgentCheckRegistration>,
+}
+
+/// An agent's view of one of its services (`/v1/agent/services`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentLocalService {
+    /// Instance ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Name.
+    pub service: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Port.
+    pub port: u16,
+    /// Address.
+    pub address: String,
+    /// Datacenter.
+    pub datacenter: String,
+}

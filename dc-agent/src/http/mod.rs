@@ -6,6 +6,7 @@
 //! applied-index watch. Endpoint files only read or write state.
 
 mod agent;
+mod agent_local;
 mod blocking;
 mod catalog;
 mod error;
@@ -39,6 +40,8 @@ pub struct Api {
     pub agent: Arc<AgentInfo>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The agent's own services and checks.
+    pub local: Arc<crate::local::LocalAgent>,
     /// Cancelling it stops the agent (`/v1/agent/leave`).
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -96,6 +99,30 @@ pub fn router(api: Api) -> Router {
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/metrics", get(agent::metrics))
         .route("/v1/agent/leave", put(agent::leave))
+        .route(
+            "/v1/agent/service/register",
+            put(agent_local::register_service),
+        )
+        .route(
+            "/v1/agent/service/deregister/{id}",
+            put(agent_local::deregister_service),
+        )
+        .route("/v1/agent/services", get(agent_local::services))
+        .route("/v1/agent/service/{id}", get(agent_local::service))
+        .route("/v1/agent/checks", get(agent_local::checks))
+        .route("/v1/agent/check/register", put(agent_local::register_check))
+        .route(
+            "/v1/agent/check/deregister/{id}",
+            put(agent_local::deregister_check),
+        )
+        .route("/v1/agent/check/pass/{id}", put(agent_local::pass))
+        .route("/v1/agent/check/warn/{id}", put(agent_local::warn))
+        .route("/v1/agent/check/fail/{id}", put(agent_local::fail))
+        .route("/v1/agent/maintenance", put(agent_local::node_maintenance))
+        .route(
+            "/v1/agent/service/maintenance/{id}",
+            put(agent_local::service_maintenance),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),

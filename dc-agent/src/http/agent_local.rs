@@ -1,0 +1,231 @@
+//! The agent's own services and checks: `/v1/agent/service/*`, `/v1/agent/services`,
+//! `/v1/agent/checks`, `/v1/agent/check/*`, `/v1/agent/maintenance`.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use wire::api::{AgentCheckRegistration, AgentLocalService, AgentServiceRegistration, HealthCheck};
+use wire::command::ServiceRegistration;
+use wire::records::HealthStatus;
+
+use super::kv::json;
+use super::{params, Api, ApiError, Consistency};
+use crate::local::{register_service_with_checks, CheckSpec};
+
+fn done() -> Response {
+    ([("content-type", "application/json")], "").into_response()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))
+}
+
+fn local_service(api: &Api, service: &ServiceRegistration) -> AgentLocalService {
+    AgentLocalService {
+        id: service.id.clone(),
+        service: service.name.clone(),
+        tags: service.tags.clone(),
+        meta: service.meta.clone(),
+        port: service.port,
+        address: service.address.clone(),
+        datacenter: api.agent.datacenter.clone(),
+    }
+}
+
+/// `PUT /v1/agent/service/register`.
+pub async fn register_service(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
+    let request: AgentServiceRegistration = decode(&body)?;
+    let id = if request.id.is_empty() {
+        request.name.clone()
+    } else {
+        request.id.clone()
+    };
+    let service = ServiceRegistration {
+        id,
+        name: request.name.clone(),
+        tags: request.tags.clone(),
+        address: request.address.clone(),
+        port: request.port,
+        meta: request.meta.clone(),
+    };
+    let checks: Vec<AgentCheckRegistration> =
+        request.check.into_iter().chain(request.checks).collect();
+    register_service_with_checks(&api.local, service, &checks).map_err(ApiError::BadRequest)?;
+    Ok(done())
+}
+
+/// `PUT /v1/agent/service/deregister/<id>`.
+pub async fn deregister_service(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if api.local.deregister_service(&id) {
+        Ok(done())
+    } else {
+        Err(ApiError::NotFound(format!("Unknown service ID {id:?}")))
+    }
+}
+
+/// `GET /v1/agent/services`.
+pub async fn services(State(api): State<Api>) -> Response {
+    let services: BTreeMap<String, AgentLocalService> = api
+        .local
+        .services()
+        .iter()
+        .map(|(id, service)| (id.clone(), local_service(&api, service)))
+        .collect();
+    json(&api, 1, Consistency::Stale, &services)
+}
+
+/// `GET /v1/agent/service/<id>`.
+pub async fn service(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let services = api.local.services();
+    let service = services
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown service ID: {id}")))?;
+    Ok(json(
+        &api,
+        1,
+        Consistency::Stale,
+        &local_service(&api, service),
+    ))
+}
+
+/// `GET /v1/agent/checks`.
+pub async fn checks(State(api): State<Api>) -> Response {
+    let (services, checks) = api.local.desired();
+    let checks: BTreeMap<String, HealthCheck> = checks
+        .into_iter()
+        .map(|(id, (spec, status, output))| {
+            let service = services.get(&spec.service_id);
+            (
+                id.clone(),
+                HealthCheck {
+                    node: api.agent.node_name.clone(),
+                    check_id: id,
+                    name: spec.name.clone(),
+                    status: status.as_str().to_owned(),
+                    notes: spec.notes.clone(),
+                    output,
+                    service_id: spec.service_id.clone(),
+                    service_name: service.map(|s| s.name.clone()).unwrap_or_default(),
+                    service_tags: service.map(|s| s.tags.clone()).unwrap_or_default(),
+                    check_type: spec.kind.to_owned(),
+                    create_index: 0,
+                    modify_index: 0,
+                },
+            )
+        })
+        .collect();
+    json(&api, 1, Consistency::Stale, &checks)
+}
+
+/// `PUT /v1/agent/check/register`.
+pub async fn register_check(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
+    let request: AgentCheckRegistration = decode(&body)?;
+    if request.id.is_empty() && request.name.is_empty() {
+        return Err(ApiError::BadRequest("Missing check name".to_owned()));
+    }
+    if !request.service_id.is_empty() && !api.local.services().contains_key(&request.service_id) {
+        return Err(ApiError::BadRequest(format!(
+            "ServiceID {:?} does not exist",
+            request.service_id
+        )));
+    }
+    let default_id = request.name.clone();
+    let spec = CheckSpec::from_api(
+        &request,
+        &default_id,
+        &request.service_id,
+        api.local.script_checks,
+    )
+    .map_err(ApiError::BadRequest)?;
+    api.local.register_check(spec);
+    Ok(done())
+}
+
+/// `PUT /v1/agent/check/deregister/<id>`.
+pub async fn deregister_check(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if api.local.deregister_check(&id) {
+        Ok(done())
+    } else {
+        Err(ApiError::NotFound(format!("Unknown check ID {id:?}")))
+    }
+}
+
+async fn ttl(api: Api, id: String, uri: Uri, status: HealthStatus) -> Result<Response, ApiError> {
+    let note = params(uri.query())?
+        .get("note")
+        .cloned()
+        .unwrap_or_default();
+    api.local
+        .update_ttl(&id, status, &note)
+        .map_err(ApiError::NotFound)?;
+    Ok(done())
+}
+
+/// `PUT /v1/agent/check/pass/<id>`.
+pub async fn pass(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    ttl(api, id, uri, HealthStatus::Passing).await
+}
+
+/// `PUT /v1/agent/check/warn/<id>`.
+pub async fn warn(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    ttl(api, id, uri, HealthStatus::Warning).await
+}
+
+/// `PUT /v1/agent/check/fail/<id>`.
+pub async fn fail(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    ttl(api, id, uri, HealthStatus::Critical).await
+}
+
+fn maintenance_switch(uri: &Uri) -> Result<(bool, String), ApiError> {
+    let params = params(uri.query())?;
+    let enable = match params.get("enable").map(String::as_str) {
+        Some("true") => true,
+        Some("false") => false,
+        _ => return Err(ApiError::BadRequest("Missing value for enable".to_owned())),
+    };
+    Ok((enable, params.get("reason").cloned().unwrap_or_default()))
+}
+
+/// `PUT /v1/agent/maintenance?enable=true&reason=...`.
+pub async fn node_maintenance(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let (enable, reason) = maintenance_switch(&uri)?;
+    api.local
+        .set_maintenance("", enable, &reason)
+        .map_err(ApiError::NotFound)?;
+    Ok(done())
+}
+
+/// `PUT /v1/agent/service/maintenance/<id>?enable=true&reason=...`.
+pub async fn service_maintenance(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let (enable, reason) = maintenance_switch(&uri)?;
+    api.local
+        .set_maintenance(&id, enable, &reason)
+        .map_err(ApiError::NotFound)?;
+    Ok(done())
+}

@@ -1,0 +1,678 @@
+//! The agent's own services and checks: registered through `/v1/agent/*` or config files,
+//! checked here, and kept in the catalog by anti-entropy: after every change, and in a full
+//! pass every minute that repairs drift (a restored server, a lost write), only differences
+//! are written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use wire::api::AgentCheckRegistration;
+use wire::command::ServiceRegistration;
+use wire::records::HealthStatus;
+use wire::GoDuration;
+
+use crate::checks::run::{run, Probe};
+use crate::checks::status::{CheckState, Thresholds};
+
+/// Node maintenance check ID, as Consul names it.
+pub const NODE_MAINTENANCE: &str = "_node_maintenance";
+
+/// A check as the agent runs it.
+#[derive(Debug, Clone)]
+pub struct CheckSpec {
+    /// Check ID.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Notes.
+    pub notes: String,
+    /// The service it checks (empty: the node).
+    pub service_id: String,
+    /// What to probe (`None`: a TTL or maintenance check).
+    pub probe: Option<Probe>,
+    /// TTL of a TTL check.
+    pub ttl: Option<Duration>,
+    /// Run interval.
+    pub interval: Duration,
+    /// Per-run timeout.
+    pub timeout: Duration,
+    /// Thresholds.
+    pub thresholds: Thresholds,
+    /// Status before the first result.
+    pub initial: HealthStatus,
+    /// `http`, `tcp`, `script`, `ttl` or `maintenance`.
+    pub kind: &'static str,
+}
+
+fn duration(field: &str, text: &str) -> Result<Option<Duration>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse::<GoDuration>()
+        .map(|d| Some(d.0))
+        .map_err(|e| format!("{field}: {e}"))
+}
+
+impl CheckSpec {
+    /// Reads an API check registration; `service_id` is set for a service's own checks.
+    pub fn from_api(
+        registration: &AgentCheckRegistration,
+        default_id: &str,
+        service_id: &str,
+        script_checks: bool,
+    ) -> Result<CheckSpec, String> {
+        let interval = duration("Interval", &registration.interval)?;
+        let timeout = duration("Timeout", &registration.timeout)?;
+        let ttl = duration("TTL", &registration.ttl)?;
+        let kinds = [
+            !registration.http.is_empty(),
+            !registration.tcp.is_empty(),
+            !registration.args.is_empty(),
+            ttl.is_some(),
+        ];
+        let probe = match kinds {
+            [true, false, false, false] => Some(Probe::Http {
+                url: registration.http.clone(),
+                method: registration.method.clone(),
+                headers: registration.header.clone(),
+                tls_skip_verify: registration.tls_skip_verify,
+            }),
+            [false, true, false, false] => Some(Probe::Tcp {
+                address: registration.tcp.clone(),
+            }),
+            [false, false, true, false] => {
+                if !script_checks {
+                    return Err("Scripts are disabled on this agent; to enable, configure 'enable_script_checks' to true".to_owned());
+                }
+                Some(Probe::Script {
+                    args: registration.args.clone(),
+                })
+            }
+            [false, false, false, true] => None,
+            _ => {
+                return Err(
+                    "Invalid check: exactly one of HTTP, TCP, Args or TTL must be set".to_owned(),
+                )
+            }
+        };
+        if probe.is_some() && interval.is_none() {
+            return Err(
+                "Invalid check: Interval is required for HTTP, TCP and script checks".to_owned(),
+            );
+        }
+        let id = if !registration.id.is_empty() {
+            registration.id.clone()
+        } else if !registration.name.is_empty() && service_id.is_empty() {
+            registration.name.clone()
+        } else {
+            default_id.to_owned()
+        };
+        let initial = if registration.status.is_empty() {
+            HealthStatus::Critical
+        } else {
+            registration.status.parse().map_err(|e: String| e)?
+        };
+        let kind = match (&probe, ttl) {
+            (Some(Probe::Http { .. }), _) => "http",
+            (Some(Probe::Tcp { .. }), _) => "tcp",
+            (Some(Probe::Script { .. }), _) => "script",
+            (None, _) => "ttl",
+        };
+        Ok(CheckSpec {
+            name: if registration.name.is_empty() {
+                format!("Service '{service_id}' check")
+            } else {
+                registration.name.clone()
+            },
+            id,
+            notes: registration.notes.clone(),
+            service_id: service_id.to_owned(),
+            probe,
+            ttl,
+            interval: interval.unwrap_or(Duration::from_secs(10)),
+            timeout: timeout.unwrap_or(Duration::from_secs(10)),
+            thresholds: Thresholds {
+                success_before_passing: registration.success_before_passing,
+                failures_before_critical: registration.failures_before_critical,
+                deregister_critical_after: duration(
+                    "DeregisterCriticalServiceAfter",
+                    &registration.deregister_critical_service_after,
+                )?,
+            },
+            initial,
+            kind,
+        })
+    }
+}
+
+/// A running check.
+#[derive(Debug)]
+pub struct LocalCheck {
+    /// What it is.
+    pub spec: CheckSpec,
+    /// Its status.
+    pub state: CheckState,
+}
+
+#[derive(Debug, Default)]
+struct LocalState {
+    services: BTreeMap<String, ServiceRegistration>,
+    checks: BTreeMap<String, LocalCheck>,
+}
+
+/// The agent's services and checks.
+pub struct LocalAgent {
+    /// Node name.
+    pub node: String,
+    /// Node address.
+    pub address: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Node metadata.
+    pub node_meta: BTreeMap<String, String>,
+    /// Whether script checks may run.
+    pub script_checks: bool,
+    state: Mutex<LocalState>,
+    runners: Mutex<HashMap<String, CancellationToken>>,
+    changed: Notify,
+    cancel: CancellationToken,
+}
+
+/// What the catalog should hold for this node: (services, checks).
+pub type Desired = (
+    BTreeMap<String, ServiceRegistration>,
+    BTreeMap<String, (CheckSpec, HealthStatus, String)>,
+);
+
+impl LocalAgent {
+    /// An empty agent state; check runners stop with `cancel`.
+    pub fn new(
+        node: String,
+        address: String,
+        datacenter: String,
+        node_meta: BTreeMap<String, String>,
+        script_checks: bool,
+        cancel: CancellationToken,
+    ) -> Arc<LocalAgent> {
+        Arc::new(LocalAgent {
+            node,
+            address,
+            datacenter,
+            node_meta,
+            script_checks,
+            state: Mutex::new(LocalState::default()),
+            runners: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            cancel,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LocalState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Something changed: wake anti-entropy.
+    pub fn mark_changed(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Waits for a change.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Adds or replaces a service and its checks.
+    pub fn register_service(
+        self: &Arc<Self>,
+        service: ServiceRegistration,
+        checks: Vec<CheckSpec>,
+    ) {
+        let id = service.id.clone();
+        {
+            let mut state = self.lock();
+            state.services.insert(id.clone(), service);
+        }
+        for check in checks {
+            self.register_check(check);
+        }
+        self.mark_changed();
+    }
+
+    /// Removes a service and its checks; false when it was not registered.
+    pub fn deregister_service(&self, id: &str) -> bool {
+        let (existed, checks) = {
+            let mut state = self.lock();
+            let existed = state.services.remove(id).is_some();
+            let checks: Vec<String> = state
+                .checks
+                .values()
+                .filter(|c| c.spec.service_id == id)
+                .map(|c| c.spec.id.clone())
+                .collect();
+            for check in &checks {
+                state.checks.remove(check);
+            }
+            (existed, checks)
+        };
+        for check in checks {
+            self.stop_runner(&check);
+        }
+        self.mark_changed();
+        existed
+    }
+
+    /// Adds or replaces a check and starts running it.
+    pub fn register_check(self: &Arc<Self>, spec: CheckSpec) {
+        let now = Instant::now();
+        let id = spec.id.clone();
+        let mut state = CheckState::new(now, spec.initial);
+        if let Some(ttl) = spec.ttl {
+            state.start_ttl(now, ttl);
+        }
+        let probe = spec
+            .probe
+            .clone()
+            .map(|probe| (probe, spec.interval, spec.timeout));
+        self.lock()
+            .checks
+            .insert(id.clone(), LocalCheck { spec, state });
+        self.stop_runner(&id);
+        if let Some((probe, interval, timeout)) = probe {
+            let token = self.cancel.child_token();
+            self.runners
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id.clone(), token.clone());
+            let agent = Arc::clone(self);
+            tokio::spawn(async move {
+                loop {
+                    let result = tokio::select! {
+                        biased;
+                        _ = token.cancelled() => return,
+                        result = run(&probe, timeout) => result,
+                    };
+                    agent.record(&id, result);
+                    tokio::select! {
+                        biased;
+                        _ = token.cancelled() => return,
+                        _ = tokio::time::sleep(interval) => {}
+                    }
+                }
+            });
+        }
+        self.mark_changed();
+    }
+
+    fn record(&self, id: &str, result: crate::checks::status::RunResult) {
+        let changed = {
+            let mut state = self.lock();
+            match state.checks.get_mut(id) {
+                Some(check) => {
+                    let thresholds = check.spec.thresholds;
+                    check
+                        .state
+                        .record(Instant::now(), result, &thresholds)
+                        .is_some()
+                }
+                None => false,
+            }
+        };
+        if changed {
+            self.mark_changed();
+        }
+    }
+
+    fn stop_runner(&self, id: &str) {
+        if let Some(token) = self
+            .runners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id)
+        {
+            token.cancel();
+        }
+    }
+
+    /// Removes a check; false when it was not registered.
+    pub fn deregister_check(&self, id: &str) -> bool {
+        let existed = self.lock().checks.remove(id).is_some();
+        self.stop_runner(id);
+        self.mark_changed();
+        existed
+    }
+
+    /// `/v1/agent/check/pass|warn|fail/<id>`: updates a TTL check.
+    pub fn update_ttl(&self, id: &str, status: HealthStatus, note: &str) -> Result<(), String> {
+        let changed = {
+            let mut state = self.lock();
+            let check = state
+                .checks
+                .get_mut(id)
+                .ok_or_else(|| format!("Unknown check ID {id:?}"))?;
+            let Some(ttl) = check.spec.ttl else {
+                return Err(format!("Check {id:?} is not a TTL check"));
+            };
+            check
+                .state
+                .update_ttl(Instant::now(), ttl, status, note)
+                .is_some()
+        };
+        if changed {
+            self.mark_changed();
+        }
+        Ok(())
+    }
+
+    /// Turns maintenance on or off for the node (`service_id` empty) or one service.
+    pub fn set_maintenance(
+        self: &Arc<Self>,
+        service_id: &str,
+        enable: bool,
+        reason: &str,
+    ) -> Result<(), String> {
+        let id = if service_id.is_empty() {
+            NODE_MAINTENANCE.to_owned()
+        } else {
+            format!("_service_maintenance:{service_id}")
+        };
+        if !service_id.is_empty() && !self.lock().services.contains_key(service_id) {
+            return Err(format!("No service registered with ID {service_id:?}"));
+        }
+        if !enable {
+            self.deregister_check(&id);
+            return Ok(());
+        }
+        let default_reason = if service_id.is_empty() {
+            "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
+        } else {
+            "Maintenance mode is enabled for this service, but no reason was provided. This is a default message."
+        };
+        self.register_check(CheckSpec {
+            id,
+            name: if service_id.is_empty() {
+                "Node Maintenance Mode".to_owned()
+            } else {
+                "Service Maintenance Mode".to_owned()
+            },
+            notes: if reason.is_empty() {
+                default_reason.to_owned()
+            } else {
+                reason.to_owned()
+            },
+            service_id: service_id.to_owned(),
+            probe: None,
+            ttl: None,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+            thresholds: Thresholds::default(),
+            initial: HealthStatus::Maintenance,
+            kind: "maintenance",
+        });
+        Ok(())
+    }
+
+    /// Expires TTL checks and reaps services critical for too long; call every second.
+    pub fn tick(&self, now: Instant) {
+        let (changed, doomed) = {
+            let mut state = self.lock();
+            let mut changed = false;
+            let mut doomed = Vec::new();
+            for check in state.checks.values_mut() {
+                changed |= check.state.expire_ttl(now).is_some();
+                if !check.spec.service_id.is_empty()
+                    && check.state.should_deregister(now, &check.spec.thresholds)
+                {
+                    doomed.push(check.spec.service_id.clone());
+                }
+            }
+            (changed, doomed)
+        };
+        for service in doomed {
+            tracing::info!(service = %service, "deregistering a service critical for longer than deregister_critical_service_after");
+            self.deregister_service(&service);
+        }
+        if changed {
+            self.mark_changed();
+        }
+    }
+
+    /// The services, by ID.
+    pub fn services(&self) -> BTreeMap<String, ServiceRegistration> {
+        self.lock().services.clone()
+    }
+
+    /// What the catalog should hold for this node.
+    pub fn desired(&self) -> Desired {
+        let state = self.lock();
+        let checks = state
+            .checks
+            .values()
+            .map(|c| {
+                (
+                    c.spec.id.clone(),
+                    (
+                        c.spec.clone(),
+                        c.state.status(),
+                        c.state.output().to_owned(),
+                    ),
+                )
+            })
+            .collect();
+        (state.services.clone(), checks)
+    }
+}
+
+/// Converts a config-file check (`wire::agent_config`) into the API's shape.
+pub fn check_from_config(check: &wire::agent_config::CheckDefinition) -> AgentCheckRegistration {
+    let text = |d: Option<GoDuration>| d.map(|d| d.to_string()).unwrap_or_default();
+    AgentCheckRegistration {
+        id: check.id.clone().unwrap_or_default(),
+        name: check.name.clone().unwrap_or_default(),
+        notes: check.notes.clone().unwrap_or_default(),
+        service_id: String::new(),
+        status: String::new(),
+        http: check.http.clone().unwrap_or_default(),
+        method: check.method.clone().unwrap_or_default(),
+        header: check.header.clone(),
+        tls_skip_verify: check.tls_skip_verify.unwrap_or(false),
+        tcp: check.tcp.clone().unwrap_or_default(),
+        args: check.args.clone(),
+        ttl: text(check.ttl),
+        interval: text(check.interval),
+        timeout: text(check.timeout),
+        deregister_critical_service_after: text(check.deregister_critical_service_after),
+        success_before_passing: check.success_before_passing.unwrap_or(0),
+        failures_before_critical: check.failures_before_critical.unwrap_or(0),
+    }
+}
+
+/// The check IDs Consul gives a service's checks when they have none: `service:<id>`, or
+/// `service:<id>:<n>` (from 1) when there are several.
+pub fn default_check_id(service_id: &str, index: usize, count: usize) -> String {
+    if count == 1 {
+        format!("service:{service_id}")
+    } else {
+        format!("service:{service_id}:{}", index + 1)
+    }
+}
+
+/// Registers a service and its checks from API or config input; errors are for a 400.
+pub fn register_service_with_checks(
+    agent: &Arc<LocalAgent>,
+    service: ServiceRegistration,
+    checks: &[AgentCheckRegistration],
+) -> Result<(), String> {
+    if service.name.is_empty() {
+        return Err("Missing service name".to_owned());
+    }
+    let specs = checks
+        .iter()
+        .enumerate()
+        .map(|(n, check)| {
+            CheckSpec::from_api(
+                check,
+                &default_check_id(&service.id, n, checks.len()),
+                &service.id,
+                agent.script_checks,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    agent.register_service(service, specs);
+    Ok(())
+}
+
+/// Keeps the catalog in step with the agent: after every change, and fully every minute.
+/// `write` sends a catalog request (method, path, JSON body) through the API, which forwards
+/// to the leader; `read` reads what the catalog holds for this node (a stale, local read).
+pub async fn anti_entropy(
+    agent: Arc<LocalAgent>,
+    state: crate::raft::state_machine::StateMachineStore,
+    handler: crate::rpc::messages::HttpHandler,
+    cancel: CancellationToken,
+) {
+    let mut full = tokio::time::interval(Duration::from_secs(60));
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = agent.changed() => {}
+            _ = full.tick() => {}
+            _ = ticker.tick() => {
+                agent.tick(Instant::now());
+                continue;
+            }
+        }
+        if let Err(e) = sync_once(&agent, &state, &handler).await {
+            tracing::debug!(error = %e, "anti-entropy sync failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            agent.mark_changed();
+        }
+    }
+}
+
+async fn sync_once(
+    agent: &LocalAgent,
+    state: &crate::raft::state_machine::StateMachineStore,
+    handler: &crate::rpc::messages::HttpHandler,
+) -> Result<(), String> {
+    use serde_json::json;
+    let (services, checks) = agent.desired();
+    let node = agent.node.clone();
+    let held = state
+        .read(|data| {
+            let catalog = &data.state.catalog;
+            let node_record = catalog.node(&node).cloned();
+            let services: BTreeMap<String, wire::records::Service> = catalog
+                .node_services(&node)
+                .map(|s| (s.id.clone(), s.clone()))
+                .collect();
+            let checks: BTreeMap<String, wire::records::Check> = catalog
+                .node_checks(&node)
+                .map(|c| (c.check_id.clone(), c.clone()))
+                .collect();
+            (node_record, services, checks)
+        })
+        .map_err(|e| e.to_string())?;
+    let (held_node, held_services, held_checks) = held;
+    let send = |method: &str, path: &str, body: serde_json::Value| {
+        let request = crate::rpc::messages::HttpRequest {
+            method: method.to_owned(),
+            uri: path.to_owned(),
+            headers: vec![("content-type".to_owned(), b"application/json".to_vec())],
+            body: body.to_string().into_bytes(),
+        };
+        handler(request)
+    };
+    let ok = |response: crate::rpc::messages::HttpResponse| {
+        if response.status == 200 {
+            Ok(())
+        } else {
+            Err(format!(
+                "catalog answered {}: {}",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            ))
+        }
+    };
+    let node_body = json!({"Node": node, "Address": agent.address, "Datacenter": agent.datacenter, "NodeMeta": agent.node_meta});
+    let node_current = held_node
+        .as_ref()
+        .is_some_and(|n| n.address == agent.address && n.meta == agent.node_meta);
+    if !node_current {
+        ok(send("PUT", "/v1/catalog/register", node_body).await)?;
+    }
+    let check_json = |(spec, status, output): &(CheckSpec, HealthStatus, String)| json!({"CheckID": spec.id, "Name": spec.name, "Notes": spec.notes, "Status": status.as_str(), "Output": output, "ServiceID": spec.service_id, "Type": spec.kind});
+    let check_current = |spec: &CheckSpec, status: &HealthStatus, output: &str| {
+        held_checks.get(&spec.id).is_some_and(|c| {
+            c.status == *status
+                && c.output == output
+                && c.name == spec.name
+                && c.notes == spec.notes
+                && c.service_id == spec.service_id
+        })
+    };
+    for (id, service) in &services {
+        let own: Vec<&(CheckSpec, HealthStatus, String)> =
+            checks.values().filter(|c| c.0.service_id == *id).collect();
+        let service_current = held_services.get(id).is_some_and(|s| {
+            s.name == service.name
+                && s.tags == service.tags
+                && s.port == service.port
+                && s.address == service.address
+                && s.meta == service.meta
+        });
+        let checks_current = own
+            .iter()
+            .all(|(spec, status, output)| check_current(spec, status, output));
+        if service_current && checks_current {
+            continue;
+        }
+        let body = json!({
+            "Node": node, "Address": agent.address, "Datacenter": agent.datacenter, "SkipNodeUpdate": true,
+            "Service": {"ID": id, "Service": service.name, "Tags": service.tags, "Address": service.address, "Port": service.port, "Meta": service.meta},
+            "Checks": own.iter().map(|c| check_json(c)).collect::<Vec<_>>(),
+        });
+        ok(send("PUT", "/v1/catalog/register", body).await)?;
+    }
+    let node_checks: Vec<&(CheckSpec, HealthStatus, String)> = checks
+        .values()
+        .filter(|c| c.0.service_id.is_empty() && !check_current(&c.0, &c.1, &c.2))
+        .collect();
+    if !node_checks.is_empty() {
+        let body = json!({"Node": node, "Address": agent.address, "SkipNodeUpdate": true, "Checks": node_checks.iter().map(|c| check_json(c)).collect::<Vec<_>>()});
+        ok(send("PUT", "/v1/catalog/register", body).await)?;
+    }
+    for id in held_services
+        .keys()
+        .filter(|id| !services.contains_key(*id))
+    {
+        ok(send(
+            "PUT",
+            "/v1/catalog/deregister",
+            json!({"Node": node, "ServiceID": id}),
+        )
+        .await)?;
+    }
+    for (id, check) in &held_checks {
+        // serfHealth belongs to the leader (gossip); checks of removed services went with them.
+        if id == "serfHealth"
+            || checks.contains_key(id)
+            || (!check.service_id.is_empty() && !services.contains_key(&check.service_id))
+        {
+            continue;
+        }
+        ok(send(
+            "PUT",
+            "/v1/catalog/deregister",
+            json!({"Node": node, "CheckID": id}),
+        )
+        .await)?;
+    }
+    Ok(())
+}
