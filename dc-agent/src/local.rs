@@ -179,6 +179,8 @@ pub struct LocalAgent {
     runners: Mutex<HashMap<String, CancellationToken>>,
     changed: Notify,
     cancel: CancellationToken,
+    /// The services that came from config files, as loaded (for `reload`).
+    config_services: Mutex<BTreeMap<String, (ServiceRegistration, Vec<AgentCheckRegistration>)>>,
 }
 
 /// What the catalog should hold for this node: (services, checks).
@@ -207,6 +209,7 @@ impl LocalAgent {
             runners: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             cancel,
+            config_services: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -675,4 +678,75 @@ async fn sync_once(
         .await)?;
     }
     Ok(())
+}
+
+impl LocalAgent {
+    /// Applies the services of a (re)loaded configuration: registers new and changed ones,
+    /// removes the config services that are gone, and leaves unchanged ones running (their
+    /// checks keep their state) and API-registered ones alone. Nothing changes on error.
+    pub fn load_config_services(
+        self: &Arc<Self>,
+        definitions: &[wire::agent_config::ServiceDefinition],
+    ) -> Result<usize, String> {
+        let mut wanted: BTreeMap<String, (ServiceRegistration, Vec<AgentCheckRegistration>)> =
+            BTreeMap::new();
+        for definition in definitions {
+            let service = ServiceRegistration {
+                id: definition
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| definition.name.clone()),
+                name: definition.name.clone(),
+                tags: definition.tags.clone(),
+                address: definition.address.clone().unwrap_or_default(),
+                port: definition.port.unwrap_or(0),
+                meta: definition.meta.clone(),
+            };
+            let checks: Vec<AgentCheckRegistration> = definition
+                .check
+                .iter()
+                .chain(definition.checks.iter())
+                .map(check_from_config)
+                .collect();
+            // Validate everything before changing anything.
+            for (n, check) in checks.iter().enumerate() {
+                CheckSpec::from_api(
+                    check,
+                    &default_check_id(&service.id, n, checks.len()),
+                    &service.id,
+                    self.script_checks,
+                )
+                .map_err(|e| format!("service {:?}: {e}", service.name))?;
+            }
+            if service.name.is_empty() {
+                return Err("a service without a name".to_owned());
+            }
+            wanted.insert(service.id.clone(), (service, checks));
+        }
+        let mut loaded = self
+            .config_services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut changes = 0;
+        for id in loaded
+            .keys()
+            .filter(|id| !wanted.contains_key(*id))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            self.deregister_service(&id);
+            loaded.remove(&id);
+            changes += 1;
+        }
+        for (id, (service, checks)) in wanted {
+            if loaded.get(&id) == Some(&(service.clone(), checks.clone())) {
+                continue;
+            }
+            self.deregister_service(&id);
+            register_service_with_checks(self, service.clone(), &checks)?;
+            loaded.insert(id, (service, checks));
+            changes += 1;
+        }
+        Ok(changes)
+    }
 }

@@ -54,6 +54,8 @@ enum Command {
     Info,
     /// Leave the cluster gracefully and stop the agent.
     Leave,
+    /// Re-read the agent's config files (services and checks), as SIGHUP does.
+    Reload,
 }
 
 #[derive(Args)]
@@ -291,6 +293,7 @@ fn main() -> ExitCode {
         } => cli::operator::list_peers(&addr, stale),
         Command::Info => cli::info::info(&addr),
         Command::Leave => cli::info::leave(&addr),
+        Command::Reload => cli::info::reload(&addr),
     }
 }
 
@@ -387,38 +390,56 @@ fn flags_layer(flags: &AgentFlags) -> Result<Map<String, Value>, String> {
     Ok(layer)
 }
 
-fn agent(flags: AgentFlags) -> ExitCode {
+/// Reads the configuration: config dirs and files in order, then the flags layer.
+fn load_config(
+    dirs: &[PathBuf],
+    files: &[PathBuf],
+    flags: &Map<String, Value>,
+    dev: bool,
+) -> Result<(wire::agent_config::AgentConfig, Vec<String>, String), String> {
     let mut merged = Map::new();
     let mut origins = Vec::new();
-    let mut files = Vec::new();
-    for dir in &flags.config_dir {
-        match dc_agent::assemble::dir_files(dir) {
-            Ok(found) => files.extend(found),
-            Err(e) => return cli::fail(e),
-        }
+    let mut all_files = Vec::new();
+    for dir in dirs {
+        all_files.extend(dc_agent::assemble::dir_files(dir).map_err(|e| e.to_string())?);
     }
-    files.extend(flags.config_file.iter().cloned());
-    for file in &files {
-        match dc_agent::assemble::read_file(file) {
-            Ok(layer) => dc_agent::assemble::merge(&mut merged, layer),
-            Err(e) => return cli::fail(e),
-        }
+    all_files.extend(files.iter().cloned());
+    for file in &all_files {
+        let layer = dc_agent::assemble::read_file(file).map_err(|e| e.to_string())?;
+        dc_agent::assemble::merge(&mut merged, layer);
         origins.push(file.display().to_string());
     }
-    match flags_layer(&flags) {
-        Ok(layer) => dc_agent::assemble::merge(&mut merged, layer),
-        Err(e) => return cli::fail(e),
-    }
+    dc_agent::assemble::merge(&mut merged, flags.clone());
     origins.push("command-line flags".to_owned());
     let origin = origins.join(", ");
-    let assembled = match dc_agent::assemble::finish(merged, &origin) {
-        Ok(assembled) => assembled,
-        Err(e) => return cli::fail(e),
-    };
+    let assembled = dc_agent::assemble::finish(merged, &origin).map_err(|e| e.to_string())?;
     let mut config = assembled.config;
-    if flags.dev {
+    if dev {
         dc_agent::run::apply_dev_defaults(&mut config);
     }
+    Ok((config, assembled.warnings, origin))
+}
+
+fn agent(flags: AgentFlags) -> ExitCode {
+    let layer = match flags_layer(&flags) {
+        Ok(layer) => layer,
+        Err(e) => return cli::fail(e),
+    };
+    let (config, warnings, origin) =
+        match load_config(&flags.config_dir, &flags.config_file, &layer, flags.dev) {
+            Ok(loaded) => loaded,
+            Err(e) => return cli::fail(e),
+        };
+    let reload: dc_agent::run::ConfigSource = {
+        let (dirs, files, dev) = (
+            flags.config_dir.clone(),
+            flags.config_file.clone(),
+            flags.dev,
+        );
+        std::sync::Arc::new(move || {
+            load_config(&dirs, &files, &layer, dev).map(|(config, _, _)| config)
+        })
+    };
     let level = config
         .log_level
         .clone()
@@ -430,7 +451,7 @@ fn agent(flags: AgentFlags) -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    for warning in &assembled.warnings {
+    for warning in &warnings {
         tracing::warn!("{warning}");
     }
     if flags.ui {
@@ -452,6 +473,7 @@ fn agent(flags: AgentFlags) -> ExitCode {
         config,
         dev: flags.dev,
         origin,
+        reload,
     }));
     if let Some(path) = &flags.pid_file {
         let _ = std::fs::remove_file(path);

@@ -24,7 +24,15 @@ pub struct RunOptions {
     pub dev: bool,
     /// Where the configuration came from, for messages.
     pub origin: String,
+    /// Reads the configuration again (`reload`, SIGHUP).
+    pub reload: ConfigSource,
 }
+
+/// Reads the agent's configuration from its files and flags.
+pub type ConfigSource = Arc<dyn Fn() -> Result<AgentConfig, String> + Send + Sync>;
+
+/// Re-reads the configuration and applies its services and checks; returns how many changed.
+pub type Reloader = Arc<dyn Fn() -> Result<usize, String> + Send + Sync>;
 
 /// Fills in what `-dev` implies, leaving anything set explicitly alone.
 pub fn apply_dev_defaults(config: &mut AgentConfig) {
@@ -176,27 +184,43 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         config.enable_script_checks.unwrap_or(false),
         cancel.child_token(),
     );
-    for definition in &config.services {
-        let service = wire::command::ServiceRegistration {
-            id: definition
-                .id
-                .clone()
-                .unwrap_or_else(|| definition.name.clone()),
-            name: definition.name.clone(),
-            tags: definition.tags.clone(),
-            address: definition.address.clone().unwrap_or_default(),
-            port: definition.port.unwrap_or(0),
-            meta: definition.meta.clone(),
-        };
-        let checks: Vec<wire::api::AgentCheckRegistration> = definition
-            .check
-            .iter()
-            .chain(definition.checks.iter())
-            .map(crate::local::check_from_config)
-            .collect();
-        crate::local::register_service_with_checks(&local, service, &checks).map_err(|e| {
-            anyhow::anyhow!("service {:?} in {}: {e}", definition.name, options.origin)
-        })?;
+    local
+        .load_config_services(&config.services)
+        .map_err(|e| anyhow::anyhow!("{e} (in {})", options.origin))?;
+    let reloader: Reloader = {
+        let local = local.clone();
+        let source = options.reload.clone();
+        Arc::new(move || {
+            let config = source()?;
+            let changed = local.load_config_services(&config.services)?;
+            tracing::info!(
+                changed,
+                "configuration reloaded (services and checks; other settings need a restart)"
+            );
+            Ok(changed)
+        })
+    };
+    #[cfg(unix)]
+    {
+        let reloader = reloader.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let Ok(mut hangups) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = hangups.recv() => {
+                        if let Err(e) = reloader() {
+                            tracing::warn!(error = %e, "reload failed; the running configuration is unchanged");
+                        }
+                    }
+                }
+            }
+        });
     }
     let api = Api {
         server: server.clone(),
@@ -215,6 +239,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         }),
         metrics,
         local: local.clone(),
+        reload: reloader,
         shutdown: cancel.clone(),
     };
     let router = crate::http::router(api);

@@ -917,3 +917,86 @@ fn agent_services_and_checks_sync_to_the_catalog() {
         script.text()
     );
 }
+
+/// `reload` (CLI or SIGHUP) applies the config file's services without touching the rest.
+#[test]
+fn reload_applies_config_services_and_keeps_the_rest() {
+    let mut cluster = Cluster::render(86, 1, "");
+    let set_services = |agent: &support::Agent, names: &[&str]| {
+        let services: Vec<serde_json::Value> = names
+            .iter()
+            .map(|n| serde_json::json!({"name": n, "port": 80, "check": {"ttl": "1h"}}))
+            .collect();
+        agent.edit_config(|config| config["services"] = serde_json::json!(services));
+    };
+    set_services(&cluster.agents[0], &["alpha", "beta"]);
+    cluster.agents[0].start();
+    cluster.wait_for_leader();
+    let names = |c: &Cluster| -> Option<Vec<String>> {
+        let services: std::collections::BTreeMap<String, serde_json::Value> = c
+            .request(0, "GET", "/v1/catalog/services", b"")
+            .json()
+            .ok()?;
+        Some(services.keys().cloned().collect())
+    };
+    cluster.wait_for(
+        "alpha and beta in the catalog",
+        Duration::from_secs(20),
+        |c| (names(c)? == ["alpha", "beta"]).then_some(()),
+    );
+    // An API registration and a TTL status that must survive reloads.
+    assert_eq!(
+        cluster
+            .request(
+                0,
+                "PUT",
+                "/v1/agent/service/register",
+                br#"{"Name":"gamma","Check":{"TTL":"1h"}}"#
+            )
+            .status,
+        200
+    );
+    assert_eq!(
+        cluster
+            .request(0, "PUT", "/v1/agent/check/pass/service:alpha", b"")
+            .status,
+        200
+    );
+
+    set_services(&cluster.agents[0], &["alpha", "delta"]);
+    let (code, stdout, stderr) = support::cli(&cluster.agents[0].http(), &["reload"]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "Configuration reload triggered\n"),
+        "{stderr}"
+    );
+    cluster.wait_for("beta gone, delta in", Duration::from_secs(20), |c| {
+        (names(c)? == ["alpha", "delta", "gamma"]).then_some(())
+    });
+    let alpha: Vec<serde_json::Value> = cluster
+        .request(0, "GET", "/v1/health/checks/alpha", b"")
+        .json()
+        .expect("checks");
+    assert_eq!(
+        alpha[0]["Status"], "passing",
+        "an unchanged service keeps its check state"
+    );
+
+    set_services(&cluster.agents[0], &["alpha"]);
+    cluster.agents[0].signal(libc::SIGHUP);
+    cluster.wait_for("delta gone after SIGHUP", Duration::from_secs(20), |c| {
+        (names(c)? == ["alpha", "gamma"]).then_some(())
+    });
+
+    // A broken config is refused and changes nothing.
+    cluster.agents[0].edit_config(|config| {
+        config["services"] = serde_json::json!([{"name": "bad", "check": {"http": "http://x"}}])
+    });
+    let (code, _, stderr) = support::cli(&cluster.agents[0].http(), &["reload"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("Interval is required"), "{stderr}");
+    assert_eq!(
+        names(&cluster),
+        Some(vec!["alpha".to_owned(), "gamma".to_owned()])
+    );
+}

@@ -43,3 +43,14 @@ pub fn leave(addr: &str) -> ExitCode {
         Err(e) => fail(format!("leaving: {e}")),
     }
 }
+
+/// Asks the agent to re-read its configuration.
+pub fn reload(addr: &str) -> ExitCode {
+    match check(client(addr).put("/v1/agent/reload", b""), addr) {
+        Ok(_) => {
+            println!("Configuration reload triggered");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}

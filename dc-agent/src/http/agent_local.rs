@@ -229,3 +229,13 @@ pub async fn service_maintenance(
         .map_err(ApiError::NotFound)?;
     Ok(done())
 }
+
+/// `PUT /v1/agent/reload`: re-reads the config files and applies services and checks.
+pub async fn reload(State(api): State<Api>) -> Result<Response, ApiError> {
+    let reloader = api.reload.clone();
+    let outcome = tokio::task::spawn_blocking(move || reloader())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    outcome.map_err(|e| ApiError::Internal(format!("Failed reloading the configuration: {e}")))?;
+    Ok(done())
+}

@@ -42,6 +42,8 @@ pub struct Api {
     pub metrics: Arc<Metrics>,
     /// The agent's own services and checks.
     pub local: Arc<crate::local::LocalAgent>,
+    /// Re-reads the configuration (`/v1/agent/reload`).
+    pub reload: crate::run::Reloader,
     /// Cancelling it stops the agent (`/v1/agent/leave`).
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -119,6 +121,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/agent/check/warn/{id}", put(agent_local::warn))
         .route("/v1/agent/check/fail/{id}", put(agent_local::fail))
         .route("/v1/agent/maintenance", put(agent_local::node_maintenance))
+        .route("/v1/agent/reload", put(agent_local::reload))
         .route(
             "/v1/agent/service/maintenance/{id}",
             put(agent_local::service_maintenance),

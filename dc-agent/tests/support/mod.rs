@@ -70,6 +70,20 @@ impl Agent {
         .expect("write config");
     }
 
+    fn signal_pid(&self, pid: u32, signal: i32) {
+        // SAFETY: sends a signal to a child process of this test; no memory is involved.
+        unsafe {
+            libc::kill(pid as i32, signal);
+        }
+    }
+
+    /// Sends a signal (SIGHUP, ...) to the running process.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            self.signal_pid(child.id(), signal);
+        }
+    }
+
     /// `kill -9`.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -81,10 +95,7 @@ impl Agent {
     /// SIGTERM, then wait for the process to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
+            self.signal_pid(child.id(), libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
