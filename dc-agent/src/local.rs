@@ -132,8 +132,13 @@ impl CheckSpec {
             service_id: service_id.to_owned(),
             probe,
             ttl,
-            interval: interval.unwrap_or(Duration::from_secs(10)),
-            timeout: timeout.unwrap_or(Duration::from_secs(10)),
+            // As Consul: intervals under a second become a second, a zero timeout the default.
+            interval: interval
+                .unwrap_or(Duration::from_secs(10))
+                .max(Duration::from_secs(1)),
+            timeout: timeout
+                .filter(|t| !t.is_zero())
+                .unwrap_or(Duration::from_secs(10)),
             thresholds: Thresholds {
                 success_before_passing: registration.success_before_passing,
                 failures_before_critical: registration.failures_before_critical,
@@ -179,6 +184,8 @@ pub struct LocalAgent {
     runners: Mutex<HashMap<String, CancellationToken>>,
     changed: Notify,
     cancel: CancellationToken,
+    /// What anti-entropy last wrote successfully, per item (JSON bodies).
+    synced: Mutex<BTreeMap<String, String>>,
     /// The services that came from config files, as loaded (for `reload`).
     config_services: Mutex<BTreeMap<String, (ServiceRegistration, Vec<AgentCheckRegistration>)>>,
 }
@@ -210,6 +217,7 @@ impl LocalAgent {
             changed: Notify::new(),
             cancel,
             config_services: Mutex::new(BTreeMap::new()),
+            synced: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -248,6 +256,10 @@ impl LocalAgent {
 
     /// Removes a service and its checks; false when it was not registered.
     pub fn deregister_service(&self, id: &str) -> bool {
+        let mut runners = self
+            .runners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (existed, checks) = {
             let mut state = self.lock();
             let existed = state.services.remove(id).is_some();
@@ -263,8 +275,11 @@ impl LocalAgent {
             (existed, checks)
         };
         for check in checks {
-            self.stop_runner(&check);
+            if let Some(token) = runners.remove(&check) {
+                token.cancel();
+            }
         }
+        drop(runners);
         self.mark_changed();
         existed
     }
@@ -281,16 +296,22 @@ impl LocalAgent {
             .probe
             .clone()
             .map(|probe| (probe, spec.interval, spec.timeout));
+        // The check table and its runner change together, under the runners lock (always
+        // taken before the state lock), so concurrent registrations never leave two runners
+        // feeding one check or a runner with no check.
+        let mut runners = self
+            .runners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.lock()
             .checks
             .insert(id.clone(), LocalCheck { spec, state });
-        self.stop_runner(&id);
+        if let Some(old) = runners.remove(&id) {
+            old.cancel();
+        }
         if let Some((probe, interval, timeout)) = probe {
             let token = self.cancel.child_token();
-            self.runners
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(id.clone(), token.clone());
+            runners.insert(id.clone(), token.clone());
             let agent = Arc::clone(self);
             tokio::spawn(async move {
                 loop {
@@ -308,6 +329,7 @@ impl LocalAgent {
                 }
             });
         }
+        drop(runners);
         self.mark_changed();
     }
 
@@ -330,21 +352,17 @@ impl LocalAgent {
         }
     }
 
-    fn stop_runner(&self, id: &str) {
-        if let Some(token) = self
-            .runners
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id)
-        {
-            token.cancel();
-        }
-    }
-
     /// Removes a check; false when it was not registered.
     pub fn deregister_check(&self, id: &str) -> bool {
+        let mut runners = self
+            .runners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let existed = self.lock().checks.remove(id).is_some();
-        self.stop_runner(id);
+        if let Some(token) = runners.remove(id) {
+            token.cancel();
+        }
+        drop(runners);
         self.mark_changed();
         existed
     }
@@ -413,7 +431,7 @@ impl LocalAgent {
             interval: Duration::from_secs(10),
             timeout: Duration::from_secs(10),
             thresholds: Thresholds::default(),
-            initial: HealthStatus::Maintenance,
+            initial: HealthStatus::Critical,
             kind: "maintenance",
         });
         Ok(())
@@ -559,6 +577,11 @@ pub async fn anti_entropy(
     }
 }
 
+/// One pass of anti-entropy. An item (the node, a service with its checks, the node-level
+/// checks) is written when its body differs from the one last written successfully (a change
+/// here) or the catalog differs from it (drift there). Comparing with what was written, not
+/// only with the catalog, matters on a follower: its catalog lags the leader, and a change
+/// undone within that lag would otherwise look already in place.
 async fn sync_once(
     agent: &LocalAgent,
     state: &crate::raft::state_machine::StateMachineStore,
@@ -583,7 +606,7 @@ async fn sync_once(
         })
         .map_err(|e| e.to_string())?;
     let (held_node, held_services, held_checks) = held;
-    let send = |method: &str, path: &str, body: serde_json::Value| {
+    let send = |method: &str, path: &str, body: &serde_json::Value| {
         let request = crate::rpc::messages::HttpRequest {
             method: method.to_owned(),
             uri: path.to_owned(),
@@ -603,53 +626,78 @@ async fn sync_once(
             ))
         }
     };
+    let written = |key: &str, body: &serde_json::Value| {
+        agent
+            .synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            == Some(&body.to_string())
+    };
+    let remember = |key: &str, body: Option<&serde_json::Value>| {
+        let mut synced = agent
+            .synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match body {
+            Some(body) => synced.insert(key.to_owned(), body.to_string()),
+            None => synced.remove(key),
+        };
+    };
+
     let node_body = json!({"Node": node, "Address": agent.address, "Datacenter": agent.datacenter, "NodeMeta": agent.node_meta});
-    let node_current = held_node
+    let node_in_catalog = held_node
         .as_ref()
         .is_some_and(|n| n.address == agent.address && n.meta == agent.node_meta);
-    if !node_current {
-        ok(send("PUT", "/v1/catalog/register", node_body).await)?;
+    if !node_in_catalog || !written("node", &node_body) {
+        ok(send("PUT", "/v1/catalog/register", &node_body).await)?;
+        remember("node", Some(&node_body));
     }
     let check_json = |(spec, status, output): &(CheckSpec, HealthStatus, String)| json!({"CheckID": spec.id, "Name": spec.name, "Notes": spec.notes, "Status": status.as_str(), "Output": output, "ServiceID": spec.service_id, "Type": spec.kind});
-    let check_current = |spec: &CheckSpec, status: &HealthStatus, output: &str| {
+    let check_in_catalog = |(spec, status, output): &(CheckSpec, HealthStatus, String)| {
         held_checks.get(&spec.id).is_some_and(|c| {
             c.status == *status
-                && c.output == output
+                && c.output == *output
                 && c.name == spec.name
                 && c.notes == spec.notes
                 && c.service_id == spec.service_id
+                && c.check_type == spec.kind
         })
     };
     for (id, service) in &services {
         let own: Vec<&(CheckSpec, HealthStatus, String)> =
             checks.values().filter(|c| c.0.service_id == *id).collect();
-        let service_current = held_services.get(id).is_some_and(|s| {
+        let in_catalog = held_services.get(id).is_some_and(|s| {
             s.name == service.name
                 && s.tags == service.tags
                 && s.port == service.port
                 && s.address == service.address
                 && s.meta == service.meta
-        });
-        let checks_current = own
-            .iter()
-            .all(|(spec, status, output)| check_current(spec, status, output));
-        if service_current && checks_current {
-            continue;
-        }
+        }) && own.iter().all(|c| check_in_catalog(c));
         let body = json!({
             "Node": node, "Address": agent.address, "Datacenter": agent.datacenter, "SkipNodeUpdate": true,
             "Service": {"ID": id, "Service": service.name, "Tags": service.tags, "Address": service.address, "Port": service.port, "Meta": service.meta},
             "Checks": own.iter().map(|c| check_json(c)).collect::<Vec<_>>(),
         });
-        ok(send("PUT", "/v1/catalog/register", body).await)?;
+        let key = format!("service:{id}");
+        if in_catalog && written(&key, &body) {
+            continue;
+        }
+        ok(send("PUT", "/v1/catalog/register", &body).await)?;
+        remember(&key, Some(&body));
     }
     let node_checks: Vec<&(CheckSpec, HealthStatus, String)> = checks
         .values()
-        .filter(|c| c.0.service_id.is_empty() && !check_current(&c.0, &c.1, &c.2))
+        .filter(|c| c.0.service_id.is_empty())
         .collect();
-    if !node_checks.is_empty() {
-        let body = json!({"Node": node, "Address": agent.address, "SkipNodeUpdate": true, "Checks": node_checks.iter().map(|c| check_json(c)).collect::<Vec<_>>()});
-        ok(send("PUT", "/v1/catalog/register", body).await)?;
+    for check in node_checks {
+        let body = json!({"Node": node, "Address": agent.address, "SkipNodeUpdate": true, "Checks": [check_json(check)]});
+        let key = format!("check:{}", check.0.id);
+        if check_in_catalog(check) && written(&key, &body) {
+            continue;
+        }
+        ok(send("PUT", "/v1/catalog/register", &body).await)?;
+        remember(&key, Some(&body));
     }
     for id in held_services
         .keys()
@@ -658,9 +706,10 @@ async fn sync_once(
         ok(send(
             "PUT",
             "/v1/catalog/deregister",
-            json!({"Node": node, "ServiceID": id}),
+            &json!({"Node": node, "ServiceID": id}),
         )
         .await)?;
+        remember(&format!("service:{id}"), None);
     }
     for (id, check) in &held_checks {
         // serfHealth belongs to the leader (gossip); checks of removed services went with them.
@@ -673,9 +722,27 @@ async fn sync_once(
         ok(send(
             "PUT",
             "/v1/catalog/deregister",
-            json!({"Node": node, "CheckID": id}),
+            &json!({"Node": node, "CheckID": id}),
         )
         .await)?;
+        remember(&format!("check:{id}"), None);
+    }
+    // Forget what was written for items that no longer exist here, so that re-adding one
+    // is written even if the catalog still (stale) shows it.
+    {
+        let mut synced = agent
+            .synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        synced.retain(|key, _| {
+            key == "node"
+                || key
+                    .strip_prefix("service:")
+                    .is_some_and(|id| services.contains_key(id))
+                || key
+                    .strip_prefix("check:")
+                    .is_some_and(|id| checks.contains_key(id))
+        });
     }
     Ok(())
 }

@@ -1000,3 +1000,83 @@ fn reload_applies_config_services_and_keeps_the_rest() {
         Some(vec!["alpha".to_owned(), "gamma".to_owned()])
     );
 }
+
+/// `check/update` (the Go client's `UpdateTTL`) and maintenance checks as Consul shapes them.
+#[test]
+fn ttl_updates_and_maintenance_checks_look_like_consuls() {
+    let mut cluster = Cluster::start(87, 1);
+    cluster.wait_for_leader();
+    assert_eq!(
+        cluster
+            .request(
+                0,
+                "PUT",
+                "/v1/agent/check/register",
+                br#"{"Name":"heartbeat","TTL":"1h"}"#
+            )
+            .status,
+        200
+    );
+    let update = cluster.request(
+        0,
+        "PUT",
+        "/v1/agent/check/update/heartbeat",
+        br#"{"Status":"passing","Output":"all good"}"#,
+    );
+    assert_eq!(update.status, 200, "{}", update.text());
+    let checks: serde_json::Value = cluster
+        .request(0, "GET", "/v1/agent/checks", b"")
+        .json()
+        .expect("checks");
+    assert_eq!(
+        (
+            checks["heartbeat"]["Status"].as_str(),
+            checks["heartbeat"]["Output"].as_str()
+        ),
+        (Some("passing"), Some("all good"))
+    );
+    let bad = cluster.request(
+        0,
+        "PUT",
+        "/v1/agent/check/update/heartbeat",
+        br#"{"Status":"sideways"}"#,
+    );
+    assert_eq!(bad.status, 400);
+
+    assert_eq!(
+        cluster
+            .request(
+                0,
+                "PUT",
+                "/v1/agent/maintenance?enable=1&reason=kernel+upgrade",
+                b""
+            )
+            .status,
+        200
+    );
+    cluster.wait_for(
+        "the maintenance check in the catalog",
+        Duration::from_secs(20),
+        |c| {
+            let critical: Vec<serde_json::Value> = c
+                .request(0, "GET", "/v1/health/state/critical", b"")
+                .json()
+                .ok()?;
+            critical
+                .iter()
+                .find(|check| check["CheckID"] == "_node_maintenance")
+                .filter(|check| {
+                    check["Type"] == "maintenance"
+                        && check["Notes"] == "kernel upgrade"
+                        && check["Name"] == "Node Maintenance Mode"
+                })
+                .map(|_| ())
+        },
+    );
+    assert_eq!(
+        cluster
+            .request(0, "PUT", "/v1/agent/maintenance?enable=maybe", b"")
+            .status,
+        400
+    );
+}

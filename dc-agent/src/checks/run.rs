@@ -111,12 +111,12 @@ fn http(
     match agent.run(request) {
         Ok(mut response) => {
             let code = response.status();
-            let body = response
-                .body_mut()
-                .with_config()
-                .limit(MAX_OUTPUT as u64)
-                .read_to_vec()
-                .unwrap_or_default();
+            // Keep the first bytes of a large body rather than none.
+            let mut body = Vec::new();
+            let _ = std::io::Read::read_to_end(
+                &mut std::io::Read::take(response.body_mut().as_reader(), MAX_OUTPUT as u64),
+                &mut body,
+            );
             let output = format!(
                 "HTTP {method} {url}: {} {} Output: {}",
                 code.as_u16(),

@@ -47,6 +47,15 @@ pub trait CatalogView {
 
 impl CatalogView for crate::state::Catalog {
     fn instances(&self, service: &str) -> Vec<Instance> {
+        // DNS names are case-insensitive; catalog names keep their case.
+        let names = self.service_names();
+        let Some(service) = names
+            .keys()
+            .find(|name| name.eq_ignore_ascii_case(service))
+            .copied()
+        else {
+            return Vec::new();
+        };
         self.service_health(service, &[])
             .into_iter()
             .map(|health| Instance {
@@ -61,7 +70,11 @@ impl CatalogView for crate::state::Catalog {
     }
 
     fn node(&self, name: &str) -> Option<NodeInfo> {
-        self.node(name).map(|node| NodeInfo {
+        let node = self.node(name).or_else(|| {
+            self.nodes()
+                .find(|node| node.name.eq_ignore_ascii_case(name))
+        })?;
+        Some(NodeInfo {
             address: node.address.clone(),
             meta: node.meta.clone(),
         })
@@ -223,15 +236,43 @@ pub fn answer(
             out.rcode = Rcode::Refused;
             return out;
         }
-        Err(NameError::Unknown(_)) => return negative(out, Rcode::NxDomain),
+        Err(NameError::Unknown(_)) => {
+            // The domain and its kind labels exist (they have names under them): NODATA.
+            let apex = owner == domain
+                || ["service", "node", "addr"]
+                    .iter()
+                    .any(|kind| owner == format!("{kind}.{domain}"));
+            return negative(
+                out,
+                if apex {
+                    Rcode::NoError
+                } else {
+                    Rcode::NxDomain
+                },
+            );
+        }
     };
     let local = |dc: &Option<String>| dc.as_deref().is_none_or(|dc| dc == settings.datacenter);
     match query {
-        Query::Service { datacenter, .. } | Query::Node { datacenter, .. }
+        Query::Service { datacenter, .. }
+        | Query::Node { datacenter, .. }
+        | Query::Addr { datacenter, .. }
             if !local(&datacenter) =>
         {
             // Other datacenters are reached through gateways (issue 5).
             negative(out, Rcode::ServFail)
+        }
+        Query::Addr { address, .. } => {
+            out.answers.extend(address_records(
+                &owner,
+                &address.to_string(),
+                qtype,
+                settings.service_ttl,
+            ));
+            if out.answers.is_empty() {
+                out.authority.push(soa);
+            }
+            out
         }
         Query::Node { name, .. } => {
             let Some(node) = view.node(&name) else {

@@ -15,6 +15,14 @@ pub enum Query {
         /// Datacenter (`None`: the agent's own).
         datacenter: Option<String>,
     },
+    /// An address encoded in hex, as SRV targets of instances with their own address
+    /// (`c0a80709.addr.dc1.consul`).
+    Addr {
+        /// The address.
+        address: std::net::IpAddr,
+        /// Datacenter (`None`: the agent's own).
+        datacenter: Option<String>,
+    },
     /// A node.
     Node {
         /// Node name.
@@ -63,6 +71,15 @@ pub fn parse(name: &str, domain: &str) -> Result<Query, NameError> {
     };
     let before = &labels[..kind_at];
     match labels[kind_at] {
+        "addr" => match before {
+            [hex] => hex_address(hex)
+                .map(|address| Query::Addr {
+                    address,
+                    datacenter,
+                })
+                .ok_or_else(unknown),
+            _ => Err(unknown()),
+        },
         "node" => match before {
             [node] => Ok(Query::Node {
                 name: (*node).to_owned(),
@@ -100,7 +117,28 @@ pub fn parse(name: &str, domain: &str) -> Result<Query, NameError> {
 }
 
 fn is_kind(label: &str) -> bool {
-    label == "service" || label == "node"
+    label == "service" || label == "node" || label == "addr"
+}
+
+/// Reads Consul's hex address label: 8 hex digits for IPv4, 32 for IPv6.
+fn hex_address(label: &str) -> Option<std::net::IpAddr> {
+    let bytes: Vec<u8> = (0..label.len())
+        .step_by(2)
+        .map(|i| {
+            label
+                .get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect::<Option<_>>()?;
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes.as_slice())
+            .ok()
+            .map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes.as_slice())
+            .ok()
+            .map(std::net::IpAddr::from),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +164,8 @@ mod tests {
             "s1.node.consul.",
             "s1.node.dc2.consul",
             "node.service.consul",
+            "c0a80709.addr.dc1.consul.",
+            "zz.addr.consul",
             "consul.",
             "a.b.web.service.consul",
             "web.services.consul",
@@ -146,6 +186,8 @@ mod tests {
             s1.node.consul. -> Node { name: "s1", datacenter: None }
             s1.node.dc2.consul -> Node { name: "s1", datacenter: Some("dc2") }
             node.service.consul -> Service { name: "node", tag: None, datacenter: None }
+            c0a80709.addr.dc1.consul. -> Addr { address: 192.168.7.9, datacenter: Some("dc1") }
+            zz.addr.consul -> error: zz.addr.consul is not a service or node name
             consul. -> error: consul. is not a service or node name
             a.b.web.service.consul -> error: a.b.web.service.consul is not a service or node name
             web.services.consul -> error: web.services.consul is not a service or node name

@@ -108,17 +108,26 @@ impl RequestHandler for DnsHandler {
                 let qname = info.query.name().to_string();
                 let qtype = query_type(info.query.query_type());
                 tracing::debug!(qname = %qname, qtype = ?info.query.query_type(), src = %info.src, "dns query");
-                self.decide(&qname, qtype)
+                // No state to answer from is the server's failure, not the client's.
+                self.decide(&qname, qtype).ok_or(ResponseCode::ServFail)
             }
-            Err(_) => None,
+            Err(_) => Err(ResponseCode::FormErr),
         };
-        let Some(decided) = decided else {
-            self.queries.with_label_values(&["formerr"]).inc();
-            let response = builder.error_msg(&request.metadata, ResponseCode::FormErr);
-            return match response_handle.send_response(response).await {
-                Ok(info) => info,
-                Err(_) => failed(request),
-            };
+        let decided = match decided {
+            Ok(decided) => decided,
+            Err(code) => {
+                let label = if code == ResponseCode::ServFail {
+                    "servfail"
+                } else {
+                    "formerr"
+                };
+                self.queries.with_label_values(&[label]).inc();
+                let response = builder.error_msg(&request.metadata, code);
+                return match response_handle.send_response(response).await {
+                    Ok(info) => info,
+                    Err(_) => failed(request),
+                };
+            }
         };
         let code = match decided.rcode {
             Rcode::NoError => ResponseCode::NoError,

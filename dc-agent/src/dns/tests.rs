@@ -286,3 +286,72 @@ fn answers_are_shuffled_by_the_seed() {
     assert_eq!(order(7), order(7));
     assert_eq!(order(1).lines().count(), order(2).lines().count());
 }
+
+#[test]
+fn addr_targets_resolve_and_the_apex_exists() {
+    check(
+        "c0a80709.addr.dc1.consul.",
+        QueryType::A,
+        expect![[r#"
+        status: NoError
+        ;; ANSWER
+        c0a80709.addr.dc1.consul. 0 A 192.168.7.9
+    "#]],
+    );
+    check(
+        "consul.",
+        QueryType::Other,
+        expect![[r#"
+        status: NoError
+        ;; AUTHORITY
+        consul. 0 SOA ns.consul. hostmaster.consul. 1700000000 3600 600 86400 0
+    "#]],
+    );
+    check(
+        "service.consul.",
+        QueryType::A,
+        expect![[r#"
+        status: NoError
+        ;; AUTHORITY
+        consul. 0 SOA ns.consul. hostmaster.consul. 1700000000 3600 600 86400 0
+    "#]],
+    );
+}
+
+#[test]
+fn names_are_case_insensitive() {
+    let mut state = catalog();
+    state.apply(
+        30,
+        &register(
+            "Web-Node",
+            "10.0.0.9",
+            Some(("myapp-1", "MyApp", &[], "")),
+            HealthStatus::Passing,
+            &[],
+        ),
+    );
+    let show = |name: &str| {
+        render(&answer(
+            name,
+            QueryType::A,
+            &settings(false),
+            &state.catalog,
+            1,
+            1,
+        ))
+    };
+    expect![[r#"
+        status: NoError
+        ;; ANSWER
+        myapp.service.consul. 0 A 10.0.0.9
+        status: NoError
+        ;; ANSWER
+        web-node.node.consul. 0 A 10.0.0.9
+    "#]]
+    .assert_eq(&format!(
+        "{}{}",
+        show("myapp.service.consul."),
+        show("WEB-NODE.node.consul.")
+    ));
+}

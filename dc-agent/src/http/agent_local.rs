@@ -200,9 +200,10 @@ pub async fn fail(
 
 fn maintenance_switch(uri: &Uri) -> Result<(bool, String), ApiError> {
     let params = params(uri.query())?;
+    // Go's strconv.ParseBool, as Consul reads `enable`.
     let enable = match params.get("enable").map(String::as_str) {
-        Some("true") => true,
-        Some("false") => false,
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => true,
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => false,
         _ => return Err(ApiError::BadRequest("Missing value for enable".to_owned())),
     };
     Ok((enable, params.get("reason").cloned().unwrap_or_default()))
@@ -237,5 +238,28 @@ pub async fn reload(State(api): State<Api>) -> Result<Response, ApiError> {
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     outcome.map_err(|e| ApiError::Internal(format!("Failed reloading the configuration: {e}")))?;
+    Ok(done())
+}
+
+/// The body of `PUT /v1/agent/check/update/<id>` (the Go client's `UpdateTTL`).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TtlUpdate {
+    status: String,
+    #[serde(default)]
+    output: String,
+}
+
+/// `PUT /v1/agent/check/update/<id>` with `{"Status": "passing", "Output": "..."}`.
+pub async fn update(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let update: TtlUpdate = decode(&body)?;
+    let status: HealthStatus = update.status.parse().map_err(ApiError::BadRequest)?;
+    api.local
+        .update_ttl(&id, status, &update.output)
+        .map_err(ApiError::NotFound)?;
     Ok(done())
 }

@@ -120,6 +120,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/agent/check/pass/{id}", put(agent_local::pass))
         .route("/v1/agent/check/warn/{id}", put(agent_local::warn))
         .route("/v1/agent/check/fail/{id}", put(agent_local::fail))
+        .route("/v1/agent/check/update/{id}", put(agent_local::update))
         .route("/v1/agent/maintenance", put(agent_local::node_maintenance))
         .route("/v1/agent/reload", put(agent_local::reload))
         .route(
