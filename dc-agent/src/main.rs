@@ -56,6 +56,21 @@ enum Command {
     Leave,
     /// Re-read the agent's config files (services and checks), as SIGHUP does.
     Reload,
+    /// The LAN gossip pool's members.
+    Members {
+        /// Show every tag.
+        #[arg(long)]
+        detailed: bool,
+        /// Only members with this status (`alive`, `failed`, `left`; `|` for several).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Ask the agent to join the pool through these agents (`host` or `host:port`).
+    Join {
+        /// Gossip addresses.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -294,6 +309,10 @@ fn main() -> ExitCode {
         Command::Info => cli::info::info(&addr),
         Command::Leave => cli::info::leave(&addr),
         Command::Reload => cli::info::reload(&addr),
+        Command::Members { detailed, status } => {
+            cli::members::members(&addr, detailed, status.as_deref())
+        }
+        Command::Join { addresses } => cli::members::join(&addr, &addresses),
     }
 }
 

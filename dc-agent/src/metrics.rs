@@ -47,6 +47,10 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// `isthmus_dns_queries_total{rcode}`: DNS queries answered, by response code.
     pub dns_queries: IntCounterVec,
+    /// `consul_serf_member_join` / `_failed` / `_left`: membership events (`event` label).
+    pub serf_members: IntCounterVec,
+    /// `isthmus_gossip_dropped_packets_total{pool,reason}`: gossip packets dropped.
+    pub gossip_dropped: IntCounterVec,
 }
 
 fn ms_buckets() -> Vec<f64> {
@@ -137,6 +141,16 @@ impl Metrics {
                 "DNS queries answered, by response code.",
                 &["rcode"],
             )?,
+            serf_members: counter_vec(
+                "consul_serf_member_events",
+                "LAN membership events: join, failed, left.",
+                &["event"],
+            )?,
+            gossip_dropped: counter_vec(
+                "isthmus_gossip_dropped_packets_total",
+                "Gossip packets dropped, by pool and reason (no_key: no installed key opens it).",
+                &["pool", "reason"],
+            )?,
             registry,
         })
     }
@@ -206,5 +220,17 @@ pub async fn follow_raft(server: Arc<Server>, metrics: Arc<Metrics>, cancel: Can
                 .all(|matched| last.saturating_sub(matched.map_or(0, |id| id.index)) < 1000);
             metrics.autopilot_healthy.set(i64::from(healthy));
         }
+    }
+}
+
+impl crate::gossip::lan::PoolEvents for Metrics {
+    fn dropped(&self, reason: &'static str) {
+        self.gossip_dropped
+            .with_label_values(&["lan", reason])
+            .inc();
+    }
+
+    fn member(&self, status: &'static str) {
+        self.serf_members.with_label_values(&[status]).inc();
     }
 }

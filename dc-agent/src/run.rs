@@ -58,8 +58,9 @@ pub fn apply_dev_defaults(config: &mut AgentConfig) {
 }
 
 async fn resolve_join(entry: &str, server_port: u16) -> anyhow::Result<Vec<SocketAddr>> {
-    // Consul's retry_join names gossip addresses; until gossip exists, the host is dialled
-    // on the server port.
+    // Consul's retry_join names gossip addresses: the host is used both for gossip (on the
+    // serf_lan port) and, until servers are found through gossip, for Raft discovery (on
+    // the server port).
     let host = match entry.parse::<SocketAddr>() {
         Ok(addr) => return Ok(vec![SocketAddr::new(addr.ip(), server_port)]),
         Err(_) => entry
@@ -131,9 +132,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     tls.set_rejection_observer(crate::metrics::rejection_observer(metrics.clone()));
     let authenticated = tls.authenticates_peers();
 
+    let serf_lan_port = ports_config.serf_lan.unwrap_or(ports::SERF_LAN);
     let mut retry_join = Vec::new();
+    let mut gossip_seeds = Vec::new();
     for entry in &config.retry_join {
-        retry_join.extend(resolve_join(entry, server_port).await?);
+        for addr in resolve_join(entry, server_port).await? {
+            gossip_seeds.push(SocketAddr::new(addr.ip(), serf_lan_port));
+            retry_join.push(addr);
+        }
     }
     let rpc_addr = SocketAddr::new(validated.bind_addr, server_port);
     let http_addr = SocketAddr::new(validated.client_addr, http_port);
@@ -158,6 +164,29 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         metrics.clone(),
         cancel.child_token(),
     ));
+    let keyring = match &validated.gossip_key {
+        Some(key) => Some(crate::gossip::keyring::Keyring::new(&[
+            wire::gossip_key::encode(key),
+        ])?),
+        None => None,
+    };
+    let lan = crate::gossip::lan::start(
+        crate::gossip::lan::NodeId {
+            addr: SocketAddr::new(validated.bind_addr, serf_lan_port),
+            bump: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            name: validated.node_name.clone(),
+            server: true,
+            dc: validated.datacenter.clone(),
+            build: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        keyring,
+        gossip_seeds,
+        metrics.clone(),
+        cancel.child_token(),
+    )
+    .await?;
     let dns_settings = crate::dns::answer::Settings {
         domain: validated.domain.clone(),
         datacenter: validated.datacenter.clone(),
@@ -240,6 +269,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         metrics,
         local: local.clone(),
         reload: reloader,
+        lan: lan.clone(),
         shutdown: cancel.clone(),
     };
     let router = crate::http::router(api);

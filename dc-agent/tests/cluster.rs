@@ -572,3 +572,86 @@ fn servers_of_another_federation_are_refused_counted_and_logged_once() {
     assert_eq!(configuration.servers.len(), 3);
     assert!(cluster.agents.iter_mut().all(|a| a.is_running()));
 }
+
+#[test]
+fn lan_gossip_shows_alive_left_and_failed_members_and_drops_foreign_keys() {
+    let mut cluster = Cluster::render(88, 4, "");
+    for agent in &cluster.agents {
+        agent.edit_config(|config| config["bootstrap_expect"] = 3.into());
+    }
+    // s4 has another gossip key: its packets are dropped, it never becomes a member.
+    cluster.agents[3]
+        .edit_config(|config| config["encrypt"] = wire::gossip_key::encode(&[9u8; 32]).into());
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    cluster.wait_for_leader_among(&[0, 1, 2]);
+    let statuses = |c: &Cluster, from: usize| -> Option<Vec<String>> {
+        let (code, out, _) = cli(&c.agents[from].http(), &["members"]);
+        (code == 0).then(|| {
+            out.lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .collect()
+        })
+    };
+    cluster.wait_for(
+        "three alive servers in everyone's view",
+        Duration::from_secs(20),
+        |c| {
+            let expected = [
+                "s1 127.88.0.1:8301 alive",
+                "s2 127.88.0.2:8301 alive",
+                "s3 127.88.0.3:8301 alive",
+            ];
+            (0..3)
+                .all(|i| statuses(c, i).as_deref() == Some(&expected.map(str::to_owned)[..]))
+                .then_some(())
+        },
+    );
+    cluster.wait_for(
+        "s4's packets to be dropped for their key",
+        Duration::from_secs(20),
+        |c| {
+            let metrics = c
+                .request(0, "GET", "/v1/agent/metrics?format=prometheus", b"")
+                .text();
+            metrics
+                .contains("isthmus_gossip_dropped_packets_total{pool=\"lan\",reason=\"no_key\"}")
+                .then_some(())
+        },
+    );
+
+    // A graceful leave shows as left; a kill -9 as failed.
+    let leader = cluster.wait_for_leader_among(&[0, 1, 2]);
+    let leaving = (0..3).find(|i| *i != leader).expect("a follower");
+    let (code, _, stderr) = cli(&cluster.agents[leaving].http(), &["leave"]);
+    assert_eq!(code, 0, "{stderr}");
+    let leaving_name = cluster.agents[leaving].name.clone();
+    cluster.wait_for("the leaver to show as left", Duration::from_secs(20), |c| {
+        statuses(c, leader)?
+            .iter()
+            .any(|l| l.starts_with(&leaving_name) && l.ends_with(" left"))
+            .then_some(())
+    });
+    let victim = (0..3)
+        .find(|i| *i != leader && *i != leaving)
+        .expect("another server");
+    cluster.agents[victim].kill();
+    let victim_name = cluster.agents[victim].name.clone();
+    cluster.wait_for(
+        "the killed server to show as failed",
+        Duration::from_secs(30),
+        |c| {
+            statuses(c, leader)?
+                .iter()
+                .any(|l| l.starts_with(&victim_name) && l.ends_with(" failed"))
+                .then_some(())
+        },
+    );
+    let (_, failed_only, _) = cli(
+        &cluster.agents[leader].http(),
+        &["members", "-status=failed"],
+    );
+    assert_eq!(failed_only.lines().count(), 2, "{failed_only}");
+}

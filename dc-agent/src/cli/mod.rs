@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod info;
 pub mod kv;
+pub mod members;
 pub mod operator;
 
 use std::process::ExitCode;

@@ -2,3 +2,4 @@
 //! part every gossip packet goes through: the keyring that encrypts it.
 
 pub mod keyring;
+pub mod lan;

@@ -153,6 +153,54 @@ pub async fn leave(State(api): State<Api>) -> Result<Response, ApiError> {
         .leave()
         .await
         .map_err(|e| ApiError::Internal(format!("leaving: {e:#}")))?;
+    // Only once Raft let this server go: say goodbye to the gossip pool, then stop.
+    api.lan.leave().await;
     api.shutdown.cancel();
+    Ok(([("content-type", "application/json")], "").into_response())
+}
+
+/// `GET /v1/agent/members`: the LAN pool, as Consul lists it.
+pub async fn members(State(api): State<Api>) -> Response {
+    let members: Vec<serde_json::Value> = api
+        .lan
+        .members()
+        .iter()
+        .map(|member| {
+            json!({
+                "Name": member.id.name,
+                "Addr": member.id.addr.ip().to_string(),
+                "Port": member.id.addr.port(),
+                "Tags": {
+                    "role": if member.id.server { "consul" } else { "node" },
+                    "dc": member.id.dc,
+                    "build": member.id.build,
+                    "segment": "",
+                },
+                "Status": member.status.code(),
+                "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
+                "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+            })
+        })
+        .collect();
+    json(&api, 1, Consistency::Stale, &members)
+}
+
+/// `PUT /v1/agent/join/<address>`: announce this agent to another (`host` or `host:port`).
+pub async fn join(
+    State(api): State<Api>,
+    axum::extract::Path(address): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let addr = match address.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            let ip: std::net::IpAddr = address.parse().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "Invalid address {address:?}: use host or host:port"
+                ))
+            })?;
+            std::net::SocketAddr::new(ip, wire::ports::SERF_LAN)
+        }
+    };
+    api.lan.join(vec![addr]).await;
     Ok(([("content-type", "application/json")], "").into_response())
 }

@@ -44,6 +44,8 @@ pub struct Api {
     pub local: Arc<crate::local::LocalAgent>,
     /// Re-reads the configuration (`/v1/agent/reload`).
     pub reload: crate::run::Reloader,
+    /// The LAN gossip pool.
+    pub lan: crate::gossip::lan::LanPool,
     /// Cancelling it stops the agent (`/v1/agent/leave`).
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -123,6 +125,8 @@ pub fn router(api: Api) -> Router {
         .route("/v1/agent/check/update/{id}", put(agent_local::update))
         .route("/v1/agent/maintenance", put(agent_local::node_maintenance))
         .route("/v1/agent/reload", put(agent_local::reload))
+        .route("/v1/agent/members", get(agent::members))
+        .route("/v1/agent/join/{addr}", put(agent::join))
         .route(
             "/v1/agent/service/maintenance/{id}",
             put(agent_local::service_maintenance),

@@ -214,7 +214,15 @@ impl Cluster {
 
     /// Waits until every running agent reports the same leader; returns its index in `agents`.
     pub fn wait_for_leader(&mut self) -> usize {
-        let running: Vec<usize> = (0..self.agents.len())
+        let running: Vec<usize> = (0..self.agents.len()).collect();
+        self.wait_for_leader_among(&running)
+    }
+
+    /// Waits until the running agents at `indexes` report the same running leader.
+    pub fn wait_for_leader_among(&mut self, indexes: &[usize]) -> usize {
+        let running: Vec<usize> = indexes
+            .iter()
+            .copied()
             .filter(|i| self.agents[*i].is_running())
             .collect();
         self.wait_for(

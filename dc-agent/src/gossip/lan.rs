@@ -1,0 +1,395 @@
+//! The LAN gossip pool: SWIM (foca) over UDP, every datagram sealed with the keyring and
+//! tagged with the datacenter, so a wrong key or another datacenter's pool is dropped and
+//! counted rather than merged. One task owns foca; timers come from one deadline-ordered
+//! heap (foca needs them in order). A node leaving says goodbye first, so peers can tell a
+//! node that left from one that failed (SWIM alone cannot).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use foca::{AccumulatingRuntime, Config, Foca, Identity, OwnedNotification, PostcardCodec, Timer};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use wire::Role;
+
+use super::keyring::{Keyring, NONCE_LEN};
+
+/// First bytes of every plaintext datagram.
+const MAGIC: &[u8; 3] = b"ISG";
+const KIND_FOCA: u8 = 0;
+const KIND_BYE: u8 = 1;
+/// Largest foca datagram; leaves room for our envelope and the seal in a 1500-byte MTU.
+const MAX_FOCA_PACKET: usize = 1350;
+
+/// A gossip identity: where a node listens, who it is, and a restart counter so that a
+/// restarted node replaces its old self.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeId {
+    /// Gossip address.
+    pub addr: SocketAddr,
+    /// Unix milliseconds at start.
+    pub bump: u64,
+    /// Node name.
+    pub name: String,
+    /// Server or client.
+    pub server: bool,
+    /// Datacenter.
+    pub dc: String,
+    /// Build version.
+    pub build: String,
+}
+
+impl Identity for NodeId {
+    type Addr = SocketAddr;
+
+    fn renew(&self) -> Option<Self> {
+        Some(NodeId {
+            bump: self.bump.wrapping_add(1),
+            ..self.clone()
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        (self.bump, &self.name) > (adversary.bump, &adversary.name)
+    }
+}
+
+/// A member's state as `members` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MemberStatus {
+    /// Answering probes.
+    Alive,
+    /// Left the pool gracefully.
+    Left,
+    /// Stopped answering.
+    Failed,
+}
+
+impl MemberStatus {
+    /// Consul's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Alive => "alive",
+            MemberStatus::Left => "left",
+            MemberStatus::Failed => "failed",
+        }
+    }
+
+    /// Consul's numeric status in `/v1/agent/members` (1 alive, 3 left, 4 failed).
+    pub fn code(self) -> u8 {
+        match self {
+            MemberStatus::Alive => 1,
+            MemberStatus::Left => 3,
+            MemberStatus::Failed => 4,
+        }
+    }
+}
+
+/// One member of the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its identity.
+    pub id: NodeId,
+    /// Its state.
+    pub status: MemberStatus,
+}
+
+impl Member {
+    /// Server or client.
+    pub fn role(&self) -> Role {
+        if self.id.server {
+            Role::Server
+        } else {
+            Role::Client
+        }
+    }
+}
+
+enum Command {
+    Join(Vec<SocketAddr>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// A handle on the running pool.
+#[derive(Clone)]
+pub struct LanPool {
+    local: NodeId,
+    members: Arc<RwLock<BTreeMap<SocketAddr, Member>>>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl LanPool {
+    /// Every member, this node included, by name.
+    pub fn members(&self) -> Vec<Member> {
+        let mut members: Vec<Member> = self
+            .members
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        members.push(Member {
+            id: self.local.clone(),
+            status: MemberStatus::Alive,
+        });
+        members.sort_by(|a, b| a.id.name.cmp(&b.id.name));
+        members
+    }
+
+    /// Announces this node to `addrs`; returns how many were contacted.
+    pub async fn join(&self, addrs: Vec<SocketAddr>) -> usize {
+        let n = addrs.len();
+        if self.commands.send(Command::Join(addrs)).await.is_err() {
+            return 0;
+        }
+        n
+    }
+
+    /// Says goodbye and leaves the pool; returns once the goodbyes are sent.
+    pub async fn leave(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.commands.send(Command::Leave(done)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
+        }
+    }
+}
+
+/// What the pool reports to metrics.
+pub trait PoolEvents: Send + Sync + 'static {
+    /// A datagram was dropped (`no_key`, `foreign_dc`, `malformed`, ...).
+    fn dropped(&self, reason: &'static str);
+    /// A member joined, failed or left.
+    fn member(&self, status: &'static str);
+}
+
+/// Starts the pool on `bind`, announcing to `seeds` until it has members.
+pub async fn start(
+    local: NodeId,
+    keyring: Option<Keyring>,
+    seeds: Vec<SocketAddr>,
+    events: Arc<dyn PoolEvents>,
+    cancel: CancellationToken,
+) -> anyhow::Result<LanPool> {
+    let socket = tokio::net::UdpSocket::bind(local.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the gossip port {}/udp: {e}", local.addr))?;
+    let members = Arc::new(RwLock::new(BTreeMap::new()));
+    let (commands, receiver) = mpsc::channel(16);
+    let pool = LanPool {
+        local: local.clone(),
+        members: members.clone(),
+        commands,
+    };
+    let driver = Driver {
+        local,
+        keyring,
+        seeds,
+        events,
+        members,
+        socket,
+        timers: BinaryHeap::new(),
+        departed: HashSet::new(),
+        logged: HashSet::new(),
+    };
+    tokio::spawn(driver.run(receiver, cancel));
+    Ok(pool)
+}
+
+struct Driver {
+    local: NodeId,
+    keyring: Option<Keyring>,
+    seeds: Vec<SocketAddr>,
+    events: Arc<dyn PoolEvents>,
+    members: Arc<RwLock<BTreeMap<SocketAddr, Member>>>,
+    socket: tokio::net::UdpSocket,
+    timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
+    /// Members that said goodbye: their next MemberDown means left, not failed.
+    departed: HashSet<SocketAddr>,
+    logged: HashSet<&'static str>,
+}
+
+fn placeholder(addr: SocketAddr) -> NodeId {
+    NodeId {
+        addr,
+        bump: 0,
+        name: String::new(),
+        server: false,
+        dc: String::new(),
+        build: String::new(),
+    }
+}
+
+impl Driver {
+    fn seal(&self, kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut plain = Vec::with_capacity(payload.len() + 4 + self.local.dc.len());
+        plain.extend_from_slice(MAGIC);
+        plain.push(kind);
+        plain.push(self.local.dc.len() as u8);
+        plain.extend_from_slice(self.local.dc.as_bytes());
+        plain.extend_from_slice(payload);
+        match &self.keyring {
+            Some(keyring) => {
+                let mut nonce = [0u8; NONCE_LEN];
+                rand::fill(&mut nonce);
+                keyring.seal(nonce, &plain)
+            }
+            None => plain,
+        }
+    }
+
+    /// The kind and payload of a datagram, or why it is dropped.
+    fn open(&self, datagram: &[u8]) -> Result<(u8, Vec<u8>), &'static str> {
+        let plain = match &self.keyring {
+            Some(keyring) => keyring.open(datagram).map_err(|e| e.as_label())?,
+            None => datagram.to_vec(),
+        };
+        if plain.len() < 5 || &plain[..3] != MAGIC {
+            return Err("malformed");
+        }
+        let dc_len = usize::from(plain[4]);
+        let dc = plain.get(5..5 + dc_len).ok_or("malformed")?;
+        if dc != self.local.dc.as_bytes() {
+            return Err("foreign_dc");
+        }
+        Ok((plain[3], plain[5 + dc_len..].to_vec()))
+    }
+
+    fn drop_packet(&mut self, from: SocketAddr, reason: &'static str) {
+        self.events.dropped(reason);
+        if self.logged.insert(reason) {
+            tracing::warn!(peer = %from, reason, "dropped a gossip packet (further drops for this reason are only counted in isthmus_gossip_dropped_packets_total)");
+        }
+    }
+
+    async fn flush(&mut self, runtime: &mut AccumulatingRuntime<NodeId>) {
+        while let Some((to, data)) = runtime.to_send() {
+            let sealed = self.seal(KIND_FOCA, &data);
+            let _ = self.socket.send_to(&sealed, to.addr).await;
+        }
+        while let Some((after, timer)) = runtime.to_schedule() {
+            self.timers.push(Reverse((Instant::now() + after, timer)));
+        }
+        while let Some(notification) = runtime.to_notify() {
+            self.notified(notification);
+        }
+    }
+
+    fn notified(&mut self, notification: OwnedNotification<NodeId>) {
+        let Ok(mut members) = self.members.write() else {
+            return;
+        };
+        match notification {
+            OwnedNotification::MemberUp(id) => {
+                tracing::info!(node = %id.name, addr = %id.addr, "member joined");
+                self.events.member("join");
+                self.departed.remove(&id.addr);
+                members.insert(
+                    id.addr,
+                    Member {
+                        id,
+                        status: MemberStatus::Alive,
+                    },
+                );
+            }
+            OwnedNotification::MemberDown(id) => {
+                let status = if self.departed.remove(&id.addr) {
+                    MemberStatus::Left
+                } else {
+                    MemberStatus::Failed
+                };
+                tracing::info!(node = %id.name, addr = %id.addr, status = status.as_str(), "member down");
+                self.events.member(if status == MemberStatus::Left {
+                    "left"
+                } else {
+                    "failed"
+                });
+                members.insert(id.addr, Member { id, status });
+            }
+            OwnedNotification::Rename(_, new) => {
+                if let Some(member) = members.get_mut(&new.addr) {
+                    member.id = new;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, cancel: CancellationToken) {
+        let size = std::num::NonZeroU32::new(16).unwrap_or(std::num::NonZeroU32::MIN);
+        let mut config = Config::new_lan(size);
+        if let Some(max) = std::num::NonZeroUsize::new(MAX_FOCA_PACKET) {
+            config.max_packet_size = max;
+        }
+        let rng: rand::rngs::StdRng = rand::make_rng();
+        let mut foca = Foca::new(self.local.clone(), config, rng, PostcardCodec);
+        let mut runtime = AccumulatingRuntime::new();
+        let mut buffer = vec![0u8; 2048];
+        let mut announce = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                received = self.socket.recv_from(&mut buffer) => {
+                    let Ok((n, from)) = received else { continue };
+                    match self.open(&buffer[..n]) {
+                        Ok((KIND_FOCA, payload)) => {
+                            if let Err(e) = foca.handle_data(&payload, &mut runtime) {
+                                tracing::trace!(peer = %from, error = %e, "foca refused a packet");
+                            }
+                        }
+                        Ok((KIND_BYE, payload)) => {
+                            if let Ok(addr) = String::from_utf8_lossy(&payload).parse::<SocketAddr>() {
+                                self.departed.insert(addr);
+                            }
+                        }
+                        Ok(_) => self.drop_packet(from, "malformed"),
+                        Err(reason) => self.drop_packet(from, reason),
+                    }
+                }
+                _ = async { match next_timer { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
+                    let now = Instant::now();
+                    while self.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                        if let Some(Reverse((_, timer))) = self.timers.pop() {
+                            let _ = foca.handle_timer(timer, &mut runtime);
+                        }
+                    }
+                }
+                _ = announce.tick(), if foca.num_members() == 0 && !self.seeds.is_empty() => {
+                    for seed in self.seeds.clone() {
+                        if seed != self.local.addr {
+                            let _ = foca.announce(placeholder(seed), &mut runtime);
+                        }
+                    }
+                }
+                command = commands.recv() => match command {
+                    Some(Command::Join(addrs)) => {
+                        for addr in addrs {
+                            let _ = foca.announce(placeholder(addr), &mut runtime);
+                        }
+                    }
+                    Some(Command::Leave(done)) => {
+                        let bye = self.seal(KIND_BYE, self.local.addr.to_string().as_bytes());
+                        let peers: Vec<SocketAddr> = foca.iter_members().map(|m| m.id().addr).collect();
+                        for peer in peers {
+                            let _ = self.socket.send_to(&bye, peer).await;
+                        }
+                        let _ = foca.leave_cluster(&mut runtime);
+                        self.flush(&mut runtime).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => return,
+                },
+            }
+            self.flush(&mut runtime).await;
+        }
+    }
+}
