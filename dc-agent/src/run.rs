@@ -276,6 +276,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let _ = server
         .http_handler
         .set(crate::http::forward_handler(router.clone()));
+    tasks.spawn(crate::server::serf_health::reconcile_loop(
+        server.clone(),
+        lan.clone(),
+        crate::http::forward_handler(router.clone()),
+        validated.datacenter.clone(),
+        cancel.child_token(),
+    ));
     tasks.spawn(crate::local::anti_entropy(
         local.clone(),
         server.state.clone(),

@@ -634,9 +634,48 @@ fn lan_gossip_shows_alive_left_and_failed_members_and_drops_foreign_keys() {
             .any(|l| l.starts_with(&leaving_name) && l.ends_with(" left"))
             .then_some(())
     });
+    cluster.wait_for(
+        "the leaver's node to leave the catalog",
+        Duration::from_secs(20),
+        |c| {
+            let nodes: Vec<wire::api::CatalogNode> = c
+                .request(leader, "GET", "/v1/catalog/nodes", b"")
+                .json()
+                .ok()?;
+            (!nodes.is_empty() && nodes.iter().all(|n| n.node != leaving_name)).then_some(())
+        },
+    );
     let victim = (0..3)
         .find(|i| *i != leader && *i != leaving)
         .expect("another server");
+    // A service on the victim, in DNS while its node is alive.
+    let web = cluster.request(
+        victim,
+        "PUT",
+        "/v1/agent/service/register",
+        br#"{"Name":"web","Port":80}"#,
+    );
+    assert_eq!(web.status, 200);
+    let victim_ip = cluster.agents[victim].address.clone();
+    let leader_ip = cluster.agents[leader].address.clone();
+    let dig_web = || {
+        let output = std::process::Command::new("dig")
+            .args([
+                &format!("@{leader_ip}"),
+                "-p",
+                "8600",
+                "+time=2",
+                "+tries=1",
+                "web.service.consul",
+                "+short",
+            ])
+            .output()
+            .expect("dig is missing: install Debian's dnsutils (scripts/test.sh does)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    cluster.wait_for("web in DNS", Duration::from_secs(20), |_| {
+        (dig_web() == format!("{victim_ip}\n")).then_some(())
+    });
     cluster.agents[victim].kill();
     let victim_name = cluster.agents[victim].name.clone();
     cluster.wait_for(
@@ -647,6 +686,26 @@ fn lan_gossip_shows_alive_left_and_failed_members_and_drops_foreign_keys() {
                 .iter()
                 .any(|l| l.starts_with(&victim_name) && l.ends_with(" failed"))
                 .then_some(())
+        },
+    );
+    // Its serfHealth turns critical, so its services leave DNS.
+    cluster.wait_for(
+        "web out of DNS once its node failed",
+        Duration::from_secs(20),
+        |c| {
+            let checks: Vec<serde_json::Value> = c
+                .request(
+                    leader,
+                    "GET",
+                    &format!("/v1/health/node/{victim_name}"),
+                    b"",
+                )
+                .json()
+                .ok()?;
+            let serf = checks
+                .iter()
+                .find(|check| check["CheckID"] == "serfHealth")?;
+            (serf["Status"] == "critical" && dig_web().is_empty()).then_some(())
         },
     );
     let (_, failed_only, _) = cli(

@@ -4,6 +4,7 @@
 mod bootstrap;
 mod handlers;
 pub mod proposer;
+pub mod serf_health;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

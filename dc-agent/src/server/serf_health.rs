@@ -1,0 +1,110 @@
+//! The leader turns LAN membership into each node's `serfHealth` check ("Serf Health
+//! Status"), as Consul's leader does: alive -> passing, failed -> critical (so the node's
+//! services leave DNS and `?passing`), left -> the node is deregistered. Only differences
+//! are written; the leader's own state machine is current, so comparing with it is exact.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wire::records::HealthStatus;
+
+use crate::gossip::lan::{LanPool, MemberStatus};
+use crate::rpc::messages::{HttpHandler, HttpRequest};
+use crate::server::Server;
+
+/// The check ID Consul uses.
+pub const SERF_HEALTH: &str = "serfHealth";
+
+/// Reconciles every second while this server leads.
+pub async fn reconcile_loop(
+    server: Arc<Server>,
+    lan: LanPool,
+    handler: HttpHandler,
+    datacenter: String,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if !server.is_leader() {
+            continue;
+        }
+        if let Err(e) = reconcile(&server, &lan, &handler, &datacenter).await {
+            tracing::debug!(error = %e, "serfHealth reconcile failed; retrying");
+        }
+    }
+}
+
+async fn reconcile(
+    server: &Server,
+    lan: &LanPool,
+    handler: &HttpHandler,
+    datacenter: &str,
+) -> Result<(), String> {
+    for member in lan.members() {
+        let name = member.id.name.clone();
+        let address = member.id.addr.ip().to_string();
+        let held = server
+            .state
+            .read(|data| {
+                let catalog = &data.state.catalog;
+                let node = catalog.node(&name).map(|n| n.address.clone());
+                let check = catalog
+                    .node_checks(&name)
+                    .find(|c| c.check_id == SERF_HEALTH)
+                    .map(|c| c.status);
+                (node, check)
+            })
+            .map_err(|e| e.to_string())?;
+        let body = match member.status {
+            MemberStatus::Left => {
+                if held.0.is_none() {
+                    continue;
+                }
+                tracing::info!(node = %name, "deregistering a node that left");
+                ("/v1/catalog/deregister", serde_json::json!({"Node": name}))
+            }
+            status => {
+                let (wanted, output) = if status == MemberStatus::Alive {
+                    (HealthStatus::Passing, "Agent alive and reachable")
+                } else {
+                    (HealthStatus::Critical, "Agent not live or unreachable")
+                };
+                if held.1 == Some(wanted) && held.0.is_some() {
+                    continue;
+                }
+                let check = serde_json::json!({"CheckID": SERF_HEALTH, "Name": "Serf Health Status", "Status": wanted.as_str(), "Output": output, "Type": ""});
+                // A node the catalog does not know yet is registered with its gossip address.
+                let body = match held.0 {
+                    Some(_) => {
+                        serde_json::json!({"Node": name, "SkipNodeUpdate": true, "Checks": [check]})
+                    }
+                    None => {
+                        serde_json::json!({"Node": name, "Address": address, "Datacenter": datacenter, "Checks": [check]})
+                    }
+                };
+                ("/v1/catalog/register", body)
+            }
+        };
+        let response = handler(HttpRequest {
+            method: "PUT".to_owned(),
+            uri: body.0.to_owned(),
+            headers: vec![("content-type".to_owned(), b"application/json".to_vec())],
+            body: body.1.to_string().into_bytes(),
+        })
+        .await;
+        if response.status != 200 {
+            return Err(format!(
+                "catalog answered {}: {}",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            ));
+        }
+    }
+    Ok(())
+}
