@@ -786,6 +786,8 @@ fn agent_services_and_checks_sync_to_the_catalog() {
             entries
                 .iter()
                 .flat_map(|e| e["Checks"].as_array().cloned().unwrap_or_default())
+                // Only the service checks: the node-level serfHealth is the leader's.
+                .filter(|c| c["CheckID"] != "serfHealth")
                 .map(|c| {
                     format!(
                         "{}={}",
