@@ -65,6 +65,11 @@ enum Command {
         #[arg(long)]
         status: Option<String>,
     },
+    /// Mark a failed member as left, so it is removed from the catalog.
+    ForceLeave {
+        /// The node name.
+        node: String,
+    },
     /// Ask the agent to join the pool through these agents (`host` or `host:port`).
     Join {
         /// Gossip addresses.
@@ -313,6 +318,7 @@ fn main() -> ExitCode {
             cli::members::members(&addr, detailed, status.as_deref())
         }
         Command::Join { addresses } => cli::members::join(&addr, &addresses),
+        Command::ForceLeave { node } => cli::members::force_leave(&addr, &node),
     }
 }
 

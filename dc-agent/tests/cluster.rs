@@ -719,4 +719,25 @@ fn lan_gossip_shows_alive_left_and_failed_members_and_drops_foreign_keys() {
         &["members", "-status=failed"],
     );
     assert_eq!(failed_only.lines().count(), 2, "{failed_only}");
+
+    // force-leave: the failed node becomes left everywhere and leaves the catalog.
+    let http = cluster.agents[leader].http();
+    assert_eq!(cli(&http, &["force-leave", &victim_name]).0, 0);
+    cluster.wait_for(
+        "the force-left node to show as left and leave the catalog",
+        Duration::from_secs(20),
+        |c| {
+            let left = statuses(c, leader)?
+                .iter()
+                .any(|l| l.starts_with(&victim_name) && l.ends_with(" left"));
+            let nodes: Vec<wire::api::CatalogNode> = c
+                .request(leader, "GET", "/v1/catalog/nodes", b"")
+                .json()
+                .ok()?;
+            (left && nodes.iter().all(|n| n.node != victim_name)).then_some(())
+        },
+    );
+    let (code, _, error) = cli(&http, &["force-leave", "s1"]);
+    assert_eq!(code, 1, "an alive node cannot be force-left");
+    assert!(error.contains("that has failed"), "{error}");
 }

@@ -108,3 +108,15 @@ pub fn join(addr: &str, targets: &[String]) -> ExitCode {
     println!("Successfully joined cluster by contacting {joined} nodes.");
     ExitCode::SUCCESS
 }
+
+/// Marks a failed node as left.
+pub fn force_leave(addr: &str, node: &str) -> ExitCode {
+    match check(
+        client(addr).put(&format!("/v1/agent/force-leave/{node}"), b""),
+        addr,
+    ) {
+        Ok(response) if response.status == 200 => ExitCode::SUCCESS,
+        Ok(response) => fail(format!("Error force leaving: {}", response.text().trim())),
+        Err(e) => fail(format!("Error force leaving: {e}")),
+    }
+}

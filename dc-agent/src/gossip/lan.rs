@@ -117,6 +117,7 @@ impl Member {
 enum Command {
     Join(Vec<SocketAddr>),
     Leave(oneshot::Sender<()>),
+    ForceLeave(SocketAddr),
 }
 
 /// A handle on the running pool.
@@ -150,6 +151,21 @@ impl LanPool {
             return 0;
         }
         n
+    }
+
+    /// Marks a failed member as left across the pool (`force-leave`); false when no failed
+    /// member has that name.
+    pub async fn force_leave(&self, name: &str) -> bool {
+        let target = self.members.read().ok().and_then(|members| {
+            members
+                .values()
+                .find(|m| m.id.name == name && m.status == MemberStatus::Failed)
+                .map(|m| m.id.addr)
+        });
+        match target {
+            Some(addr) => self.commands.send(Command::ForceLeave(addr)).await.is_ok(),
+            None => false,
+        }
     }
 
     /// Says goodbye and leaves the pool; returns once the goodbyes are sent.
@@ -268,6 +284,24 @@ impl Driver {
         }
     }
 
+    /// A member said goodbye (or was force-left): a failed one becomes left at once; a live
+    /// one becomes left when SWIM declares it down.
+    fn departed(&mut self, addr: SocketAddr) {
+        let Ok(mut members) = self.members.write() else {
+            return;
+        };
+        match members.get_mut(&addr) {
+            Some(member) if member.status == MemberStatus::Failed => {
+                tracing::info!(node = %member.id.name, "member force-left");
+                member.status = MemberStatus::Left;
+                self.events.member("left");
+            }
+            _ => {
+                self.departed.insert(addr);
+            }
+        }
+    }
+
     async fn flush(&mut self, runtime: &mut AccumulatingRuntime<NodeId>) {
         while let Some((to, data)) = runtime.to_send() {
             let sealed = self.seal(KIND_FOCA, &data);
@@ -347,7 +381,7 @@ impl Driver {
                         }
                         Ok((KIND_BYE, payload)) => {
                             if let Ok(addr) = String::from_utf8_lossy(&payload).parse::<SocketAddr>() {
-                                self.departed.insert(addr);
+                                self.departed(addr);
                             }
                         }
                         Ok(_) => self.drop_packet(from, "malformed"),
@@ -374,6 +408,15 @@ impl Driver {
                         for addr in addrs {
                             let _ = foca.announce(placeholder(addr), &mut runtime);
                         }
+                    }
+                    Some(Command::ForceLeave(addr)) => {
+                        // A goodbye on the failed member's behalf, to every member and to us.
+                        let bye = self.seal(KIND_BYE, addr.to_string().as_bytes());
+                        let peers: Vec<SocketAddr> = foca.iter_members().map(|m| m.id().addr).collect();
+                        for peer in peers {
+                            let _ = self.socket.send_to(&bye, peer).await;
+                        }
+                        self.departed(addr);
                     }
                     Some(Command::Leave(done)) => {
                         let bye = self.seal(KIND_BYE, self.local.addr.to_string().as_bytes());

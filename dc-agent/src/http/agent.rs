@@ -204,3 +204,18 @@ pub async fn join(
     api.lan.join(vec![addr]).await;
     Ok(([("content-type", "application/json")], "").into_response())
 }
+
+/// `PUT /v1/agent/force-leave/<node>`: a failed member becomes left, and is then removed
+/// from the catalog.
+pub async fn force_leave(
+    State(api): State<Api>,
+    axum::extract::Path(node): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    if api.lan.force_leave(&node).await {
+        Ok(([("content-type", "application/json")], "").into_response())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "agent: No node found with name '{node}' that has failed"
+        )))
+    }
+}

@@ -127,6 +127,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/agent/reload", put(agent_local::reload))
         .route("/v1/agent/members", get(agent::members))
         .route("/v1/agent/join/{addr}", put(agent::join))
+        .route("/v1/agent/force-leave/{node}", put(agent::force_leave))
         .route(
             "/v1/agent/service/maintenance/{id}",
             put(agent_local::service_maintenance),
