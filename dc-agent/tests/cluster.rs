@@ -382,6 +382,7 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
         ("PUT", "/v1/kv/flagged?flags=lots", b"value"),
         ("PUT", "/v1/kv/casd?cas=-1", b"value"),
         ("GET", "/v1/health/state/sideways", b""),
+        ("GET", "/v1/kv/foo?dc=dc2", b""),
     ] {
         let response = cluster.request(follower, method, path, body);
         let shown_path = if path == "/v1/kv/big" {
@@ -420,6 +421,8 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
           400 Invalid cas: "-1" is not a number
         GET /v1/health/state/sideways
           400 Invalid check state "sideways": use any, passing, warning or critical
+        GET /v1/kv/foo?dc=dc2
+          500 No path to datacenter "dc2"
     "#]]
     .assert_eq(&transcript);
     let everything = cluster.request(leader, "GET", "/v1/kv/?recurse", b"");

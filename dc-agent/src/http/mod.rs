@@ -252,6 +252,15 @@ const FORWARDED: &str = "x-isthmus-forwarded";
 /// Sends each request where Consul would answer it: agent and status endpoints and `?stale`
 /// reads locally; everything else on the leader, forwarded over QUIC from a follower.
 async fn route_by_consistency(State(api): State<Api>, request: Request, next: Next) -> Response {
+    // `?dc=` naming another datacenter: there is no path to it until gateways exist
+    // (Consul's answer for an unreachable datacenter); never answer it with local data.
+    let other_dc = params(request.uri().query())
+        .ok()
+        .and_then(|p| p.get("dc").cloned())
+        .filter(|dc| !dc.is_empty() && *dc != api.agent.datacenter);
+    if let Some(dc) = other_dc {
+        return ApiError::Internal(format!("No path to datacenter \"{dc}\"")).into_response();
+    }
     let path = request.uri().path();
     let local_only = path.starts_with("/v1/agent/")
         || path.starts_with("/v1/status/")
