@@ -29,7 +29,6 @@ pub const UNSUPPORTED_KEYS: &[&str] = &[
     "disable_keyring_file",
     "disable_remote_exec",
     "disable_update_check",
-    "dns_config",
     "enable_central_service_config",
     "enable_debug",
     "enable_local_script_checks",
@@ -47,7 +46,6 @@ pub const UNSUPPORTED_KEYS: &[&str] = &[
     "pid_file",
     "raft_protocol",
     "reconnect_timeout",
-    "recursors",
     "rejoin_after_leave",
     "retry_interval",
     "retry_join_wan",
@@ -63,6 +61,21 @@ pub const UNSUPPORTED_KEYS: &[&str] = &[
     "ui_dir",
     "unix_sockets",
     "watches",
+];
+
+/// Keys of `dns_config` Isthmus does not honour yet: warned about and dropped.
+const UNSUPPORTED_DNS_KEYS: &[&str] = &[
+    "allow_stale",
+    "cache_max_age",
+    "disable_compression",
+    "enable_additional_node_meta_txt",
+    "enable_truncate",
+    "max_stale",
+    "prefer_namespace",
+    "recursor_strategy",
+    "soa",
+    "udp_answer_limit",
+    "use_cache",
 ];
 
 /// A merged configuration and the warnings met on the way.
@@ -98,7 +111,7 @@ pub fn merge(base: &mut Map<String, Value>, overlay: Map<String, Value>) {
         match (base.get_mut(&key), value) {
             (Some(Value::Object(existing)), Value::Object(more)) => merge(existing, more),
             (Some(Value::Array(existing)), Value::Array(more))
-                if key == "retry_join" || key == "services" =>
+                if key == "retry_join" || key == "services" || key == "recursors" =>
             {
                 existing.extend(more)
             }
@@ -177,6 +190,13 @@ pub fn finish(mut merged: Map<String, Value>, origin: &str) -> Result<Assembled,
     for key in UNSUPPORTED_KEYS {
         if merged.remove(*key).is_some() {
             warnings.push(format!("the Consul option `{key}` (in {origin}) is not supported by Isthmus yet and is ignored"));
+        }
+    }
+    if let Some(Value::Object(dns)) = merged.get_mut("dns_config") {
+        for key in UNSUPPORTED_DNS_KEYS {
+            if dns.remove(*key).is_some() {
+                warnings.push(format!("the Consul option `dns_config.{key}` (in {origin}) is not supported by Isthmus yet and is ignored"));
+            }
         }
     }
     let config: AgentConfig =

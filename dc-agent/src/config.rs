@@ -4,8 +4,10 @@
 //! Relative paths in a file are resolved against that file's directory (Consul resolves them
 //! against the working directory, which breaks as soon as a unit file changes directory).
 
-use std::net::IpAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use wire::agent_config::AgentConfig;
 use wire::config_file::ConfigError;
@@ -69,6 +71,74 @@ pub struct ValidatedConfig {
     pub gossip_key: Option<Vec<u8>>,
     /// TLS material, when configured.
     pub tls: Option<pki::NodeTls>,
+    /// The DNS interface.
+    pub dns: DnsOptions,
+}
+
+/// The DNS interface's settings, once checked (`recursors` and `dns_config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsOptions {
+    /// Upstream servers for names outside the domain, in the order they are tried.
+    pub recursors: Vec<SocketAddr>,
+    /// How long to wait for each recursor.
+    pub recursor_timeout: Duration,
+    /// TTL of node answers, in seconds.
+    pub node_ttl: u32,
+    /// TTL of service answers by name (`web`, or a prefix `web*`, or `*`), in seconds.
+    pub service_ttl: BTreeMap<String, u32>,
+    /// Leave out instances with warnings.
+    pub only_passing: bool,
+    /// Most address records per answer.
+    pub a_record_limit: Option<usize>,
+}
+
+/// Reads a recursor as Consul does: `IP` (port 53) or `IP:port` (`[IPv6]:port`).
+pub fn parse_recursor(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            format!("recursor {text:?} is not an IP address or IP:port (such as \"1.1.1.1\" or \"10.0.0.53:5353\")")
+        })
+}
+
+fn seconds(duration: Duration) -> u32 {
+    u32::try_from(duration.as_secs()).unwrap_or(u32::MAX)
+}
+
+fn dns_options(c: &AgentConfig, problems: &mut Vec<String>) -> DnsOptions {
+    let mut recursors = Vec::new();
+    for text in &c.recursors {
+        match parse_recursor(text) {
+            Ok(addr) => recursors.push(addr),
+            Err(e) => problems.push(e),
+        }
+    }
+    let dns = c.dns_config.clone().unwrap_or_default();
+    let recursor_timeout = dns.recursor_timeout.map_or(Duration::from_secs(2), |d| d.0);
+    if recursor_timeout.is_zero() {
+        problems.push(
+            "dns_config.recursor_timeout is 0; give the recursors time to answer, such as \"2s\""
+                .to_owned(),
+        );
+    }
+    if dns.a_record_limit == Some(0) {
+        problems.push("dns_config.a_record_limit is 0; leave it out for no limit".to_owned());
+    }
+    DnsOptions {
+        recursors,
+        recursor_timeout,
+        node_ttl: dns.node_ttl.map_or(0, |d| seconds(d.0)),
+        service_ttl: dns
+            .service_ttl
+            .iter()
+            .map(|(name, d)| (name.to_ascii_lowercase(), seconds(d.0)))
+            .collect(),
+        only_passing: dns.only_passing.unwrap_or(false),
+        a_record_limit: dns.a_record_limit.map(|n| n as usize),
+    }
 }
 
 impl LoadedConfig {
@@ -142,6 +212,7 @@ impl LoadedConfig {
             None => None,
         };
         let tls = self.load_tls(role, &datacenter, &domain, &mut problems);
+        let dns = dns_options(c, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: self.path.display().to_string(),
@@ -158,6 +229,7 @@ impl LoadedConfig {
             data_dir: c.data_dir.as_deref().map(|d| self.resolve(d)),
             gossip_key,
             tls,
+            dns,
         })
     }
 

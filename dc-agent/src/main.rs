@@ -116,6 +116,9 @@ struct AgentFlags {
     /// DNS domain.
     #[arg(long)]
     domain: Option<String>,
+    /// Upstream DNS server for names outside the domain, `IP` or `IP:port` (repeatable).
+    #[arg(long)]
+    recursor: Vec<String>,
     /// Server to join at start, retried (repeatable).
     #[arg(long)]
     retry_join: Vec<String>,
@@ -381,6 +384,9 @@ fn flags_layer(flags: &AgentFlags) -> Result<Map<String, Value>, String> {
     if let Some(dir) = &flags.data_dir {
         set("data_dir", json!(dir.display().to_string()));
     }
+    if !flags.recursor.is_empty() {
+        set("recursors", json!(flags.recursor));
+    }
     let joins: Vec<&String> = flags.retry_join.iter().chain(flags.join.iter()).collect();
     if !joins.is_empty() {
         set("retry_join", json!(joins));
@@ -469,8 +475,9 @@ fn agent(flags: AgentFlags) -> ExitCode {
         .log_level
         .clone()
         .unwrap_or_else(|| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=error")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},openraft=error,hickory_server=warn"))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -138,7 +138,7 @@ impl Metrics {
             )?,
             dns_queries: counter_vec(
                 "isthmus_dns_queries_total",
-                "DNS queries answered, by response code.",
+                "DNS queries answered, by response code; `recursed` and `recursor_failed` count names sent to the recursors.",
                 &["rcode"],
             )?,
             serf_members: counter_vec(

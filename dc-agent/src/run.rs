@@ -190,15 +190,19 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let dns_settings = crate::dns::answer::Settings {
         domain: validated.domain.clone(),
         datacenter: validated.datacenter.clone(),
-        service_ttl: 0,
-        node_ttl: 0,
-        only_passing: false,
-        max_records: None,
+        service_ttl: validated.dns.service_ttl.clone(),
+        node_ttl: validated.dns.node_ttl,
+        only_passing: validated.dns.only_passing,
+        max_records: validated.dns.a_record_limit,
     };
     crate::dns::server::serve(
         SocketAddr::new(validated.client_addr, dns_port),
         server.state.clone(),
         dns_settings,
+        crate::dns::server::Recursion {
+            recursors: validated.dns.recursors.clone(),
+            timeout: validated.dns.recursor_timeout,
+        },
         metrics.dns_queries.clone(),
         cancel.child_token(),
     )

@@ -107,6 +107,8 @@ fn bad_values_are_all_reported() {
             config["bind_addr"] = "localhost".into();
             config["bootstrap_expect"] = 0.into();
             config["tls"]["defaults"]["ca_file"] = "missing.pem".into();
+            config["recursors"] = serde_json::json!(["1.1.1.1", "dns.google"]);
+            config["dns_config"] = serde_json::json!({"recursor_timeout": "0s"});
         },
         expect![[r#"
             exit: 1
@@ -114,6 +116,8 @@ fn bad_values_are_all_reported() {
               bootstrap_expect is 0; set it to the number of servers (3 or 5)
               encrypt: the gossip key decodes to 5 bytes; it must be 16, 24 or 32; generate one with `dc-agent keygen`
               reading dc1/s1/missing.pem: No such file or directory (os error 2)
+              recursor "dns.google" is not an IP address or IP:port (such as "1.1.1.1" or "10.0.0.53:5353")
+              dns_config.recursor_timeout is 0; give the recursors time to answer, such as "2s"
         "#]],
     );
 }
@@ -124,7 +128,7 @@ fn an_unknown_key_is_named() {
         |config| config["retry_joins"] = serde_json::json!(["127.0.1.2"]),
         expect![[r#"
             exit: 1
-            Config validation failed: dc1/s1/agent.json:28:15: unknown field `retry_joins`, expected one of `datacenter`, `primary_datacenter`, `domain`, `node_name`, `server`, `bootstrap_expect`, `bind_addr`, `client_addr`, `advertise_addr`, `ports`, `retry_join`, `data_dir`, `encrypt`, `log_level`, `raft_snapshot_threshold`, `enable_script_checks`, `node_meta`, `tls`, `services`, `isthmus`
+            Config validation failed: dc1/s1/agent.json:28:15: unknown field `retry_joins`, expected one of `datacenter`, `primary_datacenter`, `domain`, `recursors`, `dns_config`, `node_name`, `server`, `bootstrap_expect`, `bind_addr`, `client_addr`, `advertise_addr`, `ports`, `retry_join`, `data_dir`, `encrypt`, `log_level`, `raft_snapshot_threshold`, `enable_script_checks`, `node_meta`, `tls`, `services`, `isthmus`
         "#]],
     );
 }

@@ -351,6 +351,9 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
         datacenter: Some(dc.name.clone()),
         primary_datacenter: Some(topology.primary_datacenter.clone()),
         domain: Some(topology.domain.clone()),
+        // Set through `extra` (`[defaults.extra] recursors = [...]`).
+        recursors: Vec::new(),
+        dns_config: None,
         node_name: Some(node.name.clone()),
         server: Some(is_server),
         bootstrap_expect: is_server

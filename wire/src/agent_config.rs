@@ -33,6 +33,13 @@ pub struct AgentConfig {
     /// DNS domain answered by the agent (default `consul`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// Upstream DNS servers (`IP` or `IP:port`) asked, in order, for names outside the
+    /// domain (`-recursor`). Without any, such names are REFUSED.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recursors: Vec<String>,
+    /// Settings of the DNS interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_config: Option<DnsConfig>,
     /// Node name, unique in the datacenter (`-node`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
@@ -84,6 +91,27 @@ pub struct AgentConfig {
     /// Settings Consul has no key for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isthmus: Option<IsthmusExtensions>,
+}
+
+/// Consul's `dns_config` block (the settings Isthmus honours).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// TTL of node answers (default `0s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_ttl: Option<GoDuration>,
+    /// TTL of service answers by service name; `*` is every other service (default `0s`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_ttl: BTreeMap<String, GoDuration>,
+    /// Answer only instances whose checks all pass (warnings left out too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_passing: Option<bool>,
+    /// Most A/AAAA records in one answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a_record_limit: Option<u32>,
+    /// How long to wait for each recursor (default `2s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recursor_timeout: Option<GoDuration>,
 }
 
 /// Consul's `ports` block. Only the ports Isthmus listens on.

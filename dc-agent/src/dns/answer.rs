@@ -105,14 +105,34 @@ pub struct Settings {
     pub domain: String,
     /// This agent's datacenter.
     pub datacenter: String,
-    /// TTL of service records (Consul's default: 0).
-    pub service_ttl: u32,
+    /// TTL of service records by service name (lower case): an exact name, a prefix
+    /// ending in `*`, or `*` for the rest (Consul's default: 0).
+    pub service_ttl: std::collections::BTreeMap<String, u32>,
     /// TTL of node records (default 0).
     pub node_ttl: u32,
     /// Leave out instances with warnings too.
     pub only_passing: bool,
     /// Most instances per answer (`a_record_limit`), if any.
     pub max_records: Option<usize>,
+}
+
+impl Settings {
+    /// The TTL of `service`'s records: its own entry, else the longest matching `prefix*`,
+    /// else `*`, else 0 (Consul's rule).
+    pub fn service_ttl(&self, service: &str) -> u32 {
+        let service = service.to_ascii_lowercase();
+        if let Some(ttl) = self.service_ttl.get(&service) {
+            return *ttl;
+        }
+        self.service_ttl
+            .iter()
+            .filter_map(|(pattern, ttl)| {
+                let prefix = pattern.strip_suffix('*')?;
+                service.starts_with(prefix).then_some((prefix.len(), *ttl))
+            })
+            .max_by_key(|(len, _)| *len)
+            .map_or(0, |(_, ttl)| ttl)
+    }
 }
 
 /// The response code.
@@ -267,7 +287,7 @@ pub fn answer(
                 &owner,
                 &address.to_string(),
                 qtype,
-                settings.service_ttl,
+                settings.service_ttl(""),
             ));
             if out.answers.is_empty() {
                 out.authority.push(soa);
@@ -324,7 +344,7 @@ pub fn answer(
             if let Some(limit) = settings.max_records {
                 instances.truncate(limit.max(1));
             }
-            let ttl = settings.service_ttl;
+            let ttl = settings.service_ttl(&name);
             let dc = &settings.datacenter;
             for instance in &instances {
                 let address = if instance.service_address.is_empty() {

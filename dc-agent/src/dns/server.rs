@@ -1,13 +1,14 @@
 //! The DNS listener: a hickory-server `RequestHandler` of our own, over UDP and TCP. It reads
 //! the local state machine (a stale read, as Consul's DNS), asks [`super::answer::answer`]
 //! and encodes the result; hickory truncates UDP answers to the client's EDNS size and sets
-//! the TC bit.
+//! the TC bit. Names outside the domain go to the configured recursors, tried in order over
+//! the client's protocol, and their answer is passed back (Consul's `recursors`).
 
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hickory_proto::op::{Edns, ResponseCode};
+use hickory_proto::op::{Edns, Message, ResponseCode};
 use hickory_proto::rr::{rdata, Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -19,11 +20,63 @@ use super::answer::{
 };
 use crate::raft::state_machine::StateMachineStore;
 
+/// Where names outside the domain go.
+#[derive(Debug, Clone, Default)]
+pub struct Recursion {
+    /// Upstream servers, tried in order.
+    pub recursors: Vec<SocketAddr>,
+    /// How long to wait for each.
+    pub timeout: Duration,
+}
+
 /// Answers DNS queries from the local catalog.
 pub struct DnsHandler {
     state: StateMachineStore,
     settings: Settings,
+    recursion: Recursion,
     queries: IntCounterVec,
+}
+
+/// Sends `query` to `upstream` and returns its answer: over TCP (length-prefixed) when the
+/// client asked over TCP, else over UDP from a fresh port.
+async fn exchange(
+    upstream: SocketAddr,
+    query: &[u8],
+    tcp: bool,
+    timeout: Duration,
+) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        if tcp {
+            let length = u16::try_from(query.len()).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "query longer than 64 KiB")
+            })?;
+            let mut stream = tokio::net::TcpStream::connect(upstream).await?;
+            stream.write_all(&length.to_be_bytes()).await?;
+            stream.write_all(query).await?;
+            let mut length = [0u8; 2];
+            stream.read_exact(&mut length).await?;
+            let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+            stream.read_exact(&mut answer).await?;
+            Ok(answer)
+        } else {
+            let local: SocketAddr = if upstream.is_ipv4() {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let socket = tokio::net::UdpSocket::bind(local).await?;
+            socket.connect(upstream).await?;
+            socket.send(query).await?;
+            let mut answer = vec![0u8; 65_535];
+            let n = socket.recv(&mut answer).await?;
+            answer.truncate(n);
+            Ok(answer)
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time"))?
 }
 
 fn query_type(record_type: RecordType) -> QueryType {
@@ -74,6 +127,31 @@ fn to_record(record: &OurRecord) -> Option<Record> {
 }
 
 impl DnsHandler {
+    /// Asks the recursors in order; the first well-formed answer to this query wins.
+    async fn recurse(&self, request: &Request) -> Option<Message> {
+        let tcp = request.protocol() == hickory_server::net::xfer::Protocol::Tcp;
+        for upstream in &self.recursion.recursors {
+            let answer = exchange(*upstream, request.as_slice(), tcp, self.recursion.timeout)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| Message::from_vec(&bytes).map_err(|e| e.to_string()))
+                .and_then(|message| {
+                    if message.metadata.id == request.metadata.id {
+                        Ok(message)
+                    } else {
+                        Err("the answer is for another query".to_owned())
+                    }
+                });
+            match answer {
+                Ok(message) => return Some(message),
+                Err(error) => {
+                    tracing::debug!(recursor = %upstream, error = %error, "recursor did not answer");
+                }
+            }
+        }
+        None
+    }
+
     fn decide(&self, qname: &str, qtype: QueryType) -> Option<Answer> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -129,6 +207,9 @@ impl RequestHandler for DnsHandler {
                 };
             }
         };
+        if decided.rcode == Rcode::Refused && !self.recursion.recursors.is_empty() {
+            return self.answer_recursively(request, response_handle).await;
+        }
         let code = match decided.rcode {
             Rcode::NoError => ResponseCode::NoError,
             Rcode::NxDomain => ResponseCode::NXDomain,
@@ -170,6 +251,57 @@ impl RequestHandler for DnsHandler {
     }
 }
 
+impl DnsHandler {
+    /// Answers a name outside the domain with the recursors' answer, or SERVFAIL when none
+    /// of them gave one.
+    async fn answer_recursively<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let builder = MessageResponseBuilder::from_message_request(request);
+        let Some(upstream) = self.recurse(request).await else {
+            tracing::warn!(
+                recursors = ?self.recursion.recursors,
+                "no recursor answered; replying SERVFAIL"
+            );
+            self.queries.with_label_values(&["recursor_failed"]).inc();
+            let response = builder.error_msg(&request.metadata, ResponseCode::ServFail);
+            return match response_handle.send_response(response).await {
+                Ok(info) => info,
+                Err(_) => failed(request),
+            };
+        };
+        self.queries.with_label_values(&["recursed"]).inc();
+        let mut metadata = upstream.metadata;
+        metadata.authoritative = false;
+        metadata.recursion_available = true;
+        let mut builder = builder;
+        let edns = request.edns.as_ref().map(|theirs| {
+            let mut ours = Edns::new();
+            ours.set_max_payload(theirs.max_payload().max(512));
+            ours
+        });
+        if let Some(edns) = &edns {
+            builder.edns(edns);
+        }
+        let response = builder.build(
+            metadata,
+            upstream.answers.iter(),
+            upstream.authorities.iter(),
+            std::iter::empty(),
+            upstream.additionals.iter(),
+        );
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not send a recursed dns answer");
+                failed(request)
+            }
+        }
+    }
+}
+
 /// What to report when an answer could not be sent.
 fn failed(request: &Request) -> ResponseInfo {
     let mut metadata = hickory_proto::op::Metadata::response_from_request(&request.metadata);
@@ -185,6 +317,7 @@ pub async fn serve(
     addr: SocketAddr,
     state: StateMachineStore,
     settings: Settings,
+    recursion: Recursion,
     queries: IntCounterVec,
     cancel: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
@@ -197,6 +330,7 @@ pub async fn serve(
     let mut server = Server::new(DnsHandler {
         state,
         settings,
+        recursion,
         queries,
     });
     server.register_socket(udp);

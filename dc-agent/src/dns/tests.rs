@@ -86,7 +86,7 @@ fn settings(only_passing: bool) -> Settings {
     Settings {
         domain: "consul".into(),
         datacenter: "dc1".into(),
-        service_ttl: 0,
+        service_ttl: Default::default(),
         node_ttl: 0,
         only_passing,
         max_records: None,
@@ -354,4 +354,18 @@ fn names_are_case_insensitive() {
         show("myapp.service.consul."),
         show("WEB-NODE.node.consul.")
     ));
+}
+
+#[test]
+fn service_ttls_pick_the_exact_name_then_the_longest_prefix_then_the_wildcard() {
+    let mut settings = settings(false);
+    assert_eq!(settings.service_ttl("web"), 0, "no entry: 0, as Consul");
+    settings.service_ttl = [("*", 5), ("we*", 10), ("web*", 20), ("web-admin", 30)]
+        .into_iter()
+        .map(|(name, ttl)| (name.to_owned(), ttl))
+        .collect();
+    assert_eq!(settings.service_ttl("Web-Admin"), 30);
+    assert_eq!(settings.service_ttl("web-api"), 20);
+    assert_eq!(settings.service_ttl("west"), 10);
+    assert_eq!(settings.service_ttl("db"), 5);
 }
