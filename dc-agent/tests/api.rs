@@ -1090,7 +1090,7 @@ fn ttl_updates_and_maintenance_checks_look_like_consuls() {
 #[test]
 fn dns_sends_other_names_to_the_recursors() {
     // The upstream: a server answering the domain `example` (no TLS: an ephemeral identity).
-    let mut upstream = Cluster::render(86, 1, "");
+    let mut upstream = Cluster::render(93, 1, "");
     upstream.agents[0].edit_config(|config| {
         if let Some(config) = config.as_object_mut() {
             config.remove("tls");
@@ -1100,7 +1100,7 @@ fn dns_sends_other_names_to_the_recursors() {
     upstream.agents[0].start();
     upstream.wait_for_leader();
     let registration =
-        r#"{"Node":"far","Address":"10.86.0.7","Service":{"Service":"web","Port":80}}"#;
+        r#"{"Node":"far","Address":"10.93.0.7","Service":{"Service":"web","Port":80}}"#;
     assert_eq!(
         upstream
             .request(0, "PUT", "/v1/catalog/register", registration.as_bytes())
@@ -1109,11 +1109,11 @@ fn dns_sends_other_names_to_the_recursors() {
     );
 
     // A recursor that never answers, one with nothing listening, then the upstream.
-    let silent = std::net::UdpSocket::bind("127.85.0.98:5353").expect("bind the silent recursor");
-    let mut cluster = Cluster::render(85, 1, "");
+    let silent = std::net::UdpSocket::bind("127.92.0.98:5353").expect("bind the silent recursor");
+    let mut cluster = Cluster::render(92, 1, "");
     cluster.agents[0].edit_config(|config| {
         config["recursors"] =
-            serde_json::json!(["127.85.0.98:5353", "127.85.0.99", "127.86.0.1:8600"]);
+            serde_json::json!(["127.92.0.98:5353", "127.92.0.99", "127.93.0.1:8600"]);
         config["dns_config"] = serde_json::json!({
             "recursor_timeout": "500ms",
             "node_ttl": "10s",
@@ -1124,8 +1124,8 @@ fn dns_sends_other_names_to_the_recursors() {
     cluster.agents[0].start();
     cluster.wait_for_leader();
     for registration in [
-        r#"{"Node":"n1","Address":"10.85.0.1","Service":{"Service":"web","Port":80}}"#,
-        r#"{"Node":"n1","Address":"10.85.0.1","Service":{"Service":"db","Port":5432}}"#,
+        r#"{"Node":"n1","Address":"10.92.0.1","Service":{"Service":"web","Port":80}}"#,
+        r#"{"Node":"n1","Address":"10.92.0.1","Service":{"Service":"db","Port":5432}}"#,
     ] {
         assert_eq!(
             cluster
@@ -1134,11 +1134,11 @@ fn dns_sends_other_names_to_the_recursors() {
             "true"
         );
     }
-    let server = "127.85.0.1";
+    let server = "127.92.0.1";
     let short = |args: &[&str]| dig(server, &[args, &["+short"]].concat());
     let forwarded = dig(server, &["web.service.example"]);
     assert!(
-        forwarded.contains("\tIN\tA\t10.86.0.7"),
+        forwarded.contains("\tIN\tA\t10.93.0.7"),
         "{forwarded}\n{}\n{}",
         cluster.logs(),
         upstream.logs()
@@ -1152,20 +1152,20 @@ fn dns_sends_other_names_to_the_recursors() {
         silent.recv_from(&mut buffer).is_ok(),
         "the first recursor was not asked"
     );
-    assert_eq!(short(&["+tcp", "web.service.example"]), "10.86.0.7\n");
-    assert_eq!(short(&["web.service.consul"]), "10.85.0.1\n");
+    assert_eq!(short(&["+tcp", "web.service.example"]), "10.93.0.7\n");
+    assert_eq!(short(&["web.service.consul"]), "10.92.0.1\n");
     let missing = dig(server, &["nosuch.service.example"]);
     assert!(missing.contains("status: NXDOMAIN"), "{missing}");
     assert!(missing.contains(" ra"), "recursion available: {missing}");
 
     let ttls = |name: &str| dig(server, &[name, "+noall", "+answer"]);
     assert!(
-        ttls("web.service.consul").contains("\t30\tIN\tA\t10.85.0.1"),
+        ttls("web.service.consul").contains("\t30\tIN\tA\t10.92.0.1"),
         "{}",
         ttls("web.service.consul")
     );
-    assert!(ttls("db.service.consul").contains("\t5\tIN\tA\t10.85.0.1"));
-    assert!(ttls("n1.node.consul").contains("\t10\tIN\tA\t10.85.0.1"));
+    assert!(ttls("db.service.consul").contains("\t5\tIN\tA\t10.92.0.1"));
+    assert!(ttls("n1.node.consul").contains("\t10\tIN\tA\t10.92.0.1"));
 
     assert!(
         cluster
@@ -1178,7 +1178,7 @@ fn dns_sends_other_names_to_the_recursors() {
     upstream.agents[0].kill();
     let failed = dig(server, &["web.service.example"]);
     assert!(failed.contains("status: SERVFAIL"), "{failed}");
-    assert_eq!(short(&["web.service.consul"]), "10.85.0.1\n");
+    assert_eq!(short(&["web.service.consul"]), "10.92.0.1\n");
     let metrics = cluster
         .request(0, "GET", "/v1/agent/metrics?format=prometheus", b"")
         .text();
