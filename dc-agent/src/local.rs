@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use wire::api::AgentCheckRegistration;
+use wire::api::{AgentCheckRegistration, AgentServiceRegistration};
 use wire::command::ServiceRegistration;
 use wire::records::HealthStatus;
 use wire::GoDuration;
 
 use crate::checks::run::{run, Probe};
 use crate::checks::status::{CheckState, Thresholds};
+use crate::persist::{Kind, Persisted};
 
 /// Node maintenance check ID, as Consul names it.
 pub const NODE_MAINTENANCE: &str = "_node_maintenance";
@@ -188,6 +189,8 @@ pub struct LocalAgent {
     synced: Mutex<BTreeMap<String, String>>,
     /// The services that came from config files, as loaded (for `reload`).
     config_services: Mutex<BTreeMap<String, (ServiceRegistration, Vec<AgentCheckRegistration>)>>,
+    /// Where API registrations are kept across restarts (none: not kept).
+    persist: Option<Persisted>,
 }
 
 /// What the catalog should hold for this node: (services, checks).
@@ -204,6 +207,7 @@ impl LocalAgent {
         datacenter: String,
         node_meta: BTreeMap<String, String>,
         script_checks: bool,
+        persist: Option<Persisted>,
         cancel: CancellationToken,
     ) -> Arc<LocalAgent> {
         Arc::new(LocalAgent {
@@ -218,6 +222,7 @@ impl LocalAgent {
             cancel,
             config_services: Mutex::new(BTreeMap::new()),
             synced: Mutex::new(BTreeMap::new()),
+            persist,
         })
     }
 
@@ -278,8 +283,14 @@ impl LocalAgent {
             if let Some(token) = runners.remove(&check) {
                 token.cancel();
             }
+            if let Some(persist) = &self.persist {
+                persist.remove(Kind::Check, &check);
+            }
         }
         drop(runners);
+        if let Some(persist) = &self.persist {
+            persist.remove(Kind::Service, id);
+        }
         self.mark_changed();
         existed
     }
@@ -363,6 +374,9 @@ impl LocalAgent {
             token.cancel();
         }
         drop(runners);
+        if let Some(persist) = &self.persist {
+            persist.remove(Kind::Check, id);
+        }
         self.mark_changed();
         existed
     }
@@ -520,6 +534,48 @@ pub fn default_check_id(service_id: &str, index: usize, count: usize) -> String 
     } else {
         format!("service:{service_id}:{}", index + 1)
     }
+}
+
+/// Reads an API service registration: the service and its checks.
+pub fn service_from_api(
+    request: AgentServiceRegistration,
+) -> (ServiceRegistration, Vec<AgentCheckRegistration>) {
+    let id = if request.id.is_empty() {
+        request.name.clone()
+    } else {
+        request.id.clone()
+    };
+    let service = ServiceRegistration {
+        id,
+        name: request.name,
+        tags: request.tags,
+        address: request.address,
+        port: request.port,
+        meta: request.meta,
+    };
+    (
+        service,
+        request.check.into_iter().chain(request.checks).collect(),
+    )
+}
+
+/// Reads an API check registration (`/v1/agent/check/register`); errors are for a 400.
+pub fn check_from_api(
+    agent: &LocalAgent,
+    request: &AgentCheckRegistration,
+) -> Result<CheckSpec, String> {
+    if request.id.is_empty() && request.name.is_empty() {
+        return Err("Missing check name".to_owned());
+    }
+    if !request.service_id.is_empty() && !agent.services().contains_key(&request.service_id) {
+        return Err(format!("ServiceID {:?} does not exist", request.service_id));
+    }
+    CheckSpec::from_api(
+        request,
+        &request.name,
+        &request.service_id,
+        agent.script_checks,
+    )
 }
 
 /// Registers a service and its checks from API or config input; errors are for a 400.
@@ -748,6 +804,67 @@ async fn sync_once(
 }
 
 impl LocalAgent {
+    /// Keeps an API registration (its JSON body) for the next start. On failure the
+    /// registration should be undone: an agent must not report kept what it would lose.
+    pub fn persist(&self, kind: Kind, id: &str, body: &[u8]) -> Result<(), String> {
+        match &self.persist {
+            Some(persist) => persist
+                .save(kind, id, body)
+                .map_err(|e| format!("failed to persist the registration of {id:?}: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Registers again what the API registered before a restart: services, then checks.
+    /// A service defined in the config files wins over a persisted one with its ID.
+    /// Unreadable or invalid files are reported and left in place. Returns the counts.
+    pub fn restore(self: &Arc<Self>) -> (usize, usize) {
+        let Some(persist) = self.persist.clone() else {
+            return (0, 0);
+        };
+        let from_config: Vec<String> = self
+            .config_services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        let mut services = 0;
+        for (file, body) in persist.load(Kind::Service) {
+            let outcome = serde_json::from_slice::<AgentServiceRegistration>(&body)
+                .map_err(|e| e.to_string())
+                .map(service_from_api)
+                .and_then(|(service, checks)| {
+                    if from_config.contains(&service.id) {
+                        return Ok(false);
+                    }
+                    register_service_with_checks(self, service, &checks).map(|()| true)
+                });
+            match outcome {
+                Ok(restored) => services += usize::from(restored),
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "skipping a persisted service")
+                }
+            }
+        }
+        let mut checks = 0;
+        for (file, body) in persist.load(Kind::Check) {
+            let outcome = serde_json::from_slice::<AgentCheckRegistration>(&body)
+                .map_err(|e| e.to_string())
+                .and_then(|request| check_from_api(self, &request));
+            match outcome {
+                Ok(spec) => {
+                    self.register_check(spec);
+                    checks += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "skipping a persisted check")
+                }
+            }
+        }
+        (services, checks)
+    }
+
     /// Applies the services of a (re)loaded configuration: registers new and changed ones,
     /// removes the config services that are gone, and leaves unchanged ones running (their
     /// checks keep their state) and API-registered ones alone. Nothing changes on error.

@@ -215,11 +215,20 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         validated.datacenter.clone(),
         config.node_meta.clone(),
         config.enable_script_checks.unwrap_or(false),
+        Some(crate::persist::Persisted::new(&data_dir)),
         cancel.child_token(),
     );
     local
         .load_config_services(&config.services)
         .map_err(|e| anyhow::anyhow!("{e} (in {})", options.origin))?;
+    let (services, checks) = local.restore();
+    if services + checks > 0 {
+        tracing::info!(
+            services,
+            checks,
+            "restored the services and checks registered through the API before the restart"
+        );
+    }
     let reloader: Reloader = {
         let local = local.clone();
         let source = options.reload.clone();

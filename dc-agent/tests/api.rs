@@ -1189,3 +1189,83 @@ fn dns_sends_other_names_to_the_recursors() {
         );
     }
 }
+
+/// Services and checks registered through `/v1/agent` survive a restart of the agent (as
+/// in Consul); deregistered ones stay gone; an unreadable file is skipped, not fatal, and a
+/// config-file service wins over a persisted one with its ID.
+#[test]
+fn api_registrations_survive_a_restart() {
+    let mut cluster = Cluster::render(94, 1, "");
+    cluster.agents[0].edit_config(|config| {
+        config["services"] = serde_json::json!([{"name": "db", "port": 5432}]);
+    });
+    cluster.agents[0].start();
+    cluster.wait_for_leader();
+    for (path, body) in [
+        (
+            "/v1/agent/service/register",
+            r#"{"ID":"web/1","Name":"web","Port":80,"Check":{"CheckID":"web-ttl","TTL":"1h"}}"#,
+        ),
+        (
+            "/v1/agent/service/register",
+            r#"{"Name":"cache","Port":6379}"#,
+        ),
+        // Same ID as the config file's service: the file wins at restart.
+        ("/v1/agent/service/register", r#"{"Name":"db","Port":9999}"#),
+        (
+            "/v1/agent/check/register",
+            r#"{"ID":"disk","Name":"disk space","TTL":"1h"}"#,
+        ),
+        (
+            "/v1/agent/check/register",
+            r#"{"ID":"cache-ttl","Name":"cache","TTL":"1h","ServiceID":"cache"}"#,
+        ),
+    ] {
+        let response = cluster.request(0, "PUT", path, body.as_bytes());
+        assert_eq!(response.status, 200, "{path} {body}: {}", response.text());
+    }
+    // Deregistering the service takes its checks with it, on disk too.
+    let response = cluster.request(0, "PUT", "/v1/agent/service/deregister/cache", b"");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let data = cluster.dir.path().join("dc1/s1/data/agent/services");
+    std::fs::write(data.join("zz.json"), b"{not json").expect("write a broken file");
+
+    cluster.agents[0].stop();
+    cluster.agents[0].start();
+    cluster.wait_for_leader();
+    let listing = |cluster: &Cluster, path: &str| -> Vec<String> {
+        let value: serde_json::Value = cluster
+            .request(0, "GET", path, b"")
+            .json()
+            .unwrap_or_default();
+        value
+            .as_object()
+            .map(|map| {
+                map.iter()
+                    .map(|(id, entry)| format!("{id}:{}", entry["Port"]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        listing(&cluster, "/v1/agent/services"),
+        ["db:5432", "web/1:80"]
+    );
+    assert_eq!(
+        listing(&cluster, "/v1/agent/checks"),
+        ["disk:null", "web-ttl:null"]
+    );
+    assert!(
+        cluster.logs().contains("skipping a persisted service"),
+        "{}",
+        cluster.logs()
+    );
+    // And they reach the catalog again.
+    cluster.wait_for("web in the catalog", Duration::from_secs(10), |c| {
+        let entries: Vec<serde_json::Value> = c
+            .request(0, "GET", "/v1/catalog/service/web", b"")
+            .json()
+            .ok()?;
+        (entries.len() == 1).then_some(())
+    });
+}

@@ -13,7 +13,8 @@ use wire::records::HealthStatus;
 
 use super::kv::json;
 use super::{params, Api, ApiError, Consistency};
-use crate::local::{register_service_with_checks, CheckSpec};
+use crate::local::{check_from_api, register_service_with_checks, service_from_api};
+use crate::persist::Kind;
 
 fn done() -> Response {
     ([("content-type", "application/json")], "").into_response()
@@ -39,22 +40,13 @@ fn local_service(api: &Api, service: &ServiceRegistration) -> AgentLocalService 
 /// `PUT /v1/agent/service/register`.
 pub async fn register_service(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
     let request: AgentServiceRegistration = decode(&body)?;
-    let id = if request.id.is_empty() {
-        request.name.clone()
-    } else {
-        request.id.clone()
-    };
-    let service = ServiceRegistration {
-        id,
-        name: request.name.clone(),
-        tags: request.tags.clone(),
-        address: request.address.clone(),
-        port: request.port,
-        meta: request.meta.clone(),
-    };
-    let checks: Vec<AgentCheckRegistration> =
-        request.check.into_iter().chain(request.checks).collect();
+    let (service, checks) = service_from_api(request);
+    let id = service.id.clone();
     register_service_with_checks(&api.local, service, &checks).map_err(ApiError::BadRequest)?;
+    if let Err(e) = api.local.persist(Kind::Service, &id, &body) {
+        api.local.deregister_service(&id);
+        return Err(ApiError::Internal(e));
+    }
     Ok(done())
 }
 
@@ -127,24 +119,13 @@ pub async fn checks(State(api): State<Api>) -> Response {
 /// `PUT /v1/agent/check/register`.
 pub async fn register_check(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
     let request: AgentCheckRegistration = decode(&body)?;
-    if request.id.is_empty() && request.name.is_empty() {
-        return Err(ApiError::BadRequest("Missing check name".to_owned()));
-    }
-    if !request.service_id.is_empty() && !api.local.services().contains_key(&request.service_id) {
-        return Err(ApiError::BadRequest(format!(
-            "ServiceID {:?} does not exist",
-            request.service_id
-        )));
-    }
-    let default_id = request.name.clone();
-    let spec = CheckSpec::from_api(
-        &request,
-        &default_id,
-        &request.service_id,
-        api.local.script_checks,
-    )
-    .map_err(ApiError::BadRequest)?;
+    let spec = check_from_api(&api.local, &request).map_err(ApiError::BadRequest)?;
+    let id = spec.id.clone();
     api.local.register_check(spec);
+    if let Err(e) = api.local.persist(Kind::Check, &id, &body) {
+        api.local.deregister_check(&id);
+        return Err(ApiError::Internal(e));
+    }
     Ok(done())
 }
 

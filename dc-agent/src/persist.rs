@@ -1,0 +1,139 @@
+//! Services and checks registered through `/v1/agent`, kept in the data directory so an
+//! agent that restarts registers them again (Consul's `services/` and `checks/`
+//! directories). Each is stored as the JSON body it was registered with, in a file named by
+//! the hex of its ID, written to a temporary file and renamed into place.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A service registration (`AgentServiceRegistration`).
+    Service,
+    /// A check registration (`AgentCheckRegistration`).
+    Check,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Service => "services",
+            Kind::Check => "checks",
+        }
+    }
+}
+
+/// The directory of persisted registrations.
+#[derive(Debug, Clone)]
+pub struct Persisted {
+    dir: PathBuf,
+}
+
+fn hex(id: &str) -> String {
+    id.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Persisted {
+    /// Registrations under `<data_dir>/agent/`.
+    pub fn new(data_dir: &Path) -> Persisted {
+        Persisted {
+            dir: data_dir.join("agent"),
+        }
+    }
+
+    fn path(&self, kind: Kind, id: &str) -> PathBuf {
+        self.dir.join(kind.dir()).join(format!("{}.json", hex(id)))
+    }
+
+    /// Stores `body` as the registration of `id`, replacing any earlier one.
+    pub fn save(&self, kind: Kind, id: &str, body: &[u8]) -> io::Result<()> {
+        let path = self.path(kind, id);
+        let dir = self.dir.join(kind.dir());
+        std::fs::create_dir_all(&dir)?;
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, body)?;
+        std::fs::File::open(&temporary)?.sync_all()?;
+        std::fs::rename(&temporary, &path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    }
+
+    /// Forgets the registration of `id`, if there is one.
+    pub fn remove(&self, kind: Kind, id: &str) {
+        let path = self.path(kind, id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "could not remove a persisted registration; it will come back at restart");
+            }
+        }
+    }
+
+    /// Every stored registration of `kind`, in file-name order, as (file, body).
+    pub fn load(&self, kind: Kind) -> Vec<(PathBuf, Vec<u8>)> {
+        let dir = self.dir.join(kind.dir());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not read persisted registrations");
+                return Vec::new();
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|path| match std::fs::read(&path) {
+                Ok(body) => Some((path, body)),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "could not read a persisted registration");
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_registrations_load_back_and_removed_ones_do_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Persisted::new(dir.path());
+        assert!(store.load(Kind::Service).is_empty());
+        store
+            .save(Kind::Service, "web/1", br#"{"Name":"web"}"#)
+            .expect("save");
+        store
+            .save(Kind::Service, "db", br#"{"Name":"db"}"#)
+            .expect("save");
+        store
+            .save(Kind::Service, "web/1", br#"{"Name":"web","Port":80}"#)
+            .expect("replace");
+        store.save(Kind::Check, "db", b"{}").expect("save");
+        let bodies: Vec<Vec<u8>> = store
+            .load(Kind::Service)
+            .into_iter()
+            .map(|(_, body)| body)
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![
+                br#"{"Name":"db"}"#.to_vec(),
+                br#"{"Name":"web","Port":80}"#.to_vec()
+            ]
+        );
+        store.remove(Kind::Service, "web/1");
+        store.remove(Kind::Service, "never-there");
+        assert_eq!(store.load(Kind::Service).len(), 1);
+        assert_eq!(store.load(Kind::Check).len(), 1);
+    }
+}
