@@ -20,7 +20,6 @@ pub const UNSUPPORTED_KEYS: &[&str] = &[
     "auto_config",
     "auto_encrypt",
     "autopilot",
-    "check_update_interval",
     "client_addr_wan",
     "config_entries",
     "connect",

@@ -191,6 +191,13 @@ pub struct LocalAgent {
     config_services: Mutex<BTreeMap<String, (ServiceRegistration, Vec<AgentCheckRegistration>)>>,
     /// Where API registrations are kept across restarts (none: not kept).
     persist: Option<Persisted>,
+    /// Output-only check changes wait this long before they are written (Consul's
+    /// `check_update_interval`); zero writes every change.
+    check_update_interval: Duration,
+    /// Per check: the status and output last written, and when that output was written.
+    output_sent: Mutex<HashMap<String, (HealthStatus, String, Instant)>>,
+    /// When the earliest held-back output becomes due.
+    output_due: Mutex<Option<Instant>>,
 }
 
 /// What the catalog should hold for this node: (services, checks).
@@ -199,17 +206,37 @@ pub type Desired = (
     BTreeMap<String, (CheckSpec, HealthStatus, String)>,
 );
 
+/// What a [`LocalAgent`] is built from.
+#[derive(Debug)]
+pub struct LocalSettings {
+    /// Node name.
+    pub node: String,
+    /// Node address.
+    pub address: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Node metadata.
+    pub node_meta: BTreeMap<String, String>,
+    /// Whether script checks may run.
+    pub script_checks: bool,
+    /// Where API registrations are kept across restarts.
+    pub persist: Option<Persisted>,
+    /// Consul's `check_update_interval`.
+    pub check_update_interval: Duration,
+}
+
 impl LocalAgent {
     /// An empty agent state; check runners stop with `cancel`.
-    pub fn new(
-        node: String,
-        address: String,
-        datacenter: String,
-        node_meta: BTreeMap<String, String>,
-        script_checks: bool,
-        persist: Option<Persisted>,
-        cancel: CancellationToken,
-    ) -> Arc<LocalAgent> {
+    pub fn new(settings: LocalSettings, cancel: CancellationToken) -> Arc<LocalAgent> {
+        let LocalSettings {
+            node,
+            address,
+            datacenter,
+            node_meta,
+            script_checks,
+            persist,
+            check_update_interval,
+        } = settings;
         Arc::new(LocalAgent {
             node,
             address,
@@ -223,6 +250,9 @@ impl LocalAgent {
             config_services: Mutex::new(BTreeMap::new()),
             synced: Mutex::new(BTreeMap::new()),
             persist,
+            check_update_interval,
+            output_sent: Mutex::new(HashMap::new()),
+            output_due: Mutex::new(None),
         })
     }
 
@@ -621,8 +651,11 @@ pub async fn anti_entropy(
             _ = agent.changed() => {}
             _ = full.tick() => {}
             _ = ticker.tick() => {
-                agent.tick(Instant::now());
-                continue;
+                let now = Instant::now();
+                agent.tick(now);
+                if !agent.held_output_due(now) {
+                    continue;
+                }
             }
         }
         if let Err(e) = sync_once(&agent, &state, &handler).await {
@@ -644,7 +677,9 @@ async fn sync_once(
     handler: &crate::rpc::messages::HttpHandler,
 ) -> Result<(), String> {
     use serde_json::json;
-    let (services, checks) = agent.desired();
+    let now = Instant::now();
+    let (services, mut checks) = agent.desired();
+    agent.hold_back_output(&mut checks, now);
     let node = agent.node.clone();
     let held = state
         .read(|data| {
@@ -800,7 +835,68 @@ async fn sync_once(
                     .is_some_and(|id| checks.contains_key(id))
         });
     }
+    agent.output_written(&checks, now);
     Ok(())
+}
+
+impl LocalAgent {
+    /// Consul's `check_update_interval`: where a check's status is what was last written and
+    /// only its output changed, write the old output until the interval since that write has
+    /// passed, so chatty outputs (timestamps, latencies) do not become a Raft write per run.
+    fn hold_back_output(
+        &self,
+        checks: &mut BTreeMap<String, (CheckSpec, HealthStatus, String)>,
+        now: Instant,
+    ) {
+        let sent = self
+            .output_sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut due: Option<Instant> = None;
+        for (id, (_, status, output)) in checks.iter_mut() {
+            let Some((sent_status, sent_output, at)) = sent.get(id) else {
+                continue;
+            };
+            let until = *at + self.check_update_interval;
+            if sent_status == status && sent_output != output && now < until {
+                output.clone_from(sent_output);
+                due = Some(due.map_or(until, |d| d.min(until)));
+            }
+        }
+        *self
+            .output_due
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = due;
+    }
+
+    /// Records what a successful sync wrote.
+    fn output_written(
+        &self,
+        checks: &BTreeMap<String, (CheckSpec, HealthStatus, String)>,
+        now: Instant,
+    ) {
+        let mut sent = self
+            .output_sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sent.retain(|id, _| checks.contains_key(id));
+        for (id, (_, status, output)) in checks {
+            let unchanged = sent
+                .get(id)
+                .is_some_and(|(s, o, _)| s == status && o == output);
+            if !unchanged {
+                sent.insert(id.clone(), (*status, output.clone(), now));
+            }
+        }
+    }
+
+    /// Whether a held-back output is now due to be written.
+    fn held_output_due(&self, now: Instant) -> bool {
+        self.output_due
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|due| now >= due)
+    }
 }
 
 impl LocalAgent {

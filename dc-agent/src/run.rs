@@ -210,12 +210,17 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 
     // The agent's own services and checks: from the config files now, from /v1/agent later.
     let local = crate::local::LocalAgent::new(
-        validated.node_name.clone(),
-        validated.bind_addr.to_string(),
-        validated.datacenter.clone(),
-        config.node_meta.clone(),
-        config.enable_script_checks.unwrap_or(false),
-        Some(crate::persist::Persisted::new(&data_dir)),
+        crate::local::LocalSettings {
+            node: validated.node_name.clone(),
+            address: validated.bind_addr.to_string(),
+            datacenter: validated.datacenter.clone(),
+            node_meta: config.node_meta.clone(),
+            script_checks: config.enable_script_checks.unwrap_or(false),
+            persist: Some(crate::persist::Persisted::new(&data_dir)),
+            check_update_interval: config
+                .check_update_interval
+                .map_or(Duration::from_secs(300), |d| d.0),
+        },
         cancel.child_token(),
     );
     local

@@ -1269,3 +1269,62 @@ fn api_registrations_survive_a_restart() {
         (entries.len() == 1).then_some(())
     });
 }
+
+/// `check_update_interval`: a check whose output changes on every run but whose status does
+/// not is not rewritten in the catalog each time (the agent shows the new output at once);
+/// a status change is written at once with its output.
+#[test]
+fn output_only_check_changes_wait_for_the_update_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let code = dir.path().join("code");
+    std::fs::write(&code, "0").expect("write the exit code");
+    let script = format!("date +%s%N; exit $(cat {})", code.display());
+    let mut cluster = Cluster::render(95, 1, "");
+    cluster.agents[0].edit_config(|config| {
+        config["enable_script_checks"] = true.into();
+        config["check_update_interval"] = "1h".into();
+        config["services"] = serde_json::json!([{"name": "clock", "port": 1,
+            "check": {"id": "tick", "args": ["sh", "-c", script], "interval": "200ms"}}]);
+    });
+    cluster.agents[0].start();
+    cluster.wait_for_leader();
+    let catalog = |c: &Cluster| -> Option<(String, String, u64)> {
+        let checks: Vec<serde_json::Value> = c
+            .request(0, "GET", "/v1/health/checks/clock", b"")
+            .json()
+            .ok()?;
+        let check = checks.iter().find(|c| c["CheckID"] == "tick")?;
+        Some((
+            check["Status"].as_str()?.to_owned(),
+            check["Output"].as_str()?.to_owned(),
+            check["ModifyIndex"].as_u64()?,
+        ))
+    };
+    let agent_output = |c: &Cluster| -> Option<String> {
+        let checks: serde_json::Value = c.request(0, "GET", "/v1/agent/checks", b"").json().ok()?;
+        checks["tick"]["Output"].as_str().map(str::to_owned)
+    };
+    let first = cluster.wait_for(
+        "a passing check in the catalog",
+        Duration::from_secs(10),
+        |c| catalog(c).filter(|(status, _, _)| status == "passing"),
+    );
+    // The agent sees new outputs while the catalog keeps the first one.
+    cluster.wait_for(
+        "the agent to see a new output",
+        Duration::from_secs(10),
+        |c| agent_output(c).filter(|output| *output != first.1),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(catalog(&cluster), Some(first.clone()));
+
+    std::fs::write(&code, "2").expect("write the exit code");
+    let (status, output, index) = cluster.wait_for(
+        "the critical status in the catalog",
+        Duration::from_secs(10),
+        |c| catalog(c).filter(|(status, _, _)| status == "critical"),
+    );
+    assert_eq!(status, "critical");
+    assert_ne!(output, first.1);
+    assert!(index > first.2);
+}

@@ -76,6 +76,10 @@ pub struct AgentConfig {
     /// Raft log entries between snapshots (Consul's default: 16384).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raft_snapshot_threshold: Option<u64>,
+    /// How long a check's output-only change may wait before it is written to the catalog
+    /// (status changes are written at once). Default `5m`; `0s` writes every change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_update_interval: Option<GoDuration>,
     /// Allow `args` (script) health checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_script_checks: Option<bool>,
