@@ -1,13 +1,14 @@
 //! Running one check: HTTP (2xx passing, 429 warning, else critical), TCP (connects or not),
 //! script (exit 0 passing, 1 warning, else critical). Every run is bounded by its timeout;
-//! a script still running at the timeout is killed.
+//! a script still running at the timeout is killed with its whole process group. Only the
+//! first bytes of a script's output are kept in memory; the rest is read and counted.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use wire::records::HealthStatus;
 
-use super::status::{bound_output, http_status, RunResult, MAX_OUTPUT};
+use super::status::{bound_output, bound_output_of, http_status, RunResult, MAX_OUTPUT};
 
 /// What a check probes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,21 +141,65 @@ async fn script(args: &[String], timeout: Duration) -> RunResult {
     command
         .args(rest)
         .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    match tokio::time::timeout(timeout, command.output()).await {
-        Err(_) => critical(format!("Timed out ({timeout:?}) running check")),
-        Ok(Err(e)) => critical(format!("running {program}: {e}")),
-        Ok(Ok(output)) => {
-            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&output.stderr));
-            let status = match output.status.code() {
+        // Its own process group, so a timeout kills what it started too.
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return critical(format!("running {program}: {e}")),
+    };
+    let group = child.id().and_then(|pid| i32::try_from(pid).ok());
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return critical(format!("running {program}: no output pipes"));
+    };
+    let finished = async {
+        let (stdout, stderr, status) =
+            tokio::join!(read_bounded(stdout), read_bounded(stderr), child.wait());
+        (stdout, stderr, status)
+    };
+    match tokio::time::timeout(timeout, finished).await {
+        Err(_) => {
+            if let Some(group) = group {
+                // SAFETY: signals the process group this check started; no memory involved.
+                unsafe {
+                    libc::kill(-group, libc::SIGKILL);
+                }
+            }
+            critical(format!("Timed out ({timeout:?}) running check"))
+        }
+        Ok((_, _, Err(e))) => critical(format!("running {program}: {e}")),
+        Ok(((stdout, out_total), (stderr, err_total), Ok(exit))) => {
+            let mut text = String::from_utf8_lossy(&stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&stderr));
+            let status = match exit.code() {
                 Some(0) => HealthStatus::Passing,
                 Some(1) => HealthStatus::Warning,
                 _ => HealthStatus::Critical,
             };
             RunResult {
                 status,
-                output: bound_output(&text),
+                output: bound_output_of(&text, out_total + err_total),
+            }
+        }
+    }
+}
+
+/// Reads a pipe to its end, keeping its first [`MAX_OUTPUT`] bytes; returns them and the
+/// total length.
+async fn read_bounded(mut pipe: impl tokio::io::AsyncRead + Unpin) -> (Vec<u8>, usize) {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    let mut buffer = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buffer).await {
+            Ok(0) | Err(_) => return (kept, total),
+            Ok(n) => {
+                total = total.saturating_add(n);
+                let room = MAX_OUTPUT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buffer[..n.min(room)]);
             }
         }
     }
@@ -274,5 +319,64 @@ mod tests {
         let slow = run(&script("sleep 5"), Duration::from_millis(200)).await;
         assert_eq!(slow.status, HealthStatus::Critical);
         assert!(slow.output.starts_with("Timed out"), "{}", slow.output);
+    }
+
+    #[tokio::test]
+    async fn a_chatty_script_keeps_only_the_start_of_its_output() {
+        let probe = Probe::Script {
+            args: vec![
+                "sh".into(),
+                "-c".into(),
+                "head -c 10000000 /dev/zero | tr '\\0' x".into(),
+            ],
+        };
+        let result = run(&probe, Duration::from_secs(10)).await;
+        assert_eq!(result.status, HealthStatus::Passing);
+        assert!(
+            result
+                .output
+                .ends_with("... (output truncated: kept 4096 of 10000000 bytes)"),
+            "{}",
+            &result.output[result.output.len().saturating_sub(80)..]
+        );
+        assert!(result.output.len() < MAX_OUTPUT + 100);
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_script_takes_what_it_started_with_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("pid");
+        let body = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let probe = Probe::Script {
+            args: vec!["sh".into(), "-c".into(), body],
+        };
+        let result = run(&probe, Duration::from_millis(300)).await;
+        assert!(result.output.starts_with("Timed out"), "{}", result.output);
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .expect("the script wrote its child's pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // A killed process may linger as a zombie until it is reaped: that is dead too.
+        let alive = || {
+            // SAFETY: signal 0 only asks whether the process exists.
+            let exists = unsafe { libc::kill(pid, 0) } == 0;
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, after) = stat.rsplit_once(')')?;
+                    after.trim_start().chars().next()
+                })
+                == Some('Z');
+            exists && !zombie
+        };
+        while alive() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background sleep {pid} outlived its check"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
