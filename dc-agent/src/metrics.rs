@@ -27,6 +27,8 @@ pub struct Metrics {
     pub rpc_request: IntCounter,
     /// `isthmus_rpc_forwarded_total`: requests forwarded to the leader.
     pub rpc_forwarded: IntCounter,
+    /// `isthmus_kv_tombstones_reaped_total`: KV tombstones the leader's GC removed.
+    pub tombstones_reaped: IntCounter,
     /// `consul_raft_state_leader`: times this server became leader.
     pub raft_state_leader: IntCounter,
     /// `consul_raft_state_candidate`: times this server started an election.
@@ -110,6 +112,10 @@ impl Metrics {
             rpc_forwarded: counter(
                 "isthmus_rpc_forwarded_total",
                 "Requests forwarded to the leader.",
+            )?,
+            tombstones_reaped: counter(
+                "isthmus_kv_tombstones_reaped_total",
+                "KV tombstones removed by the leader's tombstone GC.",
             )?,
             raft_state_leader: counter(
                 "consul_raft_state_leader",

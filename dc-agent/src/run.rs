@@ -284,7 +284,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             server: true,
             dev: options.dev,
         }),
-        metrics,
+        metrics: metrics.clone(),
         local: local.clone(),
         reload: reloader,
         lan: lan.clone(),
@@ -299,6 +299,16 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         lan.clone(),
         crate::http::forward_handler(router.clone()),
         validated.datacenter.clone(),
+        cancel.child_token(),
+    ));
+    tasks.spawn(crate::server::tombstone_gc::run(
+        server.clone(),
+        metrics.clone(),
+        config
+            .isthmus
+            .as_ref()
+            .and_then(|x| x.tombstone_ttl)
+            .map_or(crate::server::tombstone_gc::DEFAULT_TTL, |d| d.0),
         cancel.child_token(),
     ));
     tasks.spawn(crate::local::anti_entropy(

@@ -1328,3 +1328,49 @@ fn output_only_check_changes_wait_for_the_update_interval() {
     assert_ne!(output, first.1);
     assert!(index > first.2);
 }
+
+/// The leader reaps KV tombstones once they are older than the tombstone TTL, through Raft,
+/// and counts them; a deleted key's index never falls when its tombstone goes.
+#[test]
+fn the_leader_reaps_old_tombstones() {
+    let mut cluster = Cluster::render(96, 1, "");
+    cluster.agents[0].edit_config(|config| {
+        config["isthmus"]["tombstone_ttl"] = "1s".into();
+    });
+    cluster.agents[0].start();
+    cluster.wait_for_leader();
+    let index_of = |c: &Cluster, path: &str| -> Option<u64> {
+        c.request(0, "GET", path, b"")
+            .header("x-consul-index")?
+            .parse()
+            .ok()
+    };
+    let reaped = |c: &Cluster| -> Option<u64> {
+        c.request(0, "GET", "/v1/agent/metrics?format=prometheus", b"")
+            .text()
+            .lines()
+            .find_map(|line| line.strip_prefix("isthmus_kv_tombstones_reaped_total "))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    assert_eq!(reaped(&cluster), Some(0));
+    for key in ["a", "b"] {
+        let put = format!("/v1/kv/gone/{key}");
+        assert_eq!(cluster.request(0, "PUT", &put, b"x").text(), "true");
+    }
+    let response = cluster.request(0, "DELETE", "/v1/kv/gone?recurse", b"");
+    assert_eq!(response.text(), "true");
+    let deleted_at = index_of(&cluster, "/v1/kv/gone/a").expect("an index for a deleted key");
+    assert_eq!(cluster.request(0, "GET", "/v1/kv/gone/a", b"").status, 404);
+    cluster.wait_for("both tombstones reaped", Duration::from_secs(15), |c| {
+        reaped(c).filter(|n| *n == 2)
+    });
+    let after = index_of(&cluster, "/v1/kv/gone/a").expect("an index after the reap");
+    assert!(
+        after >= deleted_at,
+        "the index fell from {deleted_at} to {after}"
+    );
+    let prefix = index_of(&cluster, "/v1/kv/gone/?recurse").expect("a prefix index");
+    assert!(prefix >= deleted_at, "the prefix index fell to {prefix}");
+}

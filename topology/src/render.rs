@@ -394,6 +394,7 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
                 .nodes_of(Role::Gateway)
                 .map(|gw| host_port(gw.address, gw.ports.gateway))
                 .collect(),
+            tombstone_ttl: None,
         }),
     };
     let mut value = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);

@@ -188,6 +188,10 @@ pub struct IsthmusExtensions {
     /// other datacenters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
+    /// How long a deleted KV key's tombstone is kept (so blocking queries on it see the
+    /// delete) before the leader reaps it. Consul's is 15 minutes, not configurable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstone_ttl: Option<crate::GoDuration>,
 }
 
 /// A service definition as in Consul's config files (`{"service": {...}}`).

@@ -48,6 +48,11 @@ pub enum Command {
         /// Only this check.
         check_id: Option<String>,
     },
+    /// Forget KV tombstones of deletes at or below `up_to` (the leader's tombstone GC).
+    KvReapTombstones {
+        /// The highest delete index to forget.
+        up_to: u64,
+    },
 }
 
 /// One operation of a transaction (Consul's KV verbs).

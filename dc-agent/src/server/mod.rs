@@ -5,6 +5,7 @@ mod bootstrap;
 mod handlers;
 pub mod proposer;
 pub mod serf_health;
+pub mod tombstone_gc;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -182,6 +182,11 @@ impl Kv {
         doomed.len()
     }
 
+    /// How many tombstones are at or below `up_to`.
+    pub fn tombstones_up_to(&self, up_to: u64) -> usize {
+        self.tombstones.values().filter(|at| **at <= up_to).count()
+    }
+
     /// Forgets tombstones at or below `up_to`, raising the floor so no index goes backwards.
     pub fn reap_tombstones(&mut self, up_to: u64) {
         self.tombstones.retain(|_, deleted_at| *deleted_at > up_to);

@@ -60,6 +60,10 @@ impl State {
                     .deregister(index, node, service_id.as_deref(), check_id.as_deref());
                 CommandResult::Done
             }
+            Command::KvReapTombstones { up_to } => {
+                self.kv.reap_tombstones(*up_to);
+                CommandResult::Done
+            }
         }
     }
 
