@@ -225,28 +225,52 @@ impl RequestHandler for DnsHandler {
         let mut metadata = hickory_proto::op::Metadata::response_from_request(&request.metadata);
         metadata.authoritative = decided.rcode != Rcode::Refused;
         metadata.response_code = code;
-        let mut builder = builder;
-        let edns = request.edns.as_ref().map(|theirs| {
-            let mut ours = Edns::new();
-            ours.set_max_payload(theirs.max_payload().max(512));
-            ours
-        });
-        if let Some(edns) = &edns {
-            builder.edns(edns);
-        }
-        let response = builder.build(
-            metadata,
-            answers.iter(),
-            std::iter::empty(),
-            authority.iter(),
-            additionals.iter(),
-        );
-        match response_handle.send_response(response).await {
-            Ok(info) => info,
-            Err(e) => {
-                tracing::debug!(error = %e, "could not send a dns answer");
-                failed(request)
-            }
+        let sections = Sections {
+            answers: &answers,
+            authorities: &[],
+            soa: &authority,
+            additionals: &additionals,
+        };
+        send(request, builder, response_handle, metadata, sections).await
+    }
+}
+
+/// The record sections of an answer.
+struct Sections<'a> {
+    answers: &'a [Record],
+    authorities: &'a [Record],
+    soa: &'a [Record],
+    additionals: &'a [Record],
+}
+
+/// Sends an answer, with EDNS when the query had it (its payload size, at least 512).
+async fn send<R: ResponseHandler>(
+    request: &Request,
+    mut builder: MessageResponseBuilder<'_>,
+    mut response_handle: R,
+    metadata: hickory_proto::op::Metadata,
+    sections: Sections<'_>,
+) -> ResponseInfo {
+    let edns = request.edns.as_ref().map(|theirs| {
+        let mut ours = Edns::new();
+        ours.set_max_payload(theirs.max_payload().max(512));
+        ours
+    });
+    if let Some(edns) = &edns {
+        builder.edns(edns);
+    }
+    let response = builder.build(
+        metadata,
+        sections.answers.iter(),
+        sections.authorities.iter(),
+        sections.soa.iter(),
+        sections.additionals.iter(),
+    );
+    match response_handle.send_response(response).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not send a dns answer");
+            failed(request)
         }
     }
 }
@@ -276,29 +300,13 @@ impl DnsHandler {
         let mut metadata = upstream.metadata;
         metadata.authoritative = false;
         metadata.recursion_available = true;
-        let mut builder = builder;
-        let edns = request.edns.as_ref().map(|theirs| {
-            let mut ours = Edns::new();
-            ours.set_max_payload(theirs.max_payload().max(512));
-            ours
-        });
-        if let Some(edns) = &edns {
-            builder.edns(edns);
-        }
-        let response = builder.build(
-            metadata,
-            upstream.answers.iter(),
-            upstream.authorities.iter(),
-            std::iter::empty(),
-            upstream.additionals.iter(),
-        );
-        match response_handle.send_response(response).await {
-            Ok(info) => info,
-            Err(e) => {
-                tracing::debug!(error = %e, "could not send a recursed dns answer");
-                failed(request)
-            }
-        }
+        let sections = Sections {
+            answers: &upstream.answers,
+            authorities: &upstream.authorities,
+            soa: &[],
+            additionals: &upstream.additionals,
+        };
+        send(request, builder, response_handle, metadata, sections).await
     }
 }
 
