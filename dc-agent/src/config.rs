@@ -213,6 +213,16 @@ impl LoadedConfig {
         };
         let tls = self.load_tls(role, &datacenter, &domain, &mut problems);
         let dns = dns_options(c, &mut problems);
+        if c.isthmus
+            .as_ref()
+            .and_then(|x| x.tombstone_ttl)
+            .is_some_and(|ttl| ttl.0 < std::time::Duration::from_secs(1))
+        {
+            problems.push(
+                "isthmus.tombstone_ttl is under 1s; blocking queries need deletes to stay visible a while (Consul keeps them 15m)"
+                    .to_owned(),
+            );
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: self.path.display().to_string(),

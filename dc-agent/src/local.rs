@@ -198,6 +198,8 @@ pub struct LocalAgent {
     output_sent: Mutex<HashMap<String, (HealthStatus, String, Instant)>>,
     /// When the earliest held-back output becomes due.
     output_due: Mutex<Option<Instant>>,
+    /// Held by API (de)registrations, so a registration and its file change together.
+    registrations: Mutex<()>,
 }
 
 /// What the catalog should hold for this node: (services, checks).
@@ -253,6 +255,7 @@ impl LocalAgent {
             check_update_interval,
             output_sent: Mutex::new(HashMap::new()),
             output_due: Mutex::new(None),
+            registrations: Mutex::new(()),
         })
     }
 
@@ -900,8 +903,15 @@ impl LocalAgent {
 }
 
 impl LocalAgent {
-    /// Keeps an API registration (its JSON body) for the next start. On failure the
-    /// registration should be undone: an agent must not report kept what it would lose.
+    /// Serializes API registrations and deregistrations with their files.
+    pub fn registration_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.registrations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps an API registration (its JSON body) for the next start. A failure is answered
+    /// with a 500: the registration holds until the agent restarts.
     pub fn persist(&self, kind: Kind, id: &str, body: &[u8]) -> Result<(), String> {
         match &self.persist {
             Some(persist) => persist

@@ -1,7 +1,8 @@
 //! Services and checks registered through `/v1/agent`, kept in the data directory so an
 //! agent that restarts registers them again (Consul's `services/` and `checks/`
-//! directories). Each is stored as the JSON body it was registered with, in a file named by
-//! the hex of its ID, written to a temporary file and renamed into place.
+//! directories). Each is stored as its JSON registration body, in a file named by the SHA-256
+//! of its ID (any ID length fits a file name), written to a temporary file and renamed into
+//! place. A service's checks are stored as checks of their own, so removing one sticks.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,9 +31,16 @@ pub struct Persisted {
     dir: PathBuf,
 }
 
-fn hex(id: &str) -> String {
-    id.bytes().map(|b| format!("{b:02x}")).collect()
+fn file_name(id: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, id.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
+
+/// Distinguishes the temporary files of concurrent saves.
+static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Persisted {
     /// Registrations under `<data_dir>/agent/`.
@@ -43,7 +51,9 @@ impl Persisted {
     }
 
     fn path(&self, kind: Kind, id: &str) -> PathBuf {
-        self.dir.join(kind.dir()).join(format!("{}.json", hex(id)))
+        self.dir
+            .join(kind.dir())
+            .join(format!("{}.json", file_name(id)))
     }
 
     /// Stores `body` as the registration of `id`, replacing any earlier one.
@@ -51,7 +61,8 @@ impl Persisted {
         let path = self.path(kind, id);
         let dir = self.dir.join(kind.dir());
         std::fs::create_dir_all(&dir)?;
-        let temporary = path.with_extension("json.tmp");
+        let save = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temporary = path.with_extension(format!("json.tmp{save}"));
         std::fs::write(&temporary, body)?;
         std::fs::File::open(&temporary)?.sync_all()?;
         std::fs::rename(&temporary, &path)?;
@@ -112,6 +123,11 @@ mod tests {
         store
             .save(Kind::Service, "web/1", br#"{"Name":"web"}"#)
             .expect("save");
+        let long = "x".repeat(1000);
+        store
+            .save(Kind::Service, &long, br#"{"Name":"long"}"#)
+            .expect("a long ID fits a file name");
+        store.remove(Kind::Service, &long);
         store
             .save(Kind::Service, "db", br#"{"Name":"db"}"#)
             .expect("save");
@@ -119,11 +135,12 @@ mod tests {
             .save(Kind::Service, "web/1", br#"{"Name":"web","Port":80}"#)
             .expect("replace");
         store.save(Kind::Check, "db", b"{}").expect("save");
-        let bodies: Vec<Vec<u8>> = store
+        let mut bodies: Vec<Vec<u8>> = store
             .load(Kind::Service)
             .into_iter()
             .map(|(_, body)| body)
             .collect();
+        bodies.sort();
         assert_eq!(
             bodies,
             vec![

@@ -1204,7 +1204,7 @@ fn api_registrations_survive_a_restart() {
     for (path, body) in [
         (
             "/v1/agent/service/register",
-            r#"{"ID":"web/1","Name":"web","Port":80,"Check":{"CheckID":"web-ttl","TTL":"1h"}}"#,
+            r#"{"ID":"web/1","Name":"web","Port":80,"Check":{"CheckID":"web-ttl","TTL":"1h"},"Checks":[{"Name":"extra","TTL":"1h"}]}"#,
         ),
         (
             "/v1/agent/service/register",
@@ -1224,8 +1224,16 @@ fn api_registrations_survive_a_restart() {
         let response = cluster.request(0, "PUT", path, body.as_bytes());
         assert_eq!(response.status, 200, "{path} {body}: {}", response.text());
     }
-    // Deregistering the service takes its checks with it, on disk too.
+    // Deregistering the service takes its checks with it, on disk too; a service's own
+    // check deregistered alone stays gone.
     let response = cluster.request(0, "PUT", "/v1/agent/service/deregister/cache", b"");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let response = cluster.request(
+        0,
+        "PUT",
+        "/v1/agent/check/deregister/service:web%2F1:2",
+        b"",
+    );
     assert_eq!(response.status, 200, "{}", response.text());
     let data = cluster.dir.path().join("dc1/s1/data/agent/services");
     std::fs::write(data.join("zz.json"), b"{not json").expect("write a broken file");

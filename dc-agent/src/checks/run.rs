@@ -1,14 +1,15 @@
 //! Running one check: HTTP (2xx passing, 429 warning, else critical), TCP (connects or not),
 //! script (exit 0 passing, 1 warning, else critical). Every run is bounded by its timeout;
-//! a script still running at the timeout is killed with its whole process group. Only the
-//! first bytes of a script's output are kept in memory; the rest is read and counted.
+//! a script still running at the timeout (or when its check goes away) is killed with its
+//! whole process group. Of a script's output (stdout and stderr as one stream) only the last
+//! 4 KiB are kept in memory, as Consul does ("Captured N of M bytes").
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use wire::records::HealthStatus;
 
-use super::status::{bound_output, bound_output_of, http_status, RunResult, MAX_OUTPUT};
+use super::status::{bound_output, http_status, RunResult, MAX_OUTPUT};
 
 /// What a check probes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,59 +151,92 @@ async fn script(args: &[String], timeout: Duration) -> RunResult {
         Ok(child) => child,
         Err(e) => return critical(format!("running {program}: {e}")),
     };
-    let group = child.id().and_then(|pid| i32::try_from(pid).ok());
+    // Kills the group on a timeout, and also when this run is dropped (the check was
+    // deregistered or the agent stops) while the script still runs.
+    let mut group = GroupKill(child.id().and_then(|pid| i32::try_from(pid).ok()));
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return critical(format!("running {program}: no output pipes"));
     };
     let finished = async {
-        let (stdout, stderr, status) =
-            tokio::join!(read_bounded(stdout), read_bounded(stderr), child.wait());
-        (stdout, stderr, status)
+        let (output, status) = tokio::join!(read_tail(stdout, stderr), child.wait());
+        (output, status)
     };
     match tokio::time::timeout(timeout, finished).await {
         Err(_) => {
-            if let Some(group) = group {
-                // SAFETY: signals the process group this check started; no memory involved.
-                unsafe {
-                    libc::kill(-group, libc::SIGKILL);
-                }
-            }
+            drop(group);
             critical(format!("Timed out ({timeout:?}) running check"))
         }
-        Ok((_, _, Err(e))) => critical(format!("running {program}: {e}")),
-        Ok(((stdout, out_total), (stderr, err_total), Ok(exit))) => {
-            let mut text = String::from_utf8_lossy(&stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&stderr));
+        Ok((_, Err(e))) => critical(format!("running {program}: {e}")),
+        Ok(((tail, total), Ok(exit))) => {
+            group.disarm();
+            let text = String::from_utf8_lossy(&tail);
             let status = match exit.code() {
                 Some(0) => HealthStatus::Passing,
                 Some(1) => HealthStatus::Warning,
                 _ => HealthStatus::Critical,
             };
-            RunResult {
-                status,
-                output: bound_output_of(&text, out_total + err_total),
+            let output = if total > tail.len() {
+                format!("Captured {} of {total} bytes\n...\n{text}", tail.len())
+            } else {
+                text.into_owned()
+            };
+            RunResult { status, output }
+        }
+    }
+}
+
+/// Sends SIGKILL to a process group when dropped, unless disarmed.
+struct GroupKill(Option<i32>);
+
+impl GroupKill {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            // SAFETY: signals the process group this check started; no memory involved.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
             }
         }
     }
 }
 
-/// Reads a pipe to its end, keeping its first [`MAX_OUTPUT`] bytes; returns them and the
-/// total length.
-async fn read_bounded(mut pipe: impl tokio::io::AsyncRead + Unpin) -> (Vec<u8>, usize) {
+/// Reads stdout and stderr to their ends as one stream (as Consul does), keeping the last
+/// [`MAX_OUTPUT`] bytes; returns them and the total length.
+async fn read_tail(
+    mut stdout: impl tokio::io::AsyncRead + Unpin,
+    mut stderr: impl tokio::io::AsyncRead + Unpin,
+) -> (Vec<u8>, usize) {
     use tokio::io::AsyncReadExt;
-    let mut kept = Vec::new();
+    let mut tail: Vec<u8> = Vec::new();
     let mut total = 0usize;
-    let mut buffer = [0u8; 8192];
-    loop {
-        match pipe.read(&mut buffer).await {
-            Ok(0) | Err(_) => return (kept, total),
-            Ok(n) => {
-                total = total.saturating_add(n);
-                let room = MAX_OUTPUT.saturating_sub(kept.len());
-                kept.extend_from_slice(&buffer[..n.min(room)]);
-            }
+    let mut keep = |bytes: &[u8]| {
+        total = total.saturating_add(bytes.len());
+        tail.extend_from_slice(bytes);
+        if tail.len() > MAX_OUTPUT {
+            tail.drain(..tail.len() - MAX_OUTPUT);
+        }
+    };
+    let (mut out_open, mut err_open) = (true, true);
+    let mut out_buffer = [0u8; 8192];
+    let mut err_buffer = [0u8; 8192];
+    while out_open || err_open {
+        tokio::select! {
+            read = stdout.read(&mut out_buffer), if out_open => match read {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => keep(&out_buffer[..n]),
+            },
+            read = stderr.read(&mut err_buffer), if err_open => match read {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => keep(&err_buffer[..n]),
+            },
         }
     }
+    (tail, total)
 }
 
 #[cfg(test)]
@@ -335,9 +369,9 @@ mod tests {
         assert!(
             result
                 .output
-                .ends_with("... (output truncated: kept 4096 of 10000000 bytes)"),
+                .starts_with("Captured 4096 of 10000000 bytes\n...\nxxxx"),
             "{}",
-            &result.output[result.output.len().saturating_sub(80)..]
+            &result.output[..80.min(result.output.len())]
         );
         assert!(result.output.len() < MAX_OUTPUT + 100);
     }

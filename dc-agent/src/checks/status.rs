@@ -53,13 +53,7 @@ pub struct CheckState {
 
 /// Keeps at most [`MAX_OUTPUT`] bytes, cut on a character boundary, saying how much was cut.
 pub fn bound_output(output: &str) -> String {
-    bound_output_of(output, output.len())
-}
-
-/// As [`bound_output`], for output of which only a prefix was kept: `total` is how many
-/// bytes there were in all.
-pub fn bound_output_of(output: &str, total: usize) -> String {
-    if output.len() <= MAX_OUTPUT && total <= output.len() {
+    if output.len() <= MAX_OUTPUT {
         return output.to_owned();
     }
     let cut = (0..=MAX_OUTPUT)
@@ -69,7 +63,7 @@ pub fn bound_output_of(output: &str, total: usize) -> String {
     format!(
         "{}\n... (output truncated: kept {cut} of {} bytes)",
         &output[..cut],
-        total.max(output.len())
+        output.len()
     )
 }
 

@@ -287,7 +287,7 @@ pub fn answer(
                 &owner,
                 &address.to_string(),
                 qtype,
-                settings.service_ttl(""),
+                settings.node_ttl,
             ));
             if out.answers.is_empty() {
                 out.authority.push(soa);

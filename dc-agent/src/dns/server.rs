@@ -127,7 +127,7 @@ fn to_record(record: &OurRecord) -> Option<Record> {
 }
 
 impl DnsHandler {
-    /// Asks the recursors in order; the first well-formed answer to this query wins.
+    /// Asks the recursors in order; the first NOERROR or NXDOMAIN answer to this query wins.
     async fn recurse(&self, request: &Request) -> Option<Message> {
         let tcp = request.protocol() == hickory_server::net::xfer::Protocol::Tcp;
         for upstream in &self.recursion.recursors {
@@ -136,10 +136,14 @@ impl DnsHandler {
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| Message::from_vec(&bytes).map_err(|e| e.to_string()))
                 .and_then(|message| {
-                    if message.metadata.id == request.metadata.id {
-                        Ok(message)
-                    } else {
+                    let code = message.metadata.response_code;
+                    if message.metadata.id != request.metadata.id {
                         Err("the answer is for another query".to_owned())
+                    } else if code != ResponseCode::NoError && code != ResponseCode::NXDomain {
+                        // As Consul: a failing recursor is passed over, not passed on.
+                        Err(format!("it answered {code}"))
+                    } else {
+                        Ok(message)
                     }
                 });
             match answer {

@@ -13,7 +13,9 @@ use wire::records::HealthStatus;
 
 use super::kv::json;
 use super::{params, Api, ApiError, Consistency};
-use crate::local::{check_from_api, register_service_with_checks, service_from_api};
+use crate::local::{
+    check_from_api, default_check_id, register_service_with_checks, service_from_api,
+};
 use crate::persist::Kind;
 
 fn done() -> Response {
@@ -42,12 +44,62 @@ pub async fn register_service(State(api): State<Api>, body: Bytes) -> Result<Res
     let request: AgentServiceRegistration = decode(&body)?;
     let (service, checks) = service_from_api(request);
     let id = service.id.clone();
+    let (service_body, check_bodies) = split_for_persistence(&body, &id, &checks)?;
+    let _registrations = api.local.registration_lock();
     register_service_with_checks(&api.local, service, &checks).map_err(ApiError::BadRequest)?;
-    if let Err(e) = api.local.persist(Kind::Service, &id, &body) {
-        api.local.deregister_service(&id);
-        return Err(ApiError::Internal(e));
+    api.local
+        .persist(Kind::Service, &id, &service_body)
+        .map_err(ApiError::Internal)?;
+    for (check_id, check_body) in check_bodies {
+        api.local
+            .persist(Kind::Check, &check_id, &check_body)
+            .map_err(ApiError::Internal)?;
     }
     Ok(done())
+}
+
+/// The service's body, and each check's (ID, body).
+type KeptRegistration = (Vec<u8>, Vec<(String, Vec<u8>)>);
+
+/// A service registration body as it is kept: the service without its checks, and each
+/// check as a check registration of its own (with its ID and `ServiceID` filled in), so
+/// that deregistering one of them later sticks across a restart, as in Consul.
+fn split_for_persistence(
+    body: &[u8],
+    service_id: &str,
+    checks: &[AgentCheckRegistration],
+) -> Result<KeptRegistration, ApiError> {
+    let mut value: serde_json::Value = decode(body)?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("Request decode failed: not an object".to_owned()))?;
+    let mut check_values: Vec<serde_json::Value> = Vec::new();
+    if let Some(check) = object.remove("Check").filter(serde_json::Value::is_object) {
+        check_values.push(check);
+    }
+    if let Some(serde_json::Value::Array(more)) = object.remove("Checks") {
+        check_values.extend(more);
+    }
+    if check_values.len() != checks.len() {
+        return Err(ApiError::Internal(
+            "the service's checks could not be matched for persistence".to_owned(),
+        ));
+    }
+    let mut check_bodies = Vec::new();
+    for (n, (mut value, check)) in check_values.into_iter().zip(checks).enumerate() {
+        let id = if check.id.is_empty() {
+            default_check_id(service_id, n, checks.len())
+        } else {
+            check.id.clone()
+        };
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("CheckID");
+            fields.insert("ID".to_owned(), id.clone().into());
+            fields.insert("ServiceID".to_owned(), service_id.into());
+        }
+        check_bodies.push((id, value.to_string().into_bytes()));
+    }
+    Ok((value.to_string().into_bytes(), check_bodies))
 }
 
 /// `PUT /v1/agent/service/deregister/<id>`.
@@ -55,6 +107,7 @@ pub async fn deregister_service(
     State(api): State<Api>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let _registrations = api.local.registration_lock();
     if api.local.deregister_service(&id) {
         Ok(done())
     } else {
@@ -119,13 +172,13 @@ pub async fn checks(State(api): State<Api>) -> Response {
 /// `PUT /v1/agent/check/register`.
 pub async fn register_check(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
     let request: AgentCheckRegistration = decode(&body)?;
+    let _registrations = api.local.registration_lock();
     let spec = check_from_api(&api.local, &request).map_err(ApiError::BadRequest)?;
     let id = spec.id.clone();
     api.local.register_check(spec);
-    if let Err(e) = api.local.persist(Kind::Check, &id, &body) {
-        api.local.deregister_check(&id);
-        return Err(ApiError::Internal(e));
-    }
+    api.local
+        .persist(Kind::Check, &id, &body)
+        .map_err(ApiError::Internal)?;
     Ok(done())
 }
 
@@ -134,6 +187,7 @@ pub async fn deregister_check(
     State(api): State<Api>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let _registrations = api.local.registration_lock();
     if api.local.deregister_check(&id) {
         Ok(done())
     } else {
