@@ -1110,10 +1110,33 @@ fn dns_sends_other_names_to_the_recursors() {
 
     // A recursor that never answers, one with nothing listening, then the upstream.
     let silent = std::net::UdpSocket::bind("127.92.0.98:5353").expect("bind the silent recursor");
+    // One that answers SERVFAIL to everything: passed over, as Consul does.
+    let failing = std::net::UdpSocket::bind("127.92.0.97:5353").expect("bind the failing one");
+    let servfails = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let servfails = servfails.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 512];
+            while let Ok((n, from)) = failing.recv_from(&mut buffer) {
+                if n < 12 {
+                    continue;
+                }
+                let mut answer = buffer[..n].to_vec();
+                answer[2] |= 0x80; // QR: a response
+                answer[3] = (answer[3] & 0xf0) | 2; // RCODE: SERVFAIL
+                let _ = failing.send_to(&answer, from);
+                servfails.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
     let mut cluster = Cluster::render(92, 1, "");
     cluster.agents[0].edit_config(|config| {
-        config["recursors"] =
-            serde_json::json!(["127.92.0.98:5353", "127.92.0.99", "127.93.0.1:8600"]);
+        config["recursors"] = serde_json::json!([
+            "127.92.0.98:5353",
+            "127.92.0.97:5353",
+            "127.92.0.99",
+            "127.93.0.1:8600"
+        ]);
         config["dns_config"] = serde_json::json!({
             "recursor_timeout": "500ms",
             "node_ttl": "10s",
@@ -1151,6 +1174,10 @@ fn dns_sends_other_names_to_the_recursors() {
     assert!(
         silent.recv_from(&mut buffer).is_ok(),
         "the first recursor was not asked"
+    );
+    assert!(
+        servfails.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the failing recursor was not asked"
     );
     assert_eq!(short(&["+tcp", "web.service.example"]), "10.93.0.7\n");
     assert_eq!(short(&["web.service.consul"]), "10.92.0.1\n");
