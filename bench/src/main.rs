@@ -104,11 +104,7 @@ impl Isthmus {
             &key,
             time::OffsetDateTime::now_utc(),
         )?;
-        for file in plan.files {
-            let path = out.join(&file.path);
-            fs::create_dir_all(path.parent().context("parent")?)?;
-            fs::write(path, file.contents)?;
-        }
+        plan.write_to(&out)?;
         let mut cluster = Isthmus {
             dir,
             binary,

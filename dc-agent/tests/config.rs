@@ -38,11 +38,7 @@ fn render_example(out: &Path) -> topology::Topology {
         time::OffsetDateTime::now_utc(),
     )
     .expect("render plan");
-    for file in plan.files {
-        let path = out.join(&file.path);
-        fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
-        fs::write(path, file.contents).expect("write");
-    }
+    plan.write_to(out).expect("write the rendered files");
     topology
 }
 

@@ -1,7 +1,6 @@
 //! `topology`: check and render an Isthmus federation declared in one TOML file.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -197,9 +196,7 @@ fn render_command(file: &Path, out: Option<&Path>) -> Result<ExitCode> {
         time::OffsetDateTime::now_utc(),
     )
     .with_context(|| format!("rendering into {}", out.display()))?;
-    for planned in &plan.files {
-        write_file(&out.join(&planned.path), &planned.contents, planned.mode)?;
-    }
+    plan.write_to(&out)?;
     for note in &plan.notes {
         println!("{note}");
     }
@@ -219,42 +216,4 @@ fn fresh_gossip_key() -> Result<String> {
         .fill(&mut bytes)
         .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
     Ok(wire::gossip_key::encode(&bytes))
-}
-
-/// Writes through a temporary file and a rename, so a key is never half-written, with the
-/// mode set before any content lands.
-fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
-    if fs::read_to_string(path).is_ok_and(|current| current == contents) {
-        return Ok(());
-    }
-    let dir = path.parent().context("output path has no directory")?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let temporary = dir.join(format!(".{file_name}.tmp"));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    let mut handle = options
-        .open(&temporary)
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        handle
-            .set_permissions(fs::Permissions::from_mode(mode))
-            .with_context(|| format!("setting the mode of {}", temporary.display()))?;
-    }
-    handle
-        .write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    handle
-        .sync_all()
-        .with_context(|| format!("syncing {}", temporary.display()))?;
-    fs::rename(&temporary, path)
-        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
-    Ok(())
 }

@@ -46,6 +46,58 @@ pub struct RenderPlan {
     pub notes: Vec<String>,
 }
 
+impl RenderPlan {
+    /// Writes every file under `out` (directories made as needed); a file whose contents
+    /// are already in place is left untouched.
+    pub fn write_to(&self, out: &Path) -> anyhow::Result<()> {
+        for planned in &self.files {
+            write_file(&out.join(&planned.path), &planned.contents, planned.mode)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes through a temporary file and a rename, so a key is never half-written, with the
+/// mode set before any content lands.
+fn write_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::fs;
+    use std::io::Write as _;
+    if fs::read_to_string(path).is_ok_and(|current| current == contents) {
+        return Ok(());
+    }
+    let dir = path.parent().context("output path has no directory")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temporary = dir.join(format!(".{file_name}.tmp"));
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    let mut handle = options
+        .open(&temporary)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        handle
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", temporary.display()))?;
+    }
+    handle
+        .write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    handle
+        .sync_all()
+        .with_context(|| format!("syncing {}", temporary.display()))?;
+    fs::rename(&temporary, path)
+        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
+    Ok(())
+}
+
 /// Key material named by the topology file, read by the caller.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {

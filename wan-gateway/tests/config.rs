@@ -37,11 +37,7 @@ fn every_rendered_gateway_config_is_valid_and_a_server_certificate_is_refused() 
         time::OffsetDateTime::now_utc(),
     )
     .expect("render plan");
-    for file in plan.files {
-        let path = out.join(&file.path);
-        fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
-        fs::write(path, file.contents).expect("write");
-    }
+    plan.write_to(out).expect("write the rendered files");
     let mut outputs = Vec::new();
     for dc in &topology.datacenters {
         for node in dc.nodes_of(Role::Gateway) {

@@ -182,7 +182,7 @@ impl RequestHandler for DnsHandler {
     async fn handle_request<R: ResponseHandler, T: hickory_server::net::runtime::Time>(
         &self,
         request: &Request,
-        mut response_handle: R,
+        response_handle: R,
     ) -> ResponseInfo {
         let builder = MessageResponseBuilder::from_message_request(request);
         let decided = match request.request_info() {
@@ -204,11 +204,7 @@ impl RequestHandler for DnsHandler {
                     "formerr"
                 };
                 self.queries.with_label_values(&[label]).inc();
-                let response = builder.error_msg(&request.metadata, code);
-                return match response_handle.send_response(response).await {
-                    Ok(info) => info,
-                    Err(_) => failed(request),
-                };
+                return send_error(request, builder, response_handle, code).await;
             }
         };
         if decided.rcode == Rcode::Refused && !self.recursion.recursors.is_empty() {
@@ -285,7 +281,7 @@ impl DnsHandler {
     async fn answer_recursively<R: ResponseHandler>(
         &self,
         request: &Request,
-        mut response_handle: R,
+        response_handle: R,
     ) -> ResponseInfo {
         let builder = MessageResponseBuilder::from_message_request(request);
         let Some(upstream) = self.recurse(request).await else {
@@ -294,11 +290,7 @@ impl DnsHandler {
                 "no recursor answered; replying SERVFAIL"
             );
             self.queries.with_label_values(&["recursor_failed"]).inc();
-            let response = builder.error_msg(&request.metadata, ResponseCode::ServFail);
-            return match response_handle.send_response(response).await {
-                Ok(info) => info,
-                Err(_) => failed(request),
-            };
+            return send_error(request, builder, response_handle, ResponseCode::ServFail).await;
         };
         self.queries.with_label_values(&["recursed"]).inc();
         let mut metadata = upstream.metadata;
@@ -311,6 +303,20 @@ impl DnsHandler {
             additionals: &upstream.additionals,
         };
         send(request, builder, response_handle, metadata, sections).await
+    }
+}
+
+/// Sends an answer with no records and `code`.
+async fn send_error<R: ResponseHandler>(
+    request: &Request,
+    builder: MessageResponseBuilder<'_>,
+    mut response_handle: R,
+    code: ResponseCode,
+) -> ResponseInfo {
+    let response = builder.error_msg(&request.metadata, code);
+    match response_handle.send_response(response).await {
+        Ok(info) => info,
+        Err(_) => failed(request),
     }
 }
 

@@ -156,11 +156,7 @@ impl Cluster {
             time::OffsetDateTime::now_utc(),
         )
         .expect("render");
-        for file in plan.files {
-            let path = out.join(&file.path);
-            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            fs::write(path, file.contents).expect("write");
-        }
+        plan.write_to(out).expect("write the rendered files");
         let agents: Vec<Agent> = (1..=n)
             .map(|i| Agent {
                 name: format!("s{i}"),
