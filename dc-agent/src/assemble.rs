@@ -64,12 +64,10 @@ pub const UNSUPPORTED_KEYS: &[&str] = &[
 
 /// Keys of `dns_config` Isthmus does not honour yet: warned about and dropped.
 const UNSUPPORTED_DNS_KEYS: &[&str] = &[
-    "allow_stale",
     "cache_max_age",
     "disable_compression",
     "enable_additional_node_meta_txt",
     "enable_truncate",
-    "max_stale",
     "prefer_namespace",
     "recursor_strategy",
     "soa",

@@ -90,7 +90,14 @@ pub struct DnsOptions {
     pub only_passing: bool,
     /// Most address records per answer.
     pub a_record_limit: Option<usize>,
+    /// Whether any server may answer a client agent's DNS view (else the leader).
+    pub allow_stale: bool,
+    /// How old a client agent's answer may be.
+    pub max_stale: Duration,
 }
+
+/// Consul's default `dns_config.max_stale`: ten years.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(87_600 * 3600);
 
 /// Reads a recursor as Consul does: `IP` (port 53) or `IP:port` (`[IPv6]:port`).
 pub fn parse_recursor(text: &str) -> Result<SocketAddr, String> {
@@ -138,6 +145,8 @@ fn dns_options(c: &AgentConfig, problems: &mut Vec<String>) -> DnsOptions {
             .collect(),
         only_passing: dns.only_passing.unwrap_or(false),
         a_record_limit: dns.a_record_limit.map(|n| n as usize),
+        allow_stale: dns.allow_stale.unwrap_or(true),
+        max_stale: dns.max_stale.map_or(DEFAULT_MAX_STALE, |d| d.0),
     }
 }
 

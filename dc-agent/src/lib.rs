@@ -18,4 +18,5 @@ pub mod raft;
 pub mod rpc;
 pub mod run;
 pub mod server;
+pub mod servers;
 pub mod state;

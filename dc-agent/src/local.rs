@@ -636,12 +636,138 @@ pub fn register_service_with_checks(
     Ok(())
 }
 
+/// What the catalog holds for one node: the node, its services and its checks by ID.
+type Held = (
+    Option<wire::records::Node>,
+    BTreeMap<String, wire::records::Service>,
+    BTreeMap<String, wire::records::Check>,
+);
+
+/// Where anti-entropy reads what the catalog holds for this node.
+#[derive(Clone)]
+pub enum CatalogSource {
+    /// A server reads its own state machine (a stale, local read).
+    Local(crate::raft::state_machine::StateMachineStore),
+    /// A client agent asks a server, through the API router.
+    Remote,
+}
+
+impl CatalogSource {
+    async fn read(
+        &self,
+        node: &str,
+        handler: &crate::rpc::messages::HttpHandler,
+    ) -> Result<Held, String> {
+        match self {
+            CatalogSource::Local(state) => state
+                .read(|data| {
+                    let catalog = &data.state.catalog;
+                    let services = catalog
+                        .node_services(node)
+                        .map(|s| (s.id.clone(), s.clone()))
+                        .collect();
+                    let checks = catalog
+                        .node_checks(node)
+                        .map(|c| (c.check_id.clone(), c.clone()))
+                        .collect();
+                    (catalog.node(node).cloned(), services, checks)
+                })
+                .map_err(|e| e.to_string()),
+            CatalogSource::Remote => read_remote(node, handler).await,
+        }
+    }
+}
+
+/// Reads a node's catalog entries through the API (`/v1/catalog/node`, `/v1/health/node`).
+async fn read_remote(
+    node: &str,
+    handler: &crate::rpc::messages::HttpHandler,
+) -> Result<Held, String> {
+    async fn get<T: serde::de::DeserializeOwned>(
+        handler: &crate::rpc::messages::HttpHandler,
+        uri: String,
+    ) -> Result<T, String> {
+        let response = handler(crate::rpc::messages::HttpRequest {
+            method: "GET".to_owned(),
+            uri: uri.clone(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        })
+        .await;
+        if response.status != 200 {
+            return Err(format!(
+                "{uri} answered {}: {}",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            ));
+        }
+        serde_json::from_slice(&response.body).map_err(|e| format!("{uri}: {e}"))
+    }
+    let listed: Option<wire::api::NodeServices> =
+        get(handler, format!("/v1/catalog/node/{node}")).await?;
+    let health: Vec<wire::api::HealthCheck> =
+        get(handler, format!("/v1/health/node/{node}")).await?;
+    let Some(listed) = listed else {
+        return Ok((None, BTreeMap::new(), BTreeMap::new()));
+    };
+    let record = wire::records::Node {
+        name: listed.node.node,
+        address: listed.node.address,
+        datacenter: listed.node.datacenter,
+        tagged_addresses: listed.node.tagged_addresses,
+        meta: listed.node.meta,
+        create_index: listed.node.create_index,
+        modify_index: listed.node.modify_index,
+    };
+    let services = listed
+        .services
+        .into_values()
+        .map(|s| {
+            let service = wire::records::Service {
+                node: node.to_owned(),
+                id: s.id,
+                name: s.service,
+                tags: s.tags,
+                address: s.address,
+                port: s.port,
+                meta: s.meta,
+                create_index: s.create_index,
+                modify_index: s.modify_index,
+            };
+            (service.id.clone(), service)
+        })
+        .collect();
+    let mut checks = BTreeMap::new();
+    for c in health {
+        let status = c
+            .status
+            .parse()
+            .map_err(|e: String| format!("check {}: {e}", c.check_id))?;
+        let check = wire::records::Check {
+            node: c.node,
+            check_id: c.check_id,
+            name: c.name,
+            status,
+            notes: c.notes,
+            output: c.output,
+            service_id: c.service_id,
+            service_name: c.service_name,
+            service_tags: c.service_tags,
+            check_type: c.check_type,
+            create_index: c.create_index,
+            modify_index: c.modify_index,
+        };
+        checks.insert(check.check_id.clone(), check);
+    }
+    Ok((Some(record), services, checks))
+}
+
 /// Keeps the catalog in step with the agent: after every change, and fully every minute.
 /// `write` sends a catalog request (method, path, JSON body) through the API, which forwards
 /// to the leader; `read` reads what the catalog holds for this node (a stale, local read).
 pub async fn anti_entropy(
     agent: Arc<LocalAgent>,
-    state: crate::raft::state_machine::StateMachineStore,
+    source: CatalogSource,
     handler: crate::rpc::messages::HttpHandler,
     cancel: CancellationToken,
 ) {
@@ -661,7 +787,7 @@ pub async fn anti_entropy(
                 }
             }
         }
-        if let Err(e) = sync_once(&agent, &state, &handler).await {
+        if let Err(e) = sync_once(&agent, &source, &handler).await {
             tracing::debug!(error = %e, "anti-entropy sync failed; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             agent.mark_changed();
@@ -676,7 +802,7 @@ pub async fn anti_entropy(
 /// undone within that lag would otherwise look already in place.
 async fn sync_once(
     agent: &LocalAgent,
-    state: &crate::raft::state_machine::StateMachineStore,
+    source: &CatalogSource,
     handler: &crate::rpc::messages::HttpHandler,
 ) -> Result<(), String> {
     use serde_json::json;
@@ -684,22 +810,7 @@ async fn sync_once(
     let (services, mut checks) = agent.desired();
     agent.hold_back_output(&mut checks, now);
     let node = agent.node.clone();
-    let held = state
-        .read(|data| {
-            let catalog = &data.state.catalog;
-            let node_record = catalog.node(&node).cloned();
-            let services: BTreeMap<String, wire::records::Service> = catalog
-                .node_services(&node)
-                .map(|s| (s.id.clone(), s.clone()))
-                .collect();
-            let checks: BTreeMap<String, wire::records::Check> = catalog
-                .node_checks(&node)
-                .map(|c| (c.check_id.clone(), c.clone()))
-                .collect();
-            (node_record, services, checks)
-        })
-        .map_err(|e| e.to_string())?;
-    let (held_node, held_services, held_checks) = held;
+    let (held_node, held_services, held_checks) = source.read(&node, handler).await?;
     let send = |method: &str, path: &str, body: &serde_json::Value| {
         let request = crate::rpc::messages::HttpRequest {
             method: method.to_owned(),

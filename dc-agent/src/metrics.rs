@@ -53,6 +53,14 @@ pub struct Metrics {
     pub serf_members: IntCounterVec,
     /// `isthmus_gossip_dropped_packets_total{pool,reason}`: gossip packets dropped.
     pub gossip_dropped: IntCounterVec,
+    /// `consul_client_rpc`: requests a client agent sent to a server.
+    pub client_rpc: IntCounter,
+    /// `consul_client_rpc_failed`: of those, the ones no server answered.
+    pub client_rpc_failed: IntCounter,
+    /// `isthmus_dns_view_names`: names a client agent's DNS view keeps current.
+    pub dns_view_names: IntGauge,
+    /// `isthmus_dns_view_refreshes_total{result}`: the view's fetches, `ok` or `error`.
+    pub dns_view_refreshes: IntCounterVec,
 }
 
 fn ms_buckets() -> Vec<f64> {
@@ -156,6 +164,23 @@ impl Metrics {
                 "isthmus_gossip_dropped_packets_total",
                 "Gossip packets dropped, by pool and reason (no_key: no installed key opens it).",
                 &["pool", "reason"],
+            )?,
+            client_rpc: counter(
+                "consul_client_rpc",
+                "Requests this client agent sent to a server.",
+            )?,
+            client_rpc_failed: counter(
+                "consul_client_rpc_failed",
+                "Requests this client agent sent that no server answered.",
+            )?,
+            dns_view_names: gauge(
+                "isthmus_dns_view_names",
+                "Names this client agent's DNS view keeps current with blocking queries.",
+            )?,
+            dns_view_refreshes: counter_vec(
+                "isthmus_dns_view_refreshes_total",
+                "Fetches of the client agent's DNS view, by result (ok, error).",
+                &["result"],
             )?,
             registry,
         })

@@ -12,7 +12,7 @@ use wire::agent_config::AgentConfig;
 use wire::{ports, Role};
 
 use crate::config::LoadedConfig;
-use crate::http::{AgentInfo, Api};
+use crate::http::{AgentInfo, Api, Backend};
 use crate::metrics::Metrics;
 use crate::server::{Server, ServerSettings};
 
@@ -89,11 +89,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         config: options.config.clone(),
     };
     let validated = loaded.validate()?;
-    if validated.role != Role::Server {
-        bail!(
-            "client agents (server = false) are not available yet; start this agent with -server"
-        );
-    }
+    let is_server = validated.role == Role::Server;
     let config = &options.config;
     let ports_config = config.ports.clone().unwrap_or_default();
     let server_port = ports_config.server.unwrap_or(ports::SERVER);
@@ -108,7 +104,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             temporary_dir.path().to_owned()
         }
         (None, false) => {
-            bail!("a server needs a data directory: pass -data-dir=DIR or set data_dir")
+            bail!("an agent needs a data directory: pass -data-dir=DIR or set data_dir")
         }
     };
     std::fs::create_dir_all(&data_dir)
@@ -119,7 +115,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         Some(tls) => tls,
         None => {
             let request = pki::CertRequest {
-                role: Role::Server,
+                role: validated.role,
                 datacenter: validated.datacenter.clone(),
                 domain: validated.domain.clone(),
                 node: Some(validated.node_name.clone()),
@@ -146,24 +142,33 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let settings = ServerSettings {
-        node_name: validated.node_name.clone(),
-        datacenter: validated.datacenter.clone(),
-        domain: validated.domain.clone(),
-        rpc_addr,
-        data_dir: data_dir.clone(),
-        bootstrap_expect: config.bootstrap_expect.unwrap_or(0),
-        retry_join,
-        tls,
-        snapshot_threshold: config.raft_snapshot_threshold.unwrap_or(16_384).max(1),
+    let bootstrap_expect = config.bootstrap_expect.unwrap_or(0);
+    let (server, client_tls) = if is_server {
+        let settings = ServerSettings {
+            node_name: validated.node_name.clone(),
+            datacenter: validated.datacenter.clone(),
+            domain: validated.domain.clone(),
+            rpc_addr,
+            data_dir: data_dir.clone(),
+            bootstrap_expect,
+            retry_join: retry_join.clone(),
+            tls,
+            snapshot_threshold: config.raft_snapshot_threshold.unwrap_or(16_384).max(1),
+        };
+        let server = Server::start(settings, &tasks, &cancel).await?;
+        tasks.spawn(crate::metrics::follow_raft(
+            server.clone(),
+            metrics.clone(),
+            cancel.child_token(),
+        ));
+        (Some(server), None)
+    } else {
+        (None, Some(tls))
     };
-    let bootstrap_expect = settings.bootstrap_expect;
-    let server = Server::start(settings, &tasks, &cancel).await?;
-    tasks.spawn(crate::metrics::follow_raft(
-        server.clone(),
-        metrics.clone(),
-        cancel.child_token(),
-    ));
+    let node_id = match &server {
+        Some(server) => server.id,
+        None => crate::server::node_id(&data_dir)?,
+    };
     let keyring = match &validated.gossip_key {
         Some(key) => Some(crate::gossip::keyring::Keyring::new(&[
             wire::gossip_key::encode(key),
@@ -177,7 +182,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             name: validated.node_name.clone(),
-            server: true,
+            server: is_server,
+            rpc_port: if is_server { server_port } else { 0 },
             dc: validated.datacenter.clone(),
             build: env!("CARGO_PKG_VERSION").to_owned(),
         },
@@ -187,6 +193,28 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         cancel.child_token(),
     )
     .await?;
+    let backend = match (&server, client_tls) {
+        (Some(server), _) => Backend::Server(server.clone()),
+        (None, None) => bail!("a client agent without TLS settings"),
+        (None, Some(tls)) => {
+            // A client dials servers from an ephemeral port; it listens for nothing on QUIC.
+            let transport = crate::rpc::transport::Transport::bind(
+                SocketAddr::new(validated.bind_addr, 0),
+                false,
+                &tls,
+                &validated.datacenter,
+                &validated.domain,
+            )
+            .context("opening the QUIC endpoint to the servers")?;
+            Backend::Client(Arc::new(crate::servers::ServerLink::new(
+                transport,
+                lan.clone(),
+                validated.datacenter.clone(),
+                retry_join.clone(),
+                metrics.clone(),
+            )))
+        }
+    };
     let dns_settings = crate::dns::answer::Settings {
         domain: validated.domain.clone(),
         datacenter: validated.datacenter.clone(),
@@ -195,18 +223,6 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         only_passing: validated.dns.only_passing,
         max_records: validated.dns.a_record_limit,
     };
-    crate::dns::server::serve(
-        SocketAddr::new(validated.client_addr, dns_port),
-        server.state.clone(),
-        dns_settings,
-        crate::dns::server::Recursion {
-            recursors: validated.dns.recursors.clone(),
-            timeout: validated.dns.recursor_timeout,
-        },
-        metrics.dns_queries.clone(),
-        cancel.child_token(),
-    )
-    .await?;
 
     // The agent's own services and checks: from the config files now, from /v1/agent later.
     let local = crate::local::LocalAgent::new(
@@ -270,7 +286,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         });
     }
     let api = Api {
-        server: server.clone(),
+        backend: backend.clone(),
         agent: Arc::new(AgentInfo {
             node_name: validated.node_name.clone(),
             datacenter: validated.datacenter.clone(),
@@ -281,8 +297,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             domain: validated.domain.clone(),
             address: validated.bind_addr.to_string(),
             http_addr: http_addr.to_string(),
-            server: true,
+            server: is_server,
             dev: options.dev,
+            node_id: node_id.to_string(),
         }),
         metrics: metrics.clone(),
         local: local.clone(),
@@ -291,50 +308,91 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         shutdown: cancel.clone(),
     };
     let router = crate::http::router(api);
-    let _ = server
-        .http_handler
-        .set(crate::http::forward_handler(router.clone()));
-    tasks.spawn(crate::server::serf_health::reconcile_loop(
-        server.clone(),
-        lan.clone(),
-        crate::http::forward_handler(router.clone()),
-        validated.datacenter.clone(),
-        cancel.child_token(),
-    ));
-    tasks.spawn(crate::server::tombstone_gc::run(
-        server.clone(),
-        metrics.clone(),
-        config
-            .isthmus
-            .as_ref()
-            .and_then(|x| x.tombstone_ttl)
-            .map_or(crate::server::tombstone_gc::DEFAULT_TTL, |d| d.0),
-        cancel.child_token(),
-    ));
+    let catalog_source = match &server {
+        Some(server) => {
+            let _ = server
+                .http_handler
+                .set(crate::http::forward_handler(router.clone()));
+            tasks.spawn(crate::server::serf_health::reconcile_loop(
+                server.clone(),
+                lan.clone(),
+                crate::http::forward_handler(router.clone()),
+                validated.datacenter.clone(),
+                cancel.child_token(),
+            ));
+            tasks.spawn(crate::server::tombstone_gc::run(
+                server.clone(),
+                metrics.clone(),
+                config
+                    .isthmus
+                    .as_ref()
+                    .and_then(|x| x.tombstone_ttl)
+                    .map_or(crate::server::tombstone_gc::DEFAULT_TTL, |d| d.0),
+                cancel.child_token(),
+            ));
+            crate::local::CatalogSource::Local(server.state.clone())
+        }
+        None => crate::local::CatalogSource::Remote,
+    };
     tasks.spawn(crate::local::anti_entropy(
         local.clone(),
-        server.state.clone(),
+        catalog_source,
         crate::http::forward_handler(router.clone()),
         cancel.child_token(),
     ));
+    let dns_source = match &server {
+        Some(server) => crate::dns::server::Source::Local(server.state.clone()),
+        None => crate::dns::server::Source::Remote(crate::dns::view::RemoteView::new(
+            crate::http::forward_handler(router.clone()),
+            crate::dns::view::ViewSettings {
+                allow_stale: validated.dns.allow_stale,
+                max_stale: validated.dns.max_stale,
+            },
+            &metrics,
+            cancel.child_token(),
+        )),
+    };
+    crate::dns::server::serve(
+        SocketAddr::new(validated.client_addr, dns_port),
+        dns_source,
+        dns_settings,
+        crate::dns::server::Recursion {
+            recursors: validated.dns.recursors.clone(),
+            timeout: validated.dns.recursor_timeout,
+        },
+        metrics.dns_queries.clone(),
+        cancel.child_token(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("binding the HTTP port {http_addr}"))?;
 
     println!("==> Starting Isthmus agent...");
     println!("               Version: '{}'", env!("CARGO_PKG_VERSION"));
-    println!("               Node ID: '{}'", server.id);
+    println!("               Node ID: '{node_id}'");
     println!("             Node name: '{}'", validated.node_name);
     println!("            Datacenter: '{}'", validated.datacenter);
-    println!("                Server: true (Bootstrap expect: {bootstrap_expect})");
+    if is_server {
+        println!("                Server: true (Bootstrap expect: {bootstrap_expect})");
+    } else {
+        println!("                Server: false");
+    }
     println!(
         "           Client Addr: [{}] (HTTP: {http_port}, DNS: {dns_port})",
         validated.client_addr
     );
-    println!(
-        "          Cluster Addr: {} (Server: {server_port}/quic)",
-        validated.bind_addr
-    );
+    if is_server {
+        println!(
+            "          Cluster Addr: {} (LAN: {serf_lan_port}, Server: {server_port}/quic)",
+            validated.bind_addr
+        );
+    } else {
+        println!(
+            "          Cluster Addr: {} (LAN: {serf_lan_port})",
+            validated.bind_addr
+        );
+    }
     println!("              Data dir: {}", data_dir.display());
     if authenticated {
         println!("                   TLS: mutual TLS, peers verified against the CA");
@@ -359,7 +417,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     cancel.cancel();
-    server.shutdown().await;
+    match &backend {
+        Backend::Server(server) => server.shutdown().await,
+        Backend::Client(link) => link.close().await,
+    }
     tasks.close();
     if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
         .await

@@ -1141,7 +1141,7 @@ fn dns_sends_other_names_to_the_recursors() {
             "recursor_timeout": "500ms",
             "node_ttl": "10s",
             "service_ttl": {"*": "5s", "web*": "30s"},
-            "allow_stale": true,
+            "use_cache": true,
         });
     });
     cluster.agents[0].start();
@@ -1197,7 +1197,7 @@ fn dns_sends_other_names_to_the_recursors() {
     assert!(
         cluster
             .logs()
-            .contains("the Consul option `dns_config.allow_stale` (in /"),
+            .contains("the Consul option `dns_config.use_cache` (in /"),
         "{}",
         cluster.logs()
     );

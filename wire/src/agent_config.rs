@@ -116,6 +116,12 @@ pub struct DnsConfig {
     /// How long to wait for each recursor (default `2s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recursor_timeout: Option<GoDuration>,
+    /// Whether any server may answer (default `true`); `false` reads through the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_stale: Option<bool>,
+    /// How old an answer may be (default `87600h`, as Consul).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stale: Option<GoDuration>,
 }
 
 /// Consul's `ports` block. Only the ports Isthmus listens on.

@@ -1,5 +1,6 @@
 //! The DNS listener: a hickory-server `RequestHandler` of our own, over UDP and TCP. It reads
-//! the local state machine (a stale read, as Consul's DNS), asks [`super::answer::answer`]
+//! the local state machine on a server (a stale read, as Consul's DNS) or the client
+//! agent's [`super::view::RemoteView`], asks [`super::answer::answer`]
 //! and encodes the result; hickory truncates UDP answers to the client's EDNS size and sets
 //! the TC bit. Names outside the domain go to the configured recursors, tried in order over
 //! the client's protocol, and their answer is passed back (Consul's `recursors`).
@@ -29,9 +30,18 @@ pub struct Recursion {
     pub timeout: Duration,
 }
 
-/// Answers DNS queries from the local catalog.
+/// What the answers are read from.
+#[derive(Clone)]
+pub enum Source {
+    /// A server's own state machine (a stale read, as Consul's DNS).
+    Local(StateMachineStore),
+    /// A client agent's view, kept current from the servers.
+    Remote(super::view::RemoteView),
+}
+
+/// Answers DNS queries from the catalog.
 pub struct DnsHandler {
-    state: StateMachineStore,
+    source: Source,
     settings: Settings,
     recursion: Recursion,
     queries: IntCounterVec,
@@ -156,24 +166,47 @@ impl DnsHandler {
         None
     }
 
-    fn decide(&self, qname: &str, qtype: QueryType) -> Option<Answer> {
+    /// Decides the answer; `None` when there is nothing current to answer from.
+    async fn decide(&self, qname: &str, qtype: QueryType) -> Option<Answer> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let seed = now.as_nanos() as u64;
         let serial = now.as_secs() as u32;
-        self.state
-            .read(|data| {
-                answer(
+        match &self.source {
+            Source::Local(state) => state
+                .read(|data| {
+                    answer(
+                        qname,
+                        qtype,
+                        &self.settings,
+                        &data.state.catalog,
+                        seed,
+                        serial,
+                    )
+                })
+                .ok(),
+            Source::Remote(view) => {
+                let prepared = match super::names::parse(qname, &self.settings.domain) {
+                    Ok(query) => match view.prepare(&query).await {
+                        Ok(prepared) => prepared,
+                        Err(e) => {
+                            tracing::debug!(qname = %qname, error = %e, "no current answer");
+                            return None;
+                        }
+                    },
+                    Err(_) => super::view::Prepared::default(),
+                };
+                Some(answer(
                     qname,
                     qtype,
                     &self.settings,
-                    &data.state.catalog,
+                    &prepared,
                     seed,
                     serial,
-                )
-            })
-            .ok()
+                ))
+            }
+        }
     }
 }
 
@@ -191,7 +224,9 @@ impl RequestHandler for DnsHandler {
                 let qtype = query_type(info.query.query_type());
                 tracing::debug!(qname = %qname, qtype = ?info.query.query_type(), src = %info.src, "dns query");
                 // No state to answer from is the server's failure, not the client's.
-                self.decide(&qname, qtype).ok_or(ResponseCode::ServFail)
+                self.decide(&qname, qtype)
+                    .await
+                    .ok_or(ResponseCode::ServFail)
             }
             Err(_) => Err(ResponseCode::FormErr),
         };
@@ -333,7 +368,7 @@ fn failed(request: &Request) -> ResponseInfo {
 /// Serves DNS on `addr` (UDP and TCP) until `cancel` fires.
 pub async fn serve(
     addr: SocketAddr,
-    state: StateMachineStore,
+    source: Source,
     settings: Settings,
     recursion: Recursion,
     queries: IntCounterVec,
@@ -346,7 +381,7 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("binding the DNS port {addr}/tcp: {e}"))?;
     let mut server = Server::new(DnsHandler {
-        state,
+        source,
         settings,
         recursion,
         queries,

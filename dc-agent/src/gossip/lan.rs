@@ -38,6 +38,8 @@ pub struct NodeId {
     pub name: String,
     /// Server or client.
     pub server: bool,
+    /// A server's RPC port (0 on clients), which client agents dial.
+    pub rpc_port: u16,
     /// Datacenter.
     pub dc: String,
     /// Build version.
@@ -237,6 +239,7 @@ fn placeholder(addr: SocketAddr) -> NodeId {
         bump: 0,
         name: String::new(),
         server: false,
+        rpc_port: 0,
         dc: String::new(),
         build: String::new(),
     }

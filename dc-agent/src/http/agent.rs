@@ -13,39 +13,39 @@ use super::kv::json;
 use super::{params, Api, ApiError, Consistency};
 
 /// `GET /v1/status/leader`: the leader's Raft address, or `""`.
-pub async fn status_leader(State(api): State<Api>) -> Response {
+pub async fn status_leader(State(api): State<Api>) -> Result<Response, ApiError> {
     let leader = api
-        .server
+        .server()?
         .leader()
         .map(|(_, node)| node.addr)
         .unwrap_or_default();
-    json(&api, 1, Consistency::Stale, &leader)
+    Ok(json(&api, 1, Consistency::Stale, &leader))
 }
 
 /// `GET /v1/status/peers`: the voters' Raft addresses.
-pub async fn status_peers(State(api): State<Api>) -> Response {
+pub async fn status_peers(State(api): State<Api>) -> Result<Response, ApiError> {
     let peers: Vec<String> = api
-        .server
+        .server()?
         .members()
         .into_iter()
         .filter(|(_, _, voter)| *voter)
         .map(|(_, node, _)| node.addr)
         .collect();
-    json(&api, 1, Consistency::Stale, &peers)
+    Ok(json(&api, 1, Consistency::Stale, &peers))
 }
 
 /// `GET /v1/operator/raft/configuration`.
 pub async fn raft_configuration(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
     let params = params(uri.query())?;
     let consistency = Consistency::from_params(&params)?;
-    if consistency != Consistency::Stale && api.server.leader().is_none() {
+    let server = api.server()?;
+    if consistency != Consistency::Stale && server.leader().is_none() {
         return Err(ApiError::NoLeader);
     }
-    let leader = api.server.leader().map(|(id, _)| id);
-    let metrics = api.server.raft.metrics().borrow().clone();
+    let leader = server.leader().map(|(id, _)| id);
+    let metrics = server.raft.metrics().borrow().clone();
     let index = metrics.membership_config.log_id().map_or(0, |id| id.index);
-    let servers = api
-        .server
+    let servers = server
         .members()
         .into_iter()
         .map(|(id, node, voter)| RaftServer {
@@ -68,51 +68,22 @@ pub async fn raft_configuration(State(api): State<Api>, uri: Uri) -> Result<Resp
 /// `GET /v1/agent/self`: configuration, membership and Raft statistics (what `info` prints).
 pub async fn agent_self(State(api): State<Api>) -> Response {
     let agent = &api.agent;
-    let metrics = api.server.raft.metrics().borrow().clone();
-    let leader = api.server.leader();
-    let voters = api
-        .server
-        .members()
-        .iter()
-        .filter(|(_, _, voter)| *voter)
-        .count();
-    let raft: BTreeMap<&str, String> = BTreeMap::from([
-        ("state", format!("{:?}", metrics.state)),
-        ("term", metrics.current_term.to_string()),
-        (
-            "last_log_index",
-            metrics.last_log_index.unwrap_or(0).to_string(),
-        ),
-        (
-            "applied_index",
-            metrics.last_applied.map_or(0, |id| id.index).to_string(),
-        ),
-        (
-            "last_snapshot_index",
-            metrics.snapshot.map_or(0, |id| id.index).to_string(),
-        ),
-        ("num_peers", voters.saturating_sub(1).to_string()),
-        (
-            "last_contact",
-            format!("{}ms", api.server.last_contact_ms()),
-        ),
-    ]);
-    let consul: BTreeMap<&str, String> = BTreeMap::from([
-        ("server", agent.server.to_string()),
-        ("leader", api.server.is_leader().to_string()),
-        (
-            "leader_addr",
-            leader.map(|(_, node)| node.addr).unwrap_or_default(),
-        ),
-        ("known_datacenters", "1".to_owned()),
-        ("bootstrap", (api.server.bootstrap_expect == 1).to_string()),
-    ]);
+    let (raft, consul) = match &api.backend {
+        super::Backend::Server(server) => server_stats(server),
+        super::Backend::Client(link) => {
+            let consul = BTreeMap::from([
+                ("server", "false".to_owned()),
+                ("known_servers", link.known_servers().len().to_string()),
+            ]);
+            (BTreeMap::new(), consul)
+        }
+    };
     let body = json!({
         "Config": {
             "Datacenter": agent.datacenter,
             "PrimaryDatacenter": agent.primary_datacenter,
             "NodeName": agent.node_name,
-            "NodeID": api.server.id.to_string(),
+            "NodeID": agent.node_id,
             "Server": agent.server,
             "Domain": agent.domain,
             "Version": env!("CARGO_PKG_VERSION"),
@@ -129,6 +100,48 @@ pub async fn agent_self(State(api): State<Api>) -> Response {
         "Meta": {},
     });
     json(&api, 1, Consistency::Stale, &body)
+}
+
+type Stats = BTreeMap<&'static str, String>;
+
+/// A server's `raft` and `consul` sections of `/v1/agent/self`.
+fn server_stats(server: &crate::server::Server) -> (Stats, Stats) {
+    let metrics = server.raft.metrics().borrow().clone();
+    let leader = server.leader();
+    let voters = server
+        .members()
+        .iter()
+        .filter(|(_, _, voter)| *voter)
+        .count();
+    let raft = BTreeMap::from([
+        ("state", format!("{:?}", metrics.state)),
+        ("term", metrics.current_term.to_string()),
+        (
+            "last_log_index",
+            metrics.last_log_index.unwrap_or(0).to_string(),
+        ),
+        (
+            "applied_index",
+            metrics.last_applied.map_or(0, |id| id.index).to_string(),
+        ),
+        (
+            "last_snapshot_index",
+            metrics.snapshot.map_or(0, |id| id.index).to_string(),
+        ),
+        ("num_peers", voters.saturating_sub(1).to_string()),
+        ("last_contact", format!("{}ms", server.last_contact_ms())),
+    ]);
+    let consul = BTreeMap::from([
+        ("server", "true".to_owned()),
+        ("leader", server.is_leader().to_string()),
+        (
+            "leader_addr",
+            leader.map(|(_, node)| node.addr).unwrap_or_default(),
+        ),
+        ("known_datacenters", "1".to_owned()),
+        ("bootstrap", (server.bootstrap_expect == 1).to_string()),
+    ]);
+    (raft, consul)
 }
 
 /// `GET /v1/agent/metrics?format=prometheus` (JSON is not offered).
@@ -149,10 +162,12 @@ pub async fn metrics(State(api): State<Api>, uri: Uri) -> Result<Response, ApiEr
 /// `PUT /v1/agent/leave`: leave the cluster gracefully and stop the agent.
 pub async fn leave(State(api): State<Api>) -> Result<Response, ApiError> {
     tracing::info!(node = %api.agent.node_name, "leaving the cluster");
-    api.server
-        .leave()
-        .await
-        .map_err(|e| ApiError::Internal(format!("leaving: {e:#}")))?;
+    if let super::Backend::Server(server) = &api.backend {
+        server
+            .leave()
+            .await
+            .map_err(|e| ApiError::Internal(format!("leaving: {e:#}")))?;
+    }
     // Only once Raft let this server go: say goodbye to the gossip pool, then stop.
     api.lan.leave().await;
     api.shutdown.cancel();

@@ -29,7 +29,7 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 async fn apply(api: &Api, command: Command) -> Result<Response, ApiError> {
     let (_index, result) = api
-        .server
+        .server()?
         .proposer
         .propose(command)
         .await
@@ -131,7 +131,7 @@ async fn read<T>(
     let consistency = Consistency::from_params(&params)?;
     confirm(api, consistency).await?;
     api.metrics.rpc_request.inc();
-    let (index, answer) = blocking::run(&api.server.state, &params, read).await?;
+    let (index, answer) = blocking::run(&api.server()?.state, &params, read).await?;
     Ok((index, answer, consistency))
 }
 

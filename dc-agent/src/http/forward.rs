@@ -1,4 +1,5 @@
-//! Forwarding an HTTP request to the leader over QUIC, and answering forwarded ones.
+//! Forwarding an HTTP request over QUIC (a follower's to the leader, a client agent's to a
+//! server), and answering forwarded ones.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -10,6 +11,8 @@ use wire::raft::RaftNode;
 
 use super::{params, Api, ApiError, FORWARDED};
 use crate::rpc::messages::{HttpHandler, HttpRequest, HttpResponse, RpcReply, RpcRequest};
+use crate::server::Server;
+use crate::servers::ServerLink;
 
 /// Largest answer sent back to a follower: a frame, less room for headers.
 const MAX_FORWARDED_ANSWER: usize = wire::frame::MAX_FRAME - 1024 * 1024;
@@ -17,25 +20,17 @@ const MAX_FORWARDED_ANSWER: usize = wire::frame::MAX_FRAME - 1024 * 1024;
 /// Largest body forwarded (values are at most 512 KiB; transactions a little more).
 const MAX_FORWARDED_BODY: usize = 2 * 1024 * 1024;
 
-/// Sends `request` to the leader and returns its answer.
-pub async fn to_leader(
-    api: &Api,
-    leader_id: u64,
-    leader: &RaftNode,
-    request: Request,
-    hops: u32,
-) -> Response {
-    let timeout = params(request.uri().query())
-        .map(|p| super::forward_timeout(&p))
-        .unwrap_or(super::blocking::DEFAULT_WAIT);
+/// Reads a request into the form it travels in, marked with its hop count. An oversized
+/// body is answered at once.
+async fn encode(request: Request, hops: u32) -> Result<HttpRequest, Response> {
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_FORWARDED_BODY).await {
         Ok(body) => body,
         Err(_) => {
-            return ApiError::TooLarge(format!(
+            return Err(ApiError::TooLarge(format!(
                 "Request body too large, max size: {MAX_FORWARDED_BODY} bytes"
             ))
-            .into_response()
+            .into_response())
         }
     };
     let mut headers: Vec<(String, Vec<u8>)> = parts
@@ -45,7 +40,7 @@ pub async fn to_leader(
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
         .collect();
     headers.push((FORWARDED.to_owned(), hops.to_string().into_bytes()));
-    let forwarded = HttpRequest {
+    Ok(HttpRequest {
         method: parts.method.as_str().to_owned(),
         uri: parts
             .uri
@@ -53,12 +48,52 @@ pub async fn to_leader(
             .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
         headers,
         body: body.to_vec(),
+    })
+}
+
+fn timeout_of(request: &Request) -> std::time::Duration {
+    params(request.uri().query())
+        .map(|p| super::forward_timeout(&p))
+        .unwrap_or(super::blocking::DEFAULT_WAIT)
+}
+
+/// Sends a client agent's request to a server and returns its answer. The server routes
+/// it on (to the leader, unless `?stale`), as it would its own.
+pub async fn to_server(api: &Api, link: &ServerLink, request: Request) -> Response {
+    let timeout = timeout_of(&request);
+    let forwarded = match encode(request, 0).await {
+        Ok(forwarded) => forwarded,
+        Err(response) => return response,
+    };
+    api.metrics.rpc_forwarded.inc();
+    match link.http(forwarded, timeout).await {
+        Ok(response) => into_response(response),
+        Err(e) => {
+            tracing::warn!(error = %e, "no server answered a forwarded request");
+            ApiError::Internal(format!("No known Consul servers: {e}")).into_response()
+        }
+    }
+}
+
+/// Sends `request` to the leader and returns its answer.
+pub async fn to_leader(
+    api: &Api,
+    server: &Server,
+    leader_id: u64,
+    leader: &RaftNode,
+    request: Request,
+    hops: u32,
+) -> Response {
+    let timeout = timeout_of(&request);
+    let forwarded = match encode(request, hops).await {
+        Ok(forwarded) => forwarded,
+        Err(response) => return response,
     };
     api.metrics.rpc_forwarded.inc();
     // If Raft names another leader while the request is out (the one we forwarded to died),
     // answer at once so the client retries, instead of waiting out a dead connection. The
     // request is not sent again: a write that reached the old leader may have committed.
-    let mut raft_metrics = api.server.raft.metrics();
+    let mut raft_metrics = server.raft.metrics();
     let leadership_changed = async move {
         loop {
             if raft_metrics.changed().await.is_err() {
@@ -70,7 +105,7 @@ pub async fn to_leader(
         }
     };
     let request = RpcRequest::Http(forwarded);
-    let call = api.server.call(&leader.addr, &request, timeout);
+    let call = server.call(&leader.addr, &request, timeout);
     let outcome = tokio::select! {
         outcome = call => outcome,
         () = leadership_changed => {

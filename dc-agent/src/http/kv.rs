@@ -41,7 +41,7 @@ fn number(params: &Params, name: &str) -> Result<Option<u64>, ApiError> {
 /// Confirms leadership with a quorum for `?consistent`.
 pub async fn confirm(api: &Api, consistency: Consistency) -> Result<(), ApiError> {
     if consistency == Consistency::Consistent {
-        api.server
+        api.server()?
             .raft
             .ensure_linearizable()
             .await
@@ -91,7 +91,7 @@ async fn read(api: Api, key: String, uri: Uri) -> Result<Response, ApiError> {
     let raw = params.contains_key("raw");
     let (index, answer) = if params.contains_key("keys") {
         let separator = params.get("separator").cloned();
-        blocking::run(&api.server.state, &params, |data| {
+        blocking::run(&api.server()?.state, &params, |data| {
             (
                 data.state.kv.prefix_index(&key),
                 Answer::Keys(data.state.kv.keys(&key, separator.as_deref())),
@@ -99,7 +99,7 @@ async fn read(api: Api, key: String, uri: Uri) -> Result<Response, ApiError> {
         })
         .await?
     } else if params.contains_key("recurse") {
-        blocking::run(&api.server.state, &params, |data| {
+        blocking::run(&api.server()?.state, &params, |data| {
             (
                 data.state.kv.prefix_index(&key),
                 Answer::Entries(data.state.kv.list(&key).map(KvPair::from).collect()),
@@ -107,7 +107,7 @@ async fn read(api: Api, key: String, uri: Uri) -> Result<Response, ApiError> {
         })
         .await?
     } else {
-        blocking::run(&api.server.state, &params, |data| {
+        blocking::run(&api.server()?.state, &params, |data| {
             (
                 data.state.kv.key_index(&key),
                 Answer::Entries(
@@ -142,7 +142,7 @@ async fn read(api: Api, key: String, uri: Uri) -> Result<Response, ApiError> {
 async fn write(api: &Api, command: Command) -> Result<CommandResult, ApiError> {
     let started = Instant::now();
     let (_index, result) = api
-        .server
+        .server()?
         .proposer
         .propose(command)
         .await

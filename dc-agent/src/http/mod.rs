@@ -31,11 +31,20 @@ pub use forward::handler as forward_handler;
 use crate::metrics::Metrics;
 use crate::server::Server;
 
+/// What answers the endpoints outside `/v1/agent/`.
+#[derive(Clone)]
+pub enum Backend {
+    /// This agent is a server: it answers from its own state, through the leader.
+    Server(Arc<Server>),
+    /// A client agent: everything outside `/v1/agent/` goes to a server over QUIC.
+    Client(Arc<crate::servers::ServerLink>),
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct Api {
-    /// The local server.
-    pub server: Arc<Server>,
+    /// The local server, or the client's link to the servers.
+    pub backend: Backend,
     /// Static facts about this agent.
     pub agent: Arc<AgentInfo>,
     /// Metrics.
@@ -48,6 +57,19 @@ pub struct Api {
     pub lan: crate::gossip::lan::LanPool,
     /// Cancelling it stops the agent (`/v1/agent/leave`).
     pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Api {
+    /// The local server. Only endpoints a client agent forwards call it, so on a client it
+    /// is reached only through a bug; the error says so rather than panicking.
+    pub fn server(&self) -> Result<&Arc<Server>, ApiError> {
+        match &self.backend {
+            Backend::Server(server) => Ok(server),
+            Backend::Client(_) => Err(ApiError::Internal(
+                "this endpoint is answered by servers, and this agent is a client".to_owned(),
+            )),
+        }
+    }
 }
 
 /// Static facts about this agent, for `/v1/agent/self`.
@@ -69,6 +91,8 @@ pub struct AgentInfo {
     pub server: bool,
     /// Whether the agent runs in `-dev` mode.
     pub dev: bool,
+    /// The node's ID (`NodeID`).
+    pub node_id: String,
 }
 
 /// Builds the router.
@@ -250,8 +274,19 @@ impl Consistency {
 const FORWARDED: &str = "x-isthmus-forwarded";
 
 /// Sends each request where Consul would answer it: agent and status endpoints and `?stale`
-/// reads locally; everything else on the leader, forwarded over QUIC from a follower.
+/// reads locally; everything else on the leader, forwarded over QUIC from a follower. A
+/// client agent answers `/v1/agent/` itself and sends everything else to a server.
 async fn route_by_consistency(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let server = match &api.backend {
+        Backend::Server(server) => server.clone(),
+        Backend::Client(link) => {
+            if path.starts_with("/v1/agent/") {
+                return next.run(request).await;
+            }
+            return forward::to_server(&api, link, request).await;
+        }
+    };
     // `?dc=` naming another datacenter: there is no path to it until gateways exist
     // (Consul's answer for an unreachable datacenter); never answer it with local data.
     let other_dc = params(request.uri().query())
@@ -261,7 +296,6 @@ async fn route_by_consistency(State(api): State<Api>, request: Request, next: Ne
     if let Some(dc) = other_dc {
         return ApiError::Internal(format!("No path to datacenter \"{dc}\"")).into_response();
     }
-    let path = request.uri().path();
     let local_only = path.starts_with("/v1/agent/")
         || path.starts_with("/v1/status/")
         || path == "/v1/catalog/datacenters";
@@ -269,7 +303,7 @@ async fn route_by_consistency(State(api): State<Api>, request: Request, next: Ne
         .map(|p| p.contains_key("stale"))
         .unwrap_or(false);
     let is_read = request.method() == axum::http::Method::GET;
-    if local_only || (stale && is_read) || api.server.is_leader() {
+    if local_only || (stale && is_read) || server.is_leader() {
         return next.run(request).await;
     }
     let hops: u32 = request
@@ -278,9 +312,9 @@ async fn route_by_consistency(State(api): State<Api>, request: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    match api.server.leader() {
+    match server.leader() {
         Some((leader_id, leader)) if hops < 3 => {
-            forward::to_leader(&api, leader_id, &leader, request, hops + 1).await
+            forward::to_leader(&api, &server, leader_id, &leader, request, hops + 1).await
         }
         _ => ApiError::NoLeader.into_response(),
     }
@@ -288,19 +322,21 @@ async fn route_by_consistency(State(api): State<Api>, request: Request, next: Ne
 
 /// Adds Consul's query-meta headers to a response.
 pub fn query_meta(api: &Api, headers: &mut HeaderMap, index: u64, consistency: Consistency) {
-    let leader_known = api.server.leader().is_some();
-    let entries = [
+    let mut entries = vec![
         ("x-consul-index", index.max(1).to_string()),
-        ("x-consul-knownleader", leader_known.to_string()),
-        (
-            "x-consul-lastcontact",
-            api.server.last_contact_ms().to_string(),
-        ),
         (
             "x-consul-effective-consistency",
             consistency.header().to_owned(),
         ),
     ];
+    // A client agent answers only `/v1/agent/` itself, which carries no Raft facts.
+    if let Backend::Server(server) = &api.backend {
+        entries.push((
+            "x-consul-knownleader",
+            server.leader().is_some().to_string(),
+        ));
+        entries.push(("x-consul-lastcontact", server.last_contact_ms().to_string()));
+    }
     for (name, value) in entries {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);

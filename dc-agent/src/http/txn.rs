@@ -89,7 +89,7 @@ pub async fn txn(State(api): State<Api>, body: Bytes) -> Result<Response, ApiErr
         .map_err(ApiError::BadRequest)?;
     let started = Instant::now();
     let (index, result) = api
-        .server
+        .server()?
         .proposer
         .propose(Command::Txn(ops))
         .await

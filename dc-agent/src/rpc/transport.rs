@@ -37,6 +37,9 @@ pub enum CallError {
     },
 }
 
+/// The longest wait for a QUIC handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The agent's QUIC endpoint and its outgoing connections.
 pub struct Transport {
     endpoint: quinn::Endpoint,
@@ -161,7 +164,10 @@ impl Transport {
         timeout: Duration,
     ) -> Result<Rep, CallError> {
         let attempt = async {
-            let connection = self.connection(addr, alpn, timeout).await?;
+            // A long call (a blocking query) must not wait as long for a dead peer.
+            let connection = self
+                .connection(addr, alpn, timeout.min(CONNECT_TIMEOUT))
+                .await?;
             let (mut send, mut recv) =
                 connection.open_bi().await.map_err(|e| CallError::Stream {
                     addr,

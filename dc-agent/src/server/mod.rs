@@ -83,8 +83,8 @@ fn unix_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Reads this server's node ID, or makes one at first start.
-fn node_id(data_dir: &Path) -> anyhow::Result<NodeId> {
+/// Reads this agent's node ID, or makes one at first start.
+pub fn node_id(data_dir: &Path) -> anyhow::Result<NodeId> {
     let path = data_dir.join("node-id");
     match std::fs::read_to_string(&path) {
         Ok(text) => text

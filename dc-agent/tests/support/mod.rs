@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use dc_agent::client::{ApiClient, ApiResponse};
 
-/// One server process.
+/// One agent process (a server or a client agent).
 pub struct Agent {
     /// Node name.
     pub name: String,
@@ -136,13 +136,32 @@ impl Cluster {
     /// Renders `n` servers on `127.<subnet>.0.N` without starting them; `defaults` is TOML
     /// for the topology's `[defaults]` table.
     pub fn render(subnet: u8, n: usize, defaults: &str) -> Cluster {
+        Cluster::render_with_clients(subnet, n, 0, defaults)
+    }
+
+    /// Renders `n` servers (`s1..`) and `clients` client agents (`c1..`, after the servers:
+    /// `127.<subnet>.0.<n+1>..`) without starting them.
+    pub fn render_with_clients(subnet: u8, n: usize, clients: usize, defaults: &str) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let servers: Vec<String> = (1..=n)
             .map(|i| format!("{{ name = \"s{i}\", address = \"127.{subnet}.0.{i}\" }}"))
             .collect();
+        let client_nodes: Vec<String> = (1..=clients)
+            .map(|i| {
+                format!(
+                    "{{ name = \"c{i}\", address = \"127.{subnet}.0.{}\" }}",
+                    n + i
+                )
+            })
+            .collect();
         let source = format!(
-            "[defaults]\n{defaults}\n[[datacenters]]\nname = \"dc1\"\nservers = [{}]\n",
-            servers.join(", ")
+            "[defaults]\n{defaults}\n[[datacenters]]\nname = \"dc1\"\nservers = [{}]\n{}",
+            servers.join(", "),
+            if clients > 0 {
+                format!("clients = [{}]\n", client_nodes.join(", "))
+            } else {
+                String::new()
+            }
         );
         let (topology, _) = topology::parse(&source, "test").expect("test topology is valid");
         let out = dir.path();
@@ -157,12 +176,15 @@ impl Cluster {
         )
         .expect("render");
         plan.write_to(out).expect("write the rendered files");
-        let agents: Vec<Agent> = (1..=n)
-            .map(|i| Agent {
-                name: format!("s{i}"),
+        let names = (1..=n)
+            .map(|i| (format!("s{i}"), i))
+            .chain((1..=clients).map(|i| (format!("c{i}"), n + i)));
+        let agents: Vec<Agent> = names
+            .map(|(name, i)| Agent {
                 address: format!("127.{subnet}.0.{i}"),
-                config: out.join(format!("dc1/s{i}/agent.json")),
-                log: out.join(format!("s{i}.log")),
+                config: out.join(format!("dc1/{name}/agent.json")),
+                log: out.join(format!("{name}.log")),
+                name,
                 child: None,
             })
             .collect();

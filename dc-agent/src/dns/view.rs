@@ -1,0 +1,399 @@
+//! A client agent's DNS view of the catalog. A client holds no state machine, and a server
+//! round trip per query would make DNS as slow as the link to the servers; instead the first
+//! query for a name fetches it (`/v1/health/service/NAME` or `/v1/catalog/node/NAME`, through
+//! the API, which forwards to a server), and a task per name then keeps it current with
+//! blocking queries, so later queries are answered locally. A name nobody asks for in
+//! [`IDLE`] is dropped.
+//!
+//! Staleness is bounded by `dns_config.max_stale`: while the blocking query is in flight
+//! the view is current (a change returns it at once); once a refresh fails, the view ages
+//! from its last success, and an answer older than `max_stale` is not given (SERVFAIL). With
+//! `allow_stale` (the default) any server answers the refresh; a server whose own contact
+//! with the leader is older than `max_stale` is asked again through the leader, as Consul.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use wire::records::HealthStatus;
+
+use super::answer::{CatalogView, Instance, NodeInfo};
+use super::names::Query;
+use crate::rpc::messages::{HttpHandler, HttpRequest, HttpResponse};
+
+/// A name nobody asked for in this long is no longer kept current.
+pub const IDLE: Duration = Duration::from_secs(3600);
+/// How long a blocking refresh waits on the server.
+const WAIT: Duration = Duration::from_secs(60);
+/// How long a query waits for a name's first fetch (less than a resolver's usual timeout).
+const FIRST_FETCH: Duration = Duration::from_millis(1500);
+/// Longest pause between failed refreshes.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a name refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Service(String),
+    Node(String),
+}
+
+/// What was fetched for a name.
+#[derive(Debug)]
+enum Data {
+    Instances(Vec<Instance>),
+    Node(Option<NodeInfo>),
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    data: Option<Arc<Data>>,
+    /// When a refresh last succeeded.
+    confirmed: Option<Instant>,
+    /// Whether the last refresh failed.
+    failing: bool,
+}
+
+struct Entry {
+    state: watch::Sender<Snapshot>,
+    last_used: Mutex<Instant>,
+}
+
+impl Entry {
+    fn touch(&self) {
+        *self
+            .last_used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    fn idle(&self) -> bool {
+        self.last_used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
+            > IDLE
+    }
+}
+
+/// Settings of the view.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewSettings {
+    /// Refresh through any server (`?stale`).
+    pub allow_stale: bool,
+    /// How old an answer may be.
+    pub max_stale: Duration,
+}
+
+struct Inner {
+    fetch: HttpHandler,
+    names: prometheus::IntGauge,
+    refreshes: prometheus::IntCounterVec,
+    settings: ViewSettings,
+    entries: Mutex<HashMap<Key, Arc<Entry>>>,
+    cancel: CancellationToken,
+}
+
+/// The view: cheap to clone.
+#[derive(Clone)]
+pub struct RemoteView {
+    inner: Arc<Inner>,
+}
+
+/// The data one query needs, as a [`CatalogView`] for the answer.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    data: Option<Arc<Data>>,
+}
+
+impl CatalogView for Prepared {
+    fn instances(&self, _service: &str) -> Vec<Instance> {
+        match self.data.as_deref() {
+            Some(Data::Instances(instances)) => instances.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn node(&self, _name: &str) -> Option<NodeInfo> {
+        match self.data.as_deref() {
+            Some(Data::Node(node)) => node.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// Why a query cannot be answered from the view.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(String);
+
+impl RemoteView {
+    /// A view that fetches through `fetch` (the API router, which forwards to a server).
+    pub fn new(
+        fetch: HttpHandler,
+        settings: ViewSettings,
+        metrics: &crate::metrics::Metrics,
+        cancel: CancellationToken,
+    ) -> Self {
+        RemoteView {
+            inner: Arc::new(Inner {
+                fetch,
+                names: metrics.dns_view_names.clone(),
+                refreshes: metrics.dns_view_refreshes.clone(),
+                settings,
+                entries: Mutex::new(HashMap::new()),
+                cancel,
+            }),
+        }
+    }
+
+    /// How many names the view keeps current.
+    pub fn len(&self) -> usize {
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether the view keeps no name.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Gets what `query` needs (this datacenter's names only; others need nothing here).
+    pub async fn prepare(&self, query: &Query) -> Result<Prepared, Unavailable> {
+        let key = match query {
+            Query::Service {
+                name,
+                datacenter: None,
+                ..
+            } => Key::Service(name.to_ascii_lowercase()),
+            Query::Node {
+                name,
+                datacenter: None,
+            } => Key::Node(name.to_ascii_lowercase()),
+            _ => return Ok(Prepared::default()),
+        };
+        let entry = self.entry(key);
+        entry.touch();
+        let mut changes = entry.state.subscribe();
+        let deadline = tokio::time::Instant::now() + FIRST_FETCH;
+        loop {
+            {
+                let snapshot = changes.borrow_and_update();
+                let fresh = !snapshot.failing
+                    || snapshot
+                        .confirmed
+                        .is_some_and(|at| at.elapsed() <= self.inner.settings.max_stale);
+                match &snapshot.data {
+                    Some(data) if fresh => {
+                        return Ok(Prepared {
+                            data: Some(data.clone()),
+                        })
+                    }
+                    // The refresh keeps retrying in the background; the client is told now.
+                    Some(_) => {
+                        return Err(Unavailable(format!(
+                            "the view is older than max_stale ({:?}) and no server answers",
+                            self.inner.settings.max_stale
+                        )))
+                    }
+                    None if snapshot.failing => {
+                        return Err(Unavailable("no server answered".to_owned()))
+                    }
+                    // The first fetch is under way.
+                    None => {}
+                }
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Unavailable("the view is shutting down".to_owned())),
+                Err(_) => {
+                    return Err(Unavailable(format!(
+                        "no server answered within {FIRST_FETCH:?}"
+                    )))
+                }
+            }
+        }
+    }
+
+    fn entry(&self, key: Key) -> Arc<Entry> {
+        let mut entries = self
+            .inner
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = entries.get(&key) {
+            return entry.clone();
+        }
+        let entry = Arc::new(Entry {
+            state: watch::Sender::new(Snapshot::default()),
+            last_used: Mutex::new(Instant::now()),
+        });
+        entries.insert(key.clone(), entry.clone());
+        self.inner.names.set(entries.len() as i64);
+        tokio::spawn(keep_current(
+            Arc::downgrade(&self.inner),
+            key,
+            entry.clone(),
+        ));
+        entry
+    }
+}
+
+/// Keeps one name current until it goes idle or the view stops.
+async fn keep_current(view: Weak<Inner>, key: Key, entry: Arc<Entry>) {
+    let mut index = 0u64;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let Some(inner) = view.upgrade() else { return };
+        if entry.idle() {
+            let mut entries = inner
+                .entries
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            entries.remove(&key);
+            inner.names.set(entries.len() as i64);
+            return;
+        }
+        let fetched = tokio::select! {
+            _ = inner.cancel.cancelled() => return,
+            fetched = fetch(&inner, &key, index, inner.settings.allow_stale) => fetched,
+        };
+        let fetched = match fetched {
+            // The server answering is itself too far behind its leader: ask the leader.
+            Ok((_, _, last_contact))
+                if inner.settings.allow_stale && last_contact > inner.settings.max_stale =>
+            {
+                tokio::select! {
+                    _ = inner.cancel.cancelled() => return,
+                    fetched = fetch(&inner, &key, 0, false) => fetched,
+                }
+            }
+            other => other,
+        };
+        match fetched {
+            Ok((new_index, data, _)) => {
+                inner.refreshes.with_label_values(&["ok"]).inc();
+                // An index that went backwards (a restored server) starts over, as Consul.
+                index = if new_index < index { 0 } else { new_index };
+                backoff = Duration::from_millis(250);
+                entry.state.send_modify(|snapshot| {
+                    snapshot.data = Some(Arc::new(data));
+                    snapshot.confirmed = Some(Instant::now());
+                    snapshot.failing = false;
+                });
+            }
+            Err(e) => {
+                inner.refreshes.with_label_values(&["error"]).inc();
+                tracing::debug!(key = ?key, error = %e, "dns view refresh failed");
+                entry.state.send_modify(|snapshot| snapshot.failing = true);
+                drop(inner);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// One fetch: blocking when `index` is set. Returns the index, the data and the answering
+/// server's `X-Consul-LastContact`.
+async fn fetch(
+    inner: &Inner,
+    key: &Key,
+    index: u64,
+    stale: bool,
+) -> Result<(u64, Data, Duration), String> {
+    let mut query = Vec::new();
+    if stale {
+        query.push("stale".to_owned());
+    }
+    if index > 0 {
+        query.push(format!("index={index}"));
+        query.push(format!("wait={}s", WAIT.as_secs()));
+    }
+    let path = match key {
+        Key::Service(name) => format!("/v1/health/service/{}", encode(name)),
+        Key::Node(name) => format!("/v1/catalog/node/{}", encode(name)),
+    };
+    let uri = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", query.join("&"))
+    };
+    let response = (inner.fetch)(HttpRequest {
+        method: "GET".to_owned(),
+        uri: uri.clone(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    })
+    .await;
+    if response.status != 200 {
+        return Err(format!(
+            "{uri} answered {}: {}",
+            response.status,
+            String::from_utf8_lossy(&response.body).trim()
+        ));
+    }
+    let index = header(&response, "x-consul-index").unwrap_or(0);
+    let last_contact =
+        Duration::from_millis(header(&response, "x-consul-lastcontact").unwrap_or(0));
+    let data = match key {
+        Key::Service(_) => {
+            let entries: Vec<wire::api::ServiceEntry> =
+                serde_json::from_slice(&response.body).map_err(|e| format!("{uri}: {e}"))?;
+            Data::Instances(entries.into_iter().map(instance).collect())
+        }
+        Key::Node(_) => {
+            let node: Option<wire::api::NodeServices> =
+                serde_json::from_slice(&response.body).map_err(|e| format!("{uri}: {e}"))?;
+            Data::Node(node.map(|n| NodeInfo {
+                address: n.node.address,
+                meta: n.node.meta,
+            }))
+        }
+    };
+    Ok((index, data, last_contact))
+}
+
+fn header(response: &HttpResponse, name: &str) -> Option<u64> {
+    response
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A health entry as DNS sees it: the worst of its checks (maintenance counts as critical).
+fn instance(entry: wire::api::ServiceEntry) -> Instance {
+    let status = entry
+        .checks
+        .iter()
+        .map(|c| match c.status.parse::<HealthStatus>() {
+            Ok(HealthStatus::Maintenance) | Err(_) => HealthStatus::Critical,
+            Ok(status) => status,
+        })
+        .max()
+        .unwrap_or(HealthStatus::Passing);
+    Instance {
+        node: entry.node.node,
+        node_address: entry.node.address,
+        service_address: entry.service.address,
+        port: entry.service.port,
+        tags: entry.service.tags,
+        status,
+    }
+}
+
+/// Percent-encodes a name for a path segment (DNS labels need none; anything else is safe).
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
