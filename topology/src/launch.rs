@@ -59,17 +59,20 @@ fn signal(pid: i32, signal: i32) {
     }
 }
 
-/// The servers of the file: what `up` runs until client agents and gateways exist.
+/// The agents of the file, servers first, then client agents: what `up` runs until
+/// gateways exist.
 fn managed<'a>(topology: &'a Topology, out: &Path) -> Vec<Managed<'a>> {
     topology
         .datacenters
         .iter()
         .flat_map(|dc| {
-            dc.nodes_of(Role::Server).map(move |node| Managed {
-                dc,
-                node,
-                dir: out.join(&dc.name).join(&node.name),
-            })
+            dc.nodes_of(Role::Server)
+                .chain(dc.nodes_of(Role::Client))
+                .map(move |node| Managed {
+                    dc,
+                    node,
+                    dir: out.join(&dc.name).join(&node.name),
+                })
         })
         .collect()
 }
@@ -192,11 +195,15 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
         let skipped: Vec<String> = dc
             .nodes
             .iter()
-            .filter(|n| n.role != Role::Server)
-            .map(|n| format!("{} ({})", n.name, n.role))
+            .filter(|n| n.role == Role::Gateway)
+            .map(|n| n.name.clone())
             .collect();
         if !skipped.is_empty() {
-            println!("  {:<12} not started: {} (client agents and gateways arrive with gossip and federation)", dc.name, skipped.join(", "));
+            println!(
+                "  {:<12} not started: gateway {} (gateways arrive with federation)",
+                dc.name,
+                skipped.join(", ")
+            );
         }
     }
 
@@ -219,9 +226,11 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
             if leaders.contains_key(&dc.name) {
                 continue;
             }
-            let dc_nodes: Vec<&Managed<'_>> =
-                nodes.iter().filter(|m| m.dc.name == dc.name).collect();
-            if let Some((leader, term)) = agreed_leader(&dc_nodes) {
+            let dc_servers: Vec<&Managed<'_>> = nodes
+                .iter()
+                .filter(|m| m.dc.name == dc.name && m.node.role == Role::Server)
+                .collect();
+            if let Some((leader, term)) = agreed_leader(&dc_servers) {
                 println!("  {:<12} leader {leader} (term {term})", dc.name);
                 leaders.insert(dc.name.clone(), (leader, term));
             }
@@ -345,6 +354,12 @@ pub fn status(topology: &Topology, out: &Path) -> Result<ExitCode> {
         .to_vec()];
         let mut leader = None;
         let mut up = 0;
+        let mut clients_up = 0;
+        let servers = dc_nodes
+            .iter()
+            .filter(|m| m.node.role == Role::Server)
+            .count();
+        let clients = dc_nodes.len() - servers;
         for managed in &dc_nodes {
             let pid = managed
                 .running_pid()
@@ -355,16 +370,19 @@ pub fn status(topology: &Topology, out: &Path) -> Result<ExitCode> {
                 .map(|i| i["Stats"]["raft"].clone())
                 .unwrap_or_default();
             let field = |name: &str| raft[name].as_str().unwrap_or("-").to_owned();
-            let state = if info.is_some() {
-                field("state").to_lowercase()
-            } else {
-                "down".to_owned()
+            let state = match &info {
+                None => "down".to_owned(),
+                Some(_) if managed.node.role == Role::Client => "client".to_owned(),
+                Some(_) => field("state").to_lowercase(),
             };
             if state == "leader" {
                 leader = Some(managed.node.name.clone());
             }
             if info.is_some() {
-                up += 1;
+                match managed.node.role {
+                    Role::Client => clients_up += 1,
+                    _ => up += 1,
+                }
             }
             rows.push(vec![
                 managed.node.name.clone(),
@@ -376,14 +394,17 @@ pub fn status(topology: &Topology, out: &Path) -> Result<ExitCode> {
                 field("last_contact"),
             ]);
         }
-        let dc_healthy = leader.is_some() && up == dc_nodes.len();
+        let dc_healthy = leader.is_some() && up == servers && clients_up == clients;
         healthy &= dc_healthy;
+        let clients_text = if clients > 0 {
+            format!(", {clients_up}/{clients} clients up")
+        } else {
+            String::new()
+        };
         println!(
-            "{}: leader {}, {}/{} servers up, {}",
+            "{}: leader {}, {up}/{servers} servers up{clients_text}, {}",
             dc.name,
             leader.as_deref().unwrap_or("none"),
-            up,
-            dc_nodes.len(),
             if dc_healthy { "healthy" } else { "DEGRADED" }
         );
         print!("{}", table(&rows));

@@ -1,4 +1,5 @@
-//! `topology up | status | down` with real agents: two datacenters of three servers each.
+//! `topology up | status | down` with real agents: two datacenters of three servers each,
+//! and a client agent in the first one carrying a service declared in the file.
 //! Needs the `dc-agent` binary beside `topology` (`cargo test --workspace` builds both).
 
 use std::fs;
@@ -44,7 +45,14 @@ const FILE: &str = r#"
 [[datacenters]]
 name = "alpha"
 servers = [{ name = "a1", address = "127.81.0.1" }, { name = "a2", address = "127.81.0.2" }, { name = "a3", address = "127.81.0.3" }]
+clients = [{ name = "ac1", address = "127.81.0.4" }]
 gateways = [{ name = "gw", address = "127.81.0.100" }]
+
+[[datacenters.services]]
+name = "web"
+node = "ac1"
+port = 8080
+tags = ["v1"]
 
 [[datacenters]]
 name = "beta"
@@ -65,7 +73,13 @@ fn up_status_down_and_up_again_keeps_data() {
     assert!(output.contains("alpha        leader"), "{output}");
     assert!(output.contains("beta         leader"), "{output}");
     for node in [
-        "alpha/a1", "alpha/a2", "alpha/a3", "beta/b1", "beta/b2", "beta/b3",
+        "alpha/a1",
+        "alpha/a2",
+        "alpha/a3",
+        "alpha/ac1",
+        "beta/b1",
+        "beta/b2",
+        "beta/b3",
     ] {
         assert!(
             output.contains(&format!("{node:<12} started")),
@@ -81,10 +95,42 @@ fn up_status_down_and_up_again_keeps_data() {
     let (code, status) = topology(dir, &["status", "federation.toml"]);
     assert_eq!(code, 0, "{status}");
     assert!(
-        status.contains("alpha: leader a") && status.contains("3/3 servers up, healthy"),
+        status.contains("alpha: leader a")
+            && status.contains("3/3 servers up, 1/1 clients up, healthy"),
         "{status}"
     );
-    assert!(status.contains("beta: leader b"), "{status}");
+    assert!(
+        status.contains("beta: leader b") && status.contains("3/3 servers up, healthy"),
+        "{status}"
+    );
+    assert!(output.contains("not started: gateway gw"), "{output}");
+
+    // The client agent registered the file's service; a server's catalog has it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let listed = Command::new(&dc_agent)
+            .args([
+                "-http-addr",
+                "127.81.0.4:8500",
+                "catalog",
+                "services",
+                "-tags",
+            ])
+            .output()
+            .expect("catalog services");
+        let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+        if text
+            .lines()
+            .any(|l| l.starts_with("web") && l.contains("v1"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "web never listed: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     let put = Command::new(&dc_agent)
         .args([
