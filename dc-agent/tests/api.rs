@@ -1409,3 +1409,101 @@ fn the_leader_reaps_old_tombstones() {
     let prefix = index_of(&cluster, "/v1/kv/gone/?recurse").expect("a prefix index");
     assert!(prefix >= deleted_at, "the prefix index fell to {prefix}");
 }
+
+/// A DNS query for `labels` (type A, class IN), as raw bytes: id 0x1234, recursion desired.
+fn raw_query(name: &[u8]) -> Vec<u8> {
+    let mut packet = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    packet.extend_from_slice(name);
+    packet.extend_from_slice(&[0, 1, 0, 1]);
+    packet
+}
+
+/// Sends `packet` over UDP and returns the answer's response code, or `None` when there was
+/// no answer within a second.
+fn udp_rcode(server: &str, packet: &[u8]) -> Option<u8> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    socket
+        .send_to(packet, format!("{server}:8600"))
+        .expect("send");
+    let mut buffer = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buffer).ok()?;
+    assert!(n >= 4, "a DNS answer has a header, got {n} bytes");
+    Some(buffer[3] & 0x0f)
+}
+
+#[test]
+fn malformed_dns_packets_get_formerr_or_nothing_and_never_a_crash() {
+    let mut cluster = Cluster::start(99, 1);
+    cluster.wait_for_leader();
+    let server = "127.99.0.1";
+    let registered = cluster.request(
+        0,
+        "PUT",
+        "/v1/catalog/register",
+        br#"{"Node":"n1","Address":"10.99.0.1","Service":{"Service":"web","Port":80}}"#,
+    );
+    assert_eq!(registered.status, 200);
+    let formerr = Some(1);
+
+    // A well-formed raw query is answered (NOERROR), so the silence below means something.
+    let mut web = Vec::new();
+    for label in ["web", "service", "consul"] {
+        web.push(label.len() as u8);
+        web.extend_from_slice(label.as_bytes());
+    }
+    web.push(0);
+    assert_eq!(udp_rcode(server, &raw_query(&web)), Some(0));
+
+    // Shorter than a header, random bytes, a header promising a question that is not there.
+    for garbage in [
+        vec![0x12],
+        vec![0xff; 3],
+        (0..600u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<u8>>(),
+        vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0],
+    ] {
+        let rcode = udp_rcode(server, &garbage);
+        assert!(
+            rcode.is_none() || rcode == formerr,
+            "{garbage:?} got rcode {rcode:?}"
+        );
+    }
+    // A name longer than 255 bytes (five 63-byte labels).
+    let mut long = Vec::new();
+    for _ in 0..5 {
+        long.push(63);
+        long.extend_from_slice(&[b'a'; 63]);
+    }
+    long.push(0);
+    // A compression pointer to itself, and a label with the reserved 0x40 type bits.
+    for name in [long, vec![0xc0, 0x0c], vec![0x41, b'a', 0]] {
+        let rcode = udp_rcode(server, &raw_query(&name));
+        assert!(
+            rcode.is_none() || rcode == formerr,
+            "{name:?} got rcode {rcode:?}"
+        );
+    }
+    // Over TCP: a length prefix with nothing after it, then garbage, then a closed stream.
+    for bytes in [&[0xff, 0xff][..], &[0x00, 0x04, 1, 2, 3, 4][..]] {
+        use std::io::Write;
+        let mut stream =
+            std::net::TcpStream::connect(format!("{server}:8600")).expect("connect over TCP");
+        let _ = stream.write_all(bytes);
+        drop(stream);
+    }
+
+    // The agent still runs and answers, over both protocols.
+    assert!(cluster.agents[0].is_running(), "{}", cluster.logs());
+    assert_eq!(
+        dig(server, &["web.service.consul", "+short"]),
+        "10.99.0.1\n"
+    );
+    assert_eq!(
+        dig(server, &["web.service.consul", "+tcp", "+short"]),
+        "10.99.0.1\n"
+    );
+}
