@@ -53,6 +53,9 @@ pub struct Metrics {
     pub serf_members: IntCounterVec,
     /// `isthmus_gossip_dropped_packets_total{pool,reason}`: gossip packets dropped.
     pub gossip_dropped: IntCounterVec,
+    /// `consul_memberlist_health_score`: local health (0 healthy, up to 8 when this node
+    /// runs late and lengthens its suspicions).
+    pub memberlist_health_score: IntGauge,
     /// `consul_client_rpc`: requests a client agent sent to a server.
     pub client_rpc: IntCounter,
     /// `consul_client_rpc_failed`: of those, the ones no server answered.
@@ -165,6 +168,10 @@ impl Metrics {
                 "Gossip packets dropped, by pool and reason (no_key: no installed key opens it).",
                 &["pool", "reason"],
             )?,
+            memberlist_health_score: gauge(
+                "consul_memberlist_health_score",
+                "Local health score: 0 is healthy; higher when this node runs late (its suspicions of others then take longer).",
+            )?,
             client_rpc: counter(
                 "consul_client_rpc",
                 "Requests this client agent sent to a server.",
@@ -263,5 +270,9 @@ impl crate::gossip::lan::PoolEvents for Metrics {
 
     fn member(&self, status: &'static str) {
         self.serf_members.with_label_values(&[status]).inc();
+    }
+
+    fn health(&self, score: u32) {
+        self.memberlist_health_score.set(i64::from(score));
     }
 }

@@ -221,3 +221,74 @@ fn a_client_agents_dns_answers_are_never_older_than_max_stale() {
         },
     );
 }
+
+/// `consul_serf_member_events{event="failed"}` on an agent.
+fn failures_seen(cluster: &Cluster, agent: usize) -> u64 {
+    let metrics = cluster
+        .request(agent, "GET", "/v1/agent/metrics?format=prometheus", b"")
+        .text();
+    metrics
+        .lines()
+        .find(|l| l.starts_with("consul_serf_member_events{event=\"failed\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_paused_agent_is_not_declared_dead_and_declares_no_one_dead() {
+    let mut cluster = Cluster::render_with_clients(100, 3, 1, "");
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    cluster.wait_for_leader_among(&[0, 1, 2]);
+    let client_http = cluster.agents[3].http();
+    cluster.wait_for("four alive members", Duration::from_secs(20), |_| {
+        let (_, out, _) = cli(&client_http, &["members", "-status=alive"]);
+        (out.lines().count() == 5).then_some(())
+    });
+
+    // The client freezes (as under CPU starvation or a stop-the-world pause), shorter than
+    // the suspicion timeout, then runs again.
+    cluster.agents[3].signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(2500));
+    cluster.agents[3].signal(libc::SIGCONT);
+
+    // It noticed its own lateness: its local health score went up.
+    let score = cluster.wait_for("a raised health score", Duration::from_secs(5), |c| {
+        let metrics = c
+            .request(3, "GET", "/v1/agent/metrics?format=prometheus", b"")
+            .text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("consul_memberlist_health_score "))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|score| *score > 0)
+    });
+    assert!(score <= 8, "{score}");
+
+    // For the next seconds nobody, the paused node included, sees anyone fail.
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < until {
+        for agent in 0..4 {
+            let (_, out, _) = cli(&cluster.agents[agent].http(), &["members"]);
+            assert!(
+                !out.contains(" failed "),
+                "{} sees a failure: {out}{}",
+                cluster.agents[agent].name,
+                cluster.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for agent in 0..4 {
+        assert_eq!(failures_seen(&cluster, agent), 0, "{}", cluster.logs());
+    }
+    // Once it keeps time again, the score returns to 0.
+    cluster.wait_for("the health score back to 0", Duration::from_secs(30), |c| {
+        c.request(3, "GET", "/v1/agent/metrics?format=prometheus", b"")
+            .text()
+            .contains("consul_memberlist_health_score 0\n")
+            .then_some(())
+    });
+}

@@ -185,6 +185,73 @@ pub trait PoolEvents: Send + Sync + 'static {
     fn dropped(&self, reason: &'static str);
     /// A member joined, failed or left.
     fn member(&self, status: &'static str);
+    /// The local health score changed (0 is healthy; see [`LocalHealth`]).
+    fn health(&self, score: u32);
+}
+
+/// Highest local health score: suspicions then last nine times as long.
+pub const MAX_HEALTH_SCORE: u32 = 8;
+/// A timer firing this late means this node, not its peers, was slow.
+const LAG_THRESHOLD: Duration = Duration::from_millis(200);
+/// The score falls by one per this long without new evidence of slowness.
+const HEALTH_DECAY: Duration = Duration::from_secs(2);
+
+/// Lifeguard's local health awareness, as far as foca allows: a node that finds itself slow
+/// (its timers fire late: CPU starvation, a paused process, an overloaded host) raises its
+/// score, and its suspicions of others then take `1 + score` times as long to become
+/// "failed", so that its own slowness does not get healthy peers declared dead while they
+/// refute. The score decays once the node keeps time again. (foca fixes the probe timeouts
+/// at start, so only the suspicion timeout scales.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalHealth {
+    score: u32,
+    last_change: Instant,
+}
+
+impl LocalHealth {
+    /// A healthy node.
+    pub fn new(now: Instant) -> LocalHealth {
+        LocalHealth {
+            score: 0,
+            last_change: now,
+        }
+    }
+
+    /// The score.
+    pub fn score(&self) -> u32 {
+        self.score
+    }
+
+    /// A timer due at `due` fired at `now`: raise the score if that was late. Returns
+    /// whether the score changed.
+    pub fn timer_fired(&mut self, due: Instant, now: Instant) -> bool {
+        if now.saturating_duration_since(due) <= LAG_THRESHOLD {
+            return false;
+        }
+        self.last_change = now;
+        if self.score >= MAX_HEALTH_SCORE {
+            return false;
+        }
+        self.score += 1;
+        true
+    }
+
+    /// Lowers the score by one per [`HEALTH_DECAY`] without new evidence. Returns whether
+    /// the score changed.
+    pub fn decay(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        while self.score > 0 && now.saturating_duration_since(self.last_change) >= HEALTH_DECAY {
+            self.score -= 1;
+            self.last_change += HEALTH_DECAY;
+            changed = true;
+        }
+        changed
+    }
+
+    /// The suspicion timeout for a base of `base`.
+    pub fn suspicion(&self, base: Duration) -> Duration {
+        base * (1 + self.score)
+    }
 }
 
 /// Starts the pool on `bind`, announcing to `seeds` until it has members.
@@ -358,17 +425,37 @@ impl Driver {
         }
     }
 
+    /// Scales foca's suspicion timeout with the local health score.
+    fn apply_health(
+        &self,
+        foca: &mut Foca<NodeId, PostcardCodec, rand::rngs::StdRng, foca::NoCustomBroadcast>,
+        config: &mut Config,
+        health: &LocalHealth,
+        base: Duration,
+    ) {
+        config.suspect_to_down_after = health.suspicion(base);
+        if let Err(e) = foca.set_config(config.clone()) {
+            tracing::warn!(error = %e, "could not change the suspicion timeout");
+        }
+        self.events.health(health.score());
+    }
+
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, cancel: CancellationToken) {
         let size = std::num::NonZeroU32::new(16).unwrap_or(std::num::NonZeroU32::MIN);
         let mut config = Config::new_lan(size);
         if let Some(max) = std::num::NonZeroUsize::new(MAX_FOCA_PACKET) {
             config.max_packet_size = max;
         }
+        let base_suspicion = config.suspect_to_down_after;
+        let mut health = LocalHealth::new(Instant::now());
         let rng: rand::rngs::StdRng = rand::make_rng();
-        let mut foca = Foca::new(self.local.clone(), config, rng, PostcardCodec);
+        let mut foca = Foca::new(self.local.clone(), config.clone(), rng, PostcardCodec);
         let mut runtime = AccumulatingRuntime::new();
         let mut buffer = vec![0u8; 2048];
         let mut announce = tokio::time::interval(Duration::from_secs(2));
+        let mut decay = tokio::time::interval(HEALTH_DECAY / 2);
+        decay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.events.health(0);
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
@@ -393,10 +480,21 @@ impl Driver {
                 }
                 _ = async { match next_timer { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
                     let now = Instant::now();
+                    let mut slow = false;
                     while self.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
-                        if let Some(Reverse((_, timer))) = self.timers.pop() {
+                        if let Some(Reverse((at, timer))) = self.timers.pop() {
+                            slow |= health.timer_fired(at, now);
                             let _ = foca.handle_timer(timer, &mut runtime);
                         }
+                    }
+                    if slow {
+                        tracing::info!(score = health.score(), "this node is running late; suspicions of others take longer to confirm");
+                        self.apply_health(&mut foca, &mut config, &health, base_suspicion);
+                    }
+                }
+                _ = decay.tick() => {
+                    if health.decay(Instant::now()) {
+                        self.apply_health(&mut foca, &mut config, &health, base_suspicion);
                     }
                 }
                 _ = announce.tick(), if foca.num_members() == 0 && !self.seeds.is_empty() => {
@@ -437,5 +535,38 @@ impl Driver {
             }
             self.flush(&mut runtime).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn late_timers_raise_the_score_and_it_decays_when_on_time_again() {
+        let start = Instant::now();
+        let mut health = LocalHealth::new(start);
+        let base = Duration::from_secs(4);
+        // On time, or a little late: no change.
+        assert!(!health.timer_fired(start, start + Duration::from_millis(150)));
+        assert_eq!(health.suspicion(base), base);
+        // A two-second pause: late.
+        let resumed = start + Duration::from_secs(2);
+        assert!(health.timer_fired(start, resumed));
+        assert!(health.timer_fired(start, resumed));
+        assert_eq!(health.score(), 2);
+        assert_eq!(health.suspicion(base), base * 3);
+        // Capped.
+        for _ in 0..20 {
+            health.timer_fired(start, resumed);
+        }
+        assert_eq!(health.score(), MAX_HEALTH_SCORE);
+        // No decay before HEALTH_DECAY; one step per HEALTH_DECAY after.
+        assert!(!health.decay(resumed + HEALTH_DECAY / 2));
+        assert!(health.decay(resumed + HEALTH_DECAY * 3));
+        assert_eq!(health.score(), MAX_HEALTH_SCORE - 3);
+        assert!(health.decay(resumed + HEALTH_DECAY * 100));
+        assert_eq!(health.score(), 0);
+        assert_eq!(health.suspicion(base), base);
     }
 }
