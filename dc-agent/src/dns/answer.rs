@@ -47,14 +47,25 @@ pub trait CatalogView {
 
 impl CatalogView for crate::state::Catalog {
     fn instances(&self, service: &str) -> Vec<Instance> {
-        // DNS names are case-insensitive; catalog names keep their case.
-        let names = self.service_names();
-        let Some(service) = names
-            .keys()
-            .find(|name| name.eq_ignore_ascii_case(service))
-            .copied()
-        else {
-            return Vec::new();
+        // DNS names are case-insensitive; catalog names keep their case. Most are lower
+        // case already: look the exact name up first.
+        let exact = self.instances(service, &[]).next().is_some();
+        let names = if exact {
+            Default::default()
+        } else {
+            self.service_names()
+        };
+        let service = if exact {
+            service
+        } else {
+            let Some(service) = names
+                .keys()
+                .find(|name| name.eq_ignore_ascii_case(service))
+                .copied()
+            else {
+                return Vec::new();
+            };
+            service
         };
         self.service_health(service, &[])
             .into_iter()

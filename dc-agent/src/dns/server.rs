@@ -251,9 +251,13 @@ impl RequestHandler for DnsHandler {
             Rcode::ServFail => ResponseCode::ServFail,
             Rcode::Refused => ResponseCode::Refused,
         };
-        self.queries
-            .with_label_values(&[&format!("{:?}", decided.rcode).to_lowercase()])
-            .inc();
+        let label = match decided.rcode {
+            Rcode::NoError => "noerror",
+            Rcode::NxDomain => "nxdomain",
+            Rcode::ServFail => "servfail",
+            Rcode::Refused => "refused",
+        };
+        self.queries.with_label_values(&[label]).inc();
         let answers: Vec<Record> = decided.answers.iter().filter_map(to_record).collect();
         let authority: Vec<Record> = decided.authority.iter().filter_map(to_record).collect();
         let additionals: Vec<Record> = decided.additionals.iter().filter_map(to_record).collect();

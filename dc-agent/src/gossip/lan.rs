@@ -193,6 +193,8 @@ pub trait PoolEvents: Send + Sync + 'static {
 pub const MAX_HEALTH_SCORE: u32 = 8;
 /// A timer firing this late means this node, not its peers, was slow.
 const LAG_THRESHOLD: Duration = Duration::from_millis(200);
+/// How long after starting (or a `join`) a node keeps asking random members for theirs.
+const JOIN_SYNC: Duration = Duration::from_secs(5);
 /// The score falls by one per this long without new evidence of slowness.
 const HEALTH_DECAY: Duration = Duration::from_secs(2);
 
@@ -441,18 +443,21 @@ impl Driver {
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, cancel: CancellationToken) {
-        let size = std::num::NonZeroU32::new(16).unwrap_or(std::num::NonZeroU32::MIN);
-        let mut config = Config::new_lan(size);
-        if let Some(max) = std::num::NonZeroUsize::new(MAX_FOCA_PACKET) {
-            config.max_packet_size = max;
-        }
-        let base_suspicion = config.suspect_to_down_after;
+        // Suspicion and retransmissions scale with the pool's size, as memberlist's do
+        // (4 x max(1, log10 N) probe periods); foca is reconfigured as members come and go.
+        let mut cluster_size = 1usize;
+        let mut config = lan_config(cluster_size);
+        config.max_transmissions = lan_config(16).max_transmissions;
+        let mut base_suspicion = config.suspect_to_down_after;
         let mut health = LocalHealth::new(Instant::now());
         let rng: rand::rngs::StdRng = rand::make_rng();
         let mut foca = Foca::new(self.local.clone(), config.clone(), rng, PostcardCodec);
         let mut runtime = AccumulatingRuntime::new();
         let mut buffer = vec![0u8; 2048];
-        let mut announce = tokio::time::interval(Duration::from_secs(2));
+        let mut announce = tokio::time::interval(Duration::from_secs(1));
+        let mut join_sync = tokio::time::interval(Duration::from_millis(250));
+        join_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut syncing_until = Instant::now() + JOIN_SYNC;
         let mut decay = tokio::time::interval(HEALTH_DECAY / 2);
         decay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.events.health(0);
@@ -504,8 +509,20 @@ impl Driver {
                         }
                     }
                 }
+                _ = join_sync.tick(), if syncing_until > Instant::now() && foca.num_members() > 0 => {
+                    // An announce is answered with the active members that fit in one packet,
+                    // chosen at random: a node joining a larger pool, or with many others at
+                    // once, asks a random member again every 250 ms for a while, instead of
+                    // learning the rest only as they happen to probe it (memberlist's
+                    // push-pull sync at join plays this part).
+                    let members: Vec<SocketAddr> = foca.iter_members().map(|m| m.id().addr).collect();
+                    if let Some(pick) = members.get(rand::random_range(0..members.len().max(1))) {
+                        let _ = foca.announce(placeholder(*pick), &mut runtime);
+                    }
+                }
                 command = commands.recv() => match command {
                     Some(Command::Join(addrs)) => {
+                        syncing_until = Instant::now() + JOIN_SYNC;
                         for addr in addrs {
                             let _ = foca.announce(placeholder(addr), &mut runtime);
                         }
@@ -534,8 +551,31 @@ impl Driver {
                 },
             }
             self.flush(&mut runtime).await;
+            let size = foca.num_members() + 1;
+            if size != cluster_size {
+                cluster_size = size;
+                let sized = lan_config(size);
+                base_suspicion = sized.suspect_to_down_after;
+                // A joining pool grows from one: never send updates fewer times than a
+                // 16-member pool would, or news of the later joiners spreads slowly.
+                config.max_transmissions = sized
+                    .max_transmissions
+                    .max(lan_config(16).max_transmissions);
+                self.apply_health(&mut foca, &mut config, &health, base_suspicion);
+            }
         }
     }
+}
+
+/// foca's LAN settings for a pool of `size` members, with our packet size.
+fn lan_config(size: usize) -> Config {
+    let size = std::num::NonZeroU32::new(u32::try_from(size).unwrap_or(u32::MAX))
+        .unwrap_or(std::num::NonZeroU32::MIN);
+    let mut config = Config::new_lan(size);
+    if let Some(max) = std::num::NonZeroUsize::new(MAX_FOCA_PACKET) {
+        config.max_packet_size = max;
+    }
+    config
 }
 
 #[cfg(test)]
