@@ -9,6 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-10}"
+# The load generator and the servers on separate cores, so that each server under test has
+# one core to itself (NSD runs one process; the agent's runtime then has one core too).
+LOAD_CPU=0
+SERVER_CPU=1
 install() {
   if [ "$(id -u)" -eq 0 ]; then apt-get install -y -q "$@"; else sudo apt-get install -y -q "$@"; fi
 }
@@ -27,10 +31,10 @@ trap cleanup EXIT
 
 agent=./target/release/dc-agent
 SERVER=127.101.0.1 CLIENT=127.101.0.2 NSD_ADDR=127.101.0.3
-"$agent" agent -server -bootstrap-expect=1 -node=s1 -bind=$SERVER -client=$SERVER \
+taskset -c "$SERVER_CPU" "$agent" agent -server -bootstrap-expect=1 -node=s1 -bind=$SERVER -client=$SERVER \
   -data-dir="$work/s1" -datacenter=dc1 >"$work/s1.log" 2>&1 &
 pids+=($!)
-"$agent" agent -node=c1 -bind=$CLIENT -client=$CLIENT -data-dir="$work/c1" \
+taskset -c "$SERVER_CPU" "$agent" agent -node=c1 -bind=$CLIENT -client=$CLIENT -data-dir="$work/c1" \
   -datacenter=dc1 -retry-join=$SERVER >"$work/c1.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
@@ -81,7 +85,7 @@ zone:
   name: consul
   zonefile: consul.zone
 EOF
-nsd -d -c "$work/nsd.conf" &
+taskset -c "$SERVER_CPU" nsd -d -c "$work/nsd.conf" &
 pids+=($!)
 for _ in $(seq 50); do
   [ "$(dig @$NSD_ADDR -p 8600 +short web.service.consul | wc -l)" = 3 ] && break
@@ -90,7 +94,7 @@ done
 
 echo "web.service.consul A" >"$work/queries"
 run() {
-  dnsperf -s "$2" -p 8600 -d "$work/queries" -l "$SECONDS_PER_TARGET" -c 8 -q 64 >"$work/$1.out" 2>&1
+  taskset -c "$LOAD_CPU" dnsperf -s "$2" -p 8600 -d "$work/queries" -l "$SECONDS_PER_TARGET" -c 8 -q 64 >"$work/$1.out" 2>&1
   qps="$(awk '/Queries per second:/ {print $4}' "$work/$1.out")"
   lat="$(awk '/Average Latency/ {print $4}' "$work/$1.out")"
   lost="$(awk '/Queries lost:/ {print $3}' "$work/$1.out")"
@@ -105,10 +109,11 @@ client_qps="$(echo "$rows" | awk -F'|' 'NR==2 {print $3}')"
   echo
   echo "## $(date -u +%Y-%m-%d): DNS, Isthmus vs NSD"
   echo
-  echo "Machine: $(nproc) cores, $cpu. \`bench/dns.sh $SECONDS_PER_TARGET\`: dnsperf $(dnsperf -h 2>&1 | awk '/^DNS Performance Testing Tool/ {print $NF}' | head -1)"
+  echo "Machine: $(nproc) cores, $cpu. \`bench/dns.sh $SECONDS_PER_TARGET\`: dnsperf $(dpkg-query -W -f="\${Version}" dnsperf 2>/dev/null)"
   echo "(8 clients, 64 outstanding, ${SECONDS_PER_TARGET}s per target) asking \`web.service.consul A\`"
   echo "(three instances, three A records); NSD $(nsd -v 2>&1 | head -1 | awk '{print $3}') serves the same records from a"
-  echo "static zone with rate limiting off. Targets run one after the other on the same machine."
+  echo "static zone with rate limiting off. Targets run one after the other on the same machine,"
+  echo "each pinned to core $SERVER_CPU (taskset), dnsperf to core $LOAD_CPU."
   echo
   echo "| target | queries/s | mean latency (ms) | lost |"
   echo "|---|---|---|---|"

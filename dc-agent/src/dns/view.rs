@@ -290,6 +290,10 @@ async fn keep_current(view: Weak<Inner>, key: Key, entry: Arc<Entry>) {
                 inner.refreshes.with_label_values(&["error"]).inc();
                 tracing::debug!(key = ?key, error = %e, "dns view refresh failed");
                 entry.state.send_modify(|snapshot| snapshot.failing = true);
+                // The next attempt must not block: a server that answers again with nothing
+                // changed would otherwise hold it for the whole wait while the view stays
+                // stale.
+                index = 0;
                 drop(inner);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -284,6 +284,7 @@ pub async fn start(
         timers: BinaryHeap::new(),
         departed: HashSet::new(),
         logged: HashSet::new(),
+        news_of_down: false,
     };
     tokio::spawn(driver.run(receiver, cancel));
     Ok(pool)
@@ -300,6 +301,8 @@ struct Driver {
     /// Members that said goodbye: their next MemberDown means left, not failed.
     departed: HashSet<SocketAddr>,
     logged: HashSet<&'static str>,
+    /// A member went down since the last flush: spread the news at once.
+    news_of_down: bool,
 }
 
 fn placeholder(addr: SocketAddr) -> NodeId {
@@ -405,6 +408,7 @@ impl Driver {
                 );
             }
             OwnedNotification::MemberDown(id) => {
+                self.news_of_down = true;
                 let status = if self.departed.remove(&id.addr) {
                     MemberStatus::Left
                 } else {
@@ -551,6 +555,15 @@ impl Driver {
                 },
             }
             self.flush(&mut runtime).await;
+            if std::mem::take(&mut self.news_of_down) {
+                // foca starts a suspicion timer only on the member whose probe failed; the
+                // others learn the verdict from it. Each member that learns it passes it on
+                // at once instead of at its next gossip round, so that the whole pool knows
+                // within a few hops (memberlist reaches the same end with a timer on every
+                // member that heard the suspicion).
+                let _ = foca.gossip(&mut runtime);
+                self.flush(&mut runtime).await;
+            }
             let size = foca.num_members() + 1;
             if size != cluster_size {
                 cluster_size = size;
