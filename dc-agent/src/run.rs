@@ -341,10 +341,21 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         cancel.child_token(),
     ));
     let dns_source = match &server {
-        Some(server) => crate::dns::server::Source::Local(server.state.clone()),
+        Some(server) => {
+            if !validated.dns.allow_stale {
+                tracing::warn!("dns_config.allow_stale = false applies to client agents; a server answers DNS from its own state (bounded by max_stale)");
+            }
+            let lagging = server.clone();
+            crate::dns::server::Source::Local {
+                state: server.state.clone(),
+                lag: Arc::new(move || Duration::from_millis(lagging.last_contact_ms())),
+                max_stale: validated.dns.max_stale,
+            }
+        }
         None => crate::dns::server::Source::Remote(crate::dns::view::RemoteView::new(
             crate::http::forward_handler(router.clone()),
             crate::dns::view::ViewSettings {
+                datacenter: validated.datacenter.clone(),
                 allow_stale: validated.dns.allow_stale,
                 max_stale: validated.dns.max_stale,
             },

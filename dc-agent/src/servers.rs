@@ -125,14 +125,32 @@ impl ServerLink {
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
                     return Ok(response);
                 }
-                Ok(_) => failures.push(format!("{addr} answered another kind of RPC")),
+                Ok(_) if retry_reads => {
+                    failures.push(format!("{addr} answered another kind of RPC"))
+                }
+                Ok(_) => return Err(format!("{addr} answered another kind of RPC")),
                 Err(e @ CallError::Connect { .. }) => failures.push(e.to_string()),
                 Err(e) if retry_reads => failures.push(e.to_string()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => {
+                    self.forget(addr);
+                    return Err(e.to_string());
+                }
             }
+            self.forget(addr);
             tracing::debug!(server = %addr, error = ?failures.last(), "server did not answer; trying the next");
         }
         Err(failures.join("; "))
+    }
+
+    /// Stops preferring `addr` once it failed.
+    fn forget(&self, addr: SocketAddr) {
+        let mut preferred = self
+            .preferred
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *preferred == Some(addr) {
+            *preferred = None;
+        }
     }
 
     /// Closes the connections to the servers.

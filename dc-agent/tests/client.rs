@@ -104,6 +104,31 @@ fn a_client_agent_forwards_to_servers_owns_its_services_and_answers_dns() {
         dig(&client_ip, &["c1.node.consul", "+short"]),
         format!("{client_ip}\n")
     );
+    // Names that spell out this datacenter, as the SRV target above does.
+    assert_eq!(
+        dig(&client_ip, &["c1.node.dc1.consul", "+short"]),
+        format!("{client_ip}\n")
+    );
+    assert_eq!(
+        dig(&client_ip, &["web.service.dc1.consul", "+short"]),
+        format!("{client_ip}\n")
+    );
+    // DNS has no case; the catalog keeps the name as registered.
+    let registered = cluster.request(
+        client,
+        "PUT",
+        "/v1/agent/service/register",
+        br#"{"Name":"Billing","Port":9090}"#,
+    );
+    assert_eq!(registered.status, 200, "{}", registered.text());
+    cluster.wait_for(
+        "Billing in the client's DNS",
+        Duration::from_secs(20),
+        |_| {
+            (dig(&client_ip, &["billing.service.consul", "+short"]) == format!("{client_ip}\n"))
+                .then_some(())
+        },
+    );
     let servers_view = cluster
         .request(0, "GET", "/v1/health/service/web?passing", b"")
         .json::<Vec<wire::api::ServiceEntry>>()
@@ -135,7 +160,7 @@ fn a_client_agent_forwards_to_servers_owns_its_services_and_answers_dns() {
     let metrics = cluster
         .request(client, "GET", "/v1/agent/metrics?format=prometheus", b"")
         .text();
-    assert!(metrics.contains("isthmus_dns_view_names 2"), "{metrics}");
+    assert!(metrics.contains("isthmus_dns_view_names 3"), "{metrics}");
     assert!(metrics.contains("consul_client_rpc "), "{metrics}");
 
     // The leader dies: the client keeps answering (KV through another server, DNS).

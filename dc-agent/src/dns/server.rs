@@ -33,8 +33,16 @@ pub struct Recursion {
 /// What the answers are read from.
 #[derive(Clone)]
 pub enum Source {
-    /// A server's own state machine (a stale read, as Consul's DNS).
-    Local(StateMachineStore),
+    /// A server's own state machine (a stale read, as Consul's DNS). `lag` says how long
+    /// since this server last heard from its leader; past `max_stale` it does not answer.
+    Local {
+        /// The state machine.
+        state: StateMachineStore,
+        /// Time since the leader was last heard from (zero on the leader).
+        lag: std::sync::Arc<dyn Fn() -> Duration + Send + Sync>,
+        /// `dns_config.max_stale`.
+        max_stale: Duration,
+    },
     /// A client agent's view, kept current from the servers.
     Remote(super::view::RemoteView),
 }
@@ -174,7 +182,11 @@ impl DnsHandler {
         let seed = now.as_nanos() as u64;
         let serial = now.as_secs() as u32;
         match &self.source {
-            Source::Local(state) => state
+            Source::Local { lag, max_stale, .. } if lag() > *max_stale => {
+                tracing::debug!(qname = %qname, lag = ?lag(), "this server is further behind its leader than max_stale");
+                None
+            }
+            Source::Local { state, .. } => state
                 .read(|data| {
                     answer(
                         qname,

@@ -25,8 +25,14 @@ use crate::rpc::messages::{HttpHandler, HttpRequest, HttpResponse};
 
 /// A name nobody asked for in this long is no longer kept current.
 pub const IDLE: Duration = Duration::from_secs(3600);
+/// Most names kept current at once (each holds a blocking query on the link to the
+/// servers); the least recently asked one makes room for a new one.
+pub const MAX_NAMES: usize = 512;
 /// How long a blocking refresh waits on the server.
 const WAIT: Duration = Duration::from_secs(60);
+/// How long a blocking refresh of a name with no answer waits: such a name is also looked
+/// up in another case each round, which a blocking query on this spelling would not see.
+const EMPTY_WAIT: Duration = Duration::from_secs(2);
 /// How long a query waits for a name's first fetch (less than a resolver's usual timeout).
 const FIRST_FETCH: Duration = Duration::from_millis(1500);
 /// Longest pause between failed refreshes.
@@ -58,6 +64,8 @@ struct Snapshot {
 struct Entry {
     state: watch::Sender<Snapshot>,
     last_used: Mutex<Instant>,
+    /// Stops the entry's refresh task (idle, evicted, or the view stopping).
+    cancel: CancellationToken,
 }
 
 impl Entry {
@@ -68,22 +76,35 @@ impl Entry {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
     }
 
-    fn idle(&self) -> bool {
-        self.last_used
+    fn last_used(&self) -> Instant {
+        *self
+            .last_used
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .elapsed()
-            > IDLE
+    }
+
+    fn idle(&self) -> bool {
+        self.last_used().elapsed() > IDLE
     }
 }
 
 /// Settings of the view.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ViewSettings {
+    /// This agent's datacenter (names under it are local).
+    pub datacenter: String,
     /// Refresh through any server (`?stale`).
     pub allow_stale: bool,
     /// How old an answer may be.
     pub max_stale: Duration,
+}
+
+impl ViewSettings {
+    /// How long a blocking refresh waits on the server: at most half of `max_stale`, so that
+    /// a refresh confirms the view before it grows too old.
+    fn wait(&self) -> Duration {
+        WAIT.min(self.max_stale / 2).max(Duration::from_millis(10))
+    }
 }
 
 struct Inner {
@@ -164,16 +185,16 @@ impl RemoteView {
 
     /// Gets what `query` needs (this datacenter's names only; others need nothing here).
     pub async fn prepare(&self, query: &Query) -> Result<Prepared, Unavailable> {
+        let ours = &self.inner.settings.datacenter;
+        let local =
+            |dc: &Option<String>| dc.as_deref().is_none_or(|dc| dc.eq_ignore_ascii_case(ours));
         let key = match query {
             Query::Service {
-                name,
-                datacenter: None,
-                ..
-            } => Key::Service(name.to_ascii_lowercase()),
-            Query::Node {
-                name,
-                datacenter: None,
-            } => Key::Node(name.to_ascii_lowercase()),
+                name, datacenter, ..
+            } if local(datacenter) => Key::Service(name.to_ascii_lowercase()),
+            Query::Node { name, datacenter } if local(datacenter) => {
+                Key::Node(name.to_ascii_lowercase())
+            }
             _ => return Ok(Prepared::default()),
         };
         let entry = self.entry(key);
@@ -183,17 +204,18 @@ impl RemoteView {
         loop {
             {
                 let snapshot = changes.borrow_and_update();
-                let fresh = !snapshot.failing
-                    || snapshot
-                        .confirmed
-                        .is_some_and(|at| at.elapsed() <= self.inner.settings.max_stale);
+                let fresh = snapshot
+                    .confirmed
+                    .is_some_and(|at| at.elapsed() <= self.inner.settings.max_stale);
                 match &snapshot.data {
                     Some(data) if fresh => {
                         return Ok(Prepared {
                             data: Some(data.clone()),
                         })
                     }
-                    // The refresh keeps retrying in the background; the client is told now.
+                    // A refresh is under way (in flight, or retrying after a failure);
+                    // while it is failing the client is told now.
+                    Some(_) if !snapshot.failing => {}
                     Some(_) => {
                         return Err(Unavailable(format!(
                             "the view is older than max_stale ({:?}) and no server answers",
@@ -212,7 +234,7 @@ impl RemoteView {
                 Ok(Err(_)) => return Err(Unavailable("the view is shutting down".to_owned())),
                 Err(_) => {
                     return Err(Unavailable(format!(
-                        "no server answered within {FIRST_FETCH:?}"
+                        "no current answer within {FIRST_FETCH:?}"
                     )))
                 }
             }
@@ -228,9 +250,22 @@ impl RemoteView {
         if let Some(entry) = entries.get(&key) {
             return entry.clone();
         }
+        if entries.len() >= MAX_NAMES {
+            // The least recently asked name makes room; its refresh stops.
+            if let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, entry)| entry.last_used())
+                .map(|(key, _)| key.clone())
+            {
+                if let Some(evicted) = entries.remove(&oldest) {
+                    evicted.cancel.cancel();
+                }
+            }
+        }
         let entry = Arc::new(Entry {
             state: watch::Sender::new(Snapshot::default()),
             last_used: Mutex::new(Instant::now()),
+            cancel: self.inner.cancel.child_token(),
         });
         entries.insert(key.clone(), entry.clone());
         self.inner.names.set(entries.len() as i64);
@@ -243,10 +278,16 @@ impl RemoteView {
     }
 }
 
-/// Keeps one name current until it goes idle or the view stops.
+/// Keeps one name current until it goes idle, is evicted, or the view stops.
 async fn keep_current(view: Weak<Inner>, key: Key, entry: Arc<Entry>) {
     let mut index = 0u64;
     let mut backoff = Duration::from_millis(250);
+    // The catalog keeps names' case; DNS has none. The lower-case name is tried first, and
+    // if the catalog knows the name only in another case, that spelling is used from then on.
+    let mut name = match &key {
+        Key::Service(name) | Key::Node(name) => name.clone(),
+    };
+    let mut empty = false;
     loop {
         let Some(inner) = view.upgrade() else { return };
         if entry.idle() {
@@ -254,35 +295,55 @@ async fn keep_current(view: Weak<Inner>, key: Key, entry: Arc<Entry>) {
                 .entries
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            entries.remove(&key);
+            if entries.get(&key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+                entries.remove(&key);
+            }
             inner.names.set(entries.len() as i64);
             return;
         }
+        let stale = inner.settings.allow_stale;
         let fetched = tokio::select! {
-            _ = inner.cancel.cancelled() => return,
-            fetched = fetch(&inner, &key, index, inner.settings.allow_stale) => fetched,
+            _ = entry.cancel.cancelled() => return,
+            fetched = fetch(&inner, &key, &name, index, stale, empty) => fetched,
         };
         let fetched = match fetched {
             // The server answering is itself too far behind its leader: ask the leader.
-            Ok((_, _, last_contact))
-                if inner.settings.allow_stale && last_contact > inner.settings.max_stale =>
-            {
+            Ok((_, _, last_contact)) if stale && last_contact > inner.settings.max_stale => {
                 tokio::select! {
-                    _ = inner.cancel.cancelled() => return,
-                    fetched = fetch(&inner, &key, 0, false) => fetched,
+                    _ = entry.cancel.cancelled() => return,
+                    fetched = fetch(&inner, &key, &name, 0, false, empty) => fetched,
                 }
             }
             other => other,
         };
+        if let Ok((_, data, _)) = &fetched {
+            // A name with no answer may exist in another case, now or later: look again on
+            // every (short) round while it stays empty.
+            empty = data.is_empty();
+            if empty {
+                let found = tokio::select! {
+                    _ = entry.cancel.cancelled() => return,
+                    found = spelling(&inner, &key) => found,
+                };
+                if let Some(found) = found.filter(|found| *found != name) {
+                    name = found;
+                    index = 0;
+                    continue;
+                }
+            }
+        }
         match fetched {
-            Ok((new_index, data, _)) => {
+            Ok((new_index, data, last_contact)) => {
                 inner.refreshes.with_label_values(&["ok"]).inc();
                 // An index that went backwards (a restored server) starts over, as Consul.
                 index = if new_index < index { 0 } else { new_index };
                 backoff = Duration::from_millis(250);
+                // The answer is as old as the answering server's view of its leader.
+                let now = Instant::now();
+                let confirmed = now.checked_sub(last_contact).unwrap_or(now);
                 entry.state.send_modify(|snapshot| {
                     snapshot.data = Some(Arc::new(data));
-                    snapshot.confirmed = Some(Instant::now());
+                    snapshot.confirmed = Some(confirmed);
                     snapshot.failing = false;
                 });
             }
@@ -295,38 +356,50 @@ async fn keep_current(view: Weak<Inner>, key: Key, entry: Arc<Entry>) {
                 // stale.
                 index = 0;
                 drop(inner);
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = entry.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
 }
 
-/// One fetch: blocking when `index` is set. Returns the index, the data and the answering
-/// server's `X-Consul-LastContact`.
-async fn fetch(
-    inner: &Inner,
-    key: &Key,
-    index: u64,
-    stale: bool,
-) -> Result<(u64, Data, Duration), String> {
-    let mut query = Vec::new();
-    if stale {
-        query.push("stale".to_owned());
+impl Data {
+    fn is_empty(&self) -> bool {
+        match self {
+            Data::Instances(instances) => instances.is_empty(),
+            Data::Node(node) => node.is_none(),
+        }
     }
-    if index > 0 {
-        query.push(format!("index={index}"));
-        query.push(format!("wait={}s", WAIT.as_secs()));
+}
+
+/// The catalog's spelling of a name it knows only in another case, if any.
+async fn spelling(inner: &Inner, key: &Key) -> Option<String> {
+    let (uri, wanted) = match key {
+        Key::Service(name) => ("/v1/catalog/services?stale", name),
+        Key::Node(name) => ("/v1/catalog/nodes?stale", name),
+    };
+    let response = get(inner, uri.to_owned()).await.ok()?;
+    match key {
+        Key::Service(_) => {
+            let names: std::collections::BTreeMap<String, serde_json::Value> =
+                serde_json::from_slice(&response.body).ok()?;
+            names.into_keys().find(|n| n.eq_ignore_ascii_case(wanted))
+        }
+        Key::Node(_) => {
+            let nodes: Vec<wire::api::CatalogNode> = serde_json::from_slice(&response.body).ok()?;
+            nodes
+                .into_iter()
+                .map(|n| n.node)
+                .find(|n| n.eq_ignore_ascii_case(wanted))
+        }
     }
-    let path = match key {
-        Key::Service(name) => format!("/v1/health/service/{}", encode(name)),
-        Key::Node(name) => format!("/v1/catalog/node/{}", encode(name)),
-    };
-    let uri = if query.is_empty() {
-        path
-    } else {
-        format!("{path}?{}", query.join("&"))
-    };
+}
+
+/// A GET through the view's handler; anything but a 200 is an error.
+async fn get(inner: &Inner, uri: String) -> Result<HttpResponse, String> {
     let response = (inner.fetch)(HttpRequest {
         method: "GET".to_owned(),
         uri: uri.clone(),
@@ -341,6 +414,42 @@ async fn fetch(
             String::from_utf8_lossy(&response.body).trim()
         ));
     }
+    Ok(response)
+}
+
+/// One fetch: blocking when `index` is set. Returns the index, the data and the answering
+/// server's `X-Consul-LastContact`.
+async fn fetch(
+    inner: &Inner,
+    key: &Key,
+    name: &str,
+    index: u64,
+    stale: bool,
+    empty: bool,
+) -> Result<(u64, Data, Duration), String> {
+    let mut query = Vec::new();
+    if stale {
+        query.push("stale".to_owned());
+    }
+    if index > 0 {
+        query.push(format!("index={index}"));
+        let wait = if empty {
+            EMPTY_WAIT.min(inner.settings.wait())
+        } else {
+            inner.settings.wait()
+        };
+        query.push(format!("wait={}ms", wait.as_millis()));
+    }
+    let path = match key {
+        Key::Service(_) => format!("/v1/health/service/{}", encode(name)),
+        Key::Node(_) => format!("/v1/catalog/node/{}", encode(name)),
+    };
+    let uri = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", query.join("&"))
+    };
+    let response = get(inner, uri.clone()).await?;
     let index = header(&response, "x-consul-index").unwrap_or(0);
     let last_contact =
         Duration::from_millis(header(&response, "x-consul-lastcontact").unwrap_or(0));

@@ -489,13 +489,15 @@ impl Driver {
                 }
                 _ = async { match next_timer { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
                     let now = Instant::now();
-                    let mut slow = false;
+                    // One wake-up is one piece of evidence, however many timers were due.
+                    let mut earliest = None;
                     while self.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
                         if let Some(Reverse((at, timer))) = self.timers.pop() {
-                            slow |= health.timer_fired(at, now);
+                            earliest.get_or_insert(at);
                             let _ = foca.handle_timer(timer, &mut runtime);
                         }
                     }
+                    let slow = earliest.is_some_and(|due| health.timer_fired(due, now));
                     if slow {
                         tracing::info!(score = health.score(), "this node is running late; suspicions of others take longer to confirm");
                         self.apply_health(&mut foca, &mut config, &health, base_suspicion);

@@ -16,7 +16,7 @@ use super::{read_frame, write_frame, FrameIoError, ALPN_RAFT, ALPN_RPC};
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// No connection could be made.
+    /// No connection could be made, or no stream opened on it: nothing was sent.
     #[error("connecting to {addr}: {reason}")]
     Connect {
         /// The peer.
@@ -67,7 +67,7 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
 impl Transport {
     /// Binds the endpoint. With `listen`, it also accepts connections (servers); the TLS
     /// layer admits servers and clients of `datacenter`, and each protocol then checks the
-    /// peer's role (see [`Transport::peer_is_server`]).
+    /// peer's role (`server::handlers`: Raft and membership changes only from servers).
     pub fn bind(
         bind: SocketAddr,
         listen: bool,
@@ -146,7 +146,10 @@ impl Transport {
             })?;
         let connection = tokio::time::timeout(timeout, connecting)
             .await
-            .map_err(|_| CallError::Timeout(addr))?
+            .map_err(|_| CallError::Connect {
+                addr,
+                reason: format!("no QUIC handshake within {timeout:?}"),
+            })?
             .map_err(|e| CallError::Connect {
                 addr,
                 reason: e.to_string(),
@@ -168,10 +171,11 @@ impl Transport {
             let connection = self
                 .connection(addr, alpn, timeout.min(CONNECT_TIMEOUT))
                 .await?;
+            // A stream that cannot be opened carried nothing: as good as no connection.
             let (mut send, mut recv) =
-                connection.open_bi().await.map_err(|e| CallError::Stream {
+                connection.open_bi().await.map_err(|e| CallError::Connect {
                     addr,
-                    source: FrameIoError::Write(e.to_string()),
+                    reason: e.to_string(),
                 })?;
             write_frame(&mut send, request)
                 .await

@@ -54,6 +54,23 @@ async fn handle_connection(
         }
     };
     let alpn = negotiated_alpn(&connection).unwrap_or_default();
+    // Servers and client agents of this datacenter reach the RPC protocol; only servers may
+    // change the Raft membership through it. (Without TLS material the role is the one the
+    // peer's certificate claims: the same trust as the rest of that mode.)
+    let peer_is_server = peer_certificate(&connection)
+        .and_then(|cert| {
+            tls.peer_identity(
+                &cert,
+                &PeerPolicy::servers_or_clients_of(&domain, &server.datacenter),
+            )
+            .ok()
+        })
+        .is_some_and(|identity| identity.role == wire::Role::Server);
+    if alpn == ALPN_RAFT && !peer_is_server {
+        tracing::warn!(peer = %peer_addr, "refused a Raft connection from a peer that is not a server");
+        connection.close(1u32.into(), b"raft is for servers of this datacenter");
+        return;
+    }
     if alpn == ALPN_RAFT {
         // The TLS layer admits clients too; Raft is for servers of this datacenter only.
         let policy = PeerPolicy::servers_of(&domain, &server.datacenter);
@@ -82,7 +99,7 @@ async fn handle_connection(
         if alpn == ALPN_RAFT {
             tokio::spawn(handle_raft(server, send, recv));
         } else if alpn == ALPN_RPC {
-            tokio::spawn(handle_rpc(server, send, recv));
+            tokio::spawn(handle_rpc(server, peer_is_server, send, recv));
         } else {
             break;
         }
@@ -132,7 +149,12 @@ impl Server {
     }
 }
 
-async fn handle_rpc(server: Arc<Server>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+async fn handle_rpc(
+    server: Arc<Server>,
+    peer_is_server: bool,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
     let request: RpcRequest = match read_frame(&mut recv).await {
         Ok(request) => request,
         Err(e) => {
@@ -141,6 +163,12 @@ async fn handle_rpc(server: Arc<Server>, mut send: quinn::SendStream, mut recv: 
         }
     };
     let reply = match request {
+        RpcRequest::Join { .. } | RpcRequest::Leave { .. } if !peer_is_server => {
+            tracing::warn!("refused a membership change from a peer that is not a server");
+            RpcReply::Done(Err(
+                "only servers of this datacenter may join or leave the Raft cluster".to_owned(),
+            ))
+        }
         RpcRequest::Hello { .. } => RpcReply::Hello(server.hello().await),
         RpcRequest::Join { id, node } => {
             if server.is_leader() {
