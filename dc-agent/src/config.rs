@@ -73,6 +73,8 @@ pub struct ValidatedConfig {
     pub tls: Option<pki::NodeTls>,
     /// The DNS interface.
     pub dns: DnsOptions,
+    /// This datacenter's gateways (`isthmus.gateways`), which servers link to.
+    pub gateways: Vec<SocketAddr>,
 }
 
 /// The DNS interface's settings, once checked (`recursors` and `dns_config`).
@@ -232,6 +234,15 @@ impl LoadedConfig {
                     .to_owned(),
             );
         }
+        let mut gateways = Vec::new();
+        for entry in c.isthmus.iter().flat_map(|x| x.gateways.iter()) {
+            match entry.parse::<SocketAddr>() {
+                Ok(addr) => gateways.push(addr),
+                Err(_) => problems.push(format!(
+                    "isthmus.gateways: {entry:?} is not an address:port such as \"10.0.1.100:8443\""
+                )),
+            }
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: self.path.display().to_string(),
@@ -249,6 +260,7 @@ impl LoadedConfig {
             gossip_key,
             tls,
             dns,
+            gateways,
         })
     }
 

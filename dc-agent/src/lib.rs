@@ -20,3 +20,4 @@ pub mod run;
 pub mod server;
 pub mod servers;
 pub mod state;
+pub mod wan;

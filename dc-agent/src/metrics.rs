@@ -27,6 +27,8 @@ pub struct Metrics {
     pub rpc_request: IntCounter,
     /// `isthmus_rpc_forwarded_total`: requests forwarded to the leader.
     pub rpc_forwarded: IntCounter,
+    /// `consul_rpc_cross_dc`: requests sent to another datacenter.
+    pub rpc_cross_dc: IntCounter,
     /// `isthmus_kv_tombstones_reaped_total`: KV tombstones the leader's GC removed.
     pub tombstones_reaped: IntCounter,
     /// `consul_raft_state_leader`: times this server became leader.
@@ -123,6 +125,10 @@ impl Metrics {
             rpc_forwarded: counter(
                 "isthmus_rpc_forwarded_total",
                 "Requests forwarded to the leader.",
+            )?,
+            rpc_cross_dc: counter(
+                "consul_rpc_cross_dc",
+                "Requests this server sent to another datacenter through a gateway.",
             )?,
             tombstones_reaped: counter(
                 "isthmus_kv_tombstones_reaped_total",

@@ -143,6 +143,15 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     let bootstrap_expect = config.bootstrap_expect.unwrap_or(0);
+    let dc_link_client = match &validated.gateways[..] {
+        [] => None,
+        _ if is_server => Some(crate::wan::client_config(
+            &tls,
+            &validated.datacenter,
+            &validated.domain,
+        )?),
+        _ => None,
+    };
     let (server, client_tls) = if is_server {
         let settings = ServerSettings {
             node_name: validated.node_name.clone(),
@@ -306,6 +315,16 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         reload: reloader,
         lan: lan.clone(),
         shutdown: cancel.clone(),
+        dc_links: match (&server, dc_link_client) {
+            (Some(server), Some(client)) => Some(crate::wan::DcLinks::start(
+                server.clone(),
+                client,
+                &validated.domain,
+                validated.gateways.clone(),
+                cancel.child_token(),
+            )),
+            _ => None,
+        },
     };
     let router = crate::http::router(api);
     let catalog_source = match &server {

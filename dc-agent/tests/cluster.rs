@@ -424,7 +424,7 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
         GET /v1/health/state/sideways
           400 Invalid check state "sideways": use any, passing, warning or critical
         GET /v1/kv/foo?dc=dc2
-          500 No path to datacenter "dc2"
+          500 No path to datacenter "dc2": this server has no gateway (isthmus.gateways)
     "#]]
     .assert_eq(&transcript);
     let everything = cluster.request(leader, "GET", "/v1/kv/?recurse", b"");

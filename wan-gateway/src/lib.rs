@@ -1,5 +1,8 @@
 //! The Isthmus WAN gateway: holds the QUIC links between datacenters and routes cross-DC
-//! traffic. This crate starts with its configuration; links and routing follow.
+//! traffic between the servers of its datacenter and the gateways of the others.
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod gateway;
+pub mod metrics;
+pub mod run;

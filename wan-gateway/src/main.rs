@@ -9,12 +9,21 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "wan-gateway", version, about)]
 struct Cli {
+    /// Run with this config file (as `run --config FILE`).
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway.
+    Run {
+        /// The config file (`gateway.toml`).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Check a gateway config file (`gateway.toml`) and the TLS material it names.
     Validate {
         /// The config file.
@@ -26,7 +35,18 @@ enum Command {
 /// Exit codes: 0 success, 1 failure, 2 bad command line.
 fn main() -> ExitCode {
     let cli = Cli::parse_from(wire::flags::normalize_consul_flags(std::env::args()));
-    match cli.command {
+    let command = match (cli.command, cli.config) {
+        (Some(command), _) => command,
+        (None, Some(config)) => Command::Run { config },
+        (None, None) => {
+            eprintln!(
+                "wan-gateway: give a config file: `wan-gateway --config gateway.toml` (see --help)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Run { config } => run(&config),
         Command::Validate { config } => match wan_gateway::config::load(&config) {
             Ok(validated) => {
                 println!(
@@ -44,5 +64,36 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match wan_gateway::config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("wan-gateway: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let level = config.config.log_level.clone();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("wan-gateway: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(wan_gateway::run::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wan-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -21,6 +21,7 @@ pub mod names;
 pub mod ports;
 pub mod raft;
 pub mod records;
+pub mod route;
 pub mod snapshot;
 
 pub use duration::GoDuration;

@@ -114,12 +114,23 @@ pub async fn deregister(State(api): State<Api>, body: Bytes) -> Result<Response,
 
 /// `GET /v1/catalog/datacenters`.
 pub async fn datacenters(State(api): State<Api>) -> Response {
-    json(
-        &api,
-        1,
-        Consistency::Stale,
-        &vec![api.agent.datacenter.clone()],
-    )
+    // The gateways know the federation: every datacenter they link to, with the measured
+    // round trip; this one first, the others nearest first (unmeasured last, by name).
+    let mut known: Vec<(String, Option<u64>)> = vec![(api.agent.datacenter.clone(), Some(0))];
+    if let Some(links) = &api.dc_links {
+        if let Some(info) = links.gateway_info().await {
+            for (dc, rtt) in info.datacenters {
+                if !known.iter().any(|(k, _)| *k == dc) {
+                    known.push((dc, rtt));
+                }
+            }
+        }
+    }
+    known[1..].sort_by(|(a, ra), (b, rb)| {
+        (ra.is_none(), ra.unwrap_or(0), a).cmp(&(rb.is_none(), rb.unwrap_or(0), b))
+    });
+    let names: Vec<String> = known.into_iter().map(|(dc, _)| dc).collect();
+    json(&api, 1, Consistency::Stale, &names)
 }
 
 async fn read<T>(

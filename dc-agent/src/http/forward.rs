@@ -75,6 +75,29 @@ pub async fn to_server(api: &Api, link: &ServerLink, request: Request) -> Respon
     }
 }
 
+/// Sends a request for another datacenter through a gateway; a server there answers it as
+/// its own (with the consistency mode it asks for).
+pub async fn to_datacenter(
+    api: &Api,
+    links: &crate::wan::DcLinks,
+    dc: &str,
+    request: Request,
+) -> Response {
+    let timeout = timeout_of(&request);
+    let forwarded = match encode(request, 0).await {
+        Ok(forwarded) => forwarded,
+        Err(response) => return response,
+    };
+    api.metrics.rpc_cross_dc.inc();
+    match links.call(dc, &forwarded, timeout).await {
+        Ok(response) => into_response(response),
+        Err(e) => {
+            tracing::warn!(dc = %dc, error = %e, "cross-DC request failed");
+            ApiError::Internal(e.to_string()).into_response()
+        }
+    }
+}
+
 /// Sends `request` to the leader and returns its answer.
 pub async fn to_leader(
     api: &Api,

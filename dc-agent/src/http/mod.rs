@@ -57,6 +57,8 @@ pub struct Api {
     pub lan: crate::gossip::lan::LanPool,
     /// Cancelling it stops the agent (`/v1/agent/leave`).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// A server's links to its datacenter's gateways (none without `isthmus.gateways`).
+    pub dc_links: Option<Arc<crate::wan::DcLinks>>,
 }
 
 impl Api {
@@ -287,14 +289,20 @@ async fn route_by_consistency(State(api): State<Api>, request: Request, next: Ne
             return forward::to_server(&api, link, request).await;
         }
     };
-    // `?dc=` naming another datacenter: there is no path to it until gateways exist
-    // (Consul's answer for an unreachable datacenter); never answer it with local data.
+    // `?dc=` naming another datacenter goes through a gateway, to be answered there as a
+    // local request; without a path, Consul's error. Never answered with local data.
     let other_dc = params(request.uri().query())
         .ok()
         .and_then(|p| p.get("dc").cloned())
         .filter(|dc| !dc.is_empty() && *dc != api.agent.datacenter);
     if let Some(dc) = other_dc {
-        return ApiError::Internal(format!("No path to datacenter \"{dc}\"")).into_response();
+        return match &api.dc_links {
+            Some(links) => forward::to_datacenter(&api, links, &dc, request).await,
+            None => ApiError::Internal(format!(
+                "No path to datacenter \"{dc}\": this server has no gateway (isthmus.gateways)"
+            ))
+            .into_response(),
+        };
     }
     let local_only = path.starts_with("/v1/agent/")
         || path.starts_with("/v1/status/")

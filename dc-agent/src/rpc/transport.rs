@@ -53,7 +53,8 @@ pub struct Transport {
 
 type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
+/// QUIC settings of every agent connection: 1 s keep-alives, 5 s idle timeout.
+pub fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut config = quinn::TransportConfig::default();
     config.keep_alive_interval(Some(Duration::from_secs(1)));
     if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(5)) {

@@ -22,6 +22,8 @@ pub struct Agent {
     pub config: PathBuf,
     /// Its log file.
     pub log: PathBuf,
+    /// A gateway (`wan-gateway run`) rather than an agent.
+    pub gateway: bool,
     child: Option<Child>,
 }
 
@@ -41,6 +43,18 @@ impl Agent {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// An agent or gateway not started yet.
+    pub fn new(name: &str, address: &str, config: PathBuf, log: PathBuf, gateway: bool) -> Agent {
+        Agent {
+            name: name.to_owned(),
+            address: address.to_owned(),
+            config,
+            log,
+            gateway,
+            child: None,
+        }
+    }
+
     /// Starts (or restarts) the process.
     pub fn start(&mut self) {
         let log = fs::OpenOptions::new()
@@ -48,8 +62,13 @@ impl Agent {
             .append(true)
             .open(&self.log)
             .expect("open log");
-        let child = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
-            .args(["agent", "--config"])
+        let (binary, subcommand) = if self.gateway {
+            (wan_gateway_binary(), "run")
+        } else {
+            (PathBuf::from(env!("CARGO_BIN_EXE_dc-agent")), "agent")
+        };
+        let child = Command::new(binary)
+            .args([subcommand, "--config"])
             .arg(&self.config)
             .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
             .stderr(Stdio::from(log))
@@ -185,6 +204,7 @@ impl Cluster {
                 config: out.join(format!("dc1/{name}/agent.json")),
                 log: out.join(format!("{name}.log")),
                 name,
+                gateway: false,
                 child: None,
             })
             .collect();
@@ -301,4 +321,15 @@ pub fn cli(http_addr: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// The `wan-gateway` binary, built beside `dc-agent` by `cargo test --workspace`.
+pub fn wan_gateway_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_dc-agent")).with_file_name("wan-gateway");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the suite with `cargo test --workspace`",
+        path.display()
+    );
+    path
 }

@@ -1,0 +1,323 @@
+//! A server's links to the gateways of its datacenter (dc-links), its only way to other
+//! datacenters. Each server dials every gateway named in `isthmus.gateways` with its server
+//! certificate (ALPN `isthmus/dc-link`; the gateway must hold a gateway certificate of this
+//! datacenter) and keeps the connection up, redialling with backoff.
+//!
+//! Both directions ride the same connection: the server opens a stream per cross-DC request
+//! (a `wire::route::RouteHeader`, then the request frame); the gateway opens a stream on it
+//! to deliver a request from another datacenter, which the server answers through its own
+//! API router, as it answers a request forwarded by another server.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use pki::{NodeTls, PeerPolicy};
+use quinn::crypto::rustls::QuicClientConfig;
+use tokio_util::sync::CancellationToken;
+use wire::route::{GatewayInfo, RouteHeader, RouteStatus, Target, ALPN_DC_LINK};
+
+use crate::rpc::messages::{HttpHandler, HttpRequest, HttpResponse};
+use crate::rpc::{read_frame, write_frame};
+
+/// Longest pause between dials of a gateway that is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a dial may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a cross-DC request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CrossDcError {
+    /// No route to the datacenter: no gateway link, or every gateway said so.
+    #[error("No path to datacenter \"{dc}\": {why}")]
+    NoPath {
+        /// The datacenter.
+        dc: String,
+        /// What the hops said.
+        why: String,
+    },
+}
+
+/// The dc-links of a server.
+pub struct DcLinks {
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    server_name: String,
+    datacenter: String,
+    live: RwLock<Vec<(SocketAddr, quinn::Connection)>>,
+    next: AtomicUsize,
+    /// Answers requests from other datacenters (through its API router, once set).
+    server: Arc<crate::server::Server>,
+}
+
+/// The QUIC client config of a server's dc-links: its own certificate, and only gateways of
+/// its datacenter accepted on the other end.
+pub fn client_config(
+    tls: &NodeTls,
+    datacenter: &str,
+    domain: &str,
+) -> anyhow::Result<quinn::ClientConfig> {
+    let policy = PeerPolicy::new(domain, &[wire::Role::Gateway], Some(datacenter));
+    let rustls_config = tls.client_config(policy, &[ALPN_DC_LINK])?;
+    let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(rustls_config)?));
+    client.transport_config(crate::rpc::transport::transport_config());
+    Ok(client)
+}
+
+impl DcLinks {
+    /// Starts a dial loop per gateway on `endpoint` (the server's QUIC endpoint). Requests
+    /// from other datacenters are answered by `handler` once it is set.
+    pub fn start(
+        server: Arc<crate::server::Server>,
+        client: quinn::ClientConfig,
+        domain: &str,
+        gateways: Vec<SocketAddr>,
+        cancel: CancellationToken,
+    ) -> Arc<DcLinks> {
+        let datacenter = server.datacenter.clone();
+        let links = Arc::new(DcLinks {
+            endpoint: server.transport.endpoint().clone(),
+            client,
+            server_name: format!("gateway.{datacenter}.{domain}"),
+            datacenter,
+            live: RwLock::new(Vec::new()),
+            next: AtomicUsize::new(0),
+            server,
+        });
+        for gateway in gateways {
+            tokio::spawn(links.clone().keep_link(gateway, cancel.child_token()));
+        }
+        links
+    }
+
+    /// How many gateways this server is linked to now.
+    pub fn live(&self) -> usize {
+        self.live.read().map_or(0, |live| live.len())
+    }
+
+    async fn keep_link(self: Arc<Self>, gateway: SocketAddr, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let dialled = async {
+                let connecting = self
+                    .endpoint
+                    .connect_with(self.client.clone(), gateway, &self.server_name)
+                    .map_err(|e| e.to_string())?;
+                tokio::time::timeout(DIAL_TIMEOUT, connecting)
+                    .await
+                    .map_err(|_| format!("no handshake within {DIAL_TIMEOUT:?}"))?
+                    .map_err(|e| e.to_string())
+            };
+            let connection = tokio::select! {
+                _ = cancel.cancelled() => return,
+                dialled = dialled => dialled,
+            };
+            match connection {
+                Ok(connection) => {
+                    tracing::info!(gateway = %gateway, "dc-link up");
+                    backoff = Duration::from_millis(250);
+                    self.set_live(gateway, Some(connection.clone()));
+                    self.serve(&connection, &cancel).await;
+                    self.set_live(gateway, None);
+                    if cancel.is_cancelled() {
+                        return;
+                    }
+                    tracing::warn!(gateway = %gateway, reason = ?connection.close_reason(), "dc-link down; redialling");
+                }
+                Err(e) => {
+                    tracing::debug!(gateway = %gateway, error = %e, "dialling a gateway failed");
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn set_live(&self, gateway: SocketAddr, connection: Option<quinn::Connection>) {
+        let Ok(mut live) = self.live.write() else {
+            return;
+        };
+        live.retain(|(addr, _)| *addr != gateway);
+        if let Some(connection) = connection {
+            live.push((gateway, connection));
+        }
+    }
+
+    /// Answers the streams a gateway opens until the connection ends.
+    async fn serve(&self, connection: &quinn::Connection, cancel: &CancellationToken) {
+        loop {
+            let stream = tokio::select! {
+                _ = cancel.cancelled() => return,
+                stream = connection.accept_bi() => stream,
+            };
+            let Ok((send, recv)) = stream else { return };
+            let handler = self.server.http_handler.get().cloned();
+            tokio::spawn(answer(handler, self.datacenter.clone(), send, recv));
+        }
+    }
+
+    fn connections(&self) -> Vec<(SocketAddr, quinn::Connection)> {
+        let live = self.live.read().map(|l| l.clone()).unwrap_or_default();
+        if live.is_empty() {
+            return live;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % live.len();
+        let mut ordered = live;
+        ordered.rotate_left(start);
+        ordered
+    }
+
+    /// Sends `request` to a server of `dc` through a gateway and returns its answer. A
+    /// gateway that cannot be reached or has no route is passed over for the next one.
+    pub async fn call(
+        &self,
+        dc: &str,
+        request: &HttpRequest,
+        timeout: Duration,
+    ) -> Result<HttpResponse, CrossDcError> {
+        let no_path = |why: String| CrossDcError::NoPath {
+            dc: dc.to_owned(),
+            why,
+        };
+        let connections = self.connections();
+        if connections.is_empty() {
+            return Err(no_path(format!(
+                "no gateway of {} is linked to this server",
+                self.datacenter
+            )));
+        }
+        let deadline = Instant::now() + timeout;
+        let header = RouteHeader {
+            dst_dc: dc.to_owned(),
+            src_dc: self.datacenter.clone(),
+            target: Target::AnyServer,
+            deadline_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        let mut failures = Vec::new();
+        for (gateway, connection) in connections {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = routed_call(&connection, &header, request);
+            match tokio::time::timeout(left, attempt).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(Failure::NotSent(why))) => {
+                    failures.push(format!("gateway {gateway}: {why}"))
+                }
+                Ok(Err(Failure::NoRoute(why))) => failures.push(why),
+                Ok(Err(Failure::Broken(why))) => {
+                    // The request may have been delivered: a write must not go twice.
+                    if request.method != "GET" {
+                        return Err(no_path(format!("gateway {gateway}: {why}")));
+                    }
+                    failures.push(format!("gateway {gateway}: {why}"));
+                }
+                Err(_) => {
+                    return Err(no_path(format!(
+                        "no answer within {timeout:?} through gateway {gateway}"
+                    )))
+                }
+            }
+        }
+        Err(no_path(failures.join("; ")))
+    }
+
+    /// Asks a gateway what it knows of the federation.
+    pub async fn gateway_info(&self) -> Option<GatewayInfo> {
+        for (_, connection) in self.connections() {
+            let ask = async {
+                let (mut send, mut recv) = connection.open_bi().await.ok()?;
+                let header = RouteHeader {
+                    dst_dc: String::new(),
+                    src_dc: self.datacenter.clone(),
+                    target: Target::AnyServer,
+                    deadline_ms: 2000,
+                };
+                write_frame(&mut send, &header).await.ok()?;
+                read_frame::<GatewayInfo>(&mut recv).await.ok()
+            };
+            if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(2), ask).await {
+                return Some(info);
+            }
+        }
+        None
+    }
+}
+
+enum Failure {
+    /// Nothing left this server.
+    NotSent(String),
+    /// A hop answered that it has no route.
+    NoRoute(String),
+    /// The stream broke after the request was sent.
+    Broken(String),
+}
+
+async fn routed_call(
+    connection: &quinn::Connection,
+    header: &RouteHeader,
+    request: &HttpRequest,
+) -> Result<HttpResponse, Failure> {
+    let (mut send, mut recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| Failure::NotSent(e.to_string()))?;
+    let header = wire::frame::encode(header).map_err(|e| Failure::NotSent(e.to_string()))?;
+    send.write_all(&header)
+        .await
+        .map_err(|e| Failure::NotSent(e.to_string()))?;
+    write_frame(&mut send, request)
+        .await
+        .map_err(|e| Failure::Broken(e.to_string()))?;
+    let status: RouteStatus = read_frame(&mut recv)
+        .await
+        .map_err(|e| Failure::Broken(e.to_string()))?;
+    match status {
+        RouteStatus::Delivered => read_frame(&mut recv)
+            .await
+            .map_err(|e| Failure::Broken(e.to_string())),
+        RouteStatus::NoRoute(why) => Err(Failure::NoRoute(why)),
+    }
+}
+
+/// Answers one request a gateway delivered from another datacenter.
+async fn answer(
+    handler: Option<HttpHandler>,
+    datacenter: String,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let header: RouteHeader = match read_frame(&mut recv).await {
+        Ok(header) => header,
+        Err(e) => {
+            tracing::debug!(error = %e, "bad routed stream");
+            return;
+        }
+    };
+    let request: HttpRequest = match read_frame(&mut recv).await {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::debug!(error = %e, "bad routed request");
+            return;
+        }
+    };
+    let Some(handler) = handler else {
+        let status = RouteStatus::NoRoute(format!("a server of {datacenter} is still starting"));
+        let _ = write_frame(&mut send, &status).await;
+        return;
+    };
+    tracing::debug!(src_dc = %header.src_dc, uri = %request.uri, "answering a request from another datacenter");
+    let deadline = Duration::from_millis(header.deadline_ms);
+    let response = match tokio::time::timeout(deadline, handler(request)).await {
+        Ok(response) => response,
+        Err(_) => return,
+    };
+    let status = wire::frame::encode(&RouteStatus::Delivered);
+    if let Ok(status) = status {
+        if send.write_all(&status).await.is_ok() {
+            let _ = write_frame(&mut send, &response).await;
+        }
+    }
+}

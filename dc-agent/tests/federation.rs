@@ -1,0 +1,196 @@
+//! Two datacenters joined by their gateways, end to end: real `dc-agent` servers and real
+//! `wan-gateway` processes on loopback (dc1 on 127.104.0.0/24, dc2 on 127.105.0.0/24).
+//! Requests with `?dc=` leave through the local server's dc-link, cross the WAN link between
+//! the gateways and are answered by a server of the other datacenter.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use support::{Agent, Cluster};
+
+const FILE: &str = r#"
+[[datacenters]]
+name = "dc1"
+servers = [{ name = "s1", address = "127.104.0.1" }]
+gateways = [{ name = "gw1", address = "127.104.0.100" }]
+
+[[datacenters]]
+name = "dc2"
+servers = [{ name = "s1", address = "127.105.0.1" }, { name = "s2", address = "127.105.0.2" }, { name = "s3", address = "127.105.0.3" }]
+gateways = [{ name = "gw1", address = "127.105.0.100" }]
+"#;
+
+/// Renders the file and returns its nodes, not started: dc1/s1, dc1/gw1, dc2/s1..s3, dc2/gw1.
+fn render() -> Cluster {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (topology, _) = topology::parse(FILE, "federation.toml").expect("valid topology");
+    let out = dir.path();
+    let existing = |relative: &Path| fs::read_to_string(out.join(relative)).ok();
+    let key = wire::gossip_key::encode(&[5u8; 32]);
+    let plan = topology::render::plan(
+        &topology,
+        &Default::default(),
+        &existing,
+        &key,
+        time::OffsetDateTime::now_utc(),
+    )
+    .expect("render");
+    plan.write_to(out).expect("write the rendered files");
+    let node = |dc: &str, name: &str, address: &str| {
+        let gateway = name.starts_with("gw");
+        let file = if gateway {
+            "gateway.toml"
+        } else {
+            "agent.json"
+        };
+        Agent::new(
+            &format!("{dc}/{name}"),
+            address,
+            out.join(dc).join(name).join(file),
+            out.join(format!("{dc}-{name}.log")),
+            gateway,
+        )
+    };
+    let agents = vec![
+        node("dc1", "s1", "127.104.0.1"),
+        node("dc1", "gw1", "127.104.0.100"),
+        node("dc2", "s1", "127.105.0.1"),
+        node("dc2", "s2", "127.105.0.2"),
+        node("dc2", "s3", "127.105.0.3"),
+        node("dc2", "gw1", "127.105.0.100"),
+    ];
+    Cluster { agents, dir }
+}
+
+const DC1_S1: usize = 0;
+const DC1_GW: usize = 1;
+const DC2_S1: usize = 2;
+const DC2_GW: usize = 5;
+
+fn gateway_metrics(address: &str) -> String {
+    ureq::get(format!("http://{address}:9100/metrics"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default()
+}
+
+#[test]
+fn requests_for_another_datacenter_cross_the_gateways() {
+    let mut cluster = render();
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    cluster.wait_for_leader_among(&[DC1_S1]);
+    cluster.wait_for_leader_among(&[2, 3, 4]);
+
+    // A write from dc1 lands in dc2 and only there.
+    let put = cluster.wait_for("a write into dc2 from dc1", Duration::from_secs(30), |c| {
+        let r = c.request(DC1_S1, "PUT", "/v1/kv/greeting?dc=dc2", b"hello from dc1");
+        (r.status == 200).then_some(r)
+    });
+    assert_eq!(put.text(), "true");
+    let remote = cluster.request(DC1_S1, "GET", "/v1/kv/greeting?dc=dc2&raw", b"");
+    assert_eq!(remote.status, 200, "{}", remote.text());
+    assert_eq!(remote.text(), "hello from dc1");
+    assert!(remote.header("x-consul-index").is_some());
+    let there = cluster.request(DC2_S1, "GET", "/v1/kv/greeting?raw", b"");
+    assert_eq!(there.text(), "hello from dc1");
+    assert_eq!(
+        cluster
+            .request(DC1_S1, "GET", "/v1/kv/greeting", b"")
+            .status,
+        404
+    );
+    // The consistency mode asked for applies in dc2; a missing key is dc2's 404.
+    let stale = cluster.request(DC1_S1, "GET", "/v1/kv/greeting?dc=dc2&stale", b"");
+    assert_eq!(stale.status, 200);
+    assert_eq!(
+        cluster
+            .request(DC1_S1, "GET", "/v1/kv/absent?dc=dc2", b"")
+            .status,
+        404
+    );
+    // Catalog reads cross too: dc2's servers are dc2's nodes.
+    // (each server registers itself once it runs; wait for all three).
+    let nodes = cluster.wait_for(
+        "dc2's three servers, seen from dc1",
+        Duration::from_secs(30),
+        |c| {
+            let nodes: Vec<wire::api::CatalogNode> = c
+                .request(DC1_S1, "GET", "/v1/catalog/nodes?dc=dc2", b"")
+                .json()
+                .ok()?;
+            (nodes.len() == 3).then_some(nodes)
+        },
+    );
+    let mut names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["s1", "s2", "s3"]);
+    assert!(nodes.iter().all(|n| n.datacenter == "dc2"));
+
+    // Both datacenters know each other, this one first.
+    let listed: Vec<String> = cluster
+        .request(DC1_S1, "GET", "/v1/catalog/datacenters", b"")
+        .json()
+        .unwrap_or_default();
+    assert_eq!(listed, ["dc1", "dc2"]);
+    let listed: Vec<String> = cluster
+        .request(DC2_S1, "GET", "/v1/catalog/datacenters", b"")
+        .json()
+        .unwrap_or_default();
+    assert_eq!(listed, ["dc2", "dc1"]);
+
+    // A datacenter nobody knows: Consul's error, at once.
+    let unknown = cluster.request(DC1_S1, "GET", "/v1/kv/greeting?dc=dc9", b"");
+    assert_eq!(unknown.status, 500);
+    assert!(
+        unknown.text().starts_with("No path to datacenter \"dc9\""),
+        "{}",
+        unknown.text()
+    );
+
+    // The gateways count what they routed and show their links.
+    let metrics = gateway_metrics("127.104.0.100");
+    assert!(
+        metrics.contains("isthmus_gateway_link_up{dst_dc=\"dc2\",peer=\"gw1\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("isthmus_cross_dc_requests_total{dst_dc=\"dc2\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("isthmus_wan_rtt_seconds{"), "{metrics}");
+
+    // dc2's gateway dies: no path, promptly; it comes back: the links re-form by themselves.
+    cluster.agents[DC2_GW].kill();
+    cluster.wait_for(
+        "no path to dc2 without its gateway",
+        Duration::from_secs(20),
+        |c| {
+            let r = c.request(DC1_S1, "GET", "/v1/kv/greeting?dc=dc2&raw", b"");
+            (r.status == 500 && r.text().starts_with("No path to datacenter \"dc2\"")).then_some(())
+        },
+    );
+    cluster.agents[DC2_GW].start();
+    cluster.wait_for("dc2 reachable again", Duration::from_secs(30), |c| {
+        let r = c.request(DC1_S1, "GET", "/v1/kv/greeting?dc=dc2&raw", b"");
+        (r.status == 200 && r.text() == "hello from dc1").then_some(())
+    });
+    // And the other way round, from dc2 into dc1.
+    let back = cluster.wait_for("a write into dc1 from dc2", Duration::from_secs(30), |c| {
+        let r = c.request(DC2_S1, "PUT", "/v1/kv/reply?dc=dc1", b"hello from dc2");
+        (r.status == 200).then_some(r)
+    });
+    assert_eq!(back.text(), "true");
+    assert_eq!(
+        cluster
+            .request(DC1_S1, "GET", "/v1/kv/reply?raw", b"")
+            .text(),
+        "hello from dc2"
+    );
+    let _ = DC1_GW;
+}

@@ -1,0 +1,507 @@
+//! The running gateway: one QUIC endpoint for dc-links from the servers of its datacenter
+//! (ALPN `isthmus/dc-link`, server certificates of this datacenter only) and WAN links with
+//! the gateways of other datacenters (ALPN `isthmus/wan`, gateway certificates only), dialled
+//! to every configured remote gateway and accepted from any.
+//!
+//! A routed stream starts with a `RouteHeader` frame; the gateway reads only that, opens a
+//! stream on the next hop (a WAN link to the destination datacenter, or a dc-link to one of
+//! its own servers), writes the header there and copies the rest both ways without reading
+//! it. A hop that cannot pass the stream on answers `RouteStatus::NoRoute` at once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use pki::{NodeTls, PeerPolicy};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use tokio_util::sync::CancellationToken;
+use wire::route::{GatewayInfo, RouteHeader, RouteStatus, Target, ALPN_DC_LINK, ALPN_WAN};
+use wire::Role;
+
+use crate::metrics::Metrics;
+
+/// Longest pause between dials of a remote gateway that is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a dial may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Largest header frame a gateway reads.
+const MAX_HEADER: usize = 64 * 1024;
+
+/// A live connection to a peer, by node name.
+#[derive(Clone)]
+struct Peer {
+    node: String,
+    addr: SocketAddr,
+    connection: quinn::Connection,
+}
+
+/// The gateway's shared state.
+pub struct Gateway {
+    datacenter: String,
+    node: String,
+    domain: String,
+    tls: NodeTls,
+    endpoint: quinn::Endpoint,
+    wan_client: quinn::ClientConfig,
+    /// WAN links by datacenter.
+    links: RwLock<BTreeMap<String, Vec<Peer>>>,
+    /// dc-links from this datacenter's servers.
+    servers: RwLock<Vec<Peer>>,
+    next: AtomicUsize,
+    metrics: Arc<Metrics>,
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut config = quinn::TransportConfig::default();
+    config.keep_alive_interval(Some(Duration::from_secs(1)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(5)) {
+        config.max_idle_timeout(Some(idle));
+    }
+    config.max_concurrent_bidi_streams(4096u32.into());
+    Arc::new(config)
+}
+
+impl Gateway {
+    /// Binds the endpoint and starts accepting and dialling.
+    pub fn start(
+        config: crate::config::ValidatedConfig,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Arc<Gateway>> {
+        let domain = config.config.domain.clone();
+        let datacenter = config.config.datacenter.clone();
+        let tls = config.tls;
+        // The TLS layer admits servers and gateways; each protocol then checks the role
+        // and datacenter it needs.
+        let rustls_server = tls.server_config(
+            PeerPolicy::new(&domain, &[Role::Server, Role::Gateway], None),
+            &[ALPN_DC_LINK, ALPN_WAN],
+        )?;
+        let mut server_config =
+            quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(rustls_server)?));
+        server_config.transport_config(transport_config());
+        let endpoint = quinn::Endpoint::server(server_config, config.listen)?;
+        let rustls_client = tls.client_config(PeerPolicy::gateways(&domain), &[ALPN_WAN])?;
+        let mut wan_client =
+            quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(rustls_client)?));
+        wan_client.transport_config(transport_config());
+        let gateway = Arc::new(Gateway {
+            datacenter,
+            node: config.config.node_name.clone(),
+            domain,
+            tls,
+            endpoint,
+            wan_client,
+            links: RwLock::new(BTreeMap::new()),
+            servers: RwLock::new(Vec::new()),
+            next: AtomicUsize::new(0),
+            metrics,
+        });
+        tokio::spawn(gateway.clone().accept_loop(cancel.clone()));
+        for (dc, node, addr) in &config.remote_gateways {
+            tokio::spawn(gateway.clone().keep_wan_link(
+                dc.clone(),
+                node.clone(),
+                *addr,
+                cancel.child_token(),
+            ));
+        }
+        Ok(gateway)
+    }
+
+    /// Datacenters with a live WAN link now.
+    pub fn linked_datacenters(&self) -> Vec<String> {
+        self.links
+            .read()
+            .map(|links| {
+                links
+                    .iter()
+                    .filter(|(_, peers)| !peers.is_empty())
+                    .map(|(dc, _)| dc.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Closes every link.
+    pub async fn close(&self) {
+        self.endpoint.close(0u32.into(), b"shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+
+    async fn accept_loop(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let incoming = tokio::select! {
+                _ = cancel.cancelled() => return,
+                incoming = self.endpoint.accept() => incoming,
+            };
+            let Some(incoming) = incoming else { return };
+            tokio::spawn(self.clone().accepted(incoming, cancel.child_token()));
+        }
+    }
+
+    async fn accepted(self: Arc<Self>, incoming: quinn::Incoming, cancel: CancellationToken) {
+        let addr = incoming.remote_address();
+        let connection = match incoming.await {
+            Ok(connection) => connection,
+            Err(e) => {
+                tracing::debug!(peer = %addr, error = %e, "handshake failed");
+                return;
+            }
+        };
+        let alpn = negotiated_alpn(&connection).unwrap_or_default();
+        let identity = peer_certificate(&connection).and_then(|cert| {
+            let policy = if alpn == ALPN_DC_LINK {
+                PeerPolicy::servers_of(&self.domain, &self.datacenter)
+            } else {
+                PeerPolicy::gateways(&self.domain)
+            };
+            self.tls.peer_identity(&cert, &policy).ok()
+        });
+        let Some(identity) = identity else {
+            tracing::warn!(peer = %addr, "refused a link: its certificate is not a server of this datacenter (dc-link) or a gateway (WAN)");
+            self.metrics.refused.inc();
+            connection.close(1u32.into(), b"certificate not accepted for this protocol");
+            return;
+        };
+        let node = identity.node.clone().unwrap_or_else(|| addr.to_string());
+        let peer = Peer {
+            node: node.clone(),
+            addr,
+            connection: connection.clone(),
+        };
+        if alpn == ALPN_DC_LINK && identity.role == Role::Server {
+            tracing::info!(server = %node, peer = %addr, "dc-link from a server");
+            self.set_server(peer.clone(), true);
+            self.serve(&connection, Side::Server, &cancel).await;
+            self.set_server(peer, false);
+            tracing::info!(server = %node, "dc-link closed");
+        } else if alpn == ALPN_WAN && identity.role == Role::Gateway {
+            if identity.datacenter == self.datacenter {
+                connection.close(1u32.into(), b"a gateway of the same datacenter");
+                return;
+            }
+            let dc = identity.datacenter.clone();
+            tracing::info!(dc = %dc, gateway = %node, peer = %addr, "WAN link accepted");
+            self.set_link(&dc, peer.clone(), true);
+            self.serve(&connection, Side::Wan, &cancel).await;
+            self.set_link(&dc, peer, false);
+            tracing::info!(dc = %dc, gateway = %node, "WAN link closed");
+        } else {
+            connection.close(1u32.into(), b"unexpected protocol for this certificate");
+        }
+    }
+
+    async fn keep_wan_link(
+        self: Arc<Self>,
+        dc: String,
+        node: String,
+        addr: SocketAddr,
+        cancel: CancellationToken,
+    ) {
+        let mut backoff = Duration::from_millis(250);
+        let server_name = format!("gateway.{dc}.{}", self.domain);
+        loop {
+            let dialled = async {
+                let connecting = self
+                    .endpoint
+                    .connect_with(self.wan_client.clone(), addr, &server_name)
+                    .map_err(|e| e.to_string())?;
+                tokio::time::timeout(DIAL_TIMEOUT, connecting)
+                    .await
+                    .map_err(|_| format!("no handshake within {DIAL_TIMEOUT:?}"))?
+                    .map_err(|e| e.to_string())
+            };
+            let dialled = tokio::select! {
+                _ = cancel.cancelled() => return,
+                dialled = dialled => dialled,
+            };
+            match dialled {
+                Ok(connection) => {
+                    backoff = Duration::from_millis(250);
+                    tracing::info!(dc = %dc, gateway = %node, peer = %addr, "WAN link up");
+                    let peer = Peer {
+                        node: node.clone(),
+                        addr,
+                        connection: connection.clone(),
+                    };
+                    self.set_link(&dc, peer.clone(), true);
+                    self.serve(&connection, Side::Wan, &cancel).await;
+                    self.set_link(&dc, peer, false);
+                    if cancel.is_cancelled() {
+                        return;
+                    }
+                    tracing::warn!(dc = %dc, gateway = %node, reason = ?connection.close_reason(), "WAN link down; redialling");
+                }
+                Err(e) => {
+                    tracing::debug!(dc = %dc, gateway = %node, peer = %addr, error = %e, "dialling a remote gateway failed");
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn set_server(&self, peer: Peer, up: bool) {
+        if let Ok(mut servers) = self.servers.write() {
+            servers.retain(|p| p.connection.stable_id() != peer.connection.stable_id());
+            if up {
+                servers.push(peer);
+            }
+            self.metrics.servers.set(servers.len() as i64);
+        }
+    }
+
+    fn set_link(&self, dc: &str, peer: Peer, up: bool) {
+        if let Ok(mut links) = self.links.write() {
+            let peers = links.entry(dc.to_owned()).or_default();
+            peers.retain(|p| p.connection.stable_id() != peer.connection.stable_id());
+            if up {
+                peers.push(peer.clone());
+            }
+            let alive = peers.iter().any(|p| p.node == peer.node);
+            self.metrics
+                .link_up
+                .with_label_values(&[dc, &peer.node])
+                .set(i64::from(alive));
+        }
+    }
+
+    /// Serves the streams a peer opens on a connection until it ends.
+    async fn serve(
+        self: &Arc<Self>,
+        connection: &quinn::Connection,
+        side: Side,
+        cancel: &CancellationToken,
+    ) {
+        loop {
+            let stream = tokio::select! {
+                _ = cancel.cancelled() => return,
+                stream = connection.accept_bi() => stream,
+            };
+            let Ok((send, recv)) = stream else { return };
+            tokio::spawn(self.clone().route(side, send, recv));
+        }
+    }
+
+    /// Routes one stream: reads its header and passes it on, or answers why it cannot.
+    async fn route(
+        self: Arc<Self>,
+        side: Side,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) {
+        let started = Instant::now();
+        let header: RouteHeader = match read_header(&mut recv).await {
+            Ok(header) => header,
+            Err(e) => {
+                tracing::debug!(error = %e, "bad routed stream");
+                return;
+            }
+        };
+        // A local server asking about the federation.
+        if side == Side::Server && header.dst_dc.is_empty() {
+            let info = self.info();
+            if let Ok(frame) = wire::frame::encode(&info) {
+                let _ = send.write_all(&frame).await;
+                let _ = send.finish();
+            }
+            return;
+        }
+        let dst_dc = header.dst_dc.clone();
+        let next = match side {
+            Side::Server if dst_dc == self.datacenter => Err(format!(
+                "gateway {} of {}: {dst_dc} is this datacenter",
+                self.node, self.datacenter
+            )),
+            Side::Server => self.pick_link(&dst_dc).ok_or_else(|| {
+                format!(
+                    "gateway {} of {} has no link to {dst_dc}",
+                    self.node, self.datacenter
+                )
+            }),
+            Side::Wan if dst_dc != self.datacenter => Err(format!(
+                "gateway {} of {} routes only into its own datacenter, not to {dst_dc}",
+                self.node, self.datacenter
+            )),
+            Side::Wan => self.pick_server(&header.target).ok_or_else(|| {
+                format!(
+                    "gateway {} of {} has no server linked",
+                    self.node, self.datacenter
+                )
+            }),
+        };
+        let outcome = match next {
+            Ok(peer) => self.pass_on(&peer, &header, started, send, recv).await,
+            Err(why) => {
+                let _ = write_status(&mut send, &RouteStatus::NoRoute(why)).await;
+                "no_route"
+            }
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[&dst_dc, outcome])
+            .inc();
+        if side == Side::Server {
+            self.metrics
+                .request_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Opens a stream on `peer`, writes the header and copies both ways.
+    async fn pass_on(
+        &self,
+        peer: &Peer,
+        header: &RouteHeader,
+        started: Instant,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) -> &'static str {
+        let budget = Duration::from_millis(header.deadline_ms);
+        let left = budget.saturating_sub(started.elapsed());
+        let mut forwarded = header.clone();
+        forwarded.deadline_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        let opened = async {
+            let (mut out_send, out_recv) =
+                peer.connection.open_bi().await.map_err(|e| e.to_string())?;
+            let frame = wire::frame::encode(&forwarded).map_err(|e| e.to_string())?;
+            out_send
+                .write_all(&frame)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((out_send, out_recv))
+        };
+        let (mut out_send, mut out_recv) = match tokio::time::timeout(left, opened).await {
+            Ok(Ok(streams)) => streams,
+            Ok(Err(e)) => {
+                let why = format!(
+                    "gateway {} of {}: {} ({}): {e}",
+                    self.node, self.datacenter, peer.node, peer.addr
+                );
+                let _ = write_status(&mut send, &RouteStatus::NoRoute(why)).await;
+                return "no_route";
+            }
+            Err(_) => return "timeout",
+        };
+        let upstream = async {
+            let copied = tokio::io::copy(&mut recv, &mut out_send).await;
+            let _ = out_send.finish();
+            copied
+        };
+        let downstream = async {
+            let copied = tokio::io::copy(&mut out_recv, &mut send).await;
+            let _ = send.finish();
+            copied
+        };
+        match tokio::time::timeout(left, async { tokio::join!(upstream, downstream) }).await {
+            Ok((Ok(_), Ok(_))) => "ok",
+            Ok(_) => "broken",
+            Err(_) => "timeout",
+        }
+    }
+
+    fn pick_link(&self, dc: &str) -> Option<Peer> {
+        let links = self.links.read().ok()?;
+        let peers = links.get(dc)?;
+        if peers.is_empty() {
+            return None;
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        peers.get(n % peers.len()).cloned()
+    }
+
+    fn pick_server(&self, target: &Target) -> Option<Peer> {
+        let servers = self.servers.read().ok()?;
+        match target {
+            Target::Node(name) => servers.iter().find(|p| p.node == *name).cloned(),
+            Target::AnyServer => {
+                if servers.is_empty() {
+                    return None;
+                }
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                servers.get(n % servers.len()).cloned()
+            }
+        }
+    }
+
+    fn info(&self) -> GatewayInfo {
+        let mut datacenters = vec![(self.datacenter.clone(), Some(0))];
+        for dc in self.linked_datacenters() {
+            let rtt = self
+                .pick_link(&dc)
+                .map(|p| u64::try_from(p.connection.rtt().as_micros()).unwrap_or(u64::MAX));
+            datacenters.push((dc, rtt));
+        }
+        GatewayInfo {
+            datacenter: self.datacenter.clone(),
+            node: self.node.clone(),
+            datacenters,
+        }
+    }
+
+    /// Updates the RTT gauges from the WAN links (QUIC's own smoothed RTT).
+    pub fn record_rtt(&self) {
+        let Ok(links) = self.links.read() else { return };
+        for (dc, peers) in links.iter() {
+            for peer in peers {
+                self.metrics
+                    .wan_rtt
+                    .with_label_values(&[&self.datacenter, dc, &peer.node])
+                    .set(peer.connection.rtt().as_secs_f64());
+            }
+        }
+    }
+}
+
+/// Which side a connection is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// A dc-link from a server of this datacenter.
+    Server,
+    /// A WAN link with a gateway of another datacenter.
+    Wan,
+}
+
+async fn read_header(recv: &mut quinn::RecvStream) -> Result<RouteHeader, String> {
+    let mut length = [0u8; 4];
+    recv.read_exact(&mut length)
+        .await
+        .map_err(|e| e.to_string())?;
+    let len = wire::frame::body_len(length).map_err(|e| e.to_string())?;
+    if len > MAX_HEADER {
+        return Err(format!("a route header of {len} bytes"));
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    wire::frame::decode(&body).map_err(|e| e.to_string())
+}
+
+async fn write_status(send: &mut quinn::SendStream, status: &RouteStatus) -> Result<(), String> {
+    let frame = wire::frame::encode(status).map_err(|e| e.to_string())?;
+    send.write_all(&frame).await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())
+}
+
+fn peer_certificate(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    let identity = connection.peer_identity()?;
+    let certificates = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    certificates.first().map(|c| c.to_vec())
+}
+
+fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    let data = connection.handshake_data()?;
+    let data = data
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?;
+    data.protocol
+}
