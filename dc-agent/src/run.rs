@@ -369,6 +369,18 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                 state: server.state.clone(),
                 lag: Arc::new(move || Duration::from_millis(lagging.last_contact_ms())),
                 max_stale: validated.dns.max_stale,
+                remote: (!validated.gateways.is_empty()).then(|| {
+                    crate::dns::view::RemoteView::new(
+                        crate::http::forward_handler(router.clone()),
+                        crate::dns::view::ViewSettings {
+                            datacenter: validated.datacenter.clone(),
+                            allow_stale: validated.dns.allow_stale,
+                            max_stale: validated.dns.max_stale,
+                        },
+                        &metrics,
+                        cancel.child_token(),
+                    )
+                }),
             }
         }
         None => crate::dns::server::Source::Remote(crate::dns::view::RemoteView::new(

@@ -70,6 +70,15 @@ const DC1_GW: usize = 1;
 const DC2_S1: usize = 2;
 const DC2_GW: usize = 5;
 
+fn dig(server: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new("dig")
+        .args([&format!("@{server}"), "-p", "8600", "+time=3", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig is missing: install Debian's dnsutils (scripts/test.sh does)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn gateway_metrics(address: &str) -> String {
     ureq::get(format!("http://{address}:9100/metrics"))
         .call()
@@ -152,6 +161,37 @@ fn requests_for_another_datacenter_cross_the_gateways() {
         "{}",
         unknown.text()
     );
+
+    // DNS: dc2's service asked of dc1's server, answered from dc2's catalog.
+    let registered = cluster.request(
+        DC2_S1,
+        "PUT",
+        "/v1/catalog/register",
+        br#"{"Node":"web-node","Address":"10.105.0.9","Service":{"Service":"web","Tags":["v2"],"Port":8080}}"#,
+    );
+    assert_eq!(registered.status, 200, "{}", registered.text());
+    cluster.wait_for(
+        "web.service.dc2 answered in dc1",
+        Duration::from_secs(20),
+        |_| {
+            (dig("127.104.0.1", &["web.service.dc2.consul", "+short"]) == "10.105.0.9\n")
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        dig(
+            "127.104.0.1",
+            &["v2.web.service.dc2.consul", "SRV", "+short"]
+        ),
+        "1 1 8080 web-node.node.dc2.consul.\n"
+    );
+    assert_eq!(
+        dig("127.104.0.1", &["web-node.node.dc2.consul", "+short"]),
+        "10.105.0.9\n"
+    );
+    // Not a dc1 name, and an unknown datacenter is SERVFAIL, promptly.
+    assert!(dig("127.104.0.1", &["web.service.consul"]).contains("status: NXDOMAIN"));
+    assert!(dig("127.104.0.1", &["web.service.dc9.consul"]).contains("status: SERVFAIL"));
 
     // The gateways count what they routed and show their links.
     let metrics = gateway_metrics("127.104.0.100");

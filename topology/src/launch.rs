@@ -29,8 +29,29 @@ impl Managed<'_> {
     fn log_file(&self) -> PathBuf {
         self.dir.join("agent.log")
     }
+    /// The agent's HTTP API, or a gateway's metrics endpoint.
     fn http(&self) -> String {
-        std::net::SocketAddr::new(self.node.address, self.node.ports.http).to_string()
+        let port = if self.node.role == Role::Gateway {
+            self.node.ports.metrics
+        } else {
+            self.node.ports.http
+        };
+        std::net::SocketAddr::new(self.node.address, port).to_string()
+    }
+    fn gateway(&self) -> bool {
+        self.node.role == Role::Gateway
+    }
+    /// The binary, its subcommand and its config file.
+    fn command(&self, binaries: &Binaries) -> (PathBuf, &'static str, PathBuf) {
+        if self.gateway() {
+            (
+                binaries.gateway.clone(),
+                "run",
+                self.dir.join("gateway.toml"),
+            )
+        } else {
+            (binaries.agent.clone(), "agent", self.dir.join("agent.json"))
+        }
     }
     fn running_pid(&self) -> Option<i32> {
         let pid: i32 = fs::read_to_string(self.pid_file())
@@ -48,7 +69,10 @@ fn is_our_agent(pid: i32) -> bool {
     let exists = unsafe { libc::kill(pid, 0) } == 0;
     exists
         && fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|cmdline| String::from_utf8_lossy(&cmdline).contains("dc-agent"))
+            .map(|cmdline| {
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                cmdline.contains("dc-agent") || cmdline.contains("wan-gateway")
+            })
             .unwrap_or(true)
 }
 
@@ -59,8 +83,7 @@ fn signal(pid: i32, signal: i32) {
     }
 }
 
-/// The agents of the file, servers first, then client agents: what `up` runs until
-/// gateways exist.
+/// The nodes of the file: per datacenter its servers, then client agents, then gateways.
 fn managed<'a>(topology: &'a Topology, out: &Path) -> Vec<Managed<'a>> {
     topology
         .datacenters
@@ -68,6 +91,7 @@ fn managed<'a>(topology: &'a Topology, out: &Path) -> Vec<Managed<'a>> {
         .flat_map(|dc| {
             dc.nodes_of(Role::Server)
                 .chain(dc.nodes_of(Role::Client))
+                .chain(dc.nodes_of(Role::Gateway))
                 .map(move |node| Managed {
                     dc,
                     node,
@@ -77,23 +101,36 @@ fn managed<'a>(topology: &'a Topology, out: &Path) -> Vec<Managed<'a>> {
         .collect()
 }
 
-/// The `dc-agent` binary: next to `topology`, else on PATH.
-fn dc_agent_binary() -> Result<PathBuf> {
+/// The binaries `up` starts.
+struct Binaries {
+    agent: PathBuf,
+    gateway: PathBuf,
+}
+
+/// `dc-agent` and `wan-gateway`: next to `topology`, else on PATH.
+fn binaries() -> Result<Binaries> {
+    Ok(Binaries {
+        agent: binary("dc-agent")?,
+        gateway: binary("wan-gateway")?,
+    })
+}
+
+fn binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the topology binary")?;
-    let sibling = exe.with_file_name("dc-agent");
+    let sibling = exe.with_file_name(name);
     if sibling.is_file() {
         return Ok(sibling);
     }
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("dc-agent");
+            let candidate = dir.join(name);
             if candidate.is_file() {
                 return Ok(candidate);
             }
         }
     }
     bail!(
-        "dc-agent is not next to topology ({}) nor on PATH; build it with `cargo build --release`",
+        "{name} is not next to topology ({}) nor on PATH; build it with `cargo build --release`",
         exe.parent()
             .map_or_else(String::new, |p| p.display().to_string())
     )
@@ -118,6 +155,14 @@ fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
     }
     let text = response.body_mut().read_to_string().ok()?;
     serde_json::from_str(&text).ok()
+}
+
+/// Whether a gateway's metrics endpoint answers.
+fn gateway_up(addr: &str) -> bool {
+    client(addr)
+        .get(format!("http://{addr}/metrics"))
+        .call()
+        .is_ok_and(|r| r.status() == 200)
 }
 
 fn tail(path: &Path, lines: usize) -> String {
@@ -151,7 +196,7 @@ fn agreed_leader(nodes: &[&Managed<'_>]) -> Option<(String, String)> {
 /// Starts every server, waits for each DC's leader, and (in the foreground) stops them all
 /// on Ctrl-C.
 pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
-    let binary = dc_agent_binary()?;
+    let binaries = binaries()?;
     let nodes = managed(topology, out);
     let mut children: Vec<(usize, Child)> = Vec::new();
     for (index, managed) in nodes.iter().enumerate() {
@@ -164,11 +209,12 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
             .append(true)
             .open(managed.log_file())
             .with_context(|| format!("opening {}", managed.log_file().display()))?;
-        let mut command = Command::new(&binary);
+        let (binary, subcommand, config) = managed.command(&binaries);
+        let mut command = Command::new(binary);
         command
-            .arg("agent")
+            .arg(subcommand)
             .arg("--config")
-            .arg(managed.dir.join("agent.json"))
+            .arg(config)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
@@ -190,21 +236,6 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
             managed.log_file().display()
         );
         children.push((index, child));
-    }
-    for dc in &topology.datacenters {
-        let skipped: Vec<String> = dc
-            .nodes
-            .iter()
-            .filter(|n| n.role == Role::Gateway)
-            .map(|n| n.name.clone())
-            .collect();
-        if !skipped.is_empty() {
-            println!(
-                "  {:<12} not started: gateway {} (gateways arrive with federation)",
-                dc.name,
-                skipped.join(", ")
-            );
-        }
     }
 
     println!("waiting for every datacenter to elect a leader...");
@@ -263,7 +294,11 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
             managed.dc.name.clone(),
             managed.node.name.clone(),
             managed.node.role.to_string(),
-            format!("http://{}", managed.http()),
+            if managed.gateway() {
+                format!("http://{}/metrics", managed.http())
+            } else {
+                format!("http://{}", managed.http())
+            },
             if leader {
                 "*".to_owned()
             } else {
@@ -355,16 +390,22 @@ pub fn status(topology: &Topology, out: &Path) -> Result<ExitCode> {
         let mut leader = None;
         let mut up = 0;
         let mut clients_up = 0;
-        let servers = dc_nodes
-            .iter()
-            .filter(|m| m.node.role == Role::Server)
-            .count();
-        let clients = dc_nodes.len() - servers;
+        let mut gateways_up = 0;
+        let count = |role: Role| dc_nodes.iter().filter(|m| m.node.role == role).count();
+        let (servers, clients, gateways) = (
+            count(Role::Server),
+            count(Role::Client),
+            count(Role::Gateway),
+        );
         for managed in &dc_nodes {
             let pid = managed
                 .running_pid()
                 .map_or_else(|| "-".to_owned(), |p| p.to_string());
-            let info = get_json(&managed.http(), "/v1/agent/self");
+            let info = if managed.gateway() {
+                gateway_up(&managed.http()).then(|| serde_json::json!({}))
+            } else {
+                get_json(&managed.http(), "/v1/agent/self")
+            };
             let raft = info
                 .as_ref()
                 .map(|i| i["Stats"]["raft"].clone())
@@ -373,6 +414,7 @@ pub fn status(topology: &Topology, out: &Path) -> Result<ExitCode> {
             let state = match &info {
                 None => "down".to_owned(),
                 Some(_) if managed.node.role == Role::Client => "client".to_owned(),
+                Some(_) if managed.gateway() => "gateway".to_owned(),
                 Some(_) => field("state").to_lowercase(),
             };
             if state == "leader" {
@@ -381,7 +423,8 @@ pub fn status(topology: &Topology, out: &Path) -> Result<ExitCode> {
             if info.is_some() {
                 match managed.node.role {
                     Role::Client => clients_up += 1,
-                    _ => up += 1,
+                    Role::Gateway => gateways_up += 1,
+                    Role::Server => up += 1,
                 }
             }
             rows.push(vec![
@@ -394,13 +437,16 @@ pub fn status(topology: &Topology, out: &Path) -> Result<ExitCode> {
                 field("last_contact"),
             ]);
         }
-        let dc_healthy = leader.is_some() && up == servers && clients_up == clients;
+        let dc_healthy =
+            leader.is_some() && up == servers && clients_up == clients && gateways_up == gateways;
         healthy &= dc_healthy;
-        let clients_text = if clients > 0 {
-            format!(", {clients_up}/{clients} clients up")
-        } else {
-            String::new()
-        };
+        let mut clients_text = String::new();
+        if clients > 0 {
+            clients_text.push_str(&format!(", {clients_up}/{clients} clients up"));
+        }
+        if gateways > 0 {
+            clients_text.push_str(&format!(", {gateways_up}/{gateways} gateways up"));
+        }
         println!(
             "{}: leader {}, {up}/{servers} servers up{clients_text}, {}",
             dc.name,

@@ -77,6 +77,8 @@ fn up_status_down_and_up_again_keeps_data() {
         "alpha/a2",
         "alpha/a3",
         "alpha/ac1",
+        "alpha/gw",
+        "beta/gw",
         "beta/b1",
         "beta/b2",
         "beta/b3",
@@ -96,14 +98,34 @@ fn up_status_down_and_up_again_keeps_data() {
     assert_eq!(code, 0, "{status}");
     assert!(
         status.contains("alpha: leader a")
-            && status.contains("3/3 servers up, 1/1 clients up, healthy"),
+            && status.contains("3/3 servers up, 1/1 clients up, 1/1 gateways up, healthy"),
         "{status}"
     );
     assert!(
-        status.contains("beta: leader b") && status.contains("3/3 servers up, healthy"),
+        status.contains("beta: leader b")
+            && status.contains("3/3 servers up, 1/1 gateways up, healthy"),
         "{status}"
     );
-    assert!(output.contains("not started: gateway gw"), "{output}");
+    // The gateways join the two datacenters: beta's catalog, asked of alpha's client agent.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let answer = ureq::get("http://127.81.0.4:8500/v1/catalog/nodes?dc=beta")
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        if ["b1", "b2", "b3"]
+            .iter()
+            .all(|n| answer.contains(&format!("\"{n}\"")))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "beta never answered through the gateways: {answer}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // The client agent registered the file's service; a server's catalog has it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

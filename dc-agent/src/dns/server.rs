@@ -42,6 +42,8 @@ pub enum Source {
         lag: std::sync::Arc<dyn Fn() -> Duration + Send + Sync>,
         /// `dns_config.max_stale`.
         max_stale: Duration,
+        /// Other datacenters' names, through the gateways (servers with gateways only).
+        remote: Option<super::view::RemoteView>,
     },
     /// A client agent's view, kept current from the servers.
     Remote(super::view::RemoteView),
@@ -181,6 +183,33 @@ impl DnsHandler {
             .unwrap_or_default();
         let seed = now.as_nanos() as u64;
         let serial = now.as_secs() as u32;
+        // Another datacenter's name: answered from the view of it (kept current through the
+        // gateways), as that datacenter would answer it.
+        let parsed = super::names::parse(qname, &self.settings.domain).ok();
+        let other_dc = parsed
+            .as_ref()
+            .and_then(|query| match query {
+                super::names::Query::Service { datacenter, .. }
+                | super::names::Query::Node { datacenter, .. }
+                | super::names::Query::Addr { datacenter, .. } => datacenter.clone(),
+            })
+            .filter(|dc| !dc.eq_ignore_ascii_case(&self.settings.datacenter));
+        if let (Some(dc), Some(query)) = (other_dc, &parsed) {
+            let view = match &self.source {
+                Source::Local { remote, .. } => remote.as_ref(),
+                Source::Remote(view) => Some(view),
+            }?;
+            let prepared = match view.prepare(query).await {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    tracing::debug!(qname = %qname, error = %e, "no current answer from another datacenter");
+                    return None;
+                }
+            };
+            let mut settings = self.settings.clone();
+            settings.datacenter = dc;
+            return Some(answer(qname, qtype, &settings, &prepared, seed, serial));
+        }
         match &self.source {
             Source::Local { lag, max_stale, .. } if lag() > *max_stale => {
                 tracing::debug!(qname = %qname, lag = ?lag(), "this server is further behind its leader than max_stale");

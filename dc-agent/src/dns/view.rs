@@ -45,6 +45,9 @@ enum Key {
     Node(String),
 }
 
+/// A name of a datacenter (`None`: this one).
+type Slot = (Option<String>, Key);
+
 /// What was fetched for a name.
 #[derive(Debug)]
 enum Data {
@@ -112,7 +115,8 @@ struct Inner {
     names: prometheus::IntGauge,
     refreshes: prometheus::IntCounterVec,
     settings: ViewSettings,
-    entries: Mutex<HashMap<Key, Arc<Entry>>>,
+    /// By datacenter (`None`: this one) and name.
+    entries: Mutex<HashMap<Slot, Arc<Entry>>>,
     cancel: CancellationToken,
 }
 
@@ -183,21 +187,25 @@ impl RemoteView {
         self.len() == 0
     }
 
-    /// Gets what `query` needs (this datacenter's names only; others need nothing here).
+    /// Gets what `query` needs: a service's instances or a node, of this datacenter or
+    /// (through the gateways) another.
     pub async fn prepare(&self, query: &Query) -> Result<Prepared, Unavailable> {
         let ours = &self.inner.settings.datacenter;
-        let local =
-            |dc: &Option<String>| dc.as_deref().is_none_or(|dc| dc.eq_ignore_ascii_case(ours));
-        let key = match query {
+        let dc = |dc: &Option<String>| {
+            dc.as_ref()
+                .filter(|dc| !dc.eq_ignore_ascii_case(ours))
+                .map(|dc| dc.to_ascii_lowercase())
+        };
+        let (dc, key) = match query {
             Query::Service {
                 name, datacenter, ..
-            } if local(datacenter) => Key::Service(name.to_ascii_lowercase()),
-            Query::Node { name, datacenter } if local(datacenter) => {
-                Key::Node(name.to_ascii_lowercase())
+            } => (dc(datacenter), Key::Service(name.to_ascii_lowercase())),
+            Query::Node { name, datacenter } => {
+                (dc(datacenter), Key::Node(name.to_ascii_lowercase()))
             }
-            _ => return Ok(Prepared::default()),
+            Query::Addr { .. } => return Ok(Prepared::default()),
         };
-        let entry = self.entry(key);
+        let entry = self.entry(dc, key);
         entry.touch();
         let mut changes = entry.state.subscribe();
         let deadline = tokio::time::Instant::now() + FIRST_FETCH;
@@ -241,7 +249,8 @@ impl RemoteView {
         }
     }
 
-    fn entry(&self, key: Key) -> Arc<Entry> {
+    fn entry(&self, dc: Option<String>, key: Key) -> Arc<Entry> {
+        let key = (dc, key);
         let mut entries = self
             .inner
             .entries
@@ -271,7 +280,8 @@ impl RemoteView {
         self.inner.names.set(entries.len() as i64);
         tokio::spawn(keep_current(
             Arc::downgrade(&self.inner),
-            key,
+            key.0,
+            key.1,
             entry.clone(),
         ));
         entry
@@ -279,7 +289,7 @@ impl RemoteView {
 }
 
 /// Keeps one name current until it goes idle, is evicted, or the view stops.
-async fn keep_current(view: Weak<Inner>, key: Key, entry: Arc<Entry>) {
+async fn keep_current(view: Weak<Inner>, dc: Option<String>, key: Key, entry: Arc<Entry>) {
     let mut index = 0u64;
     let mut backoff = Duration::from_millis(250);
     // The catalog keeps names' case; DNS has none. The lower-case name is tried first, and
@@ -295,8 +305,9 @@ async fn keep_current(view: Weak<Inner>, key: Key, entry: Arc<Entry>) {
                 .entries
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if entries.get(&key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
-                entries.remove(&key);
+            let mapped = (dc.clone(), key.clone());
+            if entries.get(&mapped).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+                entries.remove(&mapped);
             }
             inner.names.set(entries.len() as i64);
             return;
@@ -304,14 +315,14 @@ async fn keep_current(view: Weak<Inner>, key: Key, entry: Arc<Entry>) {
         let stale = inner.settings.allow_stale;
         let fetched = tokio::select! {
             _ = entry.cancel.cancelled() => return,
-            fetched = fetch(&inner, &key, &name, index, stale, empty) => fetched,
+            fetched = fetch(&inner, &key, dc.as_deref(), &name, index, stale, empty) => fetched,
         };
         let fetched = match fetched {
             // The server answering is itself too far behind its leader: ask the leader.
             Ok((_, _, last_contact)) if stale && last_contact > inner.settings.max_stale => {
                 tokio::select! {
                     _ = entry.cancel.cancelled() => return,
-                    fetched = fetch(&inner, &key, &name, 0, false, empty) => fetched,
+                    fetched = fetch(&inner, &key, dc.as_deref(), &name, 0, false, empty) => fetched,
                 }
             }
             other => other,
@@ -323,7 +334,7 @@ async fn keep_current(view: Weak<Inner>, key: Key, entry: Arc<Entry>) {
             if empty {
                 let found = tokio::select! {
                     _ = entry.cancel.cancelled() => return,
-                    found = spelling(&inner, &key) => found,
+                    found = spelling(&inner, &key, dc.as_deref()) => found,
                 };
                 if let Some(found) = found.filter(|found| *found != name) {
                     name = found;
@@ -376,12 +387,16 @@ impl Data {
 }
 
 /// The catalog's spelling of a name it knows only in another case, if any.
-async fn spelling(inner: &Inner, key: &Key) -> Option<String> {
-    let (uri, wanted) = match key {
+async fn spelling(inner: &Inner, key: &Key, dc: Option<&str>) -> Option<String> {
+    let (path, wanted) = match key {
         Key::Service(name) => ("/v1/catalog/services?stale", name),
         Key::Node(name) => ("/v1/catalog/nodes?stale", name),
     };
-    let response = get(inner, uri.to_owned()).await.ok()?;
+    let uri = match dc {
+        Some(dc) => format!("{path}&dc={}", encode(dc)),
+        None => path.to_owned(),
+    };
+    let response = get(inner, uri).await.ok()?;
     match key {
         Key::Service(_) => {
             let names: std::collections::BTreeMap<String, serde_json::Value> =
@@ -417,17 +432,21 @@ async fn get(inner: &Inner, uri: String) -> Result<HttpResponse, String> {
     Ok(response)
 }
 
-/// One fetch: blocking when `index` is set. Returns the index, the data and the answering
+/// One fetch (from datacenter `dc` when set): blocking when `index` is set. Returns the index, the data and the answering
 /// server's `X-Consul-LastContact`.
 async fn fetch(
     inner: &Inner,
     key: &Key,
+    dc: Option<&str>,
     name: &str,
     index: u64,
     stale: bool,
     empty: bool,
 ) -> Result<(u64, Data, Duration), String> {
     let mut query = Vec::new();
+    if let Some(dc) = dc {
+        query.push(format!("dc={}", encode(dc)));
+    }
     if stale {
         query.push("stale".to_owned());
     }
