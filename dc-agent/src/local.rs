@@ -687,20 +687,7 @@ async fn read_remote(
         handler: &crate::rpc::messages::HttpHandler,
         uri: String,
     ) -> Result<T, String> {
-        let response = handler(crate::rpc::messages::HttpRequest {
-            method: "GET".to_owned(),
-            uri: uri.clone(),
-            headers: Vec::new(),
-            body: Vec::new(),
-        })
-        .await;
-        if response.status != 200 {
-            return Err(format!(
-                "{uri} answered {}: {}",
-                response.status,
-                String::from_utf8_lossy(&response.body)
-            ));
-        }
+        let response = crate::rpc::messages::get(handler, uri.clone()).await?;
         serde_json::from_slice(&response.body).map_err(|e| format!("{uri}: {e}"))
     }
     let listed: Option<wire::api::NodeServices> =

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
 use support::{Agent, Cluster};
@@ -26,19 +24,8 @@ gateways = [{ name = "gw1", address = "127.105.0.100" }]
 /// Renders the file and returns its nodes, not started: dc1/s1, dc1/gw1, dc2/s1..s3, dc2/gw1.
 fn render() -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (topology, _) = topology::parse(FILE, "federation.toml").expect("valid topology");
+    support::render_topology(FILE, dir.path());
     let out = dir.path();
-    let existing = |relative: &Path| fs::read_to_string(out.join(relative)).ok();
-    let key = wire::gossip_key::encode(&[5u8; 32]);
-    let plan = topology::render::plan(
-        &topology,
-        &Default::default(),
-        &existing,
-        &key,
-        time::OffsetDateTime::now_utc(),
-    )
-    .expect("render");
-    plan.write_to(out).expect("write the rendered files");
     let node = |dc: &str, name: &str, address: &str| {
         let gateway = name.starts_with("gw");
         let file = if gateway {

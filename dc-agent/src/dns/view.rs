@@ -21,7 +21,7 @@ use wire::records::HealthStatus;
 
 use super::answer::{CatalogView, Instance, NodeInfo};
 use super::names::Query;
-use crate::rpc::messages::{HttpHandler, HttpRequest, HttpResponse};
+use crate::rpc::messages::{HttpHandler, HttpResponse};
 
 /// A name nobody asked for in this long is no longer kept current.
 pub const IDLE: Duration = Duration::from_secs(3600);
@@ -415,21 +415,7 @@ async fn spelling(inner: &Inner, key: &Key, dc: Option<&str>) -> Option<String> 
 
 /// A GET through the view's handler; anything but a 200 is an error.
 async fn get(inner: &Inner, uri: String) -> Result<HttpResponse, String> {
-    let response = (inner.fetch)(HttpRequest {
-        method: "GET".to_owned(),
-        uri: uri.clone(),
-        headers: Vec::new(),
-        body: Vec::new(),
-    })
-    .await;
-    if response.status != 200 {
-        return Err(format!(
-            "{uri} answered {}: {}",
-            response.status,
-            String::from_utf8_lossy(&response.body).trim()
-        ));
-    }
-    Ok(response)
+    crate::rpc::messages::get(&inner.fetch, uri).await
 }
 
 /// One fetch (from datacenter `dc` when set): blocking when `index` is set. Returns the index, the data and the answering

@@ -122,3 +122,22 @@ pub type HttpHandler = std::sync::Arc<
         + Send
         + Sync,
 >;
+
+/// A GET through `handler`; anything but a 200 is an error naming the URI and the answer.
+pub async fn get(handler: &HttpHandler, uri: String) -> Result<HttpResponse, String> {
+    let response = handler(HttpRequest {
+        method: "GET".to_owned(),
+        uri: uri.clone(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    })
+    .await;
+    if response.status != 200 {
+        return Err(format!(
+            "{uri} answered {}: {}",
+            response.status,
+            String::from_utf8_lossy(&response.body).trim()
+        ));
+    }
+    Ok(response)
+}

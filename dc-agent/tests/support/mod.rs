@@ -182,19 +182,8 @@ impl Cluster {
                 String::new()
             }
         );
-        let (topology, _) = topology::parse(&source, "test").expect("test topology is valid");
+        render_topology(&source, dir.path());
         let out = dir.path();
-        let existing = |relative: &Path| fs::read_to_string(out.join(relative)).ok();
-        let key = wire::gossip_key::encode(&[7u8; 32]);
-        let plan = topology::render::plan(
-            &topology,
-            &Default::default(),
-            &existing,
-            &key,
-            time::OffsetDateTime::now_utc(),
-        )
-        .expect("render");
-        plan.write_to(out).expect("write the rendered files");
         let names = (1..=n)
             .map(|i| (format!("s{i}"), i))
             .chain((1..=clients).map(|i| (format!("c{i}"), n + i)));
@@ -332,4 +321,20 @@ pub fn wan_gateway_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Renders a topology file's nodes (configs, certificates, keys) into `out`.
+pub fn render_topology(source: &str, out: &Path) {
+    let (topology, _) = topology::parse(source, "test").expect("test topology is valid");
+    let existing = |relative: &Path| fs::read_to_string(out.join(relative)).ok();
+    let key = wire::gossip_key::encode(&[7u8; 32]);
+    let plan = topology::render::plan(
+        &topology,
+        &Default::default(),
+        &existing,
+        &key,
+        time::OffsetDateTime::now_utc(),
+    )
+    .expect("render");
+    plan.write_to(out).expect("write the rendered files");
 }
