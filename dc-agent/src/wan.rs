@@ -198,7 +198,18 @@ impl DcLinks {
             deadline_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
         let mut failures = Vec::new();
-        for (gateway, connection) in connections {
+        // A read goes round the gateways up to three times: a gateway may have routed it to
+        // a server that just died (noticed only at QUIC's idle timeout), and its next
+        // attempt goes to another. A write goes once round, and only to gateways that
+        // certainly did not deliver it.
+        let rounds = if request.method == "GET" { 3 } else { 1 };
+        let attempts: Vec<(SocketAddr, quinn::Connection)> = connections
+            .iter()
+            .cycle()
+            .take(connections.len() * rounds)
+            .cloned()
+            .collect();
+        for (gateway, connection) in attempts {
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt = routed_call(&connection, &header, request);
             match tokio::time::timeout(left, attempt).await {

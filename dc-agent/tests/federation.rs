@@ -221,3 +221,96 @@ fn requests_for_another_datacenter_cross_the_gateways() {
     );
     let _ = DC1_GW;
 }
+
+const TWO_GATEWAYS: &str = r#"
+[[datacenters]]
+name = "dc1"
+servers = [{ name = "s1", address = "127.106.0.1" }]
+gateways = [{ name = "gw1", address = "127.106.0.100" }, { name = "gw2", address = "127.106.0.101" }]
+
+[[datacenters]]
+name = "dc2"
+servers = [{ name = "s1", address = "127.107.0.1" }, { name = "s2", address = "127.107.0.2" }, { name = "s3", address = "127.107.0.3" }]
+gateways = [{ name = "gw1", address = "127.107.0.100" }]
+"#;
+
+#[test]
+fn a_gateway_or_a_leader_dying_does_not_stop_cross_dc_traffic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    support::render_topology(TWO_GATEWAYS, dir.path());
+    let out = dir.path().to_owned();
+    let node = |dc: &str, name: &str, address: &str| {
+        let gateway = name.starts_with("gw");
+        let file = if gateway {
+            "gateway.toml"
+        } else {
+            "agent.json"
+        };
+        Agent::new(
+            &format!("{dc}/{name}"),
+            address,
+            out.join(dc).join(name).join(file),
+            out.join(format!("{dc}-{name}.log")),
+            gateway,
+        )
+    };
+    let agents = vec![
+        node("dc1", "s1", "127.106.0.1"),
+        node("dc1", "gw1", "127.106.0.100"),
+        node("dc1", "gw2", "127.106.0.101"),
+        node("dc2", "s1", "127.107.0.1"),
+        node("dc2", "s2", "127.107.0.2"),
+        node("dc2", "s3", "127.107.0.3"),
+        node("dc2", "gw1", "127.107.0.100"),
+    ];
+    let mut cluster = Cluster { agents, dir };
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    cluster.wait_for_leader_among(&[0]);
+    cluster.wait_for_leader_among(&[3, 4, 5]);
+    let write = |c: &Cluster, key: &str| {
+        let r = c.request(0, "PUT", &format!("/v1/kv/{key}?dc=dc2"), b"v");
+        r.status == 200 && r.text() == "true"
+    };
+    cluster.wait_for("a cross-DC write", Duration::from_secs(30), |c| {
+        write(c, "first").then_some(())
+    });
+    // Both of dc1's gateways carry traffic: each has a link to dc2.
+    for gateway in ["127.106.0.100", "127.106.0.101"] {
+        cluster.wait_for(
+            "both dc1 gateways linked to dc2",
+            Duration::from_secs(20),
+            |_| {
+                gateway_metrics(gateway)
+                    .contains("isthmus_gateway_link_up{dst_dc=\"dc2\",peer=\"gw1\"} 1")
+                    .then_some(())
+            },
+        );
+    }
+
+    // One of dc1's two gateways dies: reads and writes to dc2 go on through the other.
+    cluster.agents[1].kill();
+    cluster.wait_for(
+        "cross-DC traffic through the other gateway",
+        Duration::from_secs(20),
+        |c| write(c, "second").then_some(()),
+    );
+    for _ in 0..10 {
+        let r = cluster.request(0, "GET", "/v1/kv/second?dc=dc2&raw", b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    // dc2's leader dies: dc2 elects another and cross-DC writes resume.
+    let leader = cluster.wait_for_leader_among(&[3, 4, 5]);
+    cluster.agents[leader].kill();
+    let others: Vec<usize> = [3, 4, 5].into_iter().filter(|i| *i != leader).collect();
+    cluster.wait_for_leader_among(&others);
+    cluster.wait_for(
+        "cross-DC writes after dc2's failover",
+        Duration::from_secs(30),
+        |c| write(c, "third").then_some(()),
+    );
+    let read = cluster.request(0, "GET", "/v1/kv/third?dc=dc2&raw", b"");
+    assert_eq!(read.text(), "v");
+}

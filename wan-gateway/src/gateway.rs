@@ -37,6 +37,13 @@ struct Peer {
     connection: quinn::Connection,
 }
 
+impl Peer {
+    /// Not closed yet (a dead peer is noticed within QUIC's 5 s idle timeout).
+    fn alive(&self) -> bool {
+        self.connection.close_reason().is_none()
+    }
+}
+
 /// The gateway's shared state.
 pub struct Gateway {
     datacenter: String,
@@ -408,24 +415,28 @@ impl Gateway {
 
     fn pick_link(&self, dc: &str) -> Option<Peer> {
         let links = self.links.read().ok()?;
-        let peers = links.get(dc)?;
+        let peers: Vec<&Peer> = links.get(dc)?.iter().filter(|p| p.alive()).collect();
         if peers.is_empty() {
             return None;
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        peers.get(n % peers.len()).cloned()
+        peers.get(n % peers.len()).map(|p| (*p).clone())
     }
 
     fn pick_server(&self, target: &Target) -> Option<Peer> {
         let servers = self.servers.read().ok()?;
+        let servers: Vec<&Peer> = servers.iter().filter(|p| p.alive()).collect();
         match target {
-            Target::Node(name) => servers.iter().find(|p| p.node == *name).cloned(),
+            Target::Node(name) => servers
+                .iter()
+                .find(|p| p.node == *name)
+                .map(|p| (*p).clone()),
             Target::AnyServer => {
                 if servers.is_empty() {
                     return None;
                 }
                 let n = self.next.fetch_add(1, Ordering::Relaxed);
-                servers.get(n % servers.len()).cloned()
+                servers.get(n % servers.len()).map(|p| (*p).clone())
             }
         }
     }
