@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use wire::route::{GatewayInfo, RouteHeader, RouteStatus, Target, ALPN_DC_LINK};
 
 use crate::rpc::messages::{HttpHandler, HttpRequest, HttpResponse};
-use crate::rpc::{read_frame, write_frame};
+use crate::rpc::{read_frame_limited, write_frame};
 
 /// Longest pause between dials of a gateway that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -29,7 +29,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Why a cross-DC request got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CrossDcError {
-    /// No route to the datacenter: no gateway link, or every gateway said so.
+    /// No route to the datacenter: no gateway link, or every gateway said so. Nothing was
+    /// delivered.
     #[error("No path to datacenter \"{dc}\": {why}")]
     NoPath {
         /// The datacenter.
@@ -37,7 +38,24 @@ pub enum CrossDcError {
         /// What the hops said.
         why: String,
     },
+    /// The request left but no answer came back: a write may have been applied.
+    #[error(
+        "rpc error: no answer from datacenter \"{dc}\" ({why}); a write may have been applied"
+    )]
+    NoAnswer {
+        /// The datacenter.
+        dc: String,
+        /// What went wrong.
+        why: String,
+    },
 }
+
+/// Longest time a routed request may claim: a blocking query's longest wait and more.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(11 * 60);
+/// How long the header and request of a delivered stream may take to arrive.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest route header or status frame read.
+const MAX_HEADER: usize = 64 * 1024;
 
 /// The dc-links of a server.
 pub struct DcLinks {
@@ -190,12 +208,11 @@ impl DcLinks {
                 self.datacenter
             )));
         }
+        let timeout = timeout.min(MAX_DEADLINE);
         let deadline = Instant::now() + timeout;
-        let header = RouteHeader {
-            dst_dc: dc.to_owned(),
-            src_dc: self.datacenter.clone(),
-            target: Target::AnyServer,
-            deadline_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        let no_answer = |why: String| CrossDcError::NoAnswer {
+            dc: dc.to_owned(),
+            why,
         };
         let mut failures = Vec::new();
         // A read goes round the gateways up to three times: a gateway may have routed it to
@@ -211,6 +228,16 @@ impl DcLinks {
             .collect();
         for (gateway, connection) in attempts {
             let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // Each attempt claims only the time that is left.
+            let header = RouteHeader {
+                dst_dc: dc.to_owned(),
+                src_dc: self.datacenter.clone(),
+                target: Target::AnyServer,
+                deadline_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+            };
             let attempt = routed_call(&connection, &header, request);
             match tokio::time::timeout(left, attempt).await {
                 Ok(Ok(response)) => return Ok(response),
@@ -221,16 +248,13 @@ impl DcLinks {
                 Ok(Err(Failure::Broken(why))) => {
                     // The request may have been delivered: a write must not go twice.
                     if request.method != "GET" {
-                        return Err(no_path(format!("gateway {gateway}: {why}")));
+                        return Err(no_answer(why));
                     }
-                    failures.push(format!("gateway {gateway}: {why}"));
+                    failures.push(why);
                 }
-                Err(_) => {
-                    return Err(no_path(format!(
-                        "no answer within {timeout:?} through gateway {gateway}"
-                    )))
-                }
+                Err(_) => return Err(no_answer(format!("no answer within {timeout:?}"))),
             }
+            tracing::debug!(gateway = %gateway, dc = %dc, error = ?failures.last(), "cross-DC attempt failed");
         }
         Err(no_path(failures.join("; ")))
     }
@@ -247,7 +271,9 @@ impl DcLinks {
                     deadline_ms: 2000,
                 };
                 write_frame(&mut send, &header).await.ok()?;
-                read_frame::<GatewayInfo>(&mut recv).await.ok()
+                read_frame_limited::<GatewayInfo>(&mut recv, MAX_HEADER)
+                    .await
+                    .ok()
             };
             if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(2), ask).await {
                 return Some(info);
@@ -279,16 +305,25 @@ async fn routed_call(
     send.write_all(&header)
         .await
         .map_err(|e| Failure::NotSent(e.to_string()))?;
-    write_frame(&mut send, request)
-        .await
-        .map_err(|e| Failure::Broken(e.to_string()))?;
-    let status: RouteStatus = read_frame(&mut recv)
-        .await
-        .map_err(|e| Failure::Broken(e.to_string()))?;
+    let written = write_frame(&mut send, request).await;
+    // A hop that has no route answers at once and stops reading: its answer, if any, says
+    // more than the failed write.
+    let status: RouteStatus = match read_frame_limited(&mut recv, MAX_HEADER).await {
+        Ok(status) => status,
+        Err(e) => {
+            return Err(match written {
+                Err(w) => Failure::Broken(format!("{w}; {e}")),
+                Ok(()) => Failure::Broken(e.to_string()),
+            })
+        }
+    };
     match status {
-        RouteStatus::Delivered => read_frame(&mut recv)
-            .await
-            .map_err(|e| Failure::Broken(e.to_string())),
+        RouteStatus::Delivered => read_frame_limited(
+            &mut recv,
+            crate::http::forward::MAX_FORWARDED_ANSWER + 1024 * 1024,
+        )
+        .await
+        .map_err(|e| Failure::Broken(e.to_string())),
         RouteStatus::NoRoute(why) => Err(Failure::NoRoute(why)),
     }
 }
@@ -300,27 +335,51 @@ async fn answer(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let header: RouteHeader = match read_frame(&mut recv).await {
-        Ok(header) => header,
-        Err(e) => {
+    let read = async {
+        let header: RouteHeader = read_frame_limited(&mut recv, MAX_HEADER).await?;
+        let request: HttpRequest = read_frame_limited(
+            &mut recv,
+            crate::http::forward::MAX_FORWARDED_BODY + MAX_HEADER,
+        )
+        .await?;
+        Ok::<_, crate::rpc::FrameIoError>((header, request))
+    };
+    let (header, request) = match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "bad routed stream");
             return;
         }
+        Err(_) => return,
     };
-    let request: HttpRequest = match read_frame(&mut recv).await {
-        Ok(request) => request,
-        Err(e) => {
-            tracing::debug!(error = %e, "bad routed request");
-            return;
-        }
+    // Only this datacenter's own, non-agent requests: a delivered request must not travel
+    // on to a third datacenter, nor reach an agent endpoint (leave, reload, ...).
+    let query_dc = crate::http::params(request.uri.split_once('?').map(|(_, q)| q))
+        .ok()
+        .and_then(|p| p.get("dc").cloned())
+        .filter(|dc| !dc.is_empty());
+    let refused = if header.dst_dc != datacenter || query_dc.is_some_and(|dc| dc != datacenter) {
+        Some(format!(
+            "a server of {datacenter} answers only for {datacenter}"
+        ))
+    } else if request.uri.starts_with("/v1/agent/") {
+        Some("agent endpoints are not answered across datacenters".to_owned())
+    } else if header.deadline_ms == 0 {
+        Some("the request's deadline had passed".to_owned())
+    } else {
+        None
     };
+    if let Some(why) = refused {
+        let _ = write_frame(&mut send, &RouteStatus::NoRoute(why)).await;
+        return;
+    }
     let Some(handler) = handler else {
         let status = RouteStatus::NoRoute(format!("a server of {datacenter} is still starting"));
         let _ = write_frame(&mut send, &status).await;
         return;
     };
     tracing::debug!(src_dc = %header.src_dc, uri = %request.uri, "answering a request from another datacenter");
-    let deadline = Duration::from_millis(header.deadline_ms);
+    let deadline = Duration::from_millis(header.deadline_ms).min(MAX_DEADLINE);
     let response = match tokio::time::timeout(deadline, handler(request)).await {
         Ok(response) => response,
         Err(_) => return,

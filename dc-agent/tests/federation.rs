@@ -53,7 +53,6 @@ fn render() -> Cluster {
 }
 
 const DC1_S1: usize = 0;
-const DC1_GW: usize = 1;
 const DC2_S1: usize = 2;
 const DC2_GW: usize = 5;
 
@@ -180,6 +179,13 @@ fn requests_for_another_datacenter_cross_the_gateways() {
     assert!(dig("127.104.0.1", &["web.service.consul"]).contains("status: NXDOMAIN"));
     assert!(dig("127.104.0.1", &["web.service.dc9.consul"]).contains("status: SERVFAIL"));
 
+    // Agent endpoints are about the agent asked: never sent to another datacenter.
+    let own: serde_json::Value = cluster
+        .request(DC1_S1, "GET", "/v1/agent/self?dc=dc2", b"")
+        .json()
+        .unwrap_or_default();
+    assert_eq!(own["Config"]["Datacenter"], "dc1", "{own}");
+
     // The gateways count what they routed and show their links.
     let metrics = gateway_metrics("127.104.0.100");
     assert!(
@@ -191,6 +197,13 @@ fn requests_for_another_datacenter_cross_the_gateways() {
         "{metrics}"
     );
     assert!(metrics.contains("isthmus_wan_rtt_seconds{"), "{metrics}");
+    // A name in a request's header is not a label: an unknown datacenter counts as such.
+    assert!(
+        metrics
+            .contains("isthmus_cross_dc_requests_total{dst_dc=\"unknown\",outcome=\"no_route\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("dc9"), "{metrics}");
 
     // dc2's gateway dies: no path, promptly; it comes back: the links re-form by themselves.
     cluster.agents[DC2_GW].kill();
@@ -219,7 +232,6 @@ fn requests_for_another_datacenter_cross_the_gateways() {
             .text(),
         "hello from dc2"
     );
-    let _ = DC1_GW;
 }
 
 const TWO_GATEWAYS: &str = r#"

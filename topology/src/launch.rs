@@ -107,11 +107,20 @@ struct Binaries {
     gateway: PathBuf,
 }
 
-/// `dc-agent` and `wan-gateway`: next to `topology`, else on PATH.
-fn binaries() -> Result<Binaries> {
+/// `dc-agent` and, when the file has gateways, `wan-gateway`: next to `topology`, else on
+/// PATH.
+fn binaries(topology: &Topology) -> Result<Binaries> {
+    let gateways = topology
+        .datacenters
+        .iter()
+        .any(|dc| dc.nodes_of(Role::Gateway).next().is_some());
     Ok(Binaries {
         agent: binary("dc-agent")?,
-        gateway: binary("wan-gateway")?,
+        gateway: if gateways {
+            binary("wan-gateway")?
+        } else {
+            PathBuf::new()
+        },
     })
 }
 
@@ -196,7 +205,7 @@ fn agreed_leader(nodes: &[&Managed<'_>]) -> Option<(String, String)> {
 /// Starts every server, waits for each DC's leader, and (in the foreground) stops them all
 /// on Ctrl-C.
 pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
-    let binaries = binaries()?;
+    let binaries = binaries(topology)?;
     let nodes = managed(topology, out);
     let mut children: Vec<(usize, Child)> = Vec::new();
     for (index, managed) in nodes.iter().enumerate() {

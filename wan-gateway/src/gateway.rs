@@ -28,6 +28,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest header frame a gateway reads.
 const MAX_HEADER: usize = 64 * 1024;
+/// How long a stream's header may take to arrive.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest deadline a stream may claim (a blocking query's longest wait and more).
+const MAX_DEADLINE: Duration = Duration::from_secs(11 * 60);
 
 /// A live connection to a peer, by node name.
 #[derive(Clone)]
@@ -51,7 +55,9 @@ pub struct Gateway {
     domain: String,
     tls: NodeTls,
     endpoint: quinn::Endpoint,
-    wan_client: quinn::ClientConfig,
+    /// Datacenters of the configured remote gateways (metric labels stay bounded to these,
+    /// this one and linked ones).
+    configured: Vec<String>,
     /// WAN links by datacenter.
     links: RwLock<BTreeMap<String, Vec<Peer>>>,
     /// dc-links from this datacenter's servers.
@@ -90,28 +96,41 @@ impl Gateway {
             quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(rustls_server)?));
         server_config.transport_config(transport_config());
         let endpoint = quinn::Endpoint::server(server_config, config.listen)?;
-        let rustls_client = tls.client_config(PeerPolicy::gateways(&domain), &[ALPN_WAN])?;
-        let mut wan_client =
-            quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(rustls_client)?));
-        wan_client.transport_config(transport_config());
+        // One client config per remote: the gateway answering must hold a gateway
+        // certificate of the datacenter it is configured for.
+        let mut dials = Vec::new();
+        for (dc, node, addr) in &config.remote_gateways {
+            let policy = PeerPolicy::new(&domain, &[Role::Gateway], Some(dc));
+            let rustls_client = tls.client_config(policy, &[ALPN_WAN])?;
+            let mut client =
+                quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(rustls_client)?));
+            client.transport_config(transport_config());
+            dials.push((dc.clone(), node.clone(), *addr, client));
+        }
+        let configured = config
+            .remote_gateways
+            .iter()
+            .map(|(dc, _, _)| dc.clone())
+            .collect();
         let gateway = Arc::new(Gateway {
             datacenter,
             node: config.config.node_name.clone(),
             domain,
             tls,
             endpoint,
-            wan_client,
+            configured,
             links: RwLock::new(BTreeMap::new()),
             servers: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
             metrics,
         });
         tokio::spawn(gateway.clone().accept_loop(cancel.clone()));
-        for (dc, node, addr) in &config.remote_gateways {
+        for (dc, node, addr, client) in dials {
             tokio::spawn(gateway.clone().keep_wan_link(
-                dc.clone(),
-                node.clone(),
-                *addr,
+                dc,
+                node,
+                addr,
+                client,
                 cancel.child_token(),
             ));
         }
@@ -173,7 +192,10 @@ impl Gateway {
             connection.close(1u32.into(), b"certificate not accepted for this protocol");
             return;
         };
-        let node = identity.node.clone().unwrap_or_else(|| addr.to_string());
+        let node = identity
+            .node
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", identity.role, identity.datacenter));
         let peer = Peer {
             node: node.clone(),
             addr,
@@ -182,7 +204,7 @@ impl Gateway {
         if alpn == ALPN_DC_LINK && identity.role == Role::Server {
             tracing::info!(server = %node, peer = %addr, "dc-link from a server");
             self.set_server(peer.clone(), true);
-            self.serve(&connection, Side::Server, &cancel).await;
+            self.serve(&connection, Side::Server, None, &cancel).await;
             self.set_server(peer, false);
             tracing::info!(server = %node, "dc-link closed");
         } else if alpn == ALPN_WAN && identity.role == Role::Gateway {
@@ -193,7 +215,8 @@ impl Gateway {
             let dc = identity.datacenter.clone();
             tracing::info!(dc = %dc, gateway = %node, peer = %addr, "WAN link accepted");
             self.set_link(&dc, peer.clone(), true);
-            self.serve(&connection, Side::Wan, &cancel).await;
+            self.serve(&connection, Side::Wan, Some(dc.clone()), &cancel)
+                .await;
             self.set_link(&dc, peer, false);
             tracing::info!(dc = %dc, gateway = %node, "WAN link closed");
         } else {
@@ -206,6 +229,7 @@ impl Gateway {
         dc: String,
         node: String,
         addr: SocketAddr,
+        client: quinn::ClientConfig,
         cancel: CancellationToken,
     ) {
         let mut backoff = Duration::from_millis(250);
@@ -214,7 +238,7 @@ impl Gateway {
             let dialled = async {
                 let connecting = self
                     .endpoint
-                    .connect_with(self.wan_client.clone(), addr, &server_name)
+                    .connect_with(client.clone(), addr, &server_name)
                     .map_err(|e| e.to_string())?;
                 tokio::time::timeout(DIAL_TIMEOUT, connecting)
                     .await
@@ -235,7 +259,8 @@ impl Gateway {
                         connection: connection.clone(),
                     };
                     self.set_link(&dc, peer.clone(), true);
-                    self.serve(&connection, Side::Wan, &cancel).await;
+                    self.serve(&connection, Side::Wan, Some(dc.clone()), &cancel)
+                        .await;
                     self.set_link(&dc, peer, false);
                     if cancel.is_cancelled() {
                         return;
@@ -276,6 +301,13 @@ impl Gateway {
                 .link_up
                 .with_label_values(&[dc, &peer.node])
                 .set(i64::from(alive));
+            if !alive {
+                // No link, no round trip to show.
+                let _ =
+                    self.metrics
+                        .wan_rtt
+                        .remove_label_values(&[&self.datacenter, dc, &peer.node]);
+            }
         }
     }
 
@@ -284,6 +316,7 @@ impl Gateway {
         self: &Arc<Self>,
         connection: &quinn::Connection,
         side: Side,
+        peer_dc: Option<String>,
         cancel: &CancellationToken,
     ) {
         loop {
@@ -292,7 +325,7 @@ impl Gateway {
                 stream = connection.accept_bi() => stream,
             };
             let Ok((send, recv)) = stream else { return };
-            tokio::spawn(self.clone().route(side, send, recv));
+            tokio::spawn(self.clone().route(side, peer_dc.clone(), send, recv));
         }
     }
 
@@ -300,17 +333,28 @@ impl Gateway {
     async fn route(
         self: Arc<Self>,
         side: Side,
+        peer_dc: Option<String>,
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
     ) {
         let started = Instant::now();
-        let header: RouteHeader = match read_header(&mut recv).await {
-            Ok(header) => header,
-            Err(e) => {
-                tracing::debug!(error = %e, "bad routed stream");
-                return;
-            }
+        let mut header: RouteHeader =
+            match tokio::time::timeout(HEADER_TIMEOUT, read_header(&mut recv)).await {
+                Ok(Ok(header)) => header,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "bad routed stream");
+                    return;
+                }
+                Err(_) => return,
+            };
+        // Where a stream comes from is what its link says, not what its header claims.
+        header.src_dc = match (side, peer_dc) {
+            (Side::Wan, Some(dc)) => dc,
+            _ => self.datacenter.clone(),
         };
+        header.deadline_ms = header
+            .deadline_ms
+            .min(u64::try_from(MAX_DEADLINE.as_millis()).unwrap_or(u64::MAX));
         // A local server asking about the federation.
         if side == Side::Server && header.dst_dc.is_empty() {
             let info = self.info();
@@ -344,15 +388,26 @@ impl Gateway {
             }),
         };
         let outcome = match next {
+            Ok(_) if header.deadline_ms == 0 => {
+                let why = "the request's deadline had passed".to_owned();
+                let _ = write_status(&mut send, &RouteStatus::NoRoute(why)).await;
+                "timeout"
+            }
             Ok(peer) => self.pass_on(&peer, &header, started, send, recv).await,
             Err(why) => {
                 let _ = write_status(&mut send, &RouteStatus::NoRoute(why)).await;
                 "no_route"
             }
         };
+        // Label values come only from known datacenters: a header names any string.
+        let label = if self.known(&dst_dc) {
+            dst_dc.as_str()
+        } else {
+            "unknown"
+        };
         self.metrics
             .requests
-            .with_label_values(&[&dst_dc, outcome])
+            .with_label_values(&[label, outcome])
             .inc();
         if side == Side::Server {
             self.metrics
@@ -371,6 +426,7 @@ impl Gateway {
         mut recv: quinn::RecvStream,
     ) -> &'static str {
         let budget = Duration::from_millis(header.deadline_ms);
+        let deadline = tokio::time::Instant::from_std(started + budget);
         let left = budget.saturating_sub(started.elapsed());
         let mut forwarded = header.clone();
         forwarded.deadline_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
@@ -384,7 +440,7 @@ impl Gateway {
                 .map_err(|e| e.to_string())?;
             Ok::<_, String>((out_send, out_recv))
         };
-        let (mut out_send, mut out_recv) = match tokio::time::timeout(left, opened).await {
+        let (mut out_send, mut out_recv) = match tokio::time::timeout_at(deadline, opened).await {
             Ok(Ok(streams)) => streams,
             Ok(Err(e)) => {
                 let why = format!(
@@ -406,11 +462,22 @@ impl Gateway {
             let _ = send.finish();
             copied
         };
-        match tokio::time::timeout(left, async { tokio::join!(upstream, downstream) }).await {
+        match tokio::time::timeout_at(deadline, async { tokio::join!(upstream, downstream) }).await
+        {
             Ok((Ok(_), Ok(_))) => "ok",
             Ok(_) => "broken",
             Err(_) => "timeout",
         }
+    }
+
+    /// This datacenter, a configured one, or one linked now.
+    fn known(&self, dc: &str) -> bool {
+        dc == self.datacenter
+            || self.configured.iter().any(|c| c == dc)
+            || self
+                .links
+                .read()
+                .is_ok_and(|links| links.get(dc).is_some_and(|p| !p.is_empty()))
     }
 
     fn pick_link(&self, dc: &str) -> Option<Peer> {

@@ -362,6 +362,23 @@ async fn keep_current(view: Weak<Inner>, dc: Option<String>, key: Key, entry: Ar
                 inner.refreshes.with_label_values(&["error"]).inc();
                 tracing::debug!(key = ?key, error = %e, "dns view refresh failed");
                 entry.state.send_modify(|snapshot| snapshot.failing = true);
+                // A datacenter with no path that never answered (a typo, a random name) is
+                // not kept: its queries are SERVFAIL and must not crowd out real names.
+                if dc.is_some()
+                    && e.contains("No path to datacenter")
+                    && entry.state.borrow().data.is_none()
+                {
+                    let mut entries = inner
+                        .entries
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mapped = (dc.clone(), key.clone());
+                    if entries.get(&mapped).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+                        entries.remove(&mapped);
+                    }
+                    inner.names.set(entries.len() as i64);
+                    return;
+                }
                 // The next attempt must not block: a server that answers again with nothing
                 // changed would otherwise hold it for the whole wait while the view stays
                 // stale.

@@ -15,10 +15,10 @@ use crate::server::Server;
 use crate::servers::ServerLink;
 
 /// Largest answer sent back to a follower: a frame, less room for headers.
-const MAX_FORWARDED_ANSWER: usize = wire::frame::MAX_FRAME - 1024 * 1024;
+pub(crate) const MAX_FORWARDED_ANSWER: usize = wire::frame::MAX_FRAME - 1024 * 1024;
 
 /// Largest body forwarded (values are at most 512 KiB; transactions a little more).
-const MAX_FORWARDED_BODY: usize = 2 * 1024 * 1024;
+pub(crate) const MAX_FORWARDED_BODY: usize = 2 * 1024 * 1024;
 
 /// Reads a request into the form it travels in, marked with its hop count. An oversized
 /// body is answered at once.

@@ -10,7 +10,7 @@ mod agent_local;
 mod blocking;
 mod catalog;
 mod error;
-mod forward;
+pub(crate) mod forward;
 mod kv;
 mod txn;
 
@@ -289,6 +289,10 @@ async fn route_by_consistency(State(api): State<Api>, request: Request, next: Ne
             return forward::to_server(&api, link, request).await;
         }
     };
+    // Agent endpoints are about this agent: answered here, whatever `?dc=` says (as Consul).
+    if path.starts_with("/v1/agent/") {
+        return next.run(request).await;
+    }
     // `?dc=` naming another datacenter goes through a gateway, to be answered there as a
     // local request; without a path, Consul's error. Never answered with local data.
     let other_dc = params(request.uri().query())

@@ -29,6 +29,29 @@ pub async fn read_frame<T: serde::de::DeserializeOwned>(
     Ok(wire::frame::decode(&body)?)
 }
 
+/// Reads one frame of at most `limit` bytes (a peer announcing more is refused before any
+/// buffer is allocated).
+pub async fn read_frame_limited<T: serde::de::DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    limit: usize,
+) -> Result<T, FrameIoError> {
+    let mut header = [0u8; 4];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(|e| FrameIoError::Read(e.to_string()))?;
+    let len = wire::frame::body_len(header)?;
+    if len > limit {
+        return Err(FrameIoError::Read(format!(
+            "a frame of {len} bytes where at most {limit} are expected"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| FrameIoError::Read(e.to_string()))?;
+    Ok(wire::frame::decode(&body)?)
+}
+
 /// Writes one frame and finishes the stream.
 pub async fn write_frame<T: serde::Serialize>(
     send: &mut quinn::SendStream,
