@@ -326,3 +326,97 @@ fn a_gateway_or_a_leader_dying_does_not_stop_cross_dc_traffic() {
     let read = cluster.request(0, "GET", "/v1/kv/third?dc=dc2&raw", b"");
     assert_eq!(read.text(), "v");
 }
+
+const THREE_DCS: &str = r#"
+[[datacenters]]
+name = "dc1"
+servers = [{ name = "s1", address = "127.108.0.1" }]
+gateways = [{ name = "gw1", address = "127.108.0.100" }]
+
+[[datacenters]]
+name = "dc2"
+servers = [{ name = "s1", address = "127.109.0.1" }]
+gateways = [{ name = "gw1", address = "127.109.0.100" }]
+
+[[datacenters]]
+name = "dc3"
+servers = [{ name = "s1", address = "127.110.0.1" }]
+gateways = [{ name = "gw1", address = "127.110.0.100" }]
+"#;
+
+/// Drops the `[[remote_gateways]]` entries of `dc` from a rendered gateway.toml.
+fn forget_datacenter(gateway_toml: &std::path::Path, dc: &str) {
+    let text = std::fs::read_to_string(gateway_toml).expect("read gateway.toml");
+    let mut blocks = text.split("[[remote_gateways]]");
+    let mut kept = blocks.next().unwrap_or_default().to_owned();
+    for block in blocks {
+        if !block.contains(&format!("datacenter = \"{dc}\"")) {
+            kept.push_str("[[remote_gateways]]");
+            kept.push_str(block);
+        }
+    }
+    std::fs::write(gateway_toml, kept).expect("write gateway.toml");
+}
+
+#[test]
+fn gateways_learn_the_rest_of_the_federation_from_each_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    support::render_topology(THREE_DCS, dir.path());
+    let out = dir.path().to_owned();
+    // dc1 and dc3 are configured to know only dc2's gateway; dc2's knows both.
+    forget_datacenter(&out.join("dc1/gw1/gateway.toml"), "dc3");
+    forget_datacenter(&out.join("dc3/gw1/gateway.toml"), "dc1");
+    let dc1_gateway = std::fs::read_to_string(out.join("dc1/gw1/gateway.toml")).unwrap_or_default();
+    assert!(
+        dc1_gateway.contains("\"dc2\"") && !dc1_gateway.contains("\"dc3\""),
+        "{dc1_gateway}"
+    );
+    let node = |dc: &str, name: &str, address: &str| {
+        let gateway = name.starts_with("gw");
+        let file = if gateway {
+            "gateway.toml"
+        } else {
+            "agent.json"
+        };
+        Agent::new(
+            &format!("{dc}/{name}"),
+            address,
+            out.join(dc).join(name).join(file),
+            out.join(format!("{dc}-{name}.log")),
+            gateway,
+        )
+    };
+    let agents = vec![
+        node("dc1", "s1", "127.108.0.1"),
+        node("dc1", "gw1", "127.108.0.100"),
+        node("dc2", "s1", "127.109.0.1"),
+        node("dc2", "gw1", "127.109.0.100"),
+        node("dc3", "s1", "127.110.0.1"),
+        node("dc3", "gw1", "127.110.0.100"),
+    ];
+    let mut cluster = Cluster { agents, dir };
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    for server in [0, 2, 4] {
+        cluster.wait_for_leader_among(&[server]);
+    }
+    // dc1 reaches dc3 through a link its gateway learned of, with no restart anywhere.
+    cluster.wait_for("dc1 writing into dc3", Duration::from_secs(40), |c| {
+        let r = c.request(0, "PUT", "/v1/kv/from-dc1?dc=dc3", b"hi");
+        (r.status == 200 && r.text() == "true").then_some(())
+    });
+    assert!(gateway_metrics("127.108.0.100")
+        .contains("isthmus_gateway_link_up{dst_dc=\"dc3\",peer=\"gw1\"} 1"));
+    let log = std::fs::read_to_string(out.join("dc1-gw1.log")).unwrap_or_default();
+    assert!(
+        log.contains("learned a gateway from the federation") && log.contains("dc=dc3"),
+        "{log}"
+    );
+    let listed: Vec<String> = cluster
+        .request(4, "GET", "/v1/catalog/datacenters", b"")
+        .json()
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(listed.contains(&"dc1".to_owned()), "{listed:?}");
+}

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use pki::{NodeTls, PeerPolicy};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use tokio_util::sync::CancellationToken;
-use wire::route::{GatewayInfo, RouteHeader, RouteStatus, Target, ALPN_DC_LINK, ALPN_WAN};
+use wire::route::{
+    GatewayAddress, GatewayInfo, RouteHeader, RouteStatus, Target, ALPN_DC_LINK, ALPN_WAN,
+};
 use wire::Role;
 
 use crate::metrics::Metrics;
@@ -32,6 +34,10 @@ const MAX_HEADER: usize = 64 * 1024;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest deadline a stream may claim (a blocking query's longest wait and more).
 const MAX_DEADLINE: Duration = Duration::from_secs(11 * 60);
+/// How often a gateway tells its WAN peers which gateways it knows.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(15);
+/// Most gateways one gateway keeps links to.
+const MAX_GATEWAYS: usize = 256;
 
 /// A live connection to a peer, by node name.
 #[derive(Clone)]
@@ -58,6 +64,11 @@ pub struct Gateway {
     /// Datacenters of the configured remote gateways (metric labels stay bounded to these,
     /// this one and linked ones).
     configured: Vec<String>,
+    /// Where this gateway listens, as it tells other gateways.
+    listen: SocketAddr,
+    /// Every remote gateway this one dials: configured, or learned from the federation.
+    known: std::sync::Mutex<BTreeMap<(String, String), (SocketAddr, CancellationToken)>>,
+    cancel: CancellationToken,
     /// WAN links by datacenter.
     links: RwLock<BTreeMap<String, Vec<Peer>>>,
     /// dc-links from this datacenter's servers.
@@ -96,17 +107,6 @@ impl Gateway {
             quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(rustls_server)?));
         server_config.transport_config(transport_config());
         let endpoint = quinn::Endpoint::server(server_config, config.listen)?;
-        // One client config per remote: the gateway answering must hold a gateway
-        // certificate of the datacenter it is configured for.
-        let mut dials = Vec::new();
-        for (dc, node, addr) in &config.remote_gateways {
-            let policy = PeerPolicy::new(&domain, &[Role::Gateway], Some(dc));
-            let rustls_client = tls.client_config(policy, &[ALPN_WAN])?;
-            let mut client =
-                quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(rustls_client)?));
-            client.transport_config(transport_config());
-            dials.push((dc.clone(), node.clone(), *addr, client));
-        }
         let configured = config
             .remote_gateways
             .iter()
@@ -119,22 +119,162 @@ impl Gateway {
             tls,
             endpoint,
             configured,
+            listen: config.listen,
+            known: std::sync::Mutex::new(BTreeMap::new()),
+            cancel: cancel.clone(),
             links: RwLock::new(BTreeMap::new()),
             servers: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
             metrics,
         });
         tokio::spawn(gateway.clone().accept_loop(cancel.clone()));
-        for (dc, node, addr, client) in dials {
-            tokio::spawn(gateway.clone().keep_wan_link(
-                dc,
-                node,
-                addr,
-                client,
-                cancel.child_token(),
-            ));
+        for (dc, node, addr) in &config.remote_gateways {
+            gateway.dial(dc, node, *addr)?;
         }
+        tokio::spawn(gateway.clone().announce_loop());
         Ok(gateway)
+    }
+
+    /// Starts keeping a WAN link to a gateway not dialled yet. The gateway answering must
+    /// hold a gateway certificate of `dc`.
+    fn dial(self: &Arc<Self>, dc: &str, node: &str, addr: SocketAddr) -> anyhow::Result<()> {
+        if dc == self.datacenter {
+            return Ok(());
+        }
+        let stop = self.cancel.child_token();
+        {
+            let Ok(mut known) = self.known.lock() else {
+                return Ok(());
+            };
+            let key = (dc.to_owned(), node.to_owned());
+            match known.get(&key) {
+                Some((known_addr, _)) if *known_addr == addr => return Ok(()),
+                None if known.len() >= MAX_GATEWAYS => return Ok(()),
+                _ => {}
+            }
+            // A gateway found again on a new address: stop dialling the old one.
+            if let Some((_, old)) = known.insert(key, (addr, stop.clone())) {
+                old.cancel();
+            }
+        }
+        let policy = PeerPolicy::new(&self.domain, &[Role::Gateway], Some(dc));
+        let rustls_client = self.tls.client_config(policy, &[ALPN_WAN])?;
+        let mut client =
+            quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(rustls_client)?));
+        client.transport_config(transport_config());
+        tokio::spawn(self.clone().keep_wan_link(
+            dc.to_owned(),
+            node.to_owned(),
+            addr,
+            client,
+            stop,
+        ));
+        Ok(())
+    }
+
+    /// This gateway and every gateway it dials.
+    fn gateways(&self) -> Vec<GatewayAddress> {
+        let mut all = vec![GatewayAddress {
+            datacenter: self.datacenter.clone(),
+            node: self.node.clone(),
+            address: self.listen.to_string(),
+        }];
+        if let Ok(known) = self.known.lock() {
+            all.extend(known.iter().map(|((dc, node), (addr, _))| GatewayAddress {
+                datacenter: dc.clone(),
+                node: node.clone(),
+                address: addr.to_string(),
+            }));
+        }
+        all
+    }
+
+    /// Links to the gateways a peer told of that this one does not dial yet (a new
+    /// datacenter, a new gateway). A known gateway's address changes only when that gateway
+    /// says so itself (the first entry of its own list), so a stale third-hand address
+    /// never replaces a current one.
+    fn learn(self: &Arc<Self>, gateways: &[GatewayAddress]) {
+        let teller = gateways
+            .first()
+            .map(|g| (g.datacenter.clone(), g.node.clone()));
+        for gateway in gateways.iter().take(MAX_GATEWAYS) {
+            let Ok(addr) = gateway.address.parse::<SocketAddr>() else {
+                continue;
+            };
+            if wire::validate_dns_label(&gateway.datacenter).is_err() {
+                continue;
+            }
+            let key = (gateway.datacenter.clone(), gateway.node.clone());
+            let itself = teller.as_ref() == Some(&key);
+            let new = self.known.lock().is_ok_and(|known| match known.get(&key) {
+                None => true,
+                Some((known_addr, _)) => itself && *known_addr != addr,
+            });
+            if new && gateway.datacenter != self.datacenter {
+                tracing::info!(dc = %gateway.datacenter, gateway = %gateway.node, addr = %addr, "learned a gateway from the federation");
+                if let Err(e) = self.dial(&gateway.datacenter, &gateway.node, addr) {
+                    tracing::warn!(error = %e, "could not link to a learned gateway");
+                }
+            }
+        }
+    }
+
+    /// Tells every WAN peer, now and then, which gateways this one knows.
+    async fn announce_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let peers: Vec<(String, Peer)> = self
+                .links
+                .read()
+                .map(|links| {
+                    links
+                        .iter()
+                        .flat_map(|(dc, peers)| peers.iter().map(|p| (dc.clone(), p.clone())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (dc, peer) in peers {
+                tokio::spawn(self.clone().announce(dc, peer.connection));
+            }
+        }
+    }
+
+    /// Exchanges known gateways with the gateway at the other end of a WAN link.
+    async fn announce(self: Arc<Self>, dc: String, connection: quinn::Connection) {
+        let exchange = async {
+            let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+            let header = RouteHeader {
+                dst_dc: dc.clone(),
+                src_dc: self.datacenter.clone(),
+                target: Target::Gateways(self.gateways()),
+                deadline_ms: 5000,
+            };
+            let frame = wire::frame::encode(&header).map_err(|e| e.to_string())?;
+            send.write_all(&frame).await.map_err(|e| e.to_string())?;
+            send.finish().map_err(|e| e.to_string())?;
+            let mut length = [0u8; 4];
+            recv.read_exact(&mut length)
+                .await
+                .map_err(|e| e.to_string())?;
+            let len = wire::frame::body_len(length).map_err(|e| e.to_string())?;
+            if len > MAX_HEADER {
+                return Err(format!("a gateway list of {len} bytes"));
+            }
+            let mut body = vec![0u8; len];
+            recv.read_exact(&mut body)
+                .await
+                .map_err(|e| e.to_string())?;
+            wire::frame::decode::<Vec<GatewayAddress>>(&body).map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(Duration::from_secs(5), exchange).await {
+            Ok(Ok(gateways)) => self.learn(&gateways),
+            Ok(Err(e)) => tracing::debug!(dc = %dc, error = %e, "gateway exchange failed"),
+            Err(_) => tracing::debug!(dc = %dc, "gateway exchange timed out"),
+        }
     }
 
     /// Datacenters with a live WAN link now.
@@ -215,6 +355,7 @@ impl Gateway {
             let dc = identity.datacenter.clone();
             tracing::info!(dc = %dc, gateway = %node, peer = %addr, "WAN link accepted");
             self.set_link(&dc, peer.clone(), true);
+            tokio::spawn(self.clone().announce(dc.clone(), connection.clone()));
             self.serve(&connection, Side::Wan, Some(dc.clone()), &cancel)
                 .await;
             self.set_link(&dc, peer, false);
@@ -259,6 +400,7 @@ impl Gateway {
                         connection: connection.clone(),
                     };
                     self.set_link(&dc, peer.clone(), true);
+                    tokio::spawn(self.clone().announce(dc.clone(), connection.clone()));
                     self.serve(&connection, Side::Wan, Some(dc.clone()), &cancel)
                         .await;
                     self.set_link(&dc, peer, false);
@@ -355,6 +497,15 @@ impl Gateway {
         header.deadline_ms = header
             .deadline_ms
             .min(u64::try_from(MAX_DEADLINE.as_millis()).unwrap_or(u64::MAX));
+        // A remote gateway telling which gateways it knows: learn, and answer in kind.
+        if let (Side::Wan, Target::Gateways(gateways)) = (side, &header.target) {
+            self.learn(gateways);
+            if let Ok(frame) = wire::frame::encode(&self.gateways()) {
+                let _ = send.write_all(&frame).await;
+                let _ = send.finish();
+            }
+            return;
+        }
         // A local server asking about the federation.
         if side == Side::Server && header.dst_dc.is_empty() {
             let info = self.info();
@@ -498,6 +649,7 @@ impl Gateway {
                 .iter()
                 .find(|p| p.node == *name)
                 .map(|p| (*p).clone()),
+            Target::Gateways(_) => None,
             Target::AnyServer => {
                 if servers.is_empty() {
                     return None;

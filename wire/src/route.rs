@@ -25,6 +25,21 @@ pub enum Target {
     AnyServer,
     /// A server by node name.
     Node(String),
+    /// Not a request: a gateway telling the gateway at the other end of a WAN link which
+    /// gateways it knows (itself first). The other answers with a `Gateways` frame of its
+    /// own, so both can link to the rest of the federation without a restart.
+    Gateways(Vec<GatewayAddress>),
+}
+
+/// A gateway and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GatewayAddress {
+    /// Its datacenter.
+    pub datacenter: String,
+    /// Its node name.
+    pub node: String,
+    /// Its QUIC address, `address:port`.
+    pub address: String,
 }
 
 /// The first frame of a routed stream.
