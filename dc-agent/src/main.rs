@@ -37,11 +37,17 @@ enum Command {
     Keygen,
     /// Read and write the KV store.
     Kv {
+        /// The datacenter to ask (default: the agent's); `-datacenter=dc2`.
+        #[arg(long, global = true)]
+        datacenter: Option<String>,
         #[command(subcommand)]
         command: KvCommand,
     },
     /// List the catalog.
     Catalog {
+        /// The datacenter to ask (default: the agent's); `-datacenter=dc2`.
+        #[arg(long, global = true)]
+        datacenter: Option<String>,
         #[command(subcommand)]
         command: CatalogCommand,
     },
@@ -264,7 +270,10 @@ fn main() -> ExitCode {
             }
             Err(_) => cli::fail("the system random number generator failed"),
         },
-        Command::Kv { command } => match command {
+        Command::Kv {
+            command,
+            datacenter,
+        } => match command {
             KvCommand::Get {
                 key,
                 detailed,
@@ -281,6 +290,7 @@ fn main() -> ExitCode {
                     keys,
                     separator,
                     stale,
+                    datacenter,
                 },
             ),
             KvCommand::Put {
@@ -290,7 +300,14 @@ fn main() -> ExitCode {
                 modify_index,
                 flags,
             } => match cas_index(cas, modify_index) {
-                Ok(cas) => cli::kv::put(&addr, &key, value.as_deref(), cas, flags),
+                Ok(cas) => cli::kv::put(
+                    &addr,
+                    &key,
+                    value.as_deref(),
+                    cas,
+                    flags,
+                    datacenter.as_deref(),
+                ),
                 Err(code) => code,
             },
             KvCommand::Delete {
@@ -299,13 +316,18 @@ fn main() -> ExitCode {
                 cas,
                 modify_index,
             } => match cas_index(cas, modify_index) {
-                Ok(cas) => cli::kv::delete(&addr, &key, recurse, cas),
+                Ok(cas) => cli::kv::delete(&addr, &key, recurse, cas, datacenter.as_deref()),
                 Err(code) => code,
             },
         },
-        Command::Catalog { command } => match command {
-            CatalogCommand::Services { tags } => cli::catalog::services(&addr, tags),
-            CatalogCommand::Nodes => cli::catalog::nodes(&addr),
+        Command::Catalog {
+            command,
+            datacenter,
+        } => match command {
+            CatalogCommand::Services { tags } => {
+                cli::catalog::services(&addr, tags, datacenter.as_deref())
+            }
+            CatalogCommand::Nodes => cli::catalog::nodes(&addr, datacenter.as_deref()),
             CatalogCommand::Datacenters => cli::catalog::datacenters(&addr),
         },
         Command::Operator {

@@ -127,6 +127,16 @@ fn requests_for_another_datacenter_cross_the_gateways() {
     assert_eq!(names, ["s1", "s2", "s3"]);
     assert!(nodes.iter().all(|n| n.datacenter == "dc2"));
 
+    // The CLI, as Consul's: `-datacenter`.
+    let http = cluster.agents[DC1_S1].http();
+    assert_eq!(
+        support::cli(&http, &["kv", "get", "-datacenter=dc2", "greeting"]),
+        (0, "hello from dc1\n".to_owned(), String::new())
+    );
+    let (code, listed, _) = support::cli(&http, &["catalog", "nodes", "-datacenter", "dc2"]);
+    assert_eq!(code, 0, "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("s3 ")), "{listed}");
+
     // Both datacenters know each other, this one first.
     let listed: Vec<String> = cluster
         .request(DC1_S1, "GET", "/v1/catalog/datacenters", b"")

@@ -39,8 +39,9 @@ pub fn table(rows: &[Vec<String>]) -> String {
 }
 
 /// `catalog services [-tags]`.
-pub fn services(addr: &str, with_tags: bool) -> ExitCode {
-    let response = match check(client(addr).get("/v1/catalog/services"), addr) {
+pub fn services(addr: &str, with_tags: bool, datacenter: Option<&str>) -> ExitCode {
+    let path = super::in_datacenter("/v1/catalog/services", datacenter);
+    let response = match check(client(addr).get(&path), addr) {
         Ok(response) => response,
         Err(e) => return fail(e),
     };
@@ -61,8 +62,9 @@ pub fn services(addr: &str, with_tags: bool) -> ExitCode {
 }
 
 /// `catalog nodes`.
-pub fn nodes(addr: &str) -> ExitCode {
-    let response = match check(client(addr).get("/v1/catalog/nodes"), addr) {
+pub fn nodes(addr: &str, datacenter: Option<&str>) -> ExitCode {
+    let path = super::in_datacenter("/v1/catalog/nodes", datacenter);
+    let response = match check(client(addr).get(&path), addr) {
         Ok(response) => response,
         Err(e) => return fail(e),
     };

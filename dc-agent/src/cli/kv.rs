@@ -20,6 +20,8 @@ pub struct GetOptions {
     pub separator: Option<String>,
     /// Any server may answer.
     pub stale: bool,
+    /// The datacenter to ask (`-datacenter`; default: the agent's).
+    pub datacenter: Option<String>,
 }
 
 fn detailed(pair: &KvPair) -> String {
@@ -49,6 +51,9 @@ pub fn get(addr: &str, key: &str, options: &GetOptions) -> ExitCode {
     }
     if options.stale {
         query.push("stale".to_owned());
+    }
+    if let Some(dc) = &options.datacenter {
+        query.push(format!("dc={}", encode_key(dc)));
     }
     let path = format!(
         "/v1/kv/{}{}{}",
@@ -127,6 +132,7 @@ pub fn put(
     value: Option<&str>,
     cas: Option<u64>,
     flags: Option<u64>,
+    datacenter: Option<&str>,
 ) -> ExitCode {
     let body = match value_of(value) {
         Ok(body) => body,
@@ -138,6 +144,9 @@ pub fn put(
     }
     if let Some(flags) = flags {
         query.push(format!("flags={flags}"));
+    }
+    if let Some(dc) = datacenter {
+        query.push(format!("dc={}", encode_key(dc)));
     }
     let path = format!(
         "/v1/kv/{}{}{}",
@@ -159,13 +168,22 @@ pub fn put(
 }
 
 /// `kv delete [-recurse] [-cas -modify-index=N] KEY`.
-pub fn delete(addr: &str, key: &str, recurse: bool, cas: Option<u64>) -> ExitCode {
+pub fn delete(
+    addr: &str,
+    key: &str,
+    recurse: bool,
+    cas: Option<u64>,
+    datacenter: Option<&str>,
+) -> ExitCode {
     let mut query = Vec::new();
     if recurse {
         query.push("recurse".to_owned());
     }
     if let Some(index) = cas {
         query.push(format!("cas={index}"));
+    }
+    if let Some(dc) = datacenter {
+        query.push(format!("dc={}", encode_key(dc)));
     }
     let path = format!(
         "/v1/kv/{}{}{}",

@@ -36,3 +36,11 @@ pub fn check(result: Result<ApiResponse, String>, addr: &str) -> Result<ApiRespo
 pub fn client(addr: &str) -> ApiClient {
     ApiClient::new(addr, std::time::Duration::from_secs(60))
 }
+
+/// `path` asked of another datacenter (`-datacenter`), or of the agent's own.
+pub fn in_datacenter(path: &str, datacenter: Option<&str>) -> String {
+    match datacenter {
+        Some(dc) => format!("{path}?dc={}", crate::client::encode_key(dc)),
+        None => path.to_owned(),
+    }
+}
