@@ -67,6 +67,8 @@ pub struct DcLinks {
     next: AtomicUsize,
     /// Answers requests from other datacenters (through its API router, once set).
     server: Arc<crate::server::Server>,
+    /// The last `GatewayInfo` and when it came.
+    info: std::sync::Mutex<Option<(Instant, GatewayInfo)>>,
 }
 
 /// The QUIC client config of a server's dc-links: its own certificate, and only gateways of
@@ -102,6 +104,7 @@ impl DcLinks {
             live: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
             server,
+            info: std::sync::Mutex::new(None),
         });
         for gateway in gateways {
             tokio::spawn(links.clone().keep_link(gateway, cancel.child_token()));
@@ -259,8 +262,23 @@ impl DcLinks {
         Err(no_path(failures.join("; ")))
     }
 
-    /// Asks a gateway what it knows of the federation.
+    /// What a gateway knows of the federation, asked at most once a second.
     pub async fn gateway_info(&self) -> Option<GatewayInfo> {
+        if let Ok(cached) = self.info.lock() {
+            if let Some((at, info)) = cached.as_ref() {
+                if at.elapsed() < Duration::from_secs(1) {
+                    return Some(info.clone());
+                }
+            }
+        }
+        let info = self.ask_gateway_info().await;
+        if let (Some(info), Ok(mut cached)) = (&info, self.info.lock()) {
+            *cached = Some((Instant::now(), info.clone()));
+        }
+        info
+    }
+
+    async fn ask_gateway_info(&self) -> Option<GatewayInfo> {
         for (_, connection) in self.connections() {
             let ask = async {
                 let (mut send, mut recv) = connection.open_bi().await.ok()?;
@@ -275,7 +293,7 @@ impl DcLinks {
                     .await
                     .ok()
             };
-            if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(2), ask).await {
+            if let Ok(Some(info)) = tokio::time::timeout(Duration::from_millis(500), ask).await {
                 return Some(info);
             }
         }

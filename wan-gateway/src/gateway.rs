@@ -668,6 +668,18 @@ impl Gateway {
                 .map(|p| u64::try_from(p.connection.rtt().as_micros()).unwrap_or(u64::MAX));
             datacenters.push((dc, rtt));
         }
+        // Datacenters known but not linked now are still part of the federation (as Consul
+        // lists a failed datacenter): listed last, with no round trip.
+        let known: Vec<String> = self
+            .known
+            .lock()
+            .map(|known| known.keys().map(|(dc, _)| dc.clone()).collect())
+            .unwrap_or_default();
+        for dc in known {
+            if !datacenters.iter().any(|(d, _)| *d == dc) {
+                datacenters.push((dc, None));
+            }
+        }
         GatewayInfo {
             datacenter: self.datacenter.clone(),
             node: self.node.clone(),
