@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this). Installs the outside tools some
-# tests use (Debian's prometheus package for promtool, dnsutils for dig), then runs every test of every crate.
+# tests use (Debian's prometheus package for promtool, dnsutils for dig, iproute2 and curl for
+# the network-namespace test, which needs root), then runs every test of every crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v promtool >/dev/null || need+=(prometheus)
 command -v dig >/dev/null || need+=(dnsutils)
+command -v ip >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} (Debian packages the tests use)"
   if [ "$(id -u)" -eq 0 ]; then

@@ -201,6 +201,10 @@ impl Gateway {
             let Ok(addr) = gateway.address.parse::<SocketAddr>() else {
                 continue;
             };
+            // A gateway bound to every interface (0.0.0.0) cannot say where it is reached.
+            if addr.ip().is_unspecified() {
+                continue;
+            }
             if wire::validate_dns_label(&gateway.datacenter).is_err() {
                 continue;
             }
