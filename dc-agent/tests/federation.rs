@@ -21,35 +21,45 @@ servers = [{ name = "s1", address = "127.105.0.1" }, { name = "s2", address = "1
 gateways = [{ name = "gw1", address = "127.105.0.100" }]
 "#;
 
+/// The nodes of a rendered federation, not started: `(dc, node, address)` in order.
+fn nodes(dir: tempfile::TempDir, list: &[(&str, &str, &str)]) -> Cluster {
+    let out = dir.path();
+    let agents = list
+        .iter()
+        .map(|(dc, name, address)| {
+            let gateway = name.starts_with("gw");
+            let file = if gateway {
+                "gateway.toml"
+            } else {
+                "agent.json"
+            };
+            Agent::new(
+                &format!("{dc}/{name}"),
+                address,
+                out.join(dc).join(name).join(file),
+                out.join(format!("{dc}-{name}.log")),
+                gateway,
+            )
+        })
+        .collect();
+    Cluster { agents, dir }
+}
+
 /// Renders the file and returns its nodes, not started: dc1/s1, dc1/gw1, dc2/s1..s3, dc2/gw1.
 fn render() -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     support::render_topology(FILE, dir.path());
-    let out = dir.path();
-    let node = |dc: &str, name: &str, address: &str| {
-        let gateway = name.starts_with("gw");
-        let file = if gateway {
-            "gateway.toml"
-        } else {
-            "agent.json"
-        };
-        Agent::new(
-            &format!("{dc}/{name}"),
-            address,
-            out.join(dc).join(name).join(file),
-            out.join(format!("{dc}-{name}.log")),
-            gateway,
-        )
-    };
-    let agents = vec![
-        node("dc1", "s1", "127.104.0.1"),
-        node("dc1", "gw1", "127.104.0.100"),
-        node("dc2", "s1", "127.105.0.1"),
-        node("dc2", "s2", "127.105.0.2"),
-        node("dc2", "s3", "127.105.0.3"),
-        node("dc2", "gw1", "127.105.0.100"),
-    ];
-    Cluster { agents, dir }
+    nodes(
+        dir,
+        &[
+            ("dc1", "s1", "127.104.0.1"),
+            ("dc1", "gw1", "127.104.0.100"),
+            ("dc2", "s1", "127.105.0.1"),
+            ("dc2", "s2", "127.105.0.2"),
+            ("dc2", "s3", "127.105.0.3"),
+            ("dc2", "gw1", "127.105.0.100"),
+        ],
+    )
 }
 
 const DC1_S1: usize = 0;
@@ -260,32 +270,18 @@ gateways = [{ name = "gw1", address = "127.107.0.100" }]
 fn a_gateway_or_a_leader_dying_does_not_stop_cross_dc_traffic() {
     let dir = tempfile::tempdir().expect("tempdir");
     support::render_topology(TWO_GATEWAYS, dir.path());
-    let out = dir.path().to_owned();
-    let node = |dc: &str, name: &str, address: &str| {
-        let gateway = name.starts_with("gw");
-        let file = if gateway {
-            "gateway.toml"
-        } else {
-            "agent.json"
-        };
-        Agent::new(
-            &format!("{dc}/{name}"),
-            address,
-            out.join(dc).join(name).join(file),
-            out.join(format!("{dc}-{name}.log")),
-            gateway,
-        )
-    };
-    let agents = vec![
-        node("dc1", "s1", "127.106.0.1"),
-        node("dc1", "gw1", "127.106.0.100"),
-        node("dc1", "gw2", "127.106.0.101"),
-        node("dc2", "s1", "127.107.0.1"),
-        node("dc2", "s2", "127.107.0.2"),
-        node("dc2", "s3", "127.107.0.3"),
-        node("dc2", "gw1", "127.107.0.100"),
-    ];
-    let mut cluster = Cluster { agents, dir };
+    let mut cluster = nodes(
+        dir,
+        &[
+            ("dc1", "s1", "127.106.0.1"),
+            ("dc1", "gw1", "127.106.0.100"),
+            ("dc1", "gw2", "127.106.0.101"),
+            ("dc2", "s1", "127.107.0.1"),
+            ("dc2", "s2", "127.107.0.2"),
+            ("dc2", "s3", "127.107.0.3"),
+            ("dc2", "gw1", "127.107.0.100"),
+        ],
+    );
     for agent in &mut cluster.agents {
         agent.start();
     }
@@ -381,30 +377,17 @@ fn gateways_learn_the_rest_of_the_federation_from_each_other() {
         dc1_gateway.contains("\"dc2\"") && !dc1_gateway.contains("\"dc3\""),
         "{dc1_gateway}"
     );
-    let node = |dc: &str, name: &str, address: &str| {
-        let gateway = name.starts_with("gw");
-        let file = if gateway {
-            "gateway.toml"
-        } else {
-            "agent.json"
-        };
-        Agent::new(
-            &format!("{dc}/{name}"),
-            address,
-            out.join(dc).join(name).join(file),
-            out.join(format!("{dc}-{name}.log")),
-            gateway,
-        )
-    };
-    let agents = vec![
-        node("dc1", "s1", "127.108.0.1"),
-        node("dc1", "gw1", "127.108.0.100"),
-        node("dc2", "s1", "127.109.0.1"),
-        node("dc2", "gw1", "127.109.0.100"),
-        node("dc3", "s1", "127.110.0.1"),
-        node("dc3", "gw1", "127.110.0.100"),
-    ];
-    let mut cluster = Cluster { agents, dir };
+    let mut cluster = nodes(
+        dir,
+        &[
+            ("dc1", "s1", "127.108.0.1"),
+            ("dc1", "gw1", "127.108.0.100"),
+            ("dc2", "s1", "127.109.0.1"),
+            ("dc2", "gw1", "127.109.0.100"),
+            ("dc3", "s1", "127.110.0.1"),
+            ("dc3", "gw1", "127.110.0.100"),
+        ],
+    );
     for agent in &mut cluster.agents {
         agent.start();
     }

@@ -260,19 +260,7 @@ impl Gateway {
             let frame = wire::frame::encode(&header).map_err(|e| e.to_string())?;
             send.write_all(&frame).await.map_err(|e| e.to_string())?;
             send.finish().map_err(|e| e.to_string())?;
-            let mut length = [0u8; 4];
-            recv.read_exact(&mut length)
-                .await
-                .map_err(|e| e.to_string())?;
-            let len = wire::frame::body_len(length).map_err(|e| e.to_string())?;
-            if len > MAX_HEADER {
-                return Err(format!("a gateway list of {len} bytes"));
-            }
-            let mut body = vec![0u8; len];
-            recv.read_exact(&mut body)
-                .await
-                .map_err(|e| e.to_string())?;
-            wire::frame::decode::<Vec<GatewayAddress>>(&body).map_err(|e| e.to_string())
+            read_small::<Vec<GatewayAddress>>(&mut recv).await
         };
         match tokio::time::timeout(Duration::from_secs(5), exchange).await {
             Ok(Ok(gateways)) => self.learn(&gateways),
@@ -715,13 +703,22 @@ enum Side {
 }
 
 async fn read_header(recv: &mut quinn::RecvStream) -> Result<RouteHeader, String> {
+    read_small(recv).await
+}
+
+/// Reads one frame of at most [`MAX_HEADER`] bytes (a header, a gateway list).
+async fn read_small<T: serde::de::DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+) -> Result<T, String> {
     let mut length = [0u8; 4];
     recv.read_exact(&mut length)
         .await
         .map_err(|e| e.to_string())?;
     let len = wire::frame::body_len(length).map_err(|e| e.to_string())?;
     if len > MAX_HEADER {
-        return Err(format!("a route header of {len} bytes"));
+        return Err(format!(
+            "a frame of {len} bytes where at most {MAX_HEADER} are read"
+        ));
     }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body)

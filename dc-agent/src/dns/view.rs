@@ -120,6 +120,21 @@ struct Inner {
     cancel: CancellationToken,
 }
 
+impl Inner {
+    /// Drops `entry` from the map (unless another took its place meanwhile).
+    fn forget(&self, dc: &Option<String>, key: &Key, entry: &Arc<Entry>) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = (dc.clone(), key.clone());
+        if entries.get(&slot).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            entries.remove(&slot);
+        }
+        self.names.set(entries.len() as i64);
+    }
+}
+
 /// The view: cheap to clone.
 #[derive(Clone)]
 pub struct RemoteView {
@@ -301,15 +316,7 @@ async fn keep_current(view: Weak<Inner>, dc: Option<String>, key: Key, entry: Ar
     loop {
         let Some(inner) = view.upgrade() else { return };
         if entry.idle() {
-            let mut entries = inner
-                .entries
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mapped = (dc.clone(), key.clone());
-            if entries.get(&mapped).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
-                entries.remove(&mapped);
-            }
-            inner.names.set(entries.len() as i64);
+            inner.forget(&dc, &key, &entry);
             return;
         }
         let stale = inner.settings.allow_stale;
@@ -368,15 +375,7 @@ async fn keep_current(view: Weak<Inner>, dc: Option<String>, key: Key, entry: Ar
                     && e.contains("No path to datacenter")
                     && entry.state.borrow().data.is_none()
                 {
-                    let mut entries = inner
-                        .entries
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let mapped = (dc.clone(), key.clone());
-                    if entries.get(&mapped).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
-                        entries.remove(&mapped);
-                    }
-                    inner.names.set(entries.len() as i64);
+                    inner.forget(&dc, &key, &entry);
                     return;
                 }
                 // The next attempt must not block: a server that answers again with nothing
