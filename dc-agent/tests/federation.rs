@@ -199,6 +199,11 @@ fn requests_for_another_datacenter_cross_the_gateways() {
     assert!(dig("127.104.0.1", &["web.service.consul"]).contains("status: NXDOMAIN"));
     assert!(dig("127.104.0.1", &["web.service.dc9.consul"]).contains("status: SERVFAIL"));
 
+    // No WAN pool yet: a WAN question gets a clear error, never the LAN pool.
+    let wan = cluster.request(DC1_S1, "GET", "/v1/agent/members?wan=1", b"");
+    assert_eq!(wan.status, 500);
+    assert!(wan.text().contains("WAN gossip pool"), "{}", wan.text());
+
     // Agent endpoints are about the agent asked: never sent to another datacenter.
     let own: serde_json::Value = cluster
         .request(DC1_S1, "GET", "/v1/agent/self?dc=dc2", b"")

@@ -175,7 +175,13 @@ pub async fn leave(State(api): State<Api>) -> Result<Response, ApiError> {
 }
 
 /// `GET /v1/agent/members`: the LAN pool, as Consul lists it.
-pub async fn members(State(api): State<Api>) -> Response {
+pub async fn members(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    // Never answer a WAN question with the LAN pool.
+    if params(uri.query())?.contains_key("wan") {
+        return Err(ApiError::Internal(
+            "the WAN gossip pool is not available yet in Isthmus; ?dc= and DNS reach other datacenters through the gateways".to_owned(),
+        ));
+    }
     let members: Vec<serde_json::Value> = api
         .lan
         .members()
@@ -197,7 +203,7 @@ pub async fn members(State(api): State<Api>) -> Response {
             })
         })
         .collect();
-    json(&api, 1, Consistency::Stale, &members)
+    Ok(json(&api, 1, Consistency::Stale, &members))
 }
 
 /// `PUT /v1/agent/join/<address>`: announce this agent to another (`host` or `host:port`).
