@@ -71,6 +71,15 @@ enum Command {
         #[arg(long)]
         status: Option<String>,
     },
+    /// Round trip from this datacenter to another, as the gateways' WAN links measure it
+    /// (`rtt -wan dc2`), or to every other datacenter (`rtt -wan`).
+    Rtt {
+        /// Across datacenters (the only form Isthmus has).
+        #[arg(long)]
+        wan: bool,
+        /// The datacenter (default: all).
+        datacenter: Option<String>,
+    },
     /// Mark a failed member as left, so it is removed from the catalog.
     ForceLeave {
         /// The node name.
@@ -344,6 +353,13 @@ fn main() -> ExitCode {
         }
         Command::Join { addresses } => cli::members::join(&addr, &addresses),
         Command::ForceLeave { node } => cli::members::force_leave(&addr, &node),
+        Command::Rtt { wan, datacenter } => {
+            if wan {
+                cli::catalog::rtt(&addr, datacenter.as_deref())
+            } else {
+                cli::fail("only `rtt -wan [DC]` is available: the round trip between datacenters, as the gateways measure it")
+            }
+        }
     }
 }
 

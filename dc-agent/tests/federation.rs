@@ -147,6 +147,17 @@ fn requests_for_another_datacenter_cross_the_gateways() {
     assert_eq!(code, 0, "{listed}");
     assert!(listed.lines().any(|l| l.starts_with("s3 ")), "{listed}");
 
+    // The round trip between the datacenters, as the gateways measure it.
+    let (code, rtt, _) = support::cli(&http, &["rtt", "-wan", "dc2"]);
+    assert_eq!(code, 0, "{rtt}");
+    let millis: f64 = rtt
+        .strip_prefix("Estimated dc1 <-> dc2 rtt: ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{rtt}"));
+    assert!(millis > 0.0 && millis < 1000.0, "{rtt}");
+    assert_eq!(support::cli(&http, &["rtt", "-wan", "dc9"]).0, 1);
+
     // Both datacenters know each other, this one first.
     let listed: Vec<String> = cluster
         .request(DC1_S1, "GET", "/v1/catalog/datacenters", b"")

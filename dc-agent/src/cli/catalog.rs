@@ -100,3 +100,45 @@ pub fn datacenters(addr: &str) -> ExitCode {
         Err(e) => fail(e),
     }
 }
+
+/// `rtt -wan [DC]`: the round trip from the agent's datacenter to `dc` (or to every other
+/// one), as measured on the gateways' WAN links.
+pub fn rtt(addr: &str, dc: Option<&str>) -> ExitCode {
+    let response = match check(client(addr).get("/v1/isthmus/datacenters"), addr) {
+        Ok(response) => response,
+        Err(e) => return fail(e),
+    };
+    let rows: Vec<serde_json::Value> = match response.json() {
+        Ok(rows) => rows,
+        Err(e) => return fail(format!("Error decoding the datacenters: {e}")),
+    };
+    let Some(local) = rows
+        .first()
+        .and_then(|r| r["Datacenter"].as_str())
+        .map(str::to_owned)
+    else {
+        return fail("Error: the agent listed no datacenter");
+    };
+    let mut printed = 0;
+    for row in rows.iter().skip(1) {
+        let name = row["Datacenter"].as_str().unwrap_or_default();
+        if dc.is_some_and(|dc| dc != name) {
+            continue;
+        }
+        printed += 1;
+        match row["RTTMicros"].as_u64() {
+            Some(micros) => println!(
+                "Estimated {local} <-> {name} rtt: {:.3} ms (measured on the gateways' WAN links)",
+                micros as f64 / 1000.0
+            ),
+            None => println!("{local} <-> {name}: no WAN link up, no measurement"),
+        }
+    }
+    if printed == 0 {
+        return fail(match dc {
+            Some(dc) => format!("Error: no datacenter {dc:?} known to the gateways"),
+            None => "Error: no other datacenter known to the gateways".to_owned(),
+        });
+    }
+    ExitCode::SUCCESS
+}

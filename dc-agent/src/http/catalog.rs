@@ -114,8 +114,18 @@ pub async fn deregister(State(api): State<Api>, body: Bytes) -> Result<Response,
 
 /// `GET /v1/catalog/datacenters`.
 pub async fn datacenters(State(api): State<Api>) -> Response {
-    // The gateways know the federation: every datacenter they link to, with the measured
-    // round trip; this one first, the others nearest first (unmeasured last, by name).
+    let names: Vec<String> = federation(&api)
+        .await
+        .into_iter()
+        .map(|(dc, _)| dc)
+        .collect();
+    json(&api, 1, Consistency::Stale, &names)
+}
+
+/// The datacenters the gateways know, each with the round trip its WAN link measures
+/// (QUIC's smoothed RTT, microseconds): this one first with 0, the others nearest first,
+/// unmeasured (no link now) last, by name.
+async fn federation(api: &Api) -> Vec<(String, Option<u64>)> {
     let mut known: Vec<(String, Option<u64>)> = vec![(api.agent.datacenter.clone(), Some(0))];
     if let Some(links) = &api.dc_links {
         if let Some(info) = links.gateway_info().await {
@@ -129,8 +139,19 @@ pub async fn datacenters(State(api): State<Api>) -> Response {
     known[1..].sort_by(|(a, ra), (b, rb)| {
         (ra.is_none(), ra.unwrap_or(0), a).cmp(&(rb.is_none(), rb.unwrap_or(0), b))
     });
-    let names: Vec<String> = known.into_iter().map(|(dc, _)| dc).collect();
-    json(&api, 1, Consistency::Stale, &names)
+    known
+}
+
+/// `GET /v1/isthmus/datacenters`: every datacenter with the round trip to it as the
+/// gateways measure it (`[{"Datacenter": "dc2", "RTTMicros": 312}]`; `null` when no link
+/// is up). Isthmus's own endpoint: Consul estimates this from network coordinates.
+pub async fn federation_rtt(State(api): State<Api>) -> Response {
+    let rows: Vec<serde_json::Value> = federation(&api)
+        .await
+        .into_iter()
+        .map(|(dc, rtt)| serde_json::json!({"Datacenter": dc, "RTTMicros": rtt}))
+        .collect();
+    json(&api, 1, Consistency::Stale, &rows)
 }
 
 async fn read<T>(
