@@ -429,3 +429,76 @@ fn gateways_learn_the_rest_of_the_federation_from_each_other() {
     assert_eq!(listed.len(), 3, "{listed:?}");
     assert!(listed.contains(&"dc1".to_owned()), "{listed:?}");
 }
+
+const MOVING: &str = r#"
+[[datacenters]]
+name = "dc1"
+servers = [{ name = "s1", address = "127.114.0.1" }]
+gateways = [{ name = "gw1", address = "127.114.0.100" }]
+
+[[datacenters]]
+name = "dc2"
+servers = [{ name = "s1", address = "127.115.0.1" }]
+gateways = [{ name = "gw1", address = "127.115.0.100" }]
+"#;
+
+#[test]
+fn a_gateway_back_on_a_new_address_is_found_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    support::render_topology(MOVING, dir.path());
+    let out = dir.path().to_owned();
+    // dc2's server may find its gateway at either address (as after a planned move).
+    let dc2_server = out.join("dc2/s1/agent.json");
+    let text = std::fs::read_to_string(&dc2_server).expect("read agent.json");
+    let mut config: serde_json::Value = serde_json::from_str(&text).expect("agent.json is JSON");
+    config["isthmus"]["gateways"] = serde_json::json!(["127.115.0.100:8443", "127.115.0.101:8443"]);
+    std::fs::write(&dc2_server, config.to_string()).expect("write agent.json");
+    let mut cluster = nodes(
+        dir,
+        &[
+            ("dc1", "s1", "127.114.0.1"),
+            ("dc1", "gw1", "127.114.0.100"),
+            ("dc2", "s1", "127.115.0.1"),
+            ("dc2", "gw1", "127.115.0.100"),
+        ],
+    );
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    cluster.wait_for_leader_among(&[0]);
+    cluster.wait_for_leader_among(&[2]);
+    let read_dc2 = |c: &Cluster| c.request(0, "GET", "/v1/catalog/nodes?dc=dc2", b"").status == 200;
+    cluster.wait_for("dc2 through its gateway", Duration::from_secs(30), |c| {
+        read_dc2(c).then_some(())
+    });
+
+    // dc2's gateway stops and comes back on another address; dc1's gateway is configured
+    // with the old one and must find the new one by itself.
+    cluster.agents[3].kill();
+    let moved = out.join("dc2/gw1/gateway.toml");
+    let text = std::fs::read_to_string(&moved).expect("read gateway.toml");
+    std::fs::write(
+        &moved,
+        text.replace(
+            "bind_addr = \"127.115.0.100\"",
+            "bind_addr = \"127.115.0.101\"",
+        ),
+    )
+    .expect("write gateway.toml");
+    cluster.agents[3].start();
+    cluster.wait_for(
+        "dc2 through its moved gateway",
+        Duration::from_secs(30),
+        |c| read_dc2(c).then_some(()),
+    );
+    cluster.wait_for(
+        "dc1's gateway dialling the new address",
+        Duration::from_secs(30),
+        |_| {
+            let log = std::fs::read_to_string(out.join("dc1-gw1.log")).unwrap_or_default();
+            log.lines()
+                .any(|l| l.contains("learned a gateway") && l.contains("127.115.0.101:8443"))
+                .then_some(())
+        },
+    );
+}
