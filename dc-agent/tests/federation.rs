@@ -323,6 +323,24 @@ fn a_gateway_or_a_leader_dying_does_not_stop_cross_dc_traffic() {
         );
     }
 
+    // The server spreads its cross-DC requests over both gateways.
+    for _ in 0..20 {
+        let r = cluster.request(0, "GET", "/v1/kv/first?dc=dc2&raw", b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    for gateway in ["127.106.0.100", "127.106.0.101"] {
+        let metrics = gateway_metrics(gateway);
+        let routed: u64 = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("isthmus_cross_dc_requests_total{dst_dc=\"dc2\",outcome=\"ok\"}")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(routed >= 5, "{gateway} routed {routed} of 20+: {metrics}");
+    }
+
     // One of dc1's two gateways dies: reads and writes to dc2 go on through the other.
     cluster.agents[1].kill();
     cluster.wait_for(
