@@ -152,7 +152,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         )?),
         _ => None,
     };
-    let (server, client_tls) = if is_server {
+    // A server starts Raft; a client agent only opens a QUIC endpoint to dial the servers
+    // from (an ephemeral port: it listens for nothing on QUIC).
+    let (server, client_transport) = if is_server {
         let settings = ServerSettings {
             node_name: validated.node_name.clone(),
             datacenter: validated.datacenter.clone(),
@@ -172,7 +174,15 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         ));
         (Some(server), None)
     } else {
-        (None, Some(tls))
+        let transport = crate::rpc::transport::Transport::bind(
+            SocketAddr::new(validated.bind_addr, 0),
+            false,
+            &tls,
+            &validated.datacenter,
+            &validated.domain,
+        )
+        .context("opening the QUIC endpoint to the servers")?;
+        (None, Some(transport))
     };
     let node_id = match &server {
         Some(server) => server.id,
@@ -202,27 +212,15 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         cancel.child_token(),
     )
     .await?;
-    let backend = match (&server, client_tls) {
+    let backend = match (&server, client_transport) {
         (Some(server), _) => Backend::Server(server.clone()),
-        (None, None) => bail!("a client agent without TLS settings"),
-        (None, Some(tls)) => {
-            // A client dials servers from an ephemeral port; it listens for nothing on QUIC.
-            let transport = crate::rpc::transport::Transport::bind(
-                SocketAddr::new(validated.bind_addr, 0),
-                false,
-                &tls,
-                &validated.datacenter,
-                &validated.domain,
-            )
-            .context("opening the QUIC endpoint to the servers")?;
-            Backend::Client(Arc::new(crate::servers::ServerLink::new(
-                transport,
-                lan.clone(),
-                validated.datacenter.clone(),
-                retry_join.clone(),
-                metrics.clone(),
-            )))
-        }
+        (None, transport) => Backend::Client(Arc::new(crate::servers::ServerLink::new(
+            transport.context("a client agent without its QUIC endpoint")?,
+            lan.clone(),
+            validated.datacenter.clone(),
+            retry_join.clone(),
+            metrics.clone(),
+        ))),
     };
     let dns_settings = crate::dns::answer::Settings {
         domain: validated.domain.clone(),

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use expect_test::{expect, Expect};
+
+mod support;
 use wire::Role;
 
 fn dc_agent(dir: &Path, args: &[&str]) -> String {
@@ -26,20 +28,8 @@ fn dc_agent(dir: &Path, args: &[&str]) -> String {
 fn render_example(out: &Path) -> topology::Topology {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/two-dcs.toml");
     let source = fs::read_to_string(&example).expect("read example");
-    let (topology, warnings) = topology::parse(&source, "two-dcs").expect("example is valid");
-    assert!(warnings.is_empty());
-    let existing = |relative: &Path| fs::read_to_string(out.join(relative)).ok();
-    let key = wire::gossip_key::encode(&[9u8; 32]);
-    let plan = topology::render::plan(
-        &topology,
-        &Default::default(),
-        &existing,
-        &key,
-        time::OffsetDateTime::now_utc(),
-    )
-    .expect("render plan");
-    plan.write_to(out).expect("write the rendered files");
-    topology
+    assert!(topology::parse(&source, "two-dcs").is_ok_and(|(_, warnings)| warnings.is_empty()));
+    support::render_topology(&source, out)
 }
 
 #[test]

@@ -32,6 +32,17 @@ pub enum Query {
     },
 }
 
+impl Query {
+    /// The datacenter the name spells out, if any.
+    pub fn datacenter(&self) -> Option<&str> {
+        match self {
+            Query::Service { datacenter, .. }
+            | Query::Node { datacenter, .. }
+            | Query::Addr { datacenter, .. } => datacenter.as_deref(),
+        }
+    }
+}
+
 /// Why a name is not answered by this server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {

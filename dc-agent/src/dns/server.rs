@@ -188,12 +188,9 @@ impl DnsHandler {
         let parsed = super::names::parse(qname, &self.settings.domain).ok();
         let other_dc = parsed
             .as_ref()
-            .and_then(|query| match query {
-                super::names::Query::Service { datacenter, .. }
-                | super::names::Query::Node { datacenter, .. }
-                | super::names::Query::Addr { datacenter, .. } => datacenter.clone(),
-            })
-            .filter(|dc| !dc.eq_ignore_ascii_case(&self.settings.datacenter));
+            .and_then(super::names::Query::datacenter)
+            .filter(|dc| !dc.eq_ignore_ascii_case(&self.settings.datacenter))
+            .map(str::to_owned);
         if let (Some(dc), Some(query)) = (other_dc, &parsed) {
             let view = match &self.source {
                 Source::Local { remote, .. } => remote.as_ref(),
@@ -228,15 +225,15 @@ impl DnsHandler {
                 })
                 .ok(),
             Source::Remote(view) => {
-                let prepared = match super::names::parse(qname, &self.settings.domain) {
-                    Ok(query) => match view.prepare(&query).await {
+                let prepared = match &parsed {
+                    Some(query) => match view.prepare(query).await {
                         Ok(prepared) => prepared,
                         Err(e) => {
                             tracing::debug!(qname = %qname, error = %e, "no current answer");
                             return None;
                         }
                     },
-                    Err(_) => super::view::Prepared::default(),
+                    None => super::view::Prepared::default(),
                 };
                 Some(answer(
                     qname,

@@ -205,21 +205,15 @@ impl RemoteView {
     /// Gets what `query` needs: a service's instances or a node, of this datacenter or
     /// (through the gateways) another.
     pub async fn prepare(&self, query: &Query) -> Result<Prepared, Unavailable> {
-        let ours = &self.inner.settings.datacenter;
-        let dc = |dc: &Option<String>| {
-            dc.as_ref()
-                .filter(|dc| !dc.eq_ignore_ascii_case(ours))
-                .map(|dc| dc.to_ascii_lowercase())
-        };
-        let (dc, key) = match query {
-            Query::Service {
-                name, datacenter, ..
-            } => (dc(datacenter), Key::Service(name.to_ascii_lowercase())),
-            Query::Node { name, datacenter } => {
-                (dc(datacenter), Key::Node(name.to_ascii_lowercase()))
-            }
+        let key = match query {
+            Query::Service { name, .. } => Key::Service(name.to_ascii_lowercase()),
+            Query::Node { name, .. } => Key::Node(name.to_ascii_lowercase()),
             Query::Addr { .. } => return Ok(Prepared::default()),
         };
+        let dc = query
+            .datacenter()
+            .filter(|dc| !dc.eq_ignore_ascii_case(&self.inner.settings.datacenter))
+            .map(str::to_ascii_lowercase);
         let entry = self.entry(dc, key);
         entry.touch();
         let mut changes = entry.state.subscribe();

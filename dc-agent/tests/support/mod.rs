@@ -323,9 +323,10 @@ pub fn wan_gateway_binary() -> PathBuf {
     path
 }
 
-/// Renders a topology file's nodes (configs, certificates, keys) into `out`.
-pub fn render_topology(source: &str, out: &Path) {
-    let (topology, _) = topology::parse(source, "test").expect("test topology is valid");
+/// Renders a topology file's nodes (configs, certificates, keys) into `out`; returns the
+/// parsed topology.
+pub fn render_topology(source: &str, out: &Path) -> topology::Topology {
+    let (topology, _warnings) = topology::parse(source, "test").expect("test topology is valid");
     let existing = |relative: &Path| fs::read_to_string(out.join(relative)).ok();
     let key = wire::gossip_key::encode(&[7u8; 32]);
     let plan = topology::render::plan(
@@ -337,4 +338,5 @@ pub fn render_topology(source: &str, out: &Path) {
     )
     .expect("render");
     plan.write_to(out).expect("write the rendered files");
+    topology
 }
