@@ -62,11 +62,15 @@ enum Command {
     Leave,
     /// Re-read the agent's config files (services and checks), as SIGHUP does.
     Reload,
-    /// The LAN gossip pool's members.
+    /// The LAN gossip pool's members; with `-wan`, the WAN pool of every datacenter's
+    /// servers (asked of a server).
     Members {
         /// Show every tag.
         #[arg(long)]
         detailed: bool,
+        /// The WAN pool instead of the LAN pool.
+        #[arg(long)]
+        wan: bool,
         /// Only members with this status (`alive`, `failed`, `left`; `|` for several).
         #[arg(long)]
         status: Option<String>,
@@ -82,6 +86,9 @@ enum Command {
     },
     /// Mark a failed member as left, so it is removed from the catalog.
     ForceLeave {
+        /// The WAN pool (`node.dc`) instead of the LAN pool.
+        #[arg(long)]
+        wan: bool,
         /// The node name.
         node: String,
     },
@@ -348,11 +355,13 @@ fn main() -> ExitCode {
         Command::Info => cli::info::info(&addr),
         Command::Leave => cli::info::leave(&addr),
         Command::Reload => cli::info::reload(&addr),
-        Command::Members { detailed, status } => {
-            cli::members::members(&addr, detailed, status.as_deref())
-        }
+        Command::Members {
+            detailed,
+            wan,
+            status,
+        } => cli::members::members(&addr, detailed, wan, status.as_deref()),
         Command::Join { addresses } => cli::members::join(&addr, &addresses),
-        Command::ForceLeave { node } => cli::members::force_leave(&addr, &node),
+        Command::ForceLeave { wan, node } => cli::members::force_leave(&addr, &node, wan),
         Command::Rtt { wan, datacenter } => {
             if wan {
                 cli::catalog::rtt(&addr, datacenter.as_deref())

@@ -55,6 +55,13 @@ pub struct Metrics {
     pub serf_members: IntCounterVec,
     /// `isthmus_gossip_dropped_packets_total{pool,reason}`: gossip packets dropped.
     pub gossip_dropped: IntCounterVec,
+    /// `isthmus_serf_wan_member_events{event}`: WAN membership events (servers).
+    pub wan_members: IntCounterVec,
+    /// `isthmus_wan_health_score`: the WAN pool's local health score.
+    pub wan_health_score: IntGauge,
+    /// `isthmus_wan_gossip_datagrams_dropped_total`: WAN gossip datagrams a server could
+    /// not send (no gateway link, too large) or had no room to take.
+    pub wan_datagrams_dropped: IntCounter,
     /// `consul_memberlist_health_score`: local health (0 healthy, up to 8 when this node
     /// runs late and lengthens its suspicions).
     pub memberlist_health_score: IntGauge,
@@ -174,6 +181,19 @@ impl Metrics {
                 "Gossip packets dropped, by pool and reason (no_key: no installed key opens it).",
                 &["pool", "reason"],
             )?,
+            wan_members: counter_vec(
+                "isthmus_serf_wan_member_events",
+                "WAN membership events seen by this server: join, failed, left.",
+                &["event"],
+            )?,
+            wan_health_score: gauge(
+                "isthmus_wan_health_score",
+                "Local health score of the WAN pool (as consul_memberlist_health_score for the LAN).",
+            )?,
+            wan_datagrams_dropped: counter(
+                "isthmus_wan_gossip_datagrams_dropped_total",
+                "WAN gossip datagrams not sent (no gateway link, too large) or not taken (inbox full).",
+            )?,
             memberlist_health_score: gauge(
                 "consul_memberlist_health_score",
                 "Local health score: 0 is healthy; higher when this node runs late (its suspicions of others then take longer).",
@@ -267,7 +287,27 @@ pub async fn follow_raft(server: Arc<Server>, metrics: Arc<Metrics>, cancel: Can
     }
 }
 
-impl crate::gossip::lan::PoolEvents for Metrics {
+/// The WAN pool's events, into the WAN metrics.
+pub struct WanEvents(pub Arc<Metrics>);
+
+impl crate::gossip::pool::PoolEvents for WanEvents {
+    fn dropped(&self, reason: &'static str) {
+        self.0
+            .gossip_dropped
+            .with_label_values(&["wan", reason])
+            .inc();
+    }
+
+    fn member(&self, status: &'static str) {
+        self.0.wan_members.with_label_values(&[status]).inc();
+    }
+
+    fn health(&self, score: u32) {
+        self.0.wan_health_score.set(i64::from(score));
+    }
+}
+
+impl crate::gossip::pool::PoolEvents for Metrics {
     fn dropped(&self, reason: &'static str) {
         self.gossip_dropped
             .with_label_values(&["lan", reason])

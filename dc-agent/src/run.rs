@@ -194,8 +194,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         ])?),
         None => None,
     };
-    let lan = crate::gossip::lan::start(
-        crate::gossip::lan::NodeId {
+    let lan = crate::gossip::pool::start(
+        crate::gossip::pool::NodeId {
+            pool: crate::gossip::pool::PoolKind::Lan,
             addr: SocketAddr::new(validated.bind_addr, serf_lan_port),
             bump: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -206,7 +207,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             dc: validated.datacenter.clone(),
             build: env!("CARGO_PKG_VERSION").to_owned(),
         },
-        keyring,
+        keyring.clone(),
         gossip_seeds,
         metrics.clone(),
         cancel.child_token(),
@@ -292,6 +293,31 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             }
         });
     }
+    let dc_links = match (&server, dc_link_client) {
+        (Some(server), Some(client)) => Some(crate::wan::DcLinks::start(
+            server.clone(),
+            client,
+            &validated.domain,
+            validated.gateways.clone(),
+            metrics.wan_datagrams_dropped.clone(),
+            cancel.child_token(),
+        )),
+        _ => None,
+    };
+    let wan = dc_links.as_ref().map(|links| {
+        crate::gossip::wan::start(
+            crate::gossip::wan::WanSettings {
+                node_name: validated.node_name.clone(),
+                datacenter: validated.datacenter.clone(),
+                rpc_addr,
+            },
+            links.clone(),
+            lan.clone(),
+            keyring.clone(),
+            Arc::new(crate::metrics::WanEvents(metrics.clone())),
+            cancel.child_token(),
+        )
+    });
     let api = Api {
         backend: backend.clone(),
         agent: Arc::new(AgentInfo {
@@ -313,16 +339,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         reload: reloader,
         lan: lan.clone(),
         shutdown: cancel.clone(),
-        dc_links: match (&server, dc_link_client) {
-            (Some(server), Some(client)) => Some(crate::wan::DcLinks::start(
-                server.clone(),
-                client,
-                &validated.domain,
-                validated.gateways.clone(),
-                cancel.child_token(),
-            )),
-            _ => None,
-        },
+        dc_links,
+        wan,
     };
     let router = crate::http::router(api);
     let catalog_source = match &server {

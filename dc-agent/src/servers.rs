@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::gossip::lan::{LanPool, MemberStatus};
+use crate::gossip::pool::{MemberStatus, Pool as LanPool};
 use crate::rpc::messages::{HttpRequest, HttpResponse, RpcReply, RpcRequest};
 use crate::rpc::transport::{CallError, Transport};
 

@@ -7,6 +7,10 @@
 //! (a `wire::route::RouteHeader`, then the request frame); the gateway opens a stream on it
 //! to deliver a request from another datacenter, which the server answers through its own
 //! API router, as it answers a request forwarded by another server.
+//!
+//! WAN gossip rides the same connections as QUIC datagrams (`wire::route::DatagramHeader`,
+//! then a sealed foca packet): [`DcLinks`] sends them for the WAN pool and hands the ones
+//! addressed to this server to it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,6 +73,10 @@ pub struct DcLinks {
     server: Arc<crate::server::Server>,
     /// The last `GatewayInfo` and when it came.
     info: std::sync::Mutex<Option<(Instant, GatewayInfo)>>,
+    /// Where WAN gossip datagrams addressed to this server go (the WAN pool, once started).
+    gossip_inbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    /// WAN gossip datagrams dropped (too large for the link, no link, inbox full).
+    datagrams_dropped: prometheus::IntCounter,
 }
 
 /// The QUIC client config of a server's dc-links: its own certificate, and only gateways of
@@ -93,6 +101,7 @@ impl DcLinks {
         client: quinn::ClientConfig,
         domain: &str,
         gateways: Vec<SocketAddr>,
+        datagrams_dropped: prometheus::IntCounter,
         cancel: CancellationToken,
     ) -> Arc<DcLinks> {
         let datacenter = server.datacenter.clone();
@@ -105,6 +114,8 @@ impl DcLinks {
             next: AtomicUsize::new(0),
             server,
             info: std::sync::Mutex::new(None),
+            gossip_inbox: std::sync::OnceLock::new(),
+            datagrams_dropped,
         });
         for gateway in gateways {
             tokio::spawn(links.clone().keep_link(gateway, cancel.child_token()));
@@ -139,7 +150,13 @@ impl DcLinks {
                     tracing::info!(gateway = %gateway, "dc-link up");
                     backoff = Duration::from_millis(250);
                     self.set_live(gateway, Some(connection.clone()));
+                    let datagrams = cancel.child_token();
+                    tokio::spawn(
+                        self.clone()
+                            .receive_datagrams(connection.clone(), datagrams.clone()),
+                    );
                     self.serve(&connection, &cancel).await;
+                    datagrams.cancel();
                     self.set_live(gateway, None);
                     if cancel.is_cancelled() {
                         return;
@@ -165,6 +182,42 @@ impl DcLinks {
         live.retain(|(addr, _)| *addr != gateway);
         if let Some(connection) = connection {
             live.push((gateway, connection));
+        }
+    }
+
+    /// Where WAN gossip datagrams for this server go from now on.
+    pub fn set_gossip_inbox(&self, inbox: tokio::sync::mpsc::Sender<Vec<u8>>) {
+        let _ = self.gossip_inbox.set(inbox);
+    }
+
+    /// Hands the datagrams a gateway delivers to the WAN pool until the connection ends.
+    /// Only those addressed to this server (or to any server of its datacenter) are taken.
+    async fn receive_datagrams(
+        self: Arc<Self>,
+        connection: quinn::Connection,
+        cancel: CancellationToken,
+    ) {
+        let own_name = self.server.node.name.clone();
+        loop {
+            let datagram = tokio::select! {
+                _ = cancel.cancelled() => return,
+                datagram = connection.read_datagram() => datagram,
+            };
+            let Ok(datagram) = datagram else { return };
+            let Some((header, payload)) = wire::route::DatagramHeader::decode(&datagram) else {
+                continue;
+            };
+            if header.dst_dc != self.datacenter
+                || !(header.dst_node.is_empty() || header.dst_node == own_name)
+            {
+                continue;
+            }
+            let Some(inbox) = self.gossip_inbox.get() else {
+                continue;
+            };
+            if inbox.try_send(payload.to_vec()).is_err() {
+                self.datagrams_dropped.inc();
+            }
         }
     }
 
@@ -298,6 +351,33 @@ impl DcLinks {
             }
         }
         None
+    }
+}
+
+impl crate::gossip::pool::RoutedOut for DcLinks {
+    fn send(&self, dc: &str, node: &str, payload: Vec<u8>) {
+        let header = wire::route::DatagramHeader {
+            dst_dc: dc,
+            dst_node: node,
+        };
+        let Some(datagram) = header.encode(&payload) else {
+            self.datagrams_dropped.inc();
+            return;
+        };
+        // Gateways share the gossip as they share requests; a datagram a link cannot take
+        // (too large, link closing) goes to the next one.
+        for (_, connection) in self.connections() {
+            if connection
+                .max_datagram_size()
+                .is_some_and(|max| datagram.len() <= max)
+                && connection
+                    .send_datagram(bytes::Bytes::from(datagram.clone()))
+                    .is_ok()
+            {
+                return;
+            }
+        }
+        self.datagrams_dropped.inc();
     }
 }
 

@@ -75,6 +75,26 @@ fn dig(server: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The names of the WAN pool's members with `status`, as `agent` lists them.
+fn wan_members(cluster: &Cluster, agent: usize, status: &str) -> Vec<String> {
+    let code = match status {
+        "alive" => 1,
+        "left" => 3,
+        _ => 4,
+    };
+    let members: Vec<serde_json::Value> = cluster
+        .request(agent, "GET", "/v1/agent/members?wan=1", b"")
+        .json()
+        .unwrap_or_default();
+    let mut names: Vec<String> = members
+        .iter()
+        .filter(|m| m["Status"] == code)
+        .filter_map(|m| m["Name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 fn gateway_metrics(address: &str) -> String {
     ureq::get(format!("http://{address}:9100/metrics"))
         .call()
@@ -210,10 +230,36 @@ fn requests_for_another_datacenter_cross_the_gateways() {
     assert!(dig("127.104.0.1", &["web.service.consul"]).contains("status: NXDOMAIN"));
     assert!(dig("127.104.0.1", &["web.service.dc9.consul"]).contains("status: SERVFAIL"));
 
-    // No WAN pool yet: a WAN question gets a clear error, never the LAN pool.
-    let wan = cluster.request(DC1_S1, "GET", "/v1/agent/members?wan=1", b"");
-    assert_eq!(wan.status, 500);
-    assert!(wan.text().contains("WAN gossip pool"), "{}", wan.text());
+    // The WAN pool: every server of both datacenters, `node.dc`, joined through the
+    // gateways (the servers have no other way to each other), seen alike from both sides.
+    let expected = ["s1.dc1", "s1.dc2", "s2.dc2", "s3.dc2"];
+    for agent in [DC1_S1, DC2_S1] {
+        cluster.wait_for("the WAN pool, whole", Duration::from_secs(30), |c| {
+            let names = wan_members(c, agent, "alive");
+            (names == expected).then_some(())
+        });
+    }
+    let (code, table, _) = support::cli(&http, &["members", "-wan"]);
+    assert_eq!(code, 0, "{table}");
+    let header = table.lines().next().unwrap_or_default();
+    assert!(header.starts_with("Node    Address"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("s2.dc2  127.105.0.2:8300  alive   server")),
+        "{table}"
+    );
+    // The LAN pool is still only this datacenter's.
+    let (_, lan, _) = support::cli(&http, &["members"]);
+    assert!(!lan.contains("dc2"), "{lan}");
+    // WAN gossip rides the gateways as datagrams.
+    let routed = gateway_metrics("127.104.0.100")
+        .lines()
+        .find(|l| l.starts_with("isthmus_gateway_datagrams_total{outcome=\"routed\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(routed > 0, "no WAN gossip datagram routed");
 
     // Agent endpoints are about the agent asked: never sent to another datacenter.
     let own: serde_json::Value = cluster
@@ -268,6 +314,21 @@ fn requests_for_another_datacenter_cross_the_gateways() {
             .text(),
         "hello from dc2"
     );
+
+    // A server that leaves (dc2's leader, the hardest case) shows as left in the WAN pool,
+    // not failed, and dc2 goes on with the other two.
+    let leader = cluster.wait_for_leader_among(&[2, 3, 4]);
+    let left = format!("s{}.dc2", leader - 1);
+    let (code, out, err) = support::cli(&cluster.agents[leader].http(), &["leave"]);
+    assert_eq!(code, 0, "{out}{err}");
+    cluster.wait_for(
+        "the server that left is left in the WAN pool",
+        Duration::from_secs(20),
+        |c| (wan_members(c, DC1_S1, "left") == [left.clone()]).then_some(()),
+    );
+    assert!(wan_members(&cluster, DC1_S1, "failed").is_empty());
+    let others: Vec<usize> = [2, 3, 4].into_iter().filter(|i| *i != leader).collect();
+    cluster.wait_for_leader_among(&others);
 }
 
 const TWO_GATEWAYS: &str = r#"
@@ -365,6 +426,31 @@ fn a_gateway_or_a_leader_dying_does_not_stop_cross_dc_traffic() {
     );
     let read = cluster.request(0, "GET", "/v1/kv/third?dc=dc2&raw", b"");
     assert_eq!(read.text(), "v");
+
+    // The WAN pool saw it too: the killed leader is failed, from dc1 (through the
+    // remaining gateway) as from dc2.
+    let killed = format!("s{}.dc2", leader - 2);
+    for agent in [0, others[0]] {
+        cluster.wait_for(
+            "the killed leader failed in the WAN pool",
+            Duration::from_secs(40),
+            |c| (wan_members(c, agent, "failed") == [killed.clone()]).then_some(()),
+        );
+    }
+    // An operator gives up on it: `force-leave -wan` makes it left across the pool.
+    let http = cluster.agents[0].http();
+    let (code, out, err) = support::cli(&http, &["force-leave", "-wan", &killed]);
+    assert_eq!(code, 0, "{out}{err}");
+    cluster.wait_for(
+        "the force-left server is left in dc2's view too",
+        Duration::from_secs(20),
+        |c| (wan_members(c, others[0], "left") == [killed.clone()]).then_some(()),
+    );
+    assert!(wan_members(&cluster, 0, "failed").is_empty());
+    assert_eq!(
+        support::cli(&http, &["force-leave", "-wan", "nobody.dc2"]).0,
+        1
+    );
 }
 
 const THREE_DCS: &str = r#"

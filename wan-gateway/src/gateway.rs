@@ -7,6 +7,12 @@
 //! stream on the next hop (a WAN link to the destination datacenter, or a dc-link to one of
 //! its own servers), writes the header there and copies the rest both ways without reading
 //! it. A hop that cannot pass the stream on answers `RouteStatus::NoRoute` at once.
+//!
+//! Datagrams (WAN gossip, sealed end to end) are routed the same way by their
+//! `DatagramHeader`: from a local server onto a WAN link to their datacenter (or straight to
+//! a local server when they are for this datacenter), from a WAN link to the named local
+//! server. They are best effort, as the UDP they stand in for: one that cannot go on is
+//! dropped and counted.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -336,6 +342,11 @@ impl Gateway {
         if alpn == ALPN_DC_LINK && identity.role == Role::Server {
             tracing::info!(server = %node, peer = %addr, "dc-link from a server");
             self.set_server(peer.clone(), true);
+            tokio::spawn(self.clone().route_datagrams(
+                connection.clone(),
+                Side::Server,
+                cancel.child_token(),
+            ));
             self.serve(&connection, Side::Server, None, &cancel).await;
             self.set_server(peer, false);
             tracing::info!(server = %node, "dc-link closed");
@@ -348,6 +359,11 @@ impl Gateway {
             tracing::info!(dc = %dc, gateway = %node, peer = %addr, "WAN link accepted");
             self.set_link(&dc, peer.clone(), true);
             tokio::spawn(self.clone().announce(dc.clone(), connection.clone()));
+            tokio::spawn(self.clone().route_datagrams(
+                connection.clone(),
+                Side::Wan,
+                cancel.child_token(),
+            ));
             self.serve(&connection, Side::Wan, Some(dc.clone()), &cancel)
                 .await;
             self.set_link(&dc, peer, false);
@@ -393,8 +409,15 @@ impl Gateway {
                     };
                     self.set_link(&dc, peer.clone(), true);
                     tokio::spawn(self.clone().announce(dc.clone(), connection.clone()));
+                    let datagrams = cancel.child_token();
+                    tokio::spawn(self.clone().route_datagrams(
+                        connection.clone(),
+                        Side::Wan,
+                        datagrams.clone(),
+                    ));
                     self.serve(&connection, Side::Wan, Some(dc.clone()), &cancel)
                         .await;
+                    datagrams.cancel();
                     self.set_link(&dc, peer, false);
                     if cancel.is_cancelled() {
                         return;
@@ -442,6 +465,51 @@ impl Gateway {
                         .wan_rtt
                         .remove_label_values(&[&self.datacenter, dc, &peer.node]);
             }
+        }
+    }
+
+    /// Routes the datagrams a peer sends on a connection until it ends.
+    async fn route_datagrams(
+        self: Arc<Self>,
+        connection: quinn::Connection,
+        side: Side,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let datagram = tokio::select! {
+                _ = cancel.cancelled() => return,
+                datagram = connection.read_datagram() => datagram,
+            };
+            let Ok(datagram) = datagram else { return };
+            let outcome = self.route_datagram(side, datagram);
+            self.metrics.datagrams.with_label_values(&[outcome]).inc();
+        }
+    }
+
+    /// Passes one datagram on; returns the outcome's label.
+    fn route_datagram(&self, side: Side, datagram: bytes::Bytes) -> &'static str {
+        let Some((header, _)) = wire::route::DatagramHeader::decode(&datagram) else {
+            return "malformed";
+        };
+        let target = if header.dst_node.is_empty() {
+            Target::AnyServer
+        } else {
+            Target::Node(header.dst_node.to_owned())
+        };
+        let next = match side {
+            // For this datacenter: straight to the server (the WAN pool's own members).
+            Side::Server if header.dst_dc == self.datacenter => self.pick_server(&target),
+            Side::Server => self.pick_link(header.dst_dc),
+            Side::Wan if header.dst_dc == self.datacenter => self.pick_server(&target),
+            Side::Wan => None,
+        };
+        let Some(next) = next else {
+            return "no_route";
+        };
+        match next.connection.send_datagram(datagram) {
+            Ok(()) => "routed",
+            Err(quinn::SendDatagramError::TooLarge) => "too_large",
+            Err(_) => "no_route",
         }
     }
 

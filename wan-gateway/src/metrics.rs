@@ -19,6 +19,9 @@ pub struct Metrics {
     pub request_seconds: Histogram,
     /// `isthmus_wan_rtt_seconds{src_dc,dst_dc,peer}`: QUIC's smoothed RTT of each WAN link.
     pub wan_rtt: GaugeVec,
+    /// `isthmus_gateway_datagrams_total{outcome}`: WAN gossip datagrams by outcome
+    /// (`routed`, `no_route`, `malformed`, `too_large`).
+    pub datagrams: IntCounterVec,
     /// `isthmus_gateway_refused_total`: links refused for their certificate.
     pub refused: IntCounter,
     /// `isthmus_gateway_up`: 1 while the gateway runs.
@@ -63,6 +66,16 @@ impl Metrics {
             ),
             &["src_dc", "dst_dc", "peer"],
         )?;
+        let datagrams = IntCounterVec::new(
+            Opts::new(
+                "isthmus_gateway_datagrams_total",
+                "Routed datagrams (WAN gossip), by outcome: routed, no_route, malformed, too_large.",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["routed", "no_route", "malformed", "too_large"] {
+            datagrams.with_label_values(&[outcome]);
+        }
         let refused = IntCounter::new(
             "isthmus_gateway_refused_total",
             "Links refused because the peer's certificate does not fit the protocol.",
@@ -74,6 +87,7 @@ impl Metrics {
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(wan_rtt.clone()))?;
         registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(datagrams.clone()))?;
         registry.register(Box::new(up.clone()))?;
         Ok(Metrics {
             registry,
@@ -83,6 +97,7 @@ impl Metrics {
             request_seconds,
             wan_rtt,
             refused,
+            datagrams,
             up,
         })
     }

@@ -17,10 +17,15 @@ fn status_name(code: u64) -> &'static str {
     }
 }
 
-/// Prints the LAN pool as Consul does; `status` keeps only members whose status is one of
-/// the `|`-separated names.
-pub fn members(addr: &str, detailed: bool, status: Option<&str>) -> ExitCode {
-    let response = match check(client(addr).get("/v1/agent/members"), addr) {
+/// Prints the LAN pool (or the WAN pool) as Consul does; `status` keeps only members whose
+/// status is one of the `|`-separated names.
+pub fn members(addr: &str, detailed: bool, wan: bool, status: Option<&str>) -> ExitCode {
+    let path = if wan {
+        "/v1/agent/members?wan=1"
+    } else {
+        "/v1/agent/members"
+    };
+    let response = match check(client(addr).get(path), addr) {
         Ok(response) => response,
         Err(e) => return fail(e),
     };
@@ -110,9 +115,10 @@ pub fn join(addr: &str, targets: &[String]) -> ExitCode {
 }
 
 /// Marks a failed node as left.
-pub fn force_leave(addr: &str, node: &str) -> ExitCode {
+pub fn force_leave(addr: &str, node: &str, wan: bool) -> ExitCode {
+    let query = if wan { "?wan=1" } else { "" };
     match check(
-        client(addr).put(&format!("/v1/agent/force-leave/{node}"), b""),
+        client(addr).put(&format!("/v1/agent/force-leave/{node}{query}"), b""),
         addr,
     ) {
         Ok(response) if response.status == 200 => ExitCode::SUCCESS,

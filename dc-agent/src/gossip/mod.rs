@@ -1,5 +1,7 @@
-//! Gossip inside a datacenter (LAN) and between servers (WAN). This module starts with the
-//! part every gossip packet goes through: the keyring that encrypts it.
+//! Gossip: the LAN pool of a datacenter's agents and the WAN pool of every datacenter's
+//! servers (`pool`), the keyring that encrypts every packet of both (`keyring`), and the
+//! WAN pool's upkeep on a server (`wan`).
 
 pub mod keyring;
-pub mod lan;
+pub mod pool;
+pub mod wan;

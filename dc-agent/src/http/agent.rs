@@ -168,27 +168,38 @@ pub async fn leave(State(api): State<Api>) -> Result<Response, ApiError> {
             .await
             .map_err(|e| ApiError::Internal(format!("leaving: {e:#}")))?;
     }
-    // Only once Raft let this server go: say goodbye to the gossip pool, then stop.
+    // Only once Raft let this server go: say goodbye to the gossip pools, then stop.
+    if let Some(wan) = &api.wan {
+        wan.leave().await;
+    }
     api.lan.leave().await;
     api.shutdown.cancel();
     Ok(([("content-type", "application/json")], "").into_response())
 }
 
-/// `GET /v1/agent/members`: the LAN pool, as Consul lists it.
+/// `GET /v1/agent/members`: the LAN pool as Consul lists it; with `?wan`, the WAN pool of
+/// every datacenter's servers (members named `node.dc`; a client agent is in no WAN pool
+/// and lists none, as Consul's do).
 pub async fn members(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
-    // Never answer a WAN question with the LAN pool.
-    if params(uri.query())?.contains_key("wan") {
-        return Err(ApiError::Internal(
-            "the WAN gossip pool is not available yet in Isthmus; ?dc= and DNS reach other datacenters through the gateways".to_owned(),
-        ));
-    }
-    let members: Vec<serde_json::Value> = api
-        .lan
-        .members()
+    let wan = params(uri.query())?
+        .get("wan")
+        .is_some_and(|v| v.is_empty() || v == "1" || v == "true");
+    let members = match (wan, &api.wan, &api.backend) {
+        (false, _, _) => api.lan.members(),
+        (true, Some(pool), _) => pool.members(),
+        (true, None, super::Backend::Client(_)) => Vec::new(),
+        (true, None, super::Backend::Server(_)) => {
+            // Never answer a WAN question with the LAN pool.
+            return Err(ApiError::Internal(
+                "this server is in no WAN pool: WAN gossip rides the links to its datacenter's gateways, and it has none (isthmus.gateways)".to_owned(),
+            ));
+        }
+    };
+    let members: Vec<serde_json::Value> = members
         .iter()
         .map(|member| {
             json!({
-                "Name": member.id.name,
+                "Name": member.id.display_name(),
                 "Addr": member.id.addr.ip().to_string(),
                 "Port": member.id.addr.port(),
                 "Tags": {
@@ -222,7 +233,9 @@ pub async fn join(
             std::net::SocketAddr::new(ip, wire::ports::SERF_LAN)
         }
     };
-    api.lan.join(vec![addr]).await;
+    api.lan
+        .join(vec![crate::gossip::pool::NodeId::lan_seed(addr)])
+        .await;
     Ok(([("content-type", "application/json")], "").into_response())
 }
 
@@ -231,8 +244,19 @@ pub async fn join(
 pub async fn force_leave(
     State(api): State<Api>,
     axum::extract::Path(node): axum::extract::Path<String>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
-    if api.lan.force_leave(&node).await {
+    let wan = params(uri.query())?.contains_key("wan");
+    let pool = match (&api.wan, wan) {
+        (_, false) => &api.lan,
+        (Some(pool), true) => pool,
+        (None, true) => {
+            return Err(ApiError::BadRequest(
+                "this agent is in no WAN pool (only servers with gateways are)".to_owned(),
+            ))
+        }
+    };
+    if pool.force_leave(&node).await {
         Ok(([("content-type", "application/json")], "").into_response())
     } else {
         Err(ApiError::NotFound(format!(

@@ -54,11 +54,13 @@ pub struct Api {
     /// Re-reads the configuration (`/v1/agent/reload`).
     pub reload: crate::run::Reloader,
     /// The LAN gossip pool.
-    pub lan: crate::gossip::lan::LanPool,
+    pub lan: crate::gossip::pool::Pool,
     /// Cancelling it stops the agent (`/v1/agent/leave`).
     pub shutdown: tokio_util::sync::CancellationToken,
     /// A server's links to its datacenter's gateways (none without `isthmus.gateways`).
     pub dc_links: Option<Arc<crate::wan::DcLinks>>,
+    /// A server's WAN gossip pool (only with gateways: it rides the dc-links).
+    pub wan: Option<crate::gossip::pool::Pool>,
 }
 
 impl Api {

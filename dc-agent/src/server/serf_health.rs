@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire::records::HealthStatus;
 
-use crate::gossip::lan::{LanPool, MemberStatus};
+use crate::gossip::pool::{MemberStatus, Pool as LanPool};
 use crate::rpc::messages::{HttpHandler, HttpRequest};
 use crate::server::Server;
 

@@ -1,8 +1,13 @@
-//! The LAN gossip pool: SWIM (foca) over UDP, every datagram sealed with the keyring and
-//! tagged with the datacenter, so a wrong key or another datacenter's pool is dropped and
-//! counted rather than merged. One task owns foca; timers come from one deadline-ordered
-//! heap (foca needs them in order). A node leaving says goodbye first, so peers can tell a
-//! node that left from one that failed (SWIM alone cannot).
+//! The gossip pools: SWIM (foca), every datagram sealed with the keyring and tagged with
+//! its pool (the LAN pool of a datacenter, or the WAN pool of all servers), so a wrong key
+//! or another pool's packet is dropped and counted rather than merged. One task owns foca;
+//! timers come from one deadline-ordered heap (foca needs them in order). A node leaving
+//! says goodbye first, so peers can tell a node that left from one that failed (SWIM alone
+//! cannot).
+//!
+//! The LAN pool speaks UDP (8301). The WAN pool has no socket of its own: its packets ride
+//! the server's dc-links as QUIC datagrams, addressed to a datacenter and a node name, and
+//! the gateways route them without reading them (they are sealed end to end).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
@@ -25,12 +30,37 @@ const KIND_FOCA: u8 = 0;
 const KIND_BYE: u8 = 1;
 /// Largest foca datagram; leaves room for our envelope and the seal in a 1500-byte MTU.
 const MAX_FOCA_PACKET: usize = 1350;
+/// Largest WAN foca datagram: with the seal, the envelope and the routing header it must fit
+/// in one QUIC datagram at QUIC's smallest MTU (1200 bytes less QUIC's own overhead).
+const MAX_WAN_PACKET: usize = 900;
+
+/// Which pool an identity belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PoolKind {
+    /// The agents of one datacenter, over UDP.
+    Lan,
+    /// The servers of every datacenter, through the gateways.
+    Wan,
+}
+
+/// What makes a member unique in its pool: its gossip address on the LAN, its datacenter
+/// and node name on the WAN (where packets are routed by name, not address).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MemberKey {
+    /// A LAN member's gossip address.
+    Lan(SocketAddr),
+    /// A WAN member's datacenter and node name.
+    Wan(String, String),
+}
 
 /// A gossip identity: where a node listens, who it is, and a restart counter so that a
 /// restarted node replaces its old self.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeId {
-    /// Gossip address.
+    /// The pool.
+    pub pool: PoolKind,
+    /// Gossip address on the LAN; on the WAN, the server's RPC address (where its dc-links
+    /// start), shown by `members -wan`.
     pub addr: SocketAddr,
     /// Unix milliseconds at start.
     pub bump: u64,
@@ -46,8 +76,47 @@ pub struct NodeId {
     pub build: String,
 }
 
+impl NodeId {
+    /// The name `members` shows: `node` on the LAN, `node.dc` on the WAN.
+    pub fn display_name(&self) -> String {
+        match self.pool {
+            PoolKind::Lan => self.name.clone(),
+            PoolKind::Wan => format!("{}.{}", self.name, self.dc),
+        }
+    }
+
+    /// An identity to announce to when only where it is reached is known: a LAN address.
+    pub fn lan_seed(addr: SocketAddr) -> NodeId {
+        NodeId {
+            pool: PoolKind::Lan,
+            addr,
+            bump: 0,
+            name: String::new(),
+            server: false,
+            rpc_port: 0,
+            dc: String::new(),
+            build: String::new(),
+        }
+    }
+
+    /// An identity to announce to on the WAN: a server of `dc` by name, or (an empty name)
+    /// whichever server the gateways pick.
+    pub fn wan_seed(dc: &str, node: &str) -> NodeId {
+        NodeId {
+            pool: PoolKind::Wan,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            bump: 0,
+            name: node.to_owned(),
+            server: true,
+            rpc_port: 0,
+            dc: dc.to_owned(),
+            build: String::new(),
+        }
+    }
+}
+
 impl Identity for NodeId {
-    type Addr = SocketAddr;
+    type Addr = MemberKey;
 
     fn renew(&self) -> Option<Self> {
         Some(NodeId {
@@ -56,8 +125,11 @@ impl Identity for NodeId {
         })
     }
 
-    fn addr(&self) -> SocketAddr {
-        self.addr
+    fn addr(&self) -> MemberKey {
+        match self.pool {
+            PoolKind::Lan => MemberKey::Lan(self.addr),
+            PoolKind::Wan => MemberKey::Wan(self.dc.clone(), self.name.clone()),
+        }
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
@@ -117,20 +189,25 @@ impl Member {
 }
 
 enum Command {
-    Join(Vec<SocketAddr>),
+    Join(Vec<NodeId>),
     Leave(oneshot::Sender<()>),
-    ForceLeave(SocketAddr),
+    ForceLeave(Vec<MemberKey>),
 }
 
-/// A handle on the running pool.
+/// A handle on a running pool.
 #[derive(Clone)]
-pub struct LanPool {
+pub struct Pool {
     local: NodeId,
-    members: Arc<RwLock<BTreeMap<SocketAddr, Member>>>,
+    members: Arc<RwLock<BTreeMap<MemberKey, Member>>>,
     commands: mpsc::Sender<Command>,
 }
 
-impl LanPool {
+impl Pool {
+    /// This node's identity in the pool.
+    pub fn local(&self) -> &NodeId {
+        &self.local
+    }
+
     /// Every member, this node included, by name.
     pub fn members(&self) -> Vec<Member> {
         let mut members: Vec<Member> = self
@@ -142,32 +219,62 @@ impl LanPool {
             id: self.local.clone(),
             status: MemberStatus::Alive,
         });
-        members.sort_by(|a, b| a.id.name.cmp(&b.id.name));
+        members.sort_by(|a, b| (&a.id.dc, &a.id.name).cmp(&(&b.id.dc, &b.id.name)));
         members
     }
 
-    /// Announces this node to `addrs`; returns how many were contacted.
-    pub async fn join(&self, addrs: Vec<SocketAddr>) -> usize {
-        let n = addrs.len();
-        if self.commands.send(Command::Join(addrs)).await.is_err() {
+    /// Announces this node to `seeds` (see [`NodeId::lan_seed`], [`NodeId::wan_seed`]);
+    /// returns how many were contacted.
+    pub async fn join(&self, seeds: Vec<NodeId>) -> usize {
+        let n = seeds.len();
+        if self.commands.send(Command::Join(seeds)).await.is_err() {
             return 0;
         }
         n
     }
 
     /// Marks a failed member as left across the pool (`force-leave`); false when no failed
-    /// member has that name.
+    /// member has that name (`node`, or `node.dc` on the WAN).
     pub async fn force_leave(&self, name: &str) -> bool {
         let target = self.members.read().ok().and_then(|members| {
             members
-                .values()
-                .find(|m| m.id.name == name && m.status == MemberStatus::Failed)
-                .map(|m| m.id.addr)
+                .iter()
+                .find(|(_, m)| {
+                    (m.id.name == name || m.id.display_name() == name)
+                        && m.status == MemberStatus::Failed
+                })
+                .map(|(key, _)| key.clone())
         });
         match target {
-            Some(addr) => self.commands.send(Command::ForceLeave(addr)).await.is_ok(),
+            Some(key) => self
+                .commands
+                .send(Command::ForceLeave(vec![key]))
+                .await
+                .is_ok(),
             None => false,
         }
+    }
+
+    /// Marks every member of `dc` as left across the pool, alive or not (a datacenter
+    /// removed from the federation for good); returns how many there were. A member that
+    /// is still running would announce itself again: its servers must be stopped first.
+    pub async fn remove_datacenter(&self, dc: &str) -> usize {
+        let keys: Vec<MemberKey> = self
+            .members
+            .read()
+            .map(|members| {
+                members
+                    .iter()
+                    .filter(|(_, m)| m.id.dc == dc)
+                    .map(|(key, _)| key.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = keys.len();
+        if n == 0 || self.commands.send(Command::ForceLeave(keys)).await.is_err() {
+            return 0;
+        }
+        n
     }
 
     /// Says goodbye and leaves the pool; returns once the goodbyes are sent.
@@ -175,6 +282,50 @@ impl LanPool {
         let (done, wait) = oneshot::channel();
         if self.commands.send(Command::Leave(done)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
+        }
+    }
+}
+
+/// Where a pool's packets go and come from.
+pub enum Transport {
+    /// A UDP socket (the LAN pool).
+    Udp(tokio::net::UdpSocket),
+    /// Datagrams routed by datacenter and node name (the WAN pool, over the dc-links).
+    Routed {
+        /// Sends a datagram.
+        out: Arc<dyn RoutedOut>,
+        /// Datagrams addressed to this node.
+        inbox: mpsc::Receiver<Vec<u8>>,
+    },
+}
+
+/// Sends a WAN gossip datagram to a server of a datacenter.
+pub trait RoutedOut: Send + Sync + 'static {
+    /// Sends `payload` to `node` (any server when empty) of `dc`; best effort, as UDP.
+    fn send(&self, dc: &str, node: &str, payload: Vec<u8>);
+}
+
+impl Transport {
+    async fn send(&self, to: &NodeId, packet: Vec<u8>) {
+        match self {
+            Transport::Udp(socket) => {
+                let _ = socket.send_to(&packet, to.addr).await;
+            }
+            Transport::Routed { out, .. } => out.send(&to.dc, &to.name, packet),
+        }
+    }
+
+    /// The next datagram and where it came from (for logs).
+    async fn recv(&mut self, buffer: &mut [u8]) -> Option<(Vec<u8>, String)> {
+        match self {
+            Transport::Udp(socket) => {
+                let (n, from) = socket.recv_from(buffer).await.ok()?;
+                Some((buffer[..n].to_vec(), from.to_string()))
+            }
+            Transport::Routed { inbox, .. } => match inbox.recv().await {
+                Some(packet) => Some((packet, "a gateway".to_owned())),
+                None => std::future::pending().await,
+            },
         }
     }
 }
@@ -256,20 +407,40 @@ impl LocalHealth {
     }
 }
 
-/// Starts the pool on `bind`, announcing to `seeds` until it has members.
+/// Starts a LAN pool on `local.addr`, announcing to `seeds` until it has members.
 pub async fn start(
     local: NodeId,
     keyring: Option<Keyring>,
     seeds: Vec<SocketAddr>,
     events: Arc<dyn PoolEvents>,
     cancel: CancellationToken,
-) -> anyhow::Result<LanPool> {
+) -> anyhow::Result<Pool> {
     let socket = tokio::net::UdpSocket::bind(local.addr)
         .await
         .map_err(|e| anyhow::anyhow!("binding the gossip port {}/udp: {e}", local.addr))?;
+    let seeds = seeds.into_iter().map(NodeId::lan_seed).collect();
+    Ok(start_on(
+        local,
+        Transport::Udp(socket),
+        keyring,
+        seeds,
+        events,
+        cancel,
+    ))
+}
+
+/// Starts a pool on `transport`, announcing to `seeds` until it has members.
+pub fn start_on(
+    local: NodeId,
+    transport: Transport,
+    keyring: Option<Keyring>,
+    seeds: Vec<NodeId>,
+    events: Arc<dyn PoolEvents>,
+    cancel: CancellationToken,
+) -> Pool {
     let members = Arc::new(RwLock::new(BTreeMap::new()));
     let (commands, receiver) = mpsc::channel(16);
-    let pool = LanPool {
+    let pool = Pool {
         local: local.clone(),
         members: members.clone(),
         commands,
@@ -280,50 +451,50 @@ pub async fn start(
         seeds,
         events,
         members,
-        socket,
+        transport,
         timers: BinaryHeap::new(),
         departed: HashSet::new(),
         logged: HashSet::new(),
         news_of_down: false,
     };
     tokio::spawn(driver.run(receiver, cancel));
-    Ok(pool)
+    pool
 }
 
 struct Driver {
     local: NodeId,
     keyring: Option<Keyring>,
-    seeds: Vec<SocketAddr>,
+    seeds: Vec<NodeId>,
     events: Arc<dyn PoolEvents>,
-    members: Arc<RwLock<BTreeMap<SocketAddr, Member>>>,
-    socket: tokio::net::UdpSocket,
+    members: Arc<RwLock<BTreeMap<MemberKey, Member>>>,
+    transport: Transport,
     timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
     /// Members that said goodbye: their next MemberDown means left, not failed.
-    departed: HashSet<SocketAddr>,
+    departed: HashSet<MemberKey>,
     logged: HashSet<&'static str>,
     /// A member went down since the last flush: spread the news at once.
     news_of_down: bool,
 }
 
-fn placeholder(addr: SocketAddr) -> NodeId {
-    NodeId {
-        addr,
-        bump: 0,
-        name: String::new(),
-        server: false,
-        rpc_port: 0,
-        dc: String::new(),
-        build: String::new(),
-    }
-}
+/// The tag every packet of the WAN pool carries (not a DNS label, so never a datacenter).
+const WAN_TAG: &str = "*wan";
 
 impl Driver {
+    /// The pool's tag: the datacenter on the LAN.
+    fn tag(&self) -> &str {
+        match self.local.pool {
+            PoolKind::Lan => &self.local.dc,
+            PoolKind::Wan => WAN_TAG,
+        }
+    }
+
     fn seal(&self, kind: u8, payload: &[u8]) -> Vec<u8> {
-        let mut plain = Vec::with_capacity(payload.len() + 4 + self.local.dc.len());
+        let tag = self.tag();
+        let mut plain = Vec::with_capacity(payload.len() + 5 + tag.len());
         plain.extend_from_slice(MAGIC);
         plain.push(kind);
-        plain.push(self.local.dc.len() as u8);
-        plain.extend_from_slice(self.local.dc.as_bytes());
+        plain.push(tag.len() as u8);
+        plain.extend_from_slice(tag.as_bytes());
         plain.extend_from_slice(payload);
         match &self.keyring {
             Some(keyring) => {
@@ -346,13 +517,16 @@ impl Driver {
         }
         let dc_len = usize::from(plain[4]);
         let dc = plain.get(5..5 + dc_len).ok_or("malformed")?;
-        if dc != self.local.dc.as_bytes() {
-            return Err("foreign_dc");
+        if dc != self.tag().as_bytes() {
+            return Err(match self.local.pool {
+                PoolKind::Lan => "foreign_dc",
+                PoolKind::Wan => "foreign_pool",
+            });
         }
         Ok((plain[3], plain[5 + dc_len..].to_vec()))
     }
 
-    fn drop_packet(&mut self, from: SocketAddr, reason: &'static str) {
+    fn drop_packet(&mut self, from: &str, reason: &'static str) {
         self.events.dropped(reason);
         if self.logged.insert(reason) {
             tracing::warn!(peer = %from, reason, "dropped a gossip packet (further drops for this reason are only counted in isthmus_gossip_dropped_packets_total)");
@@ -361,18 +535,18 @@ impl Driver {
 
     /// A member said goodbye (or was force-left): a failed one becomes left at once; a live
     /// one becomes left when SWIM declares it down.
-    fn departed(&mut self, addr: SocketAddr) {
+    fn departed(&mut self, key: MemberKey) {
         let Ok(mut members) = self.members.write() else {
             return;
         };
-        match members.get_mut(&addr) {
+        match members.get_mut(&key) {
             Some(member) if member.status == MemberStatus::Failed => {
                 tracing::info!(node = %member.id.name, "member force-left");
                 member.status = MemberStatus::Left;
                 self.events.member("left");
             }
             _ => {
-                self.departed.insert(addr);
+                self.departed.insert(key);
             }
         }
     }
@@ -380,7 +554,7 @@ impl Driver {
     async fn flush(&mut self, runtime: &mut AccumulatingRuntime<NodeId>) {
         while let Some((to, data)) = runtime.to_send() {
             let sealed = self.seal(KIND_FOCA, &data);
-            let _ = self.socket.send_to(&sealed, to.addr).await;
+            self.transport.send(&to, sealed).await;
         }
         while let Some((after, timer)) = runtime.to_schedule() {
             self.timers.push(Reverse((Instant::now() + after, timer)));
@@ -398,9 +572,9 @@ impl Driver {
             OwnedNotification::MemberUp(id) => {
                 tracing::info!(node = %id.name, addr = %id.addr, "member joined");
                 self.events.member("join");
-                self.departed.remove(&id.addr);
+                self.departed.remove(&id.addr());
                 members.insert(
-                    id.addr,
+                    id.addr(),
                     Member {
                         id,
                         status: MemberStatus::Alive,
@@ -409,7 +583,7 @@ impl Driver {
             }
             OwnedNotification::MemberDown(id) => {
                 self.news_of_down = true;
-                let status = if self.departed.remove(&id.addr) {
+                let status = if self.departed.remove(&id.addr()) {
                     MemberStatus::Left
                 } else {
                     MemberStatus::Failed
@@ -420,10 +594,10 @@ impl Driver {
                 } else {
                     "failed"
                 });
-                members.insert(id.addr, Member { id, status });
+                members.insert(id.addr(), Member { id, status });
             }
             OwnedNotification::Rename(_, new) => {
-                if let Some(member) = members.get_mut(&new.addr) {
+                if let Some(member) = members.get_mut(&new.addr()) {
                     member.id = new;
                 }
             }
@@ -450,8 +624,9 @@ impl Driver {
         // Suspicion and retransmissions scale with the pool's size, as memberlist's do
         // (4 x max(1, log10 N) probe periods); foca is reconfigured as members come and go.
         let mut cluster_size = 1usize;
-        let mut config = lan_config(cluster_size);
-        config.max_transmissions = lan_config(16).max_transmissions;
+        let pool = self.local.pool;
+        let mut config = pool_config(pool, cluster_size);
+        config.max_transmissions = pool_config(pool, 16).max_transmissions;
         let mut base_suspicion = config.suspect_to_down_after;
         let mut health = LocalHealth::new(Instant::now());
         let rng: rand::rngs::StdRng = rand::make_rng();
@@ -470,21 +645,22 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return,
-                received = self.socket.recv_from(&mut buffer) => {
-                    let Ok((n, from)) = received else { continue };
-                    match self.open(&buffer[..n]) {
+                received = self.transport.recv(&mut buffer) => {
+                    let Some((packet, from)) = received else { continue };
+                    match self.open(&packet) {
                         Ok((KIND_FOCA, payload)) => {
                             if let Err(e) = foca.handle_data(&payload, &mut runtime) {
                                 tracing::trace!(peer = %from, error = %e, "foca refused a packet");
                             }
                         }
                         Ok((KIND_BYE, payload)) => {
-                            if let Ok(addr) = String::from_utf8_lossy(&payload).parse::<SocketAddr>() {
-                                self.departed(addr);
+                            match postcard::from_bytes::<MemberKey>(&payload) {
+                                Ok(key) => self.departed(key),
+                                Err(_) => self.drop_packet(&from, "malformed"),
                             }
                         }
-                        Ok(_) => self.drop_packet(from, "malformed"),
-                        Err(reason) => self.drop_packet(from, reason),
+                        Ok(_) => self.drop_packet(&from, "malformed"),
+                        Err(reason) => self.drop_packet(&from, reason),
                     }
                 }
                 _ = async { match next_timer { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
@@ -510,8 +686,8 @@ impl Driver {
                 }
                 _ = announce.tick(), if foca.num_members() == 0 && !self.seeds.is_empty() => {
                     for seed in self.seeds.clone() {
-                        if seed != self.local.addr {
-                            let _ = foca.announce(placeholder(seed), &mut runtime);
+                        if seed.addr() != self.local.addr() {
+                            let _ = foca.announce(seed, &mut runtime);
                         }
                     }
                 }
@@ -521,32 +697,38 @@ impl Driver {
                     // once, asks a random member again every 250 ms for a while, instead of
                     // learning the rest only as they happen to probe it (memberlist's
                     // push-pull sync at join plays this part).
-                    let members: Vec<SocketAddr> = foca.iter_members().map(|m| m.id().addr).collect();
+                    let members: Vec<NodeId> = foca.iter_members().map(|m| m.id().clone()).collect();
                     if let Some(pick) = members.get(rand::random_range(0..members.len().max(1))) {
-                        let _ = foca.announce(placeholder(*pick), &mut runtime);
+                        let _ = foca.announce(pick.clone(), &mut runtime);
                     }
                 }
                 command = commands.recv() => match command {
-                    Some(Command::Join(addrs)) => {
+                    Some(Command::Join(seeds)) => {
                         syncing_until = Instant::now() + JOIN_SYNC;
-                        for addr in addrs {
-                            let _ = foca.announce(placeholder(addr), &mut runtime);
+                        for seed in seeds {
+                            if seed.addr() != self.local.addr() {
+                                let _ = foca.announce(seed, &mut runtime);
+                            }
                         }
                     }
-                    Some(Command::ForceLeave(addr)) => {
-                        // A goodbye on the failed member's behalf, to every member and to us.
-                        let bye = self.seal(KIND_BYE, addr.to_string().as_bytes());
-                        let peers: Vec<SocketAddr> = foca.iter_members().map(|m| m.id().addr).collect();
-                        for peer in peers {
-                            let _ = self.socket.send_to(&bye, peer).await;
+                    Some(Command::ForceLeave(keys)) => {
+                        // A goodbye on the member's behalf, to every member and to us.
+                        let peers: Vec<NodeId> = foca.iter_members().map(|m| m.id().clone()).collect();
+                        for key in keys {
+                            let Ok(payload) = postcard::to_stdvec(&key) else { continue };
+                            let bye = self.seal(KIND_BYE, &payload);
+                            for peer in &peers {
+                                self.transport.send(peer, bye.clone()).await;
+                            }
+                            self.departed(key);
                         }
-                        self.departed(addr);
                     }
                     Some(Command::Leave(done)) => {
-                        let bye = self.seal(KIND_BYE, self.local.addr.to_string().as_bytes());
-                        let peers: Vec<SocketAddr> = foca.iter_members().map(|m| m.id().addr).collect();
-                        for peer in peers {
-                            let _ = self.socket.send_to(&bye, peer).await;
+                        let payload = postcard::to_stdvec(&self.local.addr()).unwrap_or_default();
+                        let bye = self.seal(KIND_BYE, &payload);
+                        let peers: Vec<NodeId> = foca.iter_members().map(|m| m.id().clone()).collect();
+                        for peer in &peers {
+                            self.transport.send(peer, bye.clone()).await;
                         }
                         let _ = foca.leave_cluster(&mut runtime);
                         self.flush(&mut runtime).await;
@@ -569,25 +751,45 @@ impl Driver {
             let size = foca.num_members() + 1;
             if size != cluster_size {
                 cluster_size = size;
-                let sized = lan_config(size);
+                let sized = pool_config(pool, size);
                 base_suspicion = sized.suspect_to_down_after;
                 // A joining pool grows from one: never send updates fewer times than a
                 // 16-member pool would, or news of the later joiners spreads slowly.
                 config.max_transmissions = sized
                     .max_transmissions
-                    .max(lan_config(16).max_transmissions);
+                    .max(pool_config(pool, 16).max_transmissions);
                 self.apply_health(&mut foca, &mut config, &health, base_suspicion);
             }
         }
     }
 }
 
-/// foca's LAN settings for a pool of `size` members, with our packet size.
-fn lan_config(size: usize) -> Config {
+/// foca's settings for a pool of `size` members, with our packet size.
+///
+/// The WAN pool probes every 2 s and waits 1 s for an answer (memberlist's WAN profile
+/// waits 5 s and 3 s, tuned for the open internet; our WAN packets ride QUIC links the
+/// gateways keep warm, and their RTT is what the probe measures), and a suspicion lasts
+/// 5 probe periods x max(1, log10 N) before the member is declared failed.
+fn pool_config(pool: PoolKind, size: usize) -> Config {
     let size = std::num::NonZeroU32::new(u32::try_from(size).unwrap_or(u32::MAX))
         .unwrap_or(std::num::NonZeroU32::MIN);
-    let mut config = Config::new_lan(size);
-    if let Some(max) = std::num::NonZeroUsize::new(MAX_FOCA_PACKET) {
+    let mut config = match pool {
+        PoolKind::Lan => Config::new_lan(size),
+        PoolKind::Wan => {
+            let mut config = Config::new_wan(size);
+            let period = Duration::from_secs(2);
+            config.probe_period = period;
+            config.probe_rtt = Duration::from_secs(1);
+            config.suspect_to_down_after =
+                period.mul_f64(5.0 * f64::from(size.get()).log10().max(1.0));
+            config
+        }
+    };
+    let max_packet = match pool {
+        PoolKind::Lan => MAX_FOCA_PACKET,
+        PoolKind::Wan => MAX_WAN_PACKET,
+    };
+    if let Some(max) = std::num::NonZeroUsize::new(max_packet) {
         config.max_packet_size = max;
     }
     // Each update goes out twice as many times as foca's 4 x log10(N + 1), at least eight.
