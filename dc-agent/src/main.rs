@@ -258,6 +258,21 @@ enum OperatorCommand {
         #[command(subcommand)]
         command: RaftCommand,
     },
+    /// The federation of datacenters.
+    Federation {
+        #[command(subcommand)]
+        command: FederationCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FederationCommand {
+    /// Remove a datacenter for good (its servers and gateways stopped first): its servers
+    /// become left in the WAN pool and it disappears from every datacenter list.
+    RemoveDc {
+        /// The datacenter.
+        datacenter: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -352,6 +367,12 @@ fn main() -> ExitCode {
                     command: RaftCommand::ListPeers { stale },
                 },
         } => cli::operator::list_peers(&addr, stale),
+        Command::Operator {
+            command:
+                OperatorCommand::Federation {
+                    command: FederationCommand::RemoveDc { datacenter },
+                },
+        } => cli::operator::remove_dc(&addr, &datacenter),
         Command::Info => cli::info::info(&addr),
         Command::Leave => cli::info::leave(&addr),
         Command::Reload => cli::info::reload(&addr),

@@ -532,6 +532,46 @@ fn gateways_learn_the_rest_of_the_federation_from_each_other() {
         .unwrap_or_default();
     assert_eq!(listed.len(), 3, "{listed:?}");
     assert!(listed.contains(&"dc1".to_owned()), "{listed:?}");
+
+    // The WAN pool spans all three, dc1 and dc3 joined through a link learned at run time.
+    for agent in [0, 2, 4] {
+        cluster.wait_for("a WAN pool of three", Duration::from_secs(30), |c| {
+            (wan_members(c, agent, "alive") == ["s1.dc1", "s1.dc2", "s1.dc3"]).then_some(())
+        });
+    }
+
+    // dc3 is retired. While it runs, removing it is refused, saying why.
+    let http = cluster.agents[0].http();
+    let remove = |dc: &str| support::cli(&http, &["operator", "federation", "remove-dc", dc]);
+    let (code, _, err) = remove("dc3");
+    assert_eq!(code, 1);
+    assert!(err.contains("dc3 still has live servers (s1.dc3)"), "{err}");
+    assert_eq!(remove("dc1").0, 1);
+    let (code, _, err) = remove("dc9");
+    assert_eq!(code, 1);
+    assert!(err.contains("No datacenter \"dc9\""), "{err}");
+    // Once its server and gateway are stopped (failed in the pool, the link down), it goes.
+    cluster.agents[4].kill();
+    cluster.agents[5].kill();
+    let (_, out, _) = cluster.wait_for("dc3 removable", Duration::from_secs(60), |_| {
+        let outcome = remove("dc3");
+        (outcome.0 == 0).then_some(outcome)
+    });
+    assert_eq!(
+        out,
+        "Removed datacenter dc3 from the federation (1 servers marked left)\n"
+    );
+    // Gone from every datacenter's list; its server is left, not failed, everywhere.
+    for (agent, expected) in [(0, ["dc1", "dc2"]), (2, ["dc2", "dc1"])] {
+        cluster.wait_for("dc3 gone from the list", Duration::from_secs(20), |c| {
+            let listed: Vec<String> = c
+                .request(agent, "GET", "/v1/catalog/datacenters", b"")
+                .json()
+                .ok()?;
+            (listed == expected).then_some(())
+        });
+        assert_eq!(wan_members(&cluster, agent, "left"), ["s1.dc3"]);
+    }
 }
 
 const MOVING: &str = r#"

@@ -45,3 +45,26 @@ pub fn list_peers(addr: &str, stale: bool) -> ExitCode {
     print!("{}", table(&rows));
     ExitCode::SUCCESS
 }
+
+/// Removes a datacenter from the federation for good.
+pub fn remove_dc(addr: &str, datacenter: &str) -> ExitCode {
+    let path = format!("/v1/isthmus/datacenters/{datacenter}");
+    match check(client(addr).delete(&path), addr) {
+        Ok(response) if response.status == 200 => {
+            let left = response
+                .json::<serde_json::Value>()
+                .ok()
+                .and_then(|v| v["ServersLeft"].as_u64())
+                .unwrap_or(0);
+            println!(
+                "Removed datacenter {datacenter} from the federation ({left} servers marked left)"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(response) => fail(format!(
+            "Error removing datacenter {datacenter}: {}",
+            response.text().trim()
+        )),
+        Err(e) => fail(format!("Error removing datacenter {datacenter}: {e}")),
+    }
+}

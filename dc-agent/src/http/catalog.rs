@@ -122,24 +122,98 @@ pub async fn datacenters(State(api): State<Api>) -> Response {
     json(&api, 1, Consistency::Stale, &names)
 }
 
-/// The datacenters the gateways know, each with the round trip its WAN link measures
+/// The datacenters of the federation, each with the round trip its WAN link measures
 /// (QUIC's smoothed RTT, microseconds): this one first with 0, the others nearest first,
 /// unmeasured (no link now) last, by name.
-async fn federation(api: &Api) -> Vec<(String, Option<u64>)> {
+///
+/// A datacenter belongs to the federation while it has a server in the WAN pool that has
+/// not left (a failed one keeps it listed, as Consul lists a datacenter that is down) or a
+/// gateway linked to this datacenter's. A server without a WAN pool lists what its gateways
+/// know.
+pub(crate) async fn federation(api: &Api) -> Vec<(String, Option<u64>)> {
     let mut known: Vec<(String, Option<u64>)> = vec![(api.agent.datacenter.clone(), Some(0))];
+    let in_pool: Option<std::collections::BTreeSet<String>> = api.wan.as_ref().map(|wan| {
+        wan.members()
+            .into_iter()
+            .filter(|m| m.status != crate::gossip::pool::MemberStatus::Left)
+            .map(|m| m.id.dc)
+            .collect()
+    });
     if let Some(links) = &api.dc_links {
         if let Some(info) = links.gateway_info().await {
             for (dc, rtt) in info.datacenters {
-                if !known.iter().any(|(k, _)| *k == dc) {
+                let member = in_pool.as_ref().is_none_or(|pool| pool.contains(&dc));
+                if (rtt.is_some() || member) && !known.iter().any(|(k, _)| *k == dc) {
                     known.push((dc, rtt));
                 }
             }
+        }
+    }
+    for dc in in_pool.into_iter().flatten() {
+        if !known.iter().any(|(k, _)| *k == dc) {
+            known.push((dc, None));
         }
     }
     known[1..].sort_by(|(a, ra), (b, rb)| {
         (ra.is_none(), ra.unwrap_or(0), a).cmp(&(rb.is_none(), rb.unwrap_or(0), b))
     });
     known
+}
+
+/// `DELETE /v1/isthmus/datacenters/<dc>` (`dc-agent operator federation remove-dc DC`):
+/// removes a datacenter from the federation for good. Its servers must be gone (none alive
+/// in the WAN pool) and its gateways unlinked; every server of it is then marked left
+/// across the WAN pool, and it drops out of `/v1/catalog/datacenters` everywhere.
+pub async fn remove_datacenter(
+    State(api): State<Api>,
+    axum::extract::Path(dc): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    if dc == api.agent.datacenter {
+        return Err(ApiError::BadRequest(format!(
+            "{dc} is this datacenter: remove a datacenter from a server of another one"
+        )));
+    }
+    let Some(wan) = &api.wan else {
+        return Err(ApiError::Internal(
+            "this server is in no WAN pool: it has no gateway (isthmus.gateways)".to_owned(),
+        ));
+    };
+    let members: Vec<crate::gossip::pool::Member> = wan
+        .members()
+        .into_iter()
+        .filter(|m| m.id.dc == dc)
+        .collect();
+    let federation = federation(&api).await;
+    let listed = federation.iter().find(|(d, _)| *d == dc);
+    if members.is_empty() && listed.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "No datacenter \"{dc}\" in the federation"
+        )));
+    }
+    let alive: Vec<String> = members
+        .iter()
+        .filter(|m| m.status == crate::gossip::pool::MemberStatus::Alive)
+        .map(|m| m.id.display_name())
+        .collect();
+    if !alive.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "{dc} still has live servers ({}): stop them before removing the datacenter",
+            alive.join(", ")
+        )));
+    }
+    if listed.is_some_and(|(_, rtt)| rtt.is_some()) {
+        return Err(ApiError::BadRequest(format!(
+            "a gateway of {dc} is still linked to this datacenter's: stop {dc}'s gateways before removing it"
+        )));
+    }
+    let removed = wan.remove_datacenter(&dc).await;
+    tracing::info!(dc = %dc, servers = removed, "datacenter removed from the federation");
+    Ok(json(
+        &api,
+        1,
+        Consistency::Stale,
+        &serde_json::json!({"Datacenter": dc, "ServersLeft": removed}),
+    ))
 }
 
 /// `GET /v1/isthmus/datacenters`: every datacenter with the round trip to it as the

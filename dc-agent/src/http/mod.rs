@@ -115,6 +115,10 @@ pub fn router(api: Api) -> Router {
         .route("/v1/catalog/deregister", put(catalog::deregister))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))
         .route("/v1/isthmus/datacenters", get(catalog::federation_rtt))
+        .route(
+            "/v1/isthmus/datacenters/{dc}",
+            axum::routing::delete(catalog::remove_datacenter),
+        )
         .route("/v1/catalog/nodes", get(catalog::nodes))
         .route("/v1/catalog/services", get(catalog::services))
         .route("/v1/catalog/service/{name}", get(catalog::service))
@@ -314,7 +318,7 @@ async fn route_by_consistency(State(api): State<Api>, request: Request, next: Ne
     let local_only = path.starts_with("/v1/agent/")
         || path.starts_with("/v1/status/")
         || path == "/v1/catalog/datacenters"
-        || path == "/v1/isthmus/datacenters";
+        || path.starts_with("/v1/isthmus/datacenters");
     let stale = params(request.uri().query())
         .map(|p| p.contains_key("stale"))
         .unwrap_or(false);
