@@ -75,14 +75,17 @@ enum Command {
         #[arg(long)]
         status: Option<String>,
     },
-    /// Round trip from this datacenter to another, as the gateways' WAN links measure it
-    /// (`rtt -wan dc2`), or to every other datacenter (`rtt -wan`).
+    /// Estimated round trip between two nodes from their network coordinates
+    /// (`rtt n1 n2`, `rtt -wan s1.dc1 s2.dc2`; with one node, from the agent asked), or
+    /// from this datacenter to another as the gateways' WAN links measure it
+    /// (`rtt -wan dc2`; `rtt -wan` for every datacenter).
     Rtt {
-        /// Across datacenters (the only form Isthmus has).
+        /// WAN coordinates (`node.dc` names) or datacenters.
         #[arg(long)]
         wan: bool,
-        /// The datacenter (default: all).
-        datacenter: Option<String>,
+        /// One or two node names, or a datacenter.
+        #[arg(num_args = 0..=2)]
+        targets: Vec<String>,
     },
     /// Mark a failed member as left, so it is removed from the catalog.
     ForceLeave {
@@ -383,13 +386,12 @@ fn main() -> ExitCode {
         } => cli::members::members(&addr, detailed, wan, status.as_deref()),
         Command::Join { addresses } => cli::members::join(&addr, &addresses),
         Command::ForceLeave { wan, node } => cli::members::force_leave(&addr, &node, wan),
-        Command::Rtt { wan, datacenter } => {
-            if wan {
-                cli::catalog::rtt(&addr, datacenter.as_deref())
-            } else {
-                cli::fail("only `rtt -wan [DC]` is available: the round trip between datacenters, as the gateways measure it")
-            }
-        }
+        Command::Rtt { wan, targets } => match targets.as_slice() {
+            [] if wan => cli::catalog::rtt(&addr, None),
+            [dc] if wan && !dc.contains('.') => cli::catalog::rtt(&addr, Some(dc)),
+            [] => cli::fail("Error: a node name is required (`rtt NODE [NODE]`)"),
+            nodes => cli::catalog::rtt_nodes(&addr, wan, nodes),
+        },
     }
 }
 

@@ -646,3 +646,222 @@ fn a_gateway_back_on_a_new_address_is_found_again() {
         },
     );
 }
+
+const RELAYED: &str = r#"
+[[datacenters]]
+name = "dc1"
+servers = [{ name = "s1", address = "127.116.0.1" }]
+gateways = [{ name = "gw1", address = "127.116.0.100" }]
+
+[[datacenters]]
+name = "dc2"
+servers = [{ name = "s1", address = "127.117.0.1" }]
+gateways = [{ name = "gw1", address = "127.117.0.100" }]
+"#;
+
+/// A UDP relay that holds every datagram for a fixed delay, each way: what a WAN adds
+/// between two gateways, without netem. Datagrams to `listen` go to `target` from a socket
+/// per sender; answers go back to that sender. It stops when dropped.
+struct DelayRelay {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+type Delayed = (
+    std::time::Instant,
+    std::sync::Arc<std::net::UdpSocket>,
+    std::net::SocketAddr,
+    Vec<u8>,
+);
+
+impl DelayRelay {
+    fn start(listen: &str, target: &str, delay: Duration) -> DelayRelay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let target: std::net::SocketAddr = target.parse().expect("target address");
+        let listen = Arc::new(std::net::UdpSocket::bind(listen).expect("bind the relay"));
+        let tick = Some(Duration::from_millis(50));
+        listen.set_read_timeout(tick).expect("read timeout");
+        let upstream_ip = listen.local_addr().expect("relay address").ip();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (queue, delayed) = std::sync::mpsc::channel::<Delayed>();
+        // One sender, in order: every datagram waits the same delay, so FIFO is due order.
+        let sender = std::thread::spawn(move || {
+            for (due, socket, to, data) in delayed {
+                std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+                let _ = socket.send_to(&data, to);
+            }
+        });
+        let receiver = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut upstreams: std::collections::HashMap<
+                    std::net::SocketAddr,
+                    Arc<std::net::UdpSocket>,
+                > = std::collections::HashMap::new();
+                let mut readers = Vec::new();
+                let mut buffer = vec![0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, client)) = listen.recv_from(&mut buffer) else {
+                        continue;
+                    };
+                    let upstream = upstreams.entry(client).or_insert_with(|| {
+                        let socket = Arc::new(
+                            std::net::UdpSocket::bind((upstream_ip, 0)).expect("bind upstream"),
+                        );
+                        socket.set_read_timeout(tick).expect("read timeout");
+                        let (socket_in, listen, queue, stop) =
+                            (socket.clone(), listen.clone(), queue.clone(), stop.clone());
+                        readers.push(std::thread::spawn(move || {
+                            let mut buffer = vec![0u8; 65536];
+                            while !stop.load(Ordering::Relaxed) {
+                                if let Ok((n, _)) = socket_in.recv_from(&mut buffer) {
+                                    let due = std::time::Instant::now() + delay;
+                                    let back = (due, listen.clone(), client, buffer[..n].to_vec());
+                                    if queue.send(back).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }));
+                        socket
+                    });
+                    let due = std::time::Instant::now() + delay;
+                    let _ = queue.send((due, upstream.clone(), target, buffer[..n].to_vec()));
+                }
+                drop(queue);
+                for reader in readers {
+                    let _ = reader.join();
+                }
+            })
+        };
+        DelayRelay {
+            stop,
+            threads: vec![receiver, sender],
+        }
+    }
+}
+
+impl Drop for DelayRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Points a rendered gateway.toml's remote gateways at `remote` and makes it advertise
+/// `advertise`.
+fn relay_gateway(gateway_toml: &std::path::Path, advertise: &str, remote: &str) {
+    let text = std::fs::read_to_string(gateway_toml).expect("read gateway.toml");
+    let mut config: toml::Table = toml::from_str(&text).expect("parse gateway.toml");
+    config.insert("advertise_addr".to_owned(), advertise.into());
+    if let Some(toml::Value::Array(remotes)) = config.get_mut("remote_gateways") {
+        for entry in remotes.iter_mut() {
+            if let Some(table) = entry.as_table_mut() {
+                table.insert("address".to_owned(), remote.into());
+            }
+        }
+    }
+    std::fs::write(gateway_toml, toml::to_string(&config).expect("toml")).expect("write");
+}
+
+#[test]
+fn gateways_and_servers_measure_the_delay_a_wan_adds() {
+    // 30 ms each way through each relay: every WAN round trip takes 60 ms more.
+    let one_way = Duration::from_millis(30);
+    let expected = 0.060;
+    let dir = tempfile::tempdir().expect("tempdir");
+    support::render_topology(RELAYED, dir.path());
+    let out = dir.path().to_owned();
+    // Each gateway is reached only through a relay in front of it, and says so.
+    relay_gateway(
+        &out.join("dc1/gw1/gateway.toml"),
+        "127.116.0.200:8443",
+        "127.117.0.200:8443",
+    );
+    relay_gateway(
+        &out.join("dc2/gw1/gateway.toml"),
+        "127.117.0.200:8443",
+        "127.116.0.200:8443",
+    );
+    let _relays = [
+        DelayRelay::start("127.116.0.200:8443", "127.116.0.100:8443", one_way),
+        DelayRelay::start("127.117.0.200:8443", "127.117.0.100:8443", one_way),
+    ];
+    let mut cluster = nodes(
+        dir,
+        &[
+            ("dc1", "s1", "127.116.0.1"),
+            ("dc1", "gw1", "127.116.0.100"),
+            ("dc2", "s1", "127.117.0.1"),
+            ("dc2", "gw1", "127.117.0.100"),
+        ],
+    );
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    cluster.wait_for_leader_among(&[0]);
+    cluster.wait_for_leader_among(&[2]);
+    cluster.wait_for("a write across the relays", Duration::from_secs(30), |c| {
+        let r = c.request(0, "PUT", "/v1/kv/far?dc=dc2", b"away");
+        (r.status == 200 && r.text() == "true").then_some(())
+    });
+
+    // The gateways' WAN links measure the injected delay, within 20%.
+    let within =
+        |measured: f64, tolerance: f64| (measured - expected).abs() <= expected * tolerance;
+    for (gateway, dst) in [("127.116.0.100", "dc2"), ("127.117.0.100", "dc1")] {
+        let rtt = cluster.wait_for(
+            "the gateway's RTT to settle on the delay",
+            Duration::from_secs(30),
+            |_| {
+                let metrics = gateway_metrics(gateway);
+                let rtt: f64 = metrics
+                    .lines()
+                    .find(|l| {
+                        l.starts_with("isthmus_wan_rtt_seconds{")
+                            && l.contains(&format!("dst_dc=\"{dst}\""))
+                    })
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|n| n.parse().ok())?;
+                within(rtt, 0.2).then_some(rtt)
+            },
+        );
+        assert!(within(rtt, 0.2), "{gateway}: {rtt}");
+        eprintln!("{gateway} -> {dst}: WAN link RTT {:.1} ms", rtt * 1000.0);
+    }
+    let (code, rtt, _) = support::cli(&cluster.agents[0].http(), &["rtt", "-wan", "dc2"]);
+    assert_eq!(code, 0, "{rtt}");
+    let millis: f64 = rtt
+        .strip_prefix("Estimated dc1 <-> dc2 rtt: ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{rtt}"));
+    assert!(within(millis / 1000.0, 0.2), "{rtt}");
+
+    // The servers' WAN coordinates, learned from their own probes across both gateways,
+    // estimate the same round trip (Vivaldi converges more loosely: within 50%).
+    let http = cluster.agents[0].http();
+    let estimate = cluster.wait_for(
+        "the servers' WAN coordinates to settle on the delay",
+        Duration::from_secs(60),
+        |_| {
+            let (code, out, _) = support::cli(&http, &["rtt", "-wan", "s1.dc1", "s1.dc2"]);
+            let millis: f64 = out
+                .strip_prefix("Estimated s1.dc1 <-> s1.dc2 rtt: ")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())?;
+            (code == 0 && within(millis / 1000.0, 0.5)).then_some(out)
+        },
+    );
+    eprintln!("{}", estimate.trim());
+    // And the other datacenter's server agrees, asked with one name (its own is implied).
+    let (code, out, _) = support::cli(&cluster.agents[2].http(), &["rtt", "-wan", "s1.dc1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("Estimated s1.dc2 <-> s1.dc1 rtt: "),
+        "{out}"
+    );
+}

@@ -469,6 +469,7 @@ fn gateway_config(topology: &Topology, dc: &Datacenter, node: &Node) -> String {
         node_name: node.name.clone(),
         bind_addr: node.address.to_string(),
         port: node.ports.gateway,
+        advertise_addr: None,
         metrics_port: node.ports.metrics,
         data_dir: "data".to_owned(),
         log_level: node.log_level.clone(),

@@ -14,6 +14,8 @@ pub struct ValidatedConfig {
     pub config: GatewayConfig,
     /// QUIC listen address.
     pub listen: SocketAddr,
+    /// Where other gateways dial this one (`advertise_addr`, else the listen address).
+    pub advertise: SocketAddr,
     /// Metrics listen address.
     pub metrics_listen: SocketAddr,
     /// Local servers' Raft/RPC addresses.
@@ -89,6 +91,10 @@ pub fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
                 .map(|a| (g.datacenter.clone(), g.node_name.clone(), a))
         })
         .collect();
+    let advertise = config
+        .advertise_addr
+        .as_deref()
+        .and_then(|a| socket("advertise_addr", a));
     if config.servers.is_empty() {
         problems.push(
             "no servers listed; the gateway has nothing to route to in its own datacenter"
@@ -132,6 +138,7 @@ pub fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
     match tls {
         Some(tls) if problems.is_empty() => Ok(ValidatedConfig {
             listen: SocketAddr::new(bind, config.port),
+            advertise: advertise.unwrap_or(SocketAddr::new(bind, config.port)),
             metrics_listen: SocketAddr::new(bind, config.metrics_port),
             servers,
             remote_gateways,

@@ -70,8 +70,8 @@ pub struct Gateway {
     /// Datacenters of the configured remote gateways (metric labels stay bounded to these,
     /// this one and linked ones).
     configured: Vec<String>,
-    /// Where this gateway listens, as it tells other gateways.
-    listen: SocketAddr,
+    /// Where other gateways dial this one, as it tells them.
+    advertise: SocketAddr,
     /// Every remote gateway this one dials: configured, or learned from the federation.
     known: std::sync::Mutex<BTreeMap<(String, String), (SocketAddr, CancellationToken)>>,
     cancel: CancellationToken,
@@ -125,7 +125,7 @@ impl Gateway {
             tls,
             endpoint,
             configured,
-            listen: config.listen,
+            advertise: config.advertise,
             known: std::sync::Mutex::new(BTreeMap::new()),
             cancel: cancel.clone(),
             links: RwLock::new(BTreeMap::new()),
@@ -183,7 +183,7 @@ impl Gateway {
         let mut all = vec![GatewayAddress {
             datacenter: self.datacenter.clone(),
             node: self.node.clone(),
-            address: self.listen.to_string(),
+            address: self.advertise.to_string(),
         }];
         if let Ok(known) = self.known.lock() {
             all.extend(known.iter().map(|((dc, node), (addr, _))| GatewayAddress {

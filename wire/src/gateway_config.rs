@@ -24,6 +24,10 @@ pub struct GatewayConfig {
     pub bind_addr: String,
     /// QUIC port for dc-links and WAN links (default 8443).
     pub port: u16,
+    /// The `address:port` other datacenters' gateways should dial, when it is not the bind
+    /// address and port (behind NAT, a load balancer, a relay). Told to the federation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_addr: Option<String>,
     /// Port of the Prometheus `/metrics` endpoint (default 9100).
     pub metrics_port: u16,
     /// Directory for the gateway's state.

@@ -142,3 +142,84 @@ pub fn rtt(addr: &str, dc: Option<&str>) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// Prints the round trip between two nodes estimated from their network coordinates, as
+/// `consul rtt` does; with one node, the other is the agent asked.
+pub fn rtt_nodes(addr: &str, wan: bool, nodes: &[String]) -> ExitCode {
+    let coordinates = match node_coordinates(addr, wan) {
+        Ok(coordinates) => coordinates,
+        Err(e) => return fail(e),
+    };
+    let (first, second) = match nodes {
+        [one] => match own_name(addr, wan) {
+            Ok(own) => (own, one.clone()),
+            Err(e) => return fail(e),
+        },
+        [one, two, ..] => (one.clone(), two.clone()),
+        [] => return fail("Error: a node name is required"),
+    };
+    let find = |name: &str| {
+        coordinates
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.clone())
+            .ok_or_else(|| format!("Error: no coordinate known for node {name:?}"))
+    };
+    let (a, b) = match (find(&first), find(&second)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    println!(
+        "Estimated {first} <-> {second} rtt: {:.3} ms (using {} coordinates)",
+        a.distance_to(&b) * 1000.0,
+        if wan { "WAN" } else { "LAN" }
+    );
+    ExitCode::SUCCESS
+}
+
+type Coordinate = crate::gossip::coordinate::Coordinate;
+
+/// Every node's coordinate: LAN names, or `node.dc` names on the WAN.
+fn node_coordinates(addr: &str, wan: bool) -> Result<Vec<(String, Coordinate)>, String> {
+    let path = if wan {
+        "/v1/coordinate/datacenters"
+    } else {
+        "/v1/coordinate/nodes"
+    };
+    let response = check(client(addr).get(path), addr)?;
+    let rows: Vec<serde_json::Value> = response
+        .json()
+        .map_err(|e| format!("Error decoding the coordinates: {e}"))?;
+    let parse = |entry: &serde_json::Value| -> Option<Coordinate> {
+        serde_json::from_value(entry["Coord"].clone()).ok()
+    };
+    let mut all = Vec::new();
+    for row in &rows {
+        if wan {
+            let dc = row["Datacenter"].as_str().unwrap_or_default();
+            for entry in row["Coordinates"].as_array().into_iter().flatten() {
+                if let (Some(node), Some(coordinate)) = (entry["Node"].as_str(), parse(entry)) {
+                    all.push((format!("{node}.{dc}"), coordinate));
+                }
+            }
+        } else if let (Some(node), Some(coordinate)) = (row["Node"].as_str(), parse(row)) {
+            all.push((node.to_owned(), coordinate));
+        }
+    }
+    Ok(all)
+}
+
+/// The agent's own node name (`node.dc` on the WAN).
+fn own_name(addr: &str, wan: bool) -> Result<String, String> {
+    let response = check(client(addr).get("/v1/agent/self"), addr)?;
+    let own: serde_json::Value = response
+        .json()
+        .map_err(|e| format!("Error decoding the agent's configuration: {e}"))?;
+    let node = own["Config"]["NodeName"].as_str().unwrap_or_default();
+    let dc = own["Config"]["Datacenter"].as_str().unwrap_or_default();
+    Ok(if wan {
+        format!("{node}.{dc}")
+    } else {
+        node.to_owned()
+    })
+}

@@ -2,6 +2,7 @@
 //! servers (`pool`), the keyring that encrypts every packet of both (`keyring`), and the
 //! WAN pool's upkeep on a server (`wan`).
 
+pub mod coordinate;
 pub mod keyring;
 pub mod pool;
 pub mod wan;

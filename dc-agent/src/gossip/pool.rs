@@ -10,7 +10,7 @@
 //! the gateways route them without reading them (they are sealed end to end).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -22,12 +22,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wire::Role;
 
+use super::coordinate::{Coordinate, Vivaldi};
 use super::keyring::{Keyring, NONCE_LEN};
 
 /// First bytes of every plaintext datagram.
 const MAGIC: &[u8; 3] = b"ISG";
 const KIND_FOCA: u8 = 0;
 const KIND_BYE: u8 = 1;
+/// A round-trip probe for network coordinates: [`Probe`] with the sender's coordinate.
+const KIND_PING: u8 = 2;
+/// The answer to a `KIND_PING`: [`Probe`] with the same nonce and the answerer's coordinate.
+const KIND_ACK: u8 = 3;
+/// A coordinate probe not answered within this long is forgotten.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest foca datagram; leaves room for our envelope and the seal in a 1500-byte MTU.
 const MAX_FOCA_PACKET: usize = 1350;
 /// Largest WAN foca datagram: with the seal, the envelope and the routing header it must fit
@@ -137,6 +144,27 @@ impl Identity for NodeId {
     }
 }
 
+/// A coordinate probe or its answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Probe {
+    nonce: u64,
+    from: MemberKey,
+    name: String,
+    dc: String,
+    coordinate: Coordinate,
+}
+
+/// A node's network coordinate, as a pool knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeCoordinate {
+    /// Node name.
+    pub node: String,
+    /// Its datacenter.
+    pub dc: String,
+    /// Its coordinate.
+    pub coordinate: Coordinate,
+}
+
 /// A member's state as `members` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum MemberStatus {
@@ -199,13 +227,29 @@ enum Command {
 pub struct Pool {
     local: NodeId,
     members: Arc<RwLock<BTreeMap<MemberKey, Member>>>,
+    coordinates: Coordinates,
     commands: mpsc::Sender<Command>,
 }
+
+/// The latest coordinate of each node heard from, this one included.
+type Coordinates = Arc<RwLock<BTreeMap<MemberKey, NodeCoordinate>>>;
 
 impl Pool {
     /// This node's identity in the pool.
     pub fn local(&self) -> &NodeId {
         &self.local
+    }
+
+    /// The network coordinates of this node and of every member it has exchanged a
+    /// coordinate probe with, by datacenter and name.
+    pub fn coordinates(&self) -> Vec<NodeCoordinate> {
+        let mut all: Vec<NodeCoordinate> = self
+            .coordinates
+            .read()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default();
+        all.sort_by(|a, b| (&a.dc, &a.node).cmp(&(&b.dc, &b.node)));
+        all
     }
 
     /// Every member, this node included, by name.
@@ -439,10 +483,12 @@ pub fn start_on(
     cancel: CancellationToken,
 ) -> Pool {
     let members = Arc::new(RwLock::new(BTreeMap::new()));
+    let coordinates = Arc::new(RwLock::new(BTreeMap::new()));
     let (commands, receiver) = mpsc::channel(16);
     let pool = Pool {
         local: local.clone(),
         members: members.clone(),
+        coordinates: coordinates.clone(),
         commands,
     };
     let driver = Driver {
@@ -451,6 +497,9 @@ pub fn start_on(
         seeds,
         events,
         members,
+        coordinates,
+        vivaldi: Vivaldi::new(),
+        probes: HashMap::new(),
         transport,
         timers: BinaryHeap::new(),
         departed: HashSet::new(),
@@ -467,6 +516,10 @@ struct Driver {
     seeds: Vec<NodeId>,
     events: Arc<dyn PoolEvents>,
     members: Arc<RwLock<BTreeMap<MemberKey, Member>>>,
+    coordinates: Coordinates,
+    vivaldi: Vivaldi,
+    /// Coordinate probes sent and not answered yet: nonce -> (when, to whom).
+    probes: HashMap<u64, (Instant, MemberKey)>,
     transport: Transport,
     timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
     /// Members that said goodbye: their next MemberDown means left, not failed.
@@ -589,6 +642,12 @@ impl Driver {
                     MemberStatus::Failed
                 };
                 tracing::info!(node = %id.name, addr = %id.addr, status = status.as_str(), "member down");
+                if status == MemberStatus::Left {
+                    if let Ok(mut coordinates) = self.coordinates.write() {
+                        coordinates.remove(&id.addr());
+                    }
+                    self.vivaldi.forget(&format!("{}.{}", id.name, id.dc));
+                }
                 self.events.member(if status == MemberStatus::Left {
                     "left"
                 } else {
@@ -602,6 +661,90 @@ impl Driver {
                 }
             }
             _ => {}
+        }
+    }
+
+    fn probe_for(&self, nonce: u64) -> Probe {
+        Probe {
+            nonce,
+            from: self.local.addr(),
+            name: self.local.name.clone(),
+            dc: self.local.dc.clone(),
+            coordinate: self.vivaldi.coordinate().clone(),
+        }
+    }
+
+    /// Sends a coordinate probe to `to`.
+    async fn send_probe(&mut self, to: &NodeId) {
+        let now = Instant::now();
+        self.probes
+            .retain(|_, (sent, _)| now.saturating_duration_since(*sent) < PROBE_TIMEOUT);
+        let nonce = rand::random::<u64>();
+        let Ok(payload) = postcard::to_stdvec(&self.probe_for(nonce)) else {
+            return;
+        };
+        self.probes.insert(nonce, (now, to.addr()));
+        let packet = self.seal(KIND_PING, &payload);
+        self.transport.send(to, packet).await;
+    }
+
+    /// A coordinate probe or its answer arrived.
+    async fn probed(&mut self, kind: u8, probe: Probe) {
+        if !probe.coordinate.is_valid() {
+            return;
+        }
+        if kind == KIND_PING {
+            let to = match &probe.from {
+                MemberKey::Lan(addr) => NodeId::lan_seed(*addr),
+                MemberKey::Wan(dc, node) => NodeId::wan_seed(dc, node),
+            };
+            if let Ok(payload) = postcard::to_stdvec(&self.probe_for(probe.nonce)) {
+                let packet = self.seal(KIND_ACK, &payload);
+                self.transport.send(&to, packet).await;
+            }
+        } else {
+            let Some((sent, key)) = self.probes.remove(&probe.nonce) else {
+                return;
+            };
+            if key != probe.from {
+                return;
+            }
+            let rtt = sent.elapsed().as_secs_f64();
+            let peer = format!("{}.{}", probe.name, probe.dc);
+            if self.vivaldi.observe(&peer, &probe.coordinate, rtt) {
+                self.store_own_coordinate();
+            }
+        }
+        // Only members' coordinates are kept: a probe from outside the pool is answered
+        // (it may be joining) but not remembered.
+        let member = self.members.read().is_ok_and(|m| {
+            m.get(&probe.from)
+                .is_some_and(|m| m.status != MemberStatus::Left)
+        });
+        if member {
+            if let Ok(mut coordinates) = self.coordinates.write() {
+                coordinates.insert(
+                    probe.from,
+                    NodeCoordinate {
+                        node: probe.name,
+                        dc: probe.dc,
+                        coordinate: probe.coordinate,
+                    },
+                );
+            }
+        }
+    }
+
+    fn store_own_coordinate(&self) {
+        if let Ok(mut coordinates) = self.coordinates.write() {
+            coordinates.insert(
+                self.local.addr(),
+                NodeCoordinate {
+                    node: self.local.name.clone(),
+                    dc: self.local.dc.clone(),
+                    coordinate: self.vivaldi.coordinate().clone(),
+                },
+            );
         }
     }
 
@@ -637,6 +780,11 @@ impl Driver {
         let mut join_sync = tokio::time::interval(Duration::from_millis(250));
         join_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut syncing_until = Instant::now() + JOIN_SYNC;
+        // One coordinate probe per probe period, to a random member (as Serf piggybacks
+        // its coordinates on memberlist's probes).
+        let mut probe = tokio::time::interval(config.probe_period);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.store_own_coordinate();
         let mut decay = tokio::time::interval(HEALTH_DECAY / 2);
         decay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.events.health(0);
@@ -659,6 +807,12 @@ impl Driver {
                                 Err(_) => self.drop_packet(&from, "malformed"),
                             }
                         }
+                        Ok((kind @ (KIND_PING | KIND_ACK), payload)) => {
+                            match postcard::from_bytes::<Probe>(&payload) {
+                                Ok(probe) => self.probed(kind, probe).await,
+                                Err(_) => self.drop_packet(&from, "malformed"),
+                            }
+                        }
                         Ok(_) => self.drop_packet(&from, "malformed"),
                         Err(reason) => self.drop_packet(&from, reason),
                     }
@@ -677,6 +831,12 @@ impl Driver {
                     if slow {
                         tracing::info!(score = health.score(), "this node is running late; suspicions of others take longer to confirm");
                         self.apply_health(&mut foca, &mut config, &health, base_suspicion);
+                    }
+                }
+                _ = probe.tick() => {
+                    let members: Vec<NodeId> = foca.iter_members().map(|m| m.id().clone()).collect();
+                    if let Some(pick) = members.get(rand::random_range(0..members.len().max(1))) {
+                        self.send_probe(pick).await;
                     }
                 }
                 _ = decay.tick() => {

@@ -408,3 +408,80 @@ pub async fn health_state(
     .await?;
     Ok(json(&api, index, consistency, &checks))
 }
+
+fn coordinate_json(c: &crate::gossip::coordinate::Coordinate) -> serde_json::Value {
+    serde_json::json!({
+        "Vec": c.vec,
+        "Error": c.error,
+        "Adjustment": c.adjustment,
+        "Height": c.height,
+    })
+}
+
+/// `GET /v1/coordinate/datacenters`: the WAN coordinates of every datacenter's servers, as
+/// this server's WAN pool knows them (Consul's shape; `rtt -wan NODE.DC` reads it).
+pub async fn coordinate_datacenters(State(api): State<Api>) -> Result<Response, ApiError> {
+    let coordinates = match (&api.wan, &api.backend) {
+        (Some(wan), _) => wan.coordinates(),
+        (None, super::Backend::Server(_)) => {
+            return Err(ApiError::Internal(
+                "this server is in no WAN pool: it has no gateway (isthmus.gateways)".to_owned(),
+            ))
+        }
+        (None, super::Backend::Client(_)) => Vec::new(),
+    };
+    let mut by_dc: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
+        std::collections::BTreeMap::new();
+    for c in coordinates {
+        by_dc.entry(c.dc).or_default().push(serde_json::json!({
+            "Node": c.node,
+            "Coord": coordinate_json(&c.coordinate),
+        }));
+    }
+    let rows: Vec<serde_json::Value> = by_dc
+        .into_iter()
+        .map(|(dc, coordinates)| {
+            serde_json::json!({"Datacenter": dc, "AreaID": "WAN", "Coordinates": coordinates})
+        })
+        .collect();
+    Ok(json(&api, 1, Consistency::Stale, &rows))
+}
+
+/// The LAN coordinates this server knows: its own and those of the members it exchanged
+/// coordinate probes with.
+fn lan_coordinates(api: &Api) -> Vec<serde_json::Value> {
+    api.lan
+        .coordinates()
+        .into_iter()
+        .map(|c| {
+            serde_json::json!({
+                "Node": c.node,
+                "Segment": "",
+                "Partition": "default",
+                "Coord": coordinate_json(&c.coordinate),
+            })
+        })
+        .collect()
+}
+
+/// `GET /v1/coordinate/nodes`: the LAN coordinates of this datacenter's nodes.
+pub async fn coordinate_nodes(State(api): State<Api>) -> Response {
+    json(&api, 1, Consistency::Stale, &lan_coordinates(&api))
+}
+
+/// `GET /v1/coordinate/node/<node>`: one node's LAN coordinate (404 when unknown).
+pub async fn coordinate_node(
+    State(api): State<Api>,
+    axum::extract::Path(node): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let found: Vec<serde_json::Value> = lan_coordinates(&api)
+        .into_iter()
+        .filter(|c| c["Node"] == node.as_str())
+        .collect();
+    if found.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no coordinate known for node {node:?}"
+        )));
+    }
+    Ok(json(&api, 1, Consistency::Stale, &found))
+}

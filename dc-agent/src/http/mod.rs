@@ -116,6 +116,12 @@ pub fn router(api: Api) -> Router {
         .route("/v1/catalog/datacenters", get(catalog::datacenters))
         .route("/v1/isthmus/datacenters", get(catalog::federation_rtt))
         .route(
+            "/v1/coordinate/datacenters",
+            get(catalog::coordinate_datacenters),
+        )
+        .route("/v1/coordinate/nodes", get(catalog::coordinate_nodes))
+        .route("/v1/coordinate/node/{node}", get(catalog::coordinate_node))
+        .route(
             "/v1/isthmus/datacenters/{dc}",
             axum::routing::delete(catalog::remove_datacenter),
         )
@@ -318,7 +324,8 @@ async fn route_by_consistency(State(api): State<Api>, request: Request, next: Ne
     let local_only = path.starts_with("/v1/agent/")
         || path.starts_with("/v1/status/")
         || path == "/v1/catalog/datacenters"
-        || path.starts_with("/v1/isthmus/datacenters");
+        || path.starts_with("/v1/isthmus/datacenters")
+        || path.starts_with("/v1/coordinate/");
     let stale = params(request.uri().query())
         .map(|p| p.contains_key("stale"))
         .unwrap_or(false);

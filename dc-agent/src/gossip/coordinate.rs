@@ -1,0 +1,285 @@
+//! Network coordinates: Vivaldi, as Serf computes them for Consul (`lib/coordinate`), so
+//! that `rtt` and `/v1/coordinate/*` estimate the round trip between any two nodes from
+//! their coordinates alone. Each node updates its own coordinate from measured round trips
+//! to peers and the peers' coordinates; the distance between two coordinates then
+//! estimates the round trip between them (in seconds).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+/// Dimensions of the Euclidean part (Serf's default).
+pub const DIMENSIONS: usize = 8;
+/// Largest error a coordinate admits to.
+const ERROR_MAX: f64 = 1.5;
+/// How fast the error estimate moves.
+const CE: f64 = 0.25;
+/// How fast the coordinate moves.
+const CC: f64 = 0.25;
+/// Samples kept for the adjustment term.
+const ADJUSTMENT_WINDOW: usize = 20;
+/// Smallest height (seconds).
+const HEIGHT_MIN: f64 = 10.0e-6;
+/// Round trips per peer whose median is used (filters outliers).
+const LATENCY_FILTER: usize = 3;
+/// Pull towards the origin, so coordinates do not drift (seconds).
+const GRAVITY_RHO: f64 = 150.0;
+/// Below this, two points are taken as one.
+const ZERO_THRESHOLD: f64 = 1.0e-6;
+/// A round trip longer than this is not a measurement (seconds).
+const MAX_RTT: f64 = 10.0;
+
+/// A node's network coordinate, Consul's JSON shape (`Vec`, `Error`, `Adjustment`,
+/// `Height`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Coordinate {
+    /// The Euclidean part.
+    pub vec: Vec<f64>,
+    /// Confidence: 1.5 knows nothing, near 0 is sure.
+    pub error: f64,
+    /// A per-node correction learned from the distance's error.
+    pub adjustment: f64,
+    /// The node's own access-link latency, outside the Euclidean space.
+    pub height: f64,
+}
+
+impl Default for Coordinate {
+    fn default() -> Coordinate {
+        Coordinate {
+            vec: vec![0.0; DIMENSIONS],
+            error: ERROR_MAX,
+            adjustment: 0.0,
+            height: HEIGHT_MIN,
+        }
+    }
+}
+
+impl Coordinate {
+    /// Usable: the right dimensions and finite numbers (a peer's coordinate comes from the
+    /// network).
+    pub fn is_valid(&self) -> bool {
+        self.vec.len() == DIMENSIONS
+            && self.vec.iter().all(|v| v.is_finite())
+            && self.error.is_finite()
+            && self.adjustment.is_finite()
+            && self.height.is_finite()
+    }
+
+    fn raw_distance(&self, other: &Coordinate) -> f64 {
+        magnitude(&difference(&self.vec, &other.vec)) + self.height + other.height
+    }
+
+    /// The estimated round trip to `other`, in seconds (as Consul's `DistanceTo`).
+    pub fn distance_to(&self, other: &Coordinate) -> f64 {
+        let distance = self.raw_distance(other);
+        let adjusted = distance + self.adjustment + other.adjustment;
+        if adjusted > 0.0 {
+            adjusted
+        } else {
+            distance
+        }
+    }
+
+    /// This coordinate pushed by `force` away from `other` (towards it when negative).
+    fn apply_force(&self, force: f64, other: &Coordinate) -> Coordinate {
+        let (unit, mag) = unit_vector_at(&self.vec, &other.vec);
+        let vec = self
+            .vec
+            .iter()
+            .zip(&unit)
+            .map(|(v, u)| v + u * force)
+            .collect();
+        let mut height = self.height;
+        if mag > ZERO_THRESHOLD {
+            height = (self.height + other.height) * force / mag + self.height;
+            height = height.max(HEIGHT_MIN);
+        }
+        Coordinate {
+            vec,
+            error: self.error,
+            adjustment: self.adjustment,
+            height,
+        }
+    }
+}
+
+fn difference(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
+}
+
+fn magnitude(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// The unit vector from `b` to `a` and the distance between them; a random direction when
+/// they coincide (so two nodes at the origin can move apart).
+fn unit_vector_at(a: &[f64], b: &[f64]) -> (Vec<f64>, f64) {
+    let diff = difference(a, b);
+    let mag = magnitude(&diff);
+    if mag > ZERO_THRESHOLD {
+        return (diff.iter().map(|x| x / mag).collect(), mag);
+    }
+    let random: Vec<f64> = (0..a.len()).map(|_| rand::random::<f64>() - 0.5).collect();
+    let mag = magnitude(&random);
+    if mag > ZERO_THRESHOLD {
+        return (random.iter().map(|x| x / mag).collect(), 0.0);
+    }
+    let mut axis = vec![0.0; a.len()];
+    if let Some(first) = axis.first_mut() {
+        *first = 1.0;
+    }
+    (axis, 0.0)
+}
+
+/// A node's Vivaldi state: its coordinate and what it needs to update it.
+#[derive(Debug, Clone, Default)]
+pub struct Vivaldi {
+    coordinate: Coordinate,
+    adjustment_samples: VecDeque<f64>,
+    /// Recent round trips per peer (for the median filter).
+    latencies: BTreeMap<String, VecDeque<f64>>,
+}
+
+impl Vivaldi {
+    /// A node that knows nothing yet.
+    pub fn new() -> Vivaldi {
+        Vivaldi::default()
+    }
+
+    /// The current coordinate.
+    pub fn coordinate(&self) -> &Coordinate {
+        &self.coordinate
+    }
+
+    /// Folds in a measured round trip `rtt` (seconds) to `peer`, whose coordinate is
+    /// `other`. Returns false (and changes nothing) for an unusable measurement.
+    pub fn observe(&mut self, peer: &str, other: &Coordinate, rtt: f64) -> bool {
+        if !other.is_valid() || !(0.0..=MAX_RTT).contains(&rtt) {
+            return false;
+        }
+        let rtt = self.filtered(peer, rtt.max(ZERO_THRESHOLD));
+        self.update_vivaldi(other, rtt);
+        self.update_adjustment(other, rtt);
+        self.update_gravity();
+        if !self.coordinate.is_valid() {
+            // Never keep a broken coordinate: start over.
+            self.coordinate = Coordinate::default();
+        }
+        true
+    }
+
+    /// Forgets a peer that left.
+    pub fn forget(&mut self, peer: &str) {
+        self.latencies.remove(peer);
+    }
+
+    fn filtered(&mut self, peer: &str, rtt: f64) -> f64 {
+        let samples = self.latencies.entry(peer.to_owned()).or_default();
+        samples.push_back(rtt);
+        while samples.len() > LATENCY_FILTER {
+            samples.pop_front();
+        }
+        let mut sorted: Vec<f64> = samples.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    }
+
+    fn update_vivaldi(&mut self, other: &Coordinate, rtt: f64) {
+        let distance = self.coordinate.raw_distance(other);
+        let wrongness = (distance - rtt).abs() / rtt;
+        let total_error = (self.coordinate.error + other.error).max(ZERO_THRESHOLD);
+        let weight = self.coordinate.error / total_error;
+        let error = CE * weight * wrongness + self.coordinate.error * (1.0 - CE * weight);
+        let force = CC * weight * (rtt - distance);
+        let mut moved = self.coordinate.apply_force(force, other);
+        moved.error = error.min(ERROR_MAX);
+        self.coordinate = moved;
+    }
+
+    fn update_adjustment(&mut self, other: &Coordinate, rtt: f64) {
+        let distance = self.coordinate.raw_distance(other);
+        self.adjustment_samples.push_back(rtt - distance);
+        while self.adjustment_samples.len() > ADJUSTMENT_WINDOW {
+            self.adjustment_samples.pop_front();
+        }
+        let sum: f64 = self.adjustment_samples.iter().sum();
+        self.coordinate.adjustment = sum / (2.0 * ADJUSTMENT_WINDOW as f64);
+    }
+
+    fn update_gravity(&mut self) {
+        let origin = Coordinate {
+            vec: vec![0.0; DIMENSIONS],
+            error: ERROR_MAX,
+            adjustment: 0.0,
+            height: HEIGHT_MIN,
+        };
+        let distance = self.coordinate.raw_distance(&origin);
+        let force = -(distance / GRAVITY_RHO).powi(2);
+        let error = self.coordinate.error;
+        let adjustment = self.coordinate.adjustment;
+        let mut pulled = self.coordinate.apply_force(force, &origin);
+        pulled.error = error;
+        pulled.adjustment = adjustment;
+        self.coordinate = pulled;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_converge_on_the_round_trips_between_them() {
+        // Three nodes; a-b 10 ms, a-c 50 ms, b-c 45 ms.
+        let names = ["a", "b", "c"];
+        let rtt = |x: usize, y: usize| match (x.min(y), x.max(y)) {
+            (0, 1) => 0.010,
+            (0, 2) => 0.050,
+            _ => 0.045,
+        };
+        let mut nodes = [Vivaldi::new(), Vivaldi::new(), Vivaldi::new()];
+        for round in 0..400 {
+            for x in 0..3 {
+                let y = (x + 1 + round % 2) % 3;
+                let other = nodes[y].coordinate().clone();
+                assert!(nodes[x].observe(names[y], &other, rtt(x, y)));
+            }
+        }
+        for x in 0..3 {
+            for y in 0..3 {
+                if x == y {
+                    continue;
+                }
+                let estimate = nodes[x].coordinate().distance_to(nodes[y].coordinate());
+                let truth = rtt(x, y);
+                assert!(
+                    (estimate - truth).abs() / truth < 0.25,
+                    "{x}-{y}: {estimate} vs {truth}"
+                );
+            }
+        }
+        assert!(nodes[0].coordinate().error < 0.5);
+    }
+
+    #[test]
+    fn bad_measurements_and_coordinates_change_nothing() {
+        let mut node = Vivaldi::new();
+        let before = node.coordinate().clone();
+        let good = Coordinate::default();
+        assert!(!node.observe("p", &good, f64::NAN));
+        assert!(!node.observe("p", &good, -1.0));
+        assert!(!node.observe("p", &good, 60.0));
+        let short = Coordinate {
+            vec: vec![0.0; 3],
+            ..Coordinate::default()
+        };
+        assert!(!node.observe("p", &short, 0.01));
+        let infinite = Coordinate {
+            height: f64::INFINITY,
+            ..Coordinate::default()
+        };
+        assert!(!node.observe("p", &infinite, 0.01));
+        assert_eq!(node.coordinate(), &before);
+    }
+}
