@@ -13,6 +13,7 @@ const FILE: &str = r#"
 [[datacenters]]
 name = "dc1"
 servers = [{ name = "s1", address = "127.104.0.1" }]
+clients = [{ name = "c1", address = "127.104.0.4" }]
 gateways = [{ name = "gw1", address = "127.104.0.100" }]
 
 [[datacenters]]
@@ -45,7 +46,8 @@ fn nodes(dir: tempfile::TempDir, list: &[(&str, &str, &str)]) -> Cluster {
     Cluster { agents, dir }
 }
 
-/// Renders the file and returns its nodes, not started: dc1/s1, dc1/gw1, dc2/s1..s3, dc2/gw1.
+/// Renders the file and returns its nodes, not started: dc1/s1, dc1/gw1, dc2/s1..s3, dc2/gw1,
+/// dc1/c1.
 fn render() -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     support::render_topology(FILE, dir.path());
@@ -58,6 +60,7 @@ fn render() -> Cluster {
             ("dc2", "s2", "127.105.0.2"),
             ("dc2", "s3", "127.105.0.3"),
             ("dc2", "gw1", "127.105.0.100"),
+            ("dc1", "c1", "127.104.0.4"),
         ],
     )
 }
@@ -65,6 +68,7 @@ fn render() -> Cluster {
 const DC1_S1: usize = 0;
 const DC2_S1: usize = 2;
 const DC2_GW: usize = 5;
+const DC1_C1: usize = 6;
 
 fn dig(server: &str, args: &[&str]) -> String {
     let output = std::process::Command::new("dig")
@@ -226,6 +230,59 @@ fn requests_for_another_datacenter_cross_the_gateways() {
         dig("127.104.0.1", &["web-node.node.dc2.consul", "+short"]),
         "10.105.0.9\n"
     );
+    // dc1's client agent answers dc2's names too (through a server, cached in its view).
+    cluster.wait_for(
+        "web.service.dc2 answered by dc1's client agent",
+        Duration::from_secs(20),
+        |_| {
+            (dig("127.104.0.4", &["web.service.dc2.consul", "+short"]) == "10.105.0.9\n")
+                .then_some(())
+        },
+    );
+    let through_client = cluster.request(DC1_C1, "GET", "/v1/kv/greeting?dc=dc2&raw", b"");
+    assert_eq!(through_client.text(), "hello from dc1");
+    // Health, transactions, status and coordinates cross too.
+    let health: Vec<serde_json::Value> = cluster
+        .request(DC1_S1, "GET", "/v1/health/service/web?dc=dc2", b"")
+        .json()
+        .unwrap_or_default();
+    assert_eq!(health.len(), 1, "{health:?}");
+    assert_eq!(health[0]["Node"]["Datacenter"], "dc2");
+    let txn = cluster.request(
+        DC1_S1,
+        "PUT",
+        "/v1/txn?dc=dc2",
+        br#"[{"KV":{"Verb":"set","Key":"txn-key","Value":"dHhu"}}]"#,
+    );
+    assert_eq!(txn.status, 200, "{}", txn.text());
+    assert_eq!(
+        cluster
+            .request(DC2_S1, "GET", "/v1/kv/txn-key?raw", b"")
+            .text(),
+        "txn"
+    );
+    let leader: String = cluster
+        .request(DC1_S1, "GET", "/v1/status/leader?dc=dc2", b"")
+        .json()
+        .unwrap_or_default();
+    assert!(leader.starts_with("127.105.0."), "{leader}");
+    let peers: Vec<String> = cluster
+        .request(DC1_S1, "GET", "/v1/status/peers?dc=dc2", b"")
+        .json()
+        .unwrap_or_default();
+    assert_eq!(peers.len(), 3, "{peers:?}");
+    let coordinates: Vec<serde_json::Value> = cluster
+        .request(DC1_S1, "GET", "/v1/coordinate/nodes?dc=dc2", b"")
+        .json()
+        .unwrap_or_default();
+    assert!(
+        coordinates
+            .iter()
+            .all(|c| c["Node"].as_str().is_some_and(|n| n.starts_with('s'))),
+        "{coordinates:?}"
+    );
+    assert!(!coordinates.is_empty());
+
     // Not a dc1 name, and an unknown datacenter is SERVFAIL, promptly.
     assert!(dig("127.104.0.1", &["web.service.consul"]).contains("status: NXDOMAIN"));
     assert!(dig("127.104.0.1", &["web.service.dc9.consul"]).contains("status: SERVFAIL"));
@@ -249,6 +306,10 @@ fn requests_for_another_datacenter_cross_the_gateways() {
             .any(|l| l.starts_with("s2.dc2  127.105.0.2:8300  alive   server")),
         "{table}"
     );
+    // A client agent is in no WAN pool (as Consul's): an empty list, not an error.
+    let (code, table, _) = support::cli(&cluster.agents[DC1_C1].http(), &["members", "-wan"]);
+    assert_eq!(code, 0, "{table}");
+    assert_eq!(table.lines().count(), 1, "{table}");
     // The LAN pool is still only this datacenter's.
     let (_, lan, _) = support::cli(&http, &["members"]);
     assert!(!lan.contains("dc2"), "{lan}");
