@@ -276,6 +276,16 @@ fn servers_reach_other_datacenters_only_through_the_gateways() {
         },
         out,
     );
+    // The WAN gossip pool forms across the namespaces too: it rides the gateways.
+    wait_for(
+        "a WAN pool of both servers",
+        Duration::from_secs(30),
+        || {
+            let members = curl("s1", &["http://10.201.1.1:8500/v1/agent/members?wan=1"]).1;
+            members.contains("\"s1.dc2\"") && members.contains("\"s1.dc1\"")
+        },
+        out,
+    );
     // And the proof: from dc1's server namespace, dc2's server and the WAN are unreachable.
     let (reached, _) = curl("s1", &["http://10.201.2.1:8500/v1/status/leader"]);
     assert!(!reached, "dc1's server reached dc2's server directly");
