@@ -101,6 +101,25 @@ pub struct DnsOptions {
 /// Consul's default `dns_config.max_stale`: ten years.
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(87_600 * 3600);
 
+/// This datacenter's gateways (`isthmus.gateways`), or what is wrong with the list.
+pub fn parse_gateways(c: &AgentConfig) -> Result<Vec<SocketAddr>, Vec<String>> {
+    let mut gateways = Vec::new();
+    let mut problems = Vec::new();
+    for entry in c.isthmus.iter().flat_map(|x| x.gateways.iter()) {
+        match entry.parse::<SocketAddr>() {
+            Ok(addr) => gateways.push(addr),
+            Err(_) => problems.push(format!(
+                "isthmus.gateways: {entry:?} is not an address:port such as \"10.0.1.100:8443\""
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(gateways)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Reads a recursor as Consul does: `IP` (port 53) or `IP:port` (`[IPv6]:port`).
 pub fn parse_recursor(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
@@ -234,15 +253,13 @@ impl LoadedConfig {
                     .to_owned(),
             );
         }
-        let mut gateways = Vec::new();
-        for entry in c.isthmus.iter().flat_map(|x| x.gateways.iter()) {
-            match entry.parse::<SocketAddr>() {
-                Ok(addr) => gateways.push(addr),
-                Err(_) => problems.push(format!(
-                    "isthmus.gateways: {entry:?} is not an address:port such as \"10.0.1.100:8443\""
-                )),
+        let gateways = match parse_gateways(c) {
+            Ok(gateways) => gateways,
+            Err(mut bad) => {
+                problems.append(&mut bad);
+                Vec::new()
             }
-        }
+        };
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: self.path.display().to_string(),

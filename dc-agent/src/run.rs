@@ -258,15 +258,56 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             "restored the services and checks registered through the API before the restart"
         );
     }
+    let dc_links = match (&server, dc_link_client) {
+        (Some(server), Some(client)) => Some(crate::wan::DcLinks::start(
+            server.clone(),
+            client,
+            &validated.domain,
+            validated.gateways.clone(),
+            metrics.wan_datagrams_dropped.clone(),
+            cancel.child_token(),
+        )),
+        _ => None,
+    };
+    let wan = dc_links.as_ref().map(|links| {
+        crate::gossip::wan::start(
+            crate::gossip::wan::WanSettings {
+                node_name: validated.node_name.clone(),
+                datacenter: validated.datacenter.clone(),
+                rpc_addr,
+            },
+            links.clone(),
+            lan.clone(),
+            keyring.clone(),
+            Arc::new(crate::metrics::WanEvents(metrics.clone())),
+            cancel.child_token(),
+        )
+    });
     let reloader: Reloader = {
         let local = local.clone();
         let source = options.reload.clone();
+        let dc_links = dc_links.clone();
         Arc::new(move || {
             let config = source()?;
-            let changed = local.load_config_services(&config.services)?;
+            // Check everything before changing anything.
+            let gateways = crate::config::parse_gateways(&config).map_err(|p| p.join("; "))?;
+            let mut changed = local.load_config_services(&config.services)?;
+            match &dc_links {
+                Some(links) => {
+                    let (added, removed) = links.set_gateways(&gateways);
+                    if added + removed > 0 {
+                        tracing::info!(added, removed, "isthmus.gateways reloaded");
+                    }
+                    changed += added + removed;
+                }
+                None if !gateways.is_empty() => tracing::warn!(
+                    "isthmus.gateways is set now, but this agent started without gateways (or is a client agent): a server needs a restart to start its dc-links"
+                ),
+                None => {}
+            }
             tracing::info!(
                 changed,
-                "configuration reloaded (services and checks; other settings need a restart)"
+                "configuration reloaded (services, checks and isthmus.gateways; other settings need a restart)"
             );
             Ok(changed)
         })
@@ -293,31 +334,6 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             }
         });
     }
-    let dc_links = match (&server, dc_link_client) {
-        (Some(server), Some(client)) => Some(crate::wan::DcLinks::start(
-            server.clone(),
-            client,
-            &validated.domain,
-            validated.gateways.clone(),
-            metrics.wan_datagrams_dropped.clone(),
-            cancel.child_token(),
-        )),
-        _ => None,
-    };
-    let wan = dc_links.as_ref().map(|links| {
-        crate::gossip::wan::start(
-            crate::gossip::wan::WanSettings {
-                node_name: validated.node_name.clone(),
-                datacenter: validated.datacenter.clone(),
-                rpc_addr,
-            },
-            links.clone(),
-            lan.clone(),
-            keyring.clone(),
-            Arc::new(crate::metrics::WanEvents(metrics.clone())),
-            cancel.child_token(),
-        )
-    });
     let api = Api {
         backend: backend.clone(),
         agent: Arc::new(AgentInfo {

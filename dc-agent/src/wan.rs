@@ -75,6 +75,10 @@ pub struct DcLinks {
     info: std::sync::Mutex<Option<(Instant, GatewayInfo)>>,
     /// Where WAN gossip datagrams addressed to this server go (the WAN pool, once started).
     gossip_inbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    /// The gateways dialled, each with the token that stops its dial loop.
+    dialled: std::sync::Mutex<std::collections::BTreeMap<SocketAddr, CancellationToken>>,
+    /// Parent of the dial loops' tokens.
+    cancel: CancellationToken,
     /// WAN gossip datagrams dropped (too large for the link, no link, inbox full).
     datagrams_dropped: prometheus::IntCounter,
 }
@@ -116,11 +120,39 @@ impl DcLinks {
             info: std::sync::Mutex::new(None),
             gossip_inbox: std::sync::OnceLock::new(),
             datagrams_dropped,
+            dialled: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            cancel,
         });
-        for gateway in gateways {
-            tokio::spawn(links.clone().keep_link(gateway, cancel.child_token()));
-        }
+        links.set_gateways(&gateways);
         links
+    }
+
+    /// Links to exactly these gateways from now on: dials the new ones, drops the others
+    /// (`reload` after `isthmus.gateways` changed). Returns how many were added and removed.
+    pub fn set_gateways(self: &Arc<Self>, gateways: &[SocketAddr]) -> (usize, usize) {
+        let Ok(mut dialled) = self.dialled.lock() else {
+            return (0, 0);
+        };
+        let before = dialled.len();
+        dialled.retain(|addr, stop| {
+            let keep = gateways.contains(addr);
+            if !keep {
+                tracing::info!(gateway = %addr, "no longer a gateway of this datacenter; closing its dc-link");
+                stop.cancel();
+            }
+            keep
+        });
+        let removed = before - dialled.len();
+        let mut added = 0;
+        for gateway in gateways {
+            if !dialled.contains_key(gateway) {
+                let stop = self.cancel.child_token();
+                dialled.insert(*gateway, stop.clone());
+                tokio::spawn(self.clone().keep_link(*gateway, stop));
+                added += 1;
+            }
+        }
+        (added, removed)
     }
 
     /// How many gateways this server is linked to now.
@@ -159,6 +191,7 @@ impl DcLinks {
                     datagrams.cancel();
                     self.set_live(gateway, None);
                     if cancel.is_cancelled() {
+                        connection.close(0u32.into(), b"gateway removed from isthmus.gateways");
                         return;
                     }
                     tracing::warn!(gateway = %gateway, reason = ?connection.close_reason(), "dc-link down; redialling");

@@ -420,6 +420,18 @@ fn a_gateway_or_a_leader_dying_does_not_stop_cross_dc_traffic() {
             ("dc2", "gw1", "127.107.0.100"),
         ],
     );
+    // dc1's server starts knowing only gw1: gw2 is added to its config later, by reload.
+    let gateways = |c: &Cluster| {
+        let text =
+            std::fs::read_to_string(c.dir.path().join("dc1/s1/agent.json")).unwrap_or_default();
+        let config: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        config["isthmus"]["gateways"].clone()
+    };
+    let both = gateways(&cluster);
+    assert_eq!(both.as_array().map(Vec::len), Some(2), "{both}");
+    cluster.agents[0].edit_config(|c| {
+        c["isthmus"]["gateways"] = serde_json::json!(["127.106.0.100:8443"]);
+    });
     for agent in &mut cluster.agents {
         agent.start();
     }
@@ -431,6 +443,16 @@ fn a_gateway_or_a_leader_dying_does_not_stop_cross_dc_traffic() {
     };
     cluster.wait_for("a cross-DC write", Duration::from_secs(30), |c| {
         write(c, "first").then_some(())
+    });
+    assert!(gateway_metrics("127.106.0.101").contains("isthmus_gateway_servers 0"));
+    // A new gateway needs no restart: the server links to it on `reload`.
+    cluster.agents[0].edit_config(|c| c["isthmus"]["gateways"] = both.clone());
+    let (code, out, err) = support::cli(&cluster.agents[0].http(), &["reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    cluster.wait_for("the server linked to gw2", Duration::from_secs(20), |_| {
+        gateway_metrics("127.106.0.101")
+            .contains("isthmus_gateway_servers 1")
+            .then_some(())
     });
     // Both of dc1's gateways carry traffic: each has a link to dc2.
     for gateway in ["127.106.0.100", "127.106.0.101"] {
