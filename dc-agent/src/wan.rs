@@ -29,6 +29,8 @@ use crate::rpc::{read_frame_limited, write_frame};
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a server asks each of its gateways which datacenters it links to.
+const LINKED_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a cross-DC request got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +77,8 @@ pub struct DcLinks {
     info: std::sync::Mutex<Option<(Instant, GatewayInfo)>>,
     /// Where WAN gossip datagrams addressed to this server go (the WAN pool, once started).
     gossip_inbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    /// The datacenters each linked gateway has a WAN link to, as it last said.
+    linked: RwLock<std::collections::HashMap<SocketAddr, std::collections::BTreeSet<String>>>,
     /// The gateways dialled, each with the token that stops its dial loop.
     dialled: std::sync::Mutex<std::collections::BTreeMap<SocketAddr, CancellationToken>>,
     /// Parent of the dial loops' tokens.
@@ -121,6 +125,7 @@ impl DcLinks {
             gossip_inbox: std::sync::OnceLock::new(),
             datagrams_dropped,
             dialled: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            linked: RwLock::new(std::collections::HashMap::new()),
             cancel,
         });
         links.set_gateways(&gateways);
@@ -187,6 +192,11 @@ impl DcLinks {
                         self.clone()
                             .receive_datagrams(connection.clone(), datagrams.clone()),
                     );
+                    tokio::spawn(self.clone().watch_links(
+                        gateway,
+                        connection.clone(),
+                        datagrams.clone(),
+                    ));
                     self.serve(&connection, &cancel).await;
                     datagrams.cancel();
                     self.set_live(gateway, None);
@@ -365,25 +375,48 @@ impl DcLinks {
     }
 
     async fn ask_gateway_info(&self) -> Option<GatewayInfo> {
-        for (_, connection) in self.connections() {
-            let ask = async {
-                let (mut send, mut recv) = connection.open_bi().await.ok()?;
-                let header = RouteHeader {
-                    dst_dc: String::new(),
-                    src_dc: self.datacenter.clone(),
-                    target: Target::AnyServer,
-                    deadline_ms: 2000,
-                };
-                write_frame(&mut send, &header).await.ok()?;
-                read_frame_limited::<GatewayInfo>(&mut recv, MAX_HEADER)
-                    .await
-                    .ok()
-            };
-            if let Ok(Some(info)) = tokio::time::timeout(Duration::from_millis(500), ask).await {
+        for (gateway, connection) in self.connections() {
+            if let Some(info) = ask_info(&connection, &self.datacenter).await {
+                self.note_linked(gateway, &info);
                 return Some(info);
             }
         }
         None
+    }
+
+    /// Remembers which datacenters `gateway` has a WAN link to now.
+    fn note_linked(&self, gateway: SocketAddr, info: &GatewayInfo) {
+        let linked = info
+            .datacenters
+            .iter()
+            .filter(|(_, rtt)| rtt.is_some())
+            .map(|(dc, _)| dc.clone())
+            .collect();
+        if let Ok(mut all) = self.linked.write() {
+            all.insert(gateway, linked);
+        }
+    }
+
+    /// Keeps [`DcLinks::linked`] current for one gateway while its dc-link is up.
+    async fn watch_links(
+        self: Arc<Self>,
+        gateway: SocketAddr,
+        connection: quinn::Connection,
+        cancel: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(LINKED_EVERY);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if let Some(info) = ask_info(&connection, &self.datacenter).await {
+                self.note_linked(gateway, &info);
+            }
+        }
+        if let Ok(mut all) = self.linked.write() {
+            all.remove(&gateway);
+        }
     }
 }
 
@@ -398,8 +431,17 @@ impl crate::gossip::pool::RoutedOut for DcLinks {
             return;
         };
         // Gateways share the gossip as they share requests; a datagram a link cannot take
-        // (too large, link closing) goes to the next one.
-        for (_, connection) in self.connections() {
+        // (too large, link closing) goes to the next one. Gateways known to have a WAN link
+        // to the destination come first: a datagram has no `NoRoute` answer to fall back on.
+        let mut connections = self.connections();
+        if dc != self.datacenter {
+            if let Ok(linked) = self.linked.read() {
+                connections.sort_by_key(|(gateway, _)| {
+                    !linked.get(gateway).is_some_and(|dcs| dcs.contains(dc))
+                });
+            }
+        }
+        for (_, connection) in connections {
             if connection
                 .max_datagram_size()
                 .is_some_and(|max| datagram.len() <= max)
@@ -412,6 +454,27 @@ impl crate::gossip::pool::RoutedOut for DcLinks {
         }
         self.datagrams_dropped.inc();
     }
+}
+
+/// Asks the gateway at the other end of `connection` what it knows of the federation.
+async fn ask_info(connection: &quinn::Connection, datacenter: &str) -> Option<GatewayInfo> {
+    let ask = async {
+        let (mut send, mut recv) = connection.open_bi().await.ok()?;
+        let header = RouteHeader {
+            dst_dc: String::new(),
+            src_dc: datacenter.to_owned(),
+            target: Target::AnyServer,
+            deadline_ms: 2000,
+        };
+        write_frame(&mut send, &header).await.ok()?;
+        read_frame_limited::<GatewayInfo>(&mut recv, MAX_HEADER)
+            .await
+            .ok()
+    };
+    tokio::time::timeout(Duration::from_millis(500), ask)
+        .await
+        .ok()
+        .flatten()
 }
 
 enum Failure {

@@ -151,8 +151,9 @@ pub fn rtt_nodes(addr: &str, wan: bool, nodes: &[String]) -> ExitCode {
         Err(e) => return fail(e),
     };
     let (first, second) = match nodes {
+        // As `consul rtt`: the node given first, the agent asked second.
         [one] => match own_name(addr, wan) {
-            Ok(own) => (own, one.clone()),
+            Ok(own) => (one.clone(), own),
             Err(e) => return fail(e),
         },
         [one, two, ..] => (one.clone(), two.clone()),

@@ -186,7 +186,7 @@ impl Vivaldi {
     }
 
     fn update_vivaldi(&mut self, other: &Coordinate, rtt: f64) {
-        let distance = self.coordinate.raw_distance(other);
+        let distance = self.coordinate.distance_to(other);
         let wrongness = (distance - rtt).abs() / rtt;
         let total_error = (self.coordinate.error + other.error).max(ZERO_THRESHOLD);
         let weight = self.coordinate.error / total_error;
@@ -214,7 +214,7 @@ impl Vivaldi {
             adjustment: 0.0,
             height: HEIGHT_MIN,
         };
-        let distance = self.coordinate.raw_distance(&origin);
+        let distance = origin.distance_to(&self.coordinate);
         let force = -(distance / GRAVITY_RHO).powi(2);
         let error = self.coordinate.error;
         let adjustment = self.coordinate.adjustment;

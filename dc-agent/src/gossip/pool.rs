@@ -144,13 +144,23 @@ impl Identity for NodeId {
     }
 }
 
+/// A goodbye: this member (at this incarnation of its identity) left, or was force-left.
+/// A goodbye for another incarnation, or for a node that is not a member, changes nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Bye {
+    key: MemberKey,
+    bump: u64,
+}
+
+/// How many more times a force-leave goodbye is sent (once per probe period), beyond the
+/// first: datagrams get lost, and a member that misses it would keep the node failed.
+const BYE_REPEATS: u8 = 3;
+
 /// A coordinate probe or its answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Probe {
     nonce: u64,
     from: MemberKey,
-    name: String,
-    dc: String,
     coordinate: Coordinate,
 }
 
@@ -283,10 +293,7 @@ impl Pool {
         let target = self.members.read().ok().and_then(|members| {
             members
                 .iter()
-                .find(|(_, m)| {
-                    (m.id.name == name || m.id.display_name() == name)
-                        && m.status == MemberStatus::Failed
-                })
+                .find(|(_, m)| m.id.display_name() == name && m.status == MemberStatus::Failed)
                 .map(|(key, _)| key.clone())
         });
         match target {
@@ -359,15 +366,16 @@ impl Transport {
         }
     }
 
-    /// The next datagram and where it came from (for logs).
-    async fn recv(&mut self, buffer: &mut [u8]) -> Option<(Vec<u8>, String)> {
+    /// The next datagram and, over UDP, where it came from (routed datagrams come from a
+    /// gateway, which says nothing of their sender).
+    async fn recv(&mut self, buffer: &mut [u8]) -> Option<(Vec<u8>, Option<SocketAddr>)> {
         match self {
             Transport::Udp(socket) => {
                 let (n, from) = socket.recv_from(buffer).await.ok()?;
-                Some((buffer[..n].to_vec(), from.to_string()))
+                Some((buffer[..n].to_vec(), Some(from)))
             }
             Transport::Routed { inbox, .. } => match inbox.recv().await {
-                Some(packet) => Some((packet, "a gateway".to_owned())),
+                Some(packet) => Some((packet, None)),
                 None => std::future::pending().await,
             },
         }
@@ -500,6 +508,7 @@ pub fn start_on(
         coordinates,
         vivaldi: Vivaldi::new(),
         probes: HashMap::new(),
+        byes: Vec::new(),
         transport,
         timers: BinaryHeap::new(),
         departed: HashSet::new(),
@@ -520,6 +529,8 @@ struct Driver {
     vivaldi: Vivaldi,
     /// Coordinate probes sent and not answered yet: nonce -> (when, to whom).
     probes: HashMap<u64, (Instant, MemberKey)>,
+    /// Force-leave goodbyes still to be sent again, and how many more times.
+    byes: Vec<(Vec<u8>, u8)>,
     transport: Transport,
     timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
     /// Members that said goodbye: their next MemberDown means left, not failed.
@@ -579,29 +590,55 @@ impl Driver {
         Ok((plain[3], plain[5 + dc_len..].to_vec()))
     }
 
-    fn drop_packet(&mut self, from: &str, reason: &'static str) {
+    fn drop_packet(&mut self, from: Option<SocketAddr>, reason: &'static str) {
         self.events.dropped(reason);
         if self.logged.insert(reason) {
-            tracing::warn!(peer = %from, reason, "dropped a gossip packet (further drops for this reason are only counted in isthmus_gossip_dropped_packets_total)");
+            let peer = from.map_or_else(|| "a gateway".to_owned(), |a| a.to_string());
+            tracing::warn!(peer = %peer, reason, "dropped a gossip packet (further drops for this reason are only counted in isthmus_gossip_dropped_packets_total)");
         }
     }
 
     /// A member said goodbye (or was force-left): a failed one becomes left at once; a live
-    /// one becomes left when SWIM declares it down.
-    fn departed(&mut self, key: MemberKey) {
+    /// one becomes left when SWIM declares it down. Only a member at the incarnation the
+    /// goodbye names is touched.
+    fn departed(&mut self, bye: &Bye) {
         let Ok(mut members) = self.members.write() else {
             return;
         };
-        match members.get_mut(&key) {
-            Some(member) if member.status == MemberStatus::Failed => {
-                tracing::info!(node = %member.id.name, "member force-left");
+        let Some(member) = members.get_mut(&bye.key) else {
+            return;
+        };
+        if member.id.bump != bye.bump {
+            return;
+        }
+        match member.status {
+            MemberStatus::Failed => {
+                tracing::info!(node = %member.id.display_name(), "member force-left");
                 member.status = MemberStatus::Left;
                 self.events.member("left");
+                if let Ok(mut coordinates) = self.coordinates.write() {
+                    coordinates.remove(&bye.key);
+                }
+                self.vivaldi.forget(&member.id.display_name());
             }
-            _ => {
-                self.departed.insert(key);
+            MemberStatus::Alive => {
+                self.departed.insert(bye.key.clone());
             }
+            MemberStatus::Left => {}
         }
+    }
+
+    /// Sends the goodbyes still to be repeated to every member.
+    async fn repeat_byes(&mut self, peers: &[NodeId]) {
+        let mut byes = std::mem::take(&mut self.byes);
+        for (packet, left) in &mut byes {
+            for peer in peers {
+                self.transport.send(peer, packet.clone()).await;
+            }
+            *left = left.saturating_sub(1);
+        }
+        byes.retain(|(_, left)| *left > 0);
+        self.byes = byes;
     }
 
     async fn flush(&mut self, runtime: &mut AccumulatingRuntime<NodeId>) {
@@ -668,8 +705,6 @@ impl Driver {
         Probe {
             nonce,
             from: self.local.addr(),
-            name: self.local.name.clone(),
-            dc: self.local.dc.clone(),
             coordinate: self.vivaldi.coordinate().clone(),
         }
     }
@@ -688,11 +723,25 @@ impl Driver {
         self.transport.send(to, packet).await;
     }
 
-    /// A coordinate probe or its answer arrived.
-    async fn probed(&mut self, kind: u8, probe: Probe) {
+    /// A coordinate probe or its answer arrived (over UDP, from `source`).
+    async fn probed(&mut self, kind: u8, probe: Probe, source: Option<SocketAddr>) {
         if !probe.coordinate.is_valid() {
             return;
         }
+        // Over UDP a probe must come from the address it claims (no reflection); routed
+        // probes are vouched for by the keyring's seal.
+        if let (Some(source), MemberKey::Lan(claimed)) = (source, &probe.from) {
+            if source != *claimed {
+                self.drop_packet(Some(source), "spoofed");
+                return;
+            }
+        }
+        // Who it is comes from the pool, not from the probe.
+        let member = self.members.read().ok().and_then(|m| {
+            m.get(&probe.from)
+                .filter(|m| m.status != MemberStatus::Left)
+                .map(|m| (m.id.name.clone(), m.id.dc.clone(), m.id.display_name()))
+        });
         if kind == KIND_PING {
             let to = match &probe.from {
                 MemberKey::Lan(addr) => NodeId::lan_seed(*addr),
@@ -709,25 +758,23 @@ impl Driver {
             if key != probe.from {
                 return;
             }
+            let Some((_, _, peer)) = &member else {
+                return;
+            };
             let rtt = sent.elapsed().as_secs_f64();
-            let peer = format!("{}.{}", probe.name, probe.dc);
-            if self.vivaldi.observe(&peer, &probe.coordinate, rtt) {
+            if self.vivaldi.observe(peer, &probe.coordinate, rtt) {
                 self.store_own_coordinate();
             }
         }
         // Only members' coordinates are kept: a probe from outside the pool is answered
         // (it may be joining) but not remembered.
-        let member = self.members.read().is_ok_and(|m| {
-            m.get(&probe.from)
-                .is_some_and(|m| m.status != MemberStatus::Left)
-        });
-        if member {
+        if let Some((node, dc, _)) = member {
             if let Ok(mut coordinates) = self.coordinates.write() {
                 coordinates.insert(
                     probe.from,
                     NodeCoordinate {
-                        node: probe.name,
-                        dc: probe.dc,
+                        node,
+                        dc,
                         coordinate: probe.coordinate,
                     },
                 );
@@ -798,23 +845,23 @@ impl Driver {
                     match self.open(&packet) {
                         Ok((KIND_FOCA, payload)) => {
                             if let Err(e) = foca.handle_data(&payload, &mut runtime) {
-                                tracing::trace!(peer = %from, error = %e, "foca refused a packet");
+                                tracing::trace!(peer = ?from, error = %e, "foca refused a packet");
                             }
                         }
                         Ok((KIND_BYE, payload)) => {
-                            match postcard::from_bytes::<MemberKey>(&payload) {
-                                Ok(key) => self.departed(key),
-                                Err(_) => self.drop_packet(&from, "malformed"),
+                            match postcard::from_bytes::<Bye>(&payload) {
+                                Ok(bye) => self.departed(&bye),
+                                Err(_) => self.drop_packet(from, "malformed"),
                             }
                         }
                         Ok((kind @ (KIND_PING | KIND_ACK), payload)) => {
                             match postcard::from_bytes::<Probe>(&payload) {
-                                Ok(probe) => self.probed(kind, probe).await,
-                                Err(_) => self.drop_packet(&from, "malformed"),
+                                Ok(probe) => self.probed(kind, probe, from).await,
+                                Err(_) => self.drop_packet(from, "malformed"),
                             }
                         }
-                        Ok(_) => self.drop_packet(&from, "malformed"),
-                        Err(reason) => self.drop_packet(&from, reason),
+                        Ok(_) => self.drop_packet(from, "malformed"),
+                        Err(reason) => self.drop_packet(from, reason),
                     }
                 }
                 _ = async { match next_timer { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
@@ -837,6 +884,9 @@ impl Driver {
                     let members: Vec<NodeId> = foca.iter_members().map(|m| m.id().clone()).collect();
                     if let Some(pick) = members.get(rand::random_range(0..members.len().max(1))) {
                         self.send_probe(pick).await;
+                    }
+                    if !self.byes.is_empty() {
+                        self.repeat_byes(&members).await;
                     }
                 }
                 _ = decay.tick() => {
@@ -872,23 +922,36 @@ impl Driver {
                         }
                     }
                     Some(Command::ForceLeave(keys)) => {
-                        // A goodbye on the member's behalf, to every member and to us.
+                        // A goodbye on the member's behalf, to every member and to us, sent
+                        // again over the next probe periods.
                         let peers: Vec<NodeId> = foca.iter_members().map(|m| m.id().clone()).collect();
                         for key in keys {
-                            let Ok(payload) = postcard::to_stdvec(&key) else { continue };
-                            let bye = self.seal(KIND_BYE, &payload);
+                            let bump = self.members.read().ok().and_then(|m| m.get(&key).map(|m| m.id.bump));
+                            let Some(bump) = bump else { continue };
+                            let bye = Bye { key, bump };
+                            let Ok(payload) = postcard::to_stdvec(&bye) else { continue };
+                            let packet = self.seal(KIND_BYE, &payload);
                             for peer in &peers {
-                                self.transport.send(peer, bye.clone()).await;
+                                self.transport.send(peer, packet.clone()).await;
                             }
-                            self.departed(key);
+                            self.byes.push((packet, BYE_REPEATS));
+                            self.departed(&bye);
                         }
                     }
                     Some(Command::Leave(done)) => {
-                        let payload = postcard::to_stdvec(&self.local.addr()).unwrap_or_default();
-                        let bye = self.seal(KIND_BYE, &payload);
+                        let bye = Bye { key: self.local.addr(), bump: foca.identity().bump };
+                        let payload = postcard::to_stdvec(&bye).unwrap_or_default();
+                        let packet = self.seal(KIND_BYE, &payload);
                         let peers: Vec<NodeId> = foca.iter_members().map(|m| m.id().clone()).collect();
-                        for peer in &peers {
-                            self.transport.send(peer, bye.clone()).await;
+                        // Three times, a little apart: a lost goodbye would leave this node
+                        // failed, not left, wherever it was lost.
+                        for round in 0..3 {
+                            if round > 0 {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            for peer in &peers {
+                                self.transport.send(peer, packet.clone()).await;
+                            }
                         }
                         let _ = foca.leave_cluster(&mut runtime);
                         self.flush(&mut runtime).await;

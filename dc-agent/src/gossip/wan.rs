@@ -131,9 +131,16 @@ async fn keep_joined(wan: Pool, links: Arc<DcLinks>, lan: Pool, cancel: Cancella
             );
         }
         // Other datacenters are wanted whole (an empty node name): who their servers are is
-        // asked only when an announcement is due.
-        // Targets that answered since: forget their backoff.
-        attempts.retain(|target, _| wanted.contains(target));
+        // asked only when an announcement is due. A target forgets its backoff only once it
+        // is seen alive (not when this round could not ask the gateways), or when it is no
+        // longer a server of this datacenter.
+        attempts.retain(|(dc, node), _| {
+            if node.is_empty() {
+                !alive(dc, None)
+            } else {
+                wanted.iter().any(|(d, n)| d == dc && n == node)
+            }
+        });
         let now = Instant::now();
         let mut seeds = Vec::new();
         for target in wanted {

@@ -441,7 +441,7 @@ pub async fn coordinate_datacenters(State(api): State<Api>) -> Result<Response, 
     let rows: Vec<serde_json::Value> = by_dc
         .into_iter()
         .map(|(dc, coordinates)| {
-            serde_json::json!({"Datacenter": dc, "AreaID": "WAN", "Coordinates": coordinates})
+            serde_json::json!({"Datacenter": dc, "AreaID": "wan", "Coordinates": coordinates})
         })
         .collect();
     Ok(json(&api, 1, Consistency::Stale, &rows))

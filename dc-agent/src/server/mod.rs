@@ -290,21 +290,21 @@ impl Server {
             .collect();
         let leaving_voters: std::collections::BTreeSet<NodeId> =
             set.intersection(&voters).copied().collect();
-        // Voters leave in one change (with `retain = false` they leave the node list too);
-        // only learners need a second. A leader removing itself is no longer a voter once
-        // the first change commits, and must not propose another (openraft 0.9 asserts
-        // that only a voter-leader appends membership entries).
+        // Learners first, then voters in one change (with `retain = false` they leave the
+        // node list too). A leader removing itself is no longer a voter once that change
+        // commits, and must propose nothing after it (openraft 0.9 asserts that only a
+        // voter-leader appends membership entries).
         let learners: std::collections::BTreeSet<NodeId> =
             set.difference(&leaving_voters).copied().collect();
-        if !leaving_voters.is_empty() {
-            self.raft
-                .change_membership(openraft::ChangeMembers::RemoveVoters(leaving_voters), false)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
         if !learners.is_empty() {
             self.raft
                 .change_membership(openraft::ChangeMembers::RemoveNodes(learners), false)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if !leaving_voters.is_empty() {
+            self.raft
+                .change_membership(openraft::ChangeMembers::RemoveVoters(leaving_voters), false)
                 .await
                 .map_err(|e| e.to_string())?;
         }
