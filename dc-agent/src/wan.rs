@@ -384,6 +384,37 @@ impl DcLinks {
         None
     }
 
+    /// Tells every gateway of this datacenter to forget `dc` (removed from the federation);
+    /// each passes it on to the gateways it links to. Returns how many took it.
+    pub async fn forget_datacenter(&self, dc: &str) -> usize {
+        let mut told = 0;
+        for (gateway, connection) in self.connections() {
+            let tell = async {
+                let (mut send, mut recv) = connection.open_bi().await.ok()?;
+                let header = RouteHeader {
+                    dst_dc: String::new(),
+                    src_dc: self.datacenter.clone(),
+                    target: Target::Forget(dc.to_owned()),
+                    deadline_ms: 2000,
+                };
+                write_frame(&mut send, &header).await.ok()?;
+                read_frame_limited::<RouteStatus>(&mut recv, MAX_HEADER)
+                    .await
+                    .ok()
+            };
+            match tokio::time::timeout(Duration::from_secs(2), tell).await {
+                Ok(Some(RouteStatus::Delivered)) => told += 1,
+                outcome => {
+                    tracing::warn!(gateway = %gateway, dc = %dc, outcome = ?outcome, "a gateway did not take the removal of a datacenter")
+                }
+            }
+        }
+        if let Ok(mut cached) = self.info.lock() {
+            *cached = None;
+        }
+        told
+    }
+
     /// Remembers which datacenters `gateway` has a WAN link to now.
     fn note_linked(&self, gateway: SocketAddr, info: &GatewayInfo) {
         let linked = info

@@ -642,8 +642,17 @@ fn gateways_learn_the_rest_of_the_federation_from_each_other() {
     });
     assert_eq!(
         out,
-        "Removed datacenter dc3 from the federation (1 servers marked left)\n"
+        "Removed datacenter dc3 from the federation (1 servers marked left, 1 gateways told to forget it)\n"
     );
+    // dc1's gateway forgot dc3 and passed it on to dc2's: neither dials it any more.
+    for log in ["dc1-gw1.log", "dc2-gw1.log"] {
+        cluster.wait_for("the gateways forgot dc3", Duration::from_secs(10), |c| {
+            std::fs::read_to_string(c.dir.path().join(log))
+                .ok()?
+                .contains("datacenter removed from the federation: its gateways are forgotten")
+                .then_some(())
+        });
+    }
     // Gone from every datacenter's list; its server is left, not failed, everywhere.
     for (agent, expected) in [(0, ["dc1", "dc2"]), (2, ["dc2", "dc1"])] {
         cluster.wait_for("dc3 gone from the list", Duration::from_secs(20), |c| {

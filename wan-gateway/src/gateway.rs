@@ -77,6 +77,9 @@ pub struct Gateway {
     cancel: CancellationToken,
     /// WAN links by datacenter.
     links: RwLock<BTreeMap<String, Vec<Peer>>>,
+    /// Datacenters removed from the federation: not learned again from other gateways
+    /// (a gateway of one that links to this one itself brings it back).
+    forgotten: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// dc-links from this datacenter's servers.
     servers: RwLock<Vec<Peer>>,
     next: AtomicUsize,
@@ -129,6 +132,7 @@ impl Gateway {
             known: std::sync::Mutex::new(BTreeMap::new()),
             cancel: cancel.clone(),
             links: RwLock::new(BTreeMap::new()),
+            forgotten: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             servers: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
             metrics,
@@ -211,7 +215,12 @@ impl Gateway {
             if addr.ip().is_unspecified() {
                 continue;
             }
-            if wire::validate_dns_label(&gateway.datacenter).is_err() {
+            if wire::validate_dns_label(&gateway.datacenter).is_err()
+                || self
+                    .forgotten
+                    .lock()
+                    .is_ok_and(|f| f.contains(&gateway.datacenter))
+            {
                 continue;
             }
             let key = (gateway.datacenter.clone(), gateway.node.clone());
@@ -273,6 +282,38 @@ impl Gateway {
             Ok(Err(e)) => tracing::debug!(dc = %dc, error = %e, "gateway exchange failed"),
             Err(_) => tracing::debug!(dc = %dc, "gateway exchange timed out"),
         }
+    }
+
+    /// Forgets a datacenter removed from the federation: stops dialling its gateways and
+    /// closes the links to them. False for this gateway's own datacenter.
+    fn forget(&self, dc: &str) -> bool {
+        if dc == self.datacenter || wire::validate_dns_label(dc).is_err() {
+            return false;
+        }
+        if let Ok(mut forgotten) = self.forgotten.lock() {
+            if forgotten.len() < MAX_GATEWAYS {
+                forgotten.insert(dc.to_owned());
+            }
+        }
+        if let Ok(mut known) = self.known.lock() {
+            known.retain(|(known_dc, _), (_, stop)| {
+                if known_dc == dc {
+                    stop.cancel();
+                }
+                known_dc != dc
+            });
+        }
+        let peers: Vec<Peer> = self
+            .links
+            .read()
+            .map(|links| links.get(dc).cloned().unwrap_or_default())
+            .unwrap_or_default();
+        for peer in peers {
+            peer.connection
+                .close(2u32.into(), b"datacenter removed from the federation");
+        }
+        tracing::info!(dc = %dc, "datacenter removed from the federation: its gateways are forgotten");
+        true
     }
 
     /// Datacenters with a live WAN link now.
@@ -356,6 +397,9 @@ impl Gateway {
                 return;
             }
             let dc = identity.datacenter.clone();
+            if self.forgotten.lock().is_ok_and(|mut f| f.remove(&dc)) {
+                tracing::info!(dc = %dc, "a gateway of a removed datacenter linked again; it is part of the federation again");
+            }
             tracing::info!(dc = %dc, gateway = %node, peer = %addr, "WAN link accepted");
             self.set_link(&dc, peer.clone(), true);
             tokio::spawn(self.clone().announce(dc.clone(), connection.clone()));
@@ -566,6 +610,32 @@ impl Gateway {
             }
             return;
         }
+        // A datacenter removed for good: forget it, and tell every WAN peer when a local
+        // server asked.
+        if let Target::Forget(dc) = &header.target {
+            let forgotten = self.forget(dc);
+            if side == Side::Server && forgotten {
+                let peers: Vec<Peer> = self
+                    .links
+                    .read()
+                    .map(|links| links.values().flatten().cloned().collect())
+                    .unwrap_or_default();
+                for peer in peers {
+                    tokio::spawn(tell_forget(
+                        peer.connection,
+                        dc.clone(),
+                        header.src_dc.clone(),
+                    ));
+                }
+            }
+            let status = if forgotten {
+                RouteStatus::Delivered
+            } else {
+                RouteStatus::NoRoute(format!("{dc} cannot be forgotten by a gateway of {dc}"))
+            };
+            let _ = write_status(&mut send, &status).await;
+            return;
+        }
         // A local server asking about the federation.
         if side == Side::Server && header.dst_dc.is_empty() {
             let info = self.info();
@@ -709,7 +779,7 @@ impl Gateway {
                 .iter()
                 .find(|p| p.node == *name)
                 .map(|p| (*p).clone()),
-            Target::Gateways(_) => None,
+            Target::Gateways(_) | Target::Forget(_) => None,
             Target::AnyServer => {
                 if servers.is_empty() {
                     return None;
@@ -768,6 +838,30 @@ enum Side {
     Server,
     /// A WAN link with a gateway of another datacenter.
     Wan,
+}
+
+/// Tells the gateway at the other end of a WAN link to forget `dc`.
+async fn tell_forget(connection: quinn::Connection, dc: String, src_dc: String) {
+    let told = async {
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+        let header = RouteHeader {
+            dst_dc: String::new(),
+            src_dc,
+            target: Target::Forget(dc.clone()),
+            deadline_ms: 5000,
+        };
+        let frame = wire::frame::encode(&header).map_err(|e| e.to_string())?;
+        send.write_all(&frame).await.map_err(|e| e.to_string())?;
+        let _ = send.finish();
+        read_small::<RouteStatus>(&mut recv).await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), told).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(dc = %dc, error = %e, "telling a gateway to forget a datacenter failed")
+        }
+        Err(_) => tracing::debug!(dc = %dc, "telling a gateway to forget a datacenter timed out"),
+    }
 }
 
 async fn read_header(recv: &mut quinn::RecvStream) -> Result<RouteHeader, String> {

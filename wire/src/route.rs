@@ -29,6 +29,11 @@ pub enum Target {
     /// gateways it knows (itself first). The other answers with a `Gateways` frame of its
     /// own, so both can link to the rest of the federation without a restart.
     Gateways(Vec<GatewayAddress>),
+    /// Not a request: forget a datacenter removed from the federation for good (stop
+    /// dialling its gateways, close the links to them, and do not learn them again from
+    /// others). From a server to its gateway, which passes it to every gateway it links to;
+    /// answered with a `RouteStatus`.
+    Forget(String),
 }
 
 /// A gateway and where it listens.

@@ -51,14 +51,10 @@ pub fn remove_dc(addr: &str, datacenter: &str) -> ExitCode {
     let path = format!("/v1/isthmus/datacenters/{datacenter}");
     match check(client(addr).delete(&path), addr) {
         Ok(response) if response.status == 200 => {
-            let left = response
-                .json::<serde_json::Value>()
-                .ok()
-                .and_then(|v| v["ServersLeft"].as_u64())
-                .unwrap_or(0);
-            println!(
-                "Removed datacenter {datacenter} from the federation ({left} servers marked left)"
-            );
+            let answer = response.json::<serde_json::Value>().unwrap_or_default();
+            let left = answer["ServersLeft"].as_u64().unwrap_or(0);
+            let told = answer["GatewaysTold"].as_u64().unwrap_or(0);
+            println!("Removed datacenter {datacenter} from the federation ({left} servers marked left, {told} gateways told to forget it)");
             ExitCode::SUCCESS
         }
         Ok(response) => fail(format!(

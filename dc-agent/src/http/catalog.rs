@@ -126,30 +126,36 @@ pub async fn datacenters(State(api): State<Api>) -> Response {
 /// (QUIC's smoothed RTT, microseconds): this one first with 0, the others nearest first,
 /// unmeasured (no link now) last, by name.
 ///
-/// A datacenter belongs to the federation while it has a server in the WAN pool that has
-/// not left (a failed one keeps it listed, as Consul lists a datacenter that is down) or a
-/// gateway linked to this datacenter's. A server without a WAN pool lists what its gateways
-/// know.
+/// A datacenter belongs to the federation while a gateway of it is linked to this
+/// datacenter's, or it has a server in the WAN pool that has not left (a failed one keeps it
+/// listed, as Consul lists a datacenter that is down), or this datacenter's gateways know
+/// it and the WAN pool knows none of its servers (just after a restart, before the pool has
+/// heard of them). A datacenter whose servers all left, and that no gateway links to, is
+/// not listed: `remove-dc` removed it.
 pub(crate) async fn federation(api: &Api) -> Vec<(String, Option<u64>)> {
     let mut known: Vec<(String, Option<u64>)> = vec![(api.agent.datacenter.clone(), Some(0))];
-    let in_pool: Option<std::collections::BTreeSet<String>> = api.wan.as_ref().map(|wan| {
-        wan.members()
-            .into_iter()
-            .filter(|m| m.status != crate::gossip::pool::MemberStatus::Left)
-            .map(|m| m.id.dc)
-            .collect()
-    });
+    let members = api
+        .wan
+        .as_ref()
+        .map(|wan| wan.members())
+        .unwrap_or_default();
+    let present: std::collections::BTreeSet<String> = members
+        .iter()
+        .filter(|m| m.status != crate::gossip::pool::MemberStatus::Left)
+        .map(|m| m.id.dc.clone())
+        .collect();
+    let seen: std::collections::BTreeSet<&str> = members.iter().map(|m| m.id.dc.as_str()).collect();
     if let Some(links) = &api.dc_links {
         if let Some(info) = links.gateway_info().await {
             for (dc, rtt) in info.datacenters {
-                let member = in_pool.as_ref().is_none_or(|pool| pool.contains(&dc));
-                if (rtt.is_some() || member) && !known.iter().any(|(k, _)| *k == dc) {
+                let listed = rtt.is_some() || present.contains(&dc) || !seen.contains(dc.as_str());
+                if listed && !known.iter().any(|(k, _)| *k == dc) {
                     known.push((dc, rtt));
                 }
             }
         }
     }
-    for dc in in_pool.into_iter().flatten() {
+    for dc in present {
         if !known.iter().any(|(k, _)| *k == dc) {
             known.push((dc, None));
         }
@@ -207,12 +213,18 @@ pub async fn remove_datacenter(
         )));
     }
     let removed = wan.remove_datacenter(&dc).await;
-    tracing::info!(dc = %dc, servers = removed, "datacenter removed from the federation");
+    // The gateways forget it too (this datacenter's, and through them every one they link
+    // to), so that no gateway dials it or lists it again.
+    let gateways = match &api.dc_links {
+        Some(links) => links.forget_datacenter(&dc).await,
+        None => 0,
+    };
+    tracing::info!(dc = %dc, servers = removed, gateways, "datacenter removed from the federation");
     Ok(json(
         &api,
         1,
         Consistency::Stale,
-        &serde_json::json!({"Datacenter": dc, "ServersLeft": removed}),
+        &serde_json::json!({"Datacenter": dc, "ServersLeft": removed, "GatewaysTold": gateways}),
     ))
 }
 
