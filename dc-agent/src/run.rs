@@ -334,6 +334,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             }
         });
     }
+    let coordinate_queue = server
+        .as_ref()
+        .map(|_| Arc::new(crate::server::coordinates::CoordinateQueue::default()));
     let api = Api {
         backend: backend.clone(),
         agent: Arc::new(AgentInfo {
@@ -357,6 +360,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         shutdown: cancel.clone(),
         dc_links,
         wan,
+        coordinates: coordinate_queue.clone(),
     };
     let router = crate::http::router(api);
     let catalog_source = match &server {
@@ -385,6 +389,18 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         }
         None => crate::local::CatalogSource::Remote,
     };
+    if let (Some(server), Some(queue)) = (&server, &coordinate_queue) {
+        tasks.spawn(crate::server::coordinates::flush_loop(
+            server.clone(),
+            queue.clone(),
+            cancel.child_token(),
+        ));
+    }
+    tasks.spawn(crate::server::coordinates::push_loop(
+        lan.clone(),
+        crate::http::forward_handler(router.clone()),
+        cancel.child_token(),
+    ));
     tasks.spawn(crate::local::anti_entropy(
         local.clone(),
         catalog_source,

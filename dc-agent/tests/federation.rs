@@ -271,17 +271,43 @@ fn requests_for_another_datacenter_cross_the_gateways() {
         .json()
         .unwrap_or_default();
     assert_eq!(peers.len(), 3, "{peers:?}");
-    let coordinates: Vec<serde_json::Value> = cluster
-        .request(DC1_S1, "GET", "/v1/coordinate/nodes?dc=dc2", b"")
-        .json()
-        .unwrap_or_default();
-    assert!(
-        coordinates
-            .iter()
-            .all(|c| c["Node"].as_str().is_some_and(|n| n.starts_with('s'))),
-        "{coordinates:?}"
+    // Every agent sends its LAN coordinate to the leader, which writes them in batches:
+    // dc2's three servers, asked from dc1.
+    cluster.wait_for(
+        "dc2's coordinates, seen from dc1",
+        Duration::from_secs(30),
+        |c| {
+            let rows: Vec<serde_json::Value> = c
+                .request(DC1_S1, "GET", "/v1/coordinate/nodes?dc=dc2", b"")
+                .json()
+                .ok()?;
+            let mut nodes: Vec<&str> = rows.iter().filter_map(|r| r["Node"].as_str()).collect();
+            nodes.sort_unstable();
+            (nodes == ["s1", "s2", "s3"]).then_some(())
+        },
     );
-    assert!(!coordinates.is_empty());
+    let one = cluster.request(DC2_S1, "GET", "/v1/coordinate/node/s2", b"");
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert!(one.header("x-consul-index").is_some());
+    assert_eq!(
+        cluster
+            .request(DC2_S1, "GET", "/v1/coordinate/node/nobody", b"")
+            .status,
+        404
+    );
+    let (code, rtt, err) = support::cli(&cluster.agents[DC2_S1].http(), &["rtt", "s2", "s3"]);
+    assert_eq!(code, 0, "{rtt}{err}");
+    assert!(rtt.starts_with("Estimated s2 <-> s3 rtt: "), "{rtt}");
+    assert!(rtt.ends_with("ms (using LAN coordinates)\n"), "{rtt}");
+    // A bad update is Consul's 400, and stores nothing.
+    for bad in [
+        &br#"{"Node":"s1","Coord":{"Vec":[0.0],"Error":1.5,"Adjustment":0,"Height":0.00001}}"#[..],
+        br#"{"Node":"","Coord":{"Vec":[0,0,0,0,0,0,0,0],"Error":1.5,"Adjustment":0,"Height":0}}"#,
+        b"{not json",
+    ] {
+        let r = cluster.request(DC2_S1, "PUT", "/v1/coordinate/update", bad);
+        assert_eq!(r.status, 400, "{}", r.text());
+    }
 
     // Not a dc1 name, and an unknown datacenter is SERVFAIL, promptly.
     assert!(dig("127.104.0.1", &["web.service.consul"]).contains("status: NXDOMAIN"));

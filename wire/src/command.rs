@@ -53,6 +53,9 @@ pub enum Command {
         /// The highest delete index to forget.
         up_to: u64,
     },
+    /// Network coordinates of nodes, as their agents last sent them (the leader batches
+    /// them). Coordinates of nodes not in the catalog are ignored.
+    CoordinateBatchUpdate(Vec<(String, crate::records::Coordinate)>),
 }
 
 /// One operation of a transaction (Consul's KV verbs).

@@ -144,3 +144,74 @@ pub struct Check {
     /// Raft index of the last change.
     pub modify_index: u64,
 }
+
+/// Dimensions of a coordinate's Euclidean part (Serf's default).
+pub const COORDINATE_DIMENSIONS: usize = 8;
+/// Largest error a coordinate admits to (a coordinate that knows nothing).
+pub const COORDINATE_ERROR_MAX: f64 = 1.5;
+/// Smallest coordinate height, seconds.
+pub const COORDINATE_HEIGHT_MIN: f64 = 10.0e-6;
+
+/// A node's network coordinate (Serf's Vivaldi, as Consul keeps them), in seconds, with
+/// Consul's JSON field names (`Vec`, `Error`, `Adjustment`, `Height`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Coordinate {
+    /// The Euclidean part.
+    pub vec: Vec<f64>,
+    /// Confidence: 1.5 knows nothing, near 0 is sure.
+    pub error: f64,
+    /// A per-node correction learned from the distance's error.
+    pub adjustment: f64,
+    /// The node's own access-link latency, outside the Euclidean space.
+    pub height: f64,
+}
+
+/// Only valid (finite) coordinates are stored, and for those `==` is an equivalence.
+impl Eq for Coordinate {}
+
+impl Default for Coordinate {
+    fn default() -> Coordinate {
+        Coordinate {
+            vec: vec![0.0; COORDINATE_DIMENSIONS],
+            error: COORDINATE_ERROR_MAX,
+            adjustment: 0.0,
+            height: COORDINATE_HEIGHT_MIN,
+        }
+    }
+}
+
+impl Coordinate {
+    /// Usable: the right dimensions and finite numbers (a coordinate that came from the
+    /// network or a user is checked before it is used or stored).
+    pub fn is_valid(&self) -> bool {
+        self.vec.len() == COORDINATE_DIMENSIONS
+            && self.vec.iter().all(|v| v.is_finite())
+            && self.error.is_finite()
+            && self.adjustment.is_finite()
+            && self.height.is_finite()
+    }
+
+    /// The distance without the adjustment terms, in seconds.
+    pub fn raw_distance(&self, other: &Coordinate) -> f64 {
+        let euclid: f64 = self
+            .vec
+            .iter()
+            .zip(&other.vec)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt();
+        euclid + self.height + other.height
+    }
+
+    /// The estimated round trip to `other`, in seconds (Consul's `DistanceTo`).
+    pub fn distance_to(&self, other: &Coordinate) -> f64 {
+        let distance = self.raw_distance(other);
+        let adjusted = distance + self.adjustment + other.adjustment;
+        if adjusted > 0.0 {
+            adjusted
+        } else {
+            distance
+        }
+    }
+}

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::{Check, KvEntry, Node, Service};
+use crate::records::{Check, Coordinate, KvEntry, Node, Service};
 
-/// Version of the snapshot format.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// Version of the snapshot format: 2 added network coordinates.
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// Everything a server's state machine holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,4 +32,99 @@ pub struct StateSnapshot {
     pub node_indexes: BTreeMap<String, u64>,
     /// Per-service-name indexes.
     pub service_indexes: BTreeMap<String, u64>,
+    /// Network coordinates by node (version 2).
+    pub coordinates: Vec<(String, Coordinate)>,
+    /// Index of the last change to the coordinates (version 2).
+    pub coordinates_index: u64,
+}
+
+/// A version 1 snapshot (before coordinates), read as version 2 with none.
+#[derive(Deserialize)]
+struct StateSnapshotV1 {
+    version: u32,
+    kv: Vec<KvEntry>,
+    kv_tombstones: Vec<(String, u64)>,
+    kv_floor: u64,
+    nodes: Vec<Node>,
+    services: Vec<Service>,
+    checks: Vec<Check>,
+    table_indexes: [u64; 3],
+    node_indexes: BTreeMap<String, u64>,
+    service_indexes: BTreeMap<String, u64>,
+}
+
+impl StateSnapshot {
+    /// Decodes a snapshot body of any version this build knows.
+    pub fn decode(body: &[u8]) -> Result<StateSnapshot, crate::frame::FrameError> {
+        match crate::frame::decode::<StateSnapshot>(body) {
+            Ok(snapshot) => Ok(snapshot),
+            Err(current) => match crate::frame::decode::<StateSnapshotV1>(body) {
+                Ok(v1) if v1.version == 1 => Ok(StateSnapshot {
+                    version: v1.version,
+                    kv: v1.kv,
+                    kv_tombstones: v1.kv_tombstones,
+                    kv_floor: v1.kv_floor,
+                    nodes: v1.nodes,
+                    services: v1.services,
+                    checks: v1.checks,
+                    table_indexes: v1.table_indexes,
+                    node_indexes: v1.node_indexes,
+                    service_indexes: v1.service_indexes,
+                    coordinates: Vec::new(),
+                    coordinates_index: 0,
+                }),
+                _ => Err(current),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_snapshot_still_reads() {
+        #[derive(Serialize)]
+        struct V1 {
+            version: u32,
+            kv: Vec<KvEntry>,
+            kv_tombstones: Vec<(String, u64)>,
+            kv_floor: u64,
+            nodes: Vec<Node>,
+            services: Vec<Service>,
+            checks: Vec<Check>,
+            table_indexes: [u64; 3],
+            node_indexes: BTreeMap<String, u64>,
+            service_indexes: BTreeMap<String, u64>,
+        }
+        let v1 = V1 {
+            version: 1,
+            kv: Vec::new(),
+            kv_tombstones: vec![("gone".into(), 7)],
+            kv_floor: 3,
+            nodes: Vec::new(),
+            services: Vec::new(),
+            checks: Vec::new(),
+            table_indexes: [1, 2, 3],
+            node_indexes: BTreeMap::new(),
+            service_indexes: BTreeMap::new(),
+        };
+        let bytes = crate::frame::to_bytes(&v1).unwrap_or_default();
+        let read = StateSnapshot::decode(&bytes).unwrap_or_default();
+        assert_eq!(read.version, 1);
+        assert_eq!(read.kv_tombstones, [("gone".to_owned(), 7)]);
+        assert_eq!(read.table_indexes, [1, 2, 3]);
+        assert!(read.coordinates.is_empty());
+        // And the current version round-trips.
+        let current = StateSnapshot {
+            version: SNAPSHOT_VERSION,
+            coordinates: vec![("n1".into(), Coordinate::default())],
+            coordinates_index: 9,
+            ..read
+        };
+        let bytes = crate::frame::to_bytes(&current).unwrap_or_default();
+        assert_eq!(StateSnapshot::decode(&bytes).ok(), Some(current));
+        assert!(StateSnapshot::decode(b"\xff").is_err());
+    }
 }

@@ -6,20 +6,16 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
+pub use wire::records::Coordinate;
+use wire::records::COORDINATE_HEIGHT_MIN as HEIGHT_MIN;
+use wire::records::{COORDINATE_DIMENSIONS as DIMENSIONS, COORDINATE_ERROR_MAX as ERROR_MAX};
 
-/// Dimensions of the Euclidean part (Serf's default).
-pub const DIMENSIONS: usize = 8;
-/// Largest error a coordinate admits to.
-const ERROR_MAX: f64 = 1.5;
 /// How fast the error estimate moves.
 const CE: f64 = 0.25;
 /// How fast the coordinate moves.
 const CC: f64 = 0.25;
 /// Samples kept for the adjustment term.
 const ADJUSTMENT_WINDOW: usize = 20;
-/// Smallest height (seconds).
-const HEIGHT_MIN: f64 = 10.0e-6;
 /// Round trips per peer whose median is used (filters outliers).
 const LATENCY_FILTER: usize = 3;
 /// Pull towards the origin, so coordinates do not drift (seconds).
@@ -29,78 +25,25 @@ const ZERO_THRESHOLD: f64 = 1.0e-6;
 /// A round trip longer than this is not a measurement (seconds).
 const MAX_RTT: f64 = 10.0;
 
-/// A node's network coordinate, Consul's JSON shape (`Vec`, `Error`, `Adjustment`,
-/// `Height`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Coordinate {
-    /// The Euclidean part.
-    pub vec: Vec<f64>,
-    /// Confidence: 1.5 knows nothing, near 0 is sure.
-    pub error: f64,
-    /// A per-node correction learned from the distance's error.
-    pub adjustment: f64,
-    /// The node's own access-link latency, outside the Euclidean space.
-    pub height: f64,
-}
-
-impl Default for Coordinate {
-    fn default() -> Coordinate {
-        Coordinate {
-            vec: vec![0.0; DIMENSIONS],
-            error: ERROR_MAX,
-            adjustment: 0.0,
-            height: HEIGHT_MIN,
-        }
+/// `coordinate` pushed by `force` away from `other` (towards it when negative).
+fn apply_force(coordinate: &Coordinate, force: f64, other: &Coordinate) -> Coordinate {
+    let (unit, mag) = unit_vector_at(&coordinate.vec, &other.vec);
+    let vec = coordinate
+        .vec
+        .iter()
+        .zip(&unit)
+        .map(|(v, u)| v + u * force)
+        .collect();
+    let mut height = coordinate.height;
+    if mag > ZERO_THRESHOLD {
+        height = (coordinate.height + other.height) * force / mag + coordinate.height;
+        height = height.max(HEIGHT_MIN);
     }
-}
-
-impl Coordinate {
-    /// Usable: the right dimensions and finite numbers (a peer's coordinate comes from the
-    /// network).
-    pub fn is_valid(&self) -> bool {
-        self.vec.len() == DIMENSIONS
-            && self.vec.iter().all(|v| v.is_finite())
-            && self.error.is_finite()
-            && self.adjustment.is_finite()
-            && self.height.is_finite()
-    }
-
-    fn raw_distance(&self, other: &Coordinate) -> f64 {
-        magnitude(&difference(&self.vec, &other.vec)) + self.height + other.height
-    }
-
-    /// The estimated round trip to `other`, in seconds (as Consul's `DistanceTo`).
-    pub fn distance_to(&self, other: &Coordinate) -> f64 {
-        let distance = self.raw_distance(other);
-        let adjusted = distance + self.adjustment + other.adjustment;
-        if adjusted > 0.0 {
-            adjusted
-        } else {
-            distance
-        }
-    }
-
-    /// This coordinate pushed by `force` away from `other` (towards it when negative).
-    fn apply_force(&self, force: f64, other: &Coordinate) -> Coordinate {
-        let (unit, mag) = unit_vector_at(&self.vec, &other.vec);
-        let vec = self
-            .vec
-            .iter()
-            .zip(&unit)
-            .map(|(v, u)| v + u * force)
-            .collect();
-        let mut height = self.height;
-        if mag > ZERO_THRESHOLD {
-            height = (self.height + other.height) * force / mag + self.height;
-            height = height.max(HEIGHT_MIN);
-        }
-        Coordinate {
-            vec,
-            error: self.error,
-            adjustment: self.adjustment,
-            height,
-        }
+    Coordinate {
+        vec,
+        error: coordinate.error,
+        adjustment: coordinate.adjustment,
+        height,
     }
 }
 
@@ -192,7 +135,7 @@ impl Vivaldi {
         let weight = self.coordinate.error / total_error;
         let error = CE * weight * wrongness + self.coordinate.error * (1.0 - CE * weight);
         let force = CC * weight * (rtt - distance);
-        let mut moved = self.coordinate.apply_force(force, other);
+        let mut moved = apply_force(&self.coordinate, force, other);
         moved.error = error.min(ERROR_MAX);
         self.coordinate = moved;
     }
@@ -218,7 +161,7 @@ impl Vivaldi {
         let force = -(distance / GRAVITY_RHO).powi(2);
         let error = self.coordinate.error;
         let adjustment = self.coordinate.adjustment;
-        let mut pulled = self.coordinate.apply_force(force, &origin);
+        let mut pulled = apply_force(&self.coordinate, force, &origin);
         pulled.error = error;
         pulled.adjustment = adjustment;
         self.coordinate = pulled;

@@ -459,41 +459,98 @@ pub async fn coordinate_datacenters(State(api): State<Api>) -> Result<Response, 
     Ok(json(&api, 1, Consistency::Stale, &rows))
 }
 
-/// The LAN coordinates this server knows: its own and those of the members it exchanged
-/// coordinate probes with.
-fn lan_coordinates(api: &Api) -> Vec<serde_json::Value> {
-    api.lan
-        .coordinates()
-        .into_iter()
-        .map(|c| {
-            serde_json::json!({
-                "Node": c.node,
-                "Segment": "",
-                "Partition": "default",
-                "Coord": coordinate_json(&c.coordinate),
-            })
-        })
-        .collect()
+fn node_coordinate_json(
+    node: &str,
+    c: &crate::gossip::coordinate::Coordinate,
+) -> serde_json::Value {
+    serde_json::json!({
+        "Node": node,
+        "Segment": "",
+        "Partition": "default",
+        "Coord": coordinate_json(c),
+    })
 }
 
-/// `GET /v1/coordinate/nodes`: the LAN coordinates of this datacenter's nodes.
-pub async fn coordinate_nodes(State(api): State<Api>) -> Response {
-    json(&api, 1, Consistency::Stale, &lan_coordinates(&api))
+/// `GET /v1/coordinate/nodes`: the LAN coordinates of this datacenter's nodes, as their
+/// agents last sent them (a blocking query on the coordinates' index).
+pub async fn coordinate_nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let (index, rows, consistency) = read(&api, &uri, |data| {
+        let coordinates = &data.state.coordinates;
+        (
+            coordinates.index,
+            coordinates
+                .by_node
+                .iter()
+                .map(|(node, c)| node_coordinate_json(node, c))
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await?;
+    Ok(json(&api, index, consistency, &rows))
 }
 
 /// `GET /v1/coordinate/node/<node>`: one node's LAN coordinate (404 when unknown).
 pub async fn coordinate_node(
     State(api): State<Api>,
     axum::extract::Path(node): axum::extract::Path<String>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
-    let found: Vec<serde_json::Value> = lan_coordinates(&api)
-        .into_iter()
-        .filter(|c| c["Node"] == node.as_str())
-        .collect();
-    if found.is_empty() {
+    let (index, rows, consistency) = read(&api, &uri, |data| {
+        let coordinates = &data.state.coordinates;
+        (
+            coordinates.index,
+            coordinates
+                .by_node
+                .get(&node)
+                .map(|c| vec![node_coordinate_json(&node, c)])
+                .unwrap_or_default(),
+        )
+    })
+    .await?;
+    if rows.is_empty() {
         return Err(ApiError::NotFound(format!(
             "no coordinate known for node {node:?}"
         )));
     }
-    Ok(json(&api, 1, Consistency::Stale, &found))
+    Ok(json(&api, index, consistency, &rows))
+}
+
+/// The body of `PUT /v1/coordinate/update`, as Consul's.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CoordinateUpdate {
+    node: String,
+    coord: crate::gossip::coordinate::Coordinate,
+}
+
+/// `PUT /v1/coordinate/update`: an agent's LAN coordinate, written with the next batch
+/// (on the leader; followers forward it there).
+pub async fn coordinate_update(
+    State(api): State<Api>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let update: CoordinateUpdate = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
+    if update.node.is_empty() {
+        return Err(ApiError::BadRequest("Missing node name".to_owned()));
+    }
+    if !update.coord.is_valid() {
+        return Err(ApiError::BadRequest(format!(
+            "Coordinate for node {:?} is invalid: {} finite dimensions are expected",
+            update.node,
+            wire::records::COORDINATE_DIMENSIONS
+        )));
+    }
+    api.server()?;
+    let Some(queue) = &api.coordinates else {
+        return Err(ApiError::Internal(
+            "this agent takes no coordinate updates".to_owned(),
+        ));
+    };
+    if !queue.push(update.node, update.coord) {
+        return Err(ApiError::Internal(
+            "too many coordinate updates waiting; try again later".to_owned(),
+        ));
+    }
+    Ok(([("content-type", "application/json")], "true").into_response())
 }

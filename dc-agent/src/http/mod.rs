@@ -61,6 +61,8 @@ pub struct Api {
     pub dc_links: Option<Arc<crate::wan::DcLinks>>,
     /// A server's WAN gossip pool (only with gateways: it rides the dc-links).
     pub wan: Option<crate::gossip::pool::Pool>,
+    /// A server's queue of coordinate updates (written by the leader in batches).
+    pub coordinates: Option<Arc<crate::server::coordinates::CoordinateQueue>>,
 }
 
 impl Api {
@@ -120,6 +122,10 @@ pub fn router(api: Api) -> Router {
             get(catalog::coordinate_datacenters),
         )
         .route("/v1/coordinate/nodes", get(catalog::coordinate_nodes))
+        .route(
+            "/v1/coordinate/update",
+            axum::routing::put(catalog::coordinate_update),
+        )
         .route("/v1/coordinate/node/{node}", get(catalog::coordinate_node))
         .route(
             "/v1/isthmus/datacenters/{dc}",
@@ -325,7 +331,7 @@ async fn route_by_consistency(State(api): State<Api>, request: Request, next: Ne
         || path.starts_with("/v1/status/")
         || path == "/v1/catalog/datacenters"
         || path.starts_with("/v1/isthmus/datacenters")
-        || path.starts_with("/v1/coordinate/");
+        || path == "/v1/coordinate/datacenters";
     let stale = params(request.uri().query())
         .map(|p| p.contains_key("stale"))
         .unwrap_or(false);

@@ -81,7 +81,7 @@ impl StateMachineStore {
             Ok(bytes) => {
                 let file: SnapshotFile = wire::frame::decode(&bytes)
                     .map_err(|e| io_error(format!("{}: {e}", snapshot_path.display())))?;
-                let snapshot: StateSnapshot = wire::frame::decode(&file.data)
+                let snapshot = StateSnapshot::decode(&file.data)
                     .map_err(|e| io_error(format!("{}: {e}", snapshot_path.display())))?;
                 data.state = State::from_snapshot(snapshot);
                 data.last_applied = file.meta.last_log_id;
@@ -226,7 +226,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state_snapshot: StateSnapshot = wire::frame::decode(&data)
+        let state_snapshot = StateSnapshot::decode(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &io_error(e)))?;
         {
             let mut current = self

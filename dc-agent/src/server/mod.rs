@@ -2,6 +2,7 @@
 //! agents send. The HTTP API sits on top ([`crate::http`]).
 
 mod bootstrap;
+pub mod coordinates;
 mod handlers;
 pub mod proposer;
 pub mod serf_health;

@@ -21,6 +21,17 @@ pub struct State {
     pub kv: Kv,
     /// Nodes, services and checks.
     pub catalog: Catalog,
+    /// Network coordinates of the catalog's nodes.
+    pub coordinates: Coordinates,
+}
+
+/// The LAN network coordinates of the catalog's nodes, as their agents send them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coordinates {
+    /// By node name.
+    pub by_node: std::collections::BTreeMap<String, wire::records::Coordinate>,
+    /// Index of the last change (for blocking queries).
+    pub index: u64,
 }
 
 impl State {
@@ -58,10 +69,32 @@ impl State {
             } => {
                 self.catalog
                     .deregister(index, node, service_id.as_deref(), check_id.as_deref());
+                // A node that leaves the catalog takes its coordinate along.
+                if service_id.is_none()
+                    && check_id.is_none()
+                    && self.coordinates.by_node.remove(node).is_some()
+                {
+                    self.coordinates.index = index;
+                }
                 CommandResult::Done
             }
             Command::KvReapTombstones { up_to } => {
                 self.kv.reap_tombstones(*up_to);
+                CommandResult::Done
+            }
+            Command::CoordinateBatchUpdate(updates) => {
+                let mut changed = false;
+                for (node, coordinate) in updates {
+                    if coordinate.is_valid() && self.catalog.node(node).is_some() {
+                        self.coordinates
+                            .by_node
+                            .insert(node.clone(), coordinate.clone());
+                        changed = true;
+                    }
+                }
+                if changed {
+                    self.coordinates.index = index;
+                }
                 CommandResult::Done
             }
         }
@@ -82,6 +115,13 @@ impl State {
             table_indexes: [indexes.nodes, indexes.services, indexes.checks],
             node_indexes: indexes.per_node,
             service_indexes: indexes.per_service,
+            coordinates: self
+                .coordinates
+                .by_node
+                .iter()
+                .map(|(node, c)| (node.clone(), c.clone()))
+                .collect(),
+            coordinates_index: self.coordinates.index,
         }
     }
 
@@ -102,6 +142,10 @@ impl State {
                     per_service: snapshot.service_indexes,
                 },
             ),
+            coordinates: Coordinates {
+                by_node: snapshot.coordinates.into_iter().collect(),
+                index: snapshot.coordinates_index,
+            },
         }
     }
 }

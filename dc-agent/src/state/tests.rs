@@ -490,3 +490,41 @@ fn a_kv_batch_applies_each_command_as_if_alone() {
         Some((b"fresh".to_vec(), 11))
     );
 }
+
+#[test]
+fn coordinates_are_kept_for_catalog_nodes_and_leave_with_them() {
+    let near = wire::records::Coordinate {
+        vec: vec![0.001; 8],
+        ..Default::default()
+    };
+    let broken = wire::records::Coordinate {
+        vec: vec![f64::NAN; 8],
+        ..Default::default()
+    };
+    let (mut state, _) = run(&[
+        register("n1", "10.0.0.1", None, &[]),
+        Command::CoordinateBatchUpdate(vec![
+            ("n1".into(), near.clone()),
+            // Not in the catalog, or not a coordinate: ignored.
+            ("ghost".into(), near.clone()),
+            ("n1-broken".into(), broken),
+        ]),
+    ]);
+    let nodes: Vec<&String> = state.coordinates.by_node.keys().collect();
+    assert_eq!(nodes, ["n1"]);
+    let written = state.coordinates.index;
+    assert!(written > 0);
+    // Snapshots carry them.
+    assert_eq!(State::from_snapshot(state.to_snapshot()), state);
+    // A node that leaves the catalog takes its coordinate, and the index moves.
+    state.apply(
+        written + 1,
+        &Command::Deregister {
+            node: "n1".into(),
+            service_id: None,
+            check_id: None,
+        },
+    );
+    assert!(state.coordinates.by_node.is_empty());
+    assert_eq!(state.coordinates.index, written + 1);
+}

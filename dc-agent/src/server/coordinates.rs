@@ -1,0 +1,134 @@
+//! Network coordinates into the catalog, as Consul's `Coordinate.Update` does: agents send
+//! their LAN coordinate every [`PUSH_EVERY`] (`PUT /v1/coordinate/update`, which reaches the
+//! leader); the leader keeps the latest per node and writes them through Raft in one batch
+//! per [`FLUSH_EVERY`], so a thousand agents cost a write every few seconds, not a write each.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wire::command::Command;
+use wire::records::Coordinate;
+
+use crate::server::Server;
+
+/// How often the leader writes the coordinates it received.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
+/// How often an agent sends its coordinate.
+pub const PUSH_EVERY: Duration = Duration::from_secs(15);
+/// Most coordinates one batch writes (Consul: 128 per batch, 5 batches per period).
+pub const MAX_BATCH: usize = 640;
+/// Most nodes waiting: more are refused until the next flush.
+pub const MAX_PENDING: usize = 4096;
+
+/// Coordinates received and not written yet, latest per node.
+#[derive(Default)]
+pub struct CoordinateQueue {
+    pending: Mutex<BTreeMap<String, Coordinate>>,
+}
+
+impl CoordinateQueue {
+    /// Keeps `coordinate` as `node`'s latest; false when the queue is full.
+    pub fn push(&self, node: String, coordinate: Coordinate) -> bool {
+        let Ok(mut pending) = self.pending.lock() else {
+            return false;
+        };
+        if pending.len() >= MAX_PENDING && !pending.contains_key(&node) {
+            return false;
+        }
+        pending.insert(node, coordinate);
+        true
+    }
+
+    /// Takes up to [`MAX_BATCH`] coordinates.
+    fn take(&self) -> Vec<(String, Coordinate)> {
+        let Ok(mut pending) = self.pending.lock() else {
+            return Vec::new();
+        };
+        let mut batch = Vec::new();
+        while batch.len() < MAX_BATCH {
+            match pending.pop_first() {
+                Some(entry) => batch.push(entry),
+                None => break,
+            }
+        }
+        batch
+    }
+}
+
+/// On the leader, writes the queued coordinates once per [`FLUSH_EVERY`].
+pub async fn flush_loop(
+    server: Arc<Server>,
+    queue: Arc<CoordinateQueue>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if !server.is_leader() {
+            // A former leader's queue is stale: the agents send again in PUSH_EVERY.
+            drop(queue.take());
+            continue;
+        }
+        let batch = queue.take();
+        if batch.is_empty() {
+            continue;
+        }
+        let count = batch.len();
+        if let Err(e) = server
+            .proposer
+            .propose(Command::CoordinateBatchUpdate(batch))
+            .await
+        {
+            tracing::debug!(error = %e, count, "coordinate update not committed; the agents send again");
+        }
+    }
+}
+
+/// Sends this agent's own LAN coordinate through `handler` (the local API: a server's own
+/// router, which forwards to the leader, or a client agent's, which sends it to a server)
+/// every [`PUSH_EVERY`], the first a few seconds after start.
+pub async fn push_loop(
+    lan: crate::gossip::pool::Pool,
+    handler: crate::rpc::messages::HttpHandler,
+    cancel: CancellationToken,
+) {
+    let node = lan.local().name.clone();
+    let dc = lan.local().dc.clone();
+    let first = Duration::from_millis(2000 + rand::random_range(0..2000u64));
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = tokio::time::sleep(first) => {}
+    }
+    loop {
+        let own = lan
+            .coordinates()
+            .into_iter()
+            .find(|c| c.node == node && c.dc == dc);
+        if let Some(own) = own {
+            let body = serde_json::json!({"Node": node, "Segment": "", "Coord": own.coordinate});
+            let request = crate::rpc::messages::HttpRequest {
+                method: "PUT".to_owned(),
+                uri: "/v1/coordinate/update".to_owned(),
+                headers: Vec::new(),
+                body: body.to_string().into_bytes(),
+            };
+            let response = handler(request).await;
+            if response.status != 200 {
+                tracing::debug!(status = response.status, answer = %String::from_utf8_lossy(&response.body), "sending this node's coordinate failed; trying again later");
+            }
+        }
+        // A little jitter, so agents started together do not send together.
+        let next = PUSH_EVERY + Duration::from_millis(rand::random_range(0..1000u64));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(next) => {}
+        }
+    }
+}
