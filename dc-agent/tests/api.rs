@@ -1507,3 +1507,67 @@ fn malformed_dns_packets_get_formerr_or_nothing_and_never_a_crash() {
         "10.99.0.1\n"
     );
 }
+
+/// Coordinates sent by agents land in the catalog, and `?near=` sorts by them.
+#[test]
+fn near_sorts_by_the_coordinates_agents_send() {
+    let mut cluster = Cluster::start(118, 1);
+    cluster.wait_for_leader();
+    // Three nodes running `web`, placed 300, 100 and 200 ms away from the origin, where
+    // this lone server's own coordinate stays (it has no one to probe).
+    for (node, x) in [("far", 0.3), ("near", 0.1), ("middle", 0.2)] {
+        let register = format!(
+            r#"{{"Node":"{node}","Address":"10.118.0.9","Service":{{"Service":"web","Port":80}}}}"#
+        );
+        assert_eq!(
+            cluster
+                .request(0, "PUT", "/v1/catalog/register", register.as_bytes())
+                .text(),
+            "true"
+        );
+        let update = format!(
+            r#"{{"Node":"{node}","Segment":"","Coord":{{"Vec":[{x},0,0,0,0,0,0,0],"Error":0.2,"Adjustment":0,"Height":0.00001}}}}"#
+        );
+        let r = cluster.request(0, "PUT", "/v1/coordinate/update", update.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Written by the leader's next batch (every 5 s), with the server's own.
+    cluster.wait_for("the coordinates written", Duration::from_secs(30), |c| {
+        let rows: Vec<serde_json::Value> = c
+            .request(0, "GET", "/v1/coordinate/nodes", b"")
+            .json()
+            .ok()?;
+        (rows.len() == 4).then_some(())
+    });
+    let order = |path: &str, field: fn(&serde_json::Value) -> Option<&str>| -> Vec<String> {
+        let rows: Vec<serde_json::Value> = cluster
+            .request(0, "GET", path, b"")
+            .json()
+            .unwrap_or_default();
+        rows.iter()
+            .filter_map(|r| field(r).map(str::to_owned))
+            .collect()
+    };
+    fn service_node(r: &serde_json::Value) -> Option<&str> {
+        r["Node"].as_str()
+    }
+    fn health_node(r: &serde_json::Value) -> Option<&str> {
+        r["Node"]["Node"].as_str()
+    }
+    assert_eq!(
+        order("/v1/catalog/service/web?near=_agent", service_node),
+        ["near", "middle", "far"]
+    );
+    assert_eq!(
+        order("/v1/health/service/web?near=far", health_node),
+        ["far", "middle", "near"]
+    );
+    // Nodes: the server itself (at the origin) first, the others by distance.
+    let nodes = order("/v1/catalog/nodes?near=_agent", service_node);
+    assert_eq!(nodes[1..], ["near", "middle", "far"], "{nodes:?}");
+    // No coordinate for the node named: the catalog's own order (by name).
+    assert_eq!(
+        order("/v1/catalog/service/web?near=nobody", service_node),
+        ["far", "middle", "near"]
+    );
+}

@@ -255,12 +255,17 @@ async fn read<T>(
 
 /// `GET /v1/catalog/nodes`.
 pub async fn nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let near = params(uri.query())?.get("near").cloned();
     let (index, nodes, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
-        (
-            catalog.indexes().nodes,
-            catalog.nodes().map(CatalogNode::from).collect::<Vec<_>>(),
-        )
+        let mut nodes = catalog.nodes().map(CatalogNode::from).collect::<Vec<_>>();
+        sort_near(
+            &mut nodes,
+            |n| &n.node,
+            near.as_deref(),
+            &data.state.coordinates,
+        );
+        (catalog.indexes().nodes, nodes)
     })
     .await?;
     Ok(json(&api, index, consistency, &nodes))
@@ -292,13 +297,21 @@ pub async fn service(
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let tags = tags(&params(uri.query())?);
+    let params = params(uri.query())?;
+    let tags = tags(&params);
+    let near = params.get("near").cloned();
     let (index, entries, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
-        let entries: Vec<CatalogServiceEntry> = catalog
+        let mut entries: Vec<CatalogServiceEntry> = catalog
             .instances(&name, &tags)
             .map(|(node, service)| CatalogServiceEntry::new(node, service))
             .collect();
+        sort_near(
+            &mut entries,
+            |e| &e.node,
+            near.as_deref(),
+            &data.state.coordinates,
+        );
         (catalog.service_index(&name), entries)
     })
     .await?;
@@ -335,9 +348,10 @@ pub async fn health_service(
     let params = params(uri.query())?;
     let tags = tags(&params);
     let passing_only = params.contains_key("passing");
+    let near = params.get("near").cloned();
     let (index, entries, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
-        let entries: Vec<ServiceEntry> = catalog
+        let mut entries: Vec<ServiceEntry> = catalog
             .service_health(&name, &tags)
             .into_iter()
             .filter(|h| !passing_only || h.checks.iter().all(|c| c.status == HealthStatus::Passing))
@@ -347,6 +361,12 @@ pub async fn health_service(
                 checks: h.checks.iter().map(|c| HealthCheck::from(*c)).collect(),
             })
             .collect();
+        sort_near(
+            &mut entries,
+            |e| &e.node.node,
+            near.as_deref(),
+            &data.state.coordinates,
+        );
         (catalog.service_index(&name), entries)
     })
     .await?;
@@ -419,6 +439,34 @@ pub async fn health_state(
     })
     .await?;
     Ok(json(&api, index, consistency, &checks))
+}
+
+/// Consul's `?near=NODE`: sorts by the round trip estimated from NODE's coordinate, nearest
+/// first; entries whose node has no coordinate go last, in their order. Without a
+/// coordinate for NODE (or without `near`), the order is left alone.
+fn sort_near<T>(
+    items: &mut [T],
+    node_of: impl Fn(&T) -> &str,
+    near: Option<&str>,
+    coordinates: &crate::state::Coordinates,
+) {
+    let Some(origin) = near.and_then(|n| coordinates.by_node.get(n)) else {
+        return;
+    };
+    items.sort_by(|a, b| {
+        let distance = |item: &T| {
+            coordinates
+                .by_node
+                .get(node_of(item))
+                .map(|c| origin.distance_to(c))
+        };
+        match (distance(a), distance(b)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        }
+    });
 }
 
 fn coordinate_json(c: &crate::gossip::coordinate::Coordinate) -> serde_json::Value {

@@ -297,7 +297,32 @@ const FORWARDED: &str = "x-isthmus-forwarded";
 /// Sends each request where Consul would answer it: agent and status endpoints and `?stale`
 /// reads locally; everything else on the leader, forwarded over QUIC from a follower. A
 /// client agent answers `/v1/agent/` itself and sends everything else to a server.
-async fn route_by_consistency(State(api): State<Api>, request: Request, next: Next) -> Response {
+async fn route_by_consistency(
+    State(api): State<Api>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    // `?near=_agent` means this agent, wherever the request is answered (as Consul's agent
+    // resolves it before forwarding).
+    if let Some(query) = request.uri().query() {
+        if query.split('&').any(|pair| pair == "near=_agent") {
+            let node: String = url_encode(&api.agent.node_name);
+            let rewritten: Vec<String> = query
+                .split('&')
+                .map(|pair| {
+                    if pair == "near=_agent" {
+                        format!("near={node}")
+                    } else {
+                        pair.to_owned()
+                    }
+                })
+                .collect();
+            let uri = format!("{}?{}", request.uri().path(), rewritten.join("&"));
+            if let Ok(uri) = uri.parse() {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
     let path = request.uri().path();
     let server = match &api.backend {
         Backend::Server(server) => server.clone(),
@@ -387,6 +412,19 @@ pub fn forward_timeout(params: &Params) -> Duration {
     // The leader waits up to wait + wait/16 (Consul's jitter): cover all of it.
     let wait = blocking::wait_of(params).unwrap_or(blocking::DEFAULT_WAIT);
     wait + wait / 16 + margin
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn url_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
