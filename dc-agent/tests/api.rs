@@ -492,8 +492,13 @@ fn the_dashboards_and_alerts_use_only_exported_metrics() {
         .text();
     let grafana = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana");
     let mut used = std::collections::BTreeSet::new();
+    // The WAN dashboard and the gateway alerts are checked with gateways running
+    // (tests/federation.rs); here, what a lone server exports.
     for file in ["dashboards/leader-health.json", "isthmus-alerts.yml"] {
-        let text = std::fs::read_to_string(grafana.join(file)).expect("shipped file");
+        let mut text = std::fs::read_to_string(grafana.join(file)).expect("shipped file");
+        if let Some(wan) = text.find("  - name: isthmus-wan") {
+            text.truncate(wan);
+        }
         for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
             if word.starts_with("consul_") || word.starts_with("isthmus_") {
                 used.insert(word.to_owned());

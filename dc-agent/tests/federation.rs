@@ -366,6 +366,33 @@ fn requests_for_another_datacenter_cross_the_gateways() {
         "{metrics}"
     );
     assert!(metrics.contains("isthmus_wan_rtt_seconds{"), "{metrics}");
+    // The WAN dashboard and alerts use only what servers and gateways export.
+    let exported = format!(
+        "{}{metrics}",
+        cluster
+            .request(DC1_S1, "GET", "/v1/agent/metrics?format=prometheus", b"")
+            .text()
+    );
+    let grafana = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana");
+    let mut used = std::collections::BTreeSet::new();
+    for file in ["dashboards/wan.json", "isthmus-alerts.yml"] {
+        let text = std::fs::read_to_string(grafana.join(file)).expect("shipped file");
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("isthmus_") || word.starts_with("consul_") {
+                used.insert(word.to_owned());
+            }
+        }
+    }
+    assert!(used.len() >= 10, "{used:?}");
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|name| {
+            !exported.lines().any(|line| {
+                line.starts_with(name.as_str()) && line[name.len()..].starts_with(['{', ' '])
+            })
+        })
+        .collect();
+    assert!(missing.is_empty(), "used but not exported: {missing:?}");
     // A name in a request's header is not a label: an unknown datacenter counts as such.
     assert!(
         metrics

@@ -850,5 +850,36 @@ fn the_rendered_prometheus_config_passes_promtool() {
         String::from_utf8_lossy(&checked.stderr)
     );
     assert!(checked.status.success(), "{text}");
-    assert!(text.contains("SUCCESS: 4 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 8 rules found"), "{text}");
+
+    // Every query of the shipped dashboards parses: promtool checks them as recording rules.
+    let grafana = Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana/dashboards");
+    let mut rules = String::from("groups:\n  - name: dashboards\n    rules:\n");
+    let mut count = 0;
+    for file in ["leader-health.json", "wan.json"] {
+        let text = std::fs::read_to_string(grafana.join(file)).expect("shipped dashboard");
+        for line in text.lines() {
+            if let Some(expr) = line.trim().strip_prefix("\"expr\": ") {
+                let expr = expr.trim_end_matches(',');
+                count += 1;
+                rules.push_str(&format!(
+                    "      - record: dashboard:query_{count}\n        expr: {expr}\n"
+                ));
+            }
+        }
+    }
+    assert!(count >= 20, "{count} queries found");
+    let rules_file = dir.path().join("dashboards.rules.yml");
+    std::fs::write(&rules_file, rules).expect("write rules");
+    let checked = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules_file)
+        .output()
+        .expect("promtool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(checked.status.success(), "{text}");
 }
