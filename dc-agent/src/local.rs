@@ -318,6 +318,7 @@ impl LocalAgent {
             }
             if let Some(persist) = &self.persist {
                 persist.remove(Kind::Check, &check);
+                persist.remove(Kind::CheckState, &check);
             }
         }
         drop(runners);
@@ -335,6 +336,13 @@ impl LocalAgent {
         let mut state = CheckState::new(now, spec.initial);
         if let Some(ttl) = spec.ttl {
             state.start_ttl(now, ttl);
+            // A status set before a restart holds until its TTL would have run out.
+            if let Some(kept) = self.kept_ttl_state(&id) {
+                let left = Duration::from_millis(kept.expires_ms.saturating_sub(unix_ms()));
+                if !left.is_zero() {
+                    state.restore_ttl(now, now + left.min(ttl), kept.status, &kept.output);
+                }
+            }
         }
         let probe = spec
             .probe
@@ -409,14 +417,24 @@ impl LocalAgent {
         drop(runners);
         if let Some(persist) = &self.persist {
             persist.remove(Kind::Check, id);
+            persist.remove(Kind::CheckState, id);
         }
         self.mark_changed();
         existed
     }
 
-    /// `/v1/agent/check/pass|warn|fail/<id>`: updates a TTL check.
+    /// A TTL check's status kept in the data directory, if any.
+    fn kept_ttl_state(&self, id: &str) -> Option<crate::persist::CheckStateRecord> {
+        let body = self.persist.as_ref()?.read(Kind::CheckState, id)?;
+        serde_json::from_slice::<crate::persist::CheckStateRecord>(&body)
+            .ok()
+            .filter(|kept| kept.check_id == id)
+    }
+
+    /// `/v1/agent/check/pass|warn|fail/<id>`: updates a TTL check, and keeps its status in
+    /// the data directory until the TTL runs out (as Consul's `checks/state/`).
     pub fn update_ttl(&self, id: &str, status: HealthStatus, note: &str) -> Result<(), String> {
-        let changed = {
+        let (changed, ttl) = {
             let mut state = self.lock();
             let check = state
                 .checks
@@ -425,11 +443,31 @@ impl LocalAgent {
             let Some(ttl) = check.spec.ttl else {
                 return Err(format!("Check {id:?} is not a TTL check"));
             };
-            check
+            let changed = check
                 .state
                 .update_ttl(Instant::now(), ttl, status, note)
-                .is_some()
+                .is_some();
+            (changed, ttl)
         };
+        if let Some(persist) = &self.persist {
+            let record = crate::persist::CheckStateRecord {
+                check_id: id.to_owned(),
+                status,
+                output: crate::checks::status::bound_output(note),
+                expires_ms: unix_ms()
+                    .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            };
+            let saved = serde_json::to_vec(&record)
+                .map_err(|e| e.to_string())
+                .and_then(|body| {
+                    persist
+                        .save(Kind::CheckState, id, &body)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = saved {
+                tracing::warn!(check = %id, error = %e, "could not keep a TTL check's status for a restart");
+            }
+        }
         if changed {
             self.mark_changed();
         }
@@ -1137,4 +1175,10 @@ impl LocalAgent {
         }
         Ok(changes)
     }
+}
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -181,11 +181,18 @@ impl Metrics {
                 "Gossip packets dropped, by pool and reason (no_key: no installed key opens it).",
                 &["pool", "reason"],
             )?,
-            wan_members: counter_vec(
-                "isthmus_serf_wan_member_events",
-                "WAN membership events seen by this server: join, failed, left.",
-                &["event"],
-            )?,
+            wan_members: {
+                let events = counter_vec(
+                    "isthmus_serf_wan_member_events",
+                    "WAN membership events seen by this server: join, failed, left.",
+                    &["event"],
+                )?;
+                // Present from the start, so that `increase()` sees the first event.
+                for event in ["join", "failed", "left"] {
+                    events.with_label_values(&[event]);
+                }
+                events
+            },
             wan_health_score: gauge(
                 "isthmus_wan_health_score",
                 "Local health score of the WAN pool (as consul_memberlist_health_score for the LAN).",

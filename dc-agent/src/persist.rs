@@ -14,6 +14,24 @@ pub enum Kind {
     Service,
     /// A check registration (`AgentCheckRegistration`).
     Check,
+    /// A TTL check's last status (Consul's `checks/state/`): [`CheckStateRecord`].
+    CheckState,
+}
+
+/// A TTL check's status as last set through `/v1/agent/check/pass|warn|fail`, kept so a
+/// restarted agent reports it again until the TTL would have run out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CheckStateRecord {
+    /// The check.
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+    /// `passing`, `warning` or `critical`.
+    pub status: wire::records::HealthStatus,
+    /// Its output.
+    pub output: String,
+    /// Unix milliseconds when the TTL runs out.
+    pub expires_ms: u64,
 }
 
 impl Kind {
@@ -21,6 +39,7 @@ impl Kind {
         match self {
             Kind::Service => "services",
             Kind::Check => "checks",
+            Kind::CheckState => "check-state",
         }
     }
 }
@@ -67,6 +86,11 @@ impl Persisted {
         std::fs::File::open(&temporary)?.sync_all()?;
         std::fs::rename(&temporary, &path)?;
         std::fs::File::open(&dir)?.sync_all()
+    }
+
+    /// The stored record of `id`, if there is one.
+    pub fn read(&self, kind: Kind, id: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.path(kind, id)).ok()
     }
 
     /// Forgets the registration of `id`, if there is one.

@@ -1269,6 +1269,9 @@ fn api_registrations_survive_a_restart() {
     assert_eq!(response.status, 200, "{}", response.text());
     let data = cluster.dir.path().join("dc1/s1/data/agent/services");
     std::fs::write(data.join("zz.json"), b"{not json").expect("write a broken file");
+    // A TTL status set before the restart holds after it (its TTL has not run out).
+    let response = cluster.request(0, "PUT", "/v1/agent/check/warn/disk?note=85%25%20full", b"");
+    assert_eq!(response.status, 200, "{}", response.text());
 
     cluster.agents[0].stop();
     cluster.agents[0].start();
@@ -1300,6 +1303,13 @@ fn api_registrations_survive_a_restart() {
         "{}",
         cluster.logs()
     );
+    let checks: serde_json::Value = cluster
+        .request(0, "GET", "/v1/agent/checks", b"")
+        .json()
+        .unwrap_or_default();
+    assert_eq!(checks["disk"]["Status"], "warning", "{checks}");
+    assert_eq!(checks["disk"]["Output"], "85% full", "{checks}");
+    assert_eq!(checks["web-ttl"]["Status"], "critical", "{checks}");
     // And they reach the catalog again.
     cluster.wait_for("web in the catalog", Duration::from_secs(10), |c| {
         let entries: Vec<serde_json::Value> = c
@@ -1537,7 +1547,7 @@ fn near_sorts_by_the_coordinates_agents_send() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     // Written by the leader's next batch (every 5 s), with the server's own.
-    cluster.wait_for("the coordinates written", Duration::from_secs(30), |c| {
+    cluster.wait_for("the coordinates written", Duration::from_secs(60), |c| {
         let rows: Vec<serde_json::Value> = c
             .request(0, "GET", "/v1/coordinate/nodes", b"")
             .json()

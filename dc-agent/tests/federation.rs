@@ -697,14 +697,31 @@ fn gateways_learn_the_rest_of_the_federation_from_each_other() {
         out,
         "Removed datacenter dc3 from the federation (1 servers marked left, 1 gateways told to forget it)\n"
     );
-    // dc1's gateway forgot dc3 and passed it on to dc2's: neither dials it any more.
-    for log in ["dc1-gw1.log", "dc2-gw1.log"] {
+    // dc1's gateway forgot dc3 and passed it on to dc2's: neither dials it any more, and
+    // no "link down" series is left to alert on.
+    for (log, gateway) in [
+        ("dc1-gw1.log", "127.108.0.100"),
+        ("dc2-gw1.log", "127.109.0.100"),
+    ] {
         cluster.wait_for("the gateways forgot dc3", Duration::from_secs(10), |c| {
             std::fs::read_to_string(c.dir.path().join(log))
                 .ok()?
                 .contains("datacenter removed from the federation: its gateways are forgotten")
                 .then_some(())
         });
+        cluster.wait_for(
+            "no dc3 series on the gateway",
+            Duration::from_secs(10),
+            |_| {
+                let metrics = gateway_metrics(gateway);
+                let stale = metrics.lines().any(|l| {
+                    (l.starts_with("isthmus_gateway_link_up{")
+                        || l.starts_with("isthmus_wan_rtt_seconds{"))
+                        && l.contains("dst_dc=\"dc3\"")
+                });
+                (!stale).then_some(())
+            },
+        );
     }
     // Gone from every datacenter's list; its server is left, not failed, everywhere.
     for (agent, expected) in [(0, ["dc1", "dc2"]), (2, ["dc2", "dc1"])] {

@@ -167,6 +167,15 @@ impl Gateway {
                 old.cancel();
             }
         }
+        // Down until the link comes up: a gateway that never reached its peer shows (and
+        // alerts) as such.
+        if !self.links.read().is_ok_and(|links| {
+            links
+                .get(dc)
+                .is_some_and(|peers| peers.iter().any(|p| p.node == node))
+        }) {
+            self.metrics.link_up.with_label_values(&[dc, node]).set(0);
+        }
         let policy = PeerPolicy::new(&self.domain, &[Role::Gateway], Some(dc));
         let rustls_client = self.tls.client_config(policy, &[ALPN_WAN])?;
         let mut client =
@@ -295,10 +304,12 @@ impl Gateway {
                 forgotten.insert(dc.to_owned());
             }
         }
+        let mut peers_of_dc = Vec::new();
         if let Ok(mut known) = self.known.lock() {
-            known.retain(|(known_dc, _), (_, stop)| {
+            known.retain(|(known_dc, node), (_, stop)| {
                 if known_dc == dc {
                     stop.cancel();
+                    peers_of_dc.push(node.clone());
                 }
                 known_dc != dc
             });
@@ -309,8 +320,18 @@ impl Gateway {
             .map(|links| links.get(dc).cloned().unwrap_or_default())
             .unwrap_or_default();
         for peer in peers {
+            peers_of_dc.push(peer.node.clone());
             peer.connection
                 .close(2u32.into(), b"datacenter removed from the federation");
+        }
+        // No series of a removed datacenter stays behind (a link "down" forever would
+        // keep its alert firing).
+        for node in peers_of_dc {
+            let _ = self.metrics.link_up.remove_label_values(&[dc, &node]);
+            let _ = self
+                .metrics
+                .wan_rtt
+                .remove_label_values(&[&self.datacenter, dc, &node]);
         }
         tracing::info!(dc = %dc, "datacenter removed from the federation: its gateways are forgotten");
         true
@@ -498,10 +519,15 @@ impl Gateway {
                 peers.push(peer.clone());
             }
             let alive = peers.iter().any(|p| p.node == peer.node);
-            self.metrics
-                .link_up
-                .with_label_values(&[dc, &peer.node])
-                .set(i64::from(alive));
+            if self.forgotten.lock().is_ok_and(|f| f.contains(dc)) {
+                // A removed datacenter's link closing: no series stays behind.
+                let _ = self.metrics.link_up.remove_label_values(&[dc, &peer.node]);
+            } else {
+                self.metrics
+                    .link_up
+                    .with_label_values(&[dc, &peer.node])
+                    .set(i64::from(alive));
+            }
             if !alive {
                 // No link, no round trip to show.
                 let _ =

@@ -57,6 +57,13 @@ impl StateSnapshot {
     /// Decodes a snapshot body of any version this build knows.
     pub fn decode(body: &[u8]) -> Result<StateSnapshot, crate::frame::FrameError> {
         match crate::frame::decode::<StateSnapshot>(body) {
+            // A later format may add fields this build would silently drop.
+            Ok(snapshot) if snapshot.version > SNAPSHOT_VERSION => {
+                Err(crate::frame::FrameError::Invalid(format!(
+                    "snapshot format {} is newer than this build's {SNAPSHOT_VERSION}: upgrade this server",
+                    snapshot.version
+                )))
+            }
             Ok(snapshot) => Ok(snapshot),
             Err(current) => match crate::frame::decode::<StateSnapshotV1>(body) {
                 Ok(v1) if v1.version == 1 => Ok(StateSnapshot {

@@ -156,6 +156,19 @@ impl CheckState {
         self.ttl_deadline
     }
 
+    /// Takes back a TTL check's status kept from before a restart, due to run out at
+    /// `deadline`.
+    pub fn restore_ttl(
+        &mut self,
+        now: Instant,
+        deadline: Instant,
+        status: HealthStatus,
+        output: &str,
+    ) {
+        self.ttl_deadline = Some(deadline);
+        self.set(now, status, bound_output(output));
+    }
+
     /// Starts a TTL check's clock (at registration).
     pub fn start_ttl(&mut self, now: Instant, ttl: Duration) {
         self.ttl_deadline = Some(now + ttl);

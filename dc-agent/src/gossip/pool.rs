@@ -599,17 +599,16 @@ impl Driver {
     }
 
     /// A member said goodbye (or was force-left): a failed one becomes left at once; a live
-    /// one becomes left when SWIM declares it down. Only a member at the incarnation the
-    /// goodbye names is touched.
-    fn departed(&mut self, bye: &Bye) {
+    /// one becomes left when SWIM declares it down, which the caller asks foca to do at
+    /// once (the returned identity) rather than wait for probes to fail. Only a member at
+    /// the incarnation the goodbye names is touched.
+    fn departed(&mut self, bye: &Bye) -> Option<NodeId> {
         let Ok(mut members) = self.members.write() else {
-            return;
+            return None;
         };
-        let Some(member) = members.get_mut(&bye.key) else {
-            return;
-        };
+        let member = members.get_mut(&bye.key)?;
         if member.id.bump != bye.bump {
-            return;
+            return None;
         }
         match member.status {
             MemberStatus::Failed => {
@@ -623,9 +622,11 @@ impl Driver {
             }
             MemberStatus::Alive => {
                 self.departed.insert(bye.key.clone());
+                return Some(member.id.clone());
             }
             MemberStatus::Left => {}
         }
+        None
     }
 
     /// Sends the goodbyes still to be repeated to every member.
@@ -850,7 +851,13 @@ impl Driver {
                         }
                         Ok((KIND_BYE, payload)) => {
                             match postcard::from_bytes::<Bye>(&payload) {
-                                Ok(bye) => self.departed(&bye),
+                                Ok(bye) => {
+                                    if let Some(id) = self.departed(&bye) {
+                                        // It is leaving: down now (and gossiped), not after
+                                        // a suspicion timeout.
+                                        let _ = foca.apply_many(std::iter::once(foca::Member::down(id)), true, &mut runtime);
+                                    }
+                                }
                                 Err(_) => self.drop_packet(from, "malformed"),
                             }
                         }
@@ -935,7 +942,7 @@ impl Driver {
                                 self.transport.send(peer, packet.clone()).await;
                             }
                             self.byes.push((packet, BYE_REPEATS));
-                            self.departed(&bye);
+                            let _ = self.departed(&bye);
                         }
                     }
                     Some(Command::Leave(done)) => {

@@ -556,12 +556,14 @@ pub async fn coordinate_node(
     })
     .await?;
     if rows.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "no coordinate known for node {node:?}"
-        )));
+        // Consul's 404 carries the index, so a client can block until one arrives.
+        return Ok(super::kv::not_found(&api, index, consistency));
     }
     Ok(json(&api, index, consistency, &rows))
 }
+
+/// Longest node name a coordinate update may carry.
+const MAX_NODE_NAME: usize = 256;
 
 /// The body of `PUT /v1/coordinate/update`, as Consul's.
 #[derive(serde::Deserialize)]
@@ -582,6 +584,12 @@ pub async fn coordinate_update(
     if update.node.is_empty() {
         return Err(ApiError::BadRequest("Missing node name".to_owned()));
     }
+    if update.node.len() > MAX_NODE_NAME {
+        return Err(ApiError::BadRequest(format!(
+            "Node name is {} bytes; at most {MAX_NODE_NAME} are allowed",
+            update.node.len()
+        )));
+    }
     if !update.coord.is_valid() {
         return Err(ApiError::BadRequest(format!(
             "Coordinate for node {:?} is invalid: {} finite dimensions are expected",
@@ -589,7 +597,19 @@ pub async fn coordinate_update(
             wire::records::COORDINATE_DIMENSIONS
         )));
     }
-    api.server()?;
+    // Only the catalog's nodes have coordinates (Consul's agents hold node:write for their
+    // own node; without ACLs, this is what keeps arbitrary names out of the queue).
+    let known = api
+        .server()?
+        .state
+        .read(|data| data.state.catalog.node(&update.node).is_some())
+        .unwrap_or(false);
+    if !known {
+        return Err(ApiError::BadRequest(format!(
+            "Node {:?} is not in the catalog",
+            update.node
+        )));
+    }
     let Some(queue) = &api.coordinates else {
         return Err(ApiError::Internal(
             "this agent takes no coordinate updates".to_owned(),

@@ -304,13 +304,19 @@ async fn route_by_consistency(
 ) -> Response {
     // `?near=_agent` means this agent, wherever the request is answered (as Consul's agent
     // resolves it before forwarding).
+    let is_near_agent = |pair: &str| {
+        pair.split_once('=').is_some_and(|(k, v)| {
+            percent_decode(k).as_deref() == Some("near")
+                && percent_decode(v).as_deref() == Some("_agent")
+        })
+    };
     if let Some(query) = request.uri().query() {
-        if query.split('&').any(|pair| pair == "near=_agent") {
+        if query.split('&').any(is_near_agent) {
             let node: String = url_encode(&api.agent.node_name);
             let rewritten: Vec<String> = query
                 .split('&')
                 .map(|pair| {
-                    if pair == "near=_agent" {
+                    if is_near_agent(pair) {
                         format!("near={node}")
                     } else {
                         pair.to_owned()

@@ -17,6 +17,8 @@ use crate::server::Server;
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// How often an agent sends its coordinate.
 pub const PUSH_EVERY: Duration = Duration::from_secs(15);
+/// How soon an agent whose coordinate was refused tries again.
+pub const RETRY_EVERY: Duration = Duration::from_secs(2);
 /// Most coordinates one batch writes (Consul: 128 per batch, 5 batches per period).
 pub const MAX_BATCH: usize = 640;
 /// Most nodes waiting: more are refused until the next flush.
@@ -26,6 +28,9 @@ pub const MAX_PENDING: usize = 4096;
 #[derive(Default)]
 pub struct CoordinateQueue {
     pending: Mutex<BTreeMap<String, Coordinate>>,
+    /// The last node written: the next batch starts after it, so that with more waiting
+    /// than a batch holds every node gets its turn.
+    cursor: Mutex<String>,
 }
 
 impl CoordinateQueue {
@@ -41,16 +46,30 @@ impl CoordinateQueue {
         true
     }
 
-    /// Takes up to [`MAX_BATCH`] coordinates.
+    /// Takes up to [`MAX_BATCH`] coordinates, starting after the last node taken.
     fn take(&self) -> Vec<(String, Coordinate)> {
-        let Ok(mut pending) = self.pending.lock() else {
+        let (Ok(mut pending), Ok(mut cursor)) = (self.pending.lock(), self.cursor.lock()) else {
             return Vec::new();
         };
+        let after: Vec<String> = pending
+            .range::<String, _>((
+                std::ops::Bound::Excluded(&*cursor),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(node, _)| node.clone())
+            .take(MAX_BATCH)
+            .collect();
+        let wrapped: Vec<String> = pending
+            .keys()
+            .take(MAX_BATCH.saturating_sub(after.len()))
+            .filter(|node| !after.contains(node))
+            .cloned()
+            .collect();
         let mut batch = Vec::new();
-        while batch.len() < MAX_BATCH {
-            match pending.pop_first() {
-                Some(entry) => batch.push(entry),
-                None => break,
+        for node in after.into_iter().chain(wrapped) {
+            if let Some(coordinate) = pending.remove(&node) {
+                *cursor = node.clone();
+                batch.push((node, coordinate));
             }
         }
         batch
@@ -121,7 +140,13 @@ pub async fn push_loop(
             };
             let response = handler(request).await;
             if response.status != 200 {
-                tracing::debug!(status = response.status, answer = %String::from_utf8_lossy(&response.body), "sending this node's coordinate failed; trying again later");
+                // Not in the catalog yet, no leader yet: try again soon.
+                tracing::debug!(status = response.status, answer = %String::from_utf8_lossy(&response.body), "sending this node's coordinate failed; trying again soon");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY_EVERY) => {}
+                }
+                continue;
             }
         }
         // A little jitter, so agents started together do not send together.
