@@ -102,14 +102,13 @@ impl Catalog {
         self.indexes.per_node.get(node).copied().unwrap_or(0).max(1)
     }
 
-    /// Index of one service name's view.
+    /// Index of one service name's view (names compare without case, as Consul's).
     pub fn service_index(&self, name: &str) -> u64 {
-        self.indexes
-            .per_service
-            .get(name)
-            .copied()
-            .unwrap_or(0)
-            .max(1)
+        let per_service = &self.indexes.per_service;
+        let folded = per_service.get(&name.to_lowercase()).copied();
+        // Indexes kept before names were folded are under the name as registered.
+        let exact = per_service.get(name).copied();
+        folded.max(exact).unwrap_or(0).max(1)
     }
 
     /// Every node, by name.
@@ -142,7 +141,7 @@ impl Catalog {
     ) -> impl Iterator<Item = (&'a Node, &'a Service)> + 'a {
         self.services
             .values()
-            .filter(move |s| s.name == name && tags.iter().all(|t| s.tags.contains(t)))
+            .filter(move |s| same_name(&s.name, name) && tags.iter().all(|t| s.tags.contains(t)))
             .filter_map(move |s| self.nodes.get(&s.node).map(|n| (n, s)))
     }
 
@@ -164,7 +163,9 @@ impl Catalog {
 
     /// Checks of every instance of a service name.
     pub fn service_checks<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Check> + 'a {
-        self.checks.values().filter(move |c| c.service_name == name)
+        self.checks
+            .values()
+            .filter(move |c| !c.service_name.is_empty() && same_name(&c.service_name, name))
     }
 
     /// Every check, or those in one state.
@@ -469,9 +470,16 @@ impl Catalog {
             indexes.per_node.insert(node, index);
         }
         for name in touched.service_names {
-            indexes.per_service.insert(name, index);
+            indexes.per_service.insert(name.to_lowercase(), index);
         }
     }
+}
+
+/// Service names compare without case, as in Consul's catalog (`web` finds `Web`).
+fn same_name(stored: &str, asked: &str) -> bool {
+    stored.eq_ignore_ascii_case(asked)
+        || (!(stored.is_ascii() && asked.is_ascii())
+            && stored.to_lowercase() == asked.to_lowercase())
 }
 
 /// What a change touched, so the right indexes move.

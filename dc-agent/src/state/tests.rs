@@ -528,3 +528,22 @@ fn coordinates_are_kept_for_catalog_nodes_and_leave_with_them() {
     assert!(state.coordinates.by_node.is_empty());
     assert_eq!(state.coordinates.index, written + 1);
 }
+
+#[test]
+fn service_names_compare_without_case_as_in_consul() {
+    let (state, _) = run(&[register(
+        "n1",
+        "10.0.0.1",
+        Some(("web-1", "Web", &[])),
+        &[("c", "web-1", HealthStatus::Passing)],
+    )]);
+    let catalog = &state.catalog;
+    for asked in ["web", "WEB", "Web"] {
+        assert_eq!(catalog.instances(asked, &[]).count(), 1, "{asked}");
+        assert_eq!(catalog.service_health(asked, &[]).len(), 1, "{asked}");
+        assert_eq!(catalog.service_checks(asked).count(), 1, "{asked}");
+        assert_eq!(catalog.service_index(asked), 10, "{asked}");
+    }
+    assert_eq!(catalog.instances("db", &[]).count(), 0);
+    assert_eq!(catalog.service_index("db"), 1);
+}
