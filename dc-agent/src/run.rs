@@ -188,10 +188,31 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         Some(server) => server.id,
         None => crate::server::node_id(&data_dir)?,
     };
-    let keyring = match &validated.gossip_key {
-        Some(key) => Some(crate::gossip::keyring::Keyring::new(&[
-            wire::gossip_key::encode(key),
-        ])?),
+    // The keyring: from the keyring file once there is one (keys rotated since start
+    // survive a restart), else from `encrypt`.
+    let keyfile = crate::gossip::keyfile::path(&data_dir);
+    let configured = validated.gossip_key.as_ref().map(|key| wire::gossip_key::encode(key));
+    let keys = match crate::gossip::keyfile::load(&keyfile).map_err(|e| anyhow::anyhow!(e))? {
+        Some(keys) => {
+            if configured.as_ref().is_some_and(|c| !keys.contains(c)) {
+                tracing::warn!(keyring = %keyfile.display(), "`encrypt` is not in the keyring file; the keyring file, with the keys rotated since, is used (as Consul)");
+            }
+            Some(keys)
+        }
+        None => match configured {
+            Some(key) => {
+                let keys = vec![key];
+                crate::gossip::keyfile::save(&keyfile, &keys)
+                    .with_context(|| format!("writing the keyring {}", keyfile.display()))?;
+                Some(keys)
+            }
+            None => None,
+        },
+    };
+    let keyring: Option<crate::gossip::keyring::SharedKeyring> = match keys {
+        Some(keys) => Some(Arc::new(std::sync::RwLock::new(
+            crate::gossip::keyring::Keyring::new(&keys)?,
+        ))),
         None => None,
     };
     let lan = crate::gossip::pool::start(

@@ -3,6 +3,7 @@
 //! WAN pool's upkeep on a server (`wan`).
 
 pub mod coordinate;
+pub mod keyfile;
 pub mod keyring;
 pub mod pool;
 pub mod wan;

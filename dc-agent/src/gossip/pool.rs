@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use wire::Role;
 
 use super::coordinate::{Coordinate, Vivaldi};
-use super::keyring::{Keyring, NONCE_LEN};
+use super::keyring::{SharedKeyring, NONCE_LEN};
 
 /// First bytes of every plaintext datagram.
 const MAGIC: &[u8; 3] = b"ISG";
@@ -462,7 +462,7 @@ impl LocalHealth {
 /// Starts a LAN pool on `local.addr`, announcing to `seeds` until it has members.
 pub async fn start(
     local: NodeId,
-    keyring: Option<Keyring>,
+    keyring: Option<SharedKeyring>,
     seeds: Vec<SocketAddr>,
     events: Arc<dyn PoolEvents>,
     cancel: CancellationToken,
@@ -485,7 +485,7 @@ pub async fn start(
 pub fn start_on(
     local: NodeId,
     transport: Transport,
-    keyring: Option<Keyring>,
+    keyring: Option<SharedKeyring>,
     seeds: Vec<NodeId>,
     events: Arc<dyn PoolEvents>,
     cancel: CancellationToken,
@@ -521,7 +521,7 @@ pub fn start_on(
 
 struct Driver {
     local: NodeId,
-    keyring: Option<Keyring>,
+    keyring: Option<SharedKeyring>,
     seeds: Vec<NodeId>,
     events: Arc<dyn PoolEvents>,
     members: Arc<RwLock<BTreeMap<MemberKey, Member>>>,
@@ -560,7 +560,7 @@ impl Driver {
         plain.push(tag.len() as u8);
         plain.extend_from_slice(tag.as_bytes());
         plain.extend_from_slice(payload);
-        match &self.keyring {
+        match self.keyring.as_ref().and_then(|k| k.read().ok()) {
             Some(keyring) => {
                 let mut nonce = [0u8; NONCE_LEN];
                 rand::fill(&mut nonce);
@@ -572,7 +572,7 @@ impl Driver {
 
     /// The kind and payload of a datagram, or why it is dropped.
     fn open(&self, datagram: &[u8]) -> Result<(u8, Vec<u8>), &'static str> {
-        let plain = match &self.keyring {
+        let plain = match self.keyring.as_ref().and_then(|k| k.read().ok()) {
             Some(keyring) => keyring.open(datagram).map_err(|e| e.as_label())?,
             None => datagram.to_vec(),
         };

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::keyring::Keyring;
+use super::keyring::SharedKeyring;
 use super::pool::{self, MemberStatus, NodeId, Pool, PoolEvents, PoolKind, Transport};
 use crate::wan::DcLinks;
 
@@ -45,7 +45,7 @@ pub fn start(
     settings: WanSettings,
     links: Arc<DcLinks>,
     lan: Pool,
-    keyring: Option<Keyring>,
+    keyring: Option<SharedKeyring>,
     events: Arc<dyn PoolEvents>,
     cancel: CancellationToken,
 ) -> Pool {

@@ -1,0 +1,85 @@
+//! The keyring file, `<data_dir>/serf/local.keyring` as Consul keeps it: a JSON array of the
+//! installed keys (base64), the primary first. Written at first start from `encrypt` and
+//! after every keyring operation, so a restarted agent keeps rotated keys; once it exists,
+//! `encrypt` is only checked against it.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where an agent keeps its keyring.
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join("serf").join("local.keyring")
+}
+
+/// The keys in the file, or None when there is no file.
+pub fn load(path: &Path) -> Result<Option<Vec<String>>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("reading the keyring {}: {e}", path.display())),
+    };
+    let keys: Vec<String> = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "the keyring {} is not a JSON list of keys: {e} (line {}, column {}); fix or remove it",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    if keys.is_empty() {
+        return Err(format!(
+            "the keyring {} lists no key; remove it to start again from `encrypt`",
+            path.display()
+        ));
+    }
+    Ok(Some(keys))
+}
+
+/// Writes the keys (primary first), readable by the agent's user only.
+pub fn save(path: &Path, keys: &[String]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let temporary = path.with_extension("keyring.tmp");
+    let body = serde_json::to_vec(keys).map_err(io::Error::other)?;
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&temporary)?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_bad_files_say_what_is_wrong() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = path(dir.path());
+        assert_eq!(load(&file), Ok(None));
+        let keys = vec!["a".to_owned(), "b".to_owned()];
+        save(&file, &keys).expect("save");
+        assert_eq!(load(&file), Ok(Some(keys)));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).map(|m| m.permissions().mode() & 0o777);
+            assert_eq!(mode.ok(), Some(0o600));
+        }
+        std::fs::write(&file, "[\"a\",").expect("write");
+        let error = load(&file).unwrap_err();
+        assert!(error.contains("not a JSON list of keys"), "{error}");
+        std::fs::write(&file, "[]").expect("write");
+        assert!(load(&file).unwrap_err().contains("lists no key"));
+    }
+}
