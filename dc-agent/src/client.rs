@@ -120,4 +120,19 @@ impl ApiClient {
     pub fn delete(&self, path: &str) -> Result<ApiResponse, String> {
         Self::finish(self.agent.delete(format!("{}{path}", self.base)).call())
     }
+
+    /// POST `body` to `path`.
+    pub fn post(&self, path: &str, body: &[u8]) -> Result<ApiResponse, String> {
+        Self::finish(self.agent.post(format!("{}{path}", self.base)).send(body))
+    }
+
+    /// DELETE `path` with a body (Consul's keyring removal carries the key in its body).
+    pub fn delete_with_body(&self, path: &str, body: &[u8]) -> Result<ApiResponse, String> {
+        Self::finish(
+            self.agent
+                .delete(format!("{}{path}", self.base))
+                .force_send_body()
+                .send(body),
+        )
+    }
 }

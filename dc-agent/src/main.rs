@@ -35,6 +35,25 @@ enum Command {
     },
     /// Print a new gossip encryption key (32 random bytes, base64), as `consul keygen` does.
     Keygen,
+    /// Manage the gossip keyring of every agent (`-list`, `-install`, `-use`, `-remove`),
+    /// as `consul keyring` does.
+    Keyring {
+        /// List the installed keys and how many agents hold each.
+        #[arg(long)]
+        list: bool,
+        /// Install a key on every agent (for opening packets).
+        #[arg(long)]
+        install: Option<String>,
+        /// Make an installed key the one every agent seals with.
+        #[arg(long = "use")]
+        use_key: Option<String>,
+        /// Remove a key from every agent (not the one in use).
+        #[arg(long)]
+        remove: Option<String>,
+        /// Only this datacenter's agents, not the WAN pool or other datacenters.
+        #[arg(long)]
+        local_only: bool,
+    },
     /// Read and write the KV store.
     Kv {
         /// The datacenter to ask (default: the agent's); `-datacenter=dc2`.
@@ -376,6 +395,13 @@ fn main() -> ExitCode {
                     command: FederationCommand::RemoveDc { datacenter },
                 },
         } => cli::operator::remove_dc(&addr, &datacenter),
+        Command::Keyring {
+            list,
+            install,
+            use_key,
+            remove,
+            local_only,
+        } => cli::keyring::keyring(&addr, list, install, use_key, remove, local_only),
         Command::Info => cli::info::info(&addr),
         Command::Leave => cli::info::leave(&addr),
         Command::Reload => cli::info::reload(&addr),

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub gossip_dropped: IntCounterVec,
     /// `isthmus_serf_wan_member_events{event}`: WAN membership events (servers).
     pub wan_members: IntCounterVec,
+    /// `isthmus_keyring_operations_total{op,outcome}`: keyring operations this server ran.
+    pub keyring_ops: IntCounterVec,
     /// `isthmus_wan_health_score`: the WAN pool's local health score.
     pub wan_health_score: IntGauge,
     /// `isthmus_wan_gossip_datagrams_dropped_total`: WAN gossip datagrams a server could
@@ -193,6 +195,11 @@ impl Metrics {
                 }
                 events
             },
+            keyring_ops: counter_vec(
+                "isthmus_keyring_operations_total",
+                "Keyring operations (list, install, use, remove) this server ran across the federation, by outcome.",
+                &["op", "outcome"],
+            )?,
             wan_health_score: gauge(
                 "isthmus_wan_health_score",
                 "Local health score of the WAN pool (as consul_memberlist_health_score for the LAN).",

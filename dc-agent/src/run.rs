@@ -191,7 +191,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     // The keyring: from the keyring file once there is one (keys rotated since start
     // survive a restart), else from `encrypt`.
     let keyfile = crate::gossip::keyfile::path(&data_dir);
-    let configured = validated.gossip_key.as_ref().map(|key| wire::gossip_key::encode(key));
+    let configured = validated
+        .gossip_key
+        .as_ref()
+        .map(|key| wire::gossip_key::encode(key));
     let keys = match crate::gossip::keyfile::load(&keyfile).map_err(|e| anyhow::anyhow!(e))? {
         Some(keys) => {
             if configured.as_ref().is_some_and(|c| !keys.contains(c)) {
@@ -209,10 +212,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             None => None,
         },
     };
-    let keyring: Option<crate::gossip::keyring::SharedKeyring> = match keys {
-        Some(keys) => Some(Arc::new(std::sync::RwLock::new(
+    let keyring = match keys {
+        Some(keys) => Some(crate::gossip::keyfile::SharedKeyring::new(
             crate::gossip::keyring::Keyring::new(&keys)?,
-        ))),
+            Some(keyfile.clone()),
+        )),
         None => None,
     };
     let lan = crate::gossip::pool::start(

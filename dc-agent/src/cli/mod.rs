@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod info;
+pub mod keyring;
 pub mod kv;
 pub mod members;
 pub mod operator;

@@ -58,6 +58,80 @@ pub fn save(path: &Path, keys: &[String]) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// A keyring operation (`dc-agent keyring`, `/v1/operator/keyring`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KeyOp {
+    /// Report the installed keys.
+    List,
+    /// Install a key for opening packets.
+    Install(String),
+    /// Make an installed key the primary.
+    Use(String),
+    /// Remove an installed key other than the primary.
+    Remove(String),
+}
+
+/// The keyring both gossip pools of an agent seal and open with, changed in place by
+/// keyring operations and written to its file after each change.
+#[derive(Clone)]
+pub struct SharedKeyring {
+    ring: std::sync::Arc<std::sync::RwLock<super::keyring::Keyring>>,
+    file: Option<PathBuf>,
+}
+
+impl SharedKeyring {
+    /// A keyring kept in `file` (none: in memory only).
+    pub fn new(ring: super::keyring::Keyring, file: Option<PathBuf>) -> SharedKeyring {
+        SharedKeyring {
+            ring: std::sync::Arc::new(std::sync::RwLock::new(ring)),
+            file,
+        }
+    }
+
+    /// The keyring, to seal and open with.
+    pub fn read(&self) -> Option<std::sync::RwLockReadGuard<'_, super::keyring::Keyring>> {
+        self.ring.read().ok()
+    }
+
+    /// The installed keys, the primary first.
+    pub fn keys(&self) -> Vec<String> {
+        self.read().map(|k| k.list()).unwrap_or_default()
+    }
+
+    /// Applies `op` and writes the file when it changed something. Removing a key that is
+    /// not installed is not an error (the operation is repeated across the pool).
+    pub fn apply(&self, op: &KeyOp) -> Result<(), String> {
+        use super::keyring::KeyringError;
+        let keys = {
+            let mut ring = self
+                .ring
+                .write()
+                .map_err(|_| "the keyring is unusable (a writer panicked)".to_owned())?;
+            let before = ring.list();
+            let result = match op {
+                KeyOp::List => Ok(()),
+                KeyOp::Install(key) => ring.install(key),
+                KeyOp::Use(key) => ring.use_key(key),
+                KeyOp::Remove(key) => match ring.remove(key) {
+                    Err(KeyringError::NotInstalled) => Ok(()),
+                    other => other,
+                },
+            };
+            result.map_err(|e| e.to_string())?;
+            let after = ring.list();
+            if after == before {
+                return Ok(());
+            }
+            after
+        };
+        if let Some(file) = &self.file {
+            save(file, &keys)
+                .map_err(|e| format!("writing the keyring {}: {e}", file.display()))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,6 @@ use aes_gcm::aead::Aead;
 use aes_gcm::aes::Aes192;
 use aes_gcm::{AesGcm, KeyInit};
 
-/// The keyring both gossip pools of an agent seal and open with, changed in place by
-/// keyring operations.
-pub type SharedKeyring = std::sync::Arc<std::sync::RwLock<Keyring>>;
-
 /// Version byte of the packet format.
 pub const PACKET_VERSION: u8 = 1;
 /// Nonce length.

@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use wire::Role;
 
 use super::coordinate::{Coordinate, Vivaldi};
-use super::keyring::{SharedKeyring, NONCE_LEN};
+use super::keyfile::{KeyOp, SharedKeyring};
+use super::keyring::NONCE_LEN;
 
 /// First bytes of every plaintext datagram.
 const MAGIC: &[u8; 3] = b"ISG";
@@ -33,6 +34,14 @@ const KIND_BYE: u8 = 1;
 const KIND_PING: u8 = 2;
 /// The answer to a `KIND_PING`: [`Probe`] with the same nonce and the answerer's coordinate.
 const KIND_ACK: u8 = 3;
+/// A keyring operation for every member: [`KeyQuery`].
+const KIND_KEY_OP: u8 = 4;
+/// A member's answer to a `KIND_KEY_OP`: [`KeyAck`].
+const KIND_KEY_ACK: u8 = 5;
+/// How long a keyring operation waits for the members' answers.
+const KEY_OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// When a keyring operation is sent again to the members that have not answered.
+const KEY_OP_RESEND: Duration = Duration::from_secs(1);
 /// A coordinate probe not answered within this long is forgotten.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest foca datagram; leaves room for our envelope and the seal in a 1500-byte MTU.
@@ -156,6 +165,52 @@ struct Bye {
 /// first: datagrams get lost, and a member that misses it would keep the node failed.
 const BYE_REPEATS: u8 = 3;
 
+/// A keyring operation sent to every member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyQuery {
+    id: u64,
+    from: MemberKey,
+    op: KeyOp,
+}
+
+/// A member's answer to a keyring operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyAck {
+    id: u64,
+    from: MemberKey,
+    answer: KeyAnswer,
+}
+
+/// What one member answered to a keyring operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyAnswer {
+    /// The member (`node`, or `node.dc` on the WAN).
+    pub node: String,
+    /// Why the operation failed there, if it did.
+    pub error: Option<String>,
+    /// Its installed keys, the primary first.
+    pub keys: Vec<String>,
+}
+
+/// A keyring operation's outcome across a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOutcome {
+    /// The answers, this node's first.
+    pub answers: Vec<KeyAnswer>,
+    /// Live members that did not answer in time.
+    pub silent: Vec<String>,
+}
+
+/// A keyring operation waiting for the members' answers.
+struct PendingKeyOp {
+    op: KeyOp,
+    waiting: BTreeMap<MemberKey, NodeId>,
+    outcome: KeyOutcome,
+    deadline: Instant,
+    resend: Instant,
+    reply: oneshot::Sender<KeyOutcome>,
+}
+
 /// A coordinate probe or its answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Probe {
@@ -230,6 +285,7 @@ enum Command {
     Join(Vec<NodeId>),
     Leave(oneshot::Sender<()>),
     ForceLeave(Vec<MemberKey>),
+    Key(KeyOp, oneshot::Sender<KeyOutcome>),
 }
 
 /// A handle on a running pool.
@@ -326,6 +382,19 @@ impl Pool {
             return 0;
         }
         n
+    }
+
+    /// Applies a keyring operation on this node and every live member, as Consul's keyring
+    /// query does; returns each one's answer, and who did not answer within 3 s.
+    pub async fn keyring(&self, op: KeyOp) -> Result<KeyOutcome, String> {
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(Command::Key(op, reply))
+            .await
+            .map_err(|_| "the gossip pool has stopped".to_owned())?;
+        outcome
+            .await
+            .map_err(|_| "the gossip pool has stopped".to_owned())
     }
 
     /// Says goodbye and leaves the pool; returns once the goodbyes are sent.
@@ -509,6 +578,7 @@ pub fn start_on(
         vivaldi: Vivaldi::new(),
         probes: HashMap::new(),
         byes: Vec::new(),
+        key_ops: HashMap::new(),
         transport,
         timers: BinaryHeap::new(),
         departed: HashSet::new(),
@@ -531,6 +601,8 @@ struct Driver {
     probes: HashMap<u64, (Instant, MemberKey)>,
     /// Force-leave goodbyes still to be sent again, and how many more times.
     byes: Vec<(Vec<u8>, u8)>,
+    /// Keyring operations waiting for answers, by id.
+    key_ops: HashMap<u64, PendingKeyOp>,
     transport: Transport,
     timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
     /// Members that said goodbye: their next MemberDown means left, not failed.
@@ -560,7 +632,7 @@ impl Driver {
         plain.push(tag.len() as u8);
         plain.extend_from_slice(tag.as_bytes());
         plain.extend_from_slice(payload);
-        match self.keyring.as_ref().and_then(|k| k.read().ok()) {
+        match self.keyring.as_ref().and_then(|k| k.read()) {
             Some(keyring) => {
                 let mut nonce = [0u8; NONCE_LEN];
                 rand::fill(&mut nonce);
@@ -572,7 +644,7 @@ impl Driver {
 
     /// The kind and payload of a datagram, or why it is dropped.
     fn open(&self, datagram: &[u8]) -> Result<(u8, Vec<u8>), &'static str> {
-        let plain = match self.keyring.as_ref().and_then(|k| k.read().ok()) {
+        let plain = match self.keyring.as_ref().and_then(|k| k.read()) {
             Some(keyring) => keyring.open(datagram).map_err(|e| e.as_label())?,
             None => datagram.to_vec(),
         };
@@ -783,6 +855,144 @@ impl Driver {
         }
     }
 
+    /// Applies a keyring operation here and says how the keyring looks now.
+    fn apply_key_op(&self, op: &KeyOp) -> KeyAnswer {
+        let node = self.local.display_name();
+        match &self.keyring {
+            None => KeyAnswer {
+                node,
+                error: Some("gossip encryption is not enabled on this agent".to_owned()),
+                keys: Vec::new(),
+            },
+            Some(keyring) => KeyAnswer {
+                node,
+                error: keyring.apply(op).err(),
+                keys: keyring.keys(),
+            },
+        }
+    }
+
+    /// Starts a keyring operation: here at once, then on every live member.
+    async fn start_key_op(&mut self, op: KeyOp, reply: oneshot::Sender<KeyOutcome>) {
+        let own = self.apply_key_op(&op);
+        if self.keyring.is_none() {
+            let _ = reply.send(KeyOutcome {
+                answers: vec![own],
+                silent: Vec::new(),
+            });
+            return;
+        }
+        let waiting: BTreeMap<MemberKey, NodeId> = self
+            .members
+            .read()
+            .map(|members| {
+                members
+                    .iter()
+                    .filter(|(_, m)| m.status == MemberStatus::Alive)
+                    .map(|(key, m)| (key.clone(), m.id.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let id = rand::random::<u64>();
+        let now = Instant::now();
+        let pending = PendingKeyOp {
+            op,
+            waiting,
+            outcome: KeyOutcome {
+                answers: vec![own],
+                silent: Vec::new(),
+            },
+            deadline: now + KEY_OP_TIMEOUT,
+            resend: now + KEY_OP_RESEND,
+            reply,
+        };
+        self.send_key_op(id, &pending).await;
+        self.key_ops.insert(id, pending);
+        self.finish_key_ops(now);
+    }
+
+    /// Sends a keyring operation to the members that have not answered it.
+    async fn send_key_op(&self, id: u64, pending: &PendingKeyOp) {
+        let query = KeyQuery {
+            id,
+            from: self.local.addr(),
+            op: pending.op.clone(),
+        };
+        let Ok(payload) = postcard::to_stdvec(&query) else {
+            return;
+        };
+        let packet = self.seal(KIND_KEY_OP, &payload);
+        for member in pending.waiting.values() {
+            self.transport.send(member, packet.clone()).await;
+        }
+    }
+
+    /// Sends again what is due, and answers the operations that are complete or timed out.
+    fn finish_key_ops(&mut self, now: Instant) {
+        let done: Vec<u64> = self
+            .key_ops
+            .iter()
+            .filter(|(_, p)| p.waiting.is_empty() || now >= p.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            if let Some(mut pending) = self.key_ops.remove(&id) {
+                pending.outcome.silent =
+                    pending.waiting.values().map(NodeId::display_name).collect();
+                let _ = pending.reply.send(pending.outcome);
+            }
+        }
+    }
+
+    /// A keyring operation from another member, or an answer to one of ours.
+    async fn key_message(&mut self, kind: u8, payload: &[u8], source: Option<SocketAddr>) {
+        if kind == KIND_KEY_OP {
+            let Ok(query) = postcard::from_bytes::<KeyQuery>(payload) else {
+                self.drop_packet(source, "malformed");
+                return;
+            };
+            // Only from a member of the pool (whose packets the keyring already opened).
+            let to = self
+                .members
+                .read()
+                .ok()
+                .and_then(|m| m.get(&query.from).map(|m| m.id.clone()));
+            let Some(to) = to else { return };
+            if let (Some(source), MemberKey::Lan(claimed)) = (source, &query.from) {
+                if source != *claimed {
+                    self.drop_packet(Some(source), "spoofed");
+                    return;
+                }
+            }
+            let answer = self.apply_key_op(&query.op);
+            if let Some(error) = &answer.error {
+                tracing::warn!(op = ?redacted(&query.op), error = %error, "a keyring operation failed here");
+            } else if query.op != KeyOp::List {
+                tracing::info!(op = ?redacted(&query.op), "keyring changed by an operator's request");
+            }
+            let ack = KeyAck {
+                id: query.id,
+                from: self.local.addr(),
+                answer,
+            };
+            if let Ok(payload) = postcard::to_stdvec(&ack) {
+                let packet = self.seal(KIND_KEY_ACK, &payload);
+                self.transport.send(&to, packet).await;
+            }
+        } else {
+            let Ok(ack) = postcard::from_bytes::<KeyAck>(payload) else {
+                self.drop_packet(source, "malformed");
+                return;
+            };
+            if let Some(pending) = self.key_ops.get_mut(&ack.id) {
+                if pending.waiting.remove(&ack.from).is_some() {
+                    pending.outcome.answers.push(ack.answer);
+                }
+            }
+            self.finish_key_ops(Instant::now());
+        }
+    }
+
     fn store_own_coordinate(&self) {
         if let Ok(mut coordinates) = self.coordinates.write() {
             coordinates.insert(
@@ -833,6 +1043,8 @@ impl Driver {
         let mut probe = tokio::time::interval(config.probe_period);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.store_own_coordinate();
+        let mut key_tick = tokio::time::interval(Duration::from_millis(200));
+        key_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut decay = tokio::time::interval(HEALTH_DECAY / 2);
         decay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.events.health(0);
@@ -860,6 +1072,9 @@ impl Driver {
                                 }
                                 Err(_) => self.drop_packet(from, "malformed"),
                             }
+                        }
+                        Ok((kind @ (KIND_KEY_OP | KIND_KEY_ACK), payload)) => {
+                            self.key_message(kind, &payload, from).await;
                         }
                         Ok((kind @ (KIND_PING | KIND_ACK), payload)) => {
                             match postcard::from_bytes::<Probe>(&payload) {
@@ -896,6 +1111,23 @@ impl Driver {
                         self.repeat_byes(&members).await;
                     }
                 }
+                _ = key_tick.tick(), if !self.key_ops.is_empty() => {
+                    let now = Instant::now();
+                    let due: Vec<u64> = self
+                        .key_ops
+                        .iter()
+                        .filter(|(_, p)| now >= p.resend && now < p.deadline)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in due {
+                        if let Some(mut pending) = self.key_ops.remove(&id) {
+                            self.send_key_op(id, &pending).await;
+                            pending.resend = now + KEY_OP_RESEND;
+                            self.key_ops.insert(id, pending);
+                        }
+                    }
+                    self.finish_key_ops(now);
+                }
                 _ = decay.tick() => {
                     if health.decay(Instant::now()) {
                         self.apply_health(&mut foca, &mut config, &health, base_suspicion);
@@ -927,6 +1159,9 @@ impl Driver {
                                 let _ = foca.announce(seed, &mut runtime);
                             }
                         }
+                    }
+                    Some(Command::Key(op, reply)) => {
+                        self.start_key_op(op, reply).await;
                     }
                     Some(Command::ForceLeave(keys)) => {
                         // A goodbye on the member's behalf, to every member and to us, sent
@@ -991,6 +1226,16 @@ impl Driver {
                 self.apply_health(&mut foca, &mut config, &health, base_suspicion);
             }
         }
+    }
+}
+
+/// A keyring operation for logs: which kind, never the key.
+fn redacted(op: &KeyOp) -> &'static str {
+    match op {
+        KeyOp::List => "list",
+        KeyOp::Install(_) => "install",
+        KeyOp::Use(_) => "use",
+        KeyOp::Remove(_) => "remove",
     }
 }
 

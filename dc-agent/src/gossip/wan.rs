@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::keyring::SharedKeyring;
+use super::keyfile::SharedKeyring;
 use super::pool::{self, MemberStatus, NodeId, Pool, PoolEvents, PoolKind, Transport};
 use crate::wan::DcLinks;
 

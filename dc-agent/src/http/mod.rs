@@ -11,6 +11,7 @@ mod blocking;
 mod catalog;
 mod error;
 pub(crate) mod forward;
+mod keyring;
 mod kv;
 mod txn;
 
@@ -120,6 +121,13 @@ pub fn router(api: Api) -> Router {
         .route(
             "/v1/coordinate/datacenters",
             get(catalog::coordinate_datacenters),
+        )
+        .route(
+            "/v1/operator/keyring",
+            get(keyring::keyring)
+                .post(keyring::keyring)
+                .put(keyring::keyring)
+                .delete(keyring::keyring),
         )
         .route("/v1/coordinate/nodes", get(catalog::coordinate_nodes))
         .route(

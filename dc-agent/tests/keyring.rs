@@ -1,0 +1,163 @@
+//! Rotating the gossip key without downtime, as Consul's `keyring`: install a new key on
+//! every agent of both datacenters (LAN pools and the WAN pool), make it primary, remove the
+//! old one; gossip goes on throughout, and the rotated keyring survives a restart. Real
+//! `dc-agent` and `wan-gateway` processes on 127.120.0.0/24 (dc1) and 127.121.0.0/24 (dc2).
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Agent, Cluster};
+
+const FILE: &str = r#"
+[gossip]
+key = "generate"
+
+[[datacenters]]
+name = "dc1"
+servers = [{ name = "s1", address = "127.120.0.1" }]
+clients = [{ name = "c1", address = "127.120.0.4" }]
+gateways = [{ name = "gw1", address = "127.120.0.100" }]
+
+[[datacenters]]
+name = "dc2"
+servers = [{ name = "s1", address = "127.121.0.1" }]
+gateways = [{ name = "gw1", address = "127.121.0.100" }]
+"#;
+
+const S1: usize = 0;
+const C1: usize = 1;
+const DC2_S1: usize = 3;
+
+fn keyring_file(cluster: &Cluster, node: &str) -> Vec<String> {
+    let path = cluster
+        .dir
+        .path()
+        .join(node)
+        .join("data/serf/local.keyring");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+fn alive_members(cluster: &Cluster, agent: usize, wan: bool) -> usize {
+    let path = if wan {
+        "/v1/agent/members?wan=1"
+    } else {
+        "/v1/agent/members"
+    };
+    let members: Vec<serde_json::Value> = cluster
+        .request(agent, "GET", path, b"")
+        .json()
+        .unwrap_or_default();
+    members.iter().filter(|m| m["Status"] == 1).count()
+}
+
+#[test]
+fn the_gossip_key_rotates_across_the_federation_without_downtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    support::render_topology(FILE, dir.path());
+    let out = dir.path().to_owned();
+    let agents = [
+        ("dc1", "s1", "127.120.0.1"),
+        ("dc1", "c1", "127.120.0.4"),
+        ("dc1", "gw1", "127.120.0.100"),
+        ("dc2", "s1", "127.121.0.1"),
+        ("dc2", "gw1", "127.121.0.100"),
+    ]
+    .iter()
+    .map(|(dc, name, address)| {
+        let gateway = name.starts_with("gw");
+        let file = if gateway {
+            "gateway.toml"
+        } else {
+            "agent.json"
+        };
+        Agent::new(
+            &format!("{dc}/{name}"),
+            address,
+            out.join(dc).join(name).join(file),
+            out.join(format!("{dc}-{name}.log")),
+            gateway,
+        )
+    })
+    .collect();
+    let mut cluster = Cluster { agents, dir };
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    cluster.wait_for_leader_among(&[S1]);
+    cluster.wait_for_leader_among(&[DC2_S1]);
+    cluster.wait_for("both pools whole", Duration::from_secs(30), |c| {
+        (alive_members(c, S1, false) == 2 && alive_members(c, S1, true) == 2).then_some(())
+    });
+    let old = keyring_file(&cluster, "dc1/s1");
+    assert_eq!(old.len(), 1, "the keyring file is written at first start");
+    let old = old[0].clone();
+    let http = cluster.agents[C1].http();
+
+    // Listed from a client agent: the WAN pool and both datacenters' LAN pools.
+    let (code, listed, err) = support::cli(&http, &["keyring", "-list"]);
+    assert_eq!(code, 0, "{listed}{err}");
+    assert_eq!(
+        listed,
+        format!(
+            "==> Gathering installed encryption keys...\n\nWAN:\n  {old} [2/2]\n\ndc1 (LAN):\n  {old} [2/2]\n\ndc2 (LAN):\n  {old} [1/1]\n"
+        )
+    );
+
+    // Rotate: install, use, remove.
+    let (_, new, _) = support::cli(&http, &["keygen"]);
+    let new = new.trim().to_owned();
+    for args in [
+        ["keyring", "-install", new.as_str()],
+        ["keyring", "-use", new.as_str()],
+        ["keyring", "-remove", old.as_str()],
+    ] {
+        let (code, out, err) = support::cli(&http, &args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+    }
+    let (_, listed, _) = support::cli(&http, &["keyring", "-list"]);
+    assert!(!listed.contains(&old), "{listed}");
+    assert_eq!(listed.matches(&format!("{new} [")).count(), 3, "{listed}");
+    for node in ["dc1/s1", "dc1/c1", "dc2/s1"] {
+        assert_eq!(
+            keyring_file(&cluster, node),
+            std::slice::from_ref(&new),
+            "{node}"
+        );
+    }
+    // Gossip never stopped, and goes on under the new key alone.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(alive_members(&cluster, S1, false), 2);
+    assert_eq!(alive_members(&cluster, S1, true), 2);
+    let r = cluster.request(S1, "PUT", "/v1/kv/rotated?dc=dc2", b"yes");
+    assert_eq!(r.text(), "true");
+
+    // The primary cannot be removed; a bad key is refused before anything changes.
+    let (code, _, err) = support::cli(&http, &["keyring", "-remove", &new]);
+    assert_eq!(code, 1);
+    assert!(err.contains("the primary key cannot be removed"), "{err}");
+    let (code, _, err) = support::cli(&http, &["keyring", "-install", "not-a-key"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: Invalid key"), "{err}");
+
+    // A restarted agent keeps the rotated keyring (its config still says the old key) and
+    // rejoins; without the file it could not.
+    cluster.agents[C1].stop();
+    cluster.agents[C1].start();
+    let log_path = out.join("dc1-c1.log");
+    cluster.wait_for(
+        "the restarted client back in the pool",
+        Duration::from_secs(30),
+        |_| {
+            let log = std::fs::read_to_string(&log_path).ok()?;
+            let restarted = log.rsplit("agent stopped").next()?;
+            (restarted.contains("`encrypt` is not in the keyring file")
+                && restarted.contains("member joined"))
+            .then_some(())
+        },
+    );
+    cluster.wait_for("both members alive", Duration::from_secs(30), |c| {
+        (alive_members(c, S1, false) == 2 && alive_members(c, C1, false) == 2).then_some(())
+    });
+}
