@@ -24,6 +24,9 @@ pub fn keyring(
     if chosen > 1 {
         return fail("Error: use only one of -list, -install, -use and -remove");
     }
+    if local_only && chosen > 0 && !list {
+        return fail("Error: -local-only applies to -list only");
+    }
     let body = |key: &str| serde_json::json!({ "Key": key }).to_string().into_bytes();
     let api = client(addr);
     let (banner, result) = if let Some(key) = install {
@@ -76,11 +79,6 @@ pub fn keyring(
         if let Some(keys) = entry["Keys"].as_object() {
             for (key, count) in keys {
                 println!("  {key} [{}/{nodes}]", count.as_u64().unwrap_or(0));
-            }
-        }
-        if let Some(messages) = entry["Messages"].as_object() {
-            for (node, message) in messages {
-                println!("  {node}: {}", message.as_str().unwrap_or(""));
             }
         }
     }

@@ -88,9 +88,14 @@ impl SharedKeyring {
         }
     }
 
-    /// The keyring, to seal and open with.
+    /// The keyring, to seal and open with (never none: a configured keyring is never
+    /// bypassed, even after a panic elsewhere).
     pub fn read(&self) -> Option<std::sync::RwLockReadGuard<'_, super::keyring::Keyring>> {
-        self.ring.read().ok()
+        Some(
+            self.ring
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// The installed keys, the primary first.
@@ -98,35 +103,38 @@ impl SharedKeyring {
         self.read().map(|k| k.list()).unwrap_or_default()
     }
 
-    /// Applies `op` and writes the file when it changed something. Removing a key that is
-    /// not installed is not an error (the operation is repeated across the pool).
+    /// Applies `op` and writes the file when it changed something, under the lock, so
+    /// that memory and file never disagree: a change the file does not take is undone.
+    /// Removing a key that is not installed is not an error (operations are repeated).
     pub fn apply(&self, op: &KeyOp) -> Result<(), String> {
         use super::keyring::KeyringError;
-        let keys = {
-            let mut ring = self
-                .ring
-                .write()
-                .map_err(|_| "the keyring is unusable (a writer panicked)".to_owned())?;
-            let before = ring.list();
-            let result = match op {
-                KeyOp::List => Ok(()),
-                KeyOp::Install(key) => ring.install(key),
-                KeyOp::Use(key) => ring.use_key(key),
-                KeyOp::Remove(key) => match ring.remove(key) {
-                    Err(KeyringError::NotInstalled) => Ok(()),
-                    other => other,
-                },
-            };
-            result.map_err(|e| e.to_string())?;
-            let after = ring.list();
-            if after == before {
-                return Ok(());
-            }
-            after
+        let mut ring = self
+            .ring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = ring.clone();
+        let result = match op {
+            KeyOp::List => Ok(()),
+            KeyOp::Install(key) => ring.install(key),
+            KeyOp::Use(key) => ring.use_key(key),
+            KeyOp::Remove(key) => match ring.remove(key) {
+                Err(KeyringError::NotInstalled) => Ok(()),
+                other => other,
+            },
         };
+        result.map_err(|e| e.to_string())?;
+        let after = ring.list();
+        if after == before.list() {
+            return Ok(());
+        }
         if let Some(file) = &self.file {
-            save(file, &keys)
-                .map_err(|e| format!("writing the keyring {}: {e}", file.display()))?;
+            if let Err(e) = save(file, &after) {
+                *ring = before;
+                return Err(format!(
+                    "writing the keyring {}: {e}; nothing changed",
+                    file.display()
+                ));
+            }
         }
         Ok(())
     }
@@ -155,5 +163,38 @@ mod tests {
         assert!(error.contains("not a JSON list of keys"), "{error}");
         std::fs::write(&file, "[]").expect("write");
         assert!(load(&file).unwrap_err().contains("lists no key"));
+    }
+
+    #[test]
+    fn a_change_the_file_does_not_take_is_undone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The keyring's directory is a plain file: every save fails.
+        let blocker = dir.path().join("serf");
+        std::fs::write(&blocker, b"not a directory").expect("write");
+        let first = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=".to_owned();
+        let second = "MGQ4YTg4YjE4ZGE0NGQ1NjZiZDA5MzQ2OWE0NWQ5MmE=".to_owned();
+        let ring =
+            super::super::keyring::Keyring::new(std::slice::from_ref(&first)).expect("keyring");
+        let shared = SharedKeyring::new(ring, Some(path(dir.path())));
+        let error = shared.apply(&KeyOp::Install(second.clone())).unwrap_err();
+        assert!(error.contains("nothing changed"), "{error}");
+        assert_eq!(shared.keys(), std::slice::from_ref(&first));
+        // Listing changes nothing and writes nothing.
+        assert_eq!(shared.apply(&KeyOp::List), Ok(()));
+        // In memory only, the same change goes through.
+        let ring =
+            super::super::keyring::Keyring::new(std::slice::from_ref(&first)).expect("keyring");
+        let memory = SharedKeyring::new(ring, None);
+        assert_eq!(memory.apply(&KeyOp::Install(second.clone())), Ok(()));
+        assert_eq!(memory.apply(&KeyOp::Use(second.clone())), Ok(()));
+        assert_eq!(memory.keys(), [second.clone(), first.clone()]);
+        assert!(
+            memory.apply(&KeyOp::Remove(second)).is_err(),
+            "the primary stays"
+        );
+        assert_eq!(
+            memory.apply(&KeyOp::Remove("never-installed".into())),
+            Ok(())
+        );
     }
 }

@@ -170,8 +170,17 @@ const BYE_REPEATS: u8 = 3;
 struct KeyQuery {
     id: u64,
     from: MemberKey,
+    /// Unix milliseconds when the operator asked: a query older than [`KEY_OP_MAX_AGE`]
+    /// is a replay and is ignored.
+    sent_ms: u64,
     op: KeyOp,
 }
+
+/// How old (or how far ahead, for clocks apart) a keyring query may be. Within that
+/// window, a query already applied is answered again but never applied twice.
+const KEY_OP_MAX_AGE: Duration = Duration::from_secs(60);
+/// Most keyring queries remembered as applied.
+const KEY_OPS_SEEN: usize = 1024;
 
 /// A member's answer to a keyring operation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -204,6 +213,7 @@ pub struct KeyOutcome {
 /// A keyring operation waiting for the members' answers.
 struct PendingKeyOp {
     op: KeyOp,
+    sent_ms: u64,
     waiting: BTreeMap<MemberKey, NodeId>,
     outcome: KeyOutcome,
     deadline: Instant,
@@ -579,6 +589,7 @@ pub fn start_on(
         probes: HashMap::new(),
         byes: Vec::new(),
         key_ops: HashMap::new(),
+        key_ops_seen: HashMap::new(),
         transport,
         timers: BinaryHeap::new(),
         departed: HashSet::new(),
@@ -603,6 +614,8 @@ struct Driver {
     byes: Vec<(Vec<u8>, u8)>,
     /// Keyring operations waiting for answers, by id.
     key_ops: HashMap<u64, PendingKeyOp>,
+    /// Keyring queries applied here lately, by (sender, id), with their answer.
+    key_ops_seen: HashMap<(MemberKey, u64), (Instant, KeyAnswer)>,
     transport: Transport,
     timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
     /// Members that said goodbye: their next MemberDown means left, not failed.
@@ -897,6 +910,7 @@ impl Driver {
         let now = Instant::now();
         let pending = PendingKeyOp {
             op,
+            sent_ms: unix_ms(),
             waiting,
             outcome: KeyOutcome {
                 answers: vec![own],
@@ -916,6 +930,7 @@ impl Driver {
         let query = KeyQuery {
             id,
             from: self.local.addr(),
+            sent_ms: pending.sent_ms,
             op: pending.op.clone(),
         };
         let Ok(payload) = postcard::to_stdvec(&query) else {
@@ -951,25 +966,48 @@ impl Driver {
                 self.drop_packet(source, "malformed");
                 return;
             };
-            // Only from a member of the pool (whose packets the keyring already opened).
-            let to = self
-                .members
-                .read()
-                .ok()
-                .and_then(|m| m.get(&query.from).map(|m| m.id.clone()));
+            // Only from a live member of the pool (whose packets the keyring opened).
+            let to = self.members.read().ok().and_then(|m| {
+                m.get(&query.from)
+                    .filter(|m| m.status == MemberStatus::Alive)
+                    .map(|m| m.id.clone())
+            });
             let Some(to) = to else { return };
+            // A replayed query (sealed packets can be recorded) is never applied again.
+            let now_ms = unix_ms();
+            let max_age = u64::try_from(KEY_OP_MAX_AGE.as_millis()).unwrap_or(u64::MAX);
+            if now_ms.abs_diff(query.sent_ms) > max_age {
+                self.drop_packet(source, "stale_key_op");
+                return;
+            }
             if let (Some(source), MemberKey::Lan(claimed)) = (source, &query.from) {
                 if source != *claimed {
                     self.drop_packet(Some(source), "spoofed");
                     return;
                 }
             }
-            let answer = self.apply_key_op(&query.op);
-            if let Some(error) = &answer.error {
-                tracing::warn!(op = ?redacted(&query.op), error = %error, "a keyring operation failed here");
-            } else if query.op != KeyOp::List {
-                tracing::info!(op = ?redacted(&query.op), "keyring changed by an operator's request");
-            }
+            let now = Instant::now();
+            self.key_ops_seen
+                .retain(|_, (at, _)| now.saturating_duration_since(*at) < KEY_OP_MAX_AGE);
+            let seen = (query.from.clone(), query.id);
+            let answer = match self.key_ops_seen.get(&seen) {
+                // Sent again because our answer was lost: the same answer, not applied twice.
+                Some((_, answer)) => answer.clone(),
+                None => {
+                    if self.key_ops_seen.len() >= KEY_OPS_SEEN {
+                        self.drop_packet(source, "key_op_flood");
+                        return;
+                    }
+                    let answer = self.apply_key_op(&query.op);
+                    if let Some(error) = &answer.error {
+                        tracing::warn!(op = ?redacted(&query.op), error = %error, "a keyring operation failed here");
+                    } else if query.op != KeyOp::List {
+                        tracing::info!(op = ?redacted(&query.op), "keyring changed by an operator's request");
+                    }
+                    self.key_ops_seen.insert(seen, (now, answer.clone()));
+                    answer
+                }
+            };
             let ack = KeyAck {
                 id: query.id,
                 from: self.local.addr(),
@@ -1227,6 +1265,13 @@ impl Driver {
             }
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A keyring operation for logs: which kind, never the key.

@@ -31,6 +31,7 @@ struct Entry {
     wan: bool,
     datacenter: String,
     segment: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     partition: String,
     messages: BTreeMap<String, String>,
     keys: BTreeMap<String, usize>,
@@ -44,11 +45,7 @@ impl Entry {
             wan,
             datacenter: datacenter.to_owned(),
             segment: String::new(),
-            partition: if wan {
-                String::new()
-            } else {
-                "default".to_owned()
-            },
+            partition: String::new(),
             messages: BTreeMap::new(),
             keys: BTreeMap::new(),
             primary_keys: BTreeMap::new(),
@@ -83,6 +80,16 @@ pub async fn keyring(
 ) -> Result<Response, ApiError> {
     let params = params(uri.query())?;
     let local_only = params.contains_key("local-only");
+    let internal = params.contains_key(ENTRIES_PARAM);
+    // The LAN and WAN pools share one keyring: changing it in one datacenter alone would
+    // split the WAN pool (Consul refuses this too). Only the fan-out from another
+    // datacenter's server, which covers the rest, runs a change locally.
+    if local_only && method != Method::GET && !internal {
+        return Err(ApiError::BadRequest(
+            "local-only applies to listing keys only: a change must reach every datacenter"
+                .to_owned(),
+        ));
+    }
     let key = || -> Result<String, ApiError> {
         let body: KeyBody = serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
@@ -123,9 +130,18 @@ pub async fn keyring(
     ));
     if !local_only {
         if let Some(links) = &api.dc_links {
+            // Every other datacenter at once, within the forwarding timeout overall.
+            let mut calls = tokio::task::JoinSet::new();
             for (dc, _) in super::catalog::federation(&api).await.into_iter().skip(1) {
-                entries.extend(remote(links, &dc, &method, &body).await);
+                let (links, method, body) = (links.clone(), method.clone(), body.clone());
+                calls.spawn(async move { remote(&links, &dc, &method, &body).await });
             }
+            while let Some(done) = calls.join_next().await {
+                if let Ok(remote_entries) = done {
+                    entries.extend(remote_entries);
+                }
+            }
+            entries.sort_by(|a, b| (!a.wan, &a.datacenter).cmp(&(!b.wan, &b.datacenter)));
         }
     }
     let op_label = match op {
@@ -143,7 +159,7 @@ pub async fn keyring(
         .keyring_ops
         .with_label_values(&[op_label, outcome])
         .inc();
-    if method == Method::GET || params.contains_key(ENTRIES_PARAM) {
+    if internal {
         return Ok(super::kv::json(&api, 1, Consistency::Stale, &entries));
     }
     let nodes: usize = entries.iter().map(|e| e.num_nodes).sum();
@@ -173,6 +189,9 @@ pub async fn keyring(
             reasons.join("; ")
         )));
     }
+    if method == Method::GET {
+        return Ok(super::kv::json(&api, 1, Consistency::Stale, &entries));
+    }
     Ok(([("content-type", "application/json")], "").into_response())
 }
 
@@ -197,7 +216,7 @@ async fn remote(links: &crate::wan::DcLinks, dc: &str, method: &Method, body: &[
         vec![entry]
     };
     match links
-        .call(dc, &request, std::time::Duration::from_secs(10))
+        .call(dc, &request, std::time::Duration::from_secs(8))
         .await
     {
         Ok(response) if response.status == 200 => {
