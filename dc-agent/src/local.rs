@@ -319,6 +319,7 @@ impl LocalAgent {
             if let Some(persist) = &self.persist {
                 persist.remove(Kind::Check, &check);
                 persist.remove(Kind::CheckState, &check);
+                persist.remove(Kind::Maintenance, &check);
             }
         }
         drop(runners);
@@ -418,6 +419,7 @@ impl LocalAgent {
         if let Some(persist) = &self.persist {
             persist.remove(Kind::Check, id);
             persist.remove(Kind::CheckState, id);
+            persist.remove(Kind::Maintenance, id);
         }
         self.mark_changed();
         existed
@@ -492,6 +494,22 @@ impl LocalAgent {
         if !enable {
             self.deregister_check(&id);
             return Ok(());
+        }
+        if let Some(persist) = &self.persist {
+            let record = crate::persist::MaintenanceRecord {
+                service_id: service_id.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let saved = serde_json::to_vec(&record)
+                .map_err(|e| e.to_string())
+                .and_then(|body| {
+                    persist
+                        .save(Kind::Maintenance, &id, &body)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = saved {
+                return Err(format!("failed to persist maintenance mode: {e}"));
+            }
         }
         let default_reason = if service_id.is_empty() {
             "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
@@ -1101,6 +1119,19 @@ impl LocalAgent {
                 }
                 Err(e) => {
                     tracing::warn!(file = %file.display(), error = %e, "skipping a persisted check")
+                }
+            }
+        }
+        // Maintenance mode, once the services it may name are back.
+        for (file, body) in persist.load(Kind::Maintenance) {
+            let outcome = serde_json::from_slice::<crate::persist::MaintenanceRecord>(&body)
+                .map_err(|e| e.to_string())
+                .and_then(|record| self.set_maintenance(&record.service_id, true, &record.reason));
+            match outcome {
+                Ok(()) => checks += 1,
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "skipping a persisted maintenance mode");
+                    let _ = std::fs::remove_file(&file);
                 }
             }
         }

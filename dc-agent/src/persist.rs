@@ -16,6 +16,20 @@ pub enum Kind {
     Check,
     /// A TTL check's last status (Consul's `checks/state/`): [`CheckStateRecord`].
     CheckState,
+    /// Maintenance mode, of the node or a service: [`MaintenanceRecord`].
+    Maintenance,
+}
+
+/// Maintenance mode turned on through `/v1/agent/maintenance` or
+/// `/v1/agent/service/maintenance/<id>`, kept so a restarted agent is still in it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MaintenanceRecord {
+    /// The service in maintenance; empty for the node.
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    /// The operator's reason.
+    pub reason: String,
 }
 
 /// A TTL check's status as last set through `/v1/agent/check/pass|warn|fail`, kept so a
@@ -40,6 +54,7 @@ impl Kind {
             Kind::Service => "services",
             Kind::Check => "checks",
             Kind::CheckState => "check-state",
+            Kind::Maintenance => "maintenance",
         }
     }
 }

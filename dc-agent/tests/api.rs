@@ -1269,6 +1269,14 @@ fn api_registrations_survive_a_restart() {
     assert_eq!(response.status, 200, "{}", response.text());
     let data = cluster.dir.path().join("dc1/s1/data/agent/services");
     std::fs::write(data.join("zz.json"), b"{not json").expect("write a broken file");
+    // Maintenance mode turned on before the restart is still on after it.
+    let response = cluster.request(
+        0,
+        "PUT",
+        "/v1/agent/maintenance?enable=true&reason=upgrading",
+        b"",
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
     // A TTL status set before the restart holds after it (its TTL has not run out).
     let response = cluster.request(0, "PUT", "/v1/agent/check/warn/disk?note=85%25%20full", b"");
     assert_eq!(response.status, 200, "{}", response.text());
@@ -1296,7 +1304,7 @@ fn api_registrations_survive_a_restart() {
     );
     assert_eq!(
         listing(&cluster, "/v1/agent/checks"),
-        ["disk:null", "web-ttl:null"]
+        ["_node_maintenance:null", "disk:null", "web-ttl:null"]
     );
     assert!(
         cluster.logs().contains("skipping a persisted service"),
@@ -1310,6 +1318,23 @@ fn api_registrations_survive_a_restart() {
     assert_eq!(checks["disk"]["Status"], "warning", "{checks}");
     assert_eq!(checks["disk"]["Output"], "85% full", "{checks}");
     assert_eq!(checks["web-ttl"]["Status"], "critical", "{checks}");
+    assert_eq!(
+        checks["_node_maintenance"]["Status"], "critical",
+        "{checks}"
+    );
+    assert_eq!(
+        checks["_node_maintenance"]["Notes"], "upgrading",
+        "{checks}"
+    );
+    // Turned off, it stays off across the next restart.
+    let response = cluster.request(0, "PUT", "/v1/agent/maintenance?enable=false", b"");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(!cluster
+        .dir
+        .path()
+        .join("dc1/s1/data/agent/maintenance")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some()));
     // And they reach the catalog again.
     cluster.wait_for("web in the catalog", Duration::from_secs(10), |c| {
         let entries: Vec<serde_json::Value> = c

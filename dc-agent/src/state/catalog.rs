@@ -141,7 +141,12 @@ impl Catalog {
     ) -> impl Iterator<Item = (&'a Node, &'a Service)> + 'a {
         self.services
             .values()
-            .filter(move |s| same_name(&s.name, name) && tags.iter().all(|t| s.tags.contains(t)))
+            .filter(move |s| {
+                same_name(&s.name, name)
+                    && tags
+                        .iter()
+                        .all(|t| s.tags.iter().any(|have| same_name(have, t)))
+            })
             .filter_map(move |s| self.nodes.get(&s.node).map(|n| (n, s)))
     }
 
@@ -475,7 +480,8 @@ impl Catalog {
     }
 }
 
-/// Service names compare without case, as in Consul's catalog (`web` finds `Web`).
+/// Service names and tags compare without case, as in Consul's catalog (`web` finds
+/// `Web`; `?tag=V1` finds `v1`).
 fn same_name(stored: &str, asked: &str) -> bool {
     stored.eq_ignore_ascii_case(asked)
         || (!(stored.is_ascii() && asked.is_ascii())

@@ -547,3 +547,21 @@ fn service_names_compare_without_case_as_in_consul() {
     assert_eq!(catalog.instances("db", &[]).count(), 0);
     assert_eq!(catalog.service_index("db"), 1);
 }
+
+#[test]
+fn tags_compare_without_case_as_in_consul() {
+    let (state, _) = run(&[register(
+        "n1",
+        "10.0.0.1",
+        Some(("web-1", "web", &["Primary", "v1"])),
+        &[],
+    )]);
+    let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let catalog = &state.catalog;
+    assert_eq!(catalog.instances("web", &tags(&["primary"])).count(), 1);
+    assert_eq!(
+        catalog.instances("web", &tags(&["PRIMARY", "V1"])).count(),
+        1
+    );
+    assert_eq!(catalog.instances("web", &tags(&["v2"])).count(), 0);
+}
