@@ -509,7 +509,7 @@ fn a_late_server_joins_from_a_snapshot_and_a_leaving_server_is_removed() {
         "{stderr}"
     );
     let leaving_name = cluster.agents[leaving].name.clone();
-    cluster.wait_for("the leaver to be removed", Duration::from_secs(20), |c| {
+    cluster.wait_for("the leaver to be removed", Duration::from_secs(45), |c| {
         let configuration: wire::api::RaftConfiguration = c
             .request(leader, "GET", "/v1/operator/raft/configuration", b"")
             .json()

@@ -429,6 +429,20 @@ fn requests_for_another_datacenter_cross_the_gateways() {
         "hello from dc2"
     );
 
+    // After dc2's gateway came back, every dc2 server has its dc-link again (a server's
+    // WAN gossip rides it) and the WAN pool is whole again.
+    cluster.wait_for(
+        "dc2's servers linked to the restarted gateway",
+        Duration::from_secs(60),
+        |_| {
+            gateway_metrics("127.105.0.100")
+                .contains("isthmus_gateway_servers 3")
+                .then_some(())
+        },
+    );
+    cluster.wait_for("the WAN pool whole again", Duration::from_secs(60), |c| {
+        (wan_members(c, DC1_S1, "alive") == expected).then_some(())
+    });
     // A server that leaves (dc2's leader, the hardest case) shows as left in the WAN pool,
     // not failed, and dc2 goes on with the other two.
     let leader = cluster.wait_for_leader_among(&[2, 3, 4]);

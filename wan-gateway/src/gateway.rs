@@ -115,7 +115,13 @@ impl Gateway {
         let mut server_config =
             quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(rustls_server)?));
         server_config.transport_config(transport_config());
-        let endpoint = quinn::Endpoint::server(server_config, config.listen)?;
+        // Stateless resets from a key that survives restarts: a server or gateway still
+        // linked to this gateway's previous process learns at once that it is gone.
+        let endpoint_config = quinn::EndpointConfig::new(Arc::new(tls.stateless_reset_key()));
+        let socket = std::net::UdpSocket::bind(config.listen)?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| anyhow::anyhow!("no async runtime for the QUIC endpoint"))?;
+        let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)?;
         let configured = config
             .remote_gateways
             .iter()

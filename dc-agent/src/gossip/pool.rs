@@ -154,7 +154,7 @@ impl Identity for NodeId {
 }
 
 /// A goodbye: this member (at this incarnation of its identity) left, or was force-left.
-/// A goodbye for another incarnation, or for a node that is not a member, changes nothing.
+/// A goodbye for an older incarnation, or for a node that is not a member, changes nothing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Bye {
     key: MemberKey,
@@ -692,7 +692,9 @@ impl Driver {
             return None;
         };
         let member = members.get_mut(&bye.key)?;
-        if member.id.bump != bye.bump {
+        // A goodbye from an older incarnation is stale (a replay); one from a newer
+        // incarnation than this node has heard of still ends the member.
+        if bye.bump < member.id.bump {
             return None;
         }
         match member.status {

@@ -159,6 +159,9 @@ pub async fn metrics(State(api): State<Api>, uri: Uri) -> Result<Response, ApiEr
         .into_response())
 }
 
+/// How long a leaving agent keeps running after its goodbyes (Consul's `leave_drain_time`).
+const LEAVE_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// `PUT /v1/agent/leave`: leave the cluster gracefully and stop the agent.
 pub async fn leave(State(api): State<Api>) -> Result<Response, ApiError> {
     tracing::info!(node = %api.agent.node_name, "leaving the cluster");
@@ -173,6 +176,9 @@ pub async fn leave(State(api): State<Api>) -> Result<Response, ApiError> {
         wan.leave().await;
     }
     api.lan.leave().await;
+    // Consul's leave_drain_time: the goodbyes are handed to the network before the agent
+    // stops (WAN ones ride QUIC datagrams, sent by the connection's own task).
+    tokio::time::sleep(LEAVE_DRAIN).await;
     api.shutdown.cancel();
     Ok(([("content-type", "application/json")], "").into_response())
 }

@@ -93,7 +93,13 @@ impl Transport {
                 QuicServerConfig::try_from(rustls_config)?,
             ));
             server_config.transport_config(transport_config());
-            quinn::Endpoint::server(server_config, bind)?
+            // Stateless resets from a key that survives restarts: peers and gateways
+            // still linked to this server's previous process learn at once that it is gone.
+            let endpoint_config = quinn::EndpointConfig::new(Arc::new(tls.stateless_reset_key()));
+            let socket = std::net::UdpSocket::bind(bind)?;
+            let runtime = quinn::default_runtime()
+                .ok_or_else(|| anyhow::anyhow!("no async runtime for the QUIC endpoint"))?;
+            quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)?
         } else {
             quinn::Endpoint::client(bind)?
         };

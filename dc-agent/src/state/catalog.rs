@@ -15,6 +15,9 @@ pub struct Catalog {
     nodes: BTreeMap<String, Node>,
     /// Keyed by (node, service ID).
     services: BTreeMap<(String, String), Service>,
+    /// The keys of `services` by folded service name, so a lookup visits only that
+    /// service's instances (derived: rebuilt from `services`, never stored).
+    by_name: BTreeMap<String, BTreeSet<(String, String)>>,
     /// Keyed by (node, check ID).
     checks: BTreeMap<(String, String), Check>,
     indexes: Indexes,
@@ -68,18 +71,20 @@ impl Catalog {
         checks: Vec<Check>,
         indexes: Indexes,
     ) -> Catalog {
-        Catalog {
+        let mut catalog = Catalog {
             nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
-            services: services
-                .into_iter()
-                .map(|s| ((s.node.clone(), s.id.clone()), s))
-                .collect(),
+            services: BTreeMap::new(),
+            by_name: BTreeMap::new(),
             checks: checks
                 .into_iter()
                 .map(|c| ((c.node.clone(), c.check_id.clone()), c))
                 .collect(),
             indexes,
+        };
+        for service in services {
+            catalog.put_service((service.node.clone(), service.id.clone()), service);
         }
+        catalog
     }
 
     /// The parts a snapshot stores.
@@ -90,6 +95,34 @@ impl Catalog {
             self.checks.values().cloned().collect(),
             self.indexes.clone(),
         )
+    }
+
+    /// Stores a service instance, keeping the by-name index.
+    fn put_service(&mut self, key: (String, String), service: Service) {
+        let name = fold(&service.name);
+        if let Some(old) = self.services.insert(key.clone(), service) {
+            let old_name = fold(&old.name);
+            if old_name != name {
+                self.unindex(&old_name, &key);
+            }
+        }
+        self.by_name.entry(name).or_default().insert(key);
+    }
+
+    /// Removes a service instance, keeping the by-name index.
+    fn take_service(&mut self, key: &(String, String)) -> Option<Service> {
+        let service = self.services.remove(key)?;
+        self.unindex(&fold(&service.name), key);
+        Some(service)
+    }
+
+    fn unindex(&mut self, name: &str, key: &(String, String)) {
+        if let Some(keys) = self.by_name.get_mut(name) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_name.remove(name);
+            }
+        }
     }
 
     /// The indexes.
@@ -139,13 +172,14 @@ impl Catalog {
         name: &'a str,
         tags: &'a [String],
     ) -> impl Iterator<Item = (&'a Node, &'a Service)> + 'a {
-        self.services
-            .values()
+        self.by_name
+            .get(&fold(name))
+            .into_iter()
+            .flatten()
+            .filter_map(move |key| self.services.get(key))
             .filter(move |s| {
-                same_name(&s.name, name)
-                    && tags
-                        .iter()
-                        .all(|t| s.tags.iter().any(|have| same_name(have, t)))
+                tags.iter()
+                    .all(|t| s.tags.iter().any(|have| same_name(have, t)))
             })
             .filter_map(move |s| self.nodes.get(&s.node).map(|n| (n, s)))
     }
@@ -301,7 +335,7 @@ impl Catalog {
             Some(existing) => {
                 touched.service_names.insert(existing.name.clone());
                 let create_index = existing.create_index;
-                self.services.insert(
+                self.put_service(
                     key,
                     Service {
                         create_index,
@@ -310,7 +344,7 @@ impl Catalog {
                 );
             }
             None => {
-                self.services.insert(key, wanted.clone());
+                self.put_service(key, wanted.clone());
             }
         }
         touched.services = true;
@@ -415,7 +449,7 @@ impl Catalog {
                     .map(|s| (s.id.clone(), s.name.clone()))
                     .collect();
                 for (id, name) in services {
-                    self.services.remove(&(node.to_owned(), id));
+                    self.take_service(&(node.to_owned(), id));
                     touched.service_names.insert(name);
                     touched.services = true;
                 }
@@ -428,9 +462,7 @@ impl Catalog {
                 touched.nodes_viewed.insert(node.to_owned());
             }
             (Some(service_id), _) => {
-                if let Some(service) = self
-                    .services
-                    .remove(&(node.to_owned(), service_id.to_owned()))
+                if let Some(service) = self.take_service(&(node.to_owned(), service_id.to_owned()))
                 {
                     touched.service_names.insert(service.name);
                     touched.services = true;
@@ -478,6 +510,11 @@ impl Catalog {
             indexes.per_service.insert(name.to_lowercase(), index);
         }
     }
+}
+
+/// A service name as the by-name index keys it.
+fn fold(name: &str) -> String {
+    name.to_lowercase()
 }
 
 /// Service names and tags compare without case, as in Consul's catalog (`web` finds

@@ -565,3 +565,52 @@ fn tags_compare_without_case_as_in_consul() {
     );
     assert_eq!(catalog.instances("web", &tags(&["v2"])).count(), 0);
 }
+
+#[test]
+fn the_by_name_index_agrees_with_a_scan_under_random_operations() {
+    let nodes = ["n1", "n2", "n3"];
+    let names = ["web", "Web", "db", "cache"];
+    let mut state = State::default();
+    let mut random: u64 = 0x2545_f491_4f6c_dd1d;
+    for index in 1..1500u64 {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        let node = nodes[(random % 3) as usize];
+        let id = format!("s{}", (random >> 4) % 4);
+        let name = names[((random >> 8) % 4) as usize];
+        let command = match (random >> 12) % 6 {
+            0..=2 => register(node, "10.0.0.1", Some((&id, name, &["t"])), &[]),
+            3 => Command::Deregister {
+                node: node.into(),
+                service_id: Some(id.clone()),
+                check_id: None,
+            },
+            4 => Command::Deregister {
+                node: node.into(),
+                service_id: None,
+                check_id: None,
+            },
+            _ => register(node, "10.0.0.2", None, &[]),
+        };
+        state.apply(index, &command);
+        for asked in ["web", "WEB", "db", "cache", "none"] {
+            let mut indexed: Vec<(String, String)> = state
+                .catalog
+                .instances(asked, &[])
+                .map(|(n, s)| (n.name.clone(), s.id.clone()))
+                .collect();
+            let (_, services, _, _) = state.catalog.to_parts();
+            let mut scanned: Vec<(String, String)> = services
+                .iter()
+                .filter(|s| s.name.eq_ignore_ascii_case(asked))
+                .filter(|s| state.catalog.node(&s.node).is_some())
+                .map(|s| (s.node.clone(), s.id.clone()))
+                .collect();
+            indexed.sort();
+            scanned.sort();
+            assert_eq!(indexed, scanned, "{asked} at {index}");
+        }
+    }
+    assert_eq!(State::from_snapshot(state.to_snapshot()), state);
+}
