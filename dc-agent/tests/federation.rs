@@ -457,6 +457,26 @@ fn requests_for_another_datacenter_cross_the_gateways() {
     assert!(wan_members(&cluster, DC1_S1, "failed").is_empty());
     let others: Vec<usize> = [2, 3, 4].into_iter().filter(|i| *i != leader).collect();
     cluster.wait_for_leader_among(&others);
+
+    // A gateway restarted at once: its servers' links to the old process are reset by the
+    // new one (the same stateless reset key, from the gateway's private key), not left to
+    // time out.
+    cluster.agents[DC2_GW].kill();
+    cluster.agents[DC2_GW].start();
+    let log = cluster
+        .dir
+        .path()
+        .join(format!("dc2-s{}.log", others[0] - 1));
+    cluster.wait_for(
+        "the dc-link reset by the restarted gateway",
+        Duration::from_secs(20),
+        |_| {
+            std::fs::read_to_string(&log)
+                .ok()?
+                .contains("dc-link down; redialling gateway=127.105.0.100:8443 reason=Some(Reset)")
+                .then_some(())
+        },
+    );
 }
 
 const TWO_GATEWAYS: &str = r#"

@@ -154,6 +154,19 @@ impl NodeTls {
         ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.finish().as_ref())
     }
 
+    /// The key a QUIC endpoint's connection IDs are hashed with, the same across restarts
+    /// for the same reason as [`NodeTls::stateless_reset_key`]: a restarted endpoint must
+    /// recognise its predecessor's connection IDs as its own to answer them with a reset.
+    pub fn connection_id_key(&self) -> u64 {
+        let mut secret = ring::digest::Context::new(&ring::digest::SHA256);
+        secret.update(b"isthmus/quic-connection-id/v1\0");
+        secret.update(self.key.secret_der());
+        let digest = secret.finish();
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&digest.as_ref()[..8]);
+        u64::from_le_bytes(key)
+    }
+
     /// What this node's own certificate says.
     pub fn own_certificate(&self) -> &CertInfo {
         &self.identity

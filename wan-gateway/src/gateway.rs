@@ -117,7 +117,11 @@ impl Gateway {
         server_config.transport_config(transport_config());
         // Stateless resets from a key that survives restarts: a server or gateway still
         // linked to this gateway's previous process learns at once that it is gone.
-        let endpoint_config = quinn::EndpointConfig::new(Arc::new(tls.stateless_reset_key()));
+        let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(tls.stateless_reset_key()));
+        let cid_key = tls.connection_id_key();
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
         let socket = std::net::UdpSocket::bind(config.listen)?;
         let runtime = quinn::default_runtime()
             .ok_or_else(|| anyhow::anyhow!("no async runtime for the QUIC endpoint"))?;
