@@ -109,41 +109,23 @@ pub async fn keyring(
         }
     };
     api.server()?;
-    let own_dc = api.agent.datacenter.clone();
-    let mut entries = Vec::new();
-    if !local_only {
-        if let Some(wan) = &api.wan {
-            entries.push(Entry::new(
-                true,
-                &own_dc,
-                wan.keyring(op.clone()).await.map_err(ApiError::Internal)?,
-            ));
+    // A key some agent still seals with cannot go: removing it from the others would cut
+    // that agent off (it missed a `-use`). Checked before anything changes.
+    if let (KeyOp::Remove(key), false) = (&op, internal) {
+        let listed = everywhere(&api, &KeyOp::List, local_only).await?;
+        // Every agent is in exactly one LAN pool: count there.
+        let using: usize = listed
+            .iter()
+            .filter(|e| !e.wan)
+            .map(|e| e.primary_keys.get(key).copied().unwrap_or(0))
+            .sum();
+        if using > 0 {
+            return Err(ApiError::BadRequest(format!(
+                "the key is still primary on {using} agents: make another key primary with `keyring -use` first"
+            )));
         }
     }
-    entries.push(Entry::new(
-        false,
-        &own_dc,
-        api.lan
-            .keyring(op.clone())
-            .await
-            .map_err(ApiError::Internal)?,
-    ));
-    if !local_only {
-        if let Some(links) = &api.dc_links {
-            // Every other datacenter at once, within the forwarding timeout overall.
-            let mut calls = tokio::task::JoinSet::new();
-            for (dc, _) in super::catalog::federation(&api).await.into_iter().skip(1) {
-                let (links, method, body) = (links.clone(), method.clone(), body.clone());
-                calls.spawn(async move { remote(&links, &dc, &method, &body).await });
-            }
-            while let Some(done) = calls.join_next().await {
-                if let Ok(remote_entries) = done {
-                    entries.extend(remote_entries);
-                }
-            }
-            entries.sort_by(|a, b| (!a.wan, &a.datacenter).cmp(&(!b.wan, &b.datacenter)));
-        }
-    }
+    let entries = everywhere(&api, &op, local_only).await?;
     let op_label = match op {
         KeyOp::List => "list",
         KeyOp::Install(_) => "install",
@@ -193,6 +175,52 @@ pub async fn keyring(
         return Ok(super::kv::json(&api, 1, Consistency::Stale, &entries));
     }
     Ok(([("content-type", "application/json")], "").into_response())
+}
+
+/// Runs `op` on the WAN pool, this datacenter's LAN pool and (unless `local_only`) every
+/// other datacenter's LAN pool; one entry per pool, the WAN first.
+async fn everywhere(api: &Api, op: &KeyOp, local_only: bool) -> Result<Vec<Entry>, ApiError> {
+    let own_dc = api.agent.datacenter.clone();
+    let mut entries = Vec::new();
+    if !local_only {
+        if let Some(wan) = &api.wan {
+            let outcome = wan.keyring(op.clone()).await.map_err(ApiError::Internal)?;
+            entries.push(Entry::new(true, &own_dc, outcome));
+        }
+    }
+    let outcome = api
+        .lan
+        .keyring(op.clone())
+        .await
+        .map_err(ApiError::Internal)?;
+    entries.push(Entry::new(false, &own_dc, outcome));
+    if !local_only {
+        if let Some(links) = &api.dc_links {
+            let (method, body) = match op {
+                KeyOp::List => (Method::GET, Vec::new()),
+                KeyOp::Install(key) => (Method::POST, key_body(key)),
+                KeyOp::Use(key) => (Method::PUT, key_body(key)),
+                KeyOp::Remove(key) => (Method::DELETE, key_body(key)),
+            };
+            // Every other datacenter at once, within the forwarding timeout overall.
+            let mut calls = tokio::task::JoinSet::new();
+            for (dc, _) in super::catalog::federation(api).await.into_iter().skip(1) {
+                let (links, method, body) = (links.clone(), method.clone(), body.clone());
+                calls.spawn(async move { remote(&links, &dc, &method, &body).await });
+            }
+            while let Some(done) = calls.join_next().await {
+                if let Ok(remote_entries) = done {
+                    entries.extend(remote_entries);
+                }
+            }
+            entries.sort_by(|a, b| (!a.wan, &a.datacenter).cmp(&(!b.wan, &b.datacenter)));
+        }
+    }
+    Ok(entries)
+}
+
+fn key_body(key: &str) -> Vec<u8> {
+    serde_json::json!({ "Key": key }).to_string().into_bytes()
 }
 
 /// Runs the operation on another datacenter's LAN pool through a server there.
