@@ -490,30 +490,13 @@ fn the_dashboards_and_alerts_use_only_exported_metrics() {
     let exported = cluster
         .request(0, "GET", "/v1/agent/metrics?format=prometheus", b"")
         .text();
-    let grafana = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana");
-    let mut used = std::collections::BTreeSet::new();
     // The WAN dashboard and the gateway alerts are checked with gateways running
     // (tests/federation.rs); here, what a lone server exports.
-    for file in ["dashboards/leader-health.json", "isthmus-alerts.yml"] {
-        let mut text = std::fs::read_to_string(grafana.join(file)).expect("shipped file");
-        if let Some(wan) = text.find("  - name: isthmus-wan") {
-            text.truncate(wan);
-        }
-        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-            if word.starts_with("consul_") || word.starts_with("isthmus_") {
-                used.insert(word.to_owned());
-            }
-        }
-    }
-    assert!(used.len() >= 10, "found {used:?}");
-    let missing: Vec<&String> = used
-        .iter()
-        .filter(|name| {
-            !exported.lines().any(|line| {
-                line.starts_with(name.as_str()) && line[name.len()..].starts_with(['{', ' '])
-            })
-        })
-        .collect();
+    let missing = support::metrics_not_exported(
+        &["dashboards/leader-health.json", "isthmus-alerts.yml"],
+        Some("  - name: isthmus-wan"),
+        &exported,
+    );
     assert!(
         missing.is_empty(),
         "used but not exported: {missing:?}\n{exported}"

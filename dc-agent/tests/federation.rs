@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Agent, Cluster};
+use support::Cluster;
 
 const FILE: &str = r#"
 [[datacenters]]
@@ -22,29 +22,7 @@ servers = [{ name = "s1", address = "127.105.0.1" }, { name = "s2", address = "1
 gateways = [{ name = "gw1", address = "127.105.0.100" }]
 "#;
 
-/// The nodes of a rendered federation, not started: `(dc, node, address)` in order.
-fn nodes(dir: tempfile::TempDir, list: &[(&str, &str, &str)]) -> Cluster {
-    let out = dir.path();
-    let agents = list
-        .iter()
-        .map(|(dc, name, address)| {
-            let gateway = name.starts_with("gw");
-            let file = if gateway {
-                "gateway.toml"
-            } else {
-                "agent.json"
-            };
-            Agent::new(
-                &format!("{dc}/{name}"),
-                address,
-                out.join(dc).join(name).join(file),
-                out.join(format!("{dc}-{name}.log")),
-                gateway,
-            )
-        })
-        .collect();
-    Cluster { agents, dir }
-}
+use support::federation_nodes as nodes;
 
 /// Renders the file and returns its nodes, not started: dc1/s1, dc1/gw1, dc2/s1..s3, dc2/gw1,
 /// dc1/c1.
@@ -373,25 +351,11 @@ fn requests_for_another_datacenter_cross_the_gateways() {
             .request(DC1_S1, "GET", "/v1/agent/metrics?format=prometheus", b"")
             .text()
     );
-    let grafana = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana");
-    let mut used = std::collections::BTreeSet::new();
-    for file in ["dashboards/wan.json", "isthmus-alerts.yml"] {
-        let text = std::fs::read_to_string(grafana.join(file)).expect("shipped file");
-        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-            if word.starts_with("isthmus_") || word.starts_with("consul_") {
-                used.insert(word.to_owned());
-            }
-        }
-    }
-    assert!(used.len() >= 10, "{used:?}");
-    let missing: Vec<&String> = used
-        .iter()
-        .filter(|name| {
-            !exported.lines().any(|line| {
-                line.starts_with(name.as_str()) && line[name.len()..].starts_with(['{', ' '])
-            })
-        })
-        .collect();
+    let missing = support::metrics_not_exported(
+        &["dashboards/wan.json", "isthmus-alerts.yml"],
+        None,
+        &exported,
+    );
     assert!(missing.is_empty(), "used but not exported: {missing:?}");
     // A name in a request's header is not a label: an unknown datacenter counts as such.
     assert!(
@@ -696,11 +660,14 @@ fn gateways_learn_the_rest_of_the_federation_from_each_other() {
         log.contains("learned a gateway from the federation") && log.contains("dc=dc3"),
         "{log}"
     );
-    let listed: Vec<String> = cluster
-        .request(4, "GET", "/v1/catalog/datacenters", b"")
-        .json()
-        .unwrap_or_default();
-    assert_eq!(listed.len(), 3, "{listed:?}");
+    // dc3 lists all three (its gateway's view is at most a second old).
+    let listed: Vec<String> = cluster.wait_for("dc3 listing three", Duration::from_secs(20), |c| {
+        let listed: Vec<String> = c
+            .request(4, "GET", "/v1/catalog/datacenters", b"")
+            .json()
+            .ok()?;
+        (listed.len() == 3).then_some(listed)
+    });
     assert!(listed.contains(&"dc1".to_owned()), "{listed:?}");
 
     // The WAN pool spans all three, dc1 and dc3 joined through a link learned at run time.

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Agent, Cluster};
+use support::Cluster;
 
 const FILE: &str = r#"
 [gossip]
@@ -57,31 +57,17 @@ fn the_gossip_key_rotates_across_the_federation_without_downtime() {
     let dir = tempfile::tempdir().expect("tempdir");
     support::render_topology(FILE, dir.path());
     let out = dir.path().to_owned();
-    let agents = [
-        ("dc1", "s1", "127.120.0.1"),
-        ("dc1", "c1", "127.120.0.4"),
-        ("dc1", "gw1", "127.120.0.100"),
-        ("dc2", "s1", "127.121.0.1"),
-        ("dc2", "gw1", "127.121.0.100"),
-    ]
-    .iter()
-    .map(|(dc, name, address)| {
-        let gateway = name.starts_with("gw");
-        let file = if gateway {
-            "gateway.toml"
-        } else {
-            "agent.json"
-        };
-        Agent::new(
-            &format!("{dc}/{name}"),
-            address,
-            out.join(dc).join(name).join(file),
-            out.join(format!("{dc}-{name}.log")),
-            gateway,
-        )
-    })
-    .collect();
-    let mut cluster = Cluster { agents, dir };
+    let mut cluster = support::federation_nodes(
+        dir,
+        &[
+            ("dc1", "s1", "127.120.0.1"),
+            ("dc1", "c1", "127.120.0.4"),
+            ("dc1", "gw1", "127.120.0.100"),
+            ("dc2", "s1", "127.121.0.1"),
+            ("dc2", "gw1", "127.121.0.100"),
+        ],
+    );
+
     for agent in &mut cluster.agents {
         agent.start();
     }

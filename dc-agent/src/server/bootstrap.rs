@@ -20,11 +20,14 @@ use crate::rpc::messages::{Hello, RpcReply, RpcRequest, PROTOCOL_VERSION};
 pub async fn discovery_loop(server: Arc<Server>, cancel: CancellationToken) {
     let mut logged_waiting = false;
     loop {
-        let is_voter = server
-            .members()
-            .iter()
-            .any(|(id, _, voter)| *id == server.id && *voter);
-        if !is_voter {
+        // A server that is leaving stays out, however long it takes to stop.
+        let leaving = server.leaving.load(std::sync::atomic::Ordering::SeqCst);
+        let settled = leaving
+            || server
+                .members()
+                .iter()
+                .any(|(id, _, voter)| *id == server.id && *voter);
+        if !settled {
             match step(&server).await {
                 Ok(Some(message)) if !logged_waiting => {
                     tracing::info!(node = %server.node.name, "{message}");
@@ -36,7 +39,7 @@ pub async fn discovery_loop(server: Arc<Server>, cancel: CancellationToken) {
         } else {
             logged_waiting = false;
         }
-        let pause = if is_voter {
+        let pause = if settled {
             Duration::from_secs(5)
         } else {
             Duration::from_millis(500)

@@ -73,6 +73,8 @@ pub struct Server {
     pub http_handler: std::sync::OnceLock<crate::rpc::messages::HttpHandler>,
     /// Proposes writes to Raft, batching KV writes under load.
     pub proposer: proposer::Proposer,
+    /// Set once this server leaves: it must not join again while it drains and stops.
+    pub leaving: std::sync::atomic::AtomicBool,
 }
 
 /// Timeouts of RPCs between servers that are not Raft's own.
@@ -170,6 +172,7 @@ impl Server {
             retry_join: settings.retry_join,
             http_handler: std::sync::OnceLock::new(),
             proposer: proposer::Proposer::start(raft.clone()),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         });
         tracing::info!(node = %server.node.name, id = server.id, addr = %server.node.addr, dc = %server.datacenter, "server started");
         tasks.spawn(handlers::accept_loop(
@@ -314,6 +317,18 @@ impl Server {
 
     /// Leaves the cluster gracefully: asks the leader to remove this server.
     pub async fn leave(&self) -> anyhow::Result<()> {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let left = self.leave_cluster().await;
+        if left.is_err() {
+            // Still a member: it may rejoin as usual.
+            self.leaving
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        left
+    }
+
+    async fn leave_cluster(&self) -> anyhow::Result<()> {
         if self.is_leader() {
             self.remove_servers(&[self.id])
                 .await

@@ -340,3 +340,57 @@ pub fn render_topology(source: &str, out: &Path) -> topology::Topology {
     plan.write_to(out).expect("write the rendered files");
     topology
 }
+
+/// The nodes of a rendered federation in `dir`, not started: `(dc, node, address)` in
+/// order; names starting with `gw` are gateways. Logs go to `DIR/<dc>-<node>.log`.
+#[allow(dead_code)]
+pub fn federation_nodes(dir: tempfile::TempDir, list: &[(&str, &str, &str)]) -> Cluster {
+    let out = dir.path();
+    let agents = list
+        .iter()
+        .map(|(dc, name, address)| {
+            let gateway = name.starts_with("gw");
+            let file = if gateway {
+                "gateway.toml"
+            } else {
+                "agent.json"
+            };
+            Agent::new(
+                &format!("{dc}/{name}"),
+                address,
+                out.join(dc).join(name).join(file),
+                out.join(format!("{dc}-{name}.log")),
+                gateway,
+            )
+        })
+        .collect();
+    Cluster { agents, dir }
+}
+
+/// The `consul_*` and `isthmus_*` metric names that the shipped Grafana files (paths under
+/// `grafana/`, each cut at `cut_at` when given) use but `exported` (Prometheus text) lacks.
+/// Panics when the files name fewer than ten metrics (the check would prove nothing).
+#[allow(dead_code)]
+pub fn metrics_not_exported(files: &[&str], cut_at: Option<&str>, exported: &str) -> Vec<String> {
+    let grafana = Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana");
+    let mut used = std::collections::BTreeSet::new();
+    for file in files {
+        let mut text = fs::read_to_string(grafana.join(file)).expect("shipped file");
+        if let Some(at) = cut_at.and_then(|c| text.find(c)) {
+            text.truncate(at);
+        }
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("consul_") || word.starts_with("isthmus_") {
+                used.insert(word.to_owned());
+            }
+        }
+    }
+    assert!(used.len() >= 10, "found only {used:?}");
+    used.into_iter()
+        .filter(|name| {
+            !exported.lines().any(|line| {
+                line.starts_with(name.as_str()) && line[name.len()..].starts_with(['{', ' '])
+            })
+        })
+        .collect()
+}
