@@ -339,7 +339,7 @@ impl LocalAgent {
             state.start_ttl(now, ttl);
             // A status set before a restart holds until its TTL would have run out.
             if let Some(kept) = self.kept_ttl_state(&id) {
-                let left = Duration::from_millis(kept.expires_ms.saturating_sub(unix_ms()));
+                let left = Duration::from_millis(kept.expires_ms.saturating_sub(crate::unix_ms()));
                 if !left.is_zero() {
                     state.restore_ttl(now, now + left.min(ttl), kept.status, &kept.output);
                 }
@@ -456,7 +456,7 @@ impl LocalAgent {
                 check_id: id.to_owned(),
                 status,
                 output: crate::checks::status::bound_output(note),
-                expires_ms: unix_ms()
+                expires_ms: crate::unix_ms()
                     .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
             };
             let saved = serde_json::to_vec(&record)
@@ -1206,10 +1206,4 @@ impl LocalAgent {
         }
         Ok(changes)
     }
-}
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

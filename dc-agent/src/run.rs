@@ -223,9 +223,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         crate::gossip::pool::NodeId {
             pool: crate::gossip::pool::PoolKind::Lan,
             addr: SocketAddr::new(validated.bind_addr, serf_lan_port),
-            bump: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            bump: crate::unix_ms(),
             name: validated.node_name.clone(),
             server: is_server,
             rpc_port: if is_server { server_port } else { 0 },

@@ -40,6 +40,7 @@ pub struct StateSnapshot {
 
 /// A version 1 snapshot (before coordinates), read as version 2 with none.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct StateSnapshotV1 {
     version: u32,
     kv: Vec<KvEntry>,
@@ -92,20 +93,7 @@ mod tests {
 
     #[test]
     fn a_version_1_snapshot_still_reads() {
-        #[derive(Serialize)]
-        struct V1 {
-            version: u32,
-            kv: Vec<KvEntry>,
-            kv_tombstones: Vec<(String, u64)>,
-            kv_floor: u64,
-            nodes: Vec<Node>,
-            services: Vec<Service>,
-            checks: Vec<Check>,
-            table_indexes: [u64; 3],
-            node_indexes: BTreeMap<String, u64>,
-            service_indexes: BTreeMap<String, u64>,
-        }
-        let v1 = V1 {
+        let v1 = StateSnapshotV1 {
             version: 1,
             kv: Vec::new(),
             kv_tombstones: vec![("gone".into(), 7)],

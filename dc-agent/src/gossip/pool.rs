@@ -912,7 +912,7 @@ impl Driver {
         let now = Instant::now();
         let pending = PendingKeyOp {
             op,
-            sent_ms: unix_ms(),
+            sent_ms: crate::unix_ms(),
             waiting,
             outcome: KeyOutcome {
                 answers: vec![own],
@@ -976,7 +976,7 @@ impl Driver {
             });
             let Some(to) = to else { return };
             // A replayed query (sealed packets can be recorded) is never applied again.
-            let now_ms = unix_ms();
+            let now_ms = crate::unix_ms();
             let max_age = u64::try_from(KEY_OP_MAX_AGE.as_millis()).unwrap_or(u64::MAX);
             if now_ms.abs_diff(query.sent_ms) > max_age {
                 self.drop_packet(source, "stale_key_op");
@@ -1267,13 +1267,6 @@ impl Driver {
             }
         }
     }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A keyring operation for logs: which kind, never the key.

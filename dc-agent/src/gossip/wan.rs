@@ -54,9 +54,7 @@ pub fn start(
     let local = NodeId {
         pool: PoolKind::Wan,
         addr: settings.rpc_addr,
-        bump: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        bump: crate::unix_ms(),
         name: settings.node_name,
         server: true,
         rpc_port: settings.rpc_addr.port(),

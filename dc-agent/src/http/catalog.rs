@@ -469,15 +469,6 @@ fn sort_near<T>(
     });
 }
 
-fn coordinate_json(c: &crate::gossip::coordinate::Coordinate) -> serde_json::Value {
-    serde_json::json!({
-        "Vec": c.vec,
-        "Error": c.error,
-        "Adjustment": c.adjustment,
-        "Height": c.height,
-    })
-}
-
 /// `GET /v1/coordinate/datacenters`: the WAN coordinates of every datacenter's servers, as
 /// this server's WAN pool knows them (Consul's shape; `rtt -wan NODE.DC` reads it).
 pub async fn coordinate_datacenters(State(api): State<Api>) -> Result<Response, ApiError> {
@@ -495,7 +486,7 @@ pub async fn coordinate_datacenters(State(api): State<Api>) -> Result<Response, 
     for c in coordinates {
         by_dc.entry(c.dc).or_default().push(serde_json::json!({
             "Node": c.node,
-            "Coord": coordinate_json(&c.coordinate),
+            "Coord": c.coordinate,
         }));
     }
     let rows: Vec<serde_json::Value> = by_dc
@@ -515,7 +506,7 @@ fn node_coordinate_json(
         "Node": node,
         "Segment": "",
         "Partition": "default",
-        "Coord": coordinate_json(c),
+        "Coord": c,
     })
 }
 
