@@ -1091,7 +1091,7 @@ impl LocalAgent {
             .collect();
         let mut services = 0;
         for (file, body) in persist.load(Kind::Service) {
-            let outcome = serde_json::from_slice::<AgentServiceRegistration>(&body)
+            let outcome = wire::gojson::from_slice::<AgentServiceRegistration>(&body)
                 .map_err(|e| e.to_string())
                 .map(service_from_api)
                 .and_then(|(service, checks)| {
@@ -1109,7 +1109,7 @@ impl LocalAgent {
         }
         let mut checks = 0;
         for (file, body) in persist.load(Kind::Check) {
-            let outcome = serde_json::from_slice::<AgentCheckRegistration>(&body)
+            let outcome = wire::gojson::from_slice::<AgentCheckRegistration>(&body)
                 .map_err(|e| e.to_string())
                 .and_then(|request| check_from_api(self, &request));
             match outcome {

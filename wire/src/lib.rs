@@ -16,6 +16,7 @@ pub mod duration;
 pub mod flags;
 pub mod frame;
 pub mod gateway_config;
+pub mod gojson;
 pub mod gossip_key;
 pub mod names;
 pub mod ports;

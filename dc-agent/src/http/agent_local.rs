@@ -23,8 +23,29 @@ fn done() -> Response {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
+    wire::gojson::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))
+}
+
+/// Removes every member naming `field` as Go would match it (without case or underscores),
+/// returning the last non-null one.
+fn take_field(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Option<serde_json::Value> {
+    let matching: Vec<String> = object
+        .keys()
+        .filter(|key| {
+            let squashed: String = key.chars().filter(|c| *c != '_').collect();
+            squashed.eq_ignore_ascii_case(field)
+        })
+        .cloned()
+        .collect();
+    matching
+        .into_iter()
+        .filter_map(|key| object.remove(&key))
+        .filter(|value| !value.is_null())
+        .last()
 }
 
 fn local_service(api: &Api, service: &ServiceRegistration) -> AgentLocalService {
@@ -69,15 +90,16 @@ fn split_for_persistence(
     service_id: &str,
     checks: &[AgentCheckRegistration],
 ) -> Result<KeptRegistration, ApiError> {
-    let mut value: serde_json::Value = decode(body)?;
+    let mut value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
     let object = value
         .as_object_mut()
         .ok_or_else(|| ApiError::BadRequest("Request decode failed: not an object".to_owned()))?;
     let mut check_values: Vec<serde_json::Value> = Vec::new();
-    if let Some(check) = object.remove("Check").filter(serde_json::Value::is_object) {
+    if let Some(check) = take_field(object, "Check").filter(serde_json::Value::is_object) {
         check_values.push(check);
     }
-    if let Some(serde_json::Value::Array(more)) = object.remove("Checks") {
+    if let Some(serde_json::Value::Array(more)) = take_field(object, "Checks") {
         check_values.extend(more);
     }
     if check_values.len() != checks.len() {
@@ -93,7 +115,9 @@ fn split_for_persistence(
             check.id.clone()
         };
         if let Some(fields) = value.as_object_mut() {
-            fields.remove("CheckID");
+            take_field(fields, "CheckID");
+            take_field(fields, "ID");
+            take_field(fields, "ServiceID");
             fields.insert("ID".to_owned(), id.clone().into());
             fields.insert("ServiceID".to_owned(), service_id.into());
         }

@@ -23,7 +23,7 @@ fn tags(params: &Params) -> Vec<String> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
+    wire::gojson::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))
 }
 
@@ -570,7 +570,7 @@ pub async fn coordinate_update(
     State(api): State<Api>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let update: CoordinateUpdate = serde_json::from_slice(&body)
+    let update: CoordinateUpdate = wire::gojson::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
     if update.node.is_empty() {
         return Err(ApiError::BadRequest("Missing node name".to_owned()));

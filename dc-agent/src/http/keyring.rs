@@ -91,7 +91,7 @@ pub async fn keyring(
         ));
     }
     let key = || -> Result<String, ApiError> {
-        let body: KeyBody = serde_json::from_slice(&body)
+        let body: KeyBody = wire::gojson::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
         wire::gossip_key::decode(&body.key)
             .map_err(|e| ApiError::BadRequest(format!("Invalid key: {e}")))?;

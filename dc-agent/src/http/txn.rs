@@ -73,7 +73,7 @@ fn to_op(index: usize, request: TxnOpRequest) -> Result<TxnOp, String> {
 
 /// `PUT /v1/txn`.
 pub async fn txn(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
-    let requests: Vec<TxnOpRequest> = serde_json::from_slice(&body)
+    let requests: Vec<TxnOpRequest> = wire::gojson::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("Failed to parse body: {e}")))?;
     if requests.len() > MAX_OPS {
         return Err(ApiError::TooLarge(format!(
