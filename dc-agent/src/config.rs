@@ -24,30 +24,43 @@ pub struct LoadedConfig {
     pub config: AgentConfig,
 }
 
-/// Reads one JSON config file.
-pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    let config: AgentConfig = serde_json::from_str(&text).map_err(|e| ConfigError::Syntax {
-        path: shown,
-        line: e.line(),
-        column: e.column(),
-        message: e
-            .to_string()
-            .split(" at line ")
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
-    })?;
-    let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
-    Ok(LoadedConfig {
-        path: path.to_owned(),
-        base_dir,
-        config,
-    })
+/// Reads an agent's configuration from its sources (files, directories, flags, `-hcl`) as
+/// the agent does; returns it with the warnings met (unsupported Consul keys).
+pub fn load_sources(
+    sources: &crate::assemble::Sources,
+) -> Result<(LoadedConfig, Vec<String>), ConfigError> {
+    let assembled = crate::assemble::load(sources)?;
+    let mut origins: Vec<String> = sources
+        .dirs
+        .iter()
+        .chain(&sources.files)
+        .map(|p| p.display().to_string())
+        .collect();
+    if !sources.flags.is_empty() || origins.is_empty() {
+        origins.push("command-line flags".to_owned());
+    }
+    let mut config = assembled.config;
+    if config.node_name.is_none() {
+        config.node_name = host_name();
+    }
+    Ok((
+        LoadedConfig {
+            path: PathBuf::from(origins.join(", ")),
+            // Paths were resolved against their files' directories as each was read.
+            base_dir: PathBuf::new(),
+            config,
+        },
+        assembled.warnings,
+    ))
+}
+
+/// This machine's host name, Consul's default node name.
+pub fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// What the agent runs with, once checked.
@@ -75,6 +88,64 @@ pub struct ValidatedConfig {
     pub dns: DnsOptions,
     /// This datacenter's gateways (`isthmus.gateways`), which servers link to.
     pub gateways: Vec<SocketAddr>,
+    /// The ports, `None` where a listener is turned off (`-1`).
+    pub ports: ListenPorts,
+    /// Things worth a warning that do not stop the agent (a node name that is not a DNS
+    /// label, as Consul warns).
+    pub warnings: Vec<String>,
+}
+
+/// The agent's ports once checked: Consul's `-1` turns the HTTP or DNS listener off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenPorts {
+    /// HTTP API.
+    pub http: Option<u16>,
+    /// DNS (UDP and TCP).
+    pub dns: Option<u16>,
+    /// LAN gossip.
+    pub serf_lan: u16,
+    /// Raft and RPC (servers).
+    pub server: u16,
+}
+
+fn listen_ports(c: &AgentConfig, problems: &mut Vec<String>) -> ListenPorts {
+    let ports = c.ports.clone().unwrap_or_default();
+    let port = |name: &str,
+                value: Option<i32>,
+                default: u16,
+                may_disable: bool,
+                problems: &mut Vec<String>|
+     -> Option<u16> {
+        match value {
+            None => Some(default),
+            Some(-1) if may_disable => None,
+            Some(n) => match u16::try_from(n) {
+                Ok(port) => Some(port),
+                Err(_) => {
+                    problems.push(if may_disable {
+                        format!("ports.{name} is {n}; give a port from 0 to 65535, or -1 to turn it off")
+                    } else {
+                        format!("ports.{name} is {n}; give a port from 0 to 65535 (this one cannot be turned off)")
+                    });
+                    Some(default)
+                }
+            },
+        }
+    };
+    ListenPorts {
+        http: port("http", ports.http, wire::ports::HTTP, true, problems),
+        dns: port("dns", ports.dns, wire::ports::DNS, true, problems),
+        serf_lan: port(
+            "serf_lan",
+            ports.serf_lan,
+            wire::ports::SERF_LAN,
+            false,
+            problems,
+        )
+        .unwrap_or(wire::ports::SERF_LAN),
+        server: port("server", ports.server, wire::ports::SERVER, false, problems)
+            .unwrap_or(wire::ports::SERVER),
+    }
 }
 
 /// The DNS interface's settings, once checked (`recursors` and `dns_config`).
@@ -197,12 +268,19 @@ impl LoadedConfig {
                 "datacenter {datacenter:?} is not a DNS label: it {e}"
             ));
         }
+        let mut warnings = Vec::new();
         let node_name = c.node_name.clone().unwrap_or_default();
         if node_name.is_empty() {
             problems.push("node_name is not set; name the node, as with `-node=s1`".to_owned());
-        } else if let Err(e) = wire::validate_dns_label(&node_name) {
+        } else if node_name.len() > 256 || node_name.chars().any(char::is_control) {
             problems.push(format!(
-                "node_name {node_name:?} is not a DNS label: it {e}"
+                "node_name {node_name:?} is not usable: use up to 256 printable characters"
+            ));
+        } else if let Err(e) = wire::validate_dns_label(&node_name) {
+            // Consul only warns: the node is still found over HTTP, and DNS answers it by
+            // its name where it can.
+            warnings.push(format!(
+                "Node name {node_name:?} will not be discoverable via DNS due to invalid characters: it {e}. Valid characters include all alpha-numerics and dashes"
             ));
         }
         let domain = c.domain.clone().unwrap_or_else(|| "consul".to_owned());
@@ -221,6 +299,15 @@ impl LoadedConfig {
         };
         let bind_addr = address("bind_addr", c.bind_addr.as_ref(), &mut problems);
         let client_addr = address("client_addr", c.client_addr.as_ref(), &mut problems);
+        if role == Role::Server
+            && c.bootstrap == Some(true)
+            && c.bootstrap_expect.is_some_and(|n| n > 1)
+        {
+            problems.push(
+                "bootstrap and bootstrap_expect are both set; use one (bootstrap alone is bootstrap_expect = 1)"
+                    .to_owned(),
+            );
+        }
         if role == Role::Server && c.bootstrap_expect == Some(0) {
             problems
                 .push("bootstrap_expect is 0; set it to the number of servers (3 or 5)".to_owned());
@@ -253,6 +340,7 @@ impl LoadedConfig {
                     .to_owned(),
             );
         }
+        let ports = listen_ports(c, &mut problems);
         let gateways = match parse_gateways(c) {
             Ok(gateways) => gateways,
             Err(mut bad) => {
@@ -278,6 +366,8 @@ impl LoadedConfig {
             tls,
             dns,
             gateways,
+            ports,
+            warnings,
         })
     }
 

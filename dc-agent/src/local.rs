@@ -189,6 +189,8 @@ pub struct LocalAgent {
     synced: Mutex<BTreeMap<String, String>>,
     /// The services that came from config files, as loaded (for `reload`).
     config_services: Mutex<BTreeMap<String, (ServiceRegistration, Vec<AgentCheckRegistration>)>>,
+    /// The top-level checks that came from config files, as loaded (for `reload`).
+    config_checks: Mutex<BTreeMap<String, AgentCheckRegistration>>,
     /// Where API registrations are kept across restarts (none: not kept).
     persist: Option<Persisted>,
     /// Output-only check changes wait this long before they are written (Consul's
@@ -250,6 +252,7 @@ impl LocalAgent {
             changed: Notify::new(),
             cancel,
             config_services: Mutex::new(BTreeMap::new()),
+            config_checks: Mutex::new(BTreeMap::new()),
             synced: Mutex::new(BTreeMap::new()),
             persist,
             check_update_interval,
@@ -598,8 +601,8 @@ pub fn check_from_config(check: &wire::agent_config::CheckDefinition) -> AgentCh
         id: check.id.clone().unwrap_or_default(),
         name: check.name.clone().unwrap_or_default(),
         notes: check.notes.clone().unwrap_or_default(),
-        service_id: String::new(),
-        status: String::new(),
+        service_id: check.service_id.clone().unwrap_or_default(),
+        status: check.status.clone().unwrap_or_default(),
         http: check.http.clone().unwrap_or_default(),
         method: check.method.clone().unwrap_or_default(),
         header: check.header.clone(),
@@ -1202,6 +1205,54 @@ impl LocalAgent {
             self.deregister_service(&id);
             register_service_with_checks(self, service.clone(), &checks)?;
             loaded.insert(id, (service, checks));
+            changes += 1;
+        }
+        Ok(changes)
+    }
+
+    /// Applies the top-level checks of a (re)loaded configuration (`check`, `checks`: of the
+    /// node, or of a service with `service_id`), as [`Self::load_config_services`] does for
+    /// services. Call it after the services are loaded. Nothing changes on error.
+    pub fn load_config_checks(
+        self: &Arc<Self>,
+        definitions: &[wire::agent_config::CheckDefinition],
+    ) -> Result<usize, String> {
+        let mut wanted: BTreeMap<String, (AgentCheckRegistration, CheckSpec)> = BTreeMap::new();
+        for definition in definitions {
+            let registration = check_from_config(definition);
+            let spec = check_from_api(self, &registration).map_err(|e| {
+                format!(
+                    "check {:?}: {e}",
+                    if registration.name.is_empty() {
+                        &registration.id
+                    } else {
+                        &registration.name
+                    }
+                )
+            })?;
+            wanted.insert(spec.id.clone(), (registration, spec));
+        }
+        let mut loaded = self
+            .config_checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut changes = 0;
+        for id in loaded
+            .keys()
+            .filter(|id| !wanted.contains_key(*id))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            self.deregister_check(&id);
+            loaded.remove(&id);
+            changes += 1;
+        }
+        for (id, (registration, spec)) in wanted {
+            if loaded.get(&id) == Some(&registration) {
+                continue;
+            }
+            self.register_check(spec);
+            loaded.insert(id, registration);
             changes += 1;
         }
         Ok(changes)

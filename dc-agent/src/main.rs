@@ -5,9 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use dc_agent::cli;
-use serde_json::{json, Map, Value};
 
 /// The Isthmus agent and its operator CLI.
 #[derive(Parser)]
@@ -22,13 +21,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run an agent, from Consul's flags and JSON config files.
-    Agent(Box<AgentFlags>),
-    /// Check agent config files, as `consul validate` does.
+    /// Run an agent, from every flag of `consul agent` and Consul's config files (JSON and
+    /// HCL); `dc-agent agent -help` lists the flags.
+    Agent {
+        /// `consul agent`'s flags.
+        #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Check agent config files and directories, as `consul validate` does: what the agent
+    /// would start with is valid.
     Validate {
-        /// Config files (JSON, Consul's agent format).
+        /// Config files (JSON or HCL) and directories of them.
         #[arg(required = true)]
-        files: Vec<PathBuf>,
+        paths: Vec<PathBuf>,
+        /// `json` or `hcl`, for every file whatever its extension.
+        #[arg(long)]
+        config_format: Option<String>,
         /// Print nothing on success.
         #[arg(long)]
         quiet: bool,
@@ -120,88 +128,6 @@ enum Command {
         #[arg(required = true)]
         addresses: Vec<String>,
     },
-}
-
-#[derive(Args)]
-struct AgentFlags {
-    /// Run as a server.
-    #[arg(long)]
-    server: bool,
-    /// Number of servers to wait for before bootstrapping.
-    #[arg(long)]
-    bootstrap_expect: Option<u32>,
-    /// Bootstrap alone (same as -bootstrap-expect=1).
-    #[arg(long)]
-    bootstrap: bool,
-    /// Node name.
-    #[arg(long)]
-    node: Option<String>,
-    /// Address for cluster traffic.
-    #[arg(long)]
-    bind: Option<String>,
-    /// Address for HTTP and DNS.
-    #[arg(long)]
-    client: Option<String>,
-    /// Address to advertise.
-    #[arg(long)]
-    advertise: Option<String>,
-    /// Data directory.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Directory of JSON config files (repeatable).
-    #[arg(long)]
-    config_dir: Vec<PathBuf>,
-    /// A JSON config file (repeatable).
-    #[arg(long, alias = "config")]
-    config_file: Vec<PathBuf>,
-    /// Datacenter.
-    #[arg(long)]
-    datacenter: Option<String>,
-    /// DNS domain.
-    #[arg(long)]
-    domain: Option<String>,
-    /// Upstream DNS server for names outside the domain, `IP` or `IP:port` (repeatable).
-    #[arg(long)]
-    recursor: Vec<String>,
-    /// Server to join at start, retried (repeatable).
-    #[arg(long)]
-    retry_join: Vec<String>,
-    /// Deprecated alias of -retry-join.
-    #[arg(long)]
-    join: Vec<String>,
-    /// Gossip encryption key.
-    #[arg(long)]
-    encrypt: Option<String>,
-    /// Log level.
-    #[arg(long)]
-    log_level: Option<String>,
-    /// HTTP port.
-    #[arg(long)]
-    http_port: Option<u16>,
-    /// DNS port.
-    #[arg(long)]
-    dns_port: Option<u16>,
-    /// Server (Raft/RPC) port.
-    #[arg(long)]
-    server_port: Option<u16>,
-    /// LAN gossip port.
-    #[arg(long)]
-    serf_lan_port: Option<u16>,
-    /// Node metadata `key:value` (repeatable).
-    #[arg(long)]
-    node_meta: Vec<String>,
-    /// Allow script checks.
-    #[arg(long)]
-    enable_script_checks: bool,
-    /// Development mode: one server, temporary data, on 127.0.0.1.
-    #[arg(long)]
-    dev: bool,
-    /// Consul's web UI (not available in Isthmus yet; accepted with a warning).
-    #[arg(long)]
-    ui: bool,
-    /// Write the agent's PID to this file.
-    #[arg(long)]
-    pid_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -308,14 +234,26 @@ enum RaftCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(wire::flags::normalize_consul_flags(std::env::args()));
+    let args: Vec<String> = std::env::args().collect();
+    // The agent's flags are Consul's, parsed as Go's `flag` package does (every one of
+    // `consul agent`'s), not by clap.
+    if args.get(1).is_some_and(|a| a == "agent") {
+        return agent(&args[2..]);
+    }
+    // A CLI whose output is cut short (`| head`) ends quietly, as Consul's.
+    dc_agent::cli::exit_quietly_on_broken_pipe();
+    let cli = Cli::parse_from(wire::flags::normalize_consul_flags(args));
     let addr = cli
         .http_addr
         .clone()
         .unwrap_or_else(dc_agent::client::default_http_addr);
     match cli.command {
-        Command::Agent(flags) => agent(*flags),
-        Command::Validate { files, quiet } => validate(&files, quiet),
+        Command::Agent { args } => agent(&args),
+        Command::Validate {
+            paths,
+            config_format,
+            quiet,
+        } => validate(&paths, config_format.as_deref(), quiet),
         Command::Keygen => match dc_agent::keygen::new_gossip_key() {
             Ok(key) => {
                 println!("{key}");
@@ -430,142 +368,84 @@ fn cas_index(cas: bool, modify_index: Option<u64>) -> Result<Option<u64>, ExitCo
     }
 }
 
-fn validate(files: &[PathBuf], quiet: bool) -> ExitCode {
-    let mut failed = false;
-    for file in files {
-        let checked = dc_agent::config::load_file(file).and_then(|loaded| loaded.validate());
-        if let Err(error) = checked {
-            eprintln!("Config validation failed: {error}");
-            failed = true;
-        }
-    }
-    if failed {
-        return ExitCode::FAILURE;
-    }
-    if !quiet {
-        println!("Configuration is valid!");
-    }
-    ExitCode::SUCCESS
-}
-
-/// Flags become one more config layer, on top of the files.
-fn flags_layer(flags: &AgentFlags) -> Result<Map<String, Value>, String> {
-    let mut layer = Map::new();
-    let mut set = |key: &str, value: Value| {
-        layer.insert(key.to_owned(), value);
+fn validate(paths: &[PathBuf], config_format: Option<&str>, quiet: bool) -> ExitCode {
+    let format = match config_format
+        .map(dc_agent::assemble::Format::parse)
+        .transpose()
+    {
+        Ok(format) => format,
+        Err(e) => return cli::fail(e),
     };
-    if flags.server {
-        set("server", json!(true));
-    }
-    if flags.bootstrap {
-        set("bootstrap_expect", json!(1));
-    }
-    if let Some(n) = flags.bootstrap_expect {
-        set("bootstrap_expect", json!(n));
-    }
-    for (key, value) in [
-        ("node_name", &flags.node),
-        ("bind_addr", &flags.bind),
-        ("client_addr", &flags.client),
-        ("advertise_addr", &flags.advertise),
-        ("datacenter", &flags.datacenter),
-        ("domain", &flags.domain),
-        ("encrypt", &flags.encrypt),
-        ("log_level", &flags.log_level),
-    ] {
-        if let Some(value) = value {
-            set(key, json!(value));
+    let mut sources = dc_agent::assemble::Sources {
+        format,
+        ..Default::default()
+    };
+    for path in paths {
+        if path.is_dir() {
+            sources.dirs.push(path.clone());
+        } else {
+            sources.files.push(path.clone());
         }
     }
-    if let Some(dir) = &flags.data_dir {
-        set("data_dir", json!(dir.display().to_string()));
-    }
-    if !flags.recursor.is_empty() {
-        set("recursors", json!(flags.recursor));
-    }
-    let joins: Vec<&String> = flags.retry_join.iter().chain(flags.join.iter()).collect();
-    if !joins.is_empty() {
-        set("retry_join", json!(joins));
-    }
-    let mut ports = Map::new();
-    for (key, value) in [
-        ("http", flags.http_port),
-        ("dns", flags.dns_port),
-        ("server", flags.server_port),
-        ("serf_lan", flags.serf_lan_port),
-    ] {
-        if let Some(port) = value {
-            ports.insert(key.to_owned(), json!(port));
+    let checked = dc_agent::config::load_sources(&sources).and_then(|(loaded, warnings)| {
+        loaded
+            .validate()
+            .map(|validated| (warnings, validated.warnings))
+    });
+    match checked {
+        Ok((warnings, more)) => {
+            for warning in warnings.iter().chain(&more) {
+                eprintln!("==> {warning}");
+            }
+            if !quiet {
+                println!("Configuration is valid!");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("Config validation failed: {error}");
+            ExitCode::FAILURE
         }
     }
-    if !ports.is_empty() {
-        set("ports", Value::Object(ports));
-    }
-    if !flags.node_meta.is_empty() {
-        let mut meta = Map::new();
-        for entry in &flags.node_meta {
-            let (key, value) = entry
-                .split_once(':')
-                .ok_or_else(|| format!("-node-meta {entry:?} must be key:value"))?;
-            meta.insert(key.to_owned(), json!(value));
-        }
-        set("node_meta", Value::Object(meta));
-    }
-    if flags.enable_script_checks {
-        set("enable_script_checks", json!(true));
-    }
-    Ok(layer)
 }
 
-/// Reads the configuration: config dirs and files in order, then the flags layer.
+/// Reads the configuration from its sources, `-dev` defaults filled in.
 fn load_config(
-    dirs: &[PathBuf],
-    files: &[PathBuf],
-    flags: &Map<String, Value>,
+    sources: &dc_agent::assemble::Sources,
     dev: bool,
 ) -> Result<(wire::agent_config::AgentConfig, Vec<String>, String), String> {
-    let mut merged = Map::new();
-    let mut origins = Vec::new();
-    let mut all_files = Vec::new();
-    for dir in dirs {
-        all_files.extend(dc_agent::assemble::dir_files(dir).map_err(|e| e.to_string())?);
-    }
-    all_files.extend(files.iter().cloned());
-    for file in &all_files {
-        let layer = dc_agent::assemble::read_file(file).map_err(|e| e.to_string())?;
-        dc_agent::assemble::merge(&mut merged, layer);
-        origins.push(file.display().to_string());
-    }
-    dc_agent::assemble::merge(&mut merged, flags.clone());
-    origins.push("command-line flags".to_owned());
-    let origin = origins.join(", ");
-    let assembled = dc_agent::assemble::finish(merged, &origin).map_err(|e| e.to_string())?;
-    let mut config = assembled.config;
+    let (loaded, warnings) = dc_agent::config::load_sources(sources).map_err(|e| e.to_string())?;
+    let mut config = loaded.config;
     if dev {
         dc_agent::run::apply_dev_defaults(&mut config);
     }
-    Ok((config, assembled.warnings, origin))
+    Ok((config, warnings, loaded.path.display().to_string()))
 }
 
-fn agent(flags: AgentFlags) -> ExitCode {
-    let layer = match flags_layer(&flags) {
-        Ok(layer) => layer,
-        Err(e) => return cli::fail(e),
+fn agent(args: &[String]) -> ExitCode {
+    let parsed = match dc_agent::assemble::flags::parse(args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
     };
-    let (config, warnings, origin) =
-        match load_config(&flags.config_dir, &flags.config_file, &layer, flags.dev) {
-            Ok(loaded) => loaded,
-            Err(e) => return cli::fail(e),
-        };
+    if parsed.help {
+        cli::exit_quietly_on_broken_pipe();
+        print!("{}", dc_agent::assemble::flags::usage());
+        return ExitCode::SUCCESS;
+    }
+    let dev = parsed.dev;
+    let (config, warnings, origin) = match load_config(&parsed.sources, dev) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("==> {e}");
+            return ExitCode::from(1);
+        }
+    };
     let reload: dc_agent::run::ConfigSource = {
-        let (dirs, files, dev) = (
-            flags.config_dir.clone(),
-            flags.config_file.clone(),
-            flags.dev,
-        );
-        std::sync::Arc::new(move || {
-            load_config(&dirs, &files, &layer, dev).map(|(config, _, _)| config)
-        })
+        let sources = parsed.sources.clone();
+        std::sync::Arc::new(move || load_config(&sources, dev).map(|(config, _, _)| config))
     };
     let level = config
         .log_level
@@ -574,18 +454,27 @@ fn agent(flags: AgentFlags) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{level},openraft=error,hickory_server=warn"))
     });
+    // A log that cannot be written (its pipe closed) is dropped, never fatal and never a
+    // reason to stop answering signals.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .log_internal_errors(false)
         .init();
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
-    if flags.ui {
-        tracing::warn!("-ui: Consul's web UI is not available in Isthmus yet");
-    }
-    if let Some(path) = &flags.pid_file {
+    let pid_file = config.pid_file.clone().map(PathBuf::from);
+    if let Some(path) = &pid_file {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Err(e) = std::fs::create_dir_all(parent) {
+                return cli::fail(format!(
+                    "creating the PID file's directory {}: {e}",
+                    parent.display()
+                ));
+            }
+        }
         if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
             return cli::fail(format!("writing the PID file {}: {e}", path.display()));
         }
@@ -599,11 +488,13 @@ fn agent(flags: AgentFlags) -> ExitCode {
     };
     let result = runtime.block_on(dc_agent::run::run(dc_agent::run::RunOptions {
         config,
-        dev: flags.dev,
+        dev,
         origin,
         reload,
     }));
-    if let Some(path) = &flags.pid_file {
+    // Background threads (the log writer, blocking tasks) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
     }
     match result {

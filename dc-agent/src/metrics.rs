@@ -55,7 +55,7 @@ pub struct Metrics {
     pub serf_members: IntCounterVec,
     /// `isthmus_gossip_dropped_packets_total{pool,reason}`: gossip packets dropped.
     pub gossip_dropped: IntCounterVec,
-    /// `isthmus_serf_wan_member_events{event}`: WAN membership events (servers).
+    /// `isthmus_serf_wan_member_events_total{event}`: WAN membership events (servers).
     pub wan_members: IntCounterVec,
     /// `isthmus_keyring_operations_total{op,outcome}`: keyring operations this server ran.
     pub keyring_ops: IntCounterVec,
@@ -185,7 +185,7 @@ impl Metrics {
             )?,
             wan_members: {
                 let events = counter_vec(
-                    "isthmus_serf_wan_member_events",
+                    "isthmus_serf_wan_member_events_total",
                     "WAN membership events seen by this server: join, failed, left.",
                     &["event"],
                 )?;

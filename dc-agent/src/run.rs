@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wire::agent_config::AgentConfig;
-use wire::{ports, Role};
+use wire::Role;
 
 use crate::config::LoadedConfig;
 use crate::http::{AgentInfo, Api, Backend};
@@ -44,17 +44,11 @@ pub fn apply_dev_defaults(config: &mut AgentConfig) {
     config
         .client_addr
         .get_or_insert_with(|| "127.0.0.1".to_owned());
-    config.node_name.get_or_insert_with(|| {
-        let host = std::fs::read_to_string("/etc/hostname")
-            .unwrap_or_default()
-            .trim()
-            .to_lowercase();
-        if wire::validate_dns_label(&host).is_ok() {
-            host
-        } else {
-            "dev".to_owned()
-        }
-    });
+    // Consul's default node name is the host name, whatever its characters (a name that is
+    // not a DNS label is only warned about).
+    config
+        .node_name
+        .get_or_insert_with(|| crate::config::host_name().unwrap_or_else(|| "dev".to_owned()));
 }
 
 async fn resolve_join(entry: &str, server_port: u16) -> anyhow::Result<Vec<SocketAddr>> {
@@ -91,10 +85,12 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let validated = loaded.validate()?;
     let is_server = validated.role == Role::Server;
     let config = &options.config;
-    let ports_config = config.ports.clone().unwrap_or_default();
-    let server_port = ports_config.server.unwrap_or(ports::SERVER);
-    let http_port = ports_config.http.unwrap_or(ports::HTTP);
-    let dns_port = ports_config.dns.unwrap_or(ports::DNS);
+    for warning in &validated.warnings {
+        tracing::warn!("{warning}");
+    }
+    let server_port = validated.ports.server;
+    let http_port = validated.ports.http;
+    let dns_port = validated.ports.dns;
 
     let temporary_dir;
     let data_dir = match (&validated.data_dir, options.dev) {
@@ -118,7 +114,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                 role: validated.role,
                 datacenter: validated.datacenter.clone(),
                 domain: validated.domain.clone(),
-                node: Some(validated.node_name.clone()),
+                // A node name that is no DNS label (Consul allows `server_01`) stays out
+                // of the certificate's names.
+                node: wire::validate_dns_label(&validated.node_name)
+                    .is_ok()
+                    .then(|| validated.node_name.clone()),
                 ips: vec![validated.bind_addr],
                 dns_names: vec![],
             };
@@ -128,7 +128,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     tls.set_rejection_observer(crate::metrics::rejection_observer(metrics.clone()));
     let authenticated = tls.authenticates_peers();
 
-    let serf_lan_port = ports_config.serf_lan.unwrap_or(ports::SERF_LAN);
+    let serf_lan_port = validated.ports.serf_lan;
     let mut retry_join = Vec::new();
     let mut gossip_seeds = Vec::new();
     for entry in &config.retry_join {
@@ -138,11 +138,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         }
     }
     let rpc_addr = SocketAddr::new(validated.bind_addr, server_port);
-    let http_addr = SocketAddr::new(validated.client_addr, http_port);
+    let http_addr = http_port.map(|port| SocketAddr::new(validated.client_addr, port));
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let bootstrap_expect = config.bootstrap_expect.unwrap_or(0);
+    let bootstrap_expect = match config.bootstrap {
+        Some(true) => config.bootstrap_expect.unwrap_or(1),
+        _ => config.bootstrap_expect.unwrap_or(0),
+    };
     let dc_link_client = match &validated.gateways[..] {
         [] => None,
         _ if is_server => Some(crate::wan::client_config(
@@ -236,6 +239,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         cancel.child_token(),
     )
     .await?;
+    if let Some(server) = &server {
+        let _ = server.lan.set(lan.clone());
+    }
     let backend = match (&server, client_transport) {
         (Some(server), _) => Backend::Server(server.clone()),
         (None, transport) => Backend::Client(Arc::new(crate::servers::ServerLink::new(
@@ -272,6 +278,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     );
     local
         .load_config_services(&config.services)
+        .and_then(|_| local.load_config_checks(&config.checks))
         .map_err(|e| anyhow::anyhow!("{e} (in {})", options.origin))?;
     let (services, checks) = local.restore();
     if services + checks > 0 {
@@ -315,6 +322,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             // Check everything before changing anything.
             let gateways = crate::config::parse_gateways(&config).map_err(|p| p.join("; "))?;
             let mut changed = local.load_config_services(&config.services)?;
+            changed += local.load_config_checks(&config.checks)?;
             match &dc_links {
                 Some(links) => {
                     let (added, removed) = links.set_gateways(&gateways);
@@ -371,7 +379,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                 .unwrap_or_else(|| validated.datacenter.clone()),
             domain: validated.domain.clone(),
             address: validated.bind_addr.to_string(),
-            http_addr: http_addr.to_string(),
+            http_addr: http_addr.map(|a| a.to_string()).unwrap_or_default(),
             server: is_server,
             dev: options.dev,
             node_id: node_id.to_string(),
@@ -465,59 +473,91 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             cancel.child_token(),
         )),
     };
-    crate::dns::server::serve(
-        SocketAddr::new(validated.client_addr, dns_port),
-        dns_source,
-        dns_settings,
-        crate::dns::server::Recursion {
-            recursors: validated.dns.recursors.clone(),
-            timeout: validated.dns.recursor_timeout,
-        },
-        metrics.dns_queries.clone(),
-        cancel.child_token(),
-    )
-    .await?;
-    let listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("binding the HTTP port {http_addr}"))?;
+    match dns_port {
+        Some(port) => {
+            crate::dns::server::serve(
+                SocketAddr::new(validated.client_addr, port),
+                dns_source,
+                dns_settings,
+                crate::dns::server::Recursion {
+                    recursors: validated.dns.recursors.clone(),
+                    timeout: validated.dns.recursor_timeout,
+                },
+                metrics.dns_queries.clone(),
+                cancel.child_token(),
+            )
+            .await?
+        }
+        None => drop((dns_source, dns_settings)),
+    }
+    let listener = match http_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the HTTP port {addr}"))?,
+        ),
+        None => None,
+    };
+    let shown_port = |port: Option<u16>| port.map_or("disabled".to_owned(), |p| p.to_string());
 
-    println!("==> Starting Isthmus agent...");
-    println!("               Version: '{}'", env!("CARGO_PKG_VERSION"));
-    println!("               Node ID: '{node_id}'");
-    println!("             Node name: '{}'", validated.node_name);
-    println!("            Datacenter: '{}'", validated.datacenter);
+    // The banner goes to stdout as Consul's does; a closed stdout (`| head`) must never
+    // stop the agent, so write errors are ignored.
+    let mut banner = String::new();
+    banner.push_str("==> Starting Isthmus agent...\n");
+    banner.push_str(&format!(
+        "               Version: '{}'\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    banner.push_str(&format!("               Node ID: '{node_id}'\n"));
+    banner.push_str(&format!(
+        "             Node name: '{}'\n",
+        validated.node_name
+    ));
+    banner.push_str(&format!(
+        "            Datacenter: '{}'\n",
+        validated.datacenter
+    ));
     if is_server {
-        println!("                Server: true (Bootstrap expect: {bootstrap_expect})");
+        banner.push_str(&format!(
+            "                Server: true (Bootstrap expect: {bootstrap_expect})\n"
+        ));
     } else {
-        println!("                Server: false");
+        banner.push_str("                Server: false\n");
     }
-    println!(
-        "           Client Addr: [{}] (HTTP: {http_port}, DNS: {dns_port})",
-        validated.client_addr
-    );
+    banner.push_str(&format!(
+        "           Client Addr: [{}] (HTTP: {}, DNS: {})\n",
+        validated.client_addr,
+        shown_port(http_port),
+        shown_port(dns_port)
+    ));
     if is_server {
-        println!(
-            "          Cluster Addr: {} (LAN: {serf_lan_port}, Server: {server_port}/quic)",
+        banner.push_str(&format!(
+            "          Cluster Addr: {} (LAN: {serf_lan_port}, Server: {server_port}/quic)\n",
             validated.bind_addr
-        );
+        ));
     } else {
-        println!(
-            "          Cluster Addr: {} (LAN: {serf_lan_port})",
+        banner.push_str(&format!(
+            "          Cluster Addr: {} (LAN: {serf_lan_port})\n",
             validated.bind_addr
-        );
+        ));
     }
-    println!("              Data dir: {}", data_dir.display());
+    banner.push_str(&format!("              Data dir: {}\n", data_dir.display()));
     if authenticated {
-        println!("                   TLS: mutual TLS, peers verified against the CA");
+        banner.push_str("                   TLS: mutual TLS, peers verified against the CA\n");
     } else {
-        println!("                   TLS: ENCRYPTED BUT PEERS ARE NOT AUTHENTICATED (no TLS material configured;");
-        println!("                        any host that reaches the server port can join). Render TLS with `topology`.");
+        banner.push_str("                   TLS: ENCRYPTED BUT PEERS ARE NOT AUTHENTICATED (no TLS material configured;\n");
+        banner.push_str("                        any host that reaches the server port can join). Render TLS with `topology`.\n");
         tracing::warn!(
             "no TLS material configured: QUIC is encrypted but peers are not authenticated"
         );
     }
-    println!();
-    println!("==> Log data will now stream in as it occurs:");
+    banner.push_str("\n==> Log data will now stream in as it occurs:\n");
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(banner.as_bytes());
+        let _ = stdout.flush();
+    }
 
     let signals = cancel.clone();
     tokio::spawn(async move {
@@ -525,10 +565,16 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::info!("caught a signal, shutting down");
         signals.cancel();
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(cancel.clone().cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+    match listener {
+        Some(listener) => axum::serve(listener, router)
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .await
+            .context("serving HTTP")?,
+        None => {
+            drop(router);
+            cancel.cancelled().await;
+        }
+    }
     cancel.cancel();
     match &backend {
         Backend::Server(server) => server.shutdown().await,

@@ -402,7 +402,7 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
         PUT /v1/catalog/register
           400 Request decode failed: EOF while parsing a value at line 1 column 26
         PUT /v1/txn
-          400 Failed to parse body: Value is not valid base64: Invalid symbol 32, offset 3. at line 1 column 59
+          400 Failed to parse body: Value is not valid base64: Invalid symbol 32, offset 3.
         PUT /v1/txn
           400 operation 0: unknown KV verb "frobnicate"
         GET /v1/kv/foo?index=abc

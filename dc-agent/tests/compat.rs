@@ -287,3 +287,414 @@ fn request_bodies_decode_as_go_does() {
         response.text()
     );
 }
+
+fn dc_agent(args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
+        .args(args)
+        .output()
+        .expect("run dc-agent");
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+/// A config directory as Consul users keep one: JSON and HCL mixed, with keys Isthmus does
+/// not support (gRPC, ACLs, telemetry, Connect), top-level checks, a check's old `script`.
+fn consul_config_dir(dir: &Path) -> PathBuf {
+    let config = dir.join("consul.d");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    std::fs::write(
+        config.join("00-base.hcl"),
+        r#"
+datacenter = "dc1"
+log_level = "INFO"
+node_id = "adf4238a-882b-9ddc-4a9d-5b6758e4159e"
+enable_script_checks = true
+ports {
+  grpc     = 8502
+  grpc_tls = -1
+  https    = -1
+  dns      = -1
+}
+acl {
+  enabled        = true
+  default_policy = "allow"
+  tokens {
+    agent = "e95b599e-166e-7d80-08ad-aee76e7ddf19"
+  }
+}
+telemetry {
+  prometheus_retention_time = "60s"
+  disable_hostname          = true
+}
+connect {
+  enabled = true
+}
+performance {
+  raft_multiplier = 1
+}
+"#,
+    )
+    .expect("write");
+    std::fs::write(
+        config.join("10-web.json"),
+        r#"{
+  "service": {
+    "name": "web",
+    "tags": ["rails"],
+    "port": 80,
+    "enable_tag_override": false,
+    "weights": {"passing": 10, "warning": 1},
+    "check": {"id": "web-ttl", "name": "web alive", "ttl": "30s"}
+  },
+  "check": {"id": "mem", "name": "Memory utilization", "script": "true", "interval": "10s"},
+  "checks": [{"id": "disk", "name": "Disk", "ttl": "60s", "status": "passing"}]
+}"#,
+    )
+    .expect("write");
+    std::fs::write(
+        config.join("20-db.hcl"),
+        r#"
+services {
+  name = "db"
+  port = 5432
+  checks = [
+    {
+      id  = "db-ttl"
+      ttl = "30s"
+    }
+  ]
+}
+"#,
+    )
+    .expect("write");
+    config
+}
+
+/// `consul agent` as Consul's docs run it: every flag below is Consul's; the config
+/// directory mixes JSON and HCL with keys Isthmus does not support. The agent starts, warns
+/// once per unsupported key, applies the rest (`-1` turns DNS off), and `validate` says the
+/// same of the same files.
+#[test]
+fn consul_flags_and_config_files_start_an_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = consul_config_dir(dir.path());
+    let pid_file = dir.path().join("run/consul/consul.pid");
+    let data = dir.path().join("data").display().to_string();
+    let mut agent = FlagAgent::start(
+        dir.path(),
+        "server_01",
+        "127.131.0.1",
+        &[
+            "-server=true",
+            "-bootstrap-expect=1",
+            "-node=server_01",
+            "-bind=127.131.0.1",
+            "-client",
+            "127.131.0.1",
+            &format!("-data-dir={data}"),
+            &format!("-config-dir={}", config.display()),
+            "-hcl",
+            "ports {\n  serf_wan = -1\n}",
+            "-ui",
+            "-rejoin",
+            "-retry-join-wan=127.131.0.9",
+            "-grpc-port=8502",
+            "-log-file=/tmp/ignored-consul.log",
+            "-disable-host-node-id=false",
+            &format!("-pid-file={}", pid_file.display()),
+        ],
+    );
+    agent.wait_for_leader(Duration::from_secs(30));
+    let log = agent.log();
+    for key in [
+        "ports.grpc",
+        "ports.grpc_tls",
+        "ports.https",
+        "ports.serf_wan",
+        "acl",
+        "telemetry",
+        "connect",
+        "performance",
+        "node_id",
+        "services.enable_tag_override",
+        "services.weights",
+        "ui_config",
+        "rejoin_after_leave",
+        "retry_join_wan",
+        "log_file",
+        "disable_host_node_id",
+    ] {
+        assert!(
+            log.contains(&format!("`{key}`")),
+            "no warning names {key}:\n{log}"
+        );
+    }
+    assert!(
+        log.contains("server_01") && log.contains("will not be discoverable via DNS"),
+        "a node name that is no DNS label is only warned about:\n{log}"
+    );
+    assert!(
+        std::net::TcpStream::connect("127.131.0.1:8600").is_err(),
+        "ports.dns = -1 turns DNS off"
+    );
+    let pid = std::fs::read_to_string(&pid_file).expect("the PID file, its directory created");
+    assert_eq!(
+        pid.trim(),
+        agent
+            .child
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .unwrap_or_default()
+    );
+    // Every check of the files runs: the service's, the top-level ones (a script, a TTL
+    // given a status), the HCL service's.
+    let checks = wait_for(
+        Duration::from_secs(20),
+        &[&agent],
+        "the config's checks",
+        || {
+            let checks = json(&agent.request("GET", "/v1/agent/checks", ""));
+            (checks["mem"]["Status"] == "passing").then_some(checks)
+        },
+    );
+    assert_eq!(checks["web-ttl"]["ServiceID"], "web", "{checks:#}");
+    assert_eq!(checks["disk"]["Status"], "passing", "{checks:#}");
+    assert_eq!(checks["db-ttl"]["ServiceID"], "db", "{checks:#}");
+    let nodes = wait_for(
+        Duration::from_secs(20),
+        &[&agent],
+        "the node in the catalog",
+        || {
+            let nodes = json(&agent.request("GET", "/v1/catalog/nodes", ""));
+            (nodes[0]["Node"] == "server_01").then_some(nodes)
+        },
+    );
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes:#}");
+
+    // `validate` takes the same directory, says it is valid and names what it ignores.
+    let (code, output) = dc_agent(&["validate", &config.display().to_string()]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("Configuration is valid!"), "{output}");
+    assert!(output.contains("`ports.grpc`"), "{output}");
+    // A misspelt key stays an error, with its place and the key meant.
+    let typo = dir.path().join("typo.hcl");
+    std::fs::write(&typo, "datacenter = \"dc1\"\nports {\n  htp = 8500\n}\n").expect("write");
+    let (code, output) = dc_agent(&["validate", &typo.display().to_string()]);
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains(
+            "typo.hcl:3:3: unknown configuration key `ports.htp`; did you mean `ports.http`?"
+        ),
+        "{output}"
+    );
+    let (code, output) = dc_agent(&[
+        "agent",
+        "-server",
+        "-config-file",
+        &typo.display().to_string(),
+    ]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("did you mean `ports.http`?"), "{output}");
+    let (code, output) = dc_agent(&["agent", "-sever"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("did you mean -server?"), "{output}");
+
+    // SIGTERM stops it and removes the PID file.
+    if let Some(child) = &agent.child {
+        // SAFETY: signals a child process of this test.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agent.exited().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the agent ignored SIGTERM:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!pid_file.exists(), "the PID file is removed at exit");
+}
+
+/// `dc-agent agent ... 2>&1 | head -1`, then SIGTERM: the agent whose log pipe has closed
+/// still stops (it used to hang on its next log line and ignore every signal).
+#[test]
+fn an_agent_with_a_closed_log_pipe_still_stops_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let data = dir.path().join("data").display().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
+        .args([
+            "agent",
+            "-server",
+            "-bootstrap-expect=1",
+            "-node=n1",
+            "-bind=127.132.0.1",
+            "-client=127.132.0.1",
+            &format!("-data-dir={data}"),
+            "-log-level=debug",
+        ])
+        .stdout(writer.try_clone().expect("clone pipe"))
+        .stderr(writer)
+        .spawn()
+        .expect("spawn dc-agent");
+    let mut first = String::new();
+    let mut lines = std::io::BufReader::new(reader);
+    lines.read_line(&mut first).expect("a first line");
+    drop(lines);
+    // Let it log (debug level) into the closed pipe for a while, as a running agent does.
+    let client = ApiClient::new("127.132.0.1:8500", Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get("/v1/status/leader")
+        .ok()
+        .and_then(|r| r.json::<String>().ok())
+        .is_none_or(|leader| leader.is_empty())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no leader with the log pipe closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for n in 0..20 {
+        let _ = client.put(&format!("/v1/kv/k{n}"), b"v");
+    }
+    // SAFETY: signals a child process of this test.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            assert!(status.success(), "exit status {status:?}");
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the agent ignored SIGTERM once its log pipe closed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every binary ends quietly when its reader goes away (`topology status | head -3`).
+#[test]
+fn command_line_tools_exit_quietly_on_a_closed_pipe() {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
+        .args(["agent", "-help"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
+        .args(["--help"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The first seed tutorial: three servers started with `-bootstrap-expect=3` and no
+/// `retry_join`, joined afterwards with `consul join`. Bootstrap counts the servers gossip
+/// has found, so they elect a leader. Joining an address where nothing listens fails.
+#[test]
+fn servers_joined_the_tutorials_way_elect_a_leader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addresses = ["127.133.0.1", "127.133.0.2", "127.133.0.3"];
+    let servers: Vec<FlagAgent> = addresses
+        .iter()
+        .enumerate()
+        .map(|(n, address)| {
+            FlagAgent::server(
+                dir.path(),
+                &format!("consul-server-{}", n + 1),
+                address,
+                &["-bootstrap-expect=3"],
+            )
+        })
+        .collect();
+    let all: Vec<&FlagAgent> = servers.iter().collect();
+    wait_for(
+        Duration::from_secs(30),
+        &all,
+        "the agents to answer",
+        || {
+            servers
+                .iter()
+                .all(|s| s.client().get("/v1/agent/self").is_ok())
+                .then_some(())
+        },
+    );
+    // Nothing listens at 127.133.0.9: Consul's join fails, and so does ours.
+    let (code, output) = dc_agent(&["-http-addr=127.133.0.1:8500", "join", "127.133.0.9"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("Error joining address '127.133.0.9'"),
+        "{output}"
+    );
+    assert!(output.contains("Failed to join any nodes."), "{output}");
+    let (code, output) = dc_agent(&[
+        "-http-addr=127.133.0.1:8500",
+        "join",
+        "127.133.0.2",
+        "127.133.0.3",
+    ]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(
+        output,
+        "Successfully joined cluster by contacting 2 nodes.\n"
+    );
+    let leader = wait_for(
+        Duration::from_secs(30),
+        &all,
+        "a leader all agree on",
+        || {
+            let leaders: Vec<String> = servers
+                .iter()
+                .filter_map(|s| s.client().get("/v1/status/leader").ok())
+                .filter_map(|r| r.json::<String>().ok())
+                .collect();
+            (leaders.len() == 3
+                && !leaders[0].is_empty()
+                && leaders.iter().all(|l| *l == leaders[0]))
+            .then(|| leaders[0].clone())
+        },
+    );
+    assert!(leader.starts_with("127.133.0."), "{leader}");
+    let peers = json(&servers[0].request("GET", "/v1/operator/raft/configuration", ""));
+    let voters = peers["Servers"]
+        .as_array()
+        .map(|all| all.iter().filter(|s| s["Voter"] == true).count());
+    assert_eq!(voters, Some(3), "{peers:#}");
+    // A write through any server is read back from another.
+    let response = servers[2].request("PUT", "/v1/kv/tutorial", "joined");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        servers[1].request("GET", "/v1/kv/tutorial?raw", "").text(),
+        "joined"
+    );
+}

@@ -114,7 +114,7 @@ fn an_unknown_key_is_named() {
         |config| config["retry_joins"] = serde_json::json!(["127.0.1.2"]),
         expect![[r#"
             exit: 1
-            Config validation failed: dc1/s1/agent.json:28:15: unknown field `retry_joins`, expected one of `datacenter`, `primary_datacenter`, `domain`, `recursors`, `dns_config`, `node_name`, `server`, `bootstrap_expect`, `bind_addr`, `client_addr`, `advertise_addr`, `ports`, `retry_join`, `data_dir`, `encrypt`, `log_level`, `raft_snapshot_threshold`, `check_update_interval`, `enable_script_checks`, `node_meta`, `tls`, `services`, `isthmus`
+            Config validation failed: dc1/s1/agent.json:28:3: unknown configuration key `retry_joins`; did you mean `retry_join`?
         "#]],
     );
 }

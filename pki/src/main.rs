@@ -100,6 +100,11 @@ struct CertCreate {
 }
 
 fn main() -> ExitCode {
+    // Output cut short (`pki inspect ... | head -1`) ends the command quietly.
+    // SAFETY: sets a signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse_from(wire::flags::normalize_consul_flags(std::env::args()));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -61,6 +61,14 @@ enum Command {
 /// Exit codes: 0 success, 1 the file or the render was refused, 2 bad command line.
 fn main() -> ExitCode {
     let cli = Cli::parse_from(wire::flags::normalize_consul_flags(std::env::args()));
+    // Output cut short (`status | head -3`) ends the command quietly; `up`, which holds the
+    // federation's processes, keeps Rust's default and stays up.
+    if !matches!(cli.command, Command::Up { .. }) {
+        // SAFETY: sets a signal disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Check { file } => check(&file),
         Command::Render { file, out } => render_command(&file, out.as_deref()),

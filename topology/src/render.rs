@@ -414,10 +414,10 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
         client_addr: Some(node.address.to_string()),
         advertise_addr: None,
         ports: Some(Ports {
-            dns: Some(node.ports.dns),
-            http: Some(node.ports.http),
-            serf_lan: Some(node.ports.serf_lan),
-            server: is_server.then_some(node.ports.server),
+            dns: Some(i32::from(node.ports.dns)),
+            http: Some(i32::from(node.ports.http)),
+            serf_lan: Some(i32::from(node.ports.serf_lan)),
+            server: is_server.then_some(i32::from(node.ports.server)),
         }),
         retry_join,
         data_dir: Some("data".to_owned()),
@@ -440,6 +440,9 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
             }),
         }),
         services,
+        checks: Vec::new(),
+        bootstrap: None,
+        pid_file: None,
         isthmus: Some(IsthmusExtensions {
             config_version: ISTHMUS_CONFIG_VERSION,
             gateways: dc

@@ -49,6 +49,12 @@ pub struct AgentConfig {
     /// Number of servers to wait for before the cluster is bootstrapped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_expect: Option<u32>,
+    /// Bootstrap alone (`-bootstrap`): `bootstrap_expect = 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<bool>,
+    /// File the agent writes its process ID to (its directory is created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<String>,
     /// Address for cluster communication (`-bind`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind_addr: Option<String>,
@@ -92,6 +98,9 @@ pub struct AgentConfig {
     /// Services this agent registers at start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceDefinition>,
+    /// Checks this agent runs, of the node or (with `service_id`) of one of its services.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckDefinition>,
     /// Settings Consul has no key for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isthmus: Option<IsthmusExtensions>,
@@ -124,22 +133,23 @@ pub struct DnsConfig {
     pub max_stale: Option<GoDuration>,
 }
 
-/// Consul's `ports` block. Only the ports Isthmus listens on.
+/// Consul's `ports` block. Only the ports Isthmus listens on. As in Consul, `-1` turns a
+/// listener off (`"dns": -1`: no DNS server).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ports {
-    /// DNS (default 8600).
+    /// DNS (default 8600; -1: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<u16>,
-    /// HTTP API (default 8500).
+    pub dns: Option<i32>,
+    /// HTTP API (default 8500; -1: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<u16>,
+    pub http: Option<i32>,
     /// LAN gossip (default 8301).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serf_lan: Option<u16>,
+    pub serf_lan: Option<i32>,
     /// Raft and RPC, servers only (default 8300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<u16>,
+    pub server: Option<i32>,
 }
 
 /// Consul's `tls` block.
@@ -244,6 +254,13 @@ pub struct CheckDefinition {
     /// Free-form notes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// The service instance this check belongs to (a top-level check; inside a service it
+    /// is that service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_id: Option<String>,
+    /// Initial status (`critical` unless given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     /// URL to GET (or `method`): 2xx passing, 429 warning, anything else critical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,

@@ -98,17 +98,19 @@ pub fn members(addr: &str, detailed: bool, wan: bool, status: Option<&str>) -> E
 pub fn join(addr: &str, targets: &[String]) -> ExitCode {
     let mut joined = 0;
     for target in targets {
-        match check(
-            client(addr).put(&format!("/v1/agent/join/{target}"), b""),
-            addr,
-        ) {
+        match client(addr).put(&format!("/v1/agent/join/{target}"), b"") {
             Ok(response) if response.status == 200 => joined += 1,
-            Ok(response) => eprintln!("Error joining {target}: {}", response.text().trim()),
-            Err(e) => eprintln!("Error joining {target}: {e}"),
+            Ok(response) => eprintln!(
+                "Error joining address '{target}': Unexpected response code: {} ({})",
+                response.status,
+                response.text().trim()
+            ),
+            Err(e) => eprintln!("Error joining address '{target}': {e}"),
         }
     }
     if joined == 0 {
-        return fail("Error joining the cluster: no address could be contacted");
+        eprintln!("Failed to join any nodes.");
+        return ExitCode::FAILURE;
     }
     println!("Successfully joined cluster by contacting {joined} nodes.");
     ExitCode::SUCCESS

@@ -13,6 +13,18 @@ use std::process::ExitCode;
 use crate::client::{ApiClient, ApiResponse};
 
 /// Prints an error as Consul does and returns exit code 1.
+/// Restores the default action of SIGPIPE, so that a CLI whose reader went away (`| head`)
+/// ends quietly, as C tools and Consul's CLI do, instead of failing on its next write.
+/// Not for the agent, which must outlive a closed log pipe.
+pub fn exit_quietly_on_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: sets a signal disposition before any thread starts; no memory is involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Prints an error as Consul's CLI does and returns the failure exit code.
 pub fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("Error! {message}");
     ExitCode::FAILURE

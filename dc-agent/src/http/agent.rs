@@ -223,6 +223,10 @@ pub async fn members(State(api): State<Api>, uri: Uri) -> Result<Response, ApiEr
     Ok(json(&api, 1, Consistency::Stale, &members))
 }
 
+/// How long a join waits for the address to answer as a member (Consul's TCP join times out
+/// after 10 s).
+const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `PUT /v1/agent/join/<address>`: announce this agent to another (`host` or `host:port`).
 pub async fn join(
     State(api): State<Api>,
@@ -230,19 +234,55 @@ pub async fn join(
 ) -> Result<Response, ApiError> {
     let addr = match address.parse::<std::net::SocketAddr>() {
         Ok(addr) => addr,
-        Err(_) => {
-            let ip: std::net::IpAddr = address.parse().map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "Invalid address {address:?}: use host or host:port"
-                ))
-            })?;
-            std::net::SocketAddr::new(ip, wire::ports::SERF_LAN)
-        }
+        Err(_) => match address.parse::<std::net::IpAddr>() {
+            Ok(ip) => std::net::SocketAddr::new(ip, wire::ports::SERF_LAN),
+            // A host name (`localhost`, `consul-server-1`), as Consul resolves it.
+            Err(_) => {
+                let (host, port) = match address.rsplit_once(':') {
+                    Some((host, port)) if port.parse::<u16>().is_ok() => (
+                        host.to_owned(),
+                        port.parse().unwrap_or(wire::ports::SERF_LAN),
+                    ),
+                    _ => (address.clone(), wire::ports::SERF_LAN),
+                };
+                tokio::net::lookup_host((host.as_str(), port))
+                    .await
+                    .ok()
+                    .and_then(|mut found| found.find(std::net::SocketAddr::is_ipv4))
+                    .ok_or_else(|| {
+                        ApiError::Internal(format!(
+                            "1 error occurred:\n\t* Failed to resolve {address}: no such host"
+                        ))
+                    })?
+            }
+        },
     };
-    api.lan
-        .join(vec![crate::gossip::pool::NodeId::lan_seed(addr)])
-        .await;
-    Ok(([("content-type", "application/json")], "").into_response())
+    // Consul's join is a TCP exchange that fails when nobody answers; gossip here is UDP,
+    // so the join succeeds only once the address answers as a member of the pool.
+    let is_member = |lan: &crate::gossip::pool::Pool| {
+        lan.members()
+            .iter()
+            .any(|m| m.id.addr == addr && m.status == crate::gossip::pool::MemberStatus::Alive)
+    };
+    if is_member(&api.lan) {
+        return Ok(([("content-type", "application/json")], "").into_response());
+    }
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        api.lan
+            .join(vec![crate::gossip::pool::NodeId::lan_seed(addr)])
+            .await;
+        for _ in 0..10 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if is_member(&api.lan) {
+                return Ok(([("content-type", "application/json")], "").into_response());
+            }
+        }
+    }
+    Err(ApiError::Internal(format!(
+        "1 error occurred:\n\t* Failed to join {addr}: no answer from an agent there within {}s (is it running, with the same gossip key?)",
+        JOIN_TIMEOUT.as_secs()
+    )))
 }
 
 /// `PUT /v1/agent/force-leave/<node>`: a failed member becomes left, and is then removed

@@ -1,6 +1,8 @@
 //! Finding the other servers and forming (or joining) the Raft cluster.
 //!
-//! Every second, until this server is a voter: greet each `retry_join` address. If a greeted
+//! Every half second, until this server is a voter: greet each `retry_join` address and each
+//! server of this datacenter that LAN gossip knows (so servers joined afterwards with
+//! `dc-agent join`, as Consul's tutorials do, count for `bootstrap_expect`). If a greeted
 //! server knows a leader, ask that leader to add this server (as a learner, promoted to voter
 //! once caught up). Otherwise, once `bootstrap_expect` uninitialized servers of this
 //! datacenter with the same expectation know each other, the one with the lowest node ID
@@ -56,7 +58,20 @@ pub async fn discovery_loop(server: Arc<Server>, cancel: CancellationToken) {
 async fn step(server: &Server) -> anyhow::Result<Option<String>> {
     let initialized = server.raft.is_initialized().await?;
     let mut peers: Vec<Hello> = Vec::new();
-    for addr in &server.retry_join {
+    let mut targets: Vec<std::net::SocketAddr> = server.retry_join.clone();
+    if let Some(lan) = server.lan.get() {
+        for member in lan.members() {
+            let id = &member.id;
+            let alive = member.status == crate::gossip::pool::MemberStatus::Alive;
+            if alive && id.server && id.dc == server.datacenter && id.rpc_port != 0 {
+                let addr = std::net::SocketAddr::new(id.addr.ip(), id.rpc_port);
+                if addr.to_string() != server.node.addr && !targets.contains(&addr) {
+                    targets.push(addr);
+                }
+            }
+        }
+    }
+    for addr in &targets {
         let reply = server
             .transport
             .call(

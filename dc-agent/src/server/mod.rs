@@ -75,6 +75,9 @@ pub struct Server {
     pub proposer: proposer::Proposer,
     /// Set once this server leaves: it must not join again while it drains and stops.
     pub leaving: std::sync::atomic::AtomicBool,
+    /// The LAN gossip pool (set once it runs): the servers it knows are greeted for
+    /// bootstrap and joining as `retry_join` addresses are, however they joined.
+    pub lan: std::sync::OnceLock<crate::gossip::pool::Pool>,
 }
 
 /// Timeouts of RPCs between servers that are not Raft's own.
@@ -173,6 +176,7 @@ impl Server {
             http_handler: std::sync::OnceLock::new(),
             proposer: proposer::Proposer::start(raft.clone()),
             leaving: std::sync::atomic::AtomicBool::new(false),
+            lan: std::sync::OnceLock::new(),
         });
         tracing::info!(node = %server.node.name, id = server.id, addr = %server.node.addr, dc = %server.datacenter, "server started");
         tasks.spawn(handlers::accept_loop(
