@@ -950,9 +950,10 @@ async fn sync_once(
         ok(send("PUT", "/v1/catalog/register", &body).await)?;
         remember(&key, Some(&body));
     }
+    // The `consul` service of a server is the leader's to keep (as in Consul).
     for id in held_services
         .keys()
-        .filter(|id| !services.contains_key(*id))
+        .filter(|id| !services.contains_key(*id) && id.as_str() != "consul")
     {
         ok(send(
             "PUT",

@@ -382,7 +382,40 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             http_addr: http_addr.map(|a| a.to_string()).unwrap_or_default(),
             server: is_server,
             dev: options.dev,
-            node_id: node_id.to_string(),
+            node_id: wire::names::node_uuid(node_id),
+            debug_config: serde_json::json!({
+                "Datacenter": validated.datacenter,
+                "PrimaryDatacenter": config.primary_datacenter.clone().unwrap_or_else(|| validated.datacenter.clone()),
+                "NodeName": validated.node_name,
+                "NodeID": wire::names::node_uuid(node_id),
+                "NodeMeta": config.node_meta,
+                "ServerMode": is_server,
+                "BootstrapExpect": bootstrap_expect,
+                "DevMode": options.dev,
+                "BindAddr": validated.bind_addr.to_string(),
+                "AdvertiseAddrLAN": config.advertise_addr.clone().unwrap_or_else(|| validated.bind_addr.to_string()),
+                "ClientAddrs": [validated.client_addr.to_string()],
+                "DNSDomain": validated.domain,
+                "DNSPort": dns_port.map_or(-1, i32::from),
+                "HTTPPort": http_port.map_or(-1, i32::from),
+                "HTTPSPort": -1,
+                "GRPCPort": -1,
+                "GRPCTLSPort": -1,
+                "SerfPortLAN": serf_lan_port,
+                "SerfPortWAN": -1,
+                "ServerPort": server_port,
+                "DataDir": data_dir.display().to_string(),
+                "RetryJoinLAN": config.retry_join,
+                "DNSRecursors": config.recursors,
+                "DNSOnlyPassing": validated.dns.only_passing,
+                "DNSAllowStale": validated.dns.allow_stale,
+                "EnableScriptChecks": config.enable_script_checks.unwrap_or(false),
+                "EncryptKey": "hidden",
+                "LogLevel": config.log_level.clone().unwrap_or_else(|| "info".to_owned()),
+                "Services": config.services.len(),
+                "Checks": config.checks.len(),
+                "Version": env!("CARGO_PKG_VERSION"),
+            }),
         }),
         metrics: metrics.clone(),
         local: local.clone(),
@@ -508,7 +541,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         "               Version: '{}'\n",
         env!("CARGO_PKG_VERSION")
     ));
-    banner.push_str(&format!("               Node ID: '{node_id}'\n"));
+    banner.push_str(&format!(
+        "               Node ID: '{}'\n",
+        wire::names::node_uuid(node_id)
+    ));
     banner.push_str(&format!(
         "             Node name: '{}'\n",
         validated.node_name

@@ -698,3 +698,77 @@ fn servers_joined_the_tutorials_way_elect_a_leader() {
         "joined"
     );
 }
+
+/// `consul leave` on the only server (a `-dev` agent, a one-server datacenter) stops it, as
+/// Consul's does; it starts again from its data.
+#[test]
+fn leave_stops_a_single_server_and_its_data_stays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["-bootstrap-expect=1"];
+    let mut agent = FlagAgent::server(dir.path(), "solo", "127.134.0.1", &args);
+    agent.wait_for_leader(Duration::from_secs(30));
+    assert_eq!(agent.request("PUT", "/v1/kv/kept", "1").text(), "true");
+    let (code, output) = dc_agent(&["-http-addr=127.134.0.1:8500", "leave"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(output, "Graceful leave complete\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agent.exited().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "still running after leave:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(agent);
+    let agent = FlagAgent::server(dir.path(), "solo", "127.134.0.1", &args);
+    agent.wait_for_leader(Duration::from_secs(30));
+    assert_eq!(agent.request("GET", "/v1/kv/kept?raw", "").text(), "1");
+
+    // `/v1/agent/self` has every top-level key of Consul's, and IDs are UUIDs.
+    let me = json(&agent.request("GET", "/v1/agent/self", ""));
+    for key in [
+        "Config",
+        "DebugConfig",
+        "Coord",
+        "Member",
+        "Stats",
+        "Meta",
+        "xDS",
+    ] {
+        assert!(me.get(key).is_some(), "no {key} in {me:#}");
+    }
+    let node_id = me["Config"]["NodeID"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(node_id.len(), 36, "{node_id}");
+    assert_eq!(node_id.matches('-').count(), 4, "{node_id}");
+    let peers = json(&agent.request("GET", "/v1/operator/raft/configuration", ""));
+    assert_eq!(peers["Servers"][0]["ID"], node_id.as_str(), "{peers:#}");
+    let members = json(&agent.request("GET", "/v1/agent/members", ""));
+    for key in [
+        "ProtocolMin",
+        "ProtocolMax",
+        "ProtocolCur",
+        "DelegateMin",
+        "DelegateMax",
+        "DelegateCur",
+    ] {
+        assert!(members[0].get(key).is_some(), "no {key} in {members:#}");
+    }
+    // Every server carries the `consul` service, so DNS can find the servers.
+    let services = wait_for(
+        Duration::from_secs(20),
+        &[&agent],
+        "the consul service",
+        || {
+            let services = json(&agent.request("GET", "/v1/catalog/services", ""));
+            services.get("consul").is_some().then_some(services)
+        },
+    );
+    assert_eq!(services["consul"], serde_json::json!([]), "{services:#}");
+    let consul = json(&agent.request("GET", "/v1/catalog/service/consul", ""));
+    assert_eq!(consul[0]["ServicePort"], 8300, "{consul:#}");
+    assert_eq!(consul[0]["Node"], "solo", "{consul:#}");
+}

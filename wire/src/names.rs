@@ -90,9 +90,54 @@ pub fn validate_dns_label(name: &str) -> Result<(), LabelError> {
     Ok(())
 }
 
+/// The node ID Consul shows for a node (a UUID, as `hashicorp/go-uuid` formats them), made
+/// from the 64-bit ID Raft and gossip use: its first 8 bytes are that ID, the last 8 a
+/// mix of it, so the ID can be read back from the UUID ([`node_id_of_uuid`]).
+pub fn node_uuid(id: u64) -> String {
+    // splitmix64: a fixed, well-spread function of the ID.
+    let mut z = id.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    let low = z ^ (z >> 31);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        id >> 32,
+        (id >> 16) & 0xffff,
+        id & 0xffff,
+        low >> 48,
+        low & 0xffff_ffff_ffff
+    )
+}
+
+/// The 64-bit node ID inside a UUID made by [`node_uuid`]; `None` for a string that is not
+/// such a UUID.
+pub fn node_id_of_uuid(uuid: &str) -> Option<u64> {
+    let hex: String = uuid.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || uuid.len() != 36 {
+        return None;
+    }
+    let id = u64::from_str_radix(hex.get(..16)?, 16).ok()?;
+    (node_uuid(id) == uuid.to_ascii_lowercase()).then_some(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_uuids_carry_the_node_id() {
+        for id in [0, 1, 2_375_383_705_298_033_914, u64::MAX >> 1] {
+            let uuid = node_uuid(id);
+            assert_eq!(uuid.len(), 36, "{uuid}");
+            assert_eq!(node_id_of_uuid(&uuid), Some(id), "{uuid}");
+        }
+        assert_eq!(node_uuid(1), node_uuid(1));
+        assert_ne!(node_uuid(1), node_uuid(2));
+        assert_eq!(
+            node_id_of_uuid("adf4238a-882b-9ddc-4a9d-5b6758e4159e"),
+            None
+        );
+    }
 
     #[test]
     fn dns_labels() {

@@ -49,7 +49,7 @@ pub async fn raft_configuration(State(api): State<Api>, uri: Uri) -> Result<Resp
         .members()
         .into_iter()
         .map(|(id, node, voter)| RaftServer {
-            id: id.to_string(),
+            id: wire::names::node_uuid(id),
             node: node.name,
             address: node.addr,
             leader: Some(id) == leader,
@@ -78,28 +78,63 @@ pub async fn agent_self(State(api): State<Api>) -> Response {
             (BTreeMap::new(), consul)
         }
     };
+    let local = crate::gossip::pool::Member {
+        id: api.lan.local().clone(),
+        status: crate::gossip::pool::MemberStatus::Alive,
+    };
+    let coordinate = api
+        .lan
+        .coordinates()
+        .into_iter()
+        .find(|c| c.node == agent.node_name && c.dc == agent.datacenter)
+        .map(|c| c.coordinate)
+        .unwrap_or_default();
     let body = json!({
         "Config": {
             "Datacenter": agent.datacenter,
             "PrimaryDatacenter": agent.primary_datacenter,
             "NodeName": agent.node_name,
             "NodeID": agent.node_id,
-            "Server": agent.server,
-            "Domain": agent.domain,
-            "Version": env!("CARGO_PKG_VERSION"),
             "Revision": "",
-            "Dev": agent.dev,
+            "Server": agent.server,
+            "Version": env!("CARGO_PKG_VERSION"),
+            "BuildDate": "",
         },
-        "Member": {
-            "Name": agent.node_name,
-            "Addr": agent.address,
-            "Tags": { "role": if agent.server { "consul" } else { "node" }, "dc": agent.datacenter, "build": env!("CARGO_PKG_VERSION") },
-            "Status": 1,
-        },
-        "Stats": { "raft": raft, "consul": consul, "build": { "version": env!("CARGO_PKG_VERSION") } },
-        "Meta": {},
+        "DebugConfig": agent.debug_config,
+        "Coord": coordinate,
+        "Member": member_json(&local),
+        "Stats": { "raft": raft, "consul": consul, "build": { "version": env!("CARGO_PKG_VERSION"), "prerelease": "", "revision": "" } },
+        "Meta": { "consul-network-segment": "" },
+        "xDS": { "SupportedProxies": {}, "Port": -1, "Ports": { "Plaintext": -1, "TLS": -1 } },
     });
     json(&api, 1, Consistency::Stale, &body)
+}
+
+/// A gossip member in Consul's `/v1/agent/members` shape (serf's `Member`).
+fn member_json(member: &crate::gossip::pool::Member) -> serde_json::Value {
+    let mut tags = json!({
+        "role": if member.id.server { "consul" } else { "node" },
+        "dc": member.id.dc,
+        "build": member.id.build,
+        "segment": "",
+        "vsn": "2",
+        "vsn_min": "2",
+        "vsn_max": "3",
+    });
+    if member.id.server {
+        tags["port"] = json!(member.id.rpc_port.to_string());
+        tags["raft_vsn"] = json!("3");
+        tags["expect"] = json!("0");
+    }
+    json!({
+        "Name": member.id.display_name(),
+        "Addr": member.id.addr.ip().to_string(),
+        "Port": member.id.addr.port(),
+        "Tags": tags,
+        "Status": member.status.code(),
+        "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
+        "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+    })
 }
 
 type Stats = BTreeMap<&'static str, String>;
@@ -201,25 +236,7 @@ pub async fn members(State(api): State<Api>, uri: Uri) -> Result<Response, ApiEr
             ));
         }
     };
-    let members: Vec<serde_json::Value> = members
-        .iter()
-        .map(|member| {
-            json!({
-                "Name": member.id.display_name(),
-                "Addr": member.id.addr.ip().to_string(),
-                "Port": member.id.addr.port(),
-                "Tags": {
-                    "role": if member.id.server { "consul" } else { "node" },
-                    "dc": member.id.dc,
-                    "build": member.id.build,
-                    "segment": "",
-                },
-                "Status": member.status.code(),
-                "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
-                "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
-            })
-        })
-        .collect();
+    let members: Vec<serde_json::Value> = members.iter().map(member_json).collect();
     Ok(json(&api, 1, Consistency::Stale, &members))
 }
 

@@ -1,6 +1,8 @@
 //! Blocking queries: `?index=N&wait=D` returns once the index of what was asked for moves
-//! past N, or when D (plus up to D/16 of jitter, as Consul) runs out; never with a lower
-//! index than N.
+//! past N, or when D (plus up to D/16 of jitter, as Consul) runs out, with the real index of
+//! what it read (at least 1), as Consul's: lower than N only when the state went back (a
+//! snapshot restore, a rebuilt datacenter), which Consul's clients take as their cue to
+//! start again from 0.
 
 use std::time::Duration;
 
@@ -49,7 +51,10 @@ pub async fn run<T>(
     let mut applied = state.watch_applied();
     let lock_error = |e: std::io::Error| ApiError::Internal(e.to_string());
     if min_index == 0 {
-        return state.read(|data| read(data)).map_err(lock_error);
+        return state
+            .read(|data| read(data))
+            .map(|(index, answer)| (index.max(1), answer))
+            .map_err(lock_error);
     }
     let jitter = Duration::from_nanos(jitter_nanos(wait.as_nanos() as u64 / 16));
     let deadline = Instant::now() + wait + jitter;
@@ -59,13 +64,18 @@ pub async fn run<T>(
         if index > min_index {
             return Ok((index, answer));
         }
+        // The state is behind the client (it was restored or rebuilt since the client
+        // read N): answer now with the real index, so the client resets at once.
+        if index < min_index && *applied.borrow() < min_index {
+            return Ok((index.max(1), answer));
+        }
         let woke = tokio::select! {
             changed = applied.changed() => changed.is_ok(),
             _ = tokio::time::sleep_until(deadline) => false,
         };
         if !woke {
             let (index, answer) = state.read(|data| read(data)).map_err(lock_error)?;
-            return Ok((index.max(min_index), answer));
+            return Ok((index.max(1), answer));
         }
     }
 }

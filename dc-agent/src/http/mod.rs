@@ -98,8 +98,10 @@ pub struct AgentInfo {
     pub server: bool,
     /// Whether the agent runs in `-dev` mode.
     pub dev: bool,
-    /// The node's ID (`NodeID`).
+    /// The node's ID (`NodeID`, a UUID as Consul's).
     pub node_id: String,
+    /// The runtime configuration, in Consul's `DebugConfig` names (`/v1/agent/self`).
+    pub debug_config: serde_json::Value,
 }
 
 /// Builds the router.

@@ -333,6 +333,18 @@ impl Server {
     }
 
     async fn leave_cluster(&self) -> anyhow::Result<()> {
+        // The only server (a `-dev` agent, a one-server datacenter) has nobody to hand the
+        // cluster to: it leaves gossip and stops, and its data keeps the cluster for a
+        // restart, as Consul's does.
+        let others = self
+            .members()
+            .iter()
+            .filter(|(id, _, voter)| *voter && *id != self.id)
+            .count();
+        if others == 0 {
+            tracing::info!("the only server: leaving without changing the Raft configuration");
+            return Ok(());
+        }
         if self.is_leader() {
             self.remove_servers(&[self.id])
                 .await

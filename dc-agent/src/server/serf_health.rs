@@ -2,6 +2,10 @@
 //! Status"), as Consul's leader does: alive -> passing, failed -> critical (so the node's
 //! services leave DNS and `?passing`), left -> the node is deregistered. Only differences
 //! are written; the leader's own state machine is current, so comparing with it is exact.
+//!
+//! Each alive server of the datacenter also gets the `consul` service on its node (port: its
+//! server port), as Consul's leader registers it, so `/v1/catalog/services` lists it and
+//! `consul.service.consul` resolves the servers. Agents' anti-entropy leaves it alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +19,9 @@ use crate::server::Server;
 
 /// The check ID Consul uses.
 pub const SERF_HEALTH: &str = "serfHealth";
+
+/// The service every server carries, as in Consul.
+pub const CONSUL_SERVICE: &str = "consul";
 
 /// Reconciles every second while this server leads.
 pub async fn reconcile_loop(
@@ -58,7 +65,11 @@ async fn reconcile(
                     .node_checks(&name)
                     .find(|c| c.check_id == SERF_HEALTH)
                     .map(|c| c.status);
-                (node, check)
+                let consul_port = catalog
+                    .node_services(&name)
+                    .find(|s| s.id == CONSUL_SERVICE)
+                    .map(|s| s.port);
+                (node, check, consul_port)
             })
             .map_err(|e| e.to_string())?;
         let body = match member.status {
@@ -75,12 +86,32 @@ async fn reconcile(
                 } else {
                     (HealthStatus::Critical, "Agent not live or unreachable")
                 };
-                if held.1 == Some(wanted) && held.0.is_some() {
+                // A server of this datacenter carries the `consul` service.
+                let consul_service = (status == MemberStatus::Alive
+                    && member.id.server
+                    && member.id.dc == datacenter
+                    && member.id.rpc_port != 0
+                    && held.2 != Some(member.id.rpc_port))
+                .then(|| {
+                    serde_json::json!({
+                        "ID": CONSUL_SERVICE,
+                        "Service": CONSUL_SERVICE,
+                        "Port": member.id.rpc_port,
+                        "Meta": {
+                            "raft_version": "3",
+                            "serf_protocol_current": "2",
+                            "serf_protocol_min": "1",
+                            "serf_protocol_max": "5",
+                            "version": member.id.build,
+                        },
+                    })
+                });
+                if held.1 == Some(wanted) && held.0.is_some() && consul_service.is_none() {
                     continue;
                 }
                 let check = serde_json::json!({"CheckID": SERF_HEALTH, "Name": "Serf Health Status", "Status": wanted.as_str(), "Output": output, "Type": ""});
                 // A node the catalog does not know yet is registered with its gossip address.
-                let body = match held.0 {
+                let mut body = match held.0 {
                     Some(_) => {
                         serde_json::json!({"Node": name, "SkipNodeUpdate": true, "Checks": [check]})
                     }
@@ -88,6 +119,9 @@ async fn reconcile(
                         serde_json::json!({"Node": name, "Address": address, "Datacenter": datacenter, "Checks": [check]})
                     }
                 };
+                if let Some(service) = consul_service {
+                    body["Service"] = service;
+                }
                 ("/v1/catalog/register", body)
             }
         };
