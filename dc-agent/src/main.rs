@@ -119,6 +119,9 @@ enum Command {
         /// The WAN pool (`node.dc`) instead of the LAN pool.
         #[arg(long)]
         wan: bool,
+        /// Consul's `-prune` (forget the node at once); accepted, the node shows as left.
+        #[arg(long)]
+        prune: bool,
         /// The node name.
         node: String,
     },
@@ -231,6 +234,15 @@ enum RaftCommand {
         #[arg(long)]
         stale: bool,
     },
+    /// Remove a server from the Raft configuration (a dead server that cannot leave).
+    RemovePeer {
+        /// The server's ID (as `list-peers` shows it).
+        #[arg(long)]
+        id: Option<String>,
+        /// The server's Raft address, `IP:port`.
+        #[arg(long)]
+        address: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -329,6 +341,12 @@ fn main() -> ExitCode {
         } => cli::operator::list_peers(&addr, stale),
         Command::Operator {
             command:
+                OperatorCommand::Raft {
+                    command: RaftCommand::RemovePeer { id, address },
+                },
+        } => cli::operator::remove_peer(&addr, id.as_deref(), address.as_deref()),
+        Command::Operator {
+            command:
                 OperatorCommand::Federation {
                     command: FederationCommand::RemoveDc { datacenter },
                 },
@@ -349,7 +367,9 @@ fn main() -> ExitCode {
             status,
         } => cli::members::members(&addr, detailed, wan, status.as_deref()),
         Command::Join { addresses } => cli::members::join(&addr, &addresses),
-        Command::ForceLeave { wan, node } => cli::members::force_leave(&addr, &node, wan),
+        Command::ForceLeave { wan, prune, node } => {
+            cli::members::force_leave(&addr, &node, wan, prune)
+        }
         Command::Rtt { wan, targets } => match targets.as_slice() {
             [] if wan => cli::catalog::rtt(&addr, None),
             [dc] if wan && !dc.contains('.') => cli::catalog::rtt(&addr, Some(dc)),

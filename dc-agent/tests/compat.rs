@@ -772,3 +772,118 @@ fn leave_stops_a_single_server_and_its_data_stays() {
     assert_eq!(consul[0]["ServicePort"], 8300, "{consul:#}");
     assert_eq!(consul[0]["Node"], "solo", "{consul:#}");
 }
+
+fn voters(agent: &FlagAgent) -> Option<Vec<serde_json::Value>> {
+    let peers: serde_json::Value = agent
+        .client()
+        .get("/v1/operator/raft/configuration")
+        .ok()?
+        .json()
+        .ok()?;
+    Some(
+        peers["Servers"]
+            .as_array()?
+            .iter()
+            .filter(|s| s["Voter"] == true)
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Dead servers leave Raft as Consul's do: `force-leave` of a killed server removes it from
+/// the Raft configuration (the leader acts on the left member), and `operator raft
+/// remove-peer -id|-address` removes one by hand.
+#[test]
+fn dead_servers_are_removed_from_raft() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let join = "-retry-join=127.135.0.1";
+    let mut servers: Vec<FlagAgent> = (1..=4)
+        .map(|n| {
+            FlagAgent::server(
+                dir.path(),
+                &format!("s{n}"),
+                &format!("127.135.0.{n}"),
+                &["-bootstrap-expect=3", join],
+            )
+        })
+        .collect();
+    let http = "-http-addr=127.135.0.1:8500";
+    {
+        let all: Vec<&FlagAgent> = servers.iter().collect();
+        wait_for(Duration::from_secs(40), &all, "four voters", || {
+            (voters(&servers[0])?.len() == 4).then_some(())
+        });
+    }
+    // s4 dies; force-leave takes it out of gossip, the catalog and Raft.
+    let s4 = servers.pop().expect("four servers");
+    drop(s4);
+    let all: Vec<&FlagAgent> = servers.iter().collect();
+    wait_for(Duration::from_secs(30), &all, "s4 failed", || {
+        let members: serde_json::Value = servers[0]
+            .client()
+            .get("/v1/agent/members")
+            .ok()?
+            .json()
+            .ok()?;
+        members
+            .as_array()?
+            .iter()
+            .any(|m| m["Name"] == "s4" && m["Status"] == 4)
+            .then_some(())
+    });
+    let (code, output) = dc_agent(&[http, "force-leave", "-prune", "s4"]);
+    assert_eq!(code, 0, "{output}");
+    wait_for(Duration::from_secs(30), &all, "three voters", || {
+        (voters(&servers[0])?.len() == 3).then_some(())
+    });
+    // s3 dies; remove-peer by address takes it out of Raft.
+    let s3_address = voters(&servers[0])
+        .and_then(|v| {
+            v.into_iter()
+                .find(|s| s["Node"] == "s3")
+                .and_then(|s| s["Address"].as_str().map(str::to_owned))
+        })
+        .expect("s3 is a voter");
+    drop(servers.pop());
+    // Until a new leader stands (s3 may have led), the answer is "No cluster leader".
+    let all: Vec<&FlagAgent> = servers.iter().collect();
+    let (code, output) = wait_for(Duration::from_secs(30), &all, "a leader", || {
+        let (code, output) = dc_agent(&[http, "operator", "raft", "remove-peer", "-id=nope"]);
+        (!output.contains("No cluster leader")).then_some((code, output))
+    });
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("was not found in the Raft configuration"),
+        "{output}"
+    );
+    let (code, output) = wait_for(Duration::from_secs(30), &all, "remove-peer", || {
+        let (code, output) = dc_agent(&[
+            http,
+            "operator",
+            "raft",
+            "remove-peer",
+            &format!("-address={s3_address}"),
+        ]);
+        (!output.contains("No cluster leader")).then_some((code, output))
+    });
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(
+        output,
+        format!("Removed peer with address \"{s3_address}\"\n")
+    );
+    let remaining = voters(&servers[0]).expect("configuration");
+    let names: Vec<&str> = remaining
+        .iter()
+        .filter_map(|s| s["Node"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{remaining:?}");
+    assert!(
+        !names.contains(&"s3") && !names.contains(&"s4"),
+        "{names:?}"
+    );
+    // The two left still form a cluster that takes writes.
+    assert_eq!(
+        servers[1].request("PUT", "/v1/kv/after", "x").text(),
+        "true"
+    );
+}

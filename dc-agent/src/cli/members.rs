@@ -117,8 +117,13 @@ pub fn join(addr: &str, targets: &[String]) -> ExitCode {
 }
 
 /// Marks a failed node as left.
-pub fn force_leave(addr: &str, node: &str, wan: bool) -> ExitCode {
-    let query = if wan { "?wan=1" } else { "" };
+pub fn force_leave(addr: &str, node: &str, wan: bool, prune: bool) -> ExitCode {
+    let query = match (wan, prune) {
+        (true, true) => "?wan=1&prune=1",
+        (true, false) => "?wan=1",
+        (false, true) => "?prune=1",
+        (false, false) => "",
+    };
     match check(
         client(addr).put(&format!("/v1/agent/force-leave/{node}{query}"), b""),
         addr,

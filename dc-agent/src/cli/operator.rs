@@ -46,6 +46,26 @@ pub fn list_peers(addr: &str, stale: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `operator raft remove-peer -id=ID | -address=IP:port`.
+pub fn remove_peer(addr: &str, id: Option<&str>, address: Option<&str>) -> ExitCode {
+    let (query, shown) = match (id, address) {
+        (Some(id), None) => (format!("id={id}"), id.to_owned()),
+        (None, Some(address)) => (format!("address={address}"), address.to_owned()),
+        _ => return fail("Error removing peer: Must specify either -id or -address, but not both"),
+    };
+    match check(
+        client(addr).delete(&format!("/v1/operator/raft/peer?{query}")),
+        addr,
+    ) {
+        Ok(_) => {
+            let what = if id.is_some() { "ID" } else { "address" };
+            println!("Removed peer with {what} \"{shown}\"");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Error removing peer: {e}")),
+    }
+}
+
 /// Removes a datacenter from the federation for good.
 pub fn remove_dc(addr: &str, datacenter: &str) -> ExitCode {
     let path = format!("/v1/isthmus/datacenters/{datacenter}");

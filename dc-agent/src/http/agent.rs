@@ -65,6 +65,50 @@ pub async fn raft_configuration(State(api): State<Api>, uri: Uri) -> Result<Resp
     ))
 }
 
+/// `DELETE /v1/operator/raft/peer?id=ID` (or `?address=IP:port`): removes a server from the
+/// Raft configuration, as Consul's (on the leader; followers forward it there).
+pub async fn remove_raft_peer(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let params = params(uri.query())?;
+    let server = api.server()?;
+    if !server.is_leader() {
+        return Err(ApiError::NoLeader);
+    }
+    let (wanted, by_id) = match (params.get("id"), params.get("address")) {
+        (Some(id), None) if !id.is_empty() => (id.clone(), true),
+        (None, Some(address)) if !address.is_empty() => (address.clone(), false),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove, not both".to_owned(),
+            ))
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove".to_owned(),
+            ))
+        }
+    };
+    let found = server.members().into_iter().find(|(id, node, _)| {
+        if by_id {
+            wire::names::node_uuid(*id) == wanted.to_ascii_lowercase() || id.to_string() == wanted
+        } else {
+            node.addr == wanted
+        }
+    });
+    let Some((id, node, _)) = found else {
+        return Err(ApiError::BadRequest(if by_id {
+            format!("id {wanted:?} was not found in the Raft configuration")
+        } else {
+            format!("address {wanted:?} was not found in the Raft configuration")
+        }));
+    };
+    tracing::warn!(peer = %node.name, addr = %node.addr, "removing a server from the Raft configuration (operator raft remove-peer)");
+    server
+        .remove_servers(&[id])
+        .await
+        .map_err(|e| ApiError::Internal(format!("removing {}: {e}", node.name)))?;
+    Ok(([("content-type", "application/json")], "").into_response())
+}
+
 /// `GET /v1/agent/self`: configuration, membership and Raft statistics (what `info` prints).
 pub async fn agent_self(State(api): State<Api>) -> Response {
     let agent = &api.agent;

@@ -155,6 +155,10 @@ pub fn router(api: Api) -> Router {
             "/v1/operator/raft/configuration",
             get(agent::raft_configuration),
         )
+        .route(
+            "/v1/operator/raft/peer",
+            axum::routing::delete(agent::remove_raft_peer),
+        )
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/metrics", get(agent::metrics))
         .route("/v1/agent/leave", put(agent::leave))

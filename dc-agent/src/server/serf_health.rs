@@ -1,6 +1,7 @@
 //! The leader turns LAN membership into each node's `serfHealth` check ("Serf Health
 //! Status"), as Consul's leader does: alive -> passing, failed -> critical (so the node's
-//! services leave DNS and `?passing`), left -> the node is deregistered. Only differences
+//! services leave DNS and `?passing`), left -> the node is deregistered (and a server that
+//! left, or was force-left, is removed from the Raft configuration). Only differences
 //! are written; the leader's own state machine is current, so comparing with it is exact.
 //!
 //! Each alive server of the datacenter also gets the `consul` service on its node (port: its
@@ -74,6 +75,20 @@ async fn reconcile(
             .map_err(|e| e.to_string())?;
         let body = match member.status {
             MemberStatus::Left => {
+                // A server that left (or was force-left: it is dead) leaves Raft too, as
+                // Consul's leader removes it, so it no longer counts for the quorum.
+                if member.id.server && member.id.dc == datacenter {
+                    let stale: Vec<_> = server
+                        .members()
+                        .into_iter()
+                        .filter(|(id, node, _)| node.name == name && *id != server.id)
+                        .map(|(id, _, _)| id)
+                        .collect();
+                    if !stale.is_empty() {
+                        tracing::info!(node = %name, "removing a server that left from the Raft configuration");
+                        server.remove_servers(&stale).await?;
+                    }
+                }
                 if held.0.is_none() {
                     continue;
                 }
