@@ -44,6 +44,7 @@ impl ApiResponse {
 pub struct ApiClient {
     agent: ureq::Agent,
     base: String,
+    token: Option<String>,
 }
 
 /// Percent-encodes a KV key for a URL path (keeping `/`).
@@ -75,7 +76,18 @@ impl ApiClient {
         ApiClient {
             agent: ureq::Agent::new_with_config(config),
             base: base.trim_end_matches('/').to_owned(),
+            token: None,
         }
+    }
+
+    /// Sends `X-Consul-Token: token` with every request (`-token`, `CONSUL_HTTP_TOKEN`).
+    pub fn with_token(mut self, token: Option<String>) -> ApiClient {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     fn finish(
@@ -106,31 +118,37 @@ impl ApiClient {
         })
     }
 
+    fn token<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("X-Consul-Token", token),
+            None => request,
+        }
+    }
+
     /// GET `path` (with its query).
     pub fn get(&self, path: &str) -> Result<ApiResponse, String> {
-        Self::finish(self.agent.get(format!("{}{path}", self.base)).call())
+        Self::finish(self.token(self.agent.get(self.url(path))).call())
     }
 
     /// PUT `body` to `path`.
     pub fn put(&self, path: &str, body: &[u8]) -> Result<ApiResponse, String> {
-        Self::finish(self.agent.put(format!("{}{path}", self.base)).send(body))
+        Self::finish(self.token(self.agent.put(self.url(path))).send(body))
     }
 
     /// DELETE `path`.
     pub fn delete(&self, path: &str) -> Result<ApiResponse, String> {
-        Self::finish(self.agent.delete(format!("{}{path}", self.base)).call())
+        Self::finish(self.token(self.agent.delete(self.url(path))).call())
     }
 
     /// POST `body` to `path`.
     pub fn post(&self, path: &str, body: &[u8]) -> Result<ApiResponse, String> {
-        Self::finish(self.agent.post(format!("{}{path}", self.base)).send(body))
+        Self::finish(self.token(self.agent.post(self.url(path))).send(body))
     }
 
     /// DELETE `path` with a body (Consul's keyring removal carries the key in its body).
     pub fn delete_with_body(&self, path: &str, body: &[u8]) -> Result<ApiResponse, String> {
         Self::finish(
-            self.agent
-                .delete(format!("{}{path}", self.base))
+            self.token(self.agent.delete(self.url(path)))
                 .force_send_body()
                 .send(body),
         )

@@ -15,6 +15,24 @@ struct Cli {
     /// Address of the agent's HTTP API (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500).
     #[arg(long, global = true)]
     http_addr: Option<String>,
+    /// ACL token sent with every request (default: CONSUL_HTTP_TOKEN).
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// File holding the ACL token (default: CONSUL_HTTP_TOKEN_FILE).
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// Consul's TLS client flags (`-ca-file`, `-ca-path`, `-client-cert`, `-client-key`,
+    /// `-tls-server-name`): accepted; Isthmus agents serve HTTP only for now.
+    #[arg(long, global = true)]
+    ca_file: Option<PathBuf>,
+    #[arg(long, global = true, hide = true)]
+    ca_path: Option<PathBuf>,
+    #[arg(long, global = true, hide = true)]
+    client_cert: Option<PathBuf>,
+    #[arg(long, global = true, hide = true)]
+    client_key: Option<PathBuf>,
+    #[arg(long, global = true, hide = true)]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +58,28 @@ enum Command {
         /// Print nothing on success.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Print the version, as `consul version`.
+    Version,
+    /// Node or service maintenance mode: list it, or `-enable`/`-disable` it.
+    Maint {
+        /// Turn maintenance on.
+        #[arg(long)]
+        enable: bool,
+        /// Turn maintenance off.
+        #[arg(long)]
+        disable: bool,
+        /// A service instance ID instead of the node.
+        #[arg(long)]
+        service: Option<String>,
+        /// Why (shown in the check's notes).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Register or deregister the agent's services, as `consul services`.
+    Services {
+        #[command(subcommand)]
+        command: ServicesCommand,
     },
     /// Print a new gossip encryption key (32 random bytes, base64), as `consul keygen` does.
     Keygen,
@@ -134,7 +174,56 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum ServicesCommand {
+    /// Register a service from flags or from definition files (JSON or HCL).
+    Register {
+        /// Service name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Instance ID (default: the name).
+        #[arg(long)]
+        id: Option<String>,
+        /// A tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Address, when not the node's.
+        #[arg(long)]
+        address: Option<String>,
+        /// Port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Metadata `key=value` (repeatable).
+        #[arg(long)]
+        meta: Vec<String>,
+        /// Service definition files.
+        files: Vec<PathBuf>,
+    },
+    /// Deregister a service by ID or by its definition files.
+    Deregister {
+        /// Instance ID.
+        #[arg(long)]
+        id: Option<String>,
+        /// Service definition files.
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum KvCommand {
+    /// Print every key under a prefix as JSON (`kv import` takes it back).
+    Export {
+        /// The prefix.
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Write the keys of a `kv export`: DATA, `@file`, or `-` (stdin, the default).
+    Import {
+        /// The data.
+        data: Option<String>,
+        /// Put this in front of every key.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
     /// Read a key, or keys under a prefix.
     Get {
         /// The key or prefix.
@@ -195,9 +284,22 @@ enum CatalogCommand {
         /// Show tags.
         #[arg(long)]
         tags: bool,
+        /// Only the services of this node.
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Nodes.
-    Nodes,
+    Nodes {
+        /// Only nodes running this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Tagged addresses and metadata too.
+        #[arg(long)]
+        detailed: bool,
+        /// Sort by estimated round trip from this node (`_agent`: the agent asked).
+        #[arg(long)]
+        near: Option<String>,
+    },
     /// Datacenters.
     Datacenters,
 }
@@ -255,6 +357,22 @@ fn main() -> ExitCode {
     // A CLI whose output is cut short (`| head`) ends quietly, as Consul's.
     dc_agent::cli::exit_quietly_on_broken_pipe();
     let cli = Cli::parse_from(wire::flags::normalize_consul_flags(args));
+    let token = match (&cli.token, &cli.token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(file)) => match std::fs::read_to_string(file) {
+            Ok(token) => Some(token.trim().to_owned()),
+            Err(e) => return cli::fail(format!("reading the token file {}: {e}", file.display())),
+        },
+        (None, None) => std::env::var("CONSUL_HTTP_TOKEN").ok().or_else(|| {
+            std::env::var("CONSUL_HTTP_TOKEN_FILE")
+                .ok()
+                .and_then(|file| std::fs::read_to_string(file).ok())
+                .map(|token| token.trim().to_owned())
+        }),
+    };
+    if let Some(token) = token {
+        cli::set_token(token);
+    }
     let addr = cli
         .http_addr
         .clone()
@@ -313,6 +431,10 @@ fn main() -> ExitCode {
                 ),
                 Err(code) => code,
             },
+            KvCommand::Export { prefix } => cli::kv::export(&addr, &prefix, datacenter.as_deref()),
+            KvCommand::Import { data, prefix } => {
+                cli::kv::import(&addr, data.as_deref(), &prefix, datacenter.as_deref())
+            }
             KvCommand::Delete {
                 key,
                 recurse,
@@ -327,10 +449,26 @@ fn main() -> ExitCode {
             command,
             datacenter,
         } => match command {
-            CatalogCommand::Services { tags } => {
+            CatalogCommand::Services {
+                tags,
+                node: Some(node),
+            } => cli::catalog::node_services(&addr, &node, tags, datacenter.as_deref()),
+            CatalogCommand::Services { tags, node: None } => {
                 cli::catalog::services(&addr, tags, datacenter.as_deref())
             }
-            CatalogCommand::Nodes => cli::catalog::nodes(&addr, datacenter.as_deref()),
+            CatalogCommand::Nodes {
+                service,
+                detailed,
+                near,
+            } => cli::catalog::nodes(
+                &addr,
+                &cli::catalog::NodesOptions {
+                    service,
+                    detailed,
+                    near,
+                    datacenter,
+                },
+            ),
             CatalogCommand::Datacenters => cli::catalog::datacenters(&addr),
         },
         Command::Operator {
@@ -359,6 +497,56 @@ fn main() -> ExitCode {
             local_only,
         } => cli::keyring::keyring(&addr, list, install, use_key, remove, local_only),
         Command::Info => cli::info::info(&addr),
+        Command::Version => {
+            println!("Isthmus v{} (dc-agent)", env!("CARGO_PKG_VERSION"));
+            println!(
+                "Revision {}",
+                option_env!("ISTHMUS_REVISION").unwrap_or("unknown")
+            );
+            println!("Build Date unknown");
+            println!("Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking to compatible agents)");
+            ExitCode::SUCCESS
+        }
+        Command::Maint {
+            enable,
+            disable,
+            service,
+            reason,
+        } => cli::maint::maint(
+            &addr,
+            &cli::maint::MaintOptions {
+                enable,
+                disable,
+                service,
+                reason,
+            },
+        ),
+        Command::Services {
+            command:
+                ServicesCommand::Register {
+                    name,
+                    id,
+                    tags,
+                    address,
+                    port,
+                    meta,
+                    files,
+                },
+        } => cli::services::register(
+            &addr,
+            &cli::services::ServiceFlags {
+                name,
+                id,
+                tags,
+                address,
+                port,
+                meta,
+            },
+            &files,
+        ),
+        Command::Services {
+            command: ServicesCommand::Deregister { id, files },
+        } => cli::services::deregister(&addr, id.as_deref(), &files),
         Command::Leave => cli::info::leave(&addr),
         Command::Reload => cli::info::reload(&addr),
         Command::Members {

@@ -53,6 +53,14 @@ fn check(cluster: &Cluster, method: &str, path: &str, body: &str, expect: Expect
 fn catalog_health_txn_and_status() {
     let mut cluster = Cluster::start(78, 1);
     cluster.wait_for_leader();
+    // The leader gives its server the `consul` service; wait for it so answers are stable.
+    cluster.wait_for("the consul service", Duration::from_secs(20), |c| {
+        let services: serde_json::Value = c
+            .request(0, "GET", "/v1/catalog/services", b"")
+            .json()
+            .ok()?;
+        services.get("consul").map(|_| ())
+    });
     for registration in [
         r#"{"Node":"n1","Address":"10.0.0.1","NodeMeta":{"rack":"r1"},"Service":{"ID":"web-1","Service":"web","Tags":["v1","primary"],"Port":80},"Checks":[{"CheckID":"serfHealth","Name":"Serf Health Status","Status":"passing"},{"CheckID":"web-http","Name":"HTTP on 80","Status":"passing","ServiceID":"web-1"}]}"#,
         r#"{"Node":"n2","Address":"10.0.0.2","Service":{"ID":"web-2","Service":"web","Tags":["v2"],"Port":8080,"Address":"10.0.9.9"},"Check":{"CheckID":"web-http","Name":"HTTP on 8080","Status":"critical","ServiceID":"web-2","Output":"connection refused"}}"#,
@@ -71,16 +79,17 @@ fn catalog_health_txn_and_status() {
         "/v1/catalog/services",
         "",
         expect![[r#"
-        200 X-Consul-Index: N
-        {
-          "db": [],
-          "web": [
-            "primary",
-            "v1",
-            "v2"
-          ]
-        }
-    "#]],
+            200 X-Consul-Index: N
+            {
+              "consul": [],
+              "db": [],
+              "web": [
+                "primary",
+                "v1",
+                "v2"
+              ]
+            }
+        "#]],
     );
     check(
         &cluster,
@@ -118,32 +127,42 @@ fn catalog_health_txn_and_status() {
         "/v1/catalog/nodes",
         "",
         expect![[r#"
-        200 X-Consul-Index: N
-        [
-          {
-            "Address": "10.0.0.1",
-            "CreateIndex": "N",
-            "Datacenter": "dc1",
-            "ID": "",
-            "Meta": {
-              "rack": "r1"
-            },
-            "ModifyIndex": "N",
-            "Node": "n1",
-            "TaggedAddresses": {}
-          },
-          {
-            "Address": "10.0.0.2",
-            "CreateIndex": "N",
-            "Datacenter": "dc1",
-            "ID": "",
-            "Meta": {},
-            "ModifyIndex": "N",
-            "Node": "n2",
-            "TaggedAddresses": {}
-          }
-        ]
-    "#]],
+            200 X-Consul-Index: N
+            [
+              {
+                "Address": "10.0.0.1",
+                "CreateIndex": "N",
+                "Datacenter": "dc1",
+                "ID": "",
+                "Meta": {
+                  "rack": "r1"
+                },
+                "ModifyIndex": "N",
+                "Node": "n1",
+                "TaggedAddresses": {}
+              },
+              {
+                "Address": "10.0.0.2",
+                "CreateIndex": "N",
+                "Datacenter": "dc1",
+                "ID": "",
+                "Meta": {},
+                "ModifyIndex": "N",
+                "Node": "n2",
+                "TaggedAddresses": {}
+              },
+              {
+                "Address": "127.78.0.1",
+                "CreateIndex": "N",
+                "Datacenter": "dc1",
+                "ID": "",
+                "Meta": {},
+                "ModifyIndex": "N",
+                "Node": "s1",
+                "TaggedAddresses": {}
+              }
+            ]
+        "#]],
     );
     check(
         &cluster,
@@ -522,9 +541,23 @@ fn catalog_info_and_kv_input_from_the_cli() {
 
     let (code, services, _) = support::cli(&http, &["catalog", "services", "-tags"]);
     assert_eq!(code, 0);
-    assert_eq!(services, "web  blue,v1\n");
+    // The server's own `consul` service may be listed too (the leader adds it).
+    let rows: Vec<Vec<&str>> = services
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|row: &Vec<&str>| row.first() != Some(&"consul"))
+        .collect();
+    assert_eq!(rows, [vec!["web", "blue,v1"]], "{services}");
     let (_, nodes, _) = support::cli(&http, &["catalog", "nodes"]);
-    assert_eq!(nodes, "Node      Address   DC\nweb-node  10.3.0.1  dc1\n");
+    let rows: Vec<Vec<&str>> = nodes
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["Node", "ID", "Address", "DC"], "{nodes}");
+    assert!(
+        rows.contains(&vec!["web-node", "10.3.0.1", "dc1"]),
+        "{nodes}"
+    );
     let (_, datacenters, _) = support::cli(&http, &["catalog", "datacenters"]);
     assert_eq!(datacenters, "dc1\n");
     let (code, info, _) = support::cli(&http, &["info"]);

@@ -887,3 +887,147 @@ fn dead_servers_are_removed_from_raft() {
         "true"
     );
 }
+
+/// The CLI verbs Consul users reach for, with Consul's flags, files and output.
+#[test]
+fn cli_verbs_as_consuls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = FlagAgent::server(dir.path(), "cli1", "127.136.0.1", &["-bootstrap-expect=1"]);
+    agent.wait_for_leader(Duration::from_secs(30));
+    let run = |args: &[&str]| -> (i32, String) {
+        let mut all = vec!["-http-addr=127.136.0.1:8500", "-token=anonymous"];
+        all.extend_from_slice(args);
+        dc_agent(&all)
+    };
+    let (code, output) = run(&["version"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.starts_with("Isthmus v"), "{output}");
+    assert!(output.contains("Protocol 2 spoken by default"), "{output}");
+
+    // services register: flags, then an HCL definition file as Consul's docs write it.
+    let (code, output) = run(&[
+        "services",
+        "register",
+        "-name=web",
+        "-port=8080",
+        "-tag=v1",
+        "-tag=primary",
+        "-meta=team=a",
+    ]);
+    assert_eq!((code, output.as_str()), (0, "Registered service: web\n"));
+    let file = dir.path().join("redis.hcl");
+    std::fs::write(
+        &file,
+        "service {\n  name = \"redis\"\n  id   = \"redis1\"\n  port = 6379\n  tags = [\"cache\"]\n  check {\n    ttl = \"30s\"\n  }\n}\n",
+    )
+    .expect("write");
+    let (code, output) = run(&["services", "register", &file.display().to_string()]);
+    assert_eq!((code, output.as_str()), (0, "Registered service: redis\n"));
+    let services = json(&agent.request("GET", "/v1/agent/services", ""));
+    assert_eq!(
+        services["web"]["Tags"],
+        serde_json::json!(["v1", "primary"])
+    );
+    assert_eq!(services["web"]["Meta"]["team"], "a");
+    assert_eq!(services["redis1"]["Port"], 6379);
+    let checks = json(&agent.request("GET", "/v1/agent/checks", ""));
+    assert_eq!(
+        checks["service:redis1"]["ServiceID"], "redis1",
+        "{checks:#}"
+    );
+
+    // catalog nodes -service, -detailed; catalog services -node.
+    let output = wait_for(
+        Duration::from_secs(20),
+        &[&agent],
+        "web in the catalog",
+        || {
+            let (code, output) = run(&["catalog", "services", "-node=cli1", "-tags"]);
+            (code == 0 && output.contains("web")).then_some(output)
+        },
+    );
+    let rows: Vec<Vec<&str>> = output
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(rows.contains(&vec!["redis", "cache"]), "{output}");
+    assert!(rows.contains(&vec!["web", "v1,primary"]), "{output}");
+    assert!(
+        rows.contains(&vec!["consul"]),
+        "a server's own service: {output}"
+    );
+    let (code, output) = run(&["catalog", "nodes", "-service=redis", "-detailed"]);
+    assert_eq!(code, 0, "{output}");
+    let lines: Vec<&str> = output.lines().collect();
+    assert!(lines[0].starts_with("Node  ID"), "{output}");
+    assert!(lines[0].contains("TaggedAddresses  Meta"), "{output}");
+    assert!(lines[1].starts_with("cli1"), "{output}");
+    let (code, output) = run(&["catalog", "nodes", "-service=nothing"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("No nodes match"), "{output}");
+
+    // maint: node, then a service; the listing shows both.
+    let (code, output) = run(&["maint", "-enable", "-reason=upgrading"]);
+    assert_eq!(
+        (code, output.as_str()),
+        (0, "Node maintenance is now enabled\n")
+    );
+    let (code, output) = run(&["maint", "-enable", "-service=web"]);
+    assert_eq!(
+        (code, output.as_str()),
+        (0, "Service maintenance is now enabled for \"web\"\n")
+    );
+    let (code, output) = run(&["maint"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("Node:\n  Name:   cli1\n  Reason: upgrading"),
+        "{output}"
+    );
+    assert!(output.contains("Service:\n  ID:     web"), "{output}");
+    let (code, output) = run(&["maint", "-disable"]);
+    assert_eq!(
+        (code, output.as_str()),
+        (0, "Node maintenance is now disabled\n")
+    );
+    let (code, _) = run(&["maint", "-enable", "-service=nope"]);
+    assert_eq!(code, 1);
+
+    // kv export and import round trip, as Consul's JSON.
+    for (key, value) in [("app/a", "1"), ("app/b/c", "two")] {
+        let (code, output) = run(&["kv", "put", key, value]);
+        assert_eq!(code, 0, "{output}");
+    }
+    let (code, exported) = run(&["kv", "export", "app/"]);
+    assert_eq!(code, 0, "{exported}");
+    assert!(
+        exported.contains(
+            "\t{\n\t\t\"key\": \"app/a\",\n\t\t\"flags\": 0,\n\t\t\"value\": \"MQ==\"\n\t}"
+        ),
+        "{exported}"
+    );
+    let export_file = dir.path().join("export.json");
+    std::fs::write(&export_file, &exported).expect("write");
+    let (code, output) = run(&[
+        "kv",
+        "import",
+        "-prefix=copy/",
+        &format!("@{}", export_file.display()),
+    ]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(output, "Imported: copy/app/a\nImported: copy/app/b/c\n");
+    assert_eq!(
+        agent.request("GET", "/v1/kv/copy/app/b/c?raw", "").text(),
+        "two"
+    );
+
+    // services deregister by ID and by file.
+    let (code, output) = run(&["services", "deregister", "-id=web"]);
+    assert_eq!((code, output.as_str()), (0, "Deregistered service: web\n"));
+    let (code, output) = run(&["services", "deregister", &file.display().to_string()]);
+    assert_eq!(
+        (code, output.as_str()),
+        (0, "Deregistered service: redis1\n")
+    );
+    let services = json(&agent.request("GET", "/v1/agent/services", ""));
+    assert_eq!(services, serde_json::json!({}), "{services:#}");
+}

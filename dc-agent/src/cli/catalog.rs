@@ -61,28 +61,159 @@ pub fn services(addr: &str, with_tags: bool, datacenter: Option<&str>) -> ExitCo
     ExitCode::SUCCESS
 }
 
-/// `catalog nodes`.
-pub fn nodes(addr: &str, datacenter: Option<&str>) -> ExitCode {
-    let path = super::in_datacenter("/v1/catalog/nodes", datacenter);
+/// What `catalog nodes` lists and how.
+#[derive(Debug, Clone, Default)]
+pub struct NodesOptions {
+    /// `-service=NAME`: only nodes with an instance of it.
+    pub service: Option<String>,
+    /// `-detailed`: tagged addresses and metadata too.
+    pub detailed: bool,
+    /// `-near=NODE`: sorted by estimated round trip from NODE.
+    pub near: Option<String>,
+    /// `-datacenter`.
+    pub datacenter: Option<String>,
+}
+
+fn query(pairs: &[(&str, Option<&str>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={}", crate::client::encode_key(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+fn map_text(map: &BTreeMap<String, String>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `catalog nodes [-service=NAME] [-detailed] [-near=NODE]`.
+pub fn nodes(addr: &str, options: &NodesOptions) -> ExitCode {
+    let q = query(&[
+        ("dc", options.datacenter.as_deref()),
+        ("near", options.near.as_deref()),
+    ]);
+    let nodes: Vec<CatalogNode> = match &options.service {
+        Some(service) => {
+            let path = format!(
+                "/v1/catalog/service/{}{q}",
+                crate::client::encode_key(service)
+            );
+            let response = match check(client(addr).get(&path), addr) {
+                Ok(response) => response,
+                Err(e) => return fail(format!("Error listing nodes: {e}")),
+            };
+            let instances: Vec<serde_json::Value> = match response.json() {
+                Ok(instances) => instances,
+                Err(e) => return fail(e),
+            };
+            let mut nodes: Vec<CatalogNode> = Vec::new();
+            for instance in instances {
+                let Ok(node) = serde_json::from_value::<CatalogNode>(serde_json::json!({
+                    "ID": instance["ID"], "Node": instance["Node"], "Address": instance["Address"],
+                    "Datacenter": instance["Datacenter"], "TaggedAddresses": instance["TaggedAddresses"],
+                    "Meta": instance["NodeMeta"], "CreateIndex": 0, "ModifyIndex": 0,
+                })) else {
+                    continue;
+                };
+                if !nodes.iter().any(|n| n.node == node.node) {
+                    nodes.push(node);
+                }
+            }
+            nodes
+        }
+        None => {
+            let path = format!("/v1/catalog/nodes{q}");
+            let response = match check(client(addr).get(&path), addr) {
+                Ok(response) => response,
+                Err(e) => return fail(format!("Error listing nodes: {e}")),
+            };
+            match response.json() {
+                Ok(nodes) => nodes,
+                Err(e) => return fail(e),
+            }
+        }
+    };
+    if nodes.is_empty() {
+        eprintln!("No nodes match the given query - try expanding your search.");
+        return ExitCode::SUCCESS;
+    }
+    let mut header = vec!["Node", "ID", "Address", "DC"];
+    if options.detailed {
+        header.extend(["TaggedAddresses", "Meta"]);
+    }
+    let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
+    for n in &nodes {
+        let id = if options.detailed {
+            n.id.clone()
+        } else {
+            n.id.chars().take(8).collect()
+        };
+        let mut row = vec![n.node.clone(), id, n.address.clone(), n.datacenter.clone()];
+        if options.detailed {
+            row.push(map_text(&n.tagged_addresses));
+            row.push(map_text(&n.meta));
+        }
+        rows.push(row);
+    }
+    print!("{}", table(&rows));
+    ExitCode::SUCCESS
+}
+
+/// `catalog services -node=NODE [-tags]`: the services of one node.
+pub fn node_services(
+    addr: &str,
+    node: &str,
+    with_tags: bool,
+    datacenter: Option<&str>,
+) -> ExitCode {
+    let path = format!(
+        "/v1/catalog/node/{}{}",
+        crate::client::encode_key(node),
+        query(&[("dc", datacenter)])
+    );
     let response = match check(client(addr).get(&path), addr) {
         Ok(response) => response,
+        Err(e) => return fail(format!("Error listing services for node: {e}")),
+    };
+    let answer: serde_json::Value = match response.json() {
+        Ok(answer) => answer,
         Err(e) => return fail(e),
     };
-    let nodes: Vec<CatalogNode> = match response.json() {
-        Ok(nodes) => nodes,
-        Err(e) => return fail(e),
-    };
-    let mut rows = vec![vec![
-        "Node".to_owned(),
-        "Address".to_owned(),
-        "DC".to_owned(),
-    ]];
-    rows.extend(
-        nodes
+    let mut services: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Some(all) = answer["Services"].as_object() {
+        for service in all.values() {
+            let name = service["Service"].as_str().unwrap_or_default().to_owned();
+            let tags = service["Tags"]
+                .as_array()
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            services.insert(name, tags);
+        }
+    }
+    if services.is_empty() {
+        eprintln!("No services match the given query - try expanding your search.");
+        return ExitCode::SUCCESS;
+    }
+    if with_tags {
+        let rows: Vec<Vec<String>> = services
             .iter()
-            .map(|n| vec![n.node.clone(), n.address.clone(), n.datacenter.clone()]),
-    );
-    print!("{}", table(&rows));
+            .map(|(name, tags)| vec![name.clone(), tags.join(",")])
+            .collect();
+        print!("{}", table(&rows));
+    } else {
+        services.keys().for_each(|name| println!("{name}"));
+    }
     ExitCode::SUCCESS
 }
 

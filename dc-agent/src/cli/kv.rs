@@ -210,3 +210,78 @@ pub fn delete(
         Err(e) => fail(format!("Error deleting key {key}: {e}")),
     }
 }
+
+/// One entry of `kv export` / `kv import`, as Consul writes them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Exported {
+    key: String,
+    flags: u64,
+    value: String,
+}
+
+/// `kv export [PREFIX]`: every key under the prefix as Consul's JSON (tab-indented).
+pub fn export(addr: &str, prefix: &str, datacenter: Option<&str>) -> ExitCode {
+    let dc = datacenter
+        .map(|dc| format!("&dc={}", encode_key(dc)))
+        .unwrap_or_default();
+    let path = format!("/v1/kv/{}?recurse{dc}", encode_key(prefix));
+    let response = match check(client(addr).get(&path), addr) {
+        Ok(response) => response,
+        Err(e) => return fail(format!("Error querying Consul agent: {e}")),
+    };
+    let pairs: Vec<KvPair> = if response.status == 404 {
+        Vec::new()
+    } else {
+        match response.json() {
+            Ok(pairs) => pairs,
+            Err(e) => return fail(e),
+        }
+    };
+    let exported: Vec<Exported> = pairs
+        .into_iter()
+        .map(|pair| Exported {
+            key: pair.key,
+            flags: pair.flags,
+            value: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair.value),
+        })
+        .collect();
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    if let Err(e) = serde::Serialize::serialize(&exported, &mut serializer) {
+        return fail(e);
+    }
+    println!("{}", String::from_utf8_lossy(&out));
+    ExitCode::SUCCESS
+}
+
+/// `kv import [-prefix=P] DATA|@FILE|-`: writes every entry of a `kv export`.
+pub fn import(addr: &str, data: Option<&str>, prefix: &str, datacenter: Option<&str>) -> ExitCode {
+    let data = match value_of(data.or(Some("-"))) {
+        Ok(data) => data,
+        Err(e) => return fail(e),
+    };
+    let entries: Vec<Exported> = match serde_json::from_slice(&data) {
+        Ok(entries) => entries,
+        Err(e) => return fail(format!("Cannot unmarshal data: {e}")),
+    };
+    let dc = datacenter
+        .map(|dc| format!("&dc={}", encode_key(dc)))
+        .unwrap_or_default();
+    for entry in entries {
+        let value = match base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            entry.value.as_bytes(),
+        ) {
+            Ok(value) => value,
+            Err(e) => return fail(format!("Cannot base 64 decode value: {e}")),
+        };
+        let key = format!("{prefix}{}", entry.key);
+        let path = format!("/v1/kv/{}?flags={}{dc}", encode_key(&key), entry.flags);
+        match check(client(addr).put(&path, &value), addr) {
+            Ok(_) => println!("Imported: {key}"),
+            Err(e) => return fail(format!("Failed writing data for key {key}: {e}")),
+        }
+    }
+    ExitCode::SUCCESS
+}

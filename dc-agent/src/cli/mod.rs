@@ -5,8 +5,10 @@ pub mod catalog;
 pub mod info;
 pub mod keyring;
 pub mod kv;
+pub mod maint;
 pub mod members;
 pub mod operator;
+pub mod services;
 
 use std::process::ExitCode;
 
@@ -45,9 +47,18 @@ pub fn check(result: Result<ApiResponse, String>, addr: &str) -> Result<ApiRespo
     }
 }
 
+/// The ACL token every request carries (`-token`, `-token-file`, `CONSUL_HTTP_TOKEN`,
+/// `CONSUL_HTTP_TOKEN_FILE`), set once by `main`.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the token of every request this CLI makes.
+pub fn set_token(token: String) {
+    let _ = TOKEN.set(token);
+}
+
 /// The client for `-http-addr`.
 pub fn client(addr: &str) -> ApiClient {
-    ApiClient::new(addr, std::time::Duration::from_secs(60))
+    ApiClient::new(addr, std::time::Duration::from_secs(60)).with_token(TOKEN.get().cloned())
 }
 
 /// `path` asked of another datacenter (`-datacenter`), or of the agent's own.
