@@ -1031,3 +1031,68 @@ fn cli_verbs_as_consuls() {
     let services = json(&agent.request("GET", "/v1/agent/services", ""));
     assert_eq!(services, serde_json::json!({}), "{services:#}");
 }
+
+fn dig(server: &str, args: &[&str]) -> String {
+    let output = Command::new("dig")
+        .args([
+            &format!("@{server}"),
+            "-p",
+            "8600",
+            "+time=2",
+            "+tries=1",
+            "+noall",
+            "+answer",
+        ])
+        .args(args)
+        .output()
+        .expect("dig is missing: install Debian's dnsutils (scripts/test.sh does)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// DNS answers as Consul's over the wire: a host-name address is a CNAME, the servers
+/// answer `consul.` NS (and SOA), reverse lookups answer PTR.
+#[test]
+fn dns_answers_as_consuls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = FlagAgent::server(dir.path(), "dns1", "127.137.0.1", &["-bootstrap-expect=1"]);
+    agent.wait_for_leader(Duration::from_secs(30));
+    let response = agent.request(
+        "PUT",
+        "/v1/catalog/register",
+        r#"{"Node":"rds","Address":"mydb.example.com","Service":{"Service":"db","Port":5432}}"#,
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let fields = |line: &str| -> Vec<String> {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        // name, ttl, class, type, data...: keep name, type and data.
+        let mut out = vec![parts.first().copied().unwrap_or_default().to_owned()];
+        out.extend(parts.iter().skip(3).map(|s| s.to_string()));
+        out
+    };
+    let answer = dig("127.137.0.1", &["db.service.consul", "A"]);
+    assert_eq!(
+        answer.lines().map(fields).collect::<Vec<_>>(),
+        [["db.service.consul.", "CNAME", "mydb.example.com."]],
+        "{answer}"
+    );
+    let answer = wait_for(Duration::from_secs(20), &[&agent], "NS of consul.", || {
+        let answer = dig("127.137.0.1", &["consul.", "NS"]);
+        (!answer.is_empty()).then_some(answer)
+    });
+    assert_eq!(
+        answer.lines().map(fields).collect::<Vec<_>>(),
+        [["consul.", "NS", "dns1.node.dc1.consul."]],
+        "{answer}"
+    );
+    let answer = dig("127.137.0.1", &["consul.", "SOA"]);
+    assert!(
+        answer.contains("SOA\tns.consul. hostmaster.consul."),
+        "{answer}"
+    );
+    let answer = dig("127.137.0.1", &["-x", "127.137.0.1"]);
+    assert_eq!(
+        answer.lines().map(fields).collect::<Vec<_>>(),
+        [["1.0.137.127.in-addr.arpa.", "PTR", "dns1.node.dc1.consul."]],
+        "{answer}"
+    );
+}

@@ -1,7 +1,11 @@
 //! Deciding a DNS answer from the catalog, as Consul answers: healthy instances only
 //! (critical and maintenance left out; warning too with `only_passing`), shuffled, SRV with
 //! the node (or the service address) as target and its address in the additional section,
-//! node TXT records from node metadata, NXDOMAIN with the domain's SOA.
+//! node TXT records from node metadata, NXDOMAIN with the domain's SOA. An address that is a
+//! host name (an external node registered as `db.example.com`) is a CNAME; identical address
+//! records are given once; the domain's apex answers SOA and NS (the servers, as
+//! `<node>.node.<dc>.<domain>`); `in-addr.arpa`/`ip6.arpa` names answer PTR with the nodes
+//! at that address.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -43,6 +47,19 @@ pub trait CatalogView {
     fn instances(&self, service: &str) -> Vec<Instance>;
     /// A node.
     fn node(&self, name: &str) -> Option<NodeInfo>;
+    /// The nodes at an address (for PTR), or `None` when this view cannot tell (it holds
+    /// only the names asked for); the query then goes to the recursors.
+    fn nodes_at(&self, _address: IpAddr) -> Option<Vec<String>> {
+        None
+    }
+    /// The servers (nodes with the `consul` service) and their addresses, for NS.
+    fn servers(&self) -> Vec<(String, String)> {
+        self.instances("consul")
+            .into_iter()
+            .filter(|i| i.status != HealthStatus::Critical)
+            .map(|i| (i.node, i.node_address))
+            .collect()
+    }
 }
 
 impl CatalogView for crate::state::Catalog {
@@ -80,6 +97,15 @@ impl CatalogView for crate::state::Catalog {
             .collect()
     }
 
+    fn nodes_at(&self, address: IpAddr) -> Option<Vec<String>> {
+        Some(
+            self.nodes()
+                .filter(|node| node.address.parse::<IpAddr>().ok() == Some(address))
+                .map(|node| node.name.clone())
+                .collect(),
+        )
+    }
+
     fn node(&self, name: &str) -> Option<NodeInfo> {
         let node = self.node(name).or_else(|| {
             self.nodes()
@@ -105,6 +131,12 @@ pub enum QueryType {
     Txt,
     /// Everything.
     Any,
+    /// Name servers.
+    Ns,
+    /// Start of authority.
+    Soa,
+    /// Reverse lookup.
+    Ptr,
     /// Any other type (answered with no records).
     Other,
 }
@@ -179,6 +211,12 @@ pub enum RData {
     },
     /// Text strings.
     Txt(Vec<String>),
+    /// An alias (an address that is a host name).
+    Cname(String),
+    /// A name server.
+    Ns(String),
+    /// A reverse-lookup name.
+    Ptr(String),
     /// Start of authority.
     Soa {
         /// Primary name server.
@@ -261,6 +299,55 @@ pub fn answer(
         out.authority.push(soa.clone());
         out
     };
+    let dc = &settings.datacenter;
+    // Reverse lookups: the nodes at that address.
+    if let Some(address) = reverse_address(&owner) {
+        let Some(nodes) = view.nodes_at(address) else {
+            out.rcode = Rcode::Refused;
+            return out;
+        };
+        if nodes.is_empty() {
+            return negative(out, Rcode::NxDomain);
+        }
+        if matches!(qtype, QueryType::Ptr | QueryType::Any) {
+            for node in nodes {
+                out.answers.push(Record {
+                    name: owner.clone(),
+                    ttl: settings.node_ttl,
+                    data: RData::Ptr(format!("{}.node.{dc}.{domain}", node.to_ascii_lowercase())),
+                });
+            }
+        }
+        if out.answers.is_empty() {
+            out.authority.push(soa);
+        }
+        return out;
+    }
+    // The apex: SOA and NS (the servers).
+    if owner == domain {
+        if matches!(qtype, QueryType::Soa | QueryType::Any) {
+            out.answers.push(soa.clone());
+        }
+        if matches!(qtype, QueryType::Ns | QueryType::Any) {
+            for (node, address) in view.servers() {
+                if wire::validate_dns_label(&node.to_ascii_lowercase()).is_err() {
+                    continue;
+                }
+                let target = format!("{}.node.{dc}.{domain}", node.to_ascii_lowercase());
+                out.answers.push(Record {
+                    name: domain.clone(),
+                    ttl: 0,
+                    data: RData::Ns(target.clone()),
+                });
+                out.additionals
+                    .extend(address_records(&target, &address, QueryType::Any, 0));
+            }
+        }
+        if out.answers.is_empty() {
+            out.authority.push(soa);
+        }
+        return out;
+    }
     let query = match parse(qname, &settings.domain) {
         Ok(query) => query,
         Err(NameError::OutsideDomain(_)) => {
@@ -356,7 +443,6 @@ pub fn answer(
                 instances.truncate(limit.max(1));
             }
             let ttl = settings.service_ttl(&name);
-            let dc = &settings.datacenter;
             for instance in &instances {
                 let address = if instance.service_address.is_empty() {
                     &instance.node_address
@@ -365,7 +451,11 @@ pub fn answer(
                 };
                 match qtype {
                     QueryType::Srv => {
-                        let target = if instance.service_address.is_empty()
+                        let is_host_name = address.parse::<IpAddr>().is_err();
+                        let target = if is_host_name && !address.is_empty() {
+                            // A host name is its own target (resolved by the client).
+                            format!("{}.", address.trim_end_matches('.').to_ascii_lowercase())
+                        } else if instance.service_address.is_empty()
                             || instance.service_address == instance.node_address
                         {
                             format!("{}.node.{dc}.{domain}", instance.node)
@@ -382,18 +472,28 @@ pub fn answer(
                                 target: target.clone(),
                             },
                         });
-                        out.additionals.extend(address_records(
-                            &target,
-                            address,
-                            QueryType::Any,
-                            ttl,
-                        ));
+                        if !is_host_name {
+                            out.additionals.extend(address_records(
+                                &target,
+                                address,
+                                QueryType::Any,
+                                ttl,
+                            ));
+                        }
                     }
                     QueryType::A | QueryType::Aaaa | QueryType::Any => {
-                        out.answers
-                            .extend(address_records(&owner, address, qtype, ttl));
+                        // Several instances on one node share its address: once each.
+                        for record in address_records(&owner, address, qtype, ttl) {
+                            if !out.answers.contains(&record) {
+                                out.answers.push(record);
+                            }
+                        }
                     }
-                    QueryType::Txt | QueryType::Other => {}
+                    QueryType::Txt
+                    | QueryType::Ns
+                    | QueryType::Soa
+                    | QueryType::Ptr
+                    | QueryType::Other => {}
                 }
             }
             if out.answers.is_empty() {
@@ -404,7 +504,47 @@ pub fn answer(
     }
 }
 
-/// A or AAAA records for an address, as far as `qtype` asks for them.
+/// The address a reverse-lookup name stands for (`4.3.2.1.in-addr.arpa.`, or the 32 nibbles
+/// of `ip6.arpa.`).
+fn reverse_address(owner: &str) -> Option<IpAddr> {
+    if let Some(rest) = owner.strip_suffix(".in-addr.arpa.") {
+        let mut octets: Vec<u8> = rest
+            .split('.')
+            .map(|label| label.parse::<u8>().ok())
+            .collect::<Option<Vec<u8>>>()?;
+        if octets.len() != 4 {
+            return None;
+        }
+        octets.reverse();
+        return Some(IpAddr::from([octets[0], octets[1], octets[2], octets[3]]));
+    }
+    let rest = owner.strip_suffix(".ip6.arpa.")?;
+    let nibbles: Vec<u8> = rest
+        .split('.')
+        .map(|label| {
+            u8::from_str_radix(label, 16)
+                .ok()
+                .filter(|_| label.len() == 1)
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    if nibbles.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, pair) in nibbles
+        .iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .enumerate()
+    {
+        bytes[i] = (pair[0] << 4) | pair[1];
+    }
+    Some(IpAddr::from(bytes))
+}
+
+/// A or AAAA records for an address, as far as `qtype` asks for them; a CNAME when the
+/// address is a host name (an external node or service registered by name), as Consul.
 fn address_records(owner: &str, address: &str, qtype: QueryType, ttl: u32) -> Vec<Record> {
     match address.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) if matches!(qtype, QueryType::A | QueryType::Any) => {
@@ -419,6 +559,26 @@ fn address_records(owner: &str, address: &str, qtype: QueryType, ttl: u32) -> Ve
                 name: owner.to_owned(),
                 ttl,
                 data: RData::Aaaa(v6),
+            }]
+        }
+        Err(_)
+            if !address.is_empty()
+                && matches!(qtype, QueryType::A | QueryType::Aaaa | QueryType::Any)
+                && address.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                }) =>
+        {
+            vec![Record {
+                name: owner.to_owned(),
+                ttl,
+                data: RData::Cname(format!(
+                    "{}.",
+                    address.trim_end_matches('.').to_ascii_lowercase()
+                )),
             }]
         }
         _ => Vec::new(),
@@ -468,6 +628,9 @@ pub fn render(answer: &Answer) -> String {
                     port,
                     target,
                 } => format!("SRV {priority} {weight} {port} {target}"),
+                RData::Cname(target) => format!("CNAME {target}"),
+                RData::Ns(target) => format!("NS {target}"),
+                RData::Ptr(target) => format!("PTR {target}"),
                 RData::Txt(texts) => format!(
                     "TXT {}",
                     texts

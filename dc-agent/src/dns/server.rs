@@ -106,6 +106,9 @@ fn query_type(record_type: RecordType) -> QueryType {
         RecordType::SRV => QueryType::Srv,
         RecordType::TXT => QueryType::Txt,
         RecordType::ANY => QueryType::Any,
+        RecordType::NS => QueryType::Ns,
+        RecordType::SOA => QueryType::Soa,
+        RecordType::PTR => QueryType::Ptr,
         _ => QueryType::Other,
     }
 }
@@ -125,6 +128,9 @@ fn to_record(record: &OurRecord) -> Option<Record> {
             target,
         } => RData::SRV(rdata::SRV::new(*priority, *weight, *port, name(target)?)),
         OurData::Txt(texts) => RData::TXT(rdata::TXT::new(texts.clone())),
+        OurData::Cname(target) => RData::CNAME(rdata::CNAME(name(target)?)),
+        OurData::Ns(target) => RData::NS(rdata::NS(name(target)?)),
+        OurData::Ptr(target) => RData::PTR(rdata::PTR(name(target)?)),
         OurData::Soa {
             mname,
             rname,

@@ -75,6 +75,37 @@ fn catalog() -> State {
             HealthStatus::Passing,
             &[("rfc1035-note", "hello")],
         ),
+        // An external node registered by host name, with a service.
+        register(
+            "ext",
+            "db.example.com",
+            Some(("pg-1", "pg", &[], "")),
+            HealthStatus::Passing,
+            &[],
+        ),
+        // Two instances of one service on one node.
+        register(
+            "n5",
+            "10.0.0.5",
+            Some(("cache-1", "cache", &[], "")),
+            HealthStatus::Passing,
+            &[],
+        ),
+        register(
+            "n5",
+            "10.0.0.5",
+            Some(("cache-2", "cache", &[], "")),
+            HealthStatus::Passing,
+            &[],
+        ),
+        // A server.
+        register(
+            "s1",
+            "10.0.0.10",
+            Some(("consul", "consul", &[], "")),
+            HealthStatus::Passing,
+            &[],
+        ),
     ];
     for (n, command) in commands.iter().enumerate() {
         state.apply(10 + n as u64, command);
@@ -368,4 +399,99 @@ fn service_ttls_pick_the_exact_name_then_the_longest_prefix_then_the_wildcard() 
     assert_eq!(settings.service_ttl("web-api"), 20);
     assert_eq!(settings.service_ttl("west"), 10);
     assert_eq!(settings.service_ttl("db"), 5);
+}
+
+#[test]
+fn host_name_addresses_are_cnames() {
+    check(
+        "ext.node.consul.",
+        QueryType::A,
+        expect![[r#"
+            status: NoError
+            ;; ANSWER
+            ext.node.consul. 0 CNAME db.example.com.
+        "#]],
+    );
+    check(
+        "pg.service.consul.",
+        QueryType::A,
+        expect![[r#"
+            status: NoError
+            ;; ANSWER
+            pg.service.consul. 0 CNAME db.example.com.
+        "#]],
+    );
+    check(
+        "pg.service.consul.",
+        QueryType::Srv,
+        expect![[r#"
+            status: NoError
+            ;; ANSWER
+            pg.service.consul. 0 SRV 1 1 8080 db.example.com.
+        "#]],
+    );
+}
+
+#[test]
+fn instances_on_one_node_give_one_address_record() {
+    check(
+        "cache.service.consul.",
+        QueryType::A,
+        expect![[r#"
+            status: NoError
+            ;; ANSWER
+            cache.service.consul. 0 A 10.0.0.5
+        "#]],
+    );
+}
+
+#[test]
+fn the_apex_answers_soa_and_ns_and_reverse_names_ptr() {
+    check(
+        "consul.",
+        QueryType::Soa,
+        expect![[r#"
+            status: NoError
+            ;; ANSWER
+            consul. 0 SOA ns.consul. hostmaster.consul. 1700000000 3600 600 86400 0
+        "#]],
+    );
+    check(
+        "consul.",
+        QueryType::Ns,
+        expect![[r#"
+            status: NoError
+            ;; ANSWER
+            consul. 0 NS s1.node.dc1.consul.
+            ;; ADDITIONAL
+            s1.node.dc1.consul. 0 A 10.0.0.10
+        "#]],
+    );
+    check(
+        "1.0.0.10.in-addr.arpa.",
+        QueryType::Ptr,
+        expect![[r#"
+            status: NoError
+            ;; ANSWER
+            1.0.0.10.in-addr.arpa. 0 PTR n1.node.dc1.consul.
+        "#]],
+    );
+    check(
+        "4.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.",
+        QueryType::Ptr,
+        expect![[r#"
+            status: NoError
+            ;; ANSWER
+            4.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa. 0 PTR n4.node.dc1.consul.
+        "#]],
+    );
+    check(
+        "9.9.9.10.in-addr.arpa.",
+        QueryType::Ptr,
+        expect![[r#"
+            status: NxDomain
+            ;; AUTHORITY
+            consul. 0 SOA ns.consul. hostmaster.consul. 1700000000 3600 600 86400 0
+        "#]],
+    );
 }
