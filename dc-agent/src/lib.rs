@@ -13,6 +13,7 @@ pub mod http;
 pub mod keygen;
 pub mod local;
 pub mod metrics;
+pub mod monitor;
 pub mod persist;
 pub mod raft;
 pub mod rpc;

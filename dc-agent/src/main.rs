@@ -61,6 +61,15 @@ enum Command {
     },
     /// Print the version, as `consul version`.
     Version,
+    /// Stream the agent's log lines, as `consul monitor`.
+    Monitor {
+        /// `trace`, `debug`, `info` (default), `warn` or `err`.
+        #[arg(long)]
+        log_level: Option<String>,
+        /// Lines as JSON.
+        #[arg(long)]
+        log_json: bool,
+    },
     /// Node or service maintenance mode: list it, or `-enable`/`-disable` it.
     Maint {
         /// Turn maintenance on.
@@ -497,6 +506,10 @@ fn main() -> ExitCode {
             local_only,
         } => cli::keyring::keyring(&addr, list, install, use_key, remove, local_only),
         Command::Info => cli::info::info(&addr),
+        Command::Monitor {
+            log_level,
+            log_json,
+        } => cli::info::monitor(&addr, log_level.as_deref(), log_json),
         Command::Version => {
             println!("Isthmus v{} (dc-agent)", env!("CARGO_PKG_VERSION"));
             println!(
@@ -663,13 +676,27 @@ fn agent(args: &[String]) -> ExitCode {
         tracing_subscriber::EnvFilter::new(format!("{level},openraft=error,hickory_server=warn"))
     });
     // A log that cannot be written (its pipe closed) is dropped, never fatal and never a
-    // reason to stop answering signals.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .log_internal_errors(false)
-        .init();
+    // reason to stop answering signals. `/v1/agent/monitor` gets its own copy, down to
+    // debug for Isthmus itself, whatever the log's level.
+    let logs = dc_agent::monitor::LogStream::new();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        let monitor_filter = tracing_subscriber::EnvFilter::new(
+            "info,dc_agent=trace,openraft=warn,hickory_server=warn",
+        );
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                    .log_internal_errors(false)
+                    .with_filter(filter),
+            )
+            .with(logs.layer().with_filter(monitor_filter))
+            .try_init();
+    }
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
@@ -699,6 +726,7 @@ fn agent(args: &[String]) -> ExitCode {
         dev,
         origin,
         reload,
+        logs,
     }));
     // Background threads (the log writer, blocking tasks) must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -233,6 +233,56 @@ impl Metrics {
         })
     }
 
+    /// Consul's JSON form of `/v1/agent/metrics` (go-metrics' in-memory sink): `Gauges`,
+    /// `Counters` and `Samples` (histograms: count, sum, mean), names dotted as Consul's
+    /// (`consul_raft_apply` is `consul.raft.apply`), labels as a map.
+    pub fn render_json(&self, now: &str) -> serde_json::Value {
+        use prometheus::proto::MetricType;
+        let mut gauges = Vec::new();
+        let mut counters = Vec::new();
+        let mut samples = Vec::new();
+        for family in self.registry.gather() {
+            let name = family.name().replace('_', ".");
+            for metric in family.get_metric() {
+                let labels: serde_json::Map<String, serde_json::Value> = metric
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name().to_owned(), serde_json::Value::from(l.value())))
+                    .collect();
+                match family.get_field_type() {
+                    MetricType::GAUGE => gauges.push(serde_json::json!({
+                        "Name": name, "Value": metric.get_gauge().get_value(), "Labels": labels,
+                    })),
+                    MetricType::COUNTER => {
+                        let value = metric.get_counter().get_value();
+                        counters.push(serde_json::json!({
+                            "Name": name, "Count": value, "Rate": 0.0, "Sum": value,
+                            "Min": 1.0, "Max": 1.0, "Mean": 1.0, "Stddev": 0.0, "Labels": labels,
+                        }));
+                    }
+                    MetricType::HISTOGRAM => {
+                        let histogram = metric.get_histogram();
+                        let count = histogram.get_sample_count();
+                        let sum = histogram.get_sample_sum();
+                        let mean = if count == 0 { 0.0 } else { sum / count as f64 };
+                        samples.push(serde_json::json!({
+                            "Name": name, "Count": count, "Rate": 0.0, "Sum": sum,
+                            "Min": 0.0, "Max": 0.0, "Mean": mean, "Stddev": 0.0, "Labels": labels,
+                        }));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        serde_json::json!({
+            "Timestamp": now,
+            "Gauges": gauges,
+            "Points": [],
+            "Counters": counters,
+            "Samples": samples,
+        })
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();

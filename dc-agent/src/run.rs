@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub origin: String,
     /// Reads the configuration again (`reload`, SIGHUP).
     pub reload: ConfigSource,
+    /// The log lines `/v1/agent/monitor` streams (fed by the log subscriber).
+    pub logs: crate::monitor::LogStream,
 }
 
 /// Reads the agent's configuration from its files and flags.
@@ -425,6 +427,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         dc_links,
         wan,
         coordinates: coordinate_queue.clone(),
+        logs: options.logs.clone(),
     };
     let router = crate::http::router(api);
     let catalog_source = match &server {

@@ -1096,3 +1096,207 @@ fn dns_answers_as_consuls() {
         "{answer}"
     );
 }
+
+/// `/v1/agent/metrics` (Consul's JSON without `?format`), `/v1/agent/host`,
+/// `/v1/operator/usage` and `/v1/agent/monitor` (`consul monitor`).
+#[test]
+fn agent_endpoints_as_consuls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = FlagAgent::server(dir.path(), "ep1", "127.138.0.1", &["-bootstrap-expect=1"]);
+    agent.wait_for_leader(Duration::from_secs(30));
+    let metrics = json(&agent.request("GET", "/v1/agent/metrics", ""));
+    for key in ["Timestamp", "Gauges", "Points", "Counters", "Samples"] {
+        assert!(metrics.get(key).is_some(), "no {key}: {metrics:#}");
+    }
+    assert!(
+        metrics["Gauges"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g["Name"] == "consul.server.isLeader")),
+        "{metrics:#}"
+    );
+    assert_eq!(
+        agent
+            .request("GET", "/v1/agent/metrics?format=xml", "")
+            .status,
+        400
+    );
+    let host = json(&agent.request("GET", "/v1/agent/host", ""));
+    assert!(
+        host["Memory"]["total"].as_u64().is_some_and(|t| t > 0),
+        "{host:#}"
+    );
+    assert!(host["Host"]["hostname"].is_string(), "{host:#}");
+    assert!(
+        host["CPU"].as_array().is_some_and(|c| !c.is_empty()),
+        "{host:#}"
+    );
+    let usage = wait_for(
+        Duration::from_secs(20),
+        &[&agent],
+        "usage with the node",
+        || {
+            let usage = json(&agent.request("GET", "/v1/operator/usage", ""));
+            (usage["Usage"]["dc1"]["Nodes"] == 1).then_some(usage)
+        },
+    );
+    assert_eq!(usage["Usage"]["dc1"]["Services"], 1, "{usage:#}");
+
+    // A bad level is refused; the monitor streams what the agent logs from now on.
+    assert_eq!(
+        agent
+            .request("GET", "/v1/agent/monitor?loglevel=loud", "")
+            .status,
+        400
+    );
+    let mut monitor = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
+        .args(["-http-addr=127.138.0.1:8500", "monitor", "-log-level=debug"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run monitor");
+    let stdout = monitor.stdout.take().expect("piped");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        // Reloading logs a line at info.
+        let _ = agent.client().put("/v1/agent/reload", b"");
+        if let Ok(line) = received.recv_timeout(Duration::from_millis(500)) {
+            if line.contains("[INFO]  agent: configuration reloaded") {
+                break;
+            }
+            seen.push(line);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reload line in the monitor: {seen:#?}"
+        );
+    }
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+}
+
+/// The rows of a table of COMPATIBILITY.md under `heading`, split into cells.
+fn compatibility_rows(heading: &str) -> Vec<Vec<String>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../COMPATIBILITY.md");
+    let text = std::fs::read_to_string(path).expect("COMPATIBILITY.md");
+    let section = text
+        .split("\n## ")
+        .find(|s| s.starts_with(heading))
+        .unwrap_or_else(|| panic!("no section {heading}"));
+    section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("|---"))
+        .skip(1)
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().trim_matches('`').to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// A PATCH (a method Consul's API never uses) to `path`: the status and the `Allow` header.
+/// A route that exists answers 405 with the methods it takes; one that does not, 404.
+fn probe(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    write!(
+        stream,
+        "PATCH {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let allow = answer
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("allow")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, allow)
+}
+
+/// COMPATIBILITY.md's HTTP rows against a running agent: what it marks works or differs
+/// reaches a handler for that method, what it marks not supported does not.
+#[test]
+fn http_rows_match_the_router() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = FlagAgent::server(dir.path(), "rows", "127.139.0.1", &["-bootstrap-expect=1"]);
+    agent.wait_for_leader(Duration::from_secs(30));
+    let rows = compatibility_rows("HTTP API");
+    assert!(rows.len() > 150, "{} rows", rows.len());
+    let mut wrong = Vec::new();
+    for row in &rows {
+        let [_, method, path, status, ..] = row.as_slice() else {
+            panic!("bad row {row:?}");
+        };
+        let concrete: String = path
+            .split('/')
+            .map(|part| if part.starts_with(':') { "x" } else { part })
+            .collect::<Vec<_>>()
+            .join("/");
+        let (code, allow) = probe(&agent.http(), &concrete);
+        let routed = code == 405 && allow.split(',').any(|m| m.trim() == method);
+        let claimed = status == "works" || status == "differs";
+        if routed != claimed {
+            wrong.push(format!(
+                "{method} {path}: marked {status}, answered {code} (Allow: {allow})"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "COMPATIBILITY.md is not true:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// COMPATIBILITY.md's CLI rows against the binary: a verb marked works has a `--help`, one
+/// marked not supported is refused as unknown.
+#[test]
+fn cli_rows_match_the_binary() {
+    let rows = compatibility_rows("CLI");
+    assert!(rows.len() > 100, "{} rows", rows.len());
+    let mut wrong = Vec::new();
+    for row in &rows {
+        let [verb, status, ..] = row.as_slice() else {
+            panic!("bad row {row:?}");
+        };
+        let mut args: Vec<&str> = verb.split_whitespace().collect();
+        args.push("--help");
+        let (code, output) = dc_agent(&args);
+        let claimed = status == "works" || status == "differs";
+        if (code == 0) != claimed {
+            wrong.push(format!(
+                "{verb}: marked {status}, `--help` exited {code}: {}",
+                output.lines().next().unwrap_or_default()
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "COMPATIBILITY.md is not true:\n{}",
+        wrong.join("\n")
+    );
+}

@@ -148,6 +148,15 @@ fn requests_for_another_datacenter_cross_the_gateways() {
     let (code, listed, _) = support::cli(&http, &["catalog", "nodes", "-datacenter", "dc2"]);
     assert_eq!(code, 0, "{listed}");
     assert!(listed.lines().any(|l| l.starts_with("s3 ")), "{listed}");
+    // `info` reports the datacenters it knows, as Consul's.
+    cluster.wait_for(
+        "info to know both datacenters",
+        Duration::from_secs(30),
+        |_| {
+            let (code, info, _) = support::cli(&http, &["info"]);
+            (code == 0 && info.contains("\tknown_datacenters = 2\n")).then_some(())
+        },
+    );
 
     // The round trip between the datacenters, as the gateways measure it.
     let (code, rtt, _) = support::cli(&http, &["rtt", "-wan", "dc2"]);

@@ -417,7 +417,14 @@ fn translate_deprecated(object: &mut Map<String, Value>, warnings: &mut Vec<Stri
 /// A check's `script` (removed from Consul's docs, still in old configs) runs through the
 /// shell as `args = ["sh", "-c", script]`.
 fn translate_script(check: &mut Map<String, Value>) {
-    if let Some(Value::String(script)) = check.remove("script") {
+    // `ScriptArgs` is the old name of `args`.
+    if let Some(key) = check.keys().find(|k| squash(k) == "scriptargs").cloned() {
+        if let Some(args) = check.remove(&key) {
+            check.entry("args").or_insert(args);
+        }
+    }
+    let script_key = check.keys().find(|k| squash(k) == "script").cloned();
+    if let Some(Value::String(script)) = script_key.and_then(|k| check.remove(&k)) {
         check
             .entry("args")
             .or_insert_with(|| Value::from(vec!["/bin/sh".to_owned(), "-c".to_owned(), script]));
@@ -433,10 +440,18 @@ fn translate_scripts(object: &mut Map<String, Value>) {
     }
     if let Some(Value::Array(services)) = object.get_mut("services") {
         for service in services.iter_mut().filter_map(Value::as_object_mut) {
-            if let Some(Value::Object(check)) = service.get_mut("check") {
+            let key = |service: &Map<String, Value>, name: &str| {
+                service
+                    .keys()
+                    .find(|k| k.eq_ignore_ascii_case(name))
+                    .cloned()
+            };
+            let single = key(service, "check");
+            if let Some(Value::Object(check)) = single.and_then(|k| service.get_mut(&k)) {
                 translate_script(check);
             }
-            if let Some(Value::Array(checks)) = service.get_mut("checks") {
+            let list = key(service, "checks");
+            if let Some(Value::Array(checks)) = list.and_then(|k| service.get_mut(&k)) {
                 checks
                     .iter_mut()
                     .filter_map(Value::as_object_mut)
@@ -466,15 +481,14 @@ pub fn check_source(
         }
     }
     translate_deprecated(object, warnings, origin);
+    translate_scripts(object);
     let mut walk = Walk {
         origin,
         warnings,
         problems: Vec::new(),
     };
     walk.object(object, "", false);
-    let problems = walk.problems;
-    translate_scripts(object);
-    problems
+    walk.problems
 }
 
 /// Line and column where `key` (dotted; its last part is looked for) is written in `text`,
@@ -502,9 +516,82 @@ pub fn locate(text: &str, key: &str, format: Format) -> (usize, usize) {
     offset.map_or((1, 1), |at| wire::config_file::line_col(text, at))
 }
 
+/// The agent configuration table of `COMPATIBILITY.md`: every key Consul has (and the
+/// `isthmus` extensions), with what the agent does with it. Generated from the tables the
+/// agent uses, so it cannot drift from them.
+pub fn compatibility_table() -> String {
+    let mut keys: Vec<&str> = CONSUL_KEYS
+        .iter()
+        .chain(APPLIED)
+        .chain(SATISFIED)
+        .copied()
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut out = String::from("| Key | Status | Notes |\n|---|---|---|\n");
+    for key in keys {
+        let base = key.strip_suffix(".*").unwrap_or(key);
+        let renamed = RENAMED.iter().find(|(old, _)| *old == key);
+        let (status, note) = if let Some((_, new)) = renamed {
+            (
+                "works",
+                format!("deprecated in Consul; read as `{}`", new.join(".")),
+            )
+        } else if key == "start_join" {
+            (
+                "differs",
+                "deprecated in Consul; joined as `retry_join` (retried until one answers)"
+                    .to_owned(),
+            )
+        } else if matches!(key, "service" | "check") {
+            ("works", format!("read as one entry of `{key}s`"))
+        } else if key.ends_with(".script") {
+            (
+                "differs",
+                "runs as `/bin/sh -c SCRIPT` (Consul dropped `script`)".to_owned(),
+            )
+        } else if listed(SATISFIED, key) {
+            ("works", "what Isthmus does anyway".to_owned())
+        } else if key.starts_with("isthmus.") {
+            ("isthmus", "Isthmus's own setting".to_owned())
+        } else if listed(APPLIED, key) || (key.ends_with(".*") && listed(APPLIED, key)) {
+            ("works", String::new())
+        } else if applied(base) {
+            ("works", "in part: see the keys under it".to_owned())
+        } else {
+            (
+                "not supported",
+                "accepted; one warning names it, and it is ignored".to_owned(),
+            )
+        };
+        out.push_str(&format!("| `{key}` | {status} | {note} |\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compatibility_md_lists_every_config_key() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../COMPATIBILITY.md");
+        let text = std::fs::read_to_string(&path).expect("COMPATIBILITY.md at the top");
+        let (start, end) = ("<!-- config-keys:start -->\n", "<!-- config-keys:end -->");
+        let (Some(from), Some(to)) = (text.find(start), text.find(end)) else {
+            panic!("COMPATIBILITY.md has no config-keys markers");
+        };
+        let current = &text[from + start.len()..to];
+        let generated = compatibility_table();
+        if current != generated {
+            if std::env::var_os("UPDATE_EXPECT").is_some() {
+                let updated = format!("{}{generated}{}", &text[..from + start.len()], &text[to..]);
+                std::fs::write(&path, updated).expect("rewrite COMPATIBILITY.md");
+            } else {
+                panic!("COMPATIBILITY.md's configuration table is stale: run `UPDATE_EXPECT=1 cargo test -p dc-agent --lib compatibility`");
+            }
+        }
+    }
 
     fn check(json: &str) -> (Value, Vec<String>, Vec<String>) {
         let mut object = match serde_json::from_str::<Value>(json) {

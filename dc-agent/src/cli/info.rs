@@ -54,3 +54,53 @@ pub fn reload(addr: &str) -> ExitCode {
         Err(e) => fail(e),
     }
 }
+
+/// `monitor [-log-level=LEVEL] [-log-json]`: streams the agent's log lines until the agent
+/// stops or this is interrupted.
+pub fn monitor(addr: &str, level: Option<&str>, json: bool) -> ExitCode {
+    let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let mut url = format!(
+        "{base}/v1/agent/monitor?loglevel={}",
+        crate::client::encode_key(level.unwrap_or("info"))
+    );
+    if json {
+        url.push_str("&logjson");
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(&url);
+    if let Some(token) = super::token() {
+        request = request.header("X-Consul-Token", token);
+    }
+    let response = match request.call() {
+        Ok(response) => response,
+        Err(e) => return fail(format!("Error starting monitor: {e}")),
+    };
+    if response.status().as_u16() != 200 {
+        let status = response.status().as_u16();
+        let text = response.into_body().read_to_string().unwrap_or_default();
+        return fail(format!(
+            "Error starting monitor: Unexpected response code: {status} ({})",
+            text.trim()
+        ));
+    }
+    let mut reader = std::io::BufReader::new(response.into_body().into_reader());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match std::io::BufRead::read_line(&mut reader, &mut line) {
+            Ok(0) => break,
+            Ok(_) => print!("{line}"),
+            Err(e) => return fail(format!("Error reading the monitor: {e}")),
+        }
+    }
+    println!("Remote side ended the monitor! This usually means that the");
+    println!("remote side has exited or crashed.");
+    ExitCode::SUCCESS
+}

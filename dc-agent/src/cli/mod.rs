@@ -56,6 +56,11 @@ pub fn set_token(token: String) {
     let _ = TOKEN.set(token);
 }
 
+/// The token set with [`set_token`], if any.
+pub fn token() -> Option<String> {
+    TOKEN.get().cloned()
+}
+
 /// The client for `-http-addr`.
 pub fn client(addr: &str) -> ApiClient {
     ApiClient::new(addr, std::time::Duration::from_secs(60)).with_token(TOKEN.get().cloned())

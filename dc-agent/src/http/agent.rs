@@ -113,7 +113,22 @@ pub async fn remove_raft_peer(State(api): State<Api>, uri: Uri) -> Result<Respon
 pub async fn agent_self(State(api): State<Api>) -> Response {
     let agent = &api.agent;
     let (raft, consul) = match &api.backend {
-        super::Backend::Server(server) => server_stats(server),
+        super::Backend::Server(server) => {
+            let (raft, mut consul) = server_stats(server);
+            // Consul's `known_datacenters`: this one and those of the WAN pool.
+            let mut known: std::collections::BTreeSet<String> =
+                std::collections::BTreeSet::from([agent.datacenter.clone()]);
+            if let Some(wan) = &api.wan {
+                known.extend(
+                    wan.members()
+                        .into_iter()
+                        .filter(|m| m.status != crate::gossip::pool::MemberStatus::Left)
+                        .map(|m| m.id.dc),
+                );
+            }
+            consul.insert("known_datacenters", known.len().to_string());
+            (raft, consul)
+        }
         super::Backend::Client(link) => {
             let consul = BTreeMap::from([
                 ("server", "false".to_owned()),
@@ -226,16 +241,206 @@ fn server_stats(server: &crate::server::Server) -> (Stats, Stats) {
 /// `GET /v1/agent/metrics?format=prometheus` (JSON is not offered).
 pub async fn metrics(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
     let params = params(uri.query())?;
-    if params.get("format").map(String::as_str) != Some("prometheus") {
-        return Err(ApiError::BadRequest(
-            "only ?format=prometheus is supported".to_owned(),
-        ));
+    match params.get("format").map(String::as_str) {
+        Some("prometheus") => {}
+        None | Some("") => {
+            let now = time::OffsetDateTime::now_utc();
+            let stamp = format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
+                now.year(),
+                u8::from(now.month()),
+                now.day(),
+                now.hour(),
+                now.minute(),
+                now.second()
+            );
+            return Ok(json(
+                &api,
+                1,
+                Consistency::Stale,
+                &api.metrics.render_json(&stamp),
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "Invalid format {other:?}: leave it out for JSON, or use ?format=prometheus"
+            )))
+        }
     }
     Ok((
         [("content-type", "text/plain; version=0.0.4")],
         api.metrics.render(),
     )
         .into_response())
+}
+
+/// `GET /v1/agent/version`, Consul's shape.
+pub async fn version() -> Response {
+    let body = json!({
+        "SHA": option_env!("ISTHMUS_REVISION").unwrap_or(""),
+        "BuildDate": "",
+        "HumanVersion": format!("Isthmus v{}", env!("CARGO_PKG_VERSION")),
+        "FIPS": "",
+    });
+    ([("content-type", "application/json")], body.to_string()).into_response()
+}
+
+/// `GET /v1/agent/monitor?loglevel=LEVEL`: streams the agent's log lines from now on, at
+/// LEVEL (default info) and above, until the client goes away or the agent stops.
+pub async fn monitor(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let params = params(uri.query())?;
+    let text = params.get("loglevel").cloned().unwrap_or_default();
+    let level = crate::monitor::parse_level(&text)
+        .ok_or_else(|| ApiError::BadRequest(format!("Unknown log level: {text}")))?;
+    let json_lines = params.contains_key("logjson");
+    let receiver = api.logs.subscribe();
+    let stop = api.shutdown.clone();
+    let stream = futures_util::stream::unfold(
+        (receiver, stop),
+        move |(mut receiver, stop)| async move {
+            loop {
+                let line = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return None,
+                    line = receiver.recv() => line,
+                };
+                match line {
+                    // Tracing's levels order the other way: TRACE is the greatest.
+                    Ok(line) if line.level <= level => {
+                        let mut text = if json_lines {
+                            json!({"@level": line.level.as_str().to_ascii_lowercase(), "@message": line.text}).to_string()
+                        } else {
+                            line.text.clone()
+                        };
+                        text.push('\n');
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(text)),
+                            (receiver, stop),
+                        ));
+                    }
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    Ok((
+        [("content-type", "text/plain; charset=utf-8")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// `GET /v1/agent/host`: the machine the agent runs on, in Consul's shape (gopsutil's
+/// names), read from `/proc` and the data directory's file system.
+pub async fn host() -> Response {
+    let started = std::time::Instant::now();
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let meminfo = read("/proc/meminfo");
+    let kib = |key: &str| -> u64 {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    let total = kib("MemTotal");
+    let available = kib("MemAvailable");
+    let used = total.saturating_sub(available);
+    let uptime = read("/proc/uptime")
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let cpus: Vec<serde_json::Value> = read("/proc/cpuinfo")
+        .split("\n\n")
+        .filter(|block| block.contains("processor"))
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        (k.trim() == name).then(|| v.trim().to_owned())
+                    })
+                    .unwrap_or_default()
+            };
+            json!({
+                "cpu": field("processor").parse::<u32>().unwrap_or(0),
+                "vendorId": field("vendor_id"),
+                "family": field("cpu family"),
+                "model": field("model"),
+                "modelName": field("model name"),
+                "mhz": field("cpu MHz").parse::<f64>().unwrap_or(0.0),
+                "cacheSize": field("cache size").split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0),
+                "cores": 1,
+                "flags": field("flags").split_whitespace().collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let os_release = read("/etc/os-release");
+    let os_field = |key: &str| {
+        os_release
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap_or_default()
+    };
+    let disk = disk_usage("/");
+    let body = json!({
+        "Memory": {
+            "total": total, "available": available, "used": used,
+            "usedPercent": if total == 0 { 0.0 } else { used as f64 * 100.0 / total as f64 },
+            "free": kib("MemFree"),
+        },
+        "CPU": cpus,
+        "Host": {
+            "hostname": crate::config::host_name().unwrap_or_default(),
+            "uptime": uptime,
+            "bootTime": now.saturating_sub(uptime),
+            "procs": std::fs::read_dir("/proc").map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit())).count()).unwrap_or(0),
+            "os": std::env::consts::OS,
+            "platform": os_field("ID"),
+            "platformFamily": os_field("ID_LIKE"),
+            "platformVersion": os_field("VERSION_ID"),
+            "kernelVersion": read("/proc/sys/kernel/osrelease").trim(),
+            "kernelArch": std::env::consts::ARCH,
+            "virtualizationSystem": "",
+            "virtualizationRole": "",
+            "hostid": read("/proc/sys/kernel/random/boot_id").trim(),
+        },
+        "Disk": disk,
+        "CollectionTime": started.elapsed().as_nanos() as u64,
+        "Errors": null,
+    });
+    ([("content-type", "application/json")], body.to_string()).into_response()
+}
+
+fn disk_usage(path: &str) -> serde_json::Value {
+    let Ok(c_path) = std::ffi::CString::new(path) else {
+        return json!({});
+    };
+    // SAFETY: statvfs writes into the zeroed struct it is given; the path is NUL-terminated.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } == 0;
+    if !ok {
+        return json!({});
+    }
+    let block = stat.f_frsize as u64;
+    let total = stat.f_blocks as u64 * block;
+    let free = stat.f_bavail as u64 * block;
+    let used = total.saturating_sub(stat.f_bfree as u64 * block);
+    json!({
+        "path": path, "fstype": "", "total": total, "free": free, "used": used,
+        "usedPercent": if total == 0 { 0.0 } else { used as f64 * 100.0 / total as f64 },
+        "inodesTotal": stat.f_files as u64, "inodesUsed": (stat.f_files - stat.f_ffree) as u64,
+        "inodesFree": stat.f_ffree as u64,
+    })
 }
 
 /// How long a leaving agent keeps running after its goodbyes (Consul's `leave_drain_time`).

@@ -291,6 +291,40 @@ pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiE
     Ok(json(&api, index, consistency, &services))
 }
 
+/// `GET /v1/operator/usage`: how many nodes, services and instances the catalog holds, in
+/// Consul's shape (per datacenter; no Connect instances here).
+pub async fn usage(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let datacenter = api.agent.datacenter.clone();
+    let (index, usage, consistency) = read(&api, &uri, |data| {
+        let catalog = &data.state.catalog;
+        let names = catalog.service_names();
+        let instances: usize = names
+            .keys()
+            .map(|name| catalog.instances(name, &[]).count())
+            .sum();
+        let indexes = catalog.indexes();
+        let index = indexes.nodes.max(indexes.services);
+        let usage = serde_json::json!({
+            "Usage": {
+                datacenter.clone(): {
+                    "Services": names.len(),
+                    "ServiceInstances": instances,
+                    "ConnectServiceInstances": {
+                        "api-gateway": 0, "connect-native": 0, "connect-proxy": 0,
+                        "ingress-gateway": 0, "mesh-gateway": 0, "terminating-gateway": 0,
+                    },
+                    "BillableServiceInstances": instances,
+                    "Nodes": catalog.nodes().count(),
+                }
+            },
+            "Index": index,
+        });
+        (index, usage)
+    })
+    .await?;
+    Ok(json(&api, index, consistency, &usage))
+}
+
 /// `GET /v1/catalog/service/<name>` (`?tag=`).
 pub async fn service(
     State(api): State<Api>,

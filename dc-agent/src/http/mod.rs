@@ -64,6 +64,8 @@ pub struct Api {
     pub wan: Option<crate::gossip::pool::Pool>,
     /// A server's queue of coordinate updates (written by the leader in batches).
     pub coordinates: Option<Arc<crate::server::coordinates::CoordinateQueue>>,
+    /// The log lines `/v1/agent/monitor` streams.
+    pub logs: crate::monitor::LogStream,
 }
 
 impl Api {
@@ -155,6 +157,10 @@ pub fn router(api: Api) -> Router {
             "/v1/operator/raft/configuration",
             get(agent::raft_configuration),
         )
+        .route("/v1/operator/usage", get(catalog::usage))
+        .route("/v1/agent/host", get(agent::host))
+        .route("/v1/agent/monitor", get(agent::monitor))
+        .route("/v1/agent/version", get(agent::version))
         .route(
             "/v1/operator/raft/peer",
             axum::routing::delete(agent::remove_raft_peer),

@@ -12,7 +12,7 @@ use wire::raft::RaftNode;
 use crate::raft::{NodeId, TypeConfig};
 
 /// Version of the RPC protocol, exchanged in [`RpcRequest::Hello`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A Raft RPC.
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,6 +79,9 @@ pub struct Hello {
     pub leader: Option<(NodeId, RaftNode)>,
     /// Its `bootstrap_expect`.
     pub bootstrap_expect: u32,
+    /// The uninitialized servers it would bootstrap with now (itself included), sorted: a
+    /// server bootstraps only once every one of them names the same set.
+    pub candidates: Vec<NodeId>,
 }
 
 /// The answer to an [`RpcRequest`].

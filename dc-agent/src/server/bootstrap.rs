@@ -4,10 +4,11 @@
 //! server of this datacenter that LAN gossip knows (so servers joined afterwards with
 //! `dc-agent join`, as Consul's tutorials do, count for `bootstrap_expect`). If a greeted
 //! server knows a leader, ask that leader to add this server (as a learner, promoted to voter
-//! once caught up). Otherwise, once `bootstrap_expect` uninitialized servers of this
-//! datacenter with the same expectation know each other, the one with the lowest node ID
-//! initializes the cluster with all of them: exactly one server bootstraps, exactly once
-//! (openraft refuses a second initialization).
+//! once caught up). Otherwise, once at least `bootstrap_expect` uninitialized servers of this
+//! datacenter with the same expectation know each other, and every one of them names the
+//! same set of candidates (so a server gossip has not told everyone about yet cannot lead
+//! two servers to bootstrap two clusters), the one with the lowest node ID initializes the
+//! cluster with all of them, as Consul bootstraps with every server it knows.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -140,13 +141,27 @@ async fn step(server: &Server) -> anyhow::Result<Option<String>> {
         }
     }
     let expect = server.bootstrap_expect as usize;
+    let ids: Vec<u64> = candidates.keys().copied().collect();
+    if let Ok(mut told) = server.bootstrap_candidates.lock() {
+        told.clone_from(&ids);
+    }
     if candidates.len() < expect {
         return Ok(Some(format!(
             "waiting for {expect} servers to bootstrap; {} known",
             candidates.len()
         )));
     }
-    let chosen: BTreeMap<u64, wire::raft::RaftNode> = candidates.into_iter().take(expect).collect();
+    // Every candidate must see the same set (their answers are at most one round old).
+    let agreed = peers
+        .iter()
+        .filter(|p| candidates.contains_key(&p.id))
+        .all(|p| p.candidates == ids);
+    if !agreed {
+        return Ok(Some(
+            "waiting for the servers to agree on who bootstraps".to_owned(),
+        ));
+    }
+    let chosen = candidates;
     if chosen.keys().next() != Some(&server.id) {
         return Ok(Some("another server bootstraps the cluster".to_owned()));
     }

@@ -145,6 +145,11 @@ impl Server {
             initialized: self.raft.is_initialized().await.unwrap_or(false),
             leader: self.leader(),
             bootstrap_expect: self.bootstrap_expect,
+            candidates: self
+                .bootstrap_candidates
+                .lock()
+                .map(|c| c.clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct Server {
     /// The LAN gossip pool (set once it runs): the servers it knows are greeted for
     /// bootstrap and joining as `retry_join` addresses are, however they joined.
     pub lan: std::sync::OnceLock<crate::gossip::pool::Pool>,
+    /// The servers this one would bootstrap with now (see `bootstrap`), told in `Hello`.
+    pub bootstrap_candidates: std::sync::Mutex<Vec<NodeId>>,
 }
 
 /// Timeouts of RPCs between servers that are not Raft's own.
@@ -177,6 +179,7 @@ impl Server {
             proposer: proposer::Proposer::start(raft.clone()),
             leaving: std::sync::atomic::AtomicBool::new(false),
             lan: std::sync::OnceLock::new(),
+            bootstrap_candidates: std::sync::Mutex::new(Vec::new()),
         });
         tracing::info!(node = %server.node.name, id = server.id, addr = %server.node.addr, dc = %server.datacenter, "server started");
         tasks.spawn(handlers::accept_loop(
