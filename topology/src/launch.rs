@@ -317,7 +317,19 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
     }
     print!("{}", table(&rows));
     let first = nodes.first().map(|m| m.http()).unwrap_or_default();
-    println!("\ntry: CONSUL_HTTP_ADDR={first} dc-agent kv put hello world");
+    // The dc-agent that runs the nodes, named as the user can type it (relative to the
+    // working directory when it lies below it, as `./target/release/dc-agent`).
+    let agent = binary("dc-agent")
+        .map(|path| {
+            let shown = std::env::current_dir().ok().and_then(|cwd| {
+                path.strip_prefix(&cwd)
+                    .ok()
+                    .map(|p| format!("./{}", p.display()))
+            });
+            shown.unwrap_or_else(|| path.display().to_string())
+        })
+        .unwrap_or_else(|_| "dc-agent".to_owned());
+    println!("\ntry: CONSUL_HTTP_ADDR={first} {agent} kv put hello world");
     if detach {
         println!("running in the background; stop with `topology down`");
         return Ok(ExitCode::SUCCESS);
