@@ -61,6 +61,11 @@ enum Command {
     },
     /// Print the version, as `consul version`.
     Version,
+    /// Save, restore or inspect a snapshot of the datacenter's state.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
     /// Stream the agent's log lines, as `consul monitor`.
     Monitor {
         /// `trace`, `debug`, `info` (default), `warn` or `err`.
@@ -179,6 +184,28 @@ enum Command {
         /// Gossip addresses.
         #[arg(required = true)]
         addresses: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Save the state to FILE.
+    Save {
+        /// Let any server answer.
+        #[arg(long)]
+        stale: bool,
+        /// The file.
+        file: PathBuf,
+    },
+    /// Replace the datacenter's state with FILE's, through Raft.
+    Restore {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print what FILE holds.
+    Inspect {
+        /// The file.
+        file: PathBuf,
     },
 }
 
@@ -506,6 +533,15 @@ fn main() -> ExitCode {
             local_only,
         } => cli::keyring::keyring(&addr, list, install, use_key, remove, local_only),
         Command::Info => cli::info::info(&addr),
+        Command::Snapshot {
+            command: SnapshotCommand::Save { stale, file },
+        } => cli::snapshot::save(&addr, &file, stale),
+        Command::Snapshot {
+            command: SnapshotCommand::Restore { file },
+        } => cli::snapshot::restore(&addr, &file),
+        Command::Snapshot {
+            command: SnapshotCommand::Inspect { file },
+        } => cli::snapshot::inspect(&file),
         Command::Monitor {
             log_level,
             log_json,

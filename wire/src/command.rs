@@ -56,6 +56,9 @@ pub enum Command {
     /// Network coordinates of nodes, as their agents last sent them (the leader batches
     /// them). Coordinates of nodes not in the catalog are ignored.
     CoordinateBatchUpdate(Vec<(String, crate::records::Coordinate)>),
+    /// Replace the whole state with a snapshot (`PUT /v1/snapshot`, `snapshot restore`).
+    /// Every table index moves to the restore's index, so blocking queries see the change.
+    Restore(Box<crate::snapshot::StateSnapshot>),
 }
 
 /// One operation of a transaction (Consul's KV verbs).

@@ -9,6 +9,7 @@ pub mod maint;
 pub mod members;
 pub mod operator;
 pub mod services;
+pub mod snapshot;
 
 use std::process::ExitCode;
 

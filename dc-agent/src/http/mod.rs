@@ -13,6 +13,7 @@ mod error;
 pub(crate) mod forward;
 mod keyring;
 mod kv;
+pub mod snapshot;
 mod txn;
 
 use std::collections::HashMap;
@@ -158,6 +159,14 @@ pub fn router(api: Api) -> Router {
             get(agent::raft_configuration),
         )
         .route("/v1/operator/usage", get(catalog::usage))
+        .route(
+            "/v1/snapshot",
+            get(snapshot::save)
+                .put(snapshot::restore)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    snapshot::MAX_SNAPSHOT + 1,
+                )),
+        )
         .route("/v1/agent/host", get(agent::host))
         .route("/v1/agent/monitor", get(agent::monitor))
         .route("/v1/agent/version", get(agent::version))

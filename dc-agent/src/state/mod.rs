@@ -38,6 +38,29 @@ impl State {
     /// Applies one committed command at Raft index `index`.
     pub fn apply(&mut self, index: u64, command: &Command) -> CommandResult {
         match command {
+            Command::Restore(snapshot) => {
+                let mut snapshot = (**snapshot).clone();
+                snapshot.kv_floor = snapshot.kv_floor.max(index);
+                snapshot.table_indexes = [index; 3];
+                snapshot.node_indexes.values_mut().for_each(|i| *i = index);
+                snapshot
+                    .service_indexes
+                    .values_mut()
+                    .for_each(|i| *i = index);
+                snapshot.coordinates_index = index;
+                // A node or service the restore removed still wakes its watchers.
+                for (node, _) in self.catalog.indexes().per_node.iter() {
+                    snapshot.node_indexes.entry(node.clone()).or_insert(index);
+                }
+                for (service, _) in self.catalog.indexes().per_service.iter() {
+                    snapshot
+                        .service_indexes
+                        .entry(service.clone())
+                        .or_insert(index);
+                }
+                *self = State::from_snapshot(snapshot);
+                CommandResult::Done
+            }
             Command::KvSet {
                 key,
                 value,
