@@ -347,11 +347,51 @@ enum OperatorCommand {
         #[command(subcommand)]
         command: RaftCommand,
     },
+    /// Autopilot: its configuration and the servers' health.
+    Autopilot {
+        #[command(subcommand)]
+        command: AutopilotCommand,
+    },
     /// The federation of datacenters.
     Federation {
         #[command(subcommand)]
         command: FederationCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum AutopilotCommand {
+    /// Print the configuration.
+    GetConfig,
+    /// Change the configuration (flags left out keep their values).
+    SetConfig {
+        /// Remove failed servers from Raft.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        cleanup_dead_servers: Option<bool>,
+        /// Most log entries a healthy server may trail by.
+        #[arg(long)]
+        max_trailing_logs: Option<u64>,
+        /// Fewest voters dead-server cleanup leaves.
+        #[arg(long)]
+        min_quorum: Option<u32>,
+        /// Longest a healthy server may go without the leader (`200ms`).
+        #[arg(long)]
+        last_contact_threshold: Option<String>,
+        /// How long a new server must be healthy to count as stable (`10s`).
+        #[arg(long)]
+        server_stabilization_time: Option<String>,
+        /// Consul Enterprise: kept, not used.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        disable_upgrade_migration: Option<bool>,
+        /// Consul Enterprise: kept, not used.
+        #[arg(long)]
+        redundancy_zone_tag: Option<String>,
+        /// Consul Enterprise: kept, not used.
+        #[arg(long)]
+        upgrade_version_tag: Option<String>,
+    },
+    /// Print the servers' health as the leader sees it.
+    State,
 }
 
 #[derive(Subcommand)]
@@ -519,6 +559,46 @@ fn main() -> ExitCode {
                     command: RaftCommand::RemovePeer { id, address },
                 },
         } => cli::operator::remove_peer(&addr, id.as_deref(), address.as_deref()),
+        Command::Operator {
+            command:
+                OperatorCommand::Autopilot {
+                    command: AutopilotCommand::GetConfig,
+                },
+        } => cli::operator::autopilot_get(&addr),
+        Command::Operator {
+            command:
+                OperatorCommand::Autopilot {
+                    command: AutopilotCommand::State,
+                },
+        } => cli::operator::autopilot_state(&addr),
+        Command::Operator {
+            command:
+                OperatorCommand::Autopilot {
+                    command:
+                        AutopilotCommand::SetConfig {
+                            cleanup_dead_servers,
+                            max_trailing_logs,
+                            min_quorum,
+                            last_contact_threshold,
+                            server_stabilization_time,
+                            disable_upgrade_migration,
+                            redundancy_zone_tag,
+                            upgrade_version_tag,
+                        },
+                },
+        } => cli::operator::autopilot_set(
+            &addr,
+            &cli::operator::AutopilotFlags {
+                cleanup_dead_servers,
+                max_trailing_logs,
+                min_quorum,
+                last_contact_threshold,
+                server_stabilization_time,
+                disable_upgrade_migration,
+                redundancy_zone_tag,
+                upgrade_version_tag,
+            },
+        ),
         Command::Operator {
             command:
                 OperatorCommand::Federation {

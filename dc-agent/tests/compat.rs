@@ -790,14 +790,15 @@ fn voters(agent: &FlagAgent) -> Option<Vec<serde_json::Value>> {
     )
 }
 
-/// Dead servers leave Raft as Consul's do: `force-leave` of a killed server removes it from
-/// the Raft configuration (the leader acts on the left member), and `operator raft
-/// remove-peer -id|-address` removes one by hand.
+/// Dead servers leave Raft as Consul's do: autopilot's `CleanupDeadServers` (on by
+/// default) removes a killed server; with it turned off (`operator autopilot set-config`),
+/// `force-leave` of a dead server removes it, and `operator raft remove-peer -address` does
+/// by hand. `autopilot get-config`, `state` and the health endpoint report the servers.
 #[test]
 fn dead_servers_are_removed_from_raft() {
     let dir = tempfile::tempdir().expect("tempdir");
     let join = "-retry-join=127.135.0.1";
-    let mut servers: Vec<FlagAgent> = (1..=4)
+    let mut servers: Vec<FlagAgent> = (1..=5)
         .map(|n| {
             FlagAgent::server(
                 dir.path(),
@@ -808,15 +809,77 @@ fn dead_servers_are_removed_from_raft() {
         })
         .collect();
     let http = "-http-addr=127.135.0.1:8500";
+    let voter_names = |servers: &[FlagAgent]| -> Option<Vec<String>> {
+        let mut names: Vec<String> = voters(&servers[0])?
+            .iter()
+            .filter_map(|s| s["Node"].as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        Some(names)
+    };
     {
         let all: Vec<&FlagAgent> = servers.iter().collect();
-        wait_for(Duration::from_secs(40), &all, "four voters", || {
-            (voters(&servers[0])?.len() == 4).then_some(())
+        wait_for(Duration::from_secs(40), &all, "five voters", || {
+            (voter_names(&servers)?.len() == 5).then_some(())
         });
+        let health = wait_for(Duration::from_secs(20), &all, "a healthy autopilot", || {
+            let health: serde_json::Value = servers[0]
+                .client()
+                .get("/v1/operator/autopilot/health")
+                .ok()?
+                .json()
+                .ok()?;
+            (health["Healthy"] == true).then_some(health)
+        });
+        assert_eq!(health["FailureTolerance"], 2, "{health:#}");
+        assert_eq!(
+            health["Servers"].as_array().map(Vec::len),
+            Some(5),
+            "{health:#}"
+        );
     }
-    // s4 dies; force-leave takes it out of gossip, the catalog and Raft.
-    let s4 = servers.pop().expect("four servers");
-    drop(s4);
+    let (code, output) = dc_agent(&[http, "operator", "autopilot", "get-config"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.starts_with(
+            "CleanupDeadServers = true\nLastContactThreshold = 200ms\nMaxTrailingLogs = 250\n"
+        ),
+        "{output}"
+    );
+    let (code, output) = dc_agent(&[http, "operator", "autopilot", "state"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.starts_with("Healthy:                      true\nFailure Tolerance:            2\n"),
+        "{output}"
+    );
+
+    // s5 dies: autopilot takes it out of Raft by itself.
+    drop(servers.pop());
+    let all: Vec<&FlagAgent> = servers.iter().collect();
+    wait_for(
+        Duration::from_secs(30),
+        &all,
+        "autopilot to remove s5",
+        || (voter_names(&servers)? == ["s1", "s2", "s3", "s4"]).then_some(()),
+    );
+
+    // With cleanup off, a dead server stays until force-left.
+    let (code, output) = dc_agent(&[
+        http,
+        "operator",
+        "autopilot",
+        "set-config",
+        "-cleanup-dead-servers=false",
+        "-max-trailing-logs=500",
+    ]);
+    assert_eq!((code, output.as_str()), (0, "Configuration updated!\n"));
+    let (_, output) = dc_agent(&[http, "operator", "autopilot", "get-config"]);
+    assert!(
+        output.contains("CleanupDeadServers = false\n")
+            && output.contains("MaxTrailingLogs = 500\n"),
+        "{output}"
+    );
+    drop(servers.pop());
     let all: Vec<&FlagAgent> = servers.iter().collect();
     wait_for(Duration::from_secs(30), &all, "s4 failed", || {
         let members: serde_json::Value = servers[0]
@@ -831,11 +894,21 @@ fn dead_servers_are_removed_from_raft() {
             .any(|m| m["Name"] == "s4" && m["Status"] == 4)
             .then_some(())
     });
-    let (code, output) = dc_agent(&[http, "force-leave", "-prune", "s4"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        voter_names(&servers).map(|v| v.len()),
+        Some(4),
+        "cleanup is off: s4 stays a voter until force-left"
+    );
+    let (code, output) = wait_for(Duration::from_secs(30), &all, "force-leave", || {
+        let (code, output) = dc_agent(&[http, "force-leave", "-prune", "s4"]);
+        (!output.contains("No cluster leader")).then_some((code, output))
+    });
     assert_eq!(code, 0, "{output}");
     wait_for(Duration::from_secs(30), &all, "three voters", || {
-        (voters(&servers[0])?.len() == 3).then_some(())
+        (voter_names(&servers)? == ["s1", "s2", "s3"]).then_some(())
     });
+
     // s3 dies; remove-peer by address takes it out of Raft.
     let s3_address = voters(&servers[0])
         .and_then(|v| {
@@ -871,21 +944,16 @@ fn dead_servers_are_removed_from_raft() {
         output,
         format!("Removed peer with address \"{s3_address}\"\n")
     );
-    let remaining = voters(&servers[0]).expect("configuration");
-    let names: Vec<&str> = remaining
-        .iter()
-        .filter_map(|s| s["Node"].as_str())
-        .collect();
-    assert_eq!(names.len(), 2, "{remaining:?}");
-    assert!(
-        !names.contains(&"s3") && !names.contains(&"s4"),
-        "{names:?}"
+    assert_eq!(
+        voter_names(&servers),
+        Some(vec!["s1".to_owned(), "s2".to_owned()])
     );
     // The two left still form a cluster that takes writes.
-    assert_eq!(
-        servers[1].request("PUT", "/v1/kv/after", "x").text(),
-        "true"
-    );
+    let write = wait_for(Duration::from_secs(30), &all, "a write", || {
+        let response = servers[1].client().put("/v1/kv/after", b"x").ok()?;
+        (response.status == 200).then(|| response.text())
+    });
+    assert_eq!(write, "true");
 }
 
 /// The CLI verbs Consul users reach for, with Consul's flags, files and output.

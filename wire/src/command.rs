@@ -59,6 +59,13 @@ pub enum Command {
     /// Replace the whole state with a snapshot (`PUT /v1/snapshot`, `snapshot restore`).
     /// Every table index moves to the restore's index, so blocking queries see the change.
     Restore(Box<crate::snapshot::StateSnapshot>),
+    /// Set autopilot's configuration; with `cas`, only if its modify index is `cas`.
+    AutopilotSetConfig {
+        /// The settings (their indexes are set when applied).
+        config: crate::records::AutopilotConfig,
+        /// Check-and-set index.
+        cas: Option<u64>,
+    },
 }
 
 /// One operation of a transaction (Consul's KV verbs).

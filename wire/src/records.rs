@@ -215,3 +215,46 @@ impl Coordinate {
         }
     }
 }
+
+/// Autopilot's settings, kept in the datacenter's state (Consul's `AutopilotConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutopilotConfig {
+    /// Remove failed servers from Raft (when that keeps a quorum).
+    pub cleanup_dead_servers: bool,
+    /// Longest a healthy server may go without hearing from the leader, in ms.
+    pub last_contact_threshold_ms: u64,
+    /// Most log entries a healthy server may be behind.
+    pub max_trailing_logs: u64,
+    /// Fewest voters dead-server cleanup leaves.
+    pub min_quorum: u32,
+    /// How long a server must be healthy before it counts as stable, in ms.
+    pub server_stabilization_time_ms: u64,
+    /// Consul Enterprise's redundancy zone tag (kept, not used).
+    pub redundancy_zone_tag: String,
+    /// Consul Enterprise's upgrade migration switch (kept, not used).
+    pub disable_upgrade_migration: bool,
+    /// Consul Enterprise's upgrade version tag (kept, not used).
+    pub upgrade_version_tag: String,
+    /// Raft index that first set it.
+    pub create_index: u64,
+    /// Raft index of the last change.
+    pub modify_index: u64,
+}
+
+impl Default for AutopilotConfig {
+    /// Consul's defaults.
+    fn default() -> Self {
+        AutopilotConfig {
+            cleanup_dead_servers: true,
+            last_contact_threshold_ms: 200,
+            max_trailing_logs: 250,
+            min_quorum: 0,
+            server_stabilization_time_ms: 10_000,
+            redundancy_zone_tag: String::new(),
+            disable_upgrade_migration: false,
+            upgrade_version_tag: String::new(),
+            create_index: 0,
+            modify_index: 0,
+        }
+    }
+}

@@ -84,3 +84,159 @@ pub fn remove_dc(addr: &str, datacenter: &str) -> ExitCode {
         Err(e) => fail(format!("Error removing datacenter {datacenter}: {e}")),
     }
 }
+
+/// The settings `operator autopilot set-config` may change (unset: kept).
+#[derive(Debug, Clone, Default)]
+pub struct AutopilotFlags {
+    /// `-cleanup-dead-servers`.
+    pub cleanup_dead_servers: Option<bool>,
+    /// `-max-trailing-logs`.
+    pub max_trailing_logs: Option<u64>,
+    /// `-min-quorum`.
+    pub min_quorum: Option<u32>,
+    /// `-last-contact-threshold`.
+    pub last_contact_threshold: Option<String>,
+    /// `-server-stabilization-time`.
+    pub server_stabilization_time: Option<String>,
+    /// `-disable-upgrade-migration`.
+    pub disable_upgrade_migration: Option<bool>,
+    /// `-redundancy-zone-tag`.
+    pub redundancy_zone_tag: Option<String>,
+    /// `-upgrade-version-tag`.
+    pub upgrade_version_tag: Option<String>,
+}
+
+/// `operator autopilot get-config`.
+pub fn autopilot_get(addr: &str) -> ExitCode {
+    let config: serde_json::Value = match check(
+        client(addr).get("/v1/operator/autopilot/configuration"),
+        addr,
+    )
+    .and_then(|r| r.json())
+    {
+        Ok(config) => config,
+        Err(e) => return fail(format!("Error querying Autopilot configuration: {e}")),
+    };
+    for key in [
+        "CleanupDeadServers",
+        "LastContactThreshold",
+        "MaxTrailingLogs",
+        "MinQuorum",
+        "ServerStabilizationTime",
+        "RedundancyZoneTag",
+        "DisableUpgradeMigration",
+        "UpgradeVersionTag",
+    ] {
+        let value = &config[key];
+        let shown = match value {
+            serde_json::Value::String(s) if key.ends_with("Tag") => format!("{s:?}"),
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!("{key} = {shown}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// `operator autopilot set-config [flags]`: the current configuration with the flags given
+/// changed, written with check-and-set.
+pub fn autopilot_set(addr: &str, flags: &AutopilotFlags) -> ExitCode {
+    let mut config: serde_json::Value = match check(
+        client(addr).get("/v1/operator/autopilot/configuration"),
+        addr,
+    )
+    .and_then(|r| r.json())
+    {
+        Ok(config) => config,
+        Err(e) => return fail(format!("Error querying Autopilot configuration: {e}")),
+    };
+    let index = config["ModifyIndex"].as_u64().unwrap_or(0);
+    let mut set = |key: &str, value: Option<serde_json::Value>| {
+        if let Some(value) = value {
+            config[key] = value;
+        }
+    };
+    set(
+        "CleanupDeadServers",
+        flags.cleanup_dead_servers.map(Into::into),
+    );
+    set("MaxTrailingLogs", flags.max_trailing_logs.map(Into::into));
+    set("MinQuorum", flags.min_quorum.map(Into::into));
+    set(
+        "LastContactThreshold",
+        flags.last_contact_threshold.clone().map(Into::into),
+    );
+    set(
+        "ServerStabilizationTime",
+        flags.server_stabilization_time.clone().map(Into::into),
+    );
+    set(
+        "DisableUpgradeMigration",
+        flags.disable_upgrade_migration.map(Into::into),
+    );
+    set(
+        "RedundancyZoneTag",
+        flags.redundancy_zone_tag.clone().map(Into::into),
+    );
+    set(
+        "UpgradeVersionTag",
+        flags.upgrade_version_tag.clone().map(Into::into),
+    );
+    let path = format!("/v1/operator/autopilot/configuration?cas={index}");
+    match check(client(addr).put(&path, config.to_string().as_bytes()), addr) {
+        Ok(response) if response.text().trim() == "true" => {
+            println!("Configuration updated!");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => fail("Configuration could not be atomically updated, please try again"),
+        Err(e) => fail(format!("Error setting Autopilot configuration: {e}")),
+    }
+}
+
+/// `operator autopilot state`.
+pub fn autopilot_state(addr: &str) -> ExitCode {
+    let state: serde_json::Value = match check(
+        client(addr).get("/v1/operator/autopilot/state"),
+        addr,
+    )
+    .and_then(|r| r.json())
+    {
+        Ok(state) => state,
+        Err(e) => return fail(format!("Error querying Autopilot state: {e}")),
+    };
+    let text = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    println!("Healthy:                      {}", state["Healthy"]);
+    println!(
+        "Failure Tolerance:            {}",
+        state["FailureTolerance"]
+    );
+    println!(
+        "Optimistic Failure Tolerance: {}",
+        state["OptimisticFailureTolerance"]
+    );
+    println!("Leader:                       {}", text(&state["Leader"]));
+    println!("Voters:");
+    for voter in state["Voters"].as_array().into_iter().flatten() {
+        println!("   {}", text(voter));
+    }
+    println!();
+    println!("Servers:");
+    for (id, server) in state["Servers"].as_object().into_iter().flatten() {
+        println!("   {id}");
+        for (label, key) in [
+            ("Name", "Name"),
+            ("Address", "Address"),
+            ("Version", "Version"),
+            ("Status", "Status"),
+            ("Node Type", "NodeType"),
+            ("Node Status", "NodeStatus"),
+            ("Healthy", "Healthy"),
+            ("Last Contact", "LastContact"),
+            ("Last Term", "LastTerm"),
+            ("Last Index", "LastIndex"),
+        ] {
+            println!("      {:<16} {}", format!("{label}:"), text(&server[key]));
+        }
+    }
+    ExitCode::SUCCESS
+}

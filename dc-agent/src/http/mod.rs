@@ -7,6 +7,7 @@
 
 mod agent;
 mod agent_local;
+mod autopilot;
 mod blocking;
 mod catalog;
 mod error;
@@ -159,6 +160,12 @@ pub fn router(api: Api) -> Router {
             get(agent::raft_configuration),
         )
         .route("/v1/operator/usage", get(catalog::usage))
+        .route(
+            "/v1/operator/autopilot/configuration",
+            get(autopilot::get_config).put(autopilot::set_config),
+        )
+        .route("/v1/operator/autopilot/health", get(autopilot::health))
+        .route("/v1/operator/autopilot/state", get(autopilot::state))
         .route(
             "/v1/snapshot",
             get(snapshot::save)

@@ -48,12 +48,63 @@ pub async fn reconcile_loop(
     }
 }
 
+/// Autopilot's `CleanupDeadServers`: voters that gossip marks failed leave Raft while fewer
+/// than half the voters are failed and at least `MinQuorum` voters remain (Consul's rule), so
+/// a dead server stops counting against the quorum.
+async fn cleanup_dead_servers(
+    server: &Server,
+    lan: &LanPool,
+    datacenter: &str,
+) -> Result<(), String> {
+    let config = server
+        .state
+        .read(|data| data.state.autopilot.clone().unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    if !config.cleanup_dead_servers {
+        return Ok(());
+    }
+    let failed: std::collections::BTreeSet<String> = lan
+        .members()
+        .into_iter()
+        .filter(|m| m.id.server && m.id.dc == datacenter && m.status == MemberStatus::Failed)
+        .map(|m| m.id.name)
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let members = server.members();
+    let voters = members.iter().filter(|(_, _, voter)| *voter).count();
+    let dead: Vec<_> = members
+        .iter()
+        .filter(|(id, node, _)| *id != server.id && failed.contains(&node.name))
+        .map(|(id, node, _)| (*id, node.name.clone()))
+        .collect();
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let remaining = voters.saturating_sub(dead.len());
+    if dead.len() * 2 >= voters || remaining < config.min_quorum as usize {
+        tracing::warn!(
+            failed = dead.len(),
+            voters,
+            min_quorum = config.min_quorum,
+            "not removing failed servers: too many have failed to remove them safely"
+        );
+        return Ok(());
+    }
+    let names: Vec<&str> = dead.iter().map(|(_, name)| name.as_str()).collect();
+    tracing::info!(servers = ?names, "autopilot: removing failed servers from the Raft configuration");
+    let ids: Vec<_> = dead.iter().map(|(id, _)| *id).collect();
+    server.remove_servers(&ids).await
+}
+
 async fn reconcile(
     server: &Server,
     lan: &LanPool,
     handler: &HttpHandler,
     datacenter: &str,
 ) -> Result<(), String> {
+    cleanup_dead_servers(server, lan, datacenter).await?;
     for member in lan.members() {
         let name = member.id.name.clone();
         let address = member.id.addr.ip().to_string();

@@ -23,6 +23,8 @@ pub struct State {
     pub catalog: Catalog,
     /// Network coordinates of the catalog's nodes.
     pub coordinates: Coordinates,
+    /// Autopilot's settings, once an operator set them (Consul's defaults until then).
+    pub autopilot: Option<wire::records::AutopilotConfig>,
 }
 
 /// The LAN network coordinates of the catalog's nodes, as their agents send them.
@@ -38,6 +40,17 @@ impl State {
     /// Applies one committed command at Raft index `index`.
     pub fn apply(&mut self, index: u64, command: &Command) -> CommandResult {
         match command {
+            Command::AutopilotSetConfig { config, cas } => {
+                let current = self.autopilot.as_ref().map_or(0, |c| c.modify_index);
+                if cas.is_some_and(|cas| cas != current) {
+                    return CommandResult::Applied(false);
+                }
+                let mut config = config.clone();
+                config.create_index = self.autopilot.as_ref().map_or(index, |c| c.create_index);
+                config.modify_index = index;
+                self.autopilot = Some(config);
+                CommandResult::Applied(true)
+            }
             Command::Restore(snapshot) => {
                 let mut snapshot = (**snapshot).clone();
                 snapshot.kv_floor = snapshot.kv_floor.max(index);
@@ -145,6 +158,7 @@ impl State {
                 .map(|(node, c)| (node.clone(), c.clone()))
                 .collect(),
             coordinates_index: self.coordinates.index,
+            autopilot: self.autopilot.clone(),
         }
     }
 
@@ -169,6 +183,7 @@ impl State {
                 by_node: snapshot.coordinates.into_iter().collect(),
                 index: snapshot.coordinates_index,
             },
+            autopilot: snapshot.autopilot,
         }
     }
 }
