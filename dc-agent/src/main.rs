@@ -347,6 +347,11 @@ enum OperatorCommand {
         #[command(subcommand)]
         command: RaftCommand,
     },
+    /// Usage: service instances per datacenter.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
     /// Autopilot: its configuration and the servers' health.
     Autopilot {
         #[command(subcommand)]
@@ -357,6 +362,12 @@ enum OperatorCommand {
         #[command(subcommand)]
         command: FederationCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum UsageCommand {
+    /// Service instances per datacenter.
+    Instances,
 }
 
 #[derive(Subcommand)]
@@ -565,6 +576,12 @@ fn main() -> ExitCode {
                     command: AutopilotCommand::GetConfig,
                 },
         } => cli::operator::autopilot_get(&addr),
+        Command::Operator {
+            command:
+                OperatorCommand::Usage {
+                    command: UsageCommand::Instances,
+                },
+        } => cli::operator::usage_instances(&addr),
         Command::Operator {
             command:
                 OperatorCommand::Autopilot {

@@ -1209,6 +1209,55 @@ fn agent_endpoints_as_consuls() {
     );
     assert_eq!(usage["Usage"]["dc1"]["Services"], 1, "{usage:#}");
 
+    // The agent's own view of a service's health: the status code is the aggregate.
+    let response = agent.request(
+        "PUT",
+        "/v1/agent/service/register",
+        r#"{"Name":"api","ID":"api1","Port":9000,"Check":{"TTL":"60s"}}"#,
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let by_name = agent.request("GET", "/v1/agent/health/service/name/api", "");
+    assert_eq!(by_name.status, 503, "a new TTL check is critical");
+    assert_eq!(json(&by_name)[0]["AggregatedStatus"], "critical");
+    assert_eq!(json(&by_name)[0]["Service"]["ID"], "api1");
+    agent.request("PUT", "/v1/agent/check/warn/service:api1", "");
+    let by_id = agent.request("GET", "/v1/agent/health/service/id/api1?format=text", "");
+    assert_eq!((by_id.status, by_id.text().as_str()), (429, "warning"));
+    agent.request("PUT", "/v1/agent/check/pass/service:api1", "");
+    let by_id = agent.request("GET", "/v1/agent/health/service/id/api1", "");
+    assert_eq!(by_id.status, 200);
+    assert_eq!(json(&by_id)["AggregatedStatus"], "passing");
+    assert_eq!(
+        agent
+            .request("GET", "/v1/agent/health/service/name/nope", "")
+            .status,
+        404
+    );
+    let node = wait_for(
+        Duration::from_secs(20),
+        &[&agent],
+        "api in the catalog",
+        || {
+            let node = json(&agent.request("GET", "/v1/catalog/node-services/ep1", ""));
+            node["Services"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["ID"] == "api1"))
+                .then_some(node)
+        },
+    );
+    assert_eq!(node["Node"]["Node"], "ep1", "{node:#}");
+    let (code, output) = dc_agent(&[
+        "-http-addr=127.138.0.1:8500",
+        "operator",
+        "usage",
+        "instances",
+    ]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("Billable Service Instances Total: 2"),
+        "{output}"
+    );
+
     // A bad level is refused; the monitor streams what the agent logs from now on.
     assert_eq!(
         agent

@@ -240,3 +240,41 @@ pub fn autopilot_state(addr: &str) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// `operator usage instances`: service instances per datacenter, from `/v1/operator/usage`.
+pub fn usage_instances(addr: &str) -> ExitCode {
+    let usage: serde_json::Value =
+        match check(client(addr).get("/v1/operator/usage"), addr).and_then(|r| r.json()) {
+            Ok(usage) => usage,
+            Err(e) => return fail(format!("Error fetching usage information: {e}")),
+        };
+    let by_dc = usage["Usage"].as_object().cloned().unwrap_or_default();
+    let total: u64 = by_dc
+        .values()
+        .map(|u| u["BillableServiceInstances"].as_u64().unwrap_or(0))
+        .sum();
+    println!("Billable Service Instances Total: {total}");
+    for (dc, u) in &by_dc {
+        println!(
+            "{dc} Billable Service Instances: {}",
+            u["BillableServiceInstances"].as_u64().unwrap_or(0)
+        );
+    }
+    println!();
+    let mut rows = vec![vec![
+        "Datacenter".to_owned(),
+        "Services".to_owned(),
+        "Service instances".to_owned(),
+        "Nodes".to_owned(),
+    ]];
+    for (dc, u) in &by_dc {
+        rows.push(vec![
+            dc.clone(),
+            u["Services"].to_string(),
+            u["ServiceInstances"].to_string(),
+            u["Nodes"].to_string(),
+        ]);
+    }
+    print!("{}", super::catalog::table(&rows));
+    ExitCode::SUCCESS
+}

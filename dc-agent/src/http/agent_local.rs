@@ -166,6 +166,134 @@ pub async fn service(State(api): State<Api>, Path(id): Path<String>) -> Result<R
 
 /// `GET /v1/agent/checks`.
 pub async fn checks(State(api): State<Api>) -> Response {
+    json(&api, 1, Consistency::Stale, &local_checks(&api))
+}
+
+/// Consul's aggregate of checks: maintenance, then critical, then warning, then passing.
+fn aggregate(checks: &[&HealthCheck]) -> &'static str {
+    let has = |status: &str| checks.iter().any(|c| c.status == status);
+    if has("maintenance")
+        || checks.iter().any(|c| {
+            c.check_id.starts_with("_node_maintenance")
+                || c.check_id.starts_with("_service_maintenance")
+        })
+    {
+        "maintenance"
+    } else if has("critical") {
+        "critical"
+    } else if has("warning") {
+        "warning"
+    } else {
+        "passing"
+    }
+}
+
+/// The HTTP status Consul's agent health endpoints answer for an aggregate.
+fn health_code(status: &str) -> axum::http::StatusCode {
+    match status {
+        "passing" => axum::http::StatusCode::OK,
+        "warning" => axum::http::StatusCode::TOO_MANY_REQUESTS,
+        _ => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// One instance's entry of `/v1/agent/health/service/...`, and its aggregate.
+fn health_entry(
+    api: &Api,
+    service: &ServiceRegistration,
+    checks: &BTreeMap<String, HealthCheck>,
+) -> (serde_json::Value, &'static str) {
+    let own: Vec<&HealthCheck> = checks
+        .values()
+        .filter(|c| c.service_id.is_empty() || c.service_id == service.id)
+        .collect();
+    let status = aggregate(&own);
+    (
+        serde_json::json!({
+            "AggregatedStatus": status,
+            "Service": local_service(api, service),
+            "Checks": own,
+        }),
+        status,
+    )
+}
+
+fn health_response(
+    api: &Api,
+    text: bool,
+    status: &'static str,
+    body: serde_json::Value,
+) -> Response {
+    let code = health_code(status);
+    if text {
+        return (code, [("content-type", "text/plain")], status).into_response();
+    }
+    let mut response = json(api, 1, Consistency::Stale, &body);
+    *response.status_mut() = code;
+    response
+}
+
+/// `GET /v1/agent/health/service/name/<name>[?format=text]`: the local instances of a
+/// service with their checks; 200 passing, 429 warning, 503 critical or maintenance.
+pub async fn health_by_name(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let text = params(uri.query())?
+        .get("format")
+        .is_some_and(|f| f == "text");
+    let checks = local_checks(&api);
+    let services = api.local.services();
+    let entries: Vec<(serde_json::Value, &'static str)> = services
+        .values()
+        .filter(|s| s.name.eq_ignore_ascii_case(&name))
+        .map(|s| health_entry(&api, s, &checks))
+        .collect();
+    if entries.is_empty() {
+        let message = format!("ServiceName {name} Not Found");
+        return Ok(if text {
+            (axum::http::StatusCode::NOT_FOUND, message).into_response()
+        } else {
+            let mut response = json(&api, 1, Consistency::Stale, &serde_json::json!([]));
+            *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
+            response
+        });
+    }
+    let order = ["passing", "warning", "critical", "maintenance"];
+    let worst = entries
+        .iter()
+        .map(|(_, s)| *s)
+        .max_by_key(|s| order.iter().position(|o| o == s))
+        .unwrap_or("passing");
+    let body = serde_json::Value::Array(entries.into_iter().map(|(e, _)| e).collect());
+    Ok(health_response(&api, text, worst, body))
+}
+
+/// `GET /v1/agent/health/service/id/<id>[?format=text]`: one local instance.
+pub async fn health_by_id(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let text = params(uri.query())?
+        .get("format")
+        .is_some_and(|f| f == "text");
+    let checks = local_checks(&api);
+    let services = api.local.services();
+    let Some(service) = services.get(&id) else {
+        let message = format!("ServiceId {id} not found");
+        return Ok(if text {
+            (axum::http::StatusCode::NOT_FOUND, message).into_response()
+        } else {
+            ApiError::NotFound(message).into_response()
+        });
+    };
+    let (body, status) = health_entry(&api, service, &checks);
+    Ok(health_response(&api, text, status, body))
+}
+
+fn local_checks(api: &Api) -> BTreeMap<String, HealthCheck> {
     let (services, checks) = api.local.desired();
     let checks: BTreeMap<String, HealthCheck> = checks
         .into_iter()
@@ -190,7 +318,7 @@ pub async fn checks(State(api): State<Api>) -> Response {
             )
         })
         .collect();
-    json(&api, 1, Consistency::Stale, &checks)
+    checks
 }
 
 /// `PUT /v1/agent/check/register`.

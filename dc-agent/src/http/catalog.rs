@@ -373,6 +373,30 @@ pub async fn node(
     Ok(json(&api, index, consistency, &answer))
 }
 
+/// `GET /v1/catalog/node-services/<node>`: the node and its services as a list (Consul's
+/// newer shape of `/v1/catalog/node`); `null` for an unknown node, as Consul.
+pub async fn node_services(
+    State(api): State<Api>,
+    Path(node): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let (index, answer, consistency) = read(&api, &uri, |data| {
+        let catalog = &data.state.catalog;
+        let answer = catalog.node(&node).map(|n| {
+            serde_json::json!({
+                "Node": CatalogNode::from(n),
+                "Services": catalog
+                    .node_services(&node)
+                    .map(AgentService::from)
+                    .collect::<Vec<_>>(),
+            })
+        });
+        (catalog.node_index(&node), answer)
+    })
+    .await?;
+    Ok(json(&api, index, consistency, &answer))
+}
+
 /// `GET /v1/health/service/<name>` (`?passing`, `?tag=`).
 pub async fn health_service(
     State(api): State<Api>,

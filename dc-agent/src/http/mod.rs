@@ -195,6 +195,18 @@ pub fn router(api: Api) -> Router {
         .route("/v1/agent/services", get(agent_local::services))
         .route("/v1/agent/service/{id}", get(agent_local::service))
         .route("/v1/agent/checks", get(agent_local::checks))
+        .route(
+            "/v1/agent/health/service/name/{name}",
+            get(agent_local::health_by_name),
+        )
+        .route(
+            "/v1/agent/health/service/id/{id}",
+            get(agent_local::health_by_id),
+        )
+        .route(
+            "/v1/catalog/node-services/{node}",
+            get(catalog::node_services),
+        )
         .route("/v1/agent/check/register", put(agent_local::register_check))
         .route(
             "/v1/agent/check/deregister/{id}",
