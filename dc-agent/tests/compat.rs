@@ -1543,3 +1543,80 @@ fn snapshots_save_and_restore_the_datacenter() {
     let response = servers[0].request("PUT", "/v1/snapshot", "hello");
     assert_eq!(response.status, 400, "{}", response.text());
 }
+
+/// `?node-meta=key:value` (repeatable, all must match) on the catalog and health endpoints.
+#[test]
+fn node_meta_filters_as_consuls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = FlagAgent::server(dir.path(), "nm1", "127.141.0.1", &["-bootstrap-expect=1"]);
+    agent.wait_for_leader(Duration::from_secs(30));
+    for (node, rack, zone) in [("a", "r1", "z1"), ("b", "r1", "z2"), ("c", "r2", "z1")] {
+        let body = format!(
+            r#"{{"Node":"{node}","Address":"10.0.0.1","NodeMeta":{{"rack":"{rack}","zone":"{zone}"}},
+                "Service":{{"Service":"svc-{node}","Port":80}},
+                "Check":{{"CheckID":"c-{node}","Name":"c","Status":"passing","ServiceID":"svc-{node}"}}}}"#
+        );
+        assert_eq!(
+            agent.request("PUT", "/v1/catalog/register", &body).status,
+            200
+        );
+    }
+    let names = |path: &str, field: &[&str]| -> Vec<String> {
+        let value = json(&agent.request("GET", path, ""));
+        let items: Vec<serde_json::Value> = match value {
+            serde_json::Value::Array(items) => items,
+            serde_json::Value::Object(map) => {
+                return map.keys().filter(|k| *k != "consul").cloned().collect()
+            }
+            _ => Vec::new(),
+        };
+        let mut out: Vec<String> = items
+            .iter()
+            .filter_map(|item| {
+                field
+                    .iter()
+                    .try_fold(item, |v, k| v.get(*k))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(
+        names("/v1/catalog/nodes?node-meta=rack:r1", &["Node"]),
+        ["a", "b"]
+    );
+    assert_eq!(
+        names(
+            "/v1/catalog/nodes?node-meta=rack:r1&node-meta=zone:z1",
+            &["Node"]
+        ),
+        ["a"]
+    );
+    assert_eq!(
+        names("/v1/catalog/services?node-meta=zone:z1", &[]),
+        ["svc-a", "svc-c"]
+    );
+    assert_eq!(
+        names("/v1/catalog/service/svc-b?node-meta=rack:r2", &["Node"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(
+            "/v1/health/service/svc-c?node-meta=rack:r2",
+            &["Node", "Node"]
+        ),
+        ["c"]
+    );
+    assert_eq!(
+        names("/v1/health/state/passing?node-meta=zone:z2", &["Node"]),
+        ["b"]
+    );
+    assert_eq!(
+        agent
+            .request("GET", "/v1/catalog/nodes?node-meta=rack", "")
+            .status,
+        400
+    );
+}

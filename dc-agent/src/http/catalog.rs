@@ -12,7 +12,15 @@ use wire::command::{CheckRegistration, Command, CommandResult, Registration, Ser
 use wire::records::HealthStatus;
 
 use super::kv::{confirm, json};
-use super::{blocking, params, Api, ApiError, Consistency, Params};
+use super::{blocking, meta_matches, node_meta_filter, params, Api, ApiError, Consistency, Params};
+
+/// Whether `node`'s metadata holds every pair of `?node-meta=`.
+fn node_has_meta(catalog: &crate::state::Catalog, node: &str, wanted: &[(String, String)]) -> bool {
+    wanted.is_empty()
+        || catalog
+            .node(node)
+            .is_some_and(|n| meta_matches(&n.meta, wanted))
+}
 
 fn tags(params: &Params) -> Vec<String> {
     params
@@ -256,9 +264,14 @@ async fn read<T>(
 /// `GET /v1/catalog/nodes`.
 pub async fn nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
     let near = params(uri.query())?.get("near").cloned();
+    let wanted = node_meta_filter(uri.query())?;
     let (index, nodes, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
-        let mut nodes = catalog.nodes().map(CatalogNode::from).collect::<Vec<_>>();
+        let mut nodes = catalog
+            .nodes()
+            .filter(|n| meta_matches(&n.meta, &wanted))
+            .map(CatalogNode::from)
+            .collect::<Vec<_>>();
         sort_near(
             &mut nodes,
             |n| &n.node,
@@ -273,18 +286,37 @@ pub async fn nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiErro
 
 /// `GET /v1/catalog/services`.
 pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let wanted = node_meta_filter(uri.query())?;
     let (index, services, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
-        let names: std::collections::BTreeMap<String, Vec<String>> = catalog
-            .service_names()
-            .into_iter()
-            .map(|(name, tags)| {
-                (
-                    name.to_owned(),
-                    tags.into_iter().map(str::to_owned).collect(),
-                )
-            })
-            .collect();
+        let names: std::collections::BTreeMap<String, Vec<String>> = if wanted.is_empty() {
+            catalog
+                .service_names()
+                .into_iter()
+                .map(|(name, tags)| {
+                    (
+                        name.to_owned(),
+                        tags.into_iter().map(str::to_owned).collect(),
+                    )
+                })
+                .collect()
+        } else {
+            // Only the services of nodes with that metadata.
+            let mut names: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+                Default::default();
+            for node in catalog.nodes().filter(|n| meta_matches(&n.meta, &wanted)) {
+                for service in catalog.node_services(&node.name) {
+                    names
+                        .entry(service.name.clone())
+                        .or_default()
+                        .extend(service.tags.iter().cloned());
+                }
+            }
+            names
+                .into_iter()
+                .map(|(name, tags)| (name, tags.into_iter().collect()))
+                .collect()
+        };
         (catalog.indexes().services, names)
     })
     .await?;
@@ -334,10 +366,12 @@ pub async fn service(
     let params = params(uri.query())?;
     let tags = tags(&params);
     let near = params.get("near").cloned();
+    let wanted = node_meta_filter(uri.query())?;
     let (index, entries, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let mut entries: Vec<CatalogServiceEntry> = catalog
             .instances(&name, &tags)
+            .filter(|(node, _)| meta_matches(&node.meta, &wanted))
             .map(|(node, service)| CatalogServiceEntry::new(node, service))
             .collect();
         sort_near(
@@ -407,11 +441,13 @@ pub async fn health_service(
     let tags = tags(&params);
     let passing_only = params.contains_key("passing");
     let near = params.get("near").cloned();
+    let wanted = node_meta_filter(uri.query())?;
     let (index, entries, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let mut entries: Vec<ServiceEntry> = catalog
             .service_health(&name, &tags)
             .into_iter()
+            .filter(|h| meta_matches(&h.node.meta, &wanted))
             .filter(|h| !passing_only || h.checks.iter().all(|c| c.status == HealthStatus::Passing))
             .map(|h| ServiceEntry {
                 node: CatalogNode::from(h.node),
@@ -437,12 +473,14 @@ pub async fn health_checks(
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
+    let wanted = node_meta_filter(uri.query())?;
     let (index, checks, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         (
             catalog.service_index(&name),
             catalog
                 .service_checks(&name)
+                .filter(|c| node_has_meta(catalog, &c.node, &wanted))
                 .map(HealthCheck::from)
                 .collect::<Vec<_>>(),
         )
@@ -485,12 +523,14 @@ pub async fn health_state(
             ))
         })?),
     };
+    let meta = node_meta_filter(uri.query())?;
     let (index, checks, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         (
             catalog.indexes().checks,
             catalog
                 .checks_in_state(wanted)
+                .filter(|c| node_has_meta(catalog, &c.node, &meta))
                 .map(HealthCheck::from)
                 .collect::<Vec<_>>(),
         )

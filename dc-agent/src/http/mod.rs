@@ -11,6 +11,7 @@ mod autopilot;
 mod blocking;
 mod catalog;
 mod error;
+pub mod filter;
 pub(crate) mod forward;
 mod keyring;
 mod kv;
@@ -277,6 +278,35 @@ pub fn params(query: Option<&str>) -> Result<Params, ApiError> {
         params.insert(decode(key)?, decode(value)?);
     }
     Ok(params)
+}
+
+/// Every `?node-meta=key:value` of a query (Consul's node metadata filter; all must match).
+pub fn node_meta_filter(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let mut wanted = Vec::new();
+    for pair in query.unwrap_or_default().split('&') {
+        let Some(value) = pair.strip_prefix("node-meta=") else {
+            continue;
+        };
+        let value = percent_decode(value)
+            .ok_or_else(|| ApiError::BadRequest(format!("Invalid query string near {pair:?}")))?;
+        let (key, meta) = value.split_once(':').ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "Invalid node-meta {value:?}: use key:value, such as rack:r1"
+            ))
+        })?;
+        wanted.push((key.to_owned(), meta.to_owned()));
+    }
+    Ok(wanted)
+}
+
+/// Whether node metadata holds every wanted pair.
+pub fn meta_matches(
+    meta: &std::collections::BTreeMap<String, String>,
+    wanted: &[(String, String)],
+) -> bool {
+    wanted
+        .iter()
+        .all(|(key, value)| meta.get(key).is_some_and(|v| v == value))
 }
 
 fn percent_decode(text: &str) -> Option<String> {
