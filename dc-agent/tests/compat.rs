@@ -1620,3 +1620,99 @@ fn node_meta_filters_as_consuls() {
         400
     );
 }
+
+/// `?filter=` with the expressions of Consul's filtering docs, on a running agent.
+#[test]
+fn filter_expressions_as_consuls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = FlagAgent::server(dir.path(), "f1", "127.142.0.1", &["-bootstrap-expect=1"]);
+    agent.wait_for_leader(Duration::from_secs(30));
+    for (id, env, tags) in [
+        ("web-qa", "qa", r#"["v1"]"#),
+        ("web-prod", "prod", r#"["v2","primary"]"#),
+    ] {
+        let body = format!(
+            r#"{{"ID":"{id}","Name":"web","Tags":{tags},"Port":80,"Meta":{{"env":"{env}"}}}}"#
+        );
+        assert_eq!(
+            agent
+                .request("PUT", "/v1/agent/service/register", &body)
+                .status,
+            200
+        );
+    }
+    for (node, os, status) in [
+        ("linux-1", "linux", "passing"),
+        ("win-1", "windows", "critical"),
+    ] {
+        let body = format!(
+            r#"{{"Node":"{node}","Address":"10.0.0.9","NodeMeta":{{"os":"{os}"}},
+                "Service":{{"ID":"db-{node}","Service":"db","Tags":["v1"],"Port":5432}},
+                "Check":{{"CheckID":"db-check","Name":"db","Status":"{status}","ServiceID":"db-{node}"}}}}"#
+        );
+        assert_eq!(
+            agent.request("PUT", "/v1/catalog/register", &body).status,
+            200
+        );
+    }
+    let get = |path: &str, filter: &str| -> serde_json::Value {
+        let encoded = dc_agent::client::encode_key(filter).replace('/', "%2F");
+        let response = agent.request("GET", &format!("{path}?filter={encoded}"), "");
+        assert_eq!(response.status, 200, "{filter}: {}", response.text());
+        json(&response)
+    };
+    // From Consul's docs: `Meta.env == "qa"` on /v1/agent/services.
+    let services = get("/v1/agent/services", r#"Meta.env == "qa""#);
+    assert_eq!(
+        services
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["web-qa".to_owned()])
+    );
+    let services = get("/v1/agent/services", "primary in Tags and Port == 80");
+    assert_eq!(
+        services.as_object().map(|m| m.len()),
+        Some(1),
+        "{services:#}"
+    );
+    assert!(services.get("web-prod").is_some(), "{services:#}");
+    // `NodeMeta.os == "linux"` on /v1/catalog/service.
+    let db = get("/v1/catalog/service/db", r#"NodeMeta.os == "linux""#);
+    assert_eq!(db.as_array().map(Vec::len), Some(1), "{db:#}");
+    assert_eq!(db[0]["Node"], "linux-1");
+    // Through a list: some check of the entry is critical.
+    let critical = get("/v1/health/service/db", "Checks.Status == critical");
+    assert_eq!(critical.as_array().map(Vec::len), Some(1), "{critical:#}");
+    assert_eq!(critical[0]["Node"]["Node"], "win-1");
+    let nodes = get(
+        "/v1/catalog/nodes",
+        r#"Meta.os matches "^lin" or Node == "nope""#,
+    );
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes:#}");
+    let checks = get(
+        "/v1/health/state/any",
+        r#"ServiceName == "db" and Status != passing"#,
+    );
+    assert_eq!(checks.as_array().map(Vec::len), Some(1), "{checks:#}");
+    let names = get(
+        "/v1/catalog/services",
+        r#"ServiceMeta.env == "none" or NodeMeta.os == "windows""#,
+    );
+    assert_eq!(
+        names
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["db".to_owned()]),
+        "{names:#}"
+    );
+    // A bad expression is a 400 naming the problem, not a silent 200.
+    let response = agent.request("GET", "/v1/catalog/nodes?filter=Node%20%3D%3D", "");
+    assert_eq!(response.status, 400);
+    assert!(
+        response
+            .text()
+            .contains("Failed to create boolean expression evaluator"),
+        "{}",
+        response.text()
+    );
+}

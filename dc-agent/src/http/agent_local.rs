@@ -140,14 +140,20 @@ pub async fn deregister_service(
 }
 
 /// `GET /v1/agent/services`.
-pub async fn services(State(api): State<Api>) -> Response {
+pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let filter = super::filter_of(&uri)?;
     let services: BTreeMap<String, AgentLocalService> = api
         .local
         .services()
         .iter()
         .map(|(id, service)| (id.clone(), local_service(&api, service)))
         .collect();
-    json(&api, 1, Consistency::Stale, &services)
+    Ok(json(
+        &api,
+        1,
+        Consistency::Stale,
+        &super::filtered(&services, &filter)?,
+    ))
 }
 
 /// `GET /v1/agent/service/<id>`.
@@ -164,9 +170,15 @@ pub async fn service(State(api): State<Api>, Path(id): Path<String>) -> Result<R
     ))
 }
 
-/// `GET /v1/agent/checks`.
-pub async fn checks(State(api): State<Api>) -> Response {
-    json(&api, 1, Consistency::Stale, &local_checks(&api))
+/// `GET /v1/agent/checks` (`?filter`).
+pub async fn checks(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let filter = super::filter_of(&uri)?;
+    Ok(json(
+        &api,
+        1,
+        Consistency::Stale,
+        &super::filtered(&local_checks(&api), &filter)?,
+    ))
 }
 
 /// Consul's aggregate of checks: maintenance, then critical, then warning, then passing.

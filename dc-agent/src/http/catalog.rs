@@ -12,7 +12,10 @@ use wire::command::{CheckRegistration, Command, CommandResult, Registration, Ser
 use wire::records::HealthStatus;
 
 use super::kv::{confirm, json};
-use super::{blocking, meta_matches, node_meta_filter, params, Api, ApiError, Consistency, Params};
+use super::{
+    blocking, filter_of, filtered, meta_matches, node_meta_filter, params, Api, ApiError,
+    Consistency, Params,
+};
 
 /// Whether `node`'s metadata holds every pair of `?node-meta=`.
 fn node_has_meta(catalog: &crate::state::Catalog, node: &str, wanted: &[(String, String)]) -> bool {
@@ -265,6 +268,7 @@ async fn read<T>(
 pub async fn nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
     let near = params(uri.query())?.get("near").cloned();
     let wanted = node_meta_filter(uri.query())?;
+    let filter = filter_of(&uri)?;
     let (index, nodes, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let mut nodes = catalog
@@ -281,15 +285,42 @@ pub async fn nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiErro
         (catalog.indexes().nodes, nodes)
     })
     .await?;
-    Ok(json(&api, index, consistency, &nodes))
+    Ok(json(&api, index, consistency, &filtered(&nodes, &filter)?))
 }
 
 /// `GET /v1/catalog/services`.
 pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
     let wanted = node_meta_filter(uri.query())?;
+    let filter = filter_of(&uri)?;
     let (index, services, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
-        let names: std::collections::BTreeMap<String, Vec<String>> = if wanted.is_empty() {
+        let names: std::collections::BTreeMap<String, Vec<String>> = if let Some(filter) = &filter {
+            // `?filter` selects instances (Consul's ServiceNode fields); their names and
+            // tags are listed.
+            let mut names: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+                Default::default();
+            for (name, _) in catalog.service_names() {
+                for (node, service) in catalog.instances(name, &[]) {
+                    if !meta_matches(&node.meta, &wanted) {
+                        continue;
+                    }
+                    let entry = CatalogServiceEntry::new(node, service);
+                    let matched = serde_json::to_value(&entry)
+                        .map(|v| filter.matches(&v))
+                        .unwrap_or(false);
+                    if matched {
+                        names
+                            .entry(service.name.clone())
+                            .or_default()
+                            .extend(service.tags.iter().cloned());
+                    }
+                }
+            }
+            names
+                .into_iter()
+                .map(|(name, tags)| (name, tags.into_iter().collect()))
+                .collect()
+        } else if wanted.is_empty() {
             catalog
                 .service_names()
                 .into_iter()
@@ -367,6 +398,7 @@ pub async fn service(
     let tags = tags(&params);
     let near = params.get("near").cloned();
     let wanted = node_meta_filter(uri.query())?;
+    let filter = filter_of(&uri)?;
     let (index, entries, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let mut entries: Vec<CatalogServiceEntry> = catalog
@@ -383,7 +415,12 @@ pub async fn service(
         (catalog.service_index(&name), entries)
     })
     .await?;
-    Ok(json(&api, index, consistency, &entries))
+    Ok(json(
+        &api,
+        index,
+        consistency,
+        &filtered(&entries, &filter)?,
+    ))
 }
 
 /// `GET /v1/catalog/node/<node>`.
@@ -392,6 +429,7 @@ pub async fn node(
     Path(node): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
+    let filter = filter_of(&uri)?;
     let (index, answer, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let answer = catalog.node(&node).map(|n| NodeServices {
@@ -404,6 +442,11 @@ pub async fn node(
         (catalog.node_index(&node), answer)
     })
     .await?;
+    // `?filter` selects among the node's services.
+    let mut answer = filtered(&answer, &None)?;
+    if let (Some(filter), Some(services)) = (&filter, answer.get_mut("Services")) {
+        *services = super::filter::apply(filter, services.take());
+    }
     Ok(json(&api, index, consistency, &answer))
 }
 
@@ -414,6 +457,7 @@ pub async fn node_services(
     Path(node): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
+    let filter = filter_of(&uri)?;
     let (index, answer, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let answer = catalog.node(&node).map(|n| {
@@ -428,6 +472,11 @@ pub async fn node_services(
         (catalog.node_index(&node), answer)
     })
     .await?;
+    // `?filter` selects among the node's services.
+    let mut answer = filtered(&answer, &None)?;
+    if let (Some(filter), Some(services)) = (&filter, answer.get_mut("Services")) {
+        *services = super::filter::apply(filter, services.take());
+    }
     Ok(json(&api, index, consistency, &answer))
 }
 
@@ -442,6 +491,7 @@ pub async fn health_service(
     let passing_only = params.contains_key("passing");
     let near = params.get("near").cloned();
     let wanted = node_meta_filter(uri.query())?;
+    let filter = filter_of(&uri)?;
     let (index, entries, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let mut entries: Vec<ServiceEntry> = catalog
@@ -464,7 +514,12 @@ pub async fn health_service(
         (catalog.service_index(&name), entries)
     })
     .await?;
-    Ok(json(&api, index, consistency, &entries))
+    Ok(json(
+        &api,
+        index,
+        consistency,
+        &filtered(&entries, &filter)?,
+    ))
 }
 
 /// `GET /v1/health/checks/<service>`.
@@ -473,6 +528,7 @@ pub async fn health_checks(
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
+    let filter = filter_of(&uri)?;
     let wanted = node_meta_filter(uri.query())?;
     let (index, checks, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
@@ -486,7 +542,7 @@ pub async fn health_checks(
         )
     })
     .await?;
-    Ok(json(&api, index, consistency, &checks))
+    Ok(json(&api, index, consistency, &filtered(&checks, &filter)?))
 }
 
 /// `GET /v1/health/node/<node>`.
@@ -495,6 +551,7 @@ pub async fn health_node(
     Path(node): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
+    let filter = filter_of(&uri)?;
     let (index, checks, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         (
@@ -506,7 +563,7 @@ pub async fn health_node(
         )
     })
     .await?;
-    Ok(json(&api, index, consistency, &checks))
+    Ok(json(&api, index, consistency, &filtered(&checks, &filter)?))
 }
 
 /// `GET /v1/health/state/<state>` (`any`, `passing`, `warning`, `critical`).
@@ -515,6 +572,7 @@ pub async fn health_state(
     Path(state): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
+    let filter = filter_of(&uri)?;
     let wanted = match state.as_str() {
         "any" => None,
         other => Some(other.parse::<HealthStatus>().map_err(|_| {
@@ -536,7 +594,7 @@ pub async fn health_state(
         )
     })
     .await?;
-    Ok(json(&api, index, consistency, &checks))
+    Ok(json(&api, index, consistency, &filtered(&checks, &filter)?))
 }
 
 /// Consul's `?near=NODE`: sorts by the round trip estimated from NODE's coordinate, nearest

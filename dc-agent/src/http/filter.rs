@@ -270,7 +270,7 @@ fn parse_go_int(raw: &str) -> Option<i128> {
     } else if let Some(rest) = lower.strip_prefix("0b") {
         (2, rest)
     } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, &lower[1..])
+        (8, lower.get(1..).unwrap_or(""))
     } else {
         (10, lower.as_str())
     };
@@ -1672,7 +1672,7 @@ mod re {
             let Some(end) = rest.find(":]") else {
                 return Ok(None);
             };
-            let name = &rest[..end];
+            let name = rest.get(..end).unwrap_or("");
             let (negated, name) = match name.strip_prefix('^') {
                 Some(name) => (true, name),
                 None => (false, name),
@@ -1680,7 +1680,7 @@ mod re {
             let Some(named) = Named::from_posix(name) else {
                 return Err(self.error("invalid character class range"));
             };
-            self.pos += 2 + rest[..end].chars().count() + 2;
+            self.pos += 2 + rest.get(..end).unwrap_or("").chars().count() + 2;
             Ok(Some(Item::Named(named, negated)))
         }
 

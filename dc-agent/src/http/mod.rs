@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -278,6 +278,30 @@ pub fn params(query: Option<&str>) -> Result<Params, ApiError> {
         params.insert(decode(key)?, decode(value)?);
     }
     Ok(params)
+}
+
+/// The `?filter=` of a request, parsed (none when absent or empty); a bad expression is a
+/// 400 naming the problem.
+pub fn filter_of(uri: &Uri) -> Result<Option<filter::Filter>, ApiError> {
+    let params = params(uri.query())?;
+    match params.get("filter").map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(expression) => filter::Filter::parse(expression)
+            .map(Some)
+            .map_err(ApiError::BadRequest),
+    }
+}
+
+/// A response body with `?filter=` applied (to the items of a list, or the values of a map).
+pub fn filtered<T: serde::Serialize>(
+    body: &T,
+    filter: &Option<filter::Filter>,
+) -> Result<serde_json::Value, ApiError> {
+    let value = serde_json::to_value(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(match filter {
+        Some(filter) => filter::apply(filter, value),
+        None => value,
+    })
 }
 
 /// Every `?node-meta=key:value` of a query (Consul's node metadata filter; all must match).
