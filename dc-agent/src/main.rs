@@ -181,6 +181,9 @@ enum Command {
     },
     /// Ask the agent to join the pool through these agents (`host` or `host:port`).
     Join {
+        /// Consul's `-wan`: servers of other datacenters are joined through the gateways.
+        #[arg(long)]
+        wan: bool,
         /// Gossip addresses.
         #[arg(required = true)]
         addresses: Vec<String>,
@@ -335,6 +338,12 @@ enum CatalogCommand {
         /// Sort by estimated round trip from this node (`_agent`: the agent asked).
         #[arg(long)]
         near: Option<String>,
+        /// Only nodes with this metadata, `key:value` (repeatable).
+        #[arg(long)]
+        node_meta: Vec<String>,
+        /// A filter expression, as `?filter=`.
+        #[arg(long)]
+        filter: Option<String>,
     },
     /// Datacenters.
     Datacenters,
@@ -547,6 +556,8 @@ fn main() -> ExitCode {
                 service,
                 detailed,
                 near,
+                node_meta,
+                filter,
             } => cli::catalog::nodes(
                 &addr,
                 &cli::catalog::NodesOptions {
@@ -554,6 +565,8 @@ fn main() -> ExitCode {
                     detailed,
                     near,
                     datacenter,
+                    node_meta,
+                    filter,
                 },
             ),
             CatalogCommand::Datacenters => cli::catalog::datacenters(&addr),
@@ -700,7 +713,13 @@ fn main() -> ExitCode {
             wan,
             status,
         } => cli::members::members(&addr, detailed, wan, status.as_deref()),
-        Command::Join { addresses } => cli::members::join(&addr, &addresses),
+        Command::Join { wan: true, .. } => cli::fail(
+            "Isthmus servers join other datacenters through their gateways, not by address: list the gateways under isthmus.gateways (see `members -wan`)",
+        ),
+        Command::Join {
+            wan: false,
+            addresses,
+        } => cli::members::join(&addr, &addresses),
         Command::ForceLeave { wan, prune, node } => {
             cli::members::force_leave(&addr, &node, wan, prune)
         }

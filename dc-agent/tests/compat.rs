@@ -1033,6 +1033,18 @@ fn cli_verbs_as_consuls() {
     let (code, output) = run(&["catalog", "nodes", "-service=nothing"]);
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("No nodes match"), "{output}");
+    let (code, output) = run(&["catalog", "nodes", "-filter=Node == cli1"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.lines().nth(1).is_some_and(|l| l.starts_with("cli1")),
+        "{output}"
+    );
+    let (code, output) = run(&["catalog", "nodes", "-node-meta=rack:none"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("No nodes match"), "{output}");
+    let (code, output) = run(&["join", "-wan", "127.0.0.1"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("through their gateways"), "{output}");
 
     // maint: node, then a service; the listing shows both.
     let (code, output) = run(&["maint", "-enable", "-reason=upgrading"]);

@@ -72,6 +72,10 @@ pub struct NodesOptions {
     pub near: Option<String>,
     /// `-datacenter`.
     pub datacenter: Option<String>,
+    /// `-node-meta=key:value`, repeatable.
+    pub node_meta: Vec<String>,
+    /// `-filter`.
+    pub filter: Option<String>,
 }
 
 fn query(pairs: &[(&str, Option<&str>)]) -> String {
@@ -95,10 +99,18 @@ fn map_text(map: &BTreeMap<String, String>) -> String {
 
 /// `catalog nodes [-service=NAME] [-detailed] [-near=NODE]`.
 pub fn nodes(addr: &str, options: &NodesOptions) -> ExitCode {
-    let q = query(&[
+    let mut pairs: Vec<(&str, Option<&str>)> = vec![
         ("dc", options.datacenter.as_deref()),
         ("near", options.near.as_deref()),
-    ]);
+        ("filter", options.filter.as_deref()),
+    ];
+    pairs.extend(
+        options
+            .node_meta
+            .iter()
+            .map(|m| ("node-meta", Some(m.as_str()))),
+    );
+    let q = query(&pairs);
     let nodes: Vec<CatalogNode> = match &options.service {
         Some(service) => {
             let path = format!(
