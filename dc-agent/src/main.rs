@@ -66,6 +66,21 @@ enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+    /// Gather what the agent knows into one archive, as `consul debug`.
+    Debug {
+        /// How long to capture for (`2m`).
+        #[arg(long, default_value = "2m")]
+        duration: String,
+        /// How often to sample metrics (`30s`).
+        #[arg(long, default_value = "30s")]
+        interval: String,
+        /// Where to write (default `consul-debug-<time>`).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Make a `.tar` archive (default) rather than leave the directory.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
+        archive: bool,
+    },
     /// Stream the agent's log lines, as `consul monitor`.
     Monitor {
         /// `trace`, `debug`, `info` (default), `warn` or `err`.
@@ -652,6 +667,26 @@ fn main() -> ExitCode {
         Command::Snapshot {
             command: SnapshotCommand::Inspect { file },
         } => cli::snapshot::inspect(&file),
+        Command::Debug {
+            duration,
+            interval,
+            output,
+            archive,
+        } => match (
+            duration.parse::<wire::GoDuration>(),
+            interval.parse::<wire::GoDuration>(),
+        ) {
+            (Ok(duration), Ok(interval)) => cli::debug::debug(
+                &addr,
+                &cli::debug::DebugOptions {
+                    duration: duration.0,
+                    interval: interval.0,
+                    output,
+                    archive,
+                },
+            ),
+            _ => cli::fail("-duration and -interval take durations such as 30s or 2m"),
+        },
         Command::Monitor {
             log_level,
             log_json,

@@ -1258,6 +1258,36 @@ fn agent_endpoints_as_consuls() {
         },
     );
     assert_eq!(node["Node"]["Node"], "ep1", "{node:#}");
+    // `debug`: a short capture, archived; tar reads the archive.
+    let output_dir = dir.path().join("dbg");
+    let (code, output) = dc_agent(&[
+        "-http-addr=127.138.0.1:8500",
+        "debug",
+        "-duration=2s",
+        "-interval=1s",
+        &format!("-output={}", output_dir.display()),
+    ]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("Saved debug archive:"), "{output}");
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(dir.path().join("dbg.tar"))
+        .output()
+        .expect("tar");
+    assert!(listing.status.success(), "{listing:?}");
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    for name in [
+        "dbg/agent.json",
+        "dbg/members.json",
+        "dbg/host.json",
+        "dbg/0/metrics.json",
+        "dbg/consul.log",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == name),
+            "{name} not in:\n{listing}"
+        );
+    }
     let (code, output) = dc_agent(&[
         "-http-addr=127.138.0.1:8500",
         "operator",

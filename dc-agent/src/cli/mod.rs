@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 failure (as Consul), 2 bad command line.
 
 pub mod catalog;
+pub mod debug;
 pub mod info;
 pub mod keyring;
 pub mod kv;
