@@ -276,11 +276,18 @@ impl LoadedConfig {
             problems.push(format!(
                 "node_name {node_name:?} is not usable: use up to 256 printable characters"
             ));
-        } else if let Err(e) = wire::validate_dns_label(&node_name) {
-            // Consul only warns: the node is still found over HTTP, and DNS answers it by
-            // its name where it can.
+        } else if let Some(bad) = node_name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            // Consul only warns (its rule: letters of either case, digits and dashes): the
+            // node is still found over HTTP.
             warnings.push(format!(
-                "Node name {node_name:?} will not be discoverable via DNS due to invalid characters: it {e}. Valid characters include all alpha-numerics and dashes"
+                "Node name {node_name:?} will not be discoverable via DNS due to invalid characters ({bad:?}). Valid characters include all alpha-numerics and dashes"
+            ));
+        } else if node_name.len() > 63 {
+            warnings.push(format!(
+                "Node name {node_name:?} will not be discoverable via DNS due to it being too long. Valid lengths are between 1 and 63 bytes"
             ));
         }
         let domain = c.domain.clone().unwrap_or_else(|| "consul".to_owned());
