@@ -256,7 +256,7 @@ impl Metrics {
                     MetricType::COUNTER => {
                         let value = metric.get_counter().get_value();
                         counters.push(serde_json::json!({
-                            "Name": name, "Count": value, "Rate": 0.0, "Sum": value,
+                            "Name": name, "Count": value as u64, "Rate": 0.0, "Sum": value,
                             "Min": 1.0, "Max": 1.0, "Mean": 1.0, "Stddev": 0.0, "Labels": labels,
                         }));
                     }

@@ -56,9 +56,11 @@ pub enum Command {
     /// Network coordinates of nodes, as their agents last sent them (the leader batches
     /// them). Coordinates of nodes not in the catalog are ignored.
     CoordinateBatchUpdate(Vec<(String, crate::records::Coordinate)>),
-    /// Replace the whole state with a snapshot (`PUT /v1/snapshot`, `snapshot restore`).
-    /// Every table index moves to the restore's index, so blocking queries see the change.
-    Restore(Box<crate::snapshot::StateSnapshot>),
+    /// Replace the whole state with a snapshot (`PUT /v1/snapshot`, `snapshot restore`):
+    /// the encoded [`crate::snapshot::StateSnapshot`] (its own versioned format, so a later
+    /// change to it never makes this log entry unreadable). Every table index moves to the
+    /// restore's index, so blocking queries see the change.
+    Restore(Vec<u8>),
     /// Set autopilot's configuration; with `cas`, only if its modify index is `cas`.
     AutopilotSetConfig {
         /// The settings (their indexes are set when applied).

@@ -256,9 +256,8 @@ pub fn parse(args: &[String]) -> Result<AgentArgs, String> {
                 Text => Value::String(value.clone()),
                 List => Value::Array(vec![Value::String(value.clone())]),
                 Meta => {
-                    let (key, meta_value) = value.split_once(':').ok_or_else(|| {
-                        format!("-{flag} {value:?} must be key:value, such as rack:r1")
-                    })?;
+                    // Consul's parseMetaPair: `key` alone means the value "".
+                    let (key, meta_value) = value.split_once(':').unwrap_or((value.as_str(), ""));
                     let mut map = Map::new();
                     map.insert(key.to_owned(), Value::String(meta_value.to_owned()));
                     Value::Object(map)

@@ -148,6 +148,12 @@ pub async fn agent_self(State(api): State<Api>) -> Response {
         .find(|c| c.node == agent.node_name && c.dc == agent.datacenter)
         .map(|c| c.coordinate)
         .unwrap_or_default();
+    // The node's metadata, as Consul's `Meta`.
+    let mut meta = agent.debug_config["NodeMeta"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    meta.insert("consul-network-segment".to_owned(), json!(""));
     let body = json!({
         "Config": {
             "Datacenter": agent.datacenter,
@@ -163,7 +169,7 @@ pub async fn agent_self(State(api): State<Api>) -> Response {
         "Coord": coordinate,
         "Member": member_json(&local),
         "Stats": { "raft": raft, "consul": consul, "build": { "version": env!("CARGO_PKG_VERSION"), "prerelease": "", "revision": "" } },
-        "Meta": { "consul-network-segment": "" },
+        "Meta": meta,
         "xDS": { "SupportedProxies": {}, "Port": -1, "Ports": { "Plaintext": -1, "TLS": -1 } },
     });
     json(&api, 1, Consistency::Stale, &body)
@@ -335,6 +341,14 @@ pub async fn monitor(State(api): State<Api>, uri: Uri) -> Result<Response, ApiEr
 /// `GET /v1/agent/host`: the machine the agent runs on, in Consul's shape (gopsutil's
 /// names), read from `/proc` and the data directory's file system.
 pub async fn host() -> Response {
+    // /proc reads and statvfs block (statvfs can hang on a network file system).
+    match tokio::task::spawn_blocking(host_info).await {
+        Ok(body) => ([("content-type", "application/json")], body.to_string()).into_response(),
+        Err(e) => ApiError::Internal(format!("reading the host: {e}")).into_response(),
+    }
+}
+
+fn host_info() -> serde_json::Value {
     let started = std::time::Instant::now();
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let meminfo = read("/proc/meminfo");
@@ -418,7 +432,7 @@ pub async fn host() -> Response {
         "CollectionTime": started.elapsed().as_nanos() as u64,
         "Errors": null,
     });
-    ([("content-type", "application/json")], body.to_string()).into_response()
+    body
 }
 
 fn disk_usage(path: &str) -> serde_json::Value {
@@ -438,7 +452,8 @@ fn disk_usage(path: &str) -> serde_json::Value {
     json!({
         "path": path, "fstype": "", "total": total, "free": free, "used": used,
         "usedPercent": if total == 0 { 0.0 } else { used as f64 * 100.0 / total as f64 },
-        "inodesTotal": stat.f_files as u64, "inodesUsed": (stat.f_files - stat.f_ffree) as u64,
+        "inodesTotal": stat.f_files as u64,
+        "inodesUsed": (stat.f_files as u64).saturating_sub(stat.f_ffree as u64),
         "inodesFree": stat.f_ffree as u64,
     })
 }
@@ -525,10 +540,21 @@ pub async fn join(
     };
     // Consul's join is a TCP exchange that fails when nobody answers; gossip here is UDP,
     // so the join succeeds only once the address answers as a member of the pool.
+    // Success: the address answers as a member, or (it advertises another address: NAT, a
+    // port mapping, 127.0.0.1) a member joined the pool since the announce was sent.
+    let alive = |lan: &crate::gossip::pool::Pool| -> std::collections::BTreeSet<String> {
+        lan.members()
+            .iter()
+            .filter(|m| m.status == crate::gossip::pool::MemberStatus::Alive)
+            .map(|m| m.id.display_name())
+            .collect()
+    };
+    let before = alive(&api.lan);
     let is_member = |lan: &crate::gossip::pool::Pool| {
         lan.members()
             .iter()
             .any(|m| m.id.addr == addr && m.status == crate::gossip::pool::MemberStatus::Alive)
+            || alive(lan).difference(&before).next().is_some()
     };
     if is_member(&api.lan) {
         return Ok(([("content-type", "application/json")], "").into_response());

@@ -227,12 +227,18 @@ pub async fn health(State(api): State<Api>) -> Result<Response, ApiError> {
             })
         })
         .collect();
+    let healthy = servers.iter().all(|s| s.healthy);
     let body = json!({
-        "Healthy": servers.iter().all(|s| s.healthy),
+        "Healthy": healthy,
         "FailureTolerance": failure_tolerance(&servers),
         "Servers": list,
     });
-    Ok(respond(&api, 1, Consistency::Default, &body))
+    let mut response = respond(&api, 1, Consistency::Default, &body);
+    // Consul answers 429 while the cluster is not healthy (load balancers look at it).
+    if !healthy {
+        *response.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+    }
+    Ok(response)
 }
 
 /// `GET /v1/operator/autopilot/state`.

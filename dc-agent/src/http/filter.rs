@@ -1080,6 +1080,7 @@ mod re {
             }
             let mut compiler = Compiler {
                 program: Vec::new(),
+                steps: 0,
             };
             compiler.compile(&node)?;
             compiler.push(Inst::Match)?;
@@ -1180,6 +1181,9 @@ mod re {
 
     struct Compiler {
         program: Vec<Inst>,
+        /// Nodes compiled so far: an empty group repeated (`(){1000}` nested) emits no
+        /// instructions, so the instruction cap alone would not stop it.
+        steps: usize,
     }
 
     impl Compiler {
@@ -1200,6 +1204,12 @@ mod re {
         }
 
         fn compile(&mut self, node: &Node) -> Result<()> {
+            self.steps += 1;
+            if self.steps > MAX_INSTRUCTIONS * 4 {
+                return Err(format!(
+                    "error parsing regexp: expression too large (over {MAX_INSTRUCTIONS} instructions)"
+                ));
+            }
             match node {
                 Node::Empty => {}
                 Node::Char(c, false) => {
@@ -2671,6 +2681,19 @@ mod tests {
             for (i, _) in full.char_indices() {
                 let _ = Filter::parse(&full[..i]).map(|f| f.matches(&data[0]));
             }
+        }
+    }
+
+    #[test]
+    fn empty_groups_repeated_cannot_hang_the_compiler() {
+        // Without the compile budget these ran for hours (10^12 empty repetitions).
+        for pattern in [
+            r#"Node matches "((((){1000}){1000}){1000}){1000}""#,
+            r#"Node matches "(((?:){1000}){1000}){1000}""#,
+            r#"Node matches "(((x){0}){1000}){1000}""#,
+        ] {
+            let error = Filter::parse(pattern).err().unwrap_or_default();
+            assert!(error.contains("expression too large"), "{pattern}: {error}");
         }
     }
 }

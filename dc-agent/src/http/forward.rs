@@ -24,11 +24,17 @@ pub(crate) const MAX_FORWARDED_BODY: usize = 2 * 1024 * 1024;
 /// body is answered at once.
 async fn encode(request: Request, hops: u32) -> Result<HttpRequest, Response> {
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_FORWARDED_BODY).await {
+    // A snapshot restore carries the datacenter's state.
+    let limit = if parts.uri.path() == "/v1/snapshot" {
+        super::snapshot::MAX_SNAPSHOT + 1
+    } else {
+        MAX_FORWARDED_BODY
+    };
+    let body = match axum::body::to_bytes(body, limit).await {
         Ok(body) => body,
         Err(_) => {
             return Err(ApiError::TooLarge(format!(
-                "Request body too large, max size: {MAX_FORWARDED_BODY} bytes"
+                "Request body too large, max size: {limit} bytes"
             ))
             .into_response())
         }

@@ -313,11 +313,9 @@ pub fn node_meta_filter(query: Option<&str>) -> Result<Vec<(String, String)>, Ap
         };
         let value = percent_decode(value)
             .ok_or_else(|| ApiError::BadRequest(format!("Invalid query string near {pair:?}")))?;
-        let (key, meta) = value.split_once(':').ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "Invalid node-meta {value:?}: use key:value, such as rack:r1"
-            ))
-        })?;
+        // Consul's parseMetaPair: `key` alone means the value "".
+        let (key, meta) = value.split_once(':').unwrap_or((value.as_str(), ""));
+        wanted.retain(|(k, _): &(String, String)| k != key);
         wanted.push((key.to_owned(), meta.to_owned()));
     }
     Ok(wanted)

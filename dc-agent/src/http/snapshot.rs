@@ -102,13 +102,15 @@ pub async fn restore(State(api): State<Api>, body: Bytes) -> Result<Response, Ap
         )));
     }
     let (meta, state) = parse(&body).map_err(ApiError::BadRequest)?;
+    let encoded = wire::frame::to_bytes(&state)
+        .map_err(|e| ApiError::Internal(format!("encoding the snapshot: {e}")))?;
     if meta.datacenter != api.agent.datacenter {
         tracing::warn!(from = %meta.datacenter, into = %api.agent.datacenter, "restoring a snapshot taken in another datacenter");
     }
     let (_index, result) = api
         .server()?
         .proposer
-        .propose(Command::Restore(Box::new(state)))
+        .propose(Command::Restore(encoded))
         .await
         .map_err(super::error::from_propose_error)?;
     tracing::info!(taken_at = meta.index, "snapshot restored");

@@ -82,6 +82,8 @@ pub struct Hello {
     /// The uninitialized servers it would bootstrap with now (itself included), sorted: a
     /// server bootstraps only once every one of them names the same set.
     pub candidates: Vec<NodeId>,
+    /// It is leaving the cluster (`leave`): not to be added back.
+    pub leaving: bool,
 }
 
 /// The answer to an [`RpcRequest`].

@@ -130,6 +130,13 @@ async fn step(server: &Server) -> anyhow::Result<Option<String>> {
     if initialized || server.bootstrap_expect == 0 {
         return Ok(Some("waiting for a leader".to_owned()));
     }
+    // A cluster exists already (its election may be under way): join it, never start another.
+    if peers.iter().any(|p| p.initialized) {
+        return Ok(Some(
+            "a server of this datacenter is already bootstrapped; waiting for its leader"
+                .to_owned(),
+        ));
+    }
     let mut candidates: BTreeMap<u64, wire::raft::RaftNode> =
         BTreeMap::from([(server.id, server.node.clone())]);
     for peer in &peers {

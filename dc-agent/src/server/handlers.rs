@@ -150,6 +150,7 @@ impl Server {
                 .lock()
                 .map(|c| c.clone())
                 .unwrap_or_default(),
+            leaving: self.leaving.load(std::sync::atomic::Ordering::SeqCst),
         }
     }
 }

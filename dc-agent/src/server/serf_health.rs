@@ -32,6 +32,7 @@ pub async fn reconcile_loop(
     datacenter: String,
     cancel: CancellationToken,
 ) {
+    let readding: Readding = Default::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -42,9 +43,85 @@ pub async fn reconcile_loop(
         if !server.is_leader() {
             continue;
         }
+        readd_live_servers(&server, &lan, &datacenter, &readding).await;
         if let Err(e) = reconcile(&server, &lan, &handler, &datacenter).await {
             tracing::debug!(error = %e, "serfHealth reconcile failed; retrying");
         }
+    }
+}
+
+/// Servers being added back, so a slow catch-up is not started twice.
+type Readding = Arc<std::sync::Mutex<std::collections::HashSet<u64>>>;
+
+/// The Raft address of a gossip member that is a server (`ip:rpc_port`).
+fn raft_addr(member: &crate::gossip::pool::Member) -> Option<String> {
+    (member.id.server && member.id.rpc_port != 0)
+        .then(|| std::net::SocketAddr::new(member.id.addr.ip(), member.id.rpc_port).to_string())
+}
+
+/// A live server of this datacenter that is not in the Raft configuration (removed while it
+/// was down: autopilot, `force-leave`, `remove-peer`) is added back, as Consul's leader does
+/// on its reconcile pass. Its own log may still name it a voter, so it would never ask.
+async fn readd_live_servers(
+    server: &Arc<Server>,
+    lan: &LanPool,
+    datacenter: &str,
+    readding: &Readding,
+) {
+    let in_raft: std::collections::BTreeSet<String> = server
+        .members()
+        .into_iter()
+        .map(|(_, node, _)| node.addr)
+        .collect();
+    for member in lan.members() {
+        if member.status != MemberStatus::Alive || member.id.dc != datacenter {
+            continue;
+        }
+        let Some(addr) = raft_addr(&member) else {
+            continue;
+        };
+        if in_raft.contains(&addr) || addr == server.node.addr {
+            continue;
+        }
+        let Ok(socket) = addr.parse::<std::net::SocketAddr>() else {
+            continue;
+        };
+        let hello = server
+            .transport
+            .call(
+                socket,
+                crate::rpc::ALPN_RPC,
+                &crate::rpc::messages::RpcRequest::Hello {
+                    version: crate::rpc::messages::PROTOCOL_VERSION,
+                },
+                super::RPC_TIMEOUT,
+            )
+            .await;
+        let Ok(crate::rpc::messages::RpcReply::Hello(hello)) = hello else {
+            continue;
+        };
+        if hello.datacenter != datacenter || !hello.initialized || hello.leaving {
+            // An uninitialized server joins (or bootstraps) by itself.
+            continue;
+        }
+        let fresh = readding
+            .lock()
+            .map(|mut set| set.insert(hello.id))
+            .unwrap_or(false);
+        if !fresh {
+            continue;
+        }
+        tracing::info!(node = %hello.node.name, addr = %addr, "adding back a live server missing from the Raft configuration");
+        let server = server.clone();
+        let readding = readding.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server.add_server(hello.id, hello.node.clone()).await {
+                tracing::warn!(node = %hello.node.name, error = %e, "could not add the server back; retrying");
+            }
+            if let Ok(mut set) = readding.lock() {
+                set.remove(&hello.id);
+            }
+        });
     }
 }
 
@@ -63,11 +140,19 @@ async fn cleanup_dead_servers(
     if !config.cleanup_dead_servers {
         return Ok(());
     }
-    let failed: std::collections::BTreeSet<String> = lan
-        .members()
-        .into_iter()
-        .filter(|m| m.id.server && m.id.dc == datacenter && m.status == MemberStatus::Failed)
-        .map(|m| m.id.name)
+    // By Raft address, not name: a server restarted on another address leaves a failed
+    // member under its old one, and the live server must not be removed for it.
+    let members = lan.members();
+    let alive: std::collections::BTreeSet<String> = members
+        .iter()
+        .filter(|m| m.status == MemberStatus::Alive)
+        .filter_map(raft_addr)
+        .collect();
+    let failed: std::collections::BTreeSet<String> = members
+        .iter()
+        .filter(|m| m.id.dc == datacenter && m.status == MemberStatus::Failed)
+        .filter_map(raft_addr)
+        .filter(|addr| !alive.contains(addr))
         .collect();
     if failed.is_empty() {
         return Ok(());
@@ -76,7 +161,7 @@ async fn cleanup_dead_servers(
     let voters = members.iter().filter(|(_, _, voter)| *voter).count();
     let dead: Vec<_> = members
         .iter()
-        .filter(|(id, node, _)| *id != server.id && failed.contains(&node.name))
+        .filter(|(id, node, _)| *id != server.id && failed.contains(&node.addr))
         .map(|(id, node, _)| (*id, node.name.clone()))
         .collect();
     if dead.is_empty() {
@@ -128,11 +213,18 @@ async fn reconcile(
             MemberStatus::Left => {
                 // A server that left (or was force-left: it is dead) leaves Raft too, as
                 // Consul's leader removes it, so it no longer counts for the quorum.
-                if member.id.server && member.id.dc == datacenter {
+                let left_addr = raft_addr(&member);
+                let still_alive = lan
+                    .members()
+                    .iter()
+                    .any(|m| m.status == MemberStatus::Alive && raft_addr(m) == left_addr);
+                if member.id.dc == datacenter && left_addr.is_some() && !still_alive {
                     let stale: Vec<_> = server
                         .members()
                         .into_iter()
-                        .filter(|(id, node, _)| node.name == name && *id != server.id)
+                        .filter(|(id, node, _)| {
+                            Some(&node.addr) == left_addr.as_ref() && *id != server.id
+                        })
                         .map(|(id, _, _)| id)
                         .collect();
                     if !stale.is_empty() {

@@ -51,9 +51,39 @@ impl State {
                 self.autopilot = Some(config);
                 CommandResult::Applied(true)
             }
-            Command::Restore(snapshot) => {
-                let mut snapshot = (**snapshot).clone();
-                snapshot.kv_floor = snapshot.kv_floor.max(index);
+            Command::Restore(encoded) => {
+                let mut snapshot = match StateSnapshot::decode(encoded) {
+                    Ok(snapshot) => snapshot,
+                    Err(e) => return CommandResult::Refused(format!("not a usable snapshot: {e}")),
+                };
+                // Indexes from another history (a snapshot of an older or rebuilt
+                // datacenter) may be above this one's: none may pass the restore's, or
+                // watchers would miss the changes that follow.
+                let clamp = |i: &mut u64| *i = (*i).min(index);
+                for entry in &mut snapshot.kv {
+                    clamp(&mut entry.create_index);
+                    clamp(&mut entry.modify_index);
+                }
+                for (_, deleted) in &mut snapshot.kv_tombstones {
+                    clamp(deleted);
+                }
+                for node in &mut snapshot.nodes {
+                    clamp(&mut node.create_index);
+                    clamp(&mut node.modify_index);
+                }
+                for service in &mut snapshot.services {
+                    clamp(&mut service.create_index);
+                    clamp(&mut service.modify_index);
+                }
+                for check in &mut snapshot.checks {
+                    clamp(&mut check.create_index);
+                    clamp(&mut check.modify_index);
+                }
+                if let Some(autopilot) = &mut snapshot.autopilot {
+                    clamp(&mut autopilot.create_index);
+                    clamp(&mut autopilot.modify_index);
+                }
+                snapshot.kv_floor = index;
                 snapshot.table_indexes = [index; 3];
                 snapshot.node_indexes.values_mut().for_each(|i| *i = index);
                 snapshot
