@@ -77,6 +77,9 @@ async fn resolve_join(entry: &str, server_port: u16) -> anyhow::Result<Vec<Socke
     Ok(found)
 }
 
+/// How long requests in flight may still finish once the agent stops.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
 /// Runs the agent until it is told to stop.
 pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let loaded = LoadedConfig {
@@ -605,10 +608,22 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         signals.cancel();
     });
     match listener {
-        Some(listener) => axum::serve(listener, router)
-            .with_graceful_shutdown(cancel.clone().cancelled_owned())
-            .await
-            .context("serving HTTP")?,
+        Some(listener) => {
+            // Graceful shutdown waits for requests in flight; a blocking query (consul-
+            // template holds one for minutes) or a monitor must not hold the agent up.
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(cancel.clone().cancelled_owned());
+            let stopping = cancel.clone();
+            tokio::select! {
+                served = serve => served.context("serving HTTP")?,
+                () = async move {
+                    stopping.cancelled().await;
+                    tokio::time::sleep(HTTP_DRAIN).await;
+                } => {
+                    tracing::info!("requests still in flight (blocking queries) were cut short");
+                }
+            }
+        }
         None => {
             drop(router);
             cancel.cancelled().await;

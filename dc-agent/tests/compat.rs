@@ -1782,3 +1782,39 @@ fn filter_expressions_as_consuls() {
         response.text()
     );
 }
+
+/// SIGTERM stops an agent that is holding a long blocking query (as consul-template keeps
+/// one open): the query is cut short instead of holding the agent for its whole wait.
+#[test]
+fn an_agent_stops_while_a_blocking_query_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut agent = FlagAgent::server(dir.path(), "b1", "127.144.0.1", &["-bootstrap-expect=1"]);
+    agent.wait_for_leader(Duration::from_secs(30));
+    assert_eq!(agent.request("PUT", "/v1/kv/watched", "1").text(), "true");
+    let index = agent
+        .request("GET", "/v1/kv/watched", "")
+        .header("x-consul-index")
+        .unwrap_or("1")
+        .to_owned();
+    let client = agent.client();
+    let waiting =
+        std::thread::spawn(move || client.get(&format!("/v1/kv/watched?index={index}&wait=10m")));
+    std::thread::sleep(Duration::from_millis(500));
+    if let Some(child) = &agent.child {
+        // SAFETY: signals a child process of this test.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent.exited().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the agent waited for the blocking query:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The watcher sees its connection end rather than an answer from a stopped agent.
+    let _ = waiting.join();
+}
