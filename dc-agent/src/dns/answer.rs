@@ -258,6 +258,9 @@ pub struct Answer {
     pub authority: Vec<Record>,
     /// Additional section (addresses of SRV targets).
     pub additionals: Vec<Record>,
+    /// Ask the recursors first, when there are any (a reverse name the catalog does not
+    /// know, as Consul); this answer stands otherwise.
+    pub recurse_first: bool,
 }
 
 /// Decides the answer to `qname`/`qtype`. `seed` shuffles instances; `serial` is the SOA
@@ -280,6 +283,7 @@ pub fn answer(
         answers: Vec::new(),
         authority: Vec::new(),
         additionals: Vec::new(),
+        recurse_first: false,
     };
     let soa = Record {
         name: domain.clone(),
@@ -307,7 +311,9 @@ pub fn answer(
             return out;
         };
         if nodes.is_empty() {
-            return negative(out, Rcode::NxDomain);
+            let mut out = negative(out, Rcode::NxDomain);
+            out.recurse_first = true;
+            return out;
         }
         if matches!(qtype, QueryType::Ptr | QueryType::Any) {
             for node in nodes {

@@ -286,7 +286,9 @@ impl RequestHandler for DnsHandler {
                 return send_error(request, builder, response_handle, code).await;
             }
         };
-        if decided.rcode == Rcode::Refused && !self.recursion.recursors.is_empty() {
+        if (decided.rcode == Rcode::Refused || decided.recurse_first)
+            && !self.recursion.recursors.is_empty()
+        {
             return self.answer_recursively(request, response_handle).await;
         }
         let code = match decided.rcode {
