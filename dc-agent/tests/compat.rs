@@ -1771,6 +1771,20 @@ fn filter_expressions_as_consuls() {
         Some(vec!["db".to_owned()]),
         "{names:#}"
     );
+    // A selector the endpoint does not have is refused, as Consul refuses it.
+    let response = agent.request(
+        "GET",
+        "/v1/health/service/db?filter=Servce.Tags%20is%20empty",
+        "",
+    );
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert!(
+        response
+            .text()
+            .contains(r#"Selector "Servce.Tags" is not valid"#),
+        "{}",
+        response.text()
+    );
     // A bad expression is a 400 naming the problem, not a silent 200.
     let response = agent.request("GET", "/v1/catalog/nodes?filter=Node%20%3D%3D", "");
     assert_eq!(response.status, 400);

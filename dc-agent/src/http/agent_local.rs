@@ -141,7 +141,7 @@ pub async fn deregister_service(
 
 /// `GET /v1/agent/services`.
 pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
-    let filter = super::filter_of(&uri)?;
+    let filter = super::filter_of(&uri, super::selectors::AGENT_SERVICES)?;
     let services: BTreeMap<String, AgentLocalService> = api
         .local
         .services()
@@ -172,7 +172,7 @@ pub async fn service(State(api): State<Api>, Path(id): Path<String>) -> Result<R
 
 /// `GET /v1/agent/checks` (`?filter`).
 pub async fn checks(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
-    let filter = super::filter_of(&uri)?;
+    let filter = super::filter_of(&uri, super::selectors::AGENT_CHECKS)?;
     Ok(json(
         &api,
         1,

@@ -268,7 +268,7 @@ async fn read<T>(
 pub async fn nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
     let near = params(uri.query())?.get("near").cloned();
     let wanted = node_meta_filter(uri.query())?;
-    let filter = filter_of(&uri)?;
+    let filter = filter_of(&uri, super::selectors::NODES)?;
     let (index, nodes, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let mut nodes = catalog
@@ -291,7 +291,7 @@ pub async fn nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiErro
 /// `GET /v1/catalog/services`.
 pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
     let wanted = node_meta_filter(uri.query())?;
-    let filter = filter_of(&uri)?;
+    let filter = filter_of(&uri, super::selectors::SERVICE_NODES)?;
     let (index, services, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let names: std::collections::BTreeMap<String, Vec<String>> = if let Some(filter) = &filter {
@@ -398,7 +398,7 @@ pub async fn service(
     let tags = tags(&params);
     let near = params.get("near").cloned();
     let wanted = node_meta_filter(uri.query())?;
-    let filter = filter_of(&uri)?;
+    let filter = filter_of(&uri, super::selectors::SERVICE_NODES)?;
     let (index, entries, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let mut entries: Vec<CatalogServiceEntry> = catalog
@@ -429,7 +429,7 @@ pub async fn node(
     Path(node): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let filter = filter_of(&uri)?;
+    let filter = filter_of(&uri, super::selectors::NODE_SERVICES)?;
     let (index, answer, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let answer = catalog.node(&node).map(|n| NodeServices {
@@ -457,7 +457,7 @@ pub async fn node_services(
     Path(node): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let filter = filter_of(&uri)?;
+    let filter = filter_of(&uri, super::selectors::NODE_SERVICES)?;
     let (index, answer, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let answer = catalog.node(&node).map(|n| {
@@ -491,7 +491,7 @@ pub async fn health_service(
     let passing_only = params.contains_key("passing");
     let near = params.get("near").cloned();
     let wanted = node_meta_filter(uri.query())?;
-    let filter = filter_of(&uri)?;
+    let filter = filter_of(&uri, super::selectors::SERVICE_HEALTH)?;
     let (index, entries, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         let mut entries: Vec<ServiceEntry> = catalog
@@ -528,7 +528,7 @@ pub async fn health_checks(
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let filter = filter_of(&uri)?;
+    let filter = filter_of(&uri, super::selectors::CHECKS)?;
     let wanted = node_meta_filter(uri.query())?;
     let (index, checks, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
@@ -551,7 +551,7 @@ pub async fn health_node(
     Path(node): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let filter = filter_of(&uri)?;
+    let filter = filter_of(&uri, super::selectors::CHECKS)?;
     let (index, checks, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
         (
@@ -572,7 +572,7 @@ pub async fn health_state(
     Path(state): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let filter = filter_of(&uri)?;
+    let filter = filter_of(&uri, super::selectors::CHECKS)?;
     let wanted = match state.as_str() {
         "any" => None,
         other => Some(other.parse::<HealthStatus>().map_err(|_| {

@@ -53,11 +53,11 @@
 //! Consul evaluates typed Go structs and rejects a bad expression with a 400 before it runs.
 //! Over JSON there are no types to check against, so instead:
 //!
-//! * **Unknown selectors** (`Servce == web`) are not rejected (Consul: 400 `Selector "..." is
-//!   not valid`): a missing field is indistinguishable from an absent map key or an omitted
-//!   empty field, so it follows the not-present rule above (a positive match is false).
-//!   A selector that tries to descend into a string, number or bool is never matched,
-//!   negated or not.
+//! * **Unknown selectors** (`Servce == web`) are refused by [`Filter::check_selectors`]
+//!   against the endpoint's list (`http::selectors`, from Consul's docs), with Consul's
+//!   `Selector "..." is not valid`. A known selector whose field is absent from an item
+//!   follows the not-present rule above. A selector that tries to descend into a string,
+//!   number or bool is never matched, negated or not.
 //! * **Operator/type mismatches** (`Port contains 1`, `Port is empty`, `Port == abc`, `Port
 //!   matches 1`) make the match expression false, negated or not (Consul: 400).
 //! * `==`, `!=`, `matches` and `not matches` on a list selector apply to its elements with the
@@ -116,6 +116,32 @@ impl Filter {
         Ok(Filter { expr: Some(expr) })
     }
 
+    /// Refuses a selector the endpoint does not have, as Consul does (`Selector "X" is not
+    /// valid`). `allowed` are dotted selectors, `*` standing for any map key.
+    pub fn check_selectors(&self, allowed: &[&str]) -> Result<(), String> {
+        let mut selectors = Vec::new();
+        if let Some(expr) = &self.expr {
+            expr.selectors(&mut selectors);
+        }
+        for selector in selectors {
+            let known = allowed.iter().any(|pattern| {
+                let parts: Vec<&str> = pattern.split('.').collect();
+                parts.len() == selector.len()
+                    && parts
+                        .iter()
+                        .zip(selector)
+                        .all(|(want, have)| *want == "*" || want == have)
+            });
+            if !known {
+                return Err(format!(
+                    "{ERROR_PREFIX}Selector {:?} is not valid",
+                    selector.join(".")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether one item (the JSON object the endpoint returns for it, with Consul's PascalCase
     /// field names) matches.
     pub fn matches(&self, item: &Value) -> bool {
@@ -171,6 +197,14 @@ enum Op {
 }
 
 impl Expr {
+    fn selectors<'a>(&'a self, out: &mut Vec<&'a Vec<String>>) {
+        match self {
+            Expr::Or(all) | Expr::And(all) => all.iter().for_each(|e| e.selectors(out)),
+            Expr::Not(inner) => inner.selectors(out),
+            Expr::Match(m) => out.push(&m.selector),
+        }
+    }
+
     fn eval(&self, item: &Value) -> bool {
         match self {
             Expr::Or(terms) => terms.iter().any(|e| e.eval(item)),
@@ -2695,5 +2729,26 @@ mod tests {
             let error = Filter::parse(pattern).err().unwrap_or_default();
             assert!(error.contains("expression too large"), "{pattern}: {error}");
         }
+    }
+
+    #[test]
+    fn selectors_outside_the_endpoint_are_refused() {
+        let allowed = ["Node", "Meta", "Meta.*", "Checks.Status"];
+        let check = |expression: &str| {
+            Filter::parse(expression)
+                .and_then(|f| f.check_selectors(&allowed))
+                .err()
+        };
+        assert_eq!(
+            check("Node == a and Meta.rack == r1 or Checks.Status != passing"),
+            None
+        );
+        assert_eq!(check("not (Meta is empty)"), None);
+        assert_eq!(
+            check("Node == a and Nod == b").as_deref(),
+            Some(r#"Failed to create boolean expression evaluator: Selector "Nod" is not valid"#)
+        );
+        assert!(check("Checks.Output == x").is_some());
+        assert!(check("Meta.a.b == x").is_some());
     }
 }

@@ -15,6 +15,7 @@ pub mod filter;
 pub(crate) mod forward;
 mod keyring;
 mod kv;
+pub mod selectors;
 pub mod snapshot;
 mod txn;
 
@@ -280,15 +281,20 @@ pub fn params(query: Option<&str>) -> Result<Params, ApiError> {
     Ok(params)
 }
 
-/// The `?filter=` of a request, parsed (none when absent or empty); a bad expression is a
-/// 400 naming the problem.
-pub fn filter_of(uri: &Uri) -> Result<Option<filter::Filter>, ApiError> {
+/// The `?filter=` of a request, parsed (none when absent or empty); a bad expression, or a
+/// selector the endpoint does not have (`allowed`, from `selectors`), is a 400 naming the
+/// problem.
+pub fn filter_of(uri: &Uri, allowed: &[&str]) -> Result<Option<filter::Filter>, ApiError> {
     let params = params(uri.query())?;
     match params.get("filter").map(String::as_str) {
         None | Some("") => Ok(None),
-        Some(expression) => filter::Filter::parse(expression)
-            .map(Some)
-            .map_err(ApiError::BadRequest),
+        Some(expression) => {
+            let filter = filter::Filter::parse(expression).map_err(ApiError::BadRequest)?;
+            filter
+                .check_selectors(allowed)
+                .map_err(ApiError::BadRequest)?;
+            Ok(Some(filter))
+        }
     }
 }
 
