@@ -294,32 +294,22 @@ pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiE
     let filter = filter_of(&uri, super::selectors::SERVICE_NODES)?;
     let (index, services, consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
-        let names: std::collections::BTreeMap<String, Vec<String>> = if let Some(filter) = &filter {
-            // `?filter` selects instances (Consul's ServiceNode fields); their names and
-            // tags are listed.
-            let mut names: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
-                Default::default();
+        // With `?filter`, the instances (Consul's ServiceNode fields) are taken out to be
+        // filtered after the read, not under the state's lock.
+        let mut instances: Vec<(String, Vec<String>, serde_json::Value)> = Vec::new();
+        let names: std::collections::BTreeMap<String, Vec<String>> = if filter.is_some() {
             for (name, _) in catalog.service_names() {
                 for (node, service) in catalog.instances(name, &[]) {
                     if !meta_matches(&node.meta, &wanted) {
                         continue;
                     }
-                    let entry = CatalogServiceEntry::new(node, service);
-                    let matched = serde_json::to_value(&entry)
-                        .map(|v| filter.matches(&v))
-                        .unwrap_or(false);
-                    if matched {
-                        names
-                            .entry(service.name.clone())
-                            .or_default()
-                            .extend(service.tags.iter().cloned());
+                    if let Ok(entry) = serde_json::to_value(CatalogServiceEntry::new(node, service))
+                    {
+                        instances.push((service.name.clone(), service.tags.clone(), entry));
                     }
                 }
             }
-            names
-                .into_iter()
-                .map(|(name, tags)| (name, tags.into_iter().collect()))
-                .collect()
+            Default::default()
         } else if wanted.is_empty() {
             catalog
                 .service_names()
@@ -348,9 +338,23 @@ pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiE
                 .map(|(name, tags)| (name, tags.into_iter().collect()))
                 .collect()
         };
-        (catalog.indexes().services, names)
+        (catalog.indexes().services, (names, instances))
     })
     .await?;
+    let (mut services, instances) = services;
+    if let Some(filter) = &filter {
+        let mut matched: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            Default::default();
+        for (name, tags, entry) in instances {
+            if filter.matches(&entry) {
+                matched.entry(name).or_default().extend(tags);
+            }
+        }
+        services = matched
+            .into_iter()
+            .map(|(name, tags)| (name, tags.into_iter().collect()))
+            .collect();
+    }
     Ok(json(&api, index, consistency, &services))
 }
 
