@@ -182,25 +182,10 @@ pub fn flag_names() -> Vec<&'static str> {
 fn nearest_flag(name: &str) -> Option<&'static str> {
     flag_names()
         .into_iter()
-        .map(|flag| (strsim(name, flag), flag))
+        .map(|flag| (super::keys::edit_distance(name, flag), flag))
         .filter(|(distance, flag)| *distance <= (flag.len() / 3).max(2))
         .min()
         .map(|(_, flag)| flag)
-}
-
-fn strsim(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substituted = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substituted.min(row[j] + 1).min(previous + 1);
-        }
-    }
-    row[b.len()]
 }
 
 /// Parses `consul agent`'s arguments (everything after `agent`).

@@ -194,7 +194,8 @@ fn canonical(key: &str, candidates: &[&'static str]) -> Option<&'static str> {
     candidates.iter().find(|c| squash(c) == squashed).copied()
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance, for suggesting the key (or flag) meant.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -499,14 +499,19 @@ impl<'a> Parser<'a> {
 
     // ---- expressions ----
 
-    /// `OrExpression <- AndExpression (_ "or" _ AndExpression)*`
-    fn or_expr(&mut self) -> Option<Expr> {
-        let mut terms = vec![self.and_expr()?];
+    /// `Term (_ keyword _ Term)*`, one term alone or all of them joined by `join`.
+    fn joined(
+        &mut self,
+        keyword: &str,
+        term: fn(&mut Self) -> Option<Expr>,
+        join: fn(Vec<Expr>) -> Expr,
+    ) -> Option<Expr> {
+        let mut terms = vec![term(self)?];
         loop {
             let save = self.pos;
-            if self.ws() && self.lit("or") && self.ws() {
-                if let Some(term) = self.and_expr() {
-                    terms.push(term);
+            if self.ws() && self.lit(keyword) && self.ws() {
+                if let Some(next) = term(self) {
+                    terms.push(next);
                     continue;
                 }
             }
@@ -516,29 +521,18 @@ impl<'a> Parser<'a> {
         Some(if terms.len() == 1 {
             terms.pop()?
         } else {
-            Expr::Or(terms)
+            join(terms)
         })
+    }
+
+    /// `OrExpression <- AndExpression (_ "or" _ AndExpression)*`
+    fn or_expr(&mut self) -> Option<Expr> {
+        self.joined("or", Self::and_expr, Expr::Or)
     }
 
     /// `AndExpression <- NotExpression (_ "and" _ NotExpression)*`
     fn and_expr(&mut self) -> Option<Expr> {
-        let mut terms = vec![self.not_expr()?];
-        loop {
-            let save = self.pos;
-            if self.ws() && self.lit("and") && self.ws() {
-                if let Some(term) = self.not_expr() {
-                    terms.push(term);
-                    continue;
-                }
-            }
-            self.pos = save;
-            break;
-        }
-        Some(if terms.len() == 1 {
-            terms.pop()?
-        } else {
-            Expr::And(terms)
-        })
+        self.joined("and", Self::not_expr, Expr::And)
     }
 
     /// `NotExpression <- "not" _ NotExpression / ParenthesizedExpression`

@@ -154,49 +154,8 @@ pub const SERVICE_HEALTH: &[&str] = &[
     "Service.Weights.Warning",
 ];
 
-/// `?filter=` selectors of GET /v1/agent/services.
-pub const AGENT_SERVICES: &[&str] = &[
-    "Address",
-    "Connect.Native",
-    "EnableTagOverride",
-    "ID",
-    "Kind",
-    "Meta",
-    "Meta.*",
-    "Port",
-    "Proxy.DestinationServiceID",
-    "Proxy.DestinationServiceName",
-    "Proxy.LocalServiceAddress",
-    "Proxy.LocalServicePort",
-    "Proxy.Mode",
-    "Proxy.TransparentProxy.OutboundListenerPort",
-    "Proxy.MeshGateway.Mode",
-    "Proxy.Upstreams",
-    "Proxy.Upstreams.Datacenter",
-    "Proxy.Upstreams.DestinationName",
-    "Proxy.Upstreams.DestinationNamespace",
-    "Proxy.Upstreams.DestinationType",
-    "Proxy.Upstreams.LocalBindAddress",
-    "Proxy.Upstreams.LocalBindPort",
-    "Proxy.Upstreams.MeshGateway.Mode",
-    "Service",
-    "TaggedAddresses",
-    "TaggedAddresses.*.Address",
-    "TaggedAddresses.*.Port",
-    "Tags",
-    "Weights.Passing",
-    "Weights.Warning",
-];
+/// `?filter=` selectors of GET /v1/agent/services (the same fields as a node's services).
+pub const AGENT_SERVICES: &[&str] = NODE_SERVICES;
 
 /// `?filter=` selectors of GET /v1/agent/checks.
-pub const AGENT_CHECKS: &[&str] = &[
-    "CheckID",
-    "Name",
-    "Node",
-    "Notes",
-    "Output",
-    "ServiceID",
-    "ServiceName",
-    "ServiceTags",
-    "Status",
-];
+pub const AGENT_CHECKS: &[&str] = CHECKS;
