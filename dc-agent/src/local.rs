@@ -1188,27 +1188,21 @@ impl LocalAgent {
             .config_services
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut changes = 0;
-        for id in loaded
-            .keys()
-            .filter(|id| !wanted.contains_key(*id))
-            .cloned()
-            .collect::<Vec<_>>()
-        {
-            self.deregister_service(&id);
-            loaded.remove(&id);
-            changes += 1;
-        }
-        for (id, (service, checks)) in wanted {
-            if loaded.get(&id) == Some(&(service.clone(), checks.clone())) {
-                continue;
-            }
-            self.deregister_service(&id);
-            register_service_with_checks(self, service.clone(), &checks)?;
-            loaded.insert(id, (service, checks));
-            changes += 1;
-        }
-        Ok(changes)
+        let wanted = wanted
+            .into_iter()
+            .map(|(id, loaded)| (id, (loaded.clone(), loaded)))
+            .collect();
+        apply_config_set(
+            &mut loaded,
+            wanted,
+            |id| {
+                self.deregister_service(id);
+            },
+            |id, (service, checks)| {
+                self.deregister_service(id);
+                register_service_with_checks(self, service, &checks)
+            },
+        )
     }
 
     /// Applies the top-level checks of a (re)loaded configuration (`check`, `checks`: of the
@@ -1237,25 +1231,46 @@ impl LocalAgent {
             .config_checks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut changes = 0;
-        for id in loaded
-            .keys()
-            .filter(|id| !wanted.contains_key(*id))
-            .cloned()
-            .collect::<Vec<_>>()
-        {
-            self.deregister_check(&id);
-            loaded.remove(&id);
-            changes += 1;
-        }
-        for (id, (registration, spec)) in wanted {
-            if loaded.get(&id) == Some(&registration) {
-                continue;
-            }
-            self.register_check(spec);
-            loaded.insert(id, registration);
-            changes += 1;
-        }
-        Ok(changes)
+        apply_config_set(
+            &mut loaded,
+            wanted,
+            |id| {
+                self.deregister_check(id);
+            },
+            |_, spec| {
+                self.register_check(spec);
+                Ok(())
+            },
+        )
     }
+}
+
+/// Brings what the config files registered (`loaded`, by ID) to what they hold now
+/// (`wanted`: the value compared, and what registering takes): removes what is gone,
+/// registers what is new or changed, leaves the rest running. Returns how many changed.
+fn apply_config_set<V: PartialEq, A>(
+    loaded: &mut BTreeMap<String, V>,
+    wanted: BTreeMap<String, (V, A)>,
+    mut remove: impl FnMut(&str),
+    mut register: impl FnMut(&str, A) -> Result<(), String>,
+) -> Result<usize, String> {
+    let gone: Vec<String> = loaded
+        .keys()
+        .filter(|id| !wanted.contains_key(*id))
+        .cloned()
+        .collect();
+    let mut changes = gone.len();
+    for id in gone {
+        remove(&id);
+        loaded.remove(&id);
+    }
+    for (id, (value, input)) in wanted {
+        if loaded.get(&id) == Some(&value) {
+            continue;
+        }
+        register(&id, input)?;
+        loaded.insert(id, value);
+        changes += 1;
+    }
+    Ok(changes)
 }

@@ -92,6 +92,25 @@ impl FlagAgent {
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())
     }
+
+    /// Sends SIGTERM, as an operator's `kill` or systemd's stop does.
+    fn terminate(&self) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on a pid this test spawned and has not reaped.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit; panics with its log otherwise.
+    fn wait_exit(&mut self, limit: Duration, why: &str) {
+        let deadline = Instant::now() + limit;
+        while self.exited().is_none() {
+            assert!(Instant::now() < deadline, "{why}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for FlagAgent {
@@ -506,21 +525,8 @@ fn consul_flags_and_config_files_start_an_agent() {
     assert!(output.contains("did you mean -server?"), "{output}");
 
     // SIGTERM stops it and removes the PID file.
-    if let Some(child) = &agent.child {
-        // SAFETY: signals a child process of this test.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while agent.exited().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the agent ignored SIGTERM:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    agent.terminate();
+    agent.wait_exit(Duration::from_secs(20), "the agent ignored SIGTERM");
     assert!(!pid_file.exists(), "the PID file is removed at exit");
 }
 
@@ -711,15 +717,7 @@ fn leave_stops_a_single_server_and_its_data_stays() {
     let (code, output) = dc_agent(&["-http-addr=127.134.0.1:8500", "leave"]);
     assert_eq!(code, 0, "{output}");
     assert_eq!(output, "Graceful leave complete\n");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while agent.exited().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "still running after leave:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    agent.wait_exit(Duration::from_secs(20), "still running after leave");
     drop(agent);
     let agent = FlagAgent::server(dir.path(), "solo", "127.134.0.1", &args);
     agent.wait_for_leader(Duration::from_secs(30));
@@ -1814,21 +1812,11 @@ fn an_agent_stops_while_a_blocking_query_waits() {
     let waiting =
         std::thread::spawn(move || client.get(&format!("/v1/kv/watched?index={index}&wait=10m")));
     std::thread::sleep(Duration::from_millis(500));
-    if let Some(child) = &agent.child {
-        // SAFETY: signals a child process of this test.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while agent.exited().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the agent waited for the blocking query:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    agent.terminate();
+    agent.wait_exit(
+        Duration::from_secs(30),
+        "the agent waited for the blocking query",
+    );
     // The watcher sees its connection end rather than an answer from a stopped agent.
     let _ = waiting.join();
 }

@@ -38,14 +38,9 @@ pub fn save(addr: &str, file: &Path, stale: bool) -> ExitCode {
 
 /// `snapshot restore FILE`.
 pub fn restore(addr: &str, file: &Path) -> ExitCode {
-    let body = match std::fs::read(file) {
+    let body = match read_file(file) {
         Ok(body) => body,
-        Err(e) => {
-            return fail(format!(
-                "Error opening snapshot file {}: {e}",
-                file.display()
-            ))
-        }
+        Err(code) => return code,
     };
     match check(client(addr).put("/v1/snapshot", &body), addr) {
         Ok(response) if response.status == 200 => {
@@ -60,6 +55,15 @@ pub fn restore(addr: &str, file: &Path) -> ExitCode {
     }
 }
 
+fn read_file(file: &Path) -> Result<Vec<u8>, ExitCode> {
+    std::fs::read(file).map_err(|e| {
+        fail(format!(
+            "Error opening snapshot file {}: {e}",
+            file.display()
+        ))
+    })
+}
+
 fn size_text(bytes: usize) -> String {
     match bytes {
         b if b >= 1024 * 1024 => format!("{:.1}MB", b as f64 / (1024.0 * 1024.0)),
@@ -70,14 +74,9 @@ fn size_text(bytes: usize) -> String {
 
 /// `snapshot inspect FILE`.
 pub fn inspect(file: &Path) -> ExitCode {
-    let body = match std::fs::read(file) {
+    let body = match read_file(file) {
         Ok(body) => body,
-        Err(e) => {
-            return fail(format!(
-                "Error opening snapshot file {}: {e}",
-                file.display()
-            ))
-        }
+        Err(code) => return code,
     };
     let (meta, state) = match parse(&body) {
         Ok(parsed) => parsed,

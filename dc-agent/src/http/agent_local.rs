@@ -245,6 +245,32 @@ fn health_response(
     response
 }
 
+/// `?format=text` of the agent health endpoints.
+fn text_format(uri: &Uri) -> Result<bool, ApiError> {
+    Ok(params(uri.query())?
+        .get("format")
+        .is_some_and(|f| f == "text"))
+}
+
+/// A 404 of the agent health endpoints: the message as text, else `body` as JSON (or the
+/// message as Consul's error).
+fn health_not_found(
+    api: &Api,
+    text: bool,
+    message: String,
+    body: Option<serde_json::Value>,
+) -> Response {
+    match (text, body) {
+        (false, Some(body)) => {
+            let mut response = json(api, 1, Consistency::Stale, &body);
+            *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
+            response
+        }
+        (false, None) => ApiError::NotFound(message).into_response(),
+        (true, _) => (axum::http::StatusCode::NOT_FOUND, message).into_response(),
+    }
+}
+
 /// `GET /v1/agent/health/service/name/<name>[?format=text]`: the local instances of a
 /// service with their checks; 200 passing, 429 warning, 503 critical or maintenance.
 pub async fn health_by_name(
@@ -252,9 +278,7 @@ pub async fn health_by_name(
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let text = params(uri.query())?
-        .get("format")
-        .is_some_and(|f| f == "text");
+    let text = text_format(&uri)?;
     let checks = local_checks(&api);
     let services = api.local.services();
     let entries: Vec<(serde_json::Value, &'static str)> = services
@@ -264,13 +288,12 @@ pub async fn health_by_name(
         .collect();
     if entries.is_empty() {
         let message = format!("ServiceName {name} Not Found");
-        return Ok(if text {
-            (axum::http::StatusCode::NOT_FOUND, message).into_response()
-        } else {
-            let mut response = json(&api, 1, Consistency::Stale, &serde_json::json!([]));
-            *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
-            response
-        });
+        return Ok(health_not_found(
+            &api,
+            text,
+            message,
+            Some(serde_json::json!([])),
+        ));
     }
     let order = ["passing", "warning", "critical", "maintenance"];
     let worst = entries
@@ -288,18 +311,12 @@ pub async fn health_by_id(
     Path(id): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let text = params(uri.query())?
-        .get("format")
-        .is_some_and(|f| f == "text");
+    let text = text_format(&uri)?;
     let checks = local_checks(&api);
     let services = api.local.services();
     let Some(service) = services.get(&id) else {
         let message = format!("ServiceId {id} not found");
-        return Ok(if text {
-            (axum::http::StatusCode::NOT_FOUND, message).into_response()
-        } else {
-            ApiError::NotFound(message).into_response()
-        });
+        return Ok(health_not_found(&api, text, message, None));
     };
     let (body, status) = health_entry(&api, service, &checks);
     Ok(health_response(&api, text, status, body))

@@ -447,10 +447,7 @@ pub async fn node(
     })
     .await?;
     // `?filter` selects among the node's services.
-    let mut answer = filtered(&answer, &None)?;
-    if let (Some(filter), Some(services)) = (&filter, answer.get_mut("Services")) {
-        *services = super::filter::apply(filter, services.take());
-    }
+    let answer = super::filtered_field(&answer, "Services", &filter)?;
     Ok(json(&api, index, consistency, &answer))
 }
 
@@ -477,10 +474,7 @@ pub async fn node_services(
     })
     .await?;
     // `?filter` selects among the node's services.
-    let mut answer = filtered(&answer, &None)?;
-    if let (Some(filter), Some(services)) = (&filter, answer.get_mut("Services")) {
-        *services = super::filter::apply(filter, services.take());
-    }
+    let answer = super::filtered_field(&answer, "Services", &filter)?;
     Ok(json(&api, index, consistency, &answer))
 }
 

@@ -310,6 +310,20 @@ pub fn filtered<T: serde::Serialize>(
     })
 }
 
+/// A response body with `?filter=` applied to the list or map under `field` (the services
+/// of `/v1/catalog/node/N` and `/node-services/N`).
+pub fn filtered_field<T: serde::Serialize>(
+    body: &T,
+    field: &str,
+    filter: &Option<filter::Filter>,
+) -> Result<serde_json::Value, ApiError> {
+    let mut value = serde_json::to_value(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let (Some(filter), Some(inner)) = (filter, value.get_mut(field)) {
+        *inner = filter::apply(filter, inner.take());
+    }
+    Ok(value)
+}
+
 /// Every `?node-meta=key:value` of a query (Consul's node metadata filter; all must match).
 pub fn node_meta_filter(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     let mut wanted = Vec::new();
