@@ -456,6 +456,12 @@ enum RaftCommand {
         #[arg(long)]
         address: Option<String>,
     },
+    /// Hand Raft leadership to another server (the most up-to-date voter without `-id`).
+    TransferLeader {
+        /// The ID of the server to lead (as `list-peers` shows it).
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -598,6 +604,12 @@ fn main() -> ExitCode {
                     command: RaftCommand::RemovePeer { id, address },
                 },
         } => cli::operator::remove_peer(&addr, id.as_deref(), address.as_deref()),
+        Command::Operator {
+            command:
+                OperatorCommand::Raft {
+                    command: RaftCommand::TransferLeader { id },
+                },
+        } => cli::operator::transfer_leader(&addr, id.as_deref()),
         Command::Operator {
             command:
                 OperatorCommand::Autopilot {

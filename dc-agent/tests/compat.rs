@@ -627,6 +627,7 @@ fn command_line_tools_exit_quietly_on_a_closed_pipe() {
 /// The first seed tutorial: three servers started with `-bootstrap-expect=3` and no
 /// `retry_join`, joined afterwards with `consul join`. Bootstrap counts the servers gossip
 /// has found, so they elect a leader. Joining an address where nothing listens fails.
+/// `operator raft transfer-leader` then moves the leadership, with and without `-id`.
 #[test]
 fn servers_joined_the_tutorials_way_elect_a_leader() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -703,6 +704,64 @@ fn servers_joined_the_tutorials_way_elect_a_leader() {
         servers[1].request("GET", "/v1/kv/tutorial?raw", "").text(),
         "joined"
     );
+
+    // `operator raft transfer-leader -id=ID` hands leadership to that follower.
+    let peers = json(&servers[0].request("GET", "/v1/operator/raft/configuration", ""));
+    let follower = peers["Servers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["Leader"] == false).cloned())
+        .unwrap_or_else(|| panic!("no follower in {peers:#}"));
+    let id = follower["ID"].as_str().unwrap_or_default().to_owned();
+    let address = follower["Address"].as_str().unwrap_or_default().to_owned();
+    let (code, output) = dc_agent(&[
+        "-http-addr=127.133.0.1:8500",
+        "operator",
+        "raft",
+        "transfer-leader",
+        &format!("-id={id}"),
+    ]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(output, "Success\n");
+    let leaders = |servers: &[FlagAgent]| -> Vec<String> {
+        servers
+            .iter()
+            .filter_map(|s| s.client().get("/v1/status/leader").ok())
+            .filter_map(|r| r.json::<String>().ok())
+            .collect()
+    };
+    wait_for(Duration::from_secs(10), &all, "the new leader", || {
+        leaders(&servers)
+            .iter()
+            .all(|l| *l == address)
+            .then_some(())
+    });
+    let response = servers[0].request("PUT", "/v1/kv/tutorial", "transferred");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        servers[2].request("GET", "/v1/kv/tutorial?raw", "").text(),
+        "transferred"
+    );
+    // Without an ID the most up-to-date other voter leads; Consul's answer shape.
+    let response = servers[1]
+        .client()
+        .post("/v1/operator/raft/transfer-leader", b"")
+        .expect("transfer-leader");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(json(&response), serde_json::json!({ "Success": true }));
+    wait_for(Duration::from_secs(10), &all, "another leader", || {
+        let now = leaders(&servers);
+        (now.len() == 3 && now.iter().all(|l| *l == now[0]) && now[0] != address).then_some(())
+    });
+    // An ID that is not a server's is refused.
+    let (code, output) = dc_agent(&[
+        "-http-addr=127.133.0.1:8500",
+        "operator",
+        "raft",
+        "transfer-leader",
+        "-id=00000000-0000-0000-0000-000000000001",
+    ]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("Error transfering leadership"), "{output}");
 }
 
 /// `consul leave` on the only server (a `-dev` agent, a one-server datacenter) stops it, as

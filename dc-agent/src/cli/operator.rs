@@ -66,6 +66,29 @@ pub fn remove_peer(addr: &str, id: Option<&str>, address: Option<&str>) -> ExitC
     }
 }
 
+/// `operator raft transfer-leader [-id=ID]`: prints `Success` once the new leader leads.
+pub fn transfer_leader(addr: &str, id: Option<&str>) -> ExitCode {
+    let path = match id.filter(|id| !id.is_empty()) {
+        Some(id) => format!(
+            "/v1/operator/raft/transfer-leader?id={}",
+            crate::client::encode_key(id)
+        ),
+        None => "/v1/operator/raft/transfer-leader".to_owned(),
+    };
+    let answer = check(client(addr).post(&path, b""), addr)
+        .and_then(|response| response.json::<serde_json::Value>());
+    match answer {
+        Ok(answer) if answer["Success"] == serde_json::Value::Bool(true) => {
+            println!("Success");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => fail("Error transfering leadership: Failed to transfer leadership"),
+        Err(e) => fail(format!(
+            "Error transfering leadership: Failed to transfer leadership {e}"
+        )),
+    }
+}
+
 /// Removes a datacenter from the federation for good.
 pub fn remove_dc(addr: &str, datacenter: &str) -> ExitCode {
     let path = format!("/v1/isthmus/datacenters/{datacenter}");

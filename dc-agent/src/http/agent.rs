@@ -89,7 +89,7 @@ pub async fn remove_raft_peer(State(api): State<Api>, uri: Uri) -> Result<Respon
     };
     let found = server.members().into_iter().find(|(id, node, _)| {
         if by_id {
-            wire::names::node_uuid(*id) == wanted.to_ascii_lowercase() || id.to_string() == wanted
+            id_matches(*id, &wanted)
         } else {
             node.addr == wanted
         }
@@ -107,6 +107,41 @@ pub async fn remove_raft_peer(State(api): State<Api>, uri: Uri) -> Result<Respon
         .await
         .map_err(|e| ApiError::Internal(format!("removing {}: {e}", node.name)))?;
     Ok(([("content-type", "application/json")], "").into_response())
+}
+
+/// Whether `wanted` names the server `id`: its UUID (as `list-peers` shows it) or number.
+fn id_matches(id: u64, wanted: &str) -> bool {
+    wire::names::node_uuid(id) == wanted.to_ascii_lowercase() || id.to_string() == wanted
+}
+
+/// `POST /v1/operator/raft/transfer-leader[?id=ID]`: hands leadership to the server `ID`
+/// (the most up-to-date voter without one) and answers `{"Success": true}` once it leads.
+pub async fn transfer_leader(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    let params = params(uri.query())?;
+    let server = api.server()?;
+    if !server.is_leader() {
+        return Err(ApiError::NoLeader);
+    }
+    let target = match params.get("id").filter(|id| !id.is_empty()) {
+        None => None,
+        Some(wanted) => Some(
+            server
+                .members()
+                .into_iter()
+                .find(|(id, _, _)| id_matches(*id, wanted))
+                .map(|(id, _, _)| id)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "cannot find peer {wanted:?} in the Raft configuration"
+                    ))
+                })?,
+        ),
+    };
+    server
+        .transfer_leadership(target)
+        .await
+        .map_err(|e| ApiError::Internal(format!("Failed to transfer leadership: {e}")))?;
+    Ok(json_value(&json!({ "Success": true })))
 }
 
 /// `GET /v1/agent/self`: configuration, membership and Raft statistics (what `info` prints).
@@ -288,6 +323,11 @@ pub async fn version() -> Response {
         "HumanVersion": format!("Isthmus v{}", env!("CARGO_PKG_VERSION")),
         "FIPS": "",
     });
+    json_value(&body)
+}
+
+/// A JSON answer without Consul's index headers.
+fn json_value(body: &serde_json::Value) -> Response {
     ([("content-type", "application/json")], body.to_string()).into_response()
 }
 
@@ -343,7 +383,7 @@ pub async fn monitor(State(api): State<Api>, uri: Uri) -> Result<Response, ApiEr
 pub async fn host() -> Response {
     // /proc reads and statvfs block (statvfs can hang on a network file system).
     match tokio::task::spawn_blocking(host_info).await {
-        Ok(body) => ([("content-type", "application/json")], body.to_string()).into_response(),
+        Ok(body) => json_value(&body),
         Err(e) => ApiError::Internal(format!("reading the host: {e}")).into_response(),
     }
 }

@@ -114,6 +114,8 @@ pub async fn to_leader(
     hops: u32,
 ) -> Response {
     let timeout = timeout_of(&request);
+    // A leadership transfer changes the leader by design; its answer is still the one to wait for.
+    let changes_leader = request.uri().path() == "/v1/operator/raft/transfer-leader";
     let forwarded = match encode(request, hops).await {
         Ok(forwarded) => forwarded,
         Err(response) => return response,
@@ -124,6 +126,9 @@ pub async fn to_leader(
     // request is not sent again: a write that reached the old leader may have committed.
     let mut raft_metrics = server.raft.metrics();
     let leadership_changed = async move {
+        if changes_leader {
+            std::future::pending::<()>().await;
+        }
         loop {
             if raft_metrics.changed().await.is_err() {
                 return;

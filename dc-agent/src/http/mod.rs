@@ -183,6 +183,10 @@ pub fn router(api: Api) -> Router {
             "/v1/operator/raft/peer",
             axum::routing::delete(agent::remove_raft_peer),
         )
+        .route(
+            "/v1/operator/raft/transfer-leader",
+            axum::routing::post(agent::transfer_leader),
+        )
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/metrics", get(agent::metrics))
         .route("/v1/agent/leave", put(agent::leave))

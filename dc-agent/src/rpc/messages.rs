@@ -60,6 +60,14 @@ pub enum RpcRequest {
     },
     /// An HTTP request forwarded to the leader.
     Http(HttpRequest),
+    /// From the leader of `term`: stand for election as soon as the leader lease runs out
+    /// (leadership transfer, see `server::transfer`).
+    TimeoutNow {
+        /// The leader asking.
+        leader: NodeId,
+        /// Its term.
+        term: u64,
+    },
 }
 
 /// What a server says about itself.
@@ -91,7 +99,7 @@ pub struct Hello {
 pub enum RpcReply {
     /// To `Hello`.
     Hello(Hello),
-    /// To `Join` and `Leave`.
+    /// To `Join`, `Leave` and `TimeoutNow`.
     Done(Result<(), String>),
     /// To `Http`.
     Http(HttpResponse),

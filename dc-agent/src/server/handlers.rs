@@ -169,10 +169,12 @@ async fn handle_rpc(
         }
     };
     let reply = match request {
-        RpcRequest::Join { .. } | RpcRequest::Leave { .. } if !peer_is_server => {
+        RpcRequest::Join { .. } | RpcRequest::Leave { .. } | RpcRequest::TimeoutNow { .. }
+            if !peer_is_server =>
+        {
             tracing::warn!("refused a membership change from a peer that is not a server");
             RpcReply::Done(Err(
-                "only servers of this datacenter may join or leave the Raft cluster".to_owned(),
+                "only servers of this datacenter may change the Raft cluster".to_owned(),
             ))
         }
         RpcRequest::Hello { .. } => RpcReply::Hello(server.hello().await),
@@ -190,6 +192,7 @@ async fn handle_rpc(
                 forward_to_leader(&server, &RpcRequest::Leave { id }).await
             }
         }
+        RpcRequest::TimeoutNow { leader, term } => RpcReply::Done(server.timeout_now(leader, term)),
         RpcRequest::Http(request) => match server.http_handler.get() {
             Some(handler) => RpcReply::Http(handler(request).await),
             None => RpcReply::Http(HttpResponse {

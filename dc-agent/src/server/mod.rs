@@ -7,6 +7,7 @@ mod handlers;
 pub mod proposer;
 pub mod serf_health;
 pub mod tombstone_gc;
+mod transfer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
