@@ -173,6 +173,8 @@ struct LocalState {
 pub struct LocalAgent {
     /// Node name.
     pub node: String,
+    /// The node's ID (a UUID).
+    pub node_id: String,
     /// Node address.
     pub address: String,
     /// Datacenter.
@@ -215,6 +217,8 @@ pub type Desired = (
 pub struct LocalSettings {
     /// Node name.
     pub node: String,
+    /// The node's ID (a UUID), registered with the node.
+    pub node_id: String,
     /// Node address.
     pub address: String,
     /// Datacenter.
@@ -234,6 +238,7 @@ impl LocalAgent {
     pub fn new(settings: LocalSettings, cancel: CancellationToken) -> Arc<LocalAgent> {
         let LocalSettings {
             node,
+            node_id,
             address,
             datacenter,
             node_meta,
@@ -243,6 +248,7 @@ impl LocalAgent {
         } = settings;
         Arc::new(LocalAgent {
             node,
+            node_id,
             address,
             datacenter,
             node_meta,
@@ -758,6 +764,7 @@ async fn read_remote(
     };
     let record = wire::records::Node {
         name: listed.node.node,
+        id: listed.node.id,
         address: listed.node.address,
         datacenter: listed.node.datacenter,
         tagged_addresses: listed.node.tagged_addresses,
@@ -896,10 +903,10 @@ async fn sync_once(
         };
     };
 
-    let node_body = json!({"Node": node, "Address": agent.address, "Datacenter": agent.datacenter, "NodeMeta": agent.node_meta});
-    let node_in_catalog = held_node
-        .as_ref()
-        .is_some_and(|n| n.address == agent.address && n.meta == agent.node_meta);
+    let node_body = json!({"ID": agent.node_id, "Node": node, "Address": agent.address, "Datacenter": agent.datacenter, "NodeMeta": agent.node_meta});
+    let node_in_catalog = held_node.as_ref().is_some_and(|n| {
+        n.id == agent.node_id && n.address == agent.address && n.meta == agent.node_meta
+    });
     if !node_in_catalog || !written("node", &node_body) {
         ok(send("PUT", "/v1/catalog/register", &node_body).await)?;
         remember("node", Some(&node_body));

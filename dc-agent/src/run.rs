@@ -270,6 +270,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let local = crate::local::LocalAgent::new(
         crate::local::LocalSettings {
             node: validated.node_name.clone(),
+            node_id: wire::names::node_uuid(node_id),
             address: validated.bind_addr.to_string(),
             datacenter: validated.datacenter.clone(),
             node_meta: config.node_meta.clone(),

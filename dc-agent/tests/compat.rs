@@ -283,6 +283,48 @@ fn request_bodies_decode_as_go_does() {
             .is_some_and(|all| all.iter().any(|e| e["Node"]["Node"] == "t2.320")),
         "{redis:#}"
     );
+    // Node IDs as Consul's: kept from the registration, the agent's own is its NodeID, a
+    // registration without one keeps the node's, a malformed one or one that another node
+    // holds is refused.
+    let redis = json(&agent.request("GET", "/v1/catalog/service/redis", ""));
+    assert_eq!(redis[0]["ID"], "40e4a748-2192-161a-0510-9bf59fe950b5");
+    let response = agent.request(
+        "PUT",
+        "/v1/catalog/register",
+        r#"{"Node":"t2.320","Address":"192.168.10.11"}"#,
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let node = json(&agent.request("GET", "/v1/catalog/node/t2.320", ""));
+    assert_eq!(node["Node"]["ID"], "40e4a748-2192-161a-0510-9bf59fe950b5");
+    assert_eq!(node["Node"]["Address"], "192.168.10.11");
+    let response = agent.request(
+        "PUT",
+        "/v1/catalog/register",
+        r#"{"ID":"not-a-uuid","Node":"t2.321","Address":"192.168.10.12"}"#,
+    );
+    assert_eq!(response.status, 400, "{}", response.text());
+    let response = agent.request(
+        "PUT",
+        "/v1/catalog/register",
+        r#"{"ID":"40e4a748-2192-161a-0510-9bf59fe950b5","Node":"t2.321","Address":"192.168.10.12"}"#,
+    );
+    assert!(response.status >= 400, "{}", response.text());
+    let own_id = json(&agent.request("GET", "/v1/agent/self", ""))["Config"]["NodeID"].clone();
+    assert!(own_id.as_str().is_some_and(|id| id.len() == 36), "{own_id}");
+    wait_for(
+        Duration::from_secs(20),
+        &[&agent],
+        "the agent's node ID in the catalog",
+        || {
+            let nodes: serde_json::Value =
+                agent.client().get("/v1/catalog/nodes").ok()?.json().ok()?;
+            nodes
+                .as_array()?
+                .iter()
+                .any(|n| n["ID"] == own_id && n["Node"] != "t2.320")
+                .then_some(())
+        },
+    );
 
     // /v1/txn in lowercase.
     let response = agent.request(

@@ -74,7 +74,7 @@ impl From<&records::KvEntry> for KvPair {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CatalogNode {
-    /// Node ID (empty: Isthmus does not track node IDs in the catalog yet).
+    /// Node ID, a UUID (empty when its registration named none).
     #[serde(rename = "ID")]
     pub id: String,
     /// Name.
@@ -96,7 +96,7 @@ pub struct CatalogNode {
 impl From<&records::Node> for CatalogNode {
     fn from(node: &records::Node) -> CatalogNode {
         CatalogNode {
-            id: String::new(),
+            id: node.id.clone(),
             node: node.name.clone(),
             address: node.address.clone(),
             datacenter: node.datacenter.clone(),
@@ -150,7 +150,7 @@ impl CatalogServiceEntry {
     /// Flattens a node and one of its instances.
     pub fn new(node: &records::Node, service: &records::Service) -> CatalogServiceEntry {
         CatalogServiceEntry {
-            id: String::new(),
+            id: node.id.clone(),
             node: node.name.clone(),
             address: node.address.clone(),
             datacenter: node.datacenter.clone(),
@@ -285,6 +285,9 @@ pub struct ServiceEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct RegisterRequest {
+    /// The node's ID (a UUID; empty keeps the node's).
+    #[serde(rename = "ID")]
+    pub id: String,
     /// Datacenter.
     pub datacenter: String,
     /// Node name.

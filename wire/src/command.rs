@@ -68,6 +68,14 @@ pub enum Command {
         /// Check-and-set index.
         cas: Option<u64>,
     },
+    /// `Register` with the node's ID (Consul's `ID`, a UUID). Log entries are never
+    /// re-encoded, so `Register` keeps its layout; it leaves a node's ID as it is.
+    RegisterWithId {
+        /// The node's ID.
+        id: String,
+        /// The registration.
+        registration: Box<Registration>,
+    },
 }
 
 /// One operation of a transaction (Consul's KV verbs).

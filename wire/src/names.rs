@@ -90,6 +90,17 @@ pub fn validate_dns_label(name: &str) -> Result<(), LabelError> {
     Ok(())
 }
 
+/// Whether `text` is a UUID as Consul's `uuid.ParseUUID` takes one: 36 characters, hex
+/// digits in groups of 8-4-4-4-12, either case.
+pub fn is_uuid(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
 /// The node ID Consul shows for a node (a UUID, as `hashicorp/go-uuid` formats them), made
 /// from the 64-bit ID Raft and gossip use: its first 8 bytes are that ID, the last 8 a
 /// mix of it, so the ID can be read back from the UUID ([`node_id_of_uuid`]).
@@ -130,6 +141,17 @@ mod tests {
             let uuid = node_uuid(id);
             assert_eq!(uuid.len(), 36, "{uuid}");
             assert_eq!(node_id_of_uuid(&uuid), Some(id), "{uuid}");
+            assert!(is_uuid(&uuid), "{uuid}");
+        }
+        assert!(is_uuid("ADF4238A-882B-9DDC-4A9D-5B6758E4159E"));
+        for bad in [
+            "",
+            "adf4238a882b9ddc4a9d5b6758e4159e",
+            "adf4238a-882b-9ddc-4a9d-5b6758e4159",
+            "adf4238a-882b-9ddc-4a9d_5b6758e4159e",
+            "gdf4238a-882b-9ddc-4a9d-5b6758e4159e",
+        ] {
+            assert!(!is_uuid(bad), "{bad}");
         }
         assert_eq!(node_uuid(1), node_uuid(1));
         assert_ne!(node_uuid(1), node_uuid(2));

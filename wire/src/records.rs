@@ -35,6 +35,8 @@ pub const MAX_KV_VALUE: usize = 512 * 1024;
 pub struct Node {
     /// Node name, unique in the datacenter.
     pub name: String,
+    /// The node's ID, a UUID as Consul's (empty when its registration named none).
+    pub id: String,
     /// Its address.
     pub address: String,
     /// Its datacenter.

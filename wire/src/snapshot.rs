@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::records::{Check, Coordinate, KvEntry, Node, Service};
 
-/// Version of the snapshot format: 2 added network coordinates, 3 autopilot's settings.
-pub const SNAPSHOT_VERSION: u32 = 3;
+/// Version of the snapshot format: 2 added network coordinates, 3 autopilot's settings,
+/// 4 nodes' IDs.
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 /// Everything a server's state machine holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,99 +41,131 @@ pub struct StateSnapshot {
     pub autopilot: Option<crate::records::AutopilotConfig>,
 }
 
-/// A version 2 snapshot (before autopilot's settings), read as version 3 with none.
+/// A node as versions 1 to 3 stored it (without its ID).
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Serialize))]
-struct StateSnapshotV2 {
-    version: u32,
+struct NodeV3 {
+    name: String,
+    address: String,
+    datacenter: String,
+    tagged_addresses: BTreeMap<String, String>,
+    meta: BTreeMap<String, String>,
+    create_index: u64,
+    modify_index: u64,
+}
+
+impl From<NodeV3> for Node {
+    fn from(node: NodeV3) -> Node {
+        Node {
+            name: node.name,
+            id: String::new(),
+            address: node.address,
+            datacenter: node.datacenter,
+            tagged_addresses: node.tagged_addresses,
+            meta: node.meta,
+            create_index: node.create_index,
+            modify_index: node.modify_index,
+        }
+    }
+}
+
+/// What every version holds: the KV store and the catalog (version 1).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct Tables {
     kv: Vec<KvEntry>,
     kv_tombstones: Vec<(String, u64)>,
     kv_floor: u64,
-    nodes: Vec<Node>,
+    nodes: Vec<NodeV3>,
     services: Vec<Service>,
     checks: Vec<Check>,
     table_indexes: [u64; 3],
     node_indexes: BTreeMap<String, u64>,
     service_indexes: BTreeMap<String, u64>,
+}
+
+/// A version 1 snapshot.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StateSnapshotV1 {
+    _version: u32,
+    tables: Tables,
+}
+
+/// A version 2 snapshot (coordinates added).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StateSnapshotV2 {
+    _version: u32,
+    tables: Tables,
     coordinates: Vec<(String, Coordinate)>,
     coordinates_index: u64,
 }
 
-/// A version 1 snapshot (before coordinates), read as version 2 with none.
+/// A version 3 snapshot (autopilot's settings added).
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Serialize))]
-struct StateSnapshotV1 {
+struct StateSnapshotV3 {
+    _version: u32,
+    tables: Tables,
+    coordinates: Vec<(String, Coordinate)>,
+    coordinates_index: u64,
+    autopilot: Option<crate::records::AutopilotConfig>,
+}
+
+/// The version, the first field of every format.
+#[derive(Deserialize)]
+struct Version {
     version: u32,
-    kv: Vec<KvEntry>,
-    kv_tombstones: Vec<(String, u64)>,
-    kv_floor: u64,
-    nodes: Vec<Node>,
-    services: Vec<Service>,
-    checks: Vec<Check>,
-    table_indexes: [u64; 3],
-    node_indexes: BTreeMap<String, u64>,
-    service_indexes: BTreeMap<String, u64>,
 }
 
 impl StateSnapshot {
-    /// Decodes a snapshot body of any version this build knows.
+    /// Decodes a snapshot body of any version this build knows. Postcard is not
+    /// self-describing, so the version (always the first field) picks the layout.
     pub fn decode(body: &[u8]) -> Result<StateSnapshot, crate::frame::FrameError> {
-        match crate::frame::decode::<StateSnapshot>(body) {
+        use crate::frame::{decode, FrameError};
+        let Version { version } = decode(body)?;
+        let (tables, coordinates, coordinates_index, autopilot) = match version {
+            SNAPSHOT_VERSION => return decode(body),
+            1 => {
+                let v1: StateSnapshotV1 = decode(body)?;
+                (v1.tables, Vec::new(), 0, None)
+            }
+            2 => {
+                let v2: StateSnapshotV2 = decode(body)?;
+                (v2.tables, v2.coordinates, v2.coordinates_index, None)
+            }
+            3 => {
+                let v3: StateSnapshotV3 = decode(body)?;
+                (v3.tables, v3.coordinates, v3.coordinates_index, v3.autopilot)
+            }
             // A later format may add fields this build would silently drop.
-            Ok(snapshot) if snapshot.version > SNAPSHOT_VERSION => {
-                Err(crate::frame::FrameError::Invalid(format!(
-                    "snapshot format {} is newer than this build's {SNAPSHOT_VERSION}: upgrade this server",
-                    snapshot.version
+            newer if newer > SNAPSHOT_VERSION => {
+                return Err(FrameError::Invalid(format!(
+                    "snapshot format {newer} is newer than this build's {SNAPSHOT_VERSION}: upgrade this server"
                 )))
             }
-            Ok(snapshot) => Ok(snapshot),
-            Err(current) => match crate::frame::decode::<StateSnapshotV2>(body) {
-                Ok(v2) if v2.version == 2 => Ok(StateSnapshot {
-                    version: v2.version,
-                    kv: v2.kv,
-                    kv_tombstones: v2.kv_tombstones,
-                    kv_floor: v2.kv_floor,
-                    nodes: v2.nodes,
-                    services: v2.services,
-                    checks: v2.checks,
-                    table_indexes: v2.table_indexes,
-                    node_indexes: v2.node_indexes,
-                    service_indexes: v2.service_indexes,
-                    coordinates: v2.coordinates,
-                    coordinates_index: v2.coordinates_index,
-                    autopilot: None,
-                }),
-                _ => Self::decode_v1(body, current),
-            },
-        }
-    }
-
-    fn decode_v1(
-        body: &[u8],
-        current: crate::frame::FrameError,
-    ) -> Result<StateSnapshot, crate::frame::FrameError> {
-        {
-            {
-                match crate::frame::decode::<StateSnapshotV1>(body) {
-                    Ok(v1) if v1.version == 1 => Ok(StateSnapshot {
-                        version: v1.version,
-                        kv: v1.kv,
-                        kv_tombstones: v1.kv_tombstones,
-                        kv_floor: v1.kv_floor,
-                        nodes: v1.nodes,
-                        services: v1.services,
-                        checks: v1.checks,
-                        table_indexes: v1.table_indexes,
-                        node_indexes: v1.node_indexes,
-                        service_indexes: v1.service_indexes,
-                        coordinates: Vec::new(),
-                        coordinates_index: 0,
-                        autopilot: None,
-                    }),
-                    _ => Err(current),
-                }
+            unknown => {
+                return Err(FrameError::Invalid(format!(
+                    "unknown snapshot format {unknown}"
+                )))
             }
-        }
+        };
+        Ok(StateSnapshot {
+            version,
+            kv: tables.kv,
+            kv_tombstones: tables.kv_tombstones,
+            kv_floor: tables.kv_floor,
+            nodes: tables.nodes.into_iter().map(Node::from).collect(),
+            services: tables.services,
+            checks: tables.checks,
+            table_indexes: tables.table_indexes,
+            node_indexes: tables.node_indexes,
+            service_indexes: tables.service_indexes,
+            coordinates,
+            coordinates_index,
+            autopilot,
+        })
     }
 }
 
@@ -140,65 +173,95 @@ impl StateSnapshot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_version_1_snapshot_still_reads() {
-        let v1 = StateSnapshotV1 {
-            version: 1,
+    fn tables() -> Tables {
+        Tables {
             kv: Vec::new(),
             kv_tombstones: vec![("gone".into(), 7)],
             kv_floor: 3,
-            nodes: Vec::new(),
+            nodes: vec![NodeV3 {
+                name: "n1".into(),
+                address: "10.0.0.1".into(),
+                datacenter: "dc1".into(),
+                tagged_addresses: BTreeMap::new(),
+                meta: BTreeMap::new(),
+                create_index: 2,
+                modify_index: 2,
+            }],
             services: Vec::new(),
             checks: Vec::new(),
             table_indexes: [1, 2, 3],
             node_indexes: BTreeMap::new(),
             service_indexes: BTreeMap::new(),
+        }
+    }
+
+    fn check_tables(read: &StateSnapshot) {
+        assert_eq!(read.kv_tombstones, [("gone".to_owned(), 7)]);
+        assert_eq!(read.table_indexes, [1, 2, 3]);
+        assert_eq!(read.nodes.len(), 1);
+        assert_eq!(read.nodes[0].name, "n1");
+        assert_eq!(read.nodes[0].address, "10.0.0.1");
+        assert_eq!(read.nodes[0].id, "");
+    }
+
+    #[test]
+    fn a_version_1_snapshot_still_reads() {
+        let v1 = StateSnapshotV1 {
+            _version: 1,
+            tables: tables(),
         };
         let bytes = crate::frame::to_bytes(&v1).unwrap_or_default();
         let read = StateSnapshot::decode(&bytes).unwrap_or_default();
         assert_eq!(read.version, 1);
-        assert_eq!(read.kv_tombstones, [("gone".to_owned(), 7)]);
-        assert_eq!(read.table_indexes, [1, 2, 3]);
+        check_tables(&read);
         assert!(read.coordinates.is_empty());
-        // And the current version round-trips.
-        let current = StateSnapshot {
-            version: SNAPSHOT_VERSION,
-            coordinates: vec![("n1".into(), Coordinate::default())],
-            coordinates_index: 9,
-            ..read
-        };
-        let bytes = crate::frame::to_bytes(&current).unwrap_or_default();
-        assert_eq!(StateSnapshot::decode(&bytes).ok(), Some(current));
         assert!(StateSnapshot::decode(b"\xff").is_err());
     }
 
     #[test]
     fn a_version_2_snapshot_still_reads() {
         let v2 = StateSnapshotV2 {
-            version: 2,
-            kv: Vec::new(),
-            kv_tombstones: Vec::new(),
-            kv_floor: 5,
-            nodes: Vec::new(),
-            services: Vec::new(),
-            checks: Vec::new(),
-            table_indexes: [1, 2, 3],
-            node_indexes: BTreeMap::new(),
-            service_indexes: BTreeMap::new(),
+            _version: 2,
+            tables: tables(),
             coordinates: vec![("n1".into(), Coordinate::default())],
             coordinates_index: 4,
         };
         let bytes = crate::frame::to_bytes(&v2).unwrap_or_default();
         let read = StateSnapshot::decode(&bytes).unwrap_or_default();
         assert_eq!(read.version, 2);
+        check_tables(&read);
         assert_eq!(read.coordinates_index, 4);
         assert_eq!(read.autopilot, None);
-        let current = StateSnapshot {
-            version: SNAPSHOT_VERSION,
+    }
+
+    #[test]
+    fn a_version_3_snapshot_still_reads_and_the_current_one_round_trips() {
+        let v3 = StateSnapshotV3 {
+            _version: 3,
+            tables: tables(),
+            coordinates: Vec::new(),
+            coordinates_index: 0,
             autopilot: Some(crate::records::AutopilotConfig::default()),
+        };
+        let bytes = crate::frame::to_bytes(&v3).unwrap_or_default();
+        let read = StateSnapshot::decode(&bytes).unwrap_or_default();
+        assert_eq!(read.version, 3);
+        check_tables(&read);
+        assert!(read.autopilot.is_some());
+        let mut current = StateSnapshot {
+            version: SNAPSHOT_VERSION,
             ..read
         };
+        current.nodes[0].id = "adf4238a-882b-9ddc-4a9d-5b6758e4159e".into();
         let bytes = crate::frame::to_bytes(&current).unwrap_or_default();
-        assert_eq!(StateSnapshot::decode(&bytes).ok(), Some(current));
+        assert_eq!(StateSnapshot::decode(&bytes).ok(), Some(current.clone()));
+        // A newer format is refused rather than half read.
+        let newer = StateSnapshot {
+            version: SNAPSHOT_VERSION + 1,
+            ..current
+        };
+        let bytes = crate::frame::to_bytes(&newer).unwrap_or_default();
+        let refused = StateSnapshot::decode(&bytes).err().map(|e| e.to_string());
+        assert!(refused.is_some_and(|e| e.contains("newer than this build")));
     }
 }

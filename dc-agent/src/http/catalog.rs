@@ -102,7 +102,21 @@ pub async fn register(State(api): State<Api>, body: Bytes) -> Result<Response, A
         }),
         checks: registration_checks,
     };
-    apply(&api, Command::Register(Box::new(registration))).await
+    let command = if request.id.is_empty() {
+        Command::Register(Box::new(registration))
+    } else {
+        if !wire::names::is_uuid(&request.id) {
+            return Err(ApiError::BadRequest(format!(
+                "Bad node ID: {:?} is not a UUID",
+                request.id
+            )));
+        }
+        Command::RegisterWithId {
+            id: request.id,
+            registration: Box::new(registration),
+        }
+    };
+    apply(&api, command).await
 }
 
 /// `PUT /v1/catalog/deregister`.

@@ -280,7 +280,11 @@ mod tests {
         };
         SnapshotFile {
             meta,
-            data: wire::frame::to_bytes(&StateSnapshot::default()).expect("encodes"),
+            data: wire::frame::to_bytes(&StateSnapshot {
+                version: wire::snapshot::SNAPSHOT_VERSION,
+                ..StateSnapshot::default()
+            })
+            .expect("encodes"),
         }
     }
 

@@ -233,10 +233,27 @@ impl Catalog {
     }
 
     /// Registers a node and optionally a service and checks, at Raft index `index`.
-    pub fn register(&mut self, index: u64, registration: &Registration) -> Result<(), String> {
+    pub fn register(
+        &mut self,
+        index: u64,
+        registration: &Registration,
+        node_id: Option<&str>,
+    ) -> Result<(), String> {
         let node_name = registration.node.as_str();
         if node_name.is_empty() {
             return Err("Must provide node".to_owned());
+        }
+        if let Some(id) = node_id.filter(|id| !id.is_empty()) {
+            if let Some(other) = self
+                .nodes
+                .values()
+                .find(|n| n.name != node_name && n.id.eq_ignore_ascii_case(id))
+            {
+                return Err(format!(
+                    "Failed inserting node: Error while renaming Node ID: {id:?}: Node name {node_name} is reserved by node {id} with name {}",
+                    other.name
+                ));
+            }
         }
         if registration.address.is_empty()
             && !(registration.skip_node_update && self.nodes.contains_key(node_name))
@@ -276,8 +293,18 @@ impl Catalog {
         let mut touched = Touched::default();
         let node_exists = self.nodes.contains_key(node_name);
         if !registration.skip_node_update || !node_exists {
+            // A registration without an ID keeps the node's.
+            let id = match node_id.filter(|id| !id.is_empty()) {
+                Some(id) => id.to_ascii_lowercase(),
+                None => self
+                    .nodes
+                    .get(node_name)
+                    .map(|n| n.id.clone())
+                    .unwrap_or_default(),
+            };
             let wanted = Node {
                 name: node_name.to_owned(),
+                id,
                 address: registration.address.clone(),
                 datacenter: registration.datacenter.clone(),
                 tagged_addresses: registration.tagged_addresses.clone(),
@@ -554,7 +581,8 @@ fn check_id_of(check: &CheckRegistration) -> String {
 }
 
 fn same_node(a: &Node, b: &Node) -> bool {
-    a.address == b.address
+    a.id == b.id
+        && a.address == b.address
         && a.datacenter == b.datacenter
         && a.tagged_addresses == b.tagged_addresses
         && a.meta == b.meta

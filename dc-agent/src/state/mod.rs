@@ -124,10 +124,18 @@ impl State {
                     .map(|command| self.apply(index, command))
                     .collect(),
             ),
-            Command::Register(registration) => match self.catalog.register(index, registration) {
-                Ok(()) => CommandResult::Done,
-                Err(why) => CommandResult::Refused(why),
-            },
+            Command::Register(registration) => {
+                match self.catalog.register(index, registration, None) {
+                    Ok(()) => CommandResult::Done,
+                    Err(why) => CommandResult::Refused(why),
+                }
+            }
+            Command::RegisterWithId { id, registration } => {
+                match self.catalog.register(index, registration, Some(id)) {
+                    Ok(()) => CommandResult::Done,
+                    Err(why) => CommandResult::Refused(why),
+                }
+            }
             Command::Deregister {
                 node,
                 service_id,

@@ -466,6 +466,41 @@ fn a_snapshot_restores_the_same_state() {
     );
 }
 
+fn with_id(id: &str, command: Command) -> Command {
+    match command {
+        Command::Register(registration) => Command::RegisterWithId {
+            id: id.into(),
+            registration,
+        },
+        other => other,
+    }
+}
+
+#[test]
+fn node_ids_are_kept_unique_and_survive_plain_registrations_and_snapshots() {
+    const ID: &str = "40e4a748-2192-161a-0510-9bf59fe950b5";
+    let mut state = State::default();
+    let result = state.apply(10, &with_id(ID, register("n1", "10.0.0.1", None, &[])));
+    assert_eq!(result, CommandResult::Done);
+    assert_eq!(state.catalog.node("n1").map(|n| n.id.as_str()), Some(ID));
+    // A registration without an ID (a service added by `Register`) keeps the node's.
+    let result = state.apply(
+        11,
+        &register("n1", "10.0.0.2", Some(("web", "web", &[])), &[]),
+    );
+    assert_eq!(result, CommandResult::Done);
+    assert_eq!(state.catalog.node("n1").map(|n| n.id.as_str()), Some(ID));
+    // Another node may not take it; IDs compare without case.
+    let result = state.apply(
+        12,
+        &with_id(&ID.to_uppercase(), register("n2", "10.0.0.3", None, &[])),
+    );
+    assert!(matches!(result, CommandResult::Refused(why) if why.contains("reserved by node")));
+    assert!(state.catalog.node("n2").is_none());
+    let restored = State::from_snapshot(state.to_snapshot());
+    assert_eq!(restored, state);
+}
+
 #[test]
 fn a_kv_batch_applies_each_command_as_if_alone() {
     let (state, log) = run(&[
