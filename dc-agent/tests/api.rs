@@ -35,6 +35,9 @@ fn redact(value: &mut serde_json::Value) {
                     && key != "OpIndex"
                 {
                     *inner = "N".into();
+                } else if key == "ID" && inner.as_str().is_some_and(wire::names::is_uuid) {
+                    // An agent's node ID is random.
+                    *inner = "UUID".into();
                 } else {
                     redact(inner);
                 }
@@ -155,7 +158,7 @@ fn catalog_health_txn_and_status() {
                 "Address": "127.78.0.1",
                 "CreateIndex": "N",
                 "Datacenter": "dc1",
-                "ID": "",
+                "ID": "UUID",
                 "Meta": {},
                 "ModifyIndex": "N",
                 "Node": "s1",
