@@ -47,6 +47,142 @@ pub struct ApiClient {
     token: Option<String>,
 }
 
+/// How the CLI talks TLS to an agent's HTTPS port: Consul's `-ca-file`, `-ca-path`,
+/// `-client-cert`, `-client-key`, `-tls-server-name`, and their `CONSUL_*` variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// PEM file of the CA that signed the agent's certificate (`CONSUL_CACERT`).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A directory of such PEM files (`CONSUL_CAPATH`).
+    pub ca_path: Option<std::path::PathBuf>,
+    /// This client's certificate, for agents with `verify_incoming` (`CONSUL_CLIENT_CERT`).
+    pub client_cert: Option<std::path::PathBuf>,
+    /// Its key (`CONSUL_CLIENT_KEY`).
+    pub client_key: Option<std::path::PathBuf>,
+    /// The name to check the agent's certificate against instead of the address's host
+    /// (`CONSUL_TLS_SERVER_NAME`).
+    pub server_name: Option<String>,
+    /// `CONSUL_HTTP_SSL=true`: an address without a scheme is `https://`.
+    pub https: bool,
+    /// `CONSUL_HTTP_SSL_VERIFY=false`: do not check the agent's certificate.
+    pub insecure: bool,
+}
+
+impl ClientTls {
+    /// The settings the `CONSUL_*` environment variables give.
+    pub fn from_env() -> ClientTls {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let flag = |name: &str| var(name).and_then(|v| parse_go_bool(&v));
+        ClientTls {
+            ca_file: var("CONSUL_CACERT").map(Into::into),
+            ca_path: var("CONSUL_CAPATH").map(Into::into),
+            client_cert: var("CONSUL_CLIENT_CERT").map(Into::into),
+            client_key: var("CONSUL_CLIENT_KEY").map(Into::into),
+            server_name: var("CONSUL_TLS_SERVER_NAME"),
+            https: flag("CONSUL_HTTP_SSL").unwrap_or(false),
+            insecure: flag("CONSUL_HTTP_SSL_VERIFY") == Some(false),
+        }
+    }
+
+    fn root_certs(&self) -> Result<Option<Vec<ureq::tls::Certificate<'static>>>, String> {
+        let mut files = Vec::new();
+        if let Some(file) = &self.ca_file {
+            files.push(file.clone());
+        }
+        if let Some(dir) = &self.ca_path {
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| format!("reading the CA directory {}: {e}", dir.display()))?;
+            let mut found: Vec<_> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect();
+            found.sort();
+            files.extend(found);
+        }
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let mut certs = Vec::new();
+        for file in files {
+            let pem = std::fs::read(&file)
+                .map_err(|e| format!("reading the CA file {}: {e}", file.display()))?;
+            for item in ureq::tls::parse_pem(&pem) {
+                if let Ok(ureq::tls::PemItem::Certificate(cert)) = item {
+                    certs.push(cert);
+                }
+            }
+        }
+        if certs.is_empty() {
+            return Err("no PEM certificate in the CA file(s)".to_owned());
+        }
+        Ok(Some(certs))
+    }
+
+    fn client_cert(&self) -> Result<Option<ureq::tls::ClientCert>, String> {
+        let (cert, key) = match (&self.client_cert, &self.client_key) {
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (cert, key),
+            _ => return Err("-client-cert and -client-key go together".to_owned()),
+        };
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+        };
+        let cert_pem = read(cert)?;
+        let chain: Vec<_> = ureq::tls::parse_pem(&cert_pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if chain.is_empty() {
+            return Err(format!("no PEM certificate in {}", cert.display()));
+        }
+        let key = ureq::tls::PrivateKey::from_pem(&read(key)?)
+            .map_err(|e| format!("no private key in {}: {e}", key.display()))?;
+        Ok(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)))
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Connects a URL whose host is the TLS server name to the agent's real address.
+#[derive(Debug)]
+struct PinnedResolver {
+    host: String,
+    addrs: Vec<std::net::SocketAddr>,
+}
+
+impl ureq::unversioned::resolver::Resolver for PinnedResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        if uri.host() != Some(self.host.as_str()) {
+            return ureq::unversioned::resolver::DefaultResolver::default()
+                .resolve(uri, config, timeout);
+        }
+        // ureq keeps at most 16 addresses.
+        let mut out = self.empty();
+        for addr in self.addrs.iter().take(16) {
+            out.push(*addr);
+        }
+        if self.addrs.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
+    }
+}
+
 /// Percent-encodes a KV key for a URL path (keeping `/`).
 pub fn encode_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
@@ -69,14 +205,77 @@ impl ApiClient {
         } else {
             format!("http://{addr}")
         };
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .build();
         ApiClient {
-            agent: ureq::Agent::new_with_config(config),
+            agent: ureq::Agent::new_with_config(Self::config(timeout, None)),
             base: base.trim_end_matches('/').to_owned(),
             token: None,
+        }
+    }
+
+    /// A client of the agent at `addr` with `tls`: `https://` when the address says so or
+    /// `CONSUL_HTTP_SSL` does.
+    pub fn with_tls(addr: &str, timeout: Duration, tls: &ClientTls) -> Result<ApiClient, String> {
+        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.to_owned()
+        } else if tls.https {
+            format!("https://{addr}")
+        } else {
+            format!("http://{addr}")
+        };
+        let base = base.trim_end_matches('/').to_owned();
+        if !base.starts_with("https://") {
+            return Ok(ApiClient::new(&base, timeout));
+        }
+        let mut builder = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .disable_verification(tls.insecure)
+            .client_cert(tls.client_cert()?);
+        if let Some(roots) = tls.root_certs()? {
+            builder = builder.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
+        }
+        let config = Self::config(timeout, Some(builder.build()));
+        let Some(name) = tls.server_name.as_deref().filter(|n| !n.is_empty()) else {
+            return Ok(ApiClient {
+                agent: ureq::Agent::new_with_config(config),
+                base,
+                token: None,
+            });
+        };
+        // Check the certificate against `name`: the URL names it, and the resolver sends
+        // the connection to the address given.
+        let uri: ureq::http::Uri = base
+            .parse()
+            .map_err(|e| format!("bad agent address {base:?}: {e}"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("bad agent address {base:?}"))?;
+        let port = authority.port_u16().unwrap_or(443);
+        let addrs: Vec<std::net::SocketAddr> =
+            std::net::ToSocketAddrs::to_socket_addrs(&(authority.host(), port))
+                .map_err(|e| format!("resolving {}: {e}", authority.host()))?
+                .collect();
+        let resolver = PinnedResolver {
+            host: name.to_owned(),
+            addrs,
+        };
+        Ok(ApiClient {
+            agent: ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::new(),
+                resolver,
+            ),
+            base: format!("https://{name}:{port}{}", uri.path().trim_end_matches('/')),
+            token: None,
+        })
+    }
+
+    fn config(timeout: Duration, tls: Option<ureq::tls::TlsConfig>) -> ureq::config::Config {
+        let builder = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout));
+        match tls {
+            Some(tls) => builder.tls_config(tls).build(),
+            None => builder.build(),
         }
     }
 

@@ -90,6 +90,8 @@ pub struct ValidatedConfig {
     pub gateways: Vec<SocketAddr>,
     /// The ports, `None` where a listener is turned off (`-1`).
     pub ports: ListenPorts,
+    /// The HTTPS API's TLS config, when `ports.https` is set.
+    pub https: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Things worth a warning that do not stop the agent (a node name that is not a DNS
     /// label, as Consul warns).
     pub warnings: Vec<String>,
@@ -100,6 +102,8 @@ pub struct ValidatedConfig {
 pub struct ListenPorts {
     /// HTTP API.
     pub http: Option<u16>,
+    /// HTTPS API (off unless set, as Consul's).
+    pub https: Option<u16>,
     /// DNS (UDP and TCP).
     pub dns: Option<u16>,
     /// LAN gossip.
@@ -134,6 +138,9 @@ fn listen_ports(c: &AgentConfig, problems: &mut Vec<String>) -> ListenPorts {
     };
     ListenPorts {
         http: port("http", ports.http, wire::ports::HTTP, true, problems),
+        https: ports
+            .https
+            .and_then(|n| port("https", Some(n), 0, true, problems)),
         dns: port("dns", ports.dns, wire::ports::DNS, true, problems),
         serf_lan: port(
             "serf_lan",
@@ -348,6 +355,10 @@ impl LoadedConfig {
             );
         }
         let ports = listen_ports(c, &mut problems);
+        let https = match ports.https {
+            Some(_) => self.load_https(&mut problems),
+            None => None,
+        };
         let gateways = match parse_gateways(c) {
             Ok(gateways) => gateways,
             Err(mut bad) => {
@@ -374,8 +385,58 @@ impl LoadedConfig {
             dns,
             gateways,
             ports,
+            https,
             warnings,
         })
+    }
+
+    /// The HTTPS listener's TLS config: each of `tls.https`'s settings, else
+    /// `tls.defaults`'s, as Consul takes them.
+    fn load_https(
+        &self,
+        problems: &mut Vec<String>,
+    ) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+        let tls = self.config.tls.clone().unwrap_or_default();
+        let own = tls.https.unwrap_or_default();
+        let defaults = tls.defaults.unwrap_or_default();
+        let cert = own.cert_file.or(defaults.cert_file);
+        let key = own.key_file.or(defaults.key_file);
+        let ca = own.ca_file.or(defaults.ca_file);
+        let verify_incoming = own
+            .verify_incoming
+            .or(defaults.verify_incoming)
+            .unwrap_or(false);
+        let (Some(cert), Some(key)) = (cert, key) else {
+            problems.push(
+                "ports.https is set but there is no certificate: give tls.https (or tls.defaults) cert_file and key_file".to_owned(),
+            );
+            return None;
+        };
+        if verify_incoming && ca.is_none() {
+            problems.push(
+                "tls.https.verify_incoming needs a ca_file (in tls.https or tls.defaults) to check client certificates against".to_owned(),
+            );
+            return None;
+        }
+        let read = |name: &str, problems: &mut Vec<String>| {
+            let path = self.resolve(name);
+            std::fs::read(&path)
+                .map_err(|e| problems.push(format!("reading {}: {e}", path.display())))
+                .ok()
+        };
+        let cert_pem = read(&cert, problems)?;
+        let key_pem = read(&key, problems)?;
+        let ca_pem = match (&ca, verify_incoming) {
+            (Some(ca), true) => Some(read(ca, problems)?),
+            _ => None,
+        };
+        match pki::https_server_config(&cert_pem, &key_pem, ca_pem.as_deref()) {
+            Ok(config) => Some(std::sync::Arc::new(config)),
+            Err(e) => {
+                problems.push(format!("the HTTPS certificate: {e}"));
+                None
+            }
+        }
     }
 
     fn load_tls(

@@ -21,17 +21,20 @@ struct Cli {
     /// File holding the ACL token (default: CONSUL_HTTP_TOKEN_FILE).
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
-    /// Consul's TLS client flags (`-ca-file`, `-ca-path`, `-client-cert`, `-client-key`,
-    /// `-tls-server-name`): accepted; Isthmus agents serve HTTP only for now.
+    /// CA certificate to check the agent's HTTPS certificate with (default: CONSUL_CACERT).
     #[arg(long, global = true)]
     ca_file: Option<PathBuf>,
-    #[arg(long, global = true, hide = true)]
+    /// Directory of CA certificates (default: CONSUL_CAPATH).
+    #[arg(long, global = true)]
     ca_path: Option<PathBuf>,
-    #[arg(long, global = true, hide = true)]
+    /// Client certificate, for agents with `verify_incoming` (default: CONSUL_CLIENT_CERT).
+    #[arg(long, global = true)]
     client_cert: Option<PathBuf>,
-    #[arg(long, global = true, hide = true)]
+    /// Client key (default: CONSUL_CLIENT_KEY).
+    #[arg(long, global = true)]
     client_key: Option<PathBuf>,
-    #[arg(long, global = true, hide = true)]
+    /// Name to check the agent's certificate against (default: CONSUL_TLS_SERVER_NAME).
+    #[arg(long, global = true)]
     tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -494,6 +497,19 @@ fn main() -> ExitCode {
         .http_addr
         .clone()
         .unwrap_or_else(dc_agent::client::default_http_addr);
+    // Flags win over the environment, as Consul's.
+    let env = dc_agent::client::ClientTls::from_env();
+    let tls = dc_agent::client::ClientTls {
+        ca_file: cli.ca_file.clone().or(env.ca_file),
+        ca_path: cli.ca_path.clone().or(env.ca_path),
+        client_cert: cli.client_cert.clone().or(env.client_cert),
+        client_key: cli.client_key.clone().or(env.client_key),
+        server_name: cli.tls_server_name.clone().or(env.server_name),
+        ..env
+    };
+    if let Err(e) = cli::check_tls(&addr, tls) {
+        return cli::fail(e);
+    }
     match cli.command {
         Command::Agent { args } => agent(&args),
         Command::Validate {

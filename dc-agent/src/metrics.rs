@@ -29,6 +29,9 @@ pub struct Metrics {
     pub rpc_forwarded: IntCounter,
     /// `consul_rpc_cross_dc`: requests sent to another datacenter.
     pub rpc_cross_dc: IntCounter,
+    /// `isthmus_https_handshake_failures_total`: HTTPS connections refused in the TLS
+    /// handshake (no or a foreign client certificate, plain HTTP, a timeout).
+    pub https_handshake_failures: IntCounter,
     /// `isthmus_kv_tombstones_reaped_total`: KV tombstones the leader's GC removed.
     pub tombstones_reaped: IntCounter,
     /// `consul_raft_state_leader`: times this server became leader.
@@ -138,6 +141,10 @@ impl Metrics {
             rpc_cross_dc: counter(
                 "consul_rpc_cross_dc",
                 "Requests this server sent to another datacenter through a gateway.",
+            )?,
+            https_handshake_failures: counter(
+                "isthmus_https_handshake_failures_total",
+                "HTTPS connections refused in the TLS handshake.",
             )?,
             tombstones_reaped: counter(
                 "isthmus_kv_tombstones_reaped_total",

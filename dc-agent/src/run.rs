@@ -538,6 +538,21 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let https_listener = match (validated.ports.https, &validated.https) {
+        (Some(port), Some(config)) => {
+            let addr = SocketAddr::new(validated.client_addr, port);
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the HTTPS port {addr}"))?;
+            Some(crate::http::tls_listener::TlsListener::new(
+                tcp,
+                config.clone(),
+                metrics.https_handshake_failures.clone(),
+                cancel.child_token(),
+            )?)
+        }
+        _ => None,
+    };
     let shown_port = |port: Option<u16>| port.map_or("disabled".to_owned(), |p| p.to_string());
 
     // The banner goes to stdout as Consul's does; a closed stdout (`| head`) must never
@@ -568,9 +583,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         banner.push_str("                Server: false\n");
     }
     banner.push_str(&format!(
-        "           Client Addr: [{}] (HTTP: {}, DNS: {})\n",
+        "           Client Addr: [{}] (HTTP: {}, HTTPS: {}, DNS: {})\n",
         validated.client_addr,
         shown_port(http_port),
+        shown_port(https_listener.as_ref().and(validated.ports.https)),
         shown_port(dns_port)
     ));
     if is_server {
@@ -608,26 +624,52 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::info!("caught a signal, shutting down");
         signals.cancel();
     });
-    match listener {
-        Some(listener) => {
-            // Graceful shutdown waits for requests in flight; a blocking query (consul-
-            // template holds one for minutes) or a monitor must not hold the agent up.
-            let serve = axum::serve(listener, router)
-                .with_graceful_shutdown(cancel.clone().cancelled_owned());
-            let stopping = cancel.clone();
-            tokio::select! {
-                served = serve => served.context("serving HTTP")?,
-                () = async move {
-                    stopping.cancelled().await;
-                    tokio::time::sleep(HTTP_DRAIN).await;
-                } => {
-                    tracing::info!("requests still in flight (blocking queries) were cut short");
+    // Graceful shutdown waits for requests in flight; a blocking query (consul-template
+    // holds one for minutes) or a monitor must not hold the agent up.
+    let http = {
+        let router = router.clone();
+        let cancel = cancel.clone();
+        async move {
+            match listener {
+                Some(listener) => {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(cancel.cancelled_owned())
+                        .await
+                }
+                None => {
+                    cancel.cancelled().await;
+                    Ok(())
                 }
             }
         }
-        None => {
-            drop(router);
-            cancel.cancelled().await;
+    };
+    let https = {
+        let cancel = cancel.clone();
+        async move {
+            match https_listener {
+                Some(listener) => {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(cancel.cancelled_owned())
+                        .await
+                }
+                None => {
+                    drop(router);
+                    cancel.cancelled().await;
+                    Ok(())
+                }
+            }
+        }
+    };
+    let stopping = cancel.clone();
+    tokio::select! {
+        served = async { tokio::try_join!(http, https) } => {
+            served.context("serving HTTP")?;
+        }
+        () = async move {
+            stopping.cancelled().await;
+            tokio::time::sleep(HTTP_DRAIN).await;
+        } => {
+            tracing::info!("requests still in flight (blocking queries) were cut short");
         }
     }
     cancel.cancel();

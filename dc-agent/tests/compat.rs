@@ -8,150 +8,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dc_agent::client::{ApiClient, ApiResponse};
-
-/// An agent started with `consul agent`'s command line, no topology file, no TLS.
-struct FlagAgent {
-    address: String,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl FlagAgent {
-    /// `dc-agent agent ARGS...`, its output in `dir/<name>.log`.
-    fn start(dir: &Path, name: &str, address: &str, args: &[&str]) -> FlagAgent {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("create log");
-        let child = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
-            .arg("agent")
-            .args(args)
-            .stdout(Stdio::from(file.try_clone().expect("clone log handle")))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("spawn dc-agent");
-        FlagAgent {
-            address: address.to_owned(),
-            log,
-            child: Some(child),
-        }
-    }
-
-    /// A server on `address` with data under `dir/<name>`, plus `more` flags.
-    fn server(dir: &Path, name: &str, address: &str, more: &[&str]) -> FlagAgent {
-        let data = dir.join(name).display().to_string();
-        let mut args = vec![
-            "-server".to_owned(),
-            format!("-node={name}"),
-            format!("-bind={address}"),
-            format!("-client={address}"),
-            format!("-data-dir={data}"),
-        ];
-        args.extend(more.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        FlagAgent::start(dir, name, address, &args)
-    }
-
-    fn http(&self) -> String {
-        format!("{}:8500", self.address)
-    }
-
-    fn client(&self) -> ApiClient {
-        ApiClient::new(&self.http(), Duration::from_secs(30))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn request(&self, method: &str, path: &str, body: &str) -> ApiResponse {
-        let client = self.client();
-        let result = match method {
-            "GET" => client.get(path),
-            "PUT" => client.put(path, body.as_bytes()),
-            "DELETE" => client.delete(path),
-            other => panic!("unsupported method {other}"),
-        };
-        result.unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()))
-    }
-
-    /// Waits until the agent answers with a leader.
-    fn wait_for_leader(&self, limit: Duration) {
-        wait_for(limit, &[self], "a leader", || {
-            let response = self.client().get("/v1/status/leader").ok()?;
-            let leader = response.json::<String>().ok()?;
-            (!leader.is_empty()).then_some(())
-        });
-    }
-
-    /// Whether the process has exited, and how.
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    /// Sends SIGTERM, as an operator's `kill` or systemd's stop does.
-    fn terminate(&self) {
-        if let Some(child) = &self.child {
-            // SAFETY: kill(2) on a pid this test spawned and has not reaped.
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGTERM);
-            }
-        }
-    }
-
-    /// Waits up to `limit` for the process to exit; panics with its log otherwise.
-    fn wait_exit(&mut self, limit: Duration, why: &str) {
-        let deadline = Instant::now() + limit;
-        while self.exited().is_none() {
-            assert!(Instant::now() < deadline, "{why}:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for FlagAgent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Waits up to `limit` for `condition`; panics with the agents' logs when it never holds.
-fn wait_for<T>(
-    limit: Duration,
-    agents: &[&FlagAgent],
-    what: &str,
-    mut condition: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = condition() {
-            return value;
-        }
-        if Instant::now() > deadline {
-            let logs: Vec<String> = agents
-                .iter()
-                .map(|a| format!("===== {} =====\n{}", a.address, a.log()))
-                .collect();
-            panic!(
-                "timed out after {limit:?} waiting for {what}\n{}",
-                logs.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn json(response: &ApiResponse) -> serde_json::Value {
-    serde_json::from_slice(&response.body)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&response.body)))
-}
+use dc_agent::client::ApiClient;
+use support::flag_agent::{dc_agent, json, wait_for, FlagAgent};
 
 /// Bodies as Consul's docs and its client libraries send them: PascalCase with fields
 /// Isthmus does not keep, lowercase (python-consul, hand-written curl), `null` for empty
@@ -347,21 +208,6 @@ fn request_bodies_decode_as_go_does() {
         "a string for a number: {}",
         response.text()
     );
-}
-
-fn dc_agent(args: &[&str]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
-        .args(args)
-        .output()
-        .expect("run dc-agent");
-    (
-        output.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
 }
 
 /// A config directory as Consul users keep one: JSON and HCL mixed, with keys Isthmus does

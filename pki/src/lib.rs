@@ -13,12 +13,14 @@
 
 mod authority;
 mod error;
+mod https;
 mod identity;
 mod policy;
 mod tls;
 
 pub use authority::{CertRequest, CertificateAuthority, IssuedCert, Validity};
 pub use error::PkiError;
+pub use https::https_server_config;
 pub use identity::{format_time, inspect_pem, CertInfo, Identity};
 pub use policy::{PeerPolicy, RejectReason, Rejection, RejectionObserver};
 pub use tls::NodeTls;

@@ -206,7 +206,10 @@ impl NodeTls {
     }
 }
 
-fn certs_in(pem: &[u8], what: &'static str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+pub(crate) fn certs_in(
+    pem: &[u8],
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PkiError::BadPem {

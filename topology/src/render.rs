@@ -418,6 +418,7 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
             http: Some(i32::from(node.ports.http)),
             serf_lan: Some(i32::from(node.ports.serf_lan)),
             server: is_server.then_some(i32::from(node.ports.server)),
+            https: None,
         }),
         retry_join,
         data_dir: Some("data".to_owned()),
@@ -438,6 +439,7 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
             internal_rpc: Some(TlsInternalRpc {
                 verify_server_hostname: Some(true),
             }),
+            https: None,
         }),
         services,
         checks: Vec::new(),

@@ -150,6 +150,9 @@ pub struct Ports {
     /// Raft and RPC, servers only (default 8300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<i32>,
+    /// HTTPS API (default -1: none); needs a certificate and key in `tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<i32>,
 }
 
 /// Consul's `tls` block.
@@ -162,6 +165,9 @@ pub struct TlsConfig {
     /// Settings for server RPC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_rpc: Option<TlsInternalRpc>,
+    /// Settings for the HTTPS API, each over the one in `defaults`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<TlsDefaults>,
 }
 
 /// Consul's `tls.defaults` block.

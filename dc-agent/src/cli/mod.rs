@@ -63,9 +63,29 @@ pub fn token() -> Option<String> {
     TOKEN.get().cloned()
 }
 
+/// The TLS settings of every request (`-ca-file`, ..., `CONSUL_HTTP_SSL`), set once by
+/// `main` after [`check_tls`] accepted them.
+static TLS: std::sync::OnceLock<crate::client::ClientTls> = std::sync::OnceLock::new();
+
+/// Checks the TLS settings (files readable, PEM in them) and keeps them for [`client`].
+pub fn check_tls(addr: &str, tls: crate::client::ClientTls) -> Result<(), String> {
+    ApiClient::with_tls(addr, std::time::Duration::from_secs(60), &tls)?;
+    let _ = TLS.set(tls);
+    Ok(())
+}
+
 /// The client for `-http-addr`.
 pub fn client(addr: &str) -> ApiClient {
-    ApiClient::new(addr, std::time::Duration::from_secs(60)).with_token(TOKEN.get().cloned())
+    let timeout = std::time::Duration::from_secs(60);
+    let client = match TLS.get() {
+        Some(tls) => ApiClient::with_tls(addr, timeout, tls).unwrap_or_else(|e| {
+            // `check_tls` read the same files a moment ago.
+            eprintln!("Error! {e}");
+            std::process::exit(1)
+        }),
+        None => ApiClient::new(addr, timeout),
+    };
+    client.with_token(TOKEN.get().cloned())
 }
 
 /// `path` asked of another datacenter (`-datacenter`), or of the agent's own.

@@ -17,6 +17,7 @@ mod keyring;
 mod kv;
 pub mod selectors;
 pub mod snapshot;
+pub mod tls_listener;
 mod txn;
 
 use std::collections::HashMap;

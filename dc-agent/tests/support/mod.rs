@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod flag_agent;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
