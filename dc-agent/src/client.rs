@@ -206,7 +206,7 @@ impl ApiClient {
             format!("http://{addr}")
         };
         ApiClient {
-            agent: ureq::Agent::new_with_config(Self::config(timeout, None)),
+            agent: ureq::Agent::new_with_config(Self::config(Some(timeout), None)),
             base: base.trim_end_matches('/').to_owned(),
             token: None,
         }
@@ -214,7 +214,13 @@ impl ApiClient {
 
     /// A client of the agent at `addr` with `tls`: `https://` when the address says so or
     /// `CONSUL_HTTP_SSL` does.
-    pub fn with_tls(addr: &str, timeout: Duration, tls: &ClientTls) -> Result<ApiClient, String> {
+    /// Without a timeout (`None`), requests wait as long as the agent answers (a stream).
+    pub fn with_tls(
+        addr: &str,
+        timeout: impl Into<Option<Duration>>,
+        tls: &ClientTls,
+    ) -> Result<ApiClient, String> {
+        let timeout = timeout.into();
         let base = if addr.starts_with("http://") || addr.starts_with("https://") {
             addr.to_owned()
         } else if tls.https {
@@ -224,7 +230,11 @@ impl ApiClient {
         };
         let base = base.trim_end_matches('/').to_owned();
         if !base.starts_with("https://") {
-            return Ok(ApiClient::new(&base, timeout));
+            return Ok(ApiClient {
+                agent: ureq::Agent::new_with_config(Self::config(timeout, None)),
+                base,
+                token: None,
+            });
         }
         let mut builder = ureq::tls::TlsConfig::builder()
             .provider(ureq::tls::TlsProvider::Rustls)
@@ -269,10 +279,13 @@ impl ApiClient {
         })
     }
 
-    fn config(timeout: Duration, tls: Option<ureq::tls::TlsConfig>) -> ureq::config::Config {
+    fn config(
+        timeout: Option<Duration>,
+        tls: Option<ureq::tls::TlsConfig>,
+    ) -> ureq::config::Config {
         let builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(timeout));
+            .timeout_global(timeout);
         match tls {
             Some(tls) => builder.tls_config(tls).build(),
             None => builder.build(),
@@ -322,6 +335,16 @@ impl ApiClient {
             Some(token) => request.header("X-Consul-Token", token),
             None => request,
         }
+    }
+
+    /// GET `path` and hand back the status and the body as it arrives (`monitor`).
+    pub fn stream(&self, path: &str) -> Result<(u16, Box<dyn std::io::Read + Send>), String> {
+        let response = self
+            .token(self.agent.get(self.url(path)))
+            .call()
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        Ok((status, Box::new(response.into_body().into_reader())))
     }
 
     /// GET `path` (with its query).

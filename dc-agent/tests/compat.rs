@@ -322,7 +322,6 @@ fn consul_flags_and_config_files_start_an_agent() {
     for key in [
         "ports.grpc",
         "ports.grpc_tls",
-        "ports.https",
         "ports.serf_wan",
         "acl",
         "telemetry",
@@ -1224,7 +1223,7 @@ fn agent_endpoints_as_consuls() {
         },
     );
     assert_eq!(node["Node"]["Node"], "ep1", "{node:#}");
-    // `debug`: a short capture, archived; tar reads the archive.
+    // `debug`: a short capture, archived as Consul's (`.tar.gz`); tar reads the archive.
     let output_dir = dir.path().join("dbg");
     let (code, output) = dc_agent(&[
         "-http-addr=127.138.0.1:8500",
@@ -1236,8 +1235,8 @@ fn agent_endpoints_as_consuls() {
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("Saved debug archive:"), "{output}");
     let listing = Command::new("tar")
-        .arg("-tf")
-        .arg(dir.path().join("dbg.tar"))
+        .arg("-tzf")
+        .arg(dir.path().join("dbg.tar.gz"))
         .output()
         .expect("tar");
     assert!(listing.status.success(), "{listing:?}");

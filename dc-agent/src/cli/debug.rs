@@ -1,8 +1,8 @@
 //! `debug`: what an agent knows, gathered into one file to hand to whoever helps, as
 //! `consul debug` does: the agent's configuration and members (`agent.json`,
 //! `members.json`), the host (`host.json`), metrics every interval (`<n>/metrics.json`) and
-//! the agent's log lines for the whole capture (`consul.log`). The result is a `.tar`
-//! archive (Consul's is gzipped), or a directory with `-archive=false`.
+//! the agent's log lines for the whole capture (`consul.log`). The result is a `.tar.gz`
+//! archive, as Consul's, or a directory with `-archive=false`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,7 +19,7 @@ pub struct DebugOptions {
     pub interval: Duration,
     /// Where (`-output`; default `consul-debug-<unix time>`).
     pub output: Option<PathBuf>,
-    /// Write a `.tar` archive (default) or leave the directory.
+    /// Write a `.tar.gz` archive (default) or leave the directory.
     pub archive: bool,
 }
 
@@ -98,7 +98,7 @@ pub fn debug(addr: &str, options: &DebugOptions) -> ExitCode {
         println!("Saved debug directory: {}", dir.display());
         return ExitCode::SUCCESS;
     }
-    let archive = dir.with_extension("tar");
+    let archive = dir.with_extension("tar.gz");
     match write_tar(&dir, &archive).and_then(|()| {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))
     }) {
@@ -111,37 +111,24 @@ pub fn debug(addr: &str, options: &DebugOptions) -> ExitCode {
 }
 
 fn capture_log(addr: &str, path: &Path, until: Instant) {
-    let base = if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
     let left = until.saturating_duration_since(Instant::now());
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(left))
-        .build()
-        .into();
-    let mut request = agent.get(format!("{base}/v1/agent/monitor?loglevel=debug"));
-    if let Some(token) = super::token() {
-        request = request.header("X-Consul-Token", token);
-    }
-    let Ok(response) = request.call() else {
+    let client = super::client_with_timeout(addr, Some(left));
+    let Ok((_, mut reader)) = client.stream("/v1/agent/monitor?loglevel=debug") else {
         return;
     };
     let Ok(mut file) = std::fs::File::create(path) else {
         return;
     };
-    let mut reader = response.into_body().into_reader();
     // Ends when the capture's time is up (the request's timeout) or the agent stops.
     let _ = std::io::copy(&mut reader, &mut file);
 }
 
-/// Writes `dir`'s files into a POSIX (ustar) archive, paths relative to `dir`'s parent.
+/// Writes `dir`'s files into a gzipped POSIX (ustar) archive, paths relative to `dir`'s
+/// parent.
 fn write_tar(dir: &Path, archive: &Path) -> Result<(), String> {
     use std::io::Write;
-    let mut out =
-        std::fs::File::create(archive).map_err(|e| format!("{}: {e}", archive.display()))?;
+    let file = std::fs::File::create(archive).map_err(|e| format!("{}: {e}", archive.display()))?;
+    let mut out = flate2::write::GzEncoder::new(file, flate2::Compression::default());
     let root = dir.file_name().map(PathBuf::from).unwrap_or_default();
     let mut files = Vec::new();
     collect(dir, &root, &mut files).map_err(|e| e.to_string())?;
@@ -156,7 +143,8 @@ fn write_tar(dir: &Path, archive: &Path) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     out.write_all(&[0; 1024]).map_err(|e| e.to_string())?;
-    out.sync_all().map_err(|e| e.to_string())
+    let file = out.finish().map_err(|e| e.to_string())?;
+    file.sync_all().map_err(|e| e.to_string())
 }
 
 fn collect(dir: &Path, prefix: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {

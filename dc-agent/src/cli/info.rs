@@ -58,39 +58,26 @@ pub fn reload(addr: &str) -> ExitCode {
 /// `monitor [-log-level=LEVEL] [-log-json]`: streams the agent's log lines until the agent
 /// stops or this is interrupted.
 pub fn monitor(addr: &str, level: Option<&str>, json: bool) -> ExitCode {
-    let base = if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let mut url = format!(
-        "{base}/v1/agent/monitor?loglevel={}",
+    let mut path = format!(
+        "/v1/agent/monitor?loglevel={}",
         crate::client::encode_key(level.unwrap_or("info"))
     );
     if json {
-        url.push_str("&logjson");
+        path.push_str("&logjson");
     }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut request = agent.get(&url);
-    if let Some(token) = super::token() {
-        request = request.header("X-Consul-Token", token);
-    }
-    let response = match request.call() {
+    let (status, body) = match super::client_with_timeout(addr, None).stream(&path) {
         Ok(response) => response,
         Err(e) => return fail(format!("Error starting monitor: {e}")),
     };
-    if response.status().as_u16() != 200 {
-        let status = response.status().as_u16();
-        let text = response.into_body().read_to_string().unwrap_or_default();
+    if status != 200 {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::Read::take(body, 64 * 1024), &mut text);
         return fail(format!(
             "Error starting monitor: Unexpected response code: {status} ({})",
             text.trim()
         ));
     }
-    let mut reader = std::io::BufReader::new(response.into_body().into_reader());
+    let mut reader = std::io::BufReader::new(body);
     let mut line = String::new();
     loop {
         line.clear();

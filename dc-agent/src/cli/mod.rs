@@ -76,14 +76,19 @@ pub fn check_tls(addr: &str, tls: crate::client::ClientTls) -> Result<(), String
 
 /// The client for `-http-addr`.
 pub fn client(addr: &str) -> ApiClient {
-    let timeout = std::time::Duration::from_secs(60);
+    client_with_timeout(addr, Some(std::time::Duration::from_secs(60)))
+}
+
+/// The client for `-http-addr` with its own timeout (`None`: a stream that lasts).
+pub fn client_with_timeout(addr: &str, timeout: Option<std::time::Duration>) -> ApiClient {
     let client = match TLS.get() {
         Some(tls) => ApiClient::with_tls(addr, timeout, tls).unwrap_or_else(|e| {
             // `check_tls` read the same files a moment ago.
             eprintln!("Error! {e}");
             std::process::exit(1)
         }),
-        None => ApiClient::new(addr, timeout),
+        None => ApiClient::with_tls(addr, timeout, &crate::client::ClientTls::default())
+            .unwrap_or_else(|_| ApiClient::new(addr, std::time::Duration::from_secs(60))),
     };
     client.with_token(TOKEN.get().cloned())
 }
