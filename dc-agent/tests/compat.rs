@@ -1139,6 +1139,41 @@ fn dns_answers_as_consuls() {
         [["1.0.137.127.in-addr.arpa.", "PTR", "dns1.node.dc1.consul."]],
         "{answer}"
     );
+
+    // A client agent answers NS and PTR the same, from its view of the catalog.
+    let data = dir.path().join("client").display().to_string();
+    let client = FlagAgent::start(
+        dir.path(),
+        "dnsc",
+        "127.137.0.2",
+        &[
+            "-node=dnsc",
+            "-bind=127.137.0.2",
+            "-client=127.137.0.2",
+            &format!("-data-dir={data}"),
+            "-retry-join=127.137.0.1",
+        ],
+    );
+    let answer = wait_for(
+        Duration::from_secs(30),
+        &[&agent, &client],
+        "PTR from the client",
+        || {
+            let answer = dig("127.137.0.2", &["-x", "127.137.0.2"]);
+            answer.contains("PTR").then_some(answer)
+        },
+    );
+    assert_eq!(
+        answer.lines().map(fields).collect::<Vec<_>>(),
+        [["2.0.137.127.in-addr.arpa.", "PTR", "dnsc.node.dc1.consul."]],
+        "{answer}"
+    );
+    let answer = dig("127.137.0.2", &["consul.", "NS"]);
+    assert_eq!(
+        answer.lines().map(fields).collect::<Vec<_>>(),
+        [["consul.", "NS", "dns1.node.dc1.consul."]],
+        "{answer}"
+    );
 }
 
 /// `/v1/agent/metrics` (Consul's JSON without `?format`), `/v1/agent/host`,

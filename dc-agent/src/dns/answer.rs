@@ -512,7 +512,7 @@ pub fn answer(
 
 /// The address a reverse-lookup name stands for (`4.3.2.1.in-addr.arpa.`, or the 32 nibbles
 /// of `ip6.arpa.`).
-fn reverse_address(owner: &str) -> Option<IpAddr> {
+pub(crate) fn reverse_address(owner: &str) -> Option<IpAddr> {
     if let Some(rest) = owner.strip_suffix(".in-addr.arpa.") {
         let mut octets: Vec<u8> = rest
             .split('.')

@@ -239,7 +239,13 @@ impl DnsHandler {
                             return None;
                         }
                     },
-                    None => super::view::Prepared::default(),
+                    None => match view.prepare_other(qname, &self.settings.domain).await {
+                        Ok(prepared) => prepared,
+                        Err(e) => {
+                            tracing::debug!(qname = %qname, error = %e, "no current answer");
+                            return None;
+                        }
+                    },
                 };
                 Some(answer(
                     qname,

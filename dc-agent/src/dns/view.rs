@@ -1,6 +1,7 @@
 //! A client agent's DNS view of the catalog. A client holds no state machine, and a server
 //! round trip per query would make DNS as slow as the link to the servers; instead the first
-//! query for a name fetches it (`/v1/health/service/NAME` or `/v1/catalog/node/NAME`, through
+//! query for a name fetches it (`/v1/health/service/NAME` or `/v1/catalog/node/NAME`; for a
+//! reverse name the nodes at that address, for the domain's NS the `consul` service; through
 //! the API, which forwards to a server), and a task per name then keeps it current with
 //! blocking queries, so later queries are answered locally. A name nobody asks for in
 //! [`IDLE`] is dropped.
@@ -43,6 +44,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 enum Key {
     Service(String),
     Node(String),
+    /// The nodes at an address (PTR).
+    Address(std::net::IpAddr),
 }
 
 /// A name of a datacenter (`None`: this one).
@@ -53,6 +56,7 @@ type Slot = (Option<String>, Key);
 enum Data {
     Instances(Vec<Instance>),
     Node(Option<NodeInfo>),
+    Nodes(Vec<String>),
 }
 
 #[derive(Debug, Default)]
@@ -161,6 +165,13 @@ impl CatalogView for Prepared {
             _ => None,
         }
     }
+
+    fn nodes_at(&self, _address: std::net::IpAddr) -> Option<Vec<String>> {
+        match self.data.as_deref() {
+            Some(Data::Nodes(nodes)) => Some(nodes.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// Why a query cannot be answered from the view.
@@ -214,6 +225,26 @@ impl RemoteView {
             .datacenter()
             .filter(|dc| !dc.eq_ignore_ascii_case(&self.inner.settings.datacenter))
             .map(str::to_ascii_lowercase);
+        self.prepare_key(dc, key).await
+    }
+
+    /// The data for a name outside the `<x>.service|node|addr` forms: a reverse name (the
+    /// nodes at its address) or the domain itself (its NS: the `consul` service). Anything
+    /// else needs nothing.
+    pub async fn prepare_other(&self, qname: &str, domain: &str) -> Result<Prepared, Unavailable> {
+        let owner = format!("{}.", qname.trim_end_matches('.').to_ascii_lowercase());
+        let apex = format!("{}.", domain.trim_matches('.').to_ascii_lowercase());
+        let key = if let Some(address) = super::answer::reverse_address(&owner) {
+            Key::Address(address)
+        } else if owner == apex {
+            Key::Service("consul".to_owned())
+        } else {
+            return Ok(Prepared::default());
+        };
+        self.prepare_key(None, key).await
+    }
+
+    async fn prepare_key(&self, dc: Option<String>, key: Key) -> Result<Prepared, Unavailable> {
         let entry = self.entry(dc, key);
         entry.touch();
         let mut changes = entry.state.subscribe();
@@ -305,6 +336,7 @@ async fn keep_current(view: Weak<Inner>, dc: Option<String>, key: Key, entry: Ar
     // if the catalog knows the name only in another case, that spelling is used from then on.
     let mut name = match &key {
         Key::Service(name) | Key::Node(name) => name.clone(),
+        Key::Address(address) => address.to_string(),
     };
     let mut empty = false;
     loop {
@@ -332,7 +364,8 @@ async fn keep_current(view: Weak<Inner>, dc: Option<String>, key: Key, entry: Ar
             // A name with no answer may exist in another case, now or later: look again on
             // every (short) round while it stays empty.
             empty = data.is_empty();
-            if empty {
+            // Addresses have no case to look for.
+            if empty && !matches!(key, Key::Address(_)) {
                 let found = tokio::select! {
                     _ = entry.cancel.cancelled() => return,
                     found = spelling(&inner, &key, dc.as_deref()) => found,
@@ -392,6 +425,7 @@ impl Data {
         match self {
             Data::Instances(instances) => instances.is_empty(),
             Data::Node(node) => node.is_none(),
+            Data::Nodes(nodes) => nodes.is_empty(),
         }
     }
 }
@@ -401,6 +435,7 @@ async fn spelling(inner: &Inner, key: &Key, dc: Option<&str>) -> Option<String> 
     let (path, wanted) = match key {
         Key::Service(name) => ("/v1/catalog/services?stale", name),
         Key::Node(name) => ("/v1/catalog/nodes?stale", name),
+        Key::Address(_) => return None,
     };
     let uri = match dc {
         Some(dc) => format!("{path}&dc={}", encode(dc)),
@@ -413,6 +448,7 @@ async fn spelling(inner: &Inner, key: &Key, dc: Option<&str>) -> Option<String> 
                 serde_json::from_slice(&response.body).ok()?;
             names.into_keys().find(|n| n.eq_ignore_ascii_case(wanted))
         }
+        Key::Address(_) => None,
         Key::Node(_) => {
             let nodes: Vec<wire::api::CatalogNode> = serde_json::from_slice(&response.body).ok()?;
             nodes
@@ -458,6 +494,14 @@ async fn fetch(
     let path = match key {
         Key::Service(_) => format!("/v1/health/service/{}", encode(name)),
         Key::Node(_) => format!("/v1/catalog/node/{}", encode(name)),
+        Key::Address(address) => {
+            // `?filter` on the node's address; the expression's quotes and spaces encoded.
+            query.push(format!(
+                "filter=Address%20%3D%3D%20%22{}%22",
+                encode(&address.to_string())
+            ));
+            "/v1/catalog/nodes".to_owned()
+        }
     };
     let uri = if query.is_empty() {
         path
@@ -481,6 +525,11 @@ async fn fetch(
                 address: n.node.address,
                 meta: n.node.meta,
             }))
+        }
+        Key::Address(_) => {
+            let nodes: Vec<wire::api::CatalogNode> =
+                serde_json::from_slice(&response.body).map_err(|e| format!("{uri}: {e}"))?;
+            Data::Nodes(nodes.into_iter().map(|n| n.node).collect())
         }
     };
     Ok((index, data, last_contact))
