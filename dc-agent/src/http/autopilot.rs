@@ -5,8 +5,9 @@
 //! `CleanupDeadServers` is carried out by the leader's membership loop
 //! (`server::serf_health`): a server gossip marks failed leaves Raft while fewer than half
 //! the voters are failed and at least `MinQuorum` voters remain. Health is the leader's
-//! view: a server is healthy while gossip sees it alive and its log trails the leader's by at
-//! most `MaxTrailingLogs`.
+//! view: a server is healthy while gossip sees it alive, its log trails the leader's by at
+//! most `MaxTrailingLogs`, and it answered the leader's replication or heartbeats within
+//! `LastContactThreshold` (`LastContact`); `StableSince` is when it entered that health.
 
 use std::collections::BTreeMap;
 
@@ -146,6 +147,40 @@ struct ServerHealth {
     last_index: u64,
     last_term: u64,
     healthy: bool,
+    /// Since the leader last heard from it (`None`: never, in this leader's time).
+    last_contact: Option<std::time::Duration>,
+    /// When it entered its current health, RFC 3339.
+    stable_since: String,
+}
+
+impl ServerHealth {
+    /// Consul's `LastContact`: a Go duration, `0s` on the leader.
+    fn last_contact_text(&self) -> String {
+        match (self.leader, self.last_contact) {
+            (true, _) => "0s".to_owned(),
+            (false, Some(since)) => GoDuration(since).to_string(),
+            (false, None) => String::new(),
+        }
+    }
+}
+
+/// When `id` entered the health it has now (noted the first time it is seen so).
+fn stable_since(server: &crate::server::Server, id: u64, healthy: bool) -> String {
+    let now = std::time::SystemTime::now();
+    let since = {
+        let mut seen = server
+            .stable_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = seen.entry(id).or_insert((healthy, now));
+        if entry.0 != healthy {
+            *entry = (healthy, now);
+        }
+        entry.1
+    };
+    time::OffsetDateTime::from(since)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn servers(api: &Api) -> Result<(Vec<ServerHealth>, AutopilotConfig), ApiError> {
@@ -186,8 +221,16 @@ fn servers(api: &Api) -> Result<(Vec<ServerHealth>, AutopilotConfig), ApiError> 
                 .cloned()
                 .unwrap_or((MemberStatus::Failed, String::new()));
             let serf = status.as_str();
+            let last_contact = if leader {
+                Some(std::time::Duration::ZERO)
+            } else {
+                server.contacts.since(id)
+            };
+            let threshold = std::time::Duration::from_millis(config.last_contact_threshold_ms);
             let healthy = status == MemberStatus::Alive
-                && leader_index.saturating_sub(last_index) <= config.max_trailing_logs;
+                && leader_index.saturating_sub(last_index) <= config.max_trailing_logs
+                && last_contact.is_some_and(|since| since <= threshold);
+            let stable_since = stable_since(server, id, healthy);
             ServerHealth {
                 id: wire::names::node_uuid(id),
                 name: node.name,
@@ -199,6 +242,8 @@ fn servers(api: &Api) -> Result<(Vec<ServerHealth>, AutopilotConfig), ApiError> 
                 last_index,
                 last_term: term,
                 healthy,
+                last_contact,
+                stable_since,
             }
         })
         .collect();
@@ -221,9 +266,9 @@ pub async fn health(State(api): State<Api>) -> Result<Response, ApiError> {
             json!({
                 "ID": s.id, "Name": s.name, "Address": s.address, "SerfStatus": s.serf,
                 "Version": s.version, "Leader": s.leader,
-                "LastContact": if s.leader { "0s" } else { "" },
+                "LastContact": s.last_contact_text(),
                 "LastTerm": s.last_term, "LastIndex": s.last_index, "Healthy": s.healthy,
-                "Voter": s.voter, "StableSince": "",
+                "Voter": s.voter, "StableSince": s.stable_since,
             })
         })
         .collect();
@@ -255,9 +300,9 @@ pub async fn state(State(api): State<Api>) -> Result<Response, ApiError> {
             s.id.clone(),
             json!({
                 "ID": s.id, "Name": s.name, "Address": s.address, "NodeStatus": s.serf,
-                "Version": s.version, "LastContact": if s.leader { "0s" } else { "" },
+                "Version": s.version, "LastContact": s.last_contact_text(),
                 "LastTerm": s.last_term, "LastIndex": s.last_index, "Healthy": s.healthy,
-                "StableSince": "", "ReadReplica": false, "Status": status, "Meta": {},
+                "StableSince": s.stable_since, "ReadReplica": false, "Status": status, "Meta": {},
                 "NodeType": "voter",
             }),
         );

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
@@ -21,22 +22,51 @@ use super::transport::{CallError, Transport};
 use super::{FrameIoError, ALPN_RAFT};
 use crate::raft::{NodeId, TypeConfig};
 
+/// When each peer last answered an `AppendEntries` (replication or heartbeat): on the
+/// leader, how recently it heard from each follower (autopilot's `LastContact`; openraft
+/// 0.9's metrics do not carry it).
+#[derive(Debug, Default)]
+pub struct PeerContacts(std::sync::Mutex<std::collections::HashMap<NodeId, Instant>>);
+
+impl PeerContacts {
+    fn heard(&self, peer: NodeId) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(peer, Instant::now());
+    }
+
+    /// How long ago `peer` last answered, if it ever did.
+    pub fn since(&self, peer: NodeId) -> Option<Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&peer)
+            .map(Instant::elapsed)
+    }
+}
+
 /// Makes a client per peer.
 #[derive(Clone)]
 pub struct NetworkFactory {
     transport: Arc<Transport>,
+    contacts: Arc<PeerContacts>,
 }
 
 impl NetworkFactory {
-    /// Raft traffic over `transport`.
-    pub fn new(transport: Arc<Transport>) -> NetworkFactory {
-        NetworkFactory { transport }
+    /// Raft traffic over `transport`; answers noted in `contacts`.
+    pub fn new(transport: Arc<Transport>, contacts: Arc<PeerContacts>) -> NetworkFactory {
+        NetworkFactory {
+            transport,
+            contacts,
+        }
     }
 }
 
 /// The Raft client of one peer.
 pub struct PeerNetwork {
     transport: Arc<Transport>,
+    contacts: Arc<PeerContacts>,
     target: NodeId,
     addr: Result<SocketAddr, String>,
 }
@@ -51,6 +81,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             .map_err(|_| format!("bad Raft address {:?} for {}", node.addr, node.name));
         PeerNetwork {
             transport: self.transport.clone(),
+            contacts: self.contacts.clone(),
             target,
             addr,
         }
@@ -111,6 +142,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
             .await?
         {
             RaftReply::AppendEntries(result) => {
+                self.contacts.heard(self.target);
                 result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
             _ => Err(self.unexpected()),

@@ -81,6 +81,10 @@ pub struct Server {
     pub lan: std::sync::OnceLock<crate::gossip::pool::Pool>,
     /// The servers this one would bootstrap with now (see `bootstrap`), told in `Hello`.
     pub bootstrap_candidates: std::sync::Mutex<Vec<NodeId>>,
+    /// When each peer last answered replication (the leader's view of its followers).
+    pub contacts: Arc<crate::rpc::raft_network::PeerContacts>,
+    /// Autopilot: each server's health as last judged, and since when (`StableSince`).
+    pub stable_since: std::sync::Mutex<std::collections::HashMap<NodeId, (bool, SystemTime)>>,
 }
 
 /// Timeouts of RPCs between servers that are not Raft's own.
@@ -154,10 +158,11 @@ impl Server {
             ..Default::default()
         }
         .validate()?;
+        let contacts = Arc::new(crate::rpc::raft_network::PeerContacts::default());
         let raft = Raft::new(
             id,
             Arc::new(config),
-            NetworkFactory::new(transport.clone()),
+            NetworkFactory::new(transport.clone(), contacts.clone()),
             log,
             state.clone(),
         )
@@ -181,6 +186,8 @@ impl Server {
             leaving: std::sync::atomic::AtomicBool::new(false),
             lan: std::sync::OnceLock::new(),
             bootstrap_candidates: std::sync::Mutex::new(Vec::new()),
+            contacts,
+            stable_since: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         tracing::info!(node = %server.node.name, id = server.id, addr = %server.node.addr, dc = %server.datacenter, "server started");
         tasks.spawn(handlers::accept_loop(
