@@ -280,6 +280,16 @@ services {
 "#,
     )
     .expect("write");
+    // HCL1, which Consul reads and HCL2 refuses: commas between items, two items on one
+    // line, a quoted key.
+    std::fs::write(
+        config.join("30-hcl1.hcl"),
+        r#"
+node_meta { rack = "r1", zone = "z1" }
+"dns_config" { node_ttl = "10s" allow_stale = true }
+"#,
+    )
+    .expect("write");
     config
 }
 
@@ -378,10 +388,15 @@ fn consul_flags_and_config_files_start_an_agent() {
         "the node in the catalog",
         || {
             let nodes = json(&agent.request("GET", "/v1/catalog/nodes", ""));
-            (nodes[0]["Node"] == "server_01").then_some(nodes)
+            (nodes[0]["Node"] == "server_01" && nodes[0]["Meta"]["rack"] == "r1").then_some(nodes)
         },
     );
     assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes:#}");
+    assert_eq!(
+        nodes[0]["Meta"]["rack"], "r1",
+        "the HCL1 file applies: {nodes:#}"
+    );
+    assert_eq!(nodes[0]["Meta"]["zone"], "z1", "{nodes:#}");
 
     // `validate` takes the same directory, says it is valid and names what it ignores.
     let (code, output) = dc_agent(&["validate", &config.display().to_string()]);

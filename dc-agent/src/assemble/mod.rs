@@ -12,6 +12,7 @@
 //! become their current keys first.
 
 pub mod flags;
+pub mod hcl1;
 pub mod keys;
 
 use std::path::{Path, PathBuf};
@@ -208,15 +209,24 @@ pub fn read_text(
             let message = message.split(" at line ").next().unwrap_or_default();
             syntax(name, e.line(), e.column(), message.to_owned())
         })?,
-        Format::Hcl => hcl::from_str(text).map_err(|e| match &e {
-            hcl::Error::Parse(parse) => syntax(
-                name,
-                parse.location().line(),
-                parse.location().column(),
-                parse.message().to_owned(),
-            ),
-            other => syntax(name, 1, 1, other.to_string()),
-        })?,
+        // HCL2 first (hcl-rs, better messages); what only HCL1 allows, as Consul reads it.
+        Format::Hcl => match hcl::from_str(text) {
+            Ok(value) => value,
+            Err(e) => match hcl1::parse(text) {
+                Ok(value) => value,
+                Err(_) => {
+                    return Err(match &e {
+                        hcl::Error::Parse(parse) => syntax(
+                            name,
+                            parse.location().line(),
+                            parse.location().column(),
+                            parse.message().to_owned(),
+                        ),
+                        other => syntax(name, 1, 1, other.to_string()),
+                    })
+                }
+            },
+        },
     };
     let Value::Object(mut object) = value else {
         return Err(ConfigError::Invalid {
