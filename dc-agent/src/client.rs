@@ -185,16 +185,7 @@ impl ureq::unversioned::resolver::Resolver for PinnedResolver {
 
 /// Percent-encodes a KV key for a URL path (keeping `/`).
 pub fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for byte in key.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(byte as char)
-            }
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
+    wire::percent::key_path(key)
 }
 
 impl ApiClient {

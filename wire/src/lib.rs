@@ -19,6 +19,7 @@ pub mod gateway_config;
 pub mod gojson;
 pub mod gossip_key;
 pub mod names;
+pub mod percent;
 pub mod ports;
 pub mod raft;
 pub mod records;

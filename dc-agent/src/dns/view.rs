@@ -565,12 +565,7 @@ fn instance(entry: wire::api::ServiceEntry) -> Instance {
     }
 }
 
-/// Percent-encodes a name for a path segment (DNS labels need none; anything else is safe).
+/// Percent-encodes a name for a path segment or a query value.
 fn encode(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    wire::percent::segment(name)
 }

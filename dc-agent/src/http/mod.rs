@@ -278,7 +278,7 @@ pub fn params(query: Option<&str>) -> Result<Params, ApiError> {
     {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let decode = |text: &str| {
-            percent_decode(text)
+            wire::percent::decode_query(text)
                 .ok_or_else(|| ApiError::BadRequest(format!("Invalid query string near {pair:?}")))
         };
         params.insert(decode(key)?, decode(value)?);
@@ -336,7 +336,7 @@ pub fn node_meta_filter(query: Option<&str>) -> Result<Vec<(String, String)>, Ap
         let Some(value) = pair.strip_prefix("node-meta=") else {
             continue;
         };
-        let value = percent_decode(value)
+        let value = wire::percent::decode_query(value)
             .ok_or_else(|| ApiError::BadRequest(format!("Invalid query string near {pair:?}")))?;
         // Consul's parseMetaPair: `key` alone means the value "".
         let (key, meta) = value.split_once(':').unwrap_or((value.as_str(), ""));
@@ -354,30 +354,6 @@ pub fn meta_matches(
     wanted
         .iter()
         .all(|(key, value)| meta.get(key).is_some_and(|v| v == value))
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// How a read wants to be served.
@@ -431,8 +407,8 @@ async fn route_by_consistency(
     // resolves it before forwarding).
     let is_near_agent = |pair: &str| {
         pair.split_once('=').is_some_and(|(k, v)| {
-            percent_decode(k).as_deref() == Some("near")
-                && percent_decode(v).as_deref() == Some("_agent")
+            wire::percent::decode_query(k).as_deref() == Some("near")
+                && wire::percent::decode_query(v).as_deref() == Some("_agent")
         })
     };
     if let Some(query) = request.uri().query() {
