@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this). Installs the outside tools some
 # tests use (Debian's prometheus package for promtool, dnsutils for dig, iproute2 and curl for
-# the network-namespace test, which needs root), then runs every test of every crate.
+# the network-namespace test, which needs root), checks formatting and clippy, then runs
+# every test of every crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# The house rules first: formatted, and clippy clean (the workspace's lints included).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"

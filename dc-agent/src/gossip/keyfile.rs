@@ -159,10 +159,12 @@ mod tests {
             assert_eq!(mode.ok(), Some(0o600));
         }
         std::fs::write(&file, "[\"a\",").expect("write");
-        let error = load(&file).unwrap_err();
+        let error = load(&file).expect_err("a file that is not JSON");
         assert!(error.contains("not a JSON list of keys"), "{error}");
         std::fs::write(&file, "[]").expect("write");
-        assert!(load(&file).unwrap_err().contains("lists no key"));
+        assert!(load(&file)
+            .expect_err("a file without keys")
+            .contains("lists no key"));
     }
 
     #[test]
@@ -176,7 +178,9 @@ mod tests {
         let ring =
             super::super::keyring::Keyring::new(std::slice::from_ref(&first)).expect("keyring");
         let shared = SharedKeyring::new(ring, Some(path(dir.path())));
-        let error = shared.apply(&KeyOp::Install(second.clone())).unwrap_err();
+        let error = shared
+            .apply(&KeyOp::Install(second.clone()))
+            .expect_err("a second install of the same key");
         assert!(error.contains("nothing changed"), "{error}");
         assert_eq!(shared.keys(), std::slice::from_ref(&first));
         // Listing changes nothing and writes nothing.
