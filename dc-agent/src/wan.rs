@@ -18,17 +18,12 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use pki::{NodeTls, PeerPolicy};
-use quinn::crypto::rustls::QuicClientConfig;
 use tokio_util::sync::CancellationToken;
 use wire::route::{GatewayInfo, RouteHeader, RouteStatus, Target, ALPN_DC_LINK};
 
 use crate::rpc::messages::{HttpHandler, HttpRequest, HttpResponse};
 use crate::rpc::{read_frame_limited, write_frame};
 
-/// Longest pause between dials of a gateway that is down.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// How long a dial may take.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a server asks each of its gateways which datacenters it links to.
 const LINKED_EVERY: Duration = Duration::from_secs(5);
 
@@ -56,12 +51,10 @@ pub enum CrossDcError {
     },
 }
 
-/// Longest time a routed request may claim: a blocking query's longest wait and more.
-pub const MAX_DEADLINE: Duration = Duration::from_secs(11 * 60);
+// The limits every hop applies: the shared QUIC shell's.
+pub use link::{MAX_DEADLINE, MAX_HEADER};
 /// How long the header and request of a delivered stream may take to arrive.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest route header or status frame read.
-const MAX_HEADER: usize = 64 * 1024;
 
 /// The dc-links of a server.
 pub struct DcLinks {
@@ -95,10 +88,7 @@ pub fn client_config(
     domain: &str,
 ) -> anyhow::Result<quinn::ClientConfig> {
     let policy = PeerPolicy::new(domain, &[wire::Role::Gateway], Some(datacenter));
-    let rustls_config = tls.client_config(policy, &[ALPN_DC_LINK])?;
-    let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(rustls_config)?));
-    client.transport_config(crate::rpc::transport::transport_config());
-    Ok(client)
+    link::client_config(tls.client_config(policy, &[ALPN_DC_LINK])?)
 }
 
 impl DcLinks {
@@ -166,56 +156,42 @@ impl DcLinks {
     }
 
     async fn keep_link(self: Arc<Self>, gateway: SocketAddr, cancel: CancellationToken) {
-        let mut backoff = Duration::from_millis(250);
-        loop {
-            let dialled = async {
-                let connecting = self
-                    .endpoint
-                    .connect_with(self.client.clone(), gateway, &self.server_name)
-                    .map_err(|e| e.to_string())?;
-                tokio::time::timeout(DIAL_TIMEOUT, connecting)
-                    .await
-                    .map_err(|_| format!("no handshake within {DIAL_TIMEOUT:?}"))?
-                    .map_err(|e| e.to_string())
-            };
-            let connection = tokio::select! {
-                _ = cancel.cancelled() => return,
-                dialled = dialled => dialled,
-            };
-            match connection {
-                Ok(connection) => {
+        let this = self.clone();
+        link::keep_dialled(
+            &self.endpoint,
+            &self.client,
+            gateway,
+            &self.server_name,
+            "dc-link",
+            &cancel,
+            |connection| {
+                let this = this.clone();
+                let cancel = cancel.clone();
+                async move {
                     tracing::info!(gateway = %gateway, "dc-link up");
-                    backoff = Duration::from_millis(250);
-                    self.set_live(gateway, Some(connection.clone()));
+                    this.set_live(gateway, Some(connection.clone()));
                     let datagrams = cancel.child_token();
                     tokio::spawn(
-                        self.clone()
+                        this.clone()
                             .receive_datagrams(connection.clone(), datagrams.clone()),
                     );
-                    tokio::spawn(self.clone().watch_links(
+                    tokio::spawn(this.clone().watch_links(
                         gateway,
                         connection.clone(),
                         datagrams.clone(),
                     ));
-                    self.serve(&connection, &cancel).await;
+                    this.serve(&connection, &cancel).await;
                     datagrams.cancel();
-                    self.set_live(gateway, None);
+                    this.set_live(gateway, None);
                     if cancel.is_cancelled() {
                         connection.close(0u32.into(), b"gateway removed from isthmus.gateways");
                         return;
                     }
                     tracing::warn!(gateway = %gateway, reason = ?connection.close_reason(), "dc-link down; redialling");
                 }
-                Err(e) => {
-                    tracing::debug!(gateway = %gateway, error = %e, "dialling a gateway failed");
-                }
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+            },
+        )
+        .await;
     }
 
     fn set_live(&self, gateway: SocketAddr, connection: Option<quinn::Connection>) {

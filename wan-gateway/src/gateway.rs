@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use link::{negotiated_alpn, peer_certificate, MAX_DEADLINE, MAX_HEADER};
 use pki::{NodeTls, PeerPolicy};
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use tokio_util::sync::CancellationToken;
 use wire::route::{
     GatewayAddress, GatewayInfo, RouteHeader, RouteStatus, Target, ALPN_DC_LINK, ALPN_WAN,
@@ -30,16 +30,8 @@ use wire::Role;
 
 use crate::metrics::Metrics;
 
-/// Longest pause between dials of a remote gateway that is down.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// How long a dial may take.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
-/// Largest header frame a gateway reads.
-const MAX_HEADER: usize = 64 * 1024;
 /// How long a stream's header may take to arrive.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest deadline a stream may claim (a blocking query's longest wait and more).
-const MAX_DEADLINE: Duration = Duration::from_secs(11 * 60);
 /// How often a gateway tells its WAN peers which gateways it knows.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(15);
 /// Most gateways one gateway keeps links to.
@@ -86,16 +78,6 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
 }
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
-    let mut config = quinn::TransportConfig::default();
-    config.keep_alive_interval(Some(Duration::from_secs(1)));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(5)) {
-        config.max_idle_timeout(Some(idle));
-    }
-    config.max_concurrent_bidi_streams(4096u32.into());
-    Arc::new(config)
-}
-
 impl Gateway {
     /// Binds the endpoint and starts accepting and dialling.
     pub fn start(
@@ -112,20 +94,7 @@ impl Gateway {
             PeerPolicy::new(&domain, &[Role::Server, Role::Gateway], None),
             &[ALPN_DC_LINK, ALPN_WAN],
         )?;
-        let mut server_config =
-            quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(rustls_server)?));
-        server_config.transport_config(transport_config());
-        // Stateless resets from a key that survives restarts: a server or gateway still
-        // linked to this gateway's previous process learns at once that it is gone.
-        let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(tls.stateless_reset_key()));
-        let cid_key = tls.connection_id_key();
-        endpoint_config.cid_generator(move || {
-            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
-        });
-        let socket = std::net::UdpSocket::bind(config.listen)?;
-        let runtime = quinn::default_runtime()
-            .ok_or_else(|| anyhow::anyhow!("no async runtime for the QUIC endpoint"))?;
-        let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)?;
+        let endpoint = link::server_endpoint(config.listen, rustls_server, &tls)?;
         let configured = config
             .remote_gateways
             .iter()
@@ -187,10 +156,7 @@ impl Gateway {
             self.metrics.link_up.with_label_values(&[dc, node]).set(0);
         }
         let policy = PeerPolicy::new(&self.domain, &[Role::Gateway], Some(dc));
-        let rustls_client = self.tls.client_config(policy, &[ALPN_WAN])?;
-        let mut client =
-            quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(rustls_client)?));
-        client.transport_config(transport_config());
+        let client = link::client_config(self.tls.client_config(policy, &[ALPN_WAN])?)?;
         tokio::spawn(self.clone().keep_wan_link(
             dc.to_owned(),
             node.to_owned(),
@@ -291,9 +257,9 @@ impl Gateway {
                 target: Target::Gateways(self.gateways()),
                 deadline_ms: 5000,
             };
-            let frame = wire::frame::encode(&header).map_err(|e| e.to_string())?;
-            send.write_all(&frame).await.map_err(|e| e.to_string())?;
-            send.finish().map_err(|e| e.to_string())?;
+            link::write_frame(&mut send, &header)
+                .await
+                .map_err(|e| e.to_string())?;
             read_small::<Vec<GatewayAddress>>(&mut recv).await
         };
         match tokio::time::timeout(Duration::from_secs(5), exchange).await {
@@ -456,59 +422,44 @@ impl Gateway {
         client: quinn::ClientConfig,
         cancel: CancellationToken,
     ) {
-        let mut backoff = Duration::from_millis(250);
         let server_name = format!("gateway.{dc}.{}", self.domain);
-        loop {
-            let dialled = async {
-                let connecting = self
-                    .endpoint
-                    .connect_with(client.clone(), addr, &server_name)
-                    .map_err(|e| e.to_string())?;
-                tokio::time::timeout(DIAL_TIMEOUT, connecting)
-                    .await
-                    .map_err(|_| format!("no handshake within {DIAL_TIMEOUT:?}"))?
-                    .map_err(|e| e.to_string())
-            };
-            let dialled = tokio::select! {
-                _ = cancel.cancelled() => return,
-                dialled = dialled => dialled,
-            };
-            match dialled {
-                Ok(connection) => {
-                    backoff = Duration::from_millis(250);
+        let this = self.clone();
+        link::keep_dialled(
+            &self.endpoint,
+            &client,
+            addr,
+            &server_name,
+            "WAN link",
+            &cancel,
+            |connection| {
+                let (this, dc, node, cancel) =
+                    (this.clone(), dc.clone(), node.clone(), cancel.clone());
+                async move {
                     tracing::info!(dc = %dc, gateway = %node, peer = %addr, "WAN link up");
                     let peer = Peer {
                         node: node.clone(),
                         addr,
                         connection: connection.clone(),
                     };
-                    self.set_link(&dc, peer.clone(), true);
-                    tokio::spawn(self.clone().announce(dc.clone(), connection.clone()));
+                    this.set_link(&dc, peer.clone(), true);
+                    tokio::spawn(this.clone().announce(dc.clone(), connection.clone()));
                     let datagrams = cancel.child_token();
-                    tokio::spawn(self.clone().route_datagrams(
+                    tokio::spawn(this.clone().route_datagrams(
                         connection.clone(),
                         Side::Wan,
                         datagrams.clone(),
                     ));
-                    self.serve(&connection, Side::Wan, Some(dc.clone()), &cancel)
+                    this.serve(&connection, Side::Wan, Some(dc.clone()), &cancel)
                         .await;
                     datagrams.cancel();
-                    self.set_link(&dc, peer, false);
-                    if cancel.is_cancelled() {
-                        return;
+                    this.set_link(&dc, peer, false);
+                    if !cancel.is_cancelled() {
+                        tracing::warn!(dc = %dc, gateway = %node, reason = ?connection.close_reason(), "WAN link down; redialling");
                     }
-                    tracing::warn!(dc = %dc, gateway = %node, reason = ?connection.close_reason(), "WAN link down; redialling");
                 }
-                Err(e) => {
-                    tracing::debug!(dc = %dc, gateway = %node, peer = %addr, error = %e, "dialling a remote gateway failed");
-                }
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+            },
+        )
+        .await;
     }
 
     fn set_server(&self, peer: Peer, up: bool) {
@@ -886,9 +837,9 @@ async fn tell_forget(connection: quinn::Connection, dc: String, src_dc: String) 
             target: Target::Forget(dc.clone()),
             deadline_ms: 5000,
         };
-        let frame = wire::frame::encode(&header).map_err(|e| e.to_string())?;
-        send.write_all(&frame).await.map_err(|e| e.to_string())?;
-        let _ = send.finish();
+        link::write_frame(&mut send, &header)
+            .await
+            .map_err(|e| e.to_string())?;
         read_small::<RouteStatus>(&mut recv).await
     };
     match tokio::time::timeout(Duration::from_secs(5), told).await {
@@ -908,41 +859,13 @@ async fn read_header(recv: &mut quinn::RecvStream) -> Result<RouteHeader, String
 async fn read_small<T: serde::de::DeserializeOwned>(
     recv: &mut quinn::RecvStream,
 ) -> Result<T, String> {
-    let mut length = [0u8; 4];
-    recv.read_exact(&mut length)
+    link::read_frame_limited(recv, MAX_HEADER)
         .await
-        .map_err(|e| e.to_string())?;
-    let len = wire::frame::body_len(length).map_err(|e| e.to_string())?;
-    if len > MAX_HEADER {
-        return Err(format!(
-            "a frame of {len} bytes where at most {MAX_HEADER} are read"
-        ));
-    }
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| e.to_string())?;
-    wire::frame::decode(&body).map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
 }
 
 async fn write_status(send: &mut quinn::SendStream, status: &RouteStatus) -> Result<(), String> {
-    let frame = wire::frame::encode(status).map_err(|e| e.to_string())?;
-    send.write_all(&frame).await.map_err(|e| e.to_string())?;
-    send.finish().map_err(|e| e.to_string())
-}
-
-fn peer_certificate(connection: &quinn::Connection) -> Option<Vec<u8>> {
-    let identity = connection.peer_identity()?;
-    let certificates = identity
-        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-        .ok()?;
-    certificates.first().map(|c| c.to_vec())
-}
-
-fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
-    let data = connection.handshake_data()?;
-    let data = data
-        .downcast::<quinn::crypto::rustls::HandshakeData>()
-        .ok()?;
-    data.protocol
+    link::write_frame(send, status)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pki::{NodeTls, PeerPolicy};
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -53,18 +52,6 @@ pub struct Transport {
 
 type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
 
-/// QUIC settings of every agent connection: 1 s keep-alives, 5 s idle timeout.
-pub fn transport_config() -> Arc<quinn::TransportConfig> {
-    let mut config = quinn::TransportConfig::default();
-    config.keep_alive_interval(Some(Duration::from_secs(1)));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(5)) {
-        config.max_idle_timeout(Some(idle));
-    }
-    // Forwarded blocking queries each hold a stream for up to their wait time.
-    config.max_concurrent_bidi_streams(4096u32.into());
-    Arc::new(config)
-}
-
 impl Transport {
     /// Binds the endpoint. With `listen`, it also accepts connections (servers); the TLS
     /// layer admits servers and clients of `datacenter`, and each protocol then checks the
@@ -78,33 +65,14 @@ impl Transport {
     ) -> Result<Transport, anyhow::Error> {
         let expect_servers = PeerPolicy::servers_of(domain, datacenter);
         let client = |alpn: &[u8]| -> Result<quinn::ClientConfig, anyhow::Error> {
-            let rustls_config = tls.client_config(expect_servers.clone(), &[alpn])?;
-            let mut config =
-                quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(rustls_config)?));
-            config.transport_config(transport_config());
-            Ok(config)
+            link::client_config(tls.client_config(expect_servers.clone(), &[alpn])?)
         };
         let endpoint = if listen {
             let rustls_config = tls.server_config(
                 PeerPolicy::servers_or_clients_of(domain, datacenter),
                 &[ALPN_RAFT, ALPN_RPC],
             )?;
-            let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(
-                QuicServerConfig::try_from(rustls_config)?,
-            ));
-            server_config.transport_config(transport_config());
-            // Stateless resets from a key that survives restarts: peers and gateways
-            // still linked to this server's previous process learn at once that it is gone.
-            let mut endpoint_config =
-                quinn::EndpointConfig::new(Arc::new(tls.stateless_reset_key()));
-            let cid_key = tls.connection_id_key();
-            endpoint_config.cid_generator(move || {
-                Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
-            });
-            let socket = std::net::UdpSocket::bind(bind)?;
-            let runtime = quinn::default_runtime()
-                .ok_or_else(|| anyhow::anyhow!("no async runtime for the QUIC endpoint"))?;
-            quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)?
+            link::server_endpoint(bind, rustls_config, tls)?
         } else {
             quinn::Endpoint::client(bind)?
         };
@@ -213,20 +181,5 @@ impl Transport {
     }
 }
 
-/// The peer certificate of a connection, DER.
-pub fn peer_certificate(connection: &quinn::Connection) -> Option<Vec<u8>> {
-    let identity = connection.peer_identity()?;
-    let certificates = identity
-        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-        .ok()?;
-    certificates.first().map(|c| c.to_vec())
-}
-
-/// The ALPN protocol a connection negotiated.
-pub fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
-    let data = connection.handshake_data()?;
-    let data = data
-        .downcast::<quinn::crypto::rustls::HandshakeData>()
-        .ok()?;
-    data.protocol
-}
+// Who the peer is: the shared QUIC shell's (`link`).
+pub use link::{negotiated_alpn, peer_certificate};
