@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use link::{negotiated_alpn, peer_certificate, MAX_DEADLINE, MAX_HEADER};
+use link::{negotiated_alpn, peer_certificate, MAX_HEADER};
 use pki::{NodeTls, PeerPolicy};
 use tokio_util::sync::CancellationToken;
 use wire::route::{
@@ -29,6 +29,7 @@ use wire::route::{
 use wire::Role;
 
 use crate::metrics::Metrics;
+use crate::router::{Decision, Links, Side};
 
 /// How long a stream's header may take to arrive.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -522,17 +523,20 @@ impl Gateway {
         let Some((header, _)) = wire::route::DatagramHeader::decode(&datagram) else {
             return "malformed";
         };
-        let target = if header.dst_node.is_empty() {
-            Target::AnyServer
-        } else {
-            Target::Node(header.dst_node.to_owned())
-        };
-        let next = match side {
-            // For this datacenter: straight to the server (the WAN pool's own members).
-            Side::Server if header.dst_dc == self.datacenter => self.pick_server(&target),
-            Side::Server => self.pick_link(header.dst_dc),
-            Side::Wan if header.dst_dc == self.datacenter => self.pick_server(&target),
-            Side::Wan => None,
+        let (links, wan, servers) = self.snapshot();
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let next = match crate::router::datagram_next(
+            side,
+            header.dst_dc,
+            header.dst_node,
+            &links,
+            turn,
+        ) {
+            Some(Decision::ToGateway { dc, index }) => {
+                wan.get(&dc).and_then(|peers| peers.get(index)).cloned()
+            }
+            Some(Decision::ToServer { index }) => servers.get(index).cloned(),
+            _ => None,
         };
         let Some(next) = next else {
             return "no_route";
@@ -580,91 +584,52 @@ impl Gateway {
                 }
                 Err(_) => return,
             };
-        // Where a stream comes from is what its link says, not what its header claims.
-        header.src_dc = match (side, peer_dc) {
-            (Side::Wan, Some(dc)) => dc,
-            _ => self.datacenter.clone(),
-        };
-        header.deadline_ms = header
-            .deadline_ms
-            .min(u64::try_from(MAX_DEADLINE.as_millis()).unwrap_or(u64::MAX));
-        // A remote gateway telling which gateways it knows: learn, and answer in kind.
-        if let (Side::Wan, Target::Gateways(gateways)) = (side, &header.target) {
-            self.learn(gateways);
-            if let Ok(frame) = wire::frame::encode(&self.gateways()) {
-                let _ = send.write_all(&frame).await;
-                let _ = send.finish();
+        crate::router::normalize(&mut header, side, peer_dc.as_deref(), &self.datacenter);
+        let (links, wan, servers) = self.snapshot();
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let dst_dc = header.dst_dc.clone();
+        let outcome = match crate::router::decide(side, &header, &links, turn) {
+            Decision::ExchangeGateways(gateways) => {
+                self.learn(&gateways);
+                let _ = link::write_frame(&mut send, &self.gateways()).await;
+                return;
             }
-            return;
-        }
-        // A datacenter removed for good: forget it, and tell every WAN peer when a local
-        // server asked.
-        if let Target::Forget(dc) = &header.target {
-            let forgotten = self.forget(dc);
-            if side == Side::Server && forgotten {
-                let peers: Vec<Peer> = self
-                    .links
-                    .read()
-                    .map(|links| links.values().flatten().cloned().collect())
-                    .unwrap_or_default();
-                for peer in peers {
-                    tokio::spawn(tell_forget(
-                        peer.connection,
-                        dc.clone(),
-                        header.src_dc.clone(),
-                    ));
+            Decision::Forget { dc, tell_peers } => {
+                let forgotten = self.forget(&dc);
+                if tell_peers && forgotten {
+                    for peer in wan.values().flatten() {
+                        tokio::spawn(tell_forget(
+                            peer.connection.clone(),
+                            dc.clone(),
+                            header.src_dc.clone(),
+                        ));
+                    }
+                }
+                let status = if forgotten {
+                    RouteStatus::Delivered
+                } else {
+                    RouteStatus::NoRoute(format!("{dc} cannot be forgotten by a gateway of {dc}"))
+                };
+                let _ = write_status(&mut send, &status).await;
+                return;
+            }
+            Decision::Info => {
+                let _ = link::write_frame(&mut send, &self.info()).await;
+                return;
+            }
+            Decision::ToGateway { dc, index } => {
+                match wan.get(&dc).and_then(|peers| peers.get(index)) {
+                    Some(peer) => self.pass_on(peer, &header, started, send, recv).await,
+                    None => "no_route",
                 }
             }
-            let status = if forgotten {
-                RouteStatus::Delivered
-            } else {
-                RouteStatus::NoRoute(format!("{dc} cannot be forgotten by a gateway of {dc}"))
-            };
-            let _ = write_status(&mut send, &status).await;
-            return;
-        }
-        // A local server asking about the federation.
-        if side == Side::Server && header.dst_dc.is_empty() {
-            let info = self.info();
-            if let Ok(frame) = wire::frame::encode(&info) {
-                let _ = send.write_all(&frame).await;
-                let _ = send.finish();
-            }
-            return;
-        }
-        let dst_dc = header.dst_dc.clone();
-        let next = match side {
-            Side::Server if dst_dc == self.datacenter => Err(format!(
-                "gateway {} of {}: {dst_dc} is this datacenter",
-                self.node, self.datacenter
-            )),
-            Side::Server => self.pick_link(&dst_dc).ok_or_else(|| {
-                format!(
-                    "gateway {} of {} has no link to {dst_dc}",
-                    self.node, self.datacenter
-                )
-            }),
-            Side::Wan if dst_dc != self.datacenter => Err(format!(
-                "gateway {} of {} routes only into its own datacenter, not to {dst_dc}",
-                self.node, self.datacenter
-            )),
-            Side::Wan => self.pick_server(&header.target).ok_or_else(|| {
-                format!(
-                    "gateway {} of {} has no server linked",
-                    self.node, self.datacenter
-                )
-            }),
-        };
-        let outcome = match next {
-            Ok(_) if header.deadline_ms == 0 => {
-                let why = "the request's deadline had passed".to_owned();
-                let _ = write_status(&mut send, &RouteStatus::NoRoute(why)).await;
-                "timeout"
-            }
-            Ok(peer) => self.pass_on(&peer, &header, started, send, recv).await,
-            Err(why) => {
-                let _ = write_status(&mut send, &RouteStatus::NoRoute(why)).await;
-                "no_route"
+            Decision::ToServer { index } => match servers.get(index) {
+                Some(peer) => self.pass_on(peer, &header, started, send, recv).await,
+                None => "no_route",
+            },
+            Decision::NoRoute { reason, outcome } => {
+                let _ = write_status(&mut send, &RouteStatus::NoRoute(reason)).await;
+                outcome
             }
         };
         // Label values come only from known datacenters: a header names any string.
@@ -748,33 +713,47 @@ impl Gateway {
                 .is_ok_and(|links| links.get(dc).is_some_and(|p| !p.is_empty()))
     }
 
+    /// The live links now, as the router sees them and as the shell uses them (same order).
+    fn snapshot(&self) -> (Links, BTreeMap<String, Vec<Peer>>, Vec<Peer>) {
+        let wan: BTreeMap<String, Vec<Peer>> = self
+            .links
+            .read()
+            .map(|links| {
+                links
+                    .iter()
+                    .map(|(dc, peers)| {
+                        let live: Vec<Peer> = peers.iter().filter(|p| p.alive()).cloned().collect();
+                        (dc.clone(), live)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let servers: Vec<Peer> = self
+            .servers
+            .read()
+            .map(|servers| servers.iter().filter(|p| p.alive()).cloned().collect())
+            .unwrap_or_default();
+        let links = Links {
+            datacenter: self.datacenter.clone(),
+            node: self.node.clone(),
+            wan: wan
+                .iter()
+                .map(|(dc, peers)| (dc.clone(), peers.iter().map(|p| p.node.clone()).collect()))
+                .collect(),
+            servers: servers.iter().map(|p| p.node.clone()).collect(),
+        };
+        (links, wan, servers)
+    }
+
+    /// A live WAN link to `dc`, taking turns.
     fn pick_link(&self, dc: &str) -> Option<Peer> {
-        let links = self.links.read().ok()?;
-        let peers: Vec<&Peer> = links.get(dc)?.iter().filter(|p| p.alive()).collect();
+        let (_, wan, _) = self.snapshot();
+        let peers = wan.get(dc)?;
         if peers.is_empty() {
             return None;
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        peers.get(n % peers.len()).map(|p| (*p).clone())
-    }
-
-    fn pick_server(&self, target: &Target) -> Option<Peer> {
-        let servers = self.servers.read().ok()?;
-        let servers: Vec<&Peer> = servers.iter().filter(|p| p.alive()).collect();
-        match target {
-            Target::Node(name) => servers
-                .iter()
-                .find(|p| p.node == *name)
-                .map(|p| (*p).clone()),
-            Target::Gateways(_) | Target::Forget(_) => None,
-            Target::AnyServer => {
-                if servers.is_empty() {
-                    return None;
-                }
-                let n = self.next.fetch_add(1, Ordering::Relaxed);
-                servers.get(n % servers.len()).map(|p| (*p).clone())
-            }
-        }
+        peers.get(n % peers.len()).cloned()
     }
 
     fn info(&self) -> GatewayInfo {
@@ -816,15 +795,6 @@ impl Gateway {
             }
         }
     }
-}
-
-/// Which side a connection is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    /// A dc-link from a server of this datacenter.
-    Server,
-    /// A WAN link with a gateway of another datacenter.
-    Wan,
 }
 
 /// Tells the gateway at the other end of a WAN link to forget `dc`.

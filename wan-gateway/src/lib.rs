@@ -5,4 +5,5 @@
 pub mod config;
 pub mod gateway;
 pub mod metrics;
+pub mod router;
 pub mod run;

@@ -1,0 +1,357 @@
+//! Where a routed stream goes: the gateway's routing decision, pure. The shell
+//! (`gateway::Gateway::route`) reads the header, takes a snapshot of its live links
+//! ([`Links`]), asks [`decide`], and carries the decision out (copies the stream on, answers
+//! `NoRoute`, learns or forgets gateways).
+//!
+//! Rules: a stream from a local server (over a dc-link) goes out on a WAN link to its
+//! destination datacenter; a stream from a WAN link goes to a server of this datacenter, and
+//! never on to a third one (no transit, so no loops). Where a stream comes from is what its
+//! link says, not what its header claims. Deadlines are capped at [`link::MAX_DEADLINE`].
+
+use std::collections::BTreeMap;
+
+use wire::route::{GatewayAddress, RouteHeader, Target};
+
+/// Which kind of link a stream arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A dc-link from a server of this datacenter.
+    Server,
+    /// A WAN link with a gateway of another datacenter.
+    Wan,
+}
+
+/// What the gateway knows at the moment it decides: who it is and its live links, by node
+/// name, in a fixed order (the picks index into these lists).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Links {
+    /// This gateway's datacenter.
+    pub datacenter: String,
+    /// This gateway's node name.
+    pub node: String,
+    /// Live WAN links, by datacenter: the gateways' node names.
+    pub wan: BTreeMap<String, Vec<String>>,
+    /// Live dc-links: the local servers' node names.
+    pub servers: Vec<String>,
+}
+
+/// What to do with a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// A remote gateway's list of the gateways it knows: learn them, answer with ours.
+    ExchangeGateways(Vec<GatewayAddress>),
+    /// Forget a datacenter removed from the federation; pass the word to every WAN peer
+    /// when a local server asked.
+    Forget {
+        /// The datacenter.
+        dc: String,
+        /// Whether to tell the WAN peers.
+        tell_peers: bool,
+    },
+    /// A local server asks about the federation (`GatewayInfo`).
+    Info,
+    /// Pass the stream on over the WAN link to gateway `wan[dc][index]`.
+    ToGateway {
+        /// Destination datacenter.
+        dc: String,
+        /// Which of its live links.
+        index: usize,
+    },
+    /// Pass the stream on to local server `servers[index]`.
+    ToServer {
+        /// Which live dc-link.
+        index: usize,
+    },
+    /// Answer `NoRoute(reason)`; `outcome` labels the metric (`no_route`, `timeout`).
+    NoRoute {
+        /// Why, as the caller reads it.
+        reason: String,
+        /// The metric label.
+        outcome: &'static str,
+    },
+}
+
+/// Makes a header tell the truth before anything reads it: the source is the link's
+/// datacenter (this one for a dc-link), and the deadline at most [`link::MAX_DEADLINE`].
+pub fn normalize(header: &mut RouteHeader, side: Side, peer_dc: Option<&str>, datacenter: &str) {
+    header.src_dc = match (side, peer_dc) {
+        (Side::Wan, Some(dc)) => dc.to_owned(),
+        _ => datacenter.to_owned(),
+    };
+    header.deadline_ms = header
+        .deadline_ms
+        .min(u64::try_from(link::MAX_DEADLINE.as_millis()).unwrap_or(u64::MAX));
+}
+
+/// Decides where a (normalized) stream goes. `turn` spreads streams over the live links
+/// (round robin: the shell passes a counter it increments).
+pub fn decide(side: Side, header: &RouteHeader, links: &Links, turn: usize) -> Decision {
+    let no_route = |reason: String| Decision::NoRoute {
+        reason,
+        outcome: "no_route",
+    };
+    match (&header.target, side) {
+        (Target::Gateways(gateways), Side::Wan) => {
+            return Decision::ExchangeGateways(gateways.clone())
+        }
+        (Target::Forget(dc), side) => {
+            return Decision::Forget {
+                dc: dc.clone(),
+                tell_peers: side == Side::Server,
+            }
+        }
+        (_, Side::Server) if header.dst_dc.is_empty() => return Decision::Info,
+        _ => {}
+    }
+    let me = format!("gateway {} of {}", links.node, links.datacenter);
+    let dst = &header.dst_dc;
+    let next = match side {
+        Side::Server if *dst == links.datacenter => Err(format!("{me}: {dst} is this datacenter")),
+        Side::Server => match links.wan.get(dst).filter(|peers| !peers.is_empty()) {
+            Some(peers) => Ok(Decision::ToGateway {
+                dc: dst.clone(),
+                index: turn % peers.len(),
+            }),
+            None => Err(format!("{me} has no link to {dst}")),
+        },
+        Side::Wan if *dst != links.datacenter => Err(format!(
+            "{me} routes only into its own datacenter, not to {dst}"
+        )),
+        Side::Wan => match &header.target {
+            Target::Node(name) => match links.servers.iter().position(|s| s == name) {
+                Some(index) => Ok(Decision::ToServer { index }),
+                None => Err(format!("{me} has no server linked")),
+            },
+            Target::AnyServer if !links.servers.is_empty() => Ok(Decision::ToServer {
+                index: turn % links.servers.len(),
+            }),
+            _ => Err(format!("{me} has no server linked")),
+        },
+    };
+    match next {
+        Ok(_) if header.deadline_ms == 0 => Decision::NoRoute {
+            reason: "the request's deadline had passed".to_owned(),
+            outcome: "timeout",
+        },
+        Ok(decision) => decision,
+        Err(reason) => no_route(reason),
+    }
+}
+
+/// Where a datagram goes (best effort: `None` drops it as `no_route`). Unlike a stream, a
+/// local server's datagram for this datacenter goes straight to the server it names (WAN
+/// gossip between servers of one datacenter); an empty `dst_node` means any server.
+/// Returns [`Decision::ToGateway`] or [`Decision::ToServer`].
+pub fn datagram_next(
+    side: Side,
+    dst_dc: &str,
+    dst_node: &str,
+    links: &Links,
+    turn: usize,
+) -> Option<Decision> {
+    let to_server = || {
+        if dst_node.is_empty() {
+            (!links.servers.is_empty()).then(|| Decision::ToServer {
+                index: turn % links.servers.len(),
+            })
+        } else {
+            links
+                .servers
+                .iter()
+                .position(|s| s == dst_node)
+                .map(|index| Decision::ToServer { index })
+        }
+    };
+    match side {
+        _ if dst_dc == links.datacenter => to_server(),
+        Side::Server => {
+            let peers = links.wan.get(dst_dc).filter(|p| !p.is_empty())?;
+            Some(Decision::ToGateway {
+                dc: dst_dc.to_owned(),
+                index: turn % peers.len(),
+            })
+        }
+        Side::Wan => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(dst: &str, target: Target, deadline_ms: u64) -> RouteHeader {
+        RouteHeader {
+            dst_dc: dst.into(),
+            src_dc: "forged".into(),
+            target,
+            deadline_ms,
+        }
+    }
+
+    fn links() -> Links {
+        Links {
+            datacenter: "dc1".into(),
+            node: "gw1".into(),
+            wan: BTreeMap::from([
+                ("dc2".into(), vec!["gw1".into(), "gw2".into()]),
+                ("dc3".into(), vec![]),
+            ]),
+            servers: vec!["s1".into(), "s2".into()],
+        }
+    }
+
+    #[test]
+    fn headers_are_made_truthful() {
+        let mut h = header("dc2", Target::AnyServer, u64::MAX);
+        normalize(&mut h, Side::Wan, Some("dc9"), "dc1");
+        assert_eq!(h.src_dc, "dc9");
+        assert_eq!(h.deadline_ms, 660_000);
+        normalize(&mut h, Side::Server, Some("dc9"), "dc1");
+        assert_eq!(h.src_dc, "dc1");
+    }
+
+    #[test]
+    fn outbound_goes_round_robin_over_live_links_and_never_to_itself() {
+        let l = links();
+        let h = header("dc2", Target::AnyServer, 1000);
+        let picks: Vec<Decision> = (0..3).map(|t| decide(Side::Server, &h, &l, t)).collect();
+        assert_eq!(
+            picks,
+            [0, 1, 0].map(|index| Decision::ToGateway {
+                dc: "dc2".into(),
+                index
+            })
+        );
+        for dst in ["dc1", "dc3", "dc4"] {
+            let d = decide(Side::Server, &header(dst, Target::AnyServer, 1000), &l, 0);
+            assert!(
+                matches!(
+                    &d,
+                    Decision::NoRoute {
+                        outcome: "no_route",
+                        ..
+                    }
+                ),
+                "{dst}: {d:?}"
+            );
+        }
+        let d = decide(Side::Server, &header("", Target::AnyServer, 1000), &l, 0);
+        assert_eq!(d, Decision::Info);
+    }
+
+    #[test]
+    fn inbound_reaches_local_servers_only() {
+        let l = links();
+        let d = decide(
+            Side::Wan,
+            &header("dc1", Target::Node("s2".into()), 10),
+            &l,
+            0,
+        );
+        assert_eq!(d, Decision::ToServer { index: 1 });
+        let d = decide(Side::Wan, &header("dc1", Target::AnyServer, 10), &l, 3);
+        assert_eq!(d, Decision::ToServer { index: 1 });
+        // No transit through this datacenter to a third one.
+        let d = decide(Side::Wan, &header("dc2", Target::AnyServer, 10), &l, 0);
+        assert!(matches!(d, Decision::NoRoute { .. }), "{d:?}");
+        let d = decide(
+            Side::Wan,
+            &header("dc1", Target::Node("s9".into()), 10),
+            &l,
+            0,
+        );
+        assert!(matches!(d, Decision::NoRoute { .. }), "{d:?}");
+        // A spent deadline is a timeout, not a route.
+        let d = decide(Side::Wan, &header("dc1", Target::AnyServer, 0), &l, 0);
+        assert!(
+            matches!(
+                d,
+                Decision::NoRoute {
+                    outcome: "timeout",
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn control_streams() {
+        let l = links();
+        let gateways = vec![GatewayAddress {
+            datacenter: "dc2".into(),
+            node: "gw1".into(),
+            address: "127.0.0.1:8443".into(),
+        }];
+        let d = decide(
+            Side::Wan,
+            &header("dc1", Target::Gateways(gateways.clone()), 10),
+            &l,
+            0,
+        );
+        assert_eq!(d, Decision::ExchangeGateways(gateways.clone()));
+        // A local server does not announce gateways: that is not a route either.
+        let d = decide(
+            Side::Server,
+            &header("dc2", Target::Gateways(gateways), 10),
+            &l,
+            0,
+        );
+        assert_eq!(
+            d,
+            Decision::ToGateway {
+                dc: "dc2".into(),
+                index: 0
+            }
+        );
+        let d = decide(
+            Side::Server,
+            &header("", Target::Forget("dc3".into()), 10),
+            &l,
+            0,
+        );
+        assert_eq!(
+            d,
+            Decision::Forget {
+                dc: "dc3".into(),
+                tell_peers: true
+            }
+        );
+        let d = decide(
+            Side::Wan,
+            &header("", Target::Forget("dc3".into()), 10),
+            &l,
+            0,
+        );
+        assert_eq!(
+            d,
+            Decision::Forget {
+                dc: "dc3".into(),
+                tell_peers: false
+            }
+        );
+    }
+
+    #[test]
+    fn datagrams() {
+        let l = links();
+        assert_eq!(
+            datagram_next(Side::Server, "dc1", "s2", &l, 0),
+            Some(Decision::ToServer { index: 1 })
+        );
+        assert_eq!(
+            datagram_next(Side::Wan, "dc1", "", &l, 1),
+            Some(Decision::ToServer { index: 1 })
+        );
+        assert_eq!(
+            datagram_next(Side::Server, "dc2", "s1", &l, 1),
+            Some(Decision::ToGateway {
+                dc: "dc2".into(),
+                index: 1
+            })
+        );
+        assert_eq!(datagram_next(Side::Wan, "dc2", "s1", &l, 0), None);
+        assert_eq!(datagram_next(Side::Server, "dc3", "s1", &l, 0), None);
+        assert_eq!(datagram_next(Side::Wan, "dc1", "s9", &l, 0), None);
+    }
+}
