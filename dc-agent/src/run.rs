@@ -439,34 +439,36 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             let _ = server
                 .http_handler
                 .set(crate::http::forward_handler(router.clone()));
-            tasks.spawn(crate::server::serf_health::reconcile_loop(
+            let mut duties: Vec<Box<dyn crate::server::leader::Duty>> = vec![
+                Box::new(crate::server::serf_health::SerfReconcile {
+                    lan: lan.clone(),
+                    handler: crate::http::forward_handler(router.clone()),
+                    datacenter: validated.datacenter.clone(),
+                    readding: Default::default(),
+                }),
+                Box::new(crate::server::tombstone_gc::TombstoneGc::new(
+                    metrics.clone(),
+                    config
+                        .isthmus
+                        .as_ref()
+                        .and_then(|x| x.tombstone_ttl)
+                        .map_or(crate::server::tombstone_gc::DEFAULT_TTL, |d| d.0),
+                )),
+            ];
+            if let Some(queue) = &coordinate_queue {
+                duties.push(Box::new(crate::server::coordinates::CoordinateFlush {
+                    queue: queue.clone(),
+                }));
+            }
+            tasks.spawn(crate::server::leader::run(
                 server.clone(),
-                lan.clone(),
-                crate::http::forward_handler(router.clone()),
-                validated.datacenter.clone(),
-                cancel.child_token(),
-            ));
-            tasks.spawn(crate::server::tombstone_gc::run(
-                server.clone(),
-                metrics.clone(),
-                config
-                    .isthmus
-                    .as_ref()
-                    .and_then(|x| x.tombstone_ttl)
-                    .map_or(crate::server::tombstone_gc::DEFAULT_TTL, |d| d.0),
+                duties,
                 cancel.child_token(),
             ));
             crate::local::CatalogSource::Local(server.state.clone())
         }
         None => crate::local::CatalogSource::Remote,
     };
-    if let (Some(server), Some(queue)) = (&server, &coordinate_queue) {
-        tasks.spawn(crate::server::coordinates::flush_loop(
-            server.clone(),
-            queue.clone(),
-            cancel.child_token(),
-        ));
-    }
     tasks.spawn(crate::server::coordinates::push_loop(
         lan.clone(),
         crate::http::forward_handler(router.clone()),

@@ -76,28 +76,26 @@ impl CoordinateQueue {
     }
 }
 
-/// On the leader, writes the queued coordinates once per [`FLUSH_EVERY`].
-pub async fn flush_loop(
-    server: Arc<Server>,
-    queue: Arc<CoordinateQueue>,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if !server.is_leader() {
-            // A former leader's queue is stale: the agents send again in PUSH_EVERY.
-            drop(queue.take());
-            continue;
-        }
-        let batch = queue.take();
+/// The leader's duty: writes the queued coordinates once per [`FLUSH_EVERY`].
+pub struct CoordinateFlush {
+    /// What the agents sent.
+    pub queue: Arc<CoordinateQueue>,
+}
+
+#[async_trait::async_trait]
+impl super::leader::Duty for CoordinateFlush {
+    fn name(&self) -> &'static str {
+        "coordinates"
+    }
+
+    fn every(&self) -> Duration {
+        FLUSH_EVERY
+    }
+
+    async fn run(&mut self, server: &Arc<Server>) {
+        let batch = self.queue.take();
         if batch.is_empty() {
-            continue;
+            return;
         }
         let count = batch.len();
         if let Err(e) = server
@@ -107,6 +105,11 @@ pub async fn flush_loop(
         {
             tracing::debug!(error = %e, count, "coordinate update not committed; the agents send again");
         }
+    }
+
+    fn not_leading(&mut self) {
+        // A former leader's queue is stale: the agents send again in PUSH_EVERY.
+        drop(self.queue.take());
     }
 }
 

@@ -4,6 +4,7 @@
 mod bootstrap;
 pub mod coordinates;
 mod handlers;
+pub mod leader;
 pub mod proposer;
 pub mod serf_health;
 pub mod tombstone_gc;

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use wire::records::HealthStatus;
 
 use crate::gossip::pool::{MemberStatus, Pool as LanPool};
@@ -24,34 +23,38 @@ pub const SERF_HEALTH: &str = "serfHealth";
 /// The service every server carries, as in Consul.
 pub const CONSUL_SERVICE: &str = "consul";
 
-/// Reconciles every second while this server leads.
-pub async fn reconcile_loop(
-    server: Arc<Server>,
-    lan: LanPool,
-    handler: HttpHandler,
-    datacenter: String,
-    cancel: CancellationToken,
-) {
-    let readding: Readding = Default::default();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if !server.is_leader() {
-            continue;
-        }
-        readd_live_servers(&server, &lan, &datacenter, &readding).await;
-        if let Err(e) = reconcile(&server, &lan, &handler, &datacenter).await {
+/// The leader's duty: reconciles membership every second.
+pub struct SerfReconcile {
+    /// The LAN pool.
+    pub lan: LanPool,
+    /// The local API (the catalog's writes go through it).
+    pub handler: HttpHandler,
+    /// This datacenter.
+    pub datacenter: String,
+    /// Servers being added back.
+    pub readding: Readding,
+}
+
+#[async_trait::async_trait]
+impl super::leader::Duty for SerfReconcile {
+    fn name(&self) -> &'static str {
+        "serf_health"
+    }
+
+    fn every(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    async fn run(&mut self, server: &Arc<Server>) {
+        readd_live_servers(server, &self.lan, &self.datacenter, &self.readding).await;
+        if let Err(e) = reconcile(server, &self.lan, &self.handler, &self.datacenter).await {
             tracing::debug!(error = %e, "serfHealth reconcile failed; retrying");
         }
     }
 }
 
 /// Servers being added back, so a slow catch-up is not started twice.
-type Readding = Arc<std::sync::Mutex<std::collections::HashSet<u64>>>;
+pub type Readding = Arc<std::sync::Mutex<std::collections::HashSet<u64>>>;
 
 /// The Raft address of a gossip member that is a server (`ip:rpc_port`).
 fn raft_addr(member: &crate::gossip::pool::Member) -> Option<String> {

@@ -11,7 +11,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
 use wire::command::Command;
 
 use crate::metrics::Metrics;
@@ -56,43 +55,52 @@ impl Notes {
     }
 }
 
-/// Runs until `cancel`: while this server leads, reaps tombstones older than `ttl`.
-pub async fn run(
-    server: Arc<Server>,
+/// The leader's duty: reaps tombstones older than `ttl`.
+pub struct TombstoneGc {
     metrics: Arc<Metrics>,
     ttl: Duration,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(granularity(ttl));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut notes = Notes::default();
-    loop {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
+    notes: Notes,
+}
+
+impl TombstoneGc {
+    /// A GC of tombstones older than `ttl`.
+    pub fn new(metrics: Arc<Metrics>, ttl: Duration) -> TombstoneGc {
+        TombstoneGc {
+            metrics,
+            ttl,
+            notes: Notes::default(),
         }
-        if !server.is_leader() {
-            notes.clear();
-            continue;
-        }
+    }
+}
+
+#[async_trait::async_trait]
+impl super::leader::Duty for TombstoneGc {
+    fn name(&self) -> &'static str {
+        "tombstone_gc"
+    }
+
+    fn every(&self) -> Duration {
+        granularity(self.ttl)
+    }
+
+    async fn run(&mut self, server: &Arc<Server>) {
         let now = Instant::now();
         let Ok(applied) = server
             .state
             .read(|data| data.last_applied.map_or(0, |id| id.index))
         else {
-            continue;
+            return;
         };
-        notes.note(now, applied);
-        let Some(up_to) = notes.expired(now, ttl) else {
-            continue;
+        self.notes.note(now, applied);
+        let Some(up_to) = self.notes.expired(now, self.ttl) else {
+            return;
         };
         let count = server
             .state
             .read(|data| data.state.kv.tombstones_up_to(up_to))
             .unwrap_or(0);
         if count == 0 {
-            continue;
+            return;
         }
         match server
             .proposer
@@ -100,11 +108,15 @@ pub async fn run(
             .await
         {
             Ok(_) => {
-                metrics.tombstones_reaped.inc_by(count as u64);
+                self.metrics.tombstones_reaped.inc_by(count as u64);
                 tracing::debug!(up_to, count, "reaped KV tombstones");
             }
             Err(e) => tracing::debug!(error = %e, "tombstone reap not committed; retrying later"),
         }
+    }
+
+    fn not_leading(&mut self) {
+        self.notes.clear();
     }
 }
 
