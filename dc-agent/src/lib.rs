@@ -1,5 +1,8 @@
-//! The Isthmus agent: loads Consul-format agent configuration, and (as later issues land)
-//! runs servers and client agents.
+//! The Isthmus agent, server or client, and its operator CLI: Consul's configuration and
+//! flags (`assemble`, `config`), the `/v1` HTTP API (`http`), DNS (`dns`), LAN and WAN gossip
+//! (`gossip`), the agent's own services and checks (`local`, `checks`), and on servers Raft
+//! (`raft`, `server`, `state`) with its links to the gateways (`wan`). `run` wires them;
+//! `internal` is the typed client of the agent's own API for what it does by itself.
 #![warn(missing_docs)]
 
 pub mod assemble;
@@ -10,6 +13,7 @@ pub mod config;
 pub mod dns;
 pub mod gossip;
 pub mod http;
+pub mod internal;
 pub mod keygen;
 pub mod local;
 pub mod metrics;

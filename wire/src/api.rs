@@ -282,7 +282,7 @@ pub struct ServiceEntry {
 }
 
 /// `PUT /v1/catalog/register`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct RegisterRequest {
     /// The node's ID (a UUID; empty keeps the node's).
@@ -309,7 +309,7 @@ pub struct RegisterRequest {
 }
 
 /// The service of a registration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct RegisterService {
     /// Instance ID.
@@ -328,7 +328,7 @@ pub struct RegisterService {
 }
 
 /// A check of a registration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct RegisterCheck {
     /// Node (must match the registration's, when given).
@@ -353,7 +353,7 @@ pub struct RegisterCheck {
 }
 
 /// `PUT /v1/catalog/deregister`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DeregisterRequest {
     /// Datacenter.

@@ -50,17 +50,9 @@ async fn read_remote(
     node: &str,
     handler: &crate::rpc::messages::HttpHandler,
 ) -> Result<Held, String> {
-    async fn get<T: serde::de::DeserializeOwned>(
-        handler: &crate::rpc::messages::HttpHandler,
-        uri: String,
-    ) -> Result<T, String> {
-        let response = crate::rpc::messages::get(handler, uri.clone()).await?;
-        serde_json::from_slice(&response.body).map_err(|e| format!("{uri}: {e}"))
-    }
-    let listed: Option<wire::api::NodeServices> =
-        get(handler, format!("/v1/catalog/node/{node}")).await?;
-    let health: Vec<wire::api::HealthCheck> =
-        get(handler, format!("/v1/health/node/{node}")).await?;
+    let api = crate::internal::LocalApi::new(handler.clone());
+    let listed = api.catalog_node(node).await?;
+    let health = api.health_node(node).await?;
     let Some(listed) = listed else {
         return Ok((None, BTreeMap::new(), BTreeMap::new()));
     };
@@ -155,65 +147,91 @@ pub async fn anti_entropy(
 /// here) or the catalog differs from it (drift there). Comparing with what was written, not
 /// only with the catalog, matters on a follower: its catalog lags the leader, and a change
 /// undone within that lag would otherwise look already in place.
-async fn sync_once(
-    agent: &LocalAgent,
-    source: &CatalogSource,
-    handler: &crate::rpc::messages::HttpHandler,
-) -> Result<(), String> {
-    use serde_json::json;
-    let now = Instant::now();
-    let (services, mut checks) = agent.desired();
-    agent.hold_back_output(&mut checks, now);
-    let node = agent.node.clone();
-    let (held_node, held_services, held_checks) = source.read(&node, handler).await?;
-    let send = |method: &str, path: &str, body: &serde_json::Value| {
-        let request = crate::rpc::messages::HttpRequest {
-            method: method.to_owned(),
-            uri: path.to_owned(),
-            headers: vec![("content-type".to_owned(), b"application/json".to_vec())],
-            body: body.to_string().into_bytes(),
-        };
-        handler(request)
-    };
-    let ok = |response: crate::rpc::messages::HttpResponse| {
-        if response.status == 200 {
-            Ok(())
-        } else {
-            Err(format!(
-                "catalog answered {}: {}",
-                response.status,
-                String::from_utf8_lossy(&response.body)
-            ))
-        }
-    };
-    let written = |key: &str, body: &serde_json::Value| {
-        agent
-            .synced
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-            == Some(&body.to_string())
-    };
-    let remember = |key: &str, body: Option<&serde_json::Value>| {
-        let mut synced = agent
-            .synced
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match body {
-            Some(body) => synced.insert(key.to_owned(), body.to_string()),
-            None => synced.remove(key),
-        };
-    };
+/// One anti-entropy write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogOp {
+    /// Register the node, a service with its checks, or a node check. `key` names what it
+    /// writes (`node`, `service:ID`, `check:ID`).
+    Register {
+        /// What it writes.
+        key: String,
+        /// The registration.
+        request: Box<wire::api::RegisterRequest>,
+    },
+    /// Deregister a service or a check the agent no longer has.
+    Deregister {
+        /// What it removes.
+        key: String,
+        /// The deregistration.
+        request: wire::api::DeregisterRequest,
+    },
+}
 
-    let node_body = json!({"ID": agent.node_id, "Node": node, "Address": agent.address, "Datacenter": agent.datacenter, "NodeMeta": agent.node_meta});
-    let node_in_catalog = held_node.as_ref().is_some_and(|n| {
-        n.id == agent.node_id && n.address == agent.address && n.meta == agent.node_meta
-    });
-    if !node_in_catalog || !written("node", &node_body) {
-        ok(send("PUT", "/v1/catalog/register", &node_body).await)?;
-        remember("node", Some(&node_body));
+/// This agent's node as the catalog should show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeWant<'a> {
+    /// Node name.
+    pub node: &'a str,
+    /// Node ID (UUID).
+    pub id: &'a str,
+    /// Address.
+    pub address: &'a str,
+    /// Datacenter.
+    pub datacenter: &'a str,
+    /// Metadata.
+    pub meta: &'a BTreeMap<String, String>,
+}
+
+/// The JSON of what was last written for `key`, for `synced`.
+fn written_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Pure: the writes that make the catalog (`held`) show what this agent has (`node`,
+/// `services`, `checks`), in order: the node, each service with its checks, node checks,
+/// then what the agent no longer has. An item the catalog shows as wanted and that this
+/// agent wrote itself (`synced`: what it last wrote, by key) is left alone; the `consul`
+/// service and the `serfHealth` check belong to the leader and are never touched.
+pub fn plan_sync(
+    node: &NodeWant<'_>,
+    services: &BTreeMap<String, ServiceRegistration>,
+    checks: &BTreeMap<String, (CheckSpec, HealthStatus, String)>,
+    held: &Held,
+    synced: &BTreeMap<String, String>,
+) -> Vec<CatalogOp> {
+    use wire::api::{DeregisterRequest, RegisterCheck, RegisterRequest, RegisterService};
+    let (held_node, held_services, held_checks) = held;
+    let written =
+        |key: &str, request: &RegisterRequest| synced.get(key) == Some(&written_text(request));
+    let mut ops = Vec::new();
+    let node_request = RegisterRequest {
+        id: node.id.to_owned(),
+        node: node.node.to_owned(),
+        address: node.address.to_owned(),
+        datacenter: node.datacenter.to_owned(),
+        node_meta: node.meta.clone(),
+        ..RegisterRequest::default()
+    };
+    let node_in_catalog = held_node
+        .as_ref()
+        .is_some_and(|n| n.id == node.id && n.address == node.address && n.meta == *node.meta);
+    if !node_in_catalog || !written("node", &node_request) {
+        ops.push(CatalogOp::Register {
+            key: "node".to_owned(),
+            request: Box::new(node_request),
+        });
     }
-    let check_json = |(spec, status, output): &(CheckSpec, HealthStatus, String)| json!({"CheckID": spec.id, "Name": spec.name, "Notes": spec.notes, "Status": status.as_str(), "Output": output, "ServiceID": spec.service_id, "Type": spec.kind});
+    let check_request =
+        |(spec, status, output): &(CheckSpec, HealthStatus, String)| RegisterCheck {
+            check_id: spec.id.clone(),
+            name: spec.name.clone(),
+            notes: spec.notes.clone(),
+            status: status.as_str().to_owned(),
+            output: output.clone(),
+            service_id: spec.service_id.clone(),
+            check_type: spec.kind.to_owned(),
+            ..RegisterCheck::default()
+        };
     let check_in_catalog = |(spec, status, output): &(CheckSpec, HealthStatus, String)| {
         held_checks.get(&spec.id).is_some_and(|c| {
             c.status == *status
@@ -224,7 +242,16 @@ async fn sync_once(
                 && c.check_type == spec.kind
         })
     };
-    for (id, service) in &services {
+    let on_node = |checks: Vec<RegisterCheck>, service: Option<RegisterService>| RegisterRequest {
+        node: node.node.to_owned(),
+        address: node.address.to_owned(),
+        datacenter: node.datacenter.to_owned(),
+        skip_node_update: true,
+        service,
+        checks,
+        ..RegisterRequest::default()
+    };
+    for (id, service) in services {
         let own: Vec<&(CheckSpec, HealthStatus, String)> =
             checks.values().filter(|c| c.0.service_id == *id).collect();
         let in_catalog = held_services.get(id).is_some_and(|s| {
@@ -234,45 +261,50 @@ async fn sync_once(
                 && s.address == service.address
                 && s.meta == service.meta
         }) && own.iter().all(|c| check_in_catalog(c));
-        let body = json!({
-            "Node": node, "Address": agent.address, "Datacenter": agent.datacenter, "SkipNodeUpdate": true,
-            "Service": {"ID": id, "Service": service.name, "Tags": service.tags, "Address": service.address, "Port": service.port, "Meta": service.meta},
-            "Checks": own.iter().map(|c| check_json(c)).collect::<Vec<_>>(),
-        });
+        let request = on_node(
+            own.iter().map(|c| check_request(c)).collect(),
+            Some(RegisterService {
+                id: id.clone(),
+                service: service.name.clone(),
+                tags: service.tags.clone(),
+                address: service.address.clone(),
+                meta: service.meta.clone(),
+                port: service.port,
+            }),
+        );
         let key = format!("service:{id}");
-        if in_catalog && written(&key, &body) {
-            continue;
+        if !(in_catalog && written(&key, &request)) {
+            ops.push(CatalogOp::Register {
+                key,
+                request: Box::new(request),
+            });
         }
-        ok(send("PUT", "/v1/catalog/register", &body).await)?;
-        remember(&key, Some(&body));
     }
-    let node_checks: Vec<&(CheckSpec, HealthStatus, String)> = checks
-        .values()
-        .filter(|c| c.0.service_id.is_empty())
-        .collect();
-    for check in node_checks {
-        let body = json!({"Node": node, "Address": agent.address, "SkipNodeUpdate": true, "Checks": [check_json(check)]});
+    for check in checks.values().filter(|c| c.0.service_id.is_empty()) {
+        let request = on_node(vec![check_request(check)], None);
         let key = format!("check:{}", check.0.id);
-        if check_in_catalog(check) && written(&key, &body) {
-            continue;
+        if !(check_in_catalog(check) && written(&key, &request)) {
+            ops.push(CatalogOp::Register {
+                key,
+                request: Box::new(request),
+            });
         }
-        ok(send("PUT", "/v1/catalog/register", &body).await)?;
-        remember(&key, Some(&body));
     }
     // The `consul` service of a server is the leader's to keep (as in Consul).
     for id in held_services
         .keys()
         .filter(|id| !services.contains_key(*id) && id.as_str() != "consul")
     {
-        ok(send(
-            "PUT",
-            "/v1/catalog/deregister",
-            &json!({"Node": node, "ServiceID": id}),
-        )
-        .await)?;
-        remember(&format!("service:{id}"), None);
+        ops.push(CatalogOp::Deregister {
+            key: format!("service:{id}"),
+            request: DeregisterRequest {
+                node: node.node.to_owned(),
+                service_id: id.clone(),
+                ..DeregisterRequest::default()
+            },
+        });
     }
-    for (id, check) in &held_checks {
+    for (id, check) in held_checks {
         // serfHealth belongs to the leader (gossip); checks of removed services went with them.
         if id == "serfHealth"
             || checks.contains_key(id)
@@ -280,13 +312,61 @@ async fn sync_once(
         {
             continue;
         }
-        ok(send(
-            "PUT",
-            "/v1/catalog/deregister",
-            &json!({"Node": node, "CheckID": id}),
-        )
-        .await)?;
-        remember(&format!("check:{id}"), None);
+        ops.push(CatalogOp::Deregister {
+            key: format!("check:{id}"),
+            request: DeregisterRequest {
+                node: node.node.to_owned(),
+                check_id: id.clone(),
+                ..DeregisterRequest::default()
+            },
+        });
+    }
+    ops
+}
+
+async fn sync_once(
+    agent: &LocalAgent,
+    source: &CatalogSource,
+    handler: &crate::rpc::messages::HttpHandler,
+) -> Result<(), String> {
+    let now = Instant::now();
+    let (services, mut checks) = agent.desired();
+    agent.hold_back_output(&mut checks, now);
+    let held = source.read(&agent.node, handler).await?;
+    let synced = agent
+        .synced
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let node = NodeWant {
+        node: &agent.node,
+        id: &agent.node_id,
+        address: &agent.address,
+        datacenter: &agent.datacenter,
+        meta: &agent.node_meta,
+    };
+    let api = crate::internal::LocalApi::new(handler.clone());
+    let remember = |key: String, text: Option<String>| {
+        let mut synced = agent
+            .synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match text {
+            Some(text) => synced.insert(key, text),
+            None => synced.remove(&key),
+        };
+    };
+    for op in plan_sync(&node, &services, &checks, &held, &synced) {
+        match op {
+            CatalogOp::Register { key, request } => {
+                api.catalog_register(&request).await?;
+                remember(key, Some(written_text(&*request)));
+            }
+            CatalogOp::Deregister { key, request } => {
+                api.catalog_deregister(&request).await?;
+                remember(key, None);
+            }
+        }
     }
     // Forget what was written for items that no longer exist here, so that re-adding one
     // is written even if the catalog still (stale) shows it.
@@ -366,5 +446,195 @@ impl LocalAgent {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .is_some_and(|due| now >= due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(id: &str, service_id: &str) -> CheckSpec {
+        CheckSpec {
+            id: id.into(),
+            name: id.into(),
+            notes: String::new(),
+            service_id: service_id.into(),
+            probe: None,
+            ttl: Some(Duration::from_secs(30)),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+            thresholds: Thresholds::default(),
+            initial: HealthStatus::Critical,
+            kind: "ttl",
+        }
+    }
+
+    fn keys(ops: &[CatalogOp]) -> Vec<String> {
+        ops.iter()
+            .map(|op| match op {
+                CatalogOp::Register { key, .. } => format!("+{key}"),
+                CatalogOp::Deregister { key, .. } => format!("-{key}"),
+            })
+            .collect()
+    }
+
+    /// What the catalog would hold after `ops` on an empty catalog (the fields compared).
+    fn held_after(ops: &[CatalogOp]) -> Held {
+        let mut held: Held = (None, BTreeMap::new(), BTreeMap::new());
+        for op in ops {
+            let CatalogOp::Register { request, .. } = op else {
+                continue;
+            };
+            if !request.skip_node_update {
+                held.0 = Some(wire::records::Node {
+                    name: request.node.clone(),
+                    id: request.id.clone(),
+                    address: request.address.clone(),
+                    datacenter: request.datacenter.clone(),
+                    tagged_addresses: BTreeMap::new(),
+                    meta: request.node_meta.clone(),
+                    create_index: 1,
+                    modify_index: 1,
+                });
+            }
+            if let Some(s) = &request.service {
+                held.1.insert(
+                    s.id.clone(),
+                    wire::records::Service {
+                        node: request.node.clone(),
+                        id: s.id.clone(),
+                        name: s.service.clone(),
+                        tags: s.tags.clone(),
+                        address: s.address.clone(),
+                        port: s.port,
+                        meta: s.meta.clone(),
+                        create_index: 1,
+                        modify_index: 1,
+                    },
+                );
+            }
+            for c in &request.checks {
+                held.2.insert(
+                    c.check_id.clone(),
+                    wire::records::Check {
+                        node: request.node.clone(),
+                        check_id: c.check_id.clone(),
+                        name: c.name.clone(),
+                        status: c.status.parse().unwrap_or(HealthStatus::Critical),
+                        notes: c.notes.clone(),
+                        output: c.output.clone(),
+                        service_id: c.service_id.clone(),
+                        service_name: String::new(),
+                        service_tags: Vec::new(),
+                        check_type: c.check_type.clone(),
+                        create_index: 1,
+                        modify_index: 1,
+                    },
+                );
+            }
+        }
+        held
+    }
+
+    #[test]
+    fn writes_what_differs_once_and_leaves_the_leaders_items_alone() {
+        let meta = BTreeMap::from([("rack".to_owned(), "r1".to_owned())]);
+        let node = NodeWant {
+            node: "n1",
+            id: "40e4a748-2192-161a-0510-9bf59fe950b5",
+            address: "10.0.0.1",
+            datacenter: "dc1",
+            meta: &meta,
+        };
+        let services = BTreeMap::from([(
+            "web1".to_owned(),
+            ServiceRegistration {
+                id: "web1".into(),
+                name: "web".into(),
+                port: 80,
+                ..Default::default()
+            },
+        )]);
+        let checks = BTreeMap::from([
+            (
+                "web-ttl".to_owned(),
+                (
+                    check("web-ttl", "web1"),
+                    HealthStatus::Passing,
+                    "ok".to_owned(),
+                ),
+            ),
+            (
+                "disk".to_owned(),
+                (check("disk", ""), HealthStatus::Warning, "90%".to_owned()),
+            ),
+        ]);
+        // An empty catalog: the node, the service with its check, the node check.
+        let empty: Held = (None, BTreeMap::new(), BTreeMap::new());
+        let ops = plan_sync(&node, &services, &checks, &empty, &BTreeMap::new());
+        assert_eq!(keys(&ops), ["+node", "+service:web1", "+check:disk"]);
+        let CatalogOp::Register { request, .. } = &ops[1] else {
+            panic!("{ops:?}")
+        };
+        assert!(request.skip_node_update);
+        assert_eq!(request.checks.len(), 1);
+        assert_eq!(request.checks[0].status, "passing");
+
+        // Written and shown: nothing to do.
+        let mut held = held_after(&ops);
+        let synced: BTreeMap<String, String> = ops
+            .iter()
+            .filter_map(|op| match op {
+                CatalogOp::Register { key, request } => {
+                    Some((key.clone(), written_text(&**request)))
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(plan_sync(&node, &services, &checks, &held, &synced).is_empty());
+        // Shown, but written by someone else (a restored server): written again.
+        assert_eq!(
+            keys(&plan_sync(
+                &node,
+                &services,
+                &checks,
+                &held,
+                &BTreeMap::new()
+            )),
+            ["+node", "+service:web1", "+check:disk"]
+        );
+        // A check's output changed: only its own registration.
+        let mut changed = checks.clone();
+        if let Some(c) = changed.get_mut("disk") {
+            c.2 = "95%".to_owned();
+        }
+        assert_eq!(
+            keys(&plan_sync(&node, &services, &changed, &held, &synced)),
+            ["+check:disk"]
+        );
+        // The catalog holds more: a stale service and check go; the leader's `consul`
+        // service and `serfHealth` check, and checks of a removed service, stay.
+        let consul = held.1.get("web1").cloned().map(|mut s| {
+            s.id = "consul".into();
+            s
+        });
+        held.1.extend(consul.map(|s| (s.id.clone(), s)));
+        let old = held.1.get("web1").cloned().map(|mut s| {
+            s.id = "old".into();
+            s
+        });
+        held.1.extend(old.map(|s| (s.id.clone(), s)));
+        for (id, service_id) in [("serfHealth", ""), ("gone", ""), ("of-gone", "vanished")] {
+            let template = held.2.get("disk").cloned().map(|mut c| {
+                c.check_id = id.into();
+                c.service_id = service_id.into();
+                c
+            });
+            held.2.extend(template.map(|c| (c.check_id.clone(), c)));
+        }
+        assert_eq!(
+            keys(&plan_sync(&node, &services, &checks, &held, &synced)),
+            ["-service:old", "-check:gone"]
+        );
     }
 }
