@@ -442,7 +442,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             let mut duties: Vec<Box<dyn crate::server::leader::Duty>> = vec![
                 Box::new(crate::server::serf_health::SerfReconcile {
                     lan: lan.clone(),
-                    handler: crate::http::forward_handler(router.clone()),
+                    api: crate::internal::LocalApi::new(crate::http::forward_handler(
+                        router.clone(),
+                    )),
                     datacenter: validated.datacenter.clone(),
                     readding: Default::default(),
                 }),

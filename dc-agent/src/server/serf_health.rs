@@ -14,7 +14,9 @@ use std::time::Duration;
 use wire::records::HealthStatus;
 
 use crate::gossip::pool::{MemberStatus, Pool as LanPool};
-use crate::rpc::messages::{HttpHandler, HttpRequest};
+use wire::api::{DeregisterRequest, RegisterCheck, RegisterRequest, RegisterService};
+
+use crate::internal::LocalApi;
 use crate::server::Server;
 
 /// The check ID Consul uses.
@@ -28,7 +30,7 @@ pub struct SerfReconcile {
     /// The LAN pool.
     pub lan: LanPool,
     /// The local API (the catalog's writes go through it).
-    pub handler: HttpHandler,
+    pub api: LocalApi,
     /// This datacenter.
     pub datacenter: String,
     /// Servers being added back.
@@ -47,7 +49,7 @@ impl super::leader::Duty for SerfReconcile {
 
     async fn run(&mut self, server: &Arc<Server>) {
         readd_live_servers(server, &self.lan, &self.datacenter, &self.readding).await;
-        if let Err(e) = reconcile(server, &self.lan, &self.handler, &self.datacenter).await {
+        if let Err(e) = reconcile(server, &self.lan, &self.api, &self.datacenter).await {
             tracing::debug!(error = %e, "serfHealth reconcile failed; retrying");
         }
     }
@@ -189,7 +191,7 @@ async fn cleanup_dead_servers(
 async fn reconcile(
     server: &Server,
     lan: &LanPool,
-    handler: &HttpHandler,
+    api: &LocalApi,
     datacenter: &str,
 ) -> Result<(), String> {
     cleanup_dead_servers(server, lan, datacenter).await?;
@@ -212,7 +214,7 @@ async fn reconcile(
                 (node, check, consul_port)
             })
             .map_err(|e| e.to_string())?;
-        let body = match member.status {
+        match member.status {
             MemberStatus::Left => {
                 // A server that left (or was force-left: it is dead) leaves Raft too, as
                 // Consul's leader removes it, so it no longer counts for the quorum.
@@ -239,7 +241,11 @@ async fn reconcile(
                     continue;
                 }
                 tracing::info!(node = %name, "deregistering a node that left");
-                ("/v1/catalog/deregister", serde_json::json!({"Node": name}))
+                api.catalog_deregister(&DeregisterRequest {
+                    node: name,
+                    ..DeregisterRequest::default()
+                })
+                .await?;
             }
             status => {
                 let (wanted, output) = if status == MemberStatus::Alive {
@@ -253,52 +259,52 @@ async fn reconcile(
                     && member.id.dc == datacenter
                     && member.id.rpc_port != 0
                     && held.2 != Some(member.id.rpc_port))
-                .then(|| {
-                    serde_json::json!({
-                        "ID": CONSUL_SERVICE,
-                        "Service": CONSUL_SERVICE,
-                        "Port": member.id.rpc_port,
-                        "Meta": {
-                            "raft_version": "3",
-                            "serf_protocol_current": "2",
-                            "serf_protocol_min": "1",
-                            "serf_protocol_max": "5",
-                            "version": member.id.build,
-                        },
-                    })
+                .then(|| RegisterService {
+                    id: CONSUL_SERVICE.to_owned(),
+                    service: CONSUL_SERVICE.to_owned(),
+                    port: member.id.rpc_port,
+                    meta: [
+                        ("raft_version", "3"),
+                        ("serf_protocol_current", "2"),
+                        ("serf_protocol_min", "1"),
+                        ("serf_protocol_max", "5"),
+                        ("version", member.id.build.as_str()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                    ..RegisterService::default()
                 });
                 if held.1 == Some(wanted) && held.0.is_some() && consul_service.is_none() {
                     continue;
                 }
-                let check = serde_json::json!({"CheckID": SERF_HEALTH, "Name": "Serf Health Status", "Status": wanted.as_str(), "Output": output, "Type": ""});
-                // A node the catalog does not know yet is registered with its gossip address.
-                let mut body = match held.0 {
-                    Some(_) => {
-                        serde_json::json!({"Node": name, "SkipNodeUpdate": true, "Checks": [check]})
-                    }
-                    None => {
-                        serde_json::json!({"Node": name, "Address": address, "Datacenter": datacenter, "Checks": [check]})
-                    }
+                let check = RegisterCheck {
+                    check_id: SERF_HEALTH.to_owned(),
+                    name: "Serf Health Status".to_owned(),
+                    status: wanted.as_str().to_owned(),
+                    output: output.to_owned(),
+                    ..RegisterCheck::default()
                 };
-                if let Some(service) = consul_service {
-                    body["Service"] = service;
-                }
-                ("/v1/catalog/register", body)
+                // A node the catalog does not know yet is registered with its gossip address.
+                let request = match held.0 {
+                    Some(_) => RegisterRequest {
+                        node: name,
+                        skip_node_update: true,
+                        checks: vec![check],
+                        service: consul_service,
+                        ..RegisterRequest::default()
+                    },
+                    None => RegisterRequest {
+                        node: name,
+                        address,
+                        datacenter: datacenter.to_owned(),
+                        checks: vec![check],
+                        service: consul_service,
+                        ..RegisterRequest::default()
+                    },
+                };
+                api.catalog_register(&request).await?;
             }
-        };
-        let response = handler(HttpRequest {
-            method: "PUT".to_owned(),
-            uri: body.0.to_owned(),
-            headers: vec![("content-type".to_owned(), b"application/json".to_vec())],
-            body: body.1.to_string().into_bytes(),
-        })
-        .await;
-        if response.status != 200 {
-            return Err(format!(
-                "catalog answered {}: {}",
-                response.status,
-                String::from_utf8_lossy(&response.body)
-            ));
         }
     }
     Ok(())
