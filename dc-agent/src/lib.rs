@@ -24,6 +24,7 @@ pub mod rpc;
 pub mod run;
 pub mod server;
 pub mod servers;
+pub mod shutdown;
 pub mod state;
 pub mod wan;
 

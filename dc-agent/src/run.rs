@@ -429,7 +429,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         lan: lan.clone(),
         shutdown: cancel.clone(),
         dc_links,
-        wan,
+        wan: wan.clone(),
         coordinates: coordinate_queue.clone(),
         logs: options.logs.clone(),
     };
@@ -623,9 +623,43 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
 
     let signals = cancel.clone();
+    let leaving = (
+        server.clone(),
+        wan.clone(),
+        lan.clone(),
+        config.leave_on_terminate,
+        config.skip_leave_on_interrupt,
+    );
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("caught a signal, shutting down");
+        use crate::shutdown::{graceful_leave, leaves_on, wait_for_signal, LEAVE_DEADLINE};
+        let signal = tokio::select! {
+            signal = wait_for_signal() => signal,
+            // Stopped another way (`leave`): nothing to wait for.
+            () = signals.cancelled() => return,
+        };
+        let (server, wan, lan, on_terminate, skip_on_interrupt) = leaving;
+        if leaves_on(signal, server.is_some(), on_terminate, skip_on_interrupt) {
+            tracing::info!(
+                ?signal,
+                "caught a signal: leaving the cluster, then shutting down"
+            );
+            match tokio::time::timeout(
+                LEAVE_DEADLINE,
+                graceful_leave(server.as_deref(), wan.as_ref(), &lan),
+            )
+            .await
+            {
+                Ok(Ok(())) => tracing::info!("left the cluster"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "could not leave the cluster; stopping as a member")
+                }
+                Err(_) => tracing::warn!(
+                    "leaving took longer than {LEAVE_DEADLINE:?}; stopping as a member"
+                ),
+            }
+        } else {
+            tracing::info!(?signal, "caught a signal, shutting down (still a member: leave_on_terminate / skip_leave_on_interrupt)");
+        }
         signals.cancel();
     });
     // Graceful shutdown waits for requests in flight; a blocking query (consul-template
@@ -690,26 +724,4 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
     tracing::info!("agent stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

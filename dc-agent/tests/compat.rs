@@ -1839,3 +1839,77 @@ fn an_agent_stops_while_a_blocking_query_waits() {
     // The watcher sees its connection end rather than an answer from a stopped agent.
     let _ = waiting.join();
 }
+
+/// Consul's stopping rules: a client agent leaves the cluster on SIGTERM (its peers see it
+/// `left` and the catalog drops it), unless `leave_on_terminate = false`, when it only stops
+/// and is seen `failed`; a server stays a member on SIGTERM (`shutdown::leaves_on`).
+#[test]
+fn clients_leave_on_sigterm_unless_told_not_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FlagAgent::server(dir.path(), "s1", "127.146.0.1", &["-bootstrap-expect=1"]);
+    server.wait_for_leader(Duration::from_secs(30));
+    let client = |name: &str, address: &str, more: &[&str]| {
+        let data = dir.path().join(name).display().to_string();
+        let mut args = vec![
+            format!("-node={name}"),
+            format!("-bind={address}"),
+            format!("-client={address}"),
+            format!("-data-dir={data}"),
+            "-retry-join=127.146.0.1".to_owned(),
+        ];
+        args.extend(more.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        FlagAgent::start(dir.path(), name, address, &args)
+    };
+    let mut leaver = client("c1", "127.146.0.2", &[]);
+    let mut stayer = client("c2", "127.146.0.3", &["-hcl", "leave_on_terminate = false"]);
+    let status_of = |name: &str| -> Option<u64> {
+        let members = json(&server.request("GET", "/v1/agent/members", ""));
+        members
+            .as_array()?
+            .iter()
+            .find(|m| m["Name"] == name)
+            .and_then(|m| m["Status"].as_u64())
+    };
+    wait_for(
+        Duration::from_secs(30),
+        &[&server, &leaver, &stayer],
+        "both clients alive",
+        || (status_of("c1") == Some(1) && status_of("c2") == Some(1)).then_some(()),
+    );
+    leaver.terminate();
+    stayer.terminate();
+    leaver.wait_exit(Duration::from_secs(30), "c1 did not stop on SIGTERM");
+    stayer.wait_exit(Duration::from_secs(30), "c2 did not stop on SIGTERM");
+    assert!(
+        leaver.log().contains("leaving the cluster"),
+        "{}",
+        leaver.log()
+    );
+    // Consul's member statuses: 3 left, 4 failed.
+    wait_for(
+        Duration::from_secs(30),
+        &[&server, &leaver, &stayer],
+        "c1 left and c2 failed",
+        || (status_of("c1") == Some(3) && status_of("c2") == Some(4)).then_some(()),
+    );
+    // The node that left leaves the catalog; the one that failed stays, critical.
+    wait_for(
+        Duration::from_secs(30),
+        &[&server],
+        "c1 out of the catalog",
+        || {
+            let nodes = json(&server.request("GET", "/v1/catalog/nodes", ""));
+            let names: Vec<&str> = nodes
+                .as_array()?
+                .iter()
+                .filter_map(|n| n["Node"].as_str())
+                .collect();
+            (!names.contains(&"c1") && names.contains(&"c2")).then_some(())
+        },
+    );
+    wait_for(Duration::from_secs(30), &[&server], "c2 critical", || {
+        let checks = json(&server.request("GET", "/v1/health/node/c2", ""));
+        (checks[0]["CheckID"] == "serfHealth" && checks[0]["Status"] == "critical").then_some(())
+    });
+}

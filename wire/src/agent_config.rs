@@ -89,6 +89,12 @@ pub struct AgentConfig {
     /// Allow `args` (script) health checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_script_checks: Option<bool>,
+    /// Leave the cluster gracefully on SIGTERM (Consul: false on servers, true on clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leave_on_terminate: Option<bool>,
+    /// Stop without leaving on SIGINT (Consul: true on servers, false on clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_leave_on_interrupt: Option<bool>,
     /// Arbitrary node metadata (`-node-meta`), served in the catalog and DNS TXT records.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_meta: BTreeMap<String, String>,

@@ -499,25 +499,17 @@ fn disk_usage(path: &str) -> serde_json::Value {
 }
 
 /// How long a leaving agent keeps running after its goodbyes (Consul's `leave_drain_time`).
-const LEAVE_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `PUT /v1/agent/leave`: leave the cluster gracefully and stop the agent.
 pub async fn leave(State(api): State<Api>) -> Result<Response, ApiError> {
     tracing::info!(node = %api.agent.node_name, "leaving the cluster");
-    if let super::Backend::Server(server) = &api.backend {
-        server
-            .leave()
-            .await
-            .map_err(|e| ApiError::Internal(format!("leaving: {e:#}")))?;
-    }
-    // Only once Raft let this server go: say goodbye to the gossip pools, then stop.
-    if let Some(wan) = &api.wan {
-        wan.leave().await;
-    }
-    api.lan.leave().await;
-    // Consul's leave_drain_time: the goodbyes are handed to the network before the agent
-    // stops (WAN ones ride QUIC datagrams, sent by the connection's own task).
-    tokio::time::sleep(LEAVE_DRAIN).await;
+    let server = match &api.backend {
+        super::Backend::Server(server) => Some(server.as_ref()),
+        super::Backend::Client(_) => None,
+    };
+    crate::shutdown::graceful_leave(server, api.wan.as_ref(), &api.lan)
+        .await
+        .map_err(|e| ApiError::Internal(format!("leaving: {e:#}")))?;
     api.shutdown.cancel();
     Ok(([("content-type", "application/json")], "").into_response())
 }

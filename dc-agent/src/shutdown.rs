@@ -1,0 +1,105 @@
+//! Stopping, as Consul's agent stops: which signal makes the agent leave the cluster first
+//! (`leave_on_terminate`, `skip_leave_on_interrupt`, with Consul's defaults for servers and
+//! clients), and the graceful leave itself, shared by signals and `/v1/agent/leave`: Raft
+//! first (a server hands its vote back through the leader), then goodbyes to the WAN and LAN
+//! pools (so peers see `left`, not `failed`), then a short drain so the goodbyes go out.
+
+use std::time::Duration;
+
+use crate::gossip::pool::Pool;
+use crate::server::Server;
+
+/// Consul's `leave_drain_time`: goodbyes are handed to the network before the agent stops
+/// (WAN ones ride QUIC datagrams, sent by the connection's own task).
+pub const LEAVE_DRAIN: Duration = Duration::from_secs(1);
+
+/// Longest a leave on a signal may take before the agent stops anyway.
+pub const LEAVE_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The signal that asks the agent to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM (a service manager's stop).
+    Terminate,
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+}
+
+/// Pure: whether `signal` makes this agent leave before it stops. Consul's defaults: a
+/// server stays a member on either signal (its data and vote are expected back), a client
+/// leaves on either.
+pub fn leaves_on(
+    signal: Signal,
+    server: bool,
+    leave_on_terminate: Option<bool>,
+    skip_leave_on_interrupt: Option<bool>,
+) -> bool {
+    match signal {
+        Signal::Terminate => leave_on_terminate.unwrap_or(!server),
+        Signal::Interrupt => !skip_leave_on_interrupt.unwrap_or(server),
+    }
+}
+
+/// Leaves the cluster: Raft (servers), then the WAN pool, then the LAN pool, then drains.
+/// A server Raft refuses to let go (no leader) stays a member and says so.
+pub async fn graceful_leave(
+    server: Option<&Server>,
+    wan: Option<&Pool>,
+    lan: &Pool,
+) -> anyhow::Result<()> {
+    if let Some(server) = server {
+        server.leave().await?;
+    }
+    // Only once Raft let this server go: say goodbye to the gossip pools, then stop.
+    if let Some(wan) = wan {
+        wan.leave().await;
+    }
+    lan.leave().await;
+    tokio::time::sleep(LEAVE_DRAIN).await;
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn wait_for_signal() -> Signal {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+                    _ = terminate.recv() => Signal::Terminate,
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                Signal::Interrupt
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        Signal::Interrupt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consuls_defaults_and_overrides() {
+        use Signal::*;
+        // Defaults: servers stay, clients leave.
+        assert!(!leaves_on(Terminate, true, None, None));
+        assert!(!leaves_on(Interrupt, true, None, None));
+        assert!(leaves_on(Terminate, false, None, None));
+        assert!(leaves_on(Interrupt, false, None, None));
+        // Overrides.
+        assert!(leaves_on(Terminate, true, Some(true), None));
+        assert!(!leaves_on(Terminate, false, Some(false), None));
+        assert!(leaves_on(Interrupt, true, None, Some(false)));
+        assert!(!leaves_on(Interrupt, false, None, Some(true)));
+    }
+}
