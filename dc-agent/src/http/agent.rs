@@ -498,8 +498,6 @@ fn disk_usage(path: &str) -> serde_json::Value {
     })
 }
 
-/// How long a leaving agent keeps running after its goodbyes (Consul's `leave_drain_time`).
-
 /// `PUT /v1/agent/leave`: leave the cluster gracefully and stop the agent.
 pub async fn leave(State(api): State<Api>) -> Result<Response, ApiError> {
     tracing::info!(node = %api.agent.node_name, "leaving the cluster");
