@@ -19,14 +19,15 @@ pub mod local;
 pub mod metrics;
 pub mod monitor;
 pub mod persist;
-pub mod raft;
 pub mod rpc;
 pub mod run;
 pub mod server;
 pub mod servers;
 pub mod shutdown;
-pub mod state;
 pub mod wan;
+
+// The replicated state lives in its own crate (`store`); its modules keep their paths here.
+pub use store::{raft, state};
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_ms() -> u64 {

@@ -5,7 +5,7 @@ mod bootstrap;
 pub mod coordinates;
 mod handlers;
 pub mod leader;
-pub mod proposer;
+pub use store::proposer;
 pub mod serf_health;
 pub mod tombstone_gc;
 mod transfer;
