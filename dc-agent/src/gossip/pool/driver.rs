@@ -1,643 +1,46 @@
-//! The gossip pools: SWIM (foca), every datagram sealed with the keyring and tagged with
-//! its pool (the LAN pool of a datacenter, or the WAN pool of all servers), so a wrong key
-//! or another pool's packet is dropped and counted rather than merged. One task owns foca;
-//! timers come from one deadline-ordered heap (foca needs them in order). A node leaving
-//! says goodbye first, so peers can tell a node that left from one that failed (SWIM alone
-//! cannot).
-//!
-//! The LAN pool speaks UDP (8301). The WAN pool has no socket of its own: its packets ride
-//! the server's dc-links as QUIC datagrams, addressed to a datacenter and a node name, and
-//! the gateways route them without reading them (they are sealed end to end).
+//! The one task that owns foca: datagrams, timers, commands, goodbyes, probes and keyring
+//! operations.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use super::*;
 
-use foca::{AccumulatingRuntime, Config, Foca, Identity, OwnedNotification, PostcardCodec, Timer};
-use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use wire::Role;
-
-use super::coordinate::{Coordinate, Vivaldi};
-use super::keyfile::{KeyOp, SharedKeyring};
-use super::keyring::NONCE_LEN;
-
-/// First bytes of every plaintext datagram.
-const MAGIC: &[u8; 3] = b"ISG";
-const KIND_FOCA: u8 = 0;
-const KIND_BYE: u8 = 1;
-/// A round-trip probe for network coordinates: [`Probe`] with the sender's coordinate.
-const KIND_PING: u8 = 2;
-/// The answer to a `KIND_PING`: [`Probe`] with the same nonce and the answerer's coordinate.
-const KIND_ACK: u8 = 3;
-/// A keyring operation for every member: [`KeyQuery`].
-const KIND_KEY_OP: u8 = 4;
-/// A member's answer to a `KIND_KEY_OP`: [`KeyAck`].
-const KIND_KEY_ACK: u8 = 5;
-/// How long a keyring operation waits for the members' answers.
-const KEY_OP_TIMEOUT: Duration = Duration::from_secs(3);
-/// When a keyring operation is sent again to the members that have not answered.
-const KEY_OP_RESEND: Duration = Duration::from_secs(1);
-/// A coordinate probe not answered within this long is forgotten.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest foca datagram; leaves room for our envelope and the seal in a 1500-byte MTU.
-const MAX_FOCA_PACKET: usize = 1350;
-/// Largest WAN foca datagram: with the seal, the envelope and the routing header it must fit
-/// in one QUIC datagram at QUIC's smallest MTU (1200 bytes less QUIC's own overhead).
-const MAX_WAN_PACKET: usize = 900;
-
-/// Which pool an identity belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum PoolKind {
-    /// The agents of one datacenter, over UDP.
-    Lan,
-    /// The servers of every datacenter, through the gateways.
-    Wan,
-}
-
-/// What makes a member unique in its pool: its gossip address on the LAN, its datacenter
-/// and node name on the WAN (where packets are routed by name, not address).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum MemberKey {
-    /// A LAN member's gossip address.
-    Lan(SocketAddr),
-    /// A WAN member's datacenter and node name.
-    Wan(String, String),
-}
-
-/// A gossip identity: where a node listens, who it is, and a restart counter so that a
-/// restarted node replaces its old self.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct NodeId {
-    /// The pool.
-    pub pool: PoolKind,
-    /// Gossip address on the LAN; on the WAN, the server's RPC address (where its dc-links
-    /// start), shown by `members -wan`.
-    pub addr: SocketAddr,
-    /// Unix milliseconds at start.
-    pub bump: u64,
-    /// Node name.
-    pub name: String,
-    /// Server or client.
-    pub server: bool,
-    /// A server's RPC port (0 on clients), which client agents dial.
-    pub rpc_port: u16,
-    /// Datacenter.
-    pub dc: String,
-    /// Build version.
-    pub build: String,
-}
-
-impl NodeId {
-    /// The name `members` shows: `node` on the LAN, `node.dc` on the WAN.
-    pub fn display_name(&self) -> String {
-        match self.pool {
-            PoolKind::Lan => self.name.clone(),
-            PoolKind::Wan => format!("{}.{}", self.name, self.dc),
-        }
-    }
-
-    /// An identity to announce to when only where it is reached is known: a LAN address.
-    pub fn lan_seed(addr: SocketAddr) -> NodeId {
-        NodeId {
-            pool: PoolKind::Lan,
-            addr,
-            bump: 0,
-            name: String::new(),
-            server: false,
-            rpc_port: 0,
-            dc: String::new(),
-            build: String::new(),
-        }
-    }
-
-    /// An identity to announce to on the WAN: a server of `dc` by name, or (an empty name)
-    /// whichever server the gateways pick.
-    pub fn wan_seed(dc: &str, node: &str) -> NodeId {
-        NodeId {
-            pool: PoolKind::Wan,
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            bump: 0,
-            name: node.to_owned(),
-            server: true,
-            rpc_port: 0,
-            dc: dc.to_owned(),
-            build: String::new(),
-        }
-    }
-}
-
-impl Identity for NodeId {
-    type Addr = MemberKey;
-
-    fn renew(&self) -> Option<Self> {
-        Some(NodeId {
-            bump: self.bump.wrapping_add(1),
-            ..self.clone()
-        })
-    }
-
-    fn addr(&self) -> MemberKey {
-        match self.pool {
-            PoolKind::Lan => MemberKey::Lan(self.addr),
-            PoolKind::Wan => MemberKey::Wan(self.dc.clone(), self.name.clone()),
-        }
-    }
-
-    fn win_addr_conflict(&self, adversary: &Self) -> bool {
-        (self.bump, &self.name) > (adversary.bump, &adversary.name)
-    }
-}
-
-/// A goodbye: this member (at this incarnation of its identity) left, or was force-left.
-/// A goodbye for an older incarnation, or for a node that is not a member, changes nothing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Bye {
-    key: MemberKey,
-    bump: u64,
-}
-
-/// How many more times a force-leave goodbye is sent (once per probe period), beyond the
-/// first: datagrams get lost, and a member that misses it would keep the node failed.
-const BYE_REPEATS: u8 = 3;
-
-/// A keyring operation sent to every member.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct KeyQuery {
-    id: u64,
-    from: MemberKey,
-    /// Unix milliseconds when the operator asked: a query older than [`KEY_OP_MAX_AGE`]
-    /// is a replay and is ignored.
-    sent_ms: u64,
-    op: KeyOp,
-}
-
-/// How old (or how far ahead, for clocks apart) a keyring query may be. Within that
-/// window, a query already applied is answered again but never applied twice.
-const KEY_OP_MAX_AGE: Duration = Duration::from_secs(60);
-/// Most keyring queries remembered as applied.
-const KEY_OPS_SEEN: usize = 1024;
-
-/// A member's answer to a keyring operation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct KeyAck {
-    id: u64,
-    from: MemberKey,
-    answer: KeyAnswer,
-}
-
-/// What one member answered to a keyring operation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyAnswer {
-    /// The member (`node`, or `node.dc` on the WAN).
-    pub node: String,
-    /// Why the operation failed there, if it did.
-    pub error: Option<String>,
-    /// Its installed keys, the primary first.
-    pub keys: Vec<String>,
-}
-
-/// A keyring operation's outcome across a pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyOutcome {
-    /// The answers, this node's first.
-    pub answers: Vec<KeyAnswer>,
-    /// Live members that did not answer in time.
-    pub silent: Vec<String>,
-}
-
-/// A keyring operation waiting for the members' answers.
-struct PendingKeyOp {
-    op: KeyOp,
-    sent_ms: u64,
-    waiting: BTreeMap<MemberKey, NodeId>,
-    outcome: KeyOutcome,
-    deadline: Instant,
-    resend: Instant,
-    reply: oneshot::Sender<KeyOutcome>,
-}
-
-/// A coordinate probe or its answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Probe {
-    nonce: u64,
-    from: MemberKey,
-    coordinate: Coordinate,
-}
-
-/// A node's network coordinate, as a pool knows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeCoordinate {
-    /// Node name.
-    pub node: String,
-    /// Its datacenter.
-    pub dc: String,
-    /// Its coordinate.
-    pub coordinate: Coordinate,
-}
-
-/// A member's state as `members` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum MemberStatus {
-    /// Answering probes.
-    Alive,
-    /// Left the pool gracefully.
-    Left,
-    /// Stopped answering.
-    Failed,
-}
-
-impl MemberStatus {
-    /// Consul's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemberStatus::Alive => "alive",
-            MemberStatus::Left => "left",
-            MemberStatus::Failed => "failed",
-        }
-    }
-
-    /// Consul's numeric status in `/v1/agent/members` (1 alive, 3 left, 4 failed).
-    pub fn code(self) -> u8 {
-        match self {
-            MemberStatus::Alive => 1,
-            MemberStatus::Left => 3,
-            MemberStatus::Failed => 4,
-        }
-    }
-}
-
-/// One member of the pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// Its identity.
-    pub id: NodeId,
-    /// Its state.
-    pub status: MemberStatus,
-}
-
-impl Member {
-    /// Server or client.
-    pub fn role(&self) -> Role {
-        if self.id.server {
-            Role::Server
-        } else {
-            Role::Client
-        }
-    }
-}
-
-enum Command {
-    Join(Vec<NodeId>),
-    Leave(oneshot::Sender<()>),
-    ForceLeave(Vec<MemberKey>),
-    Key(KeyOp, oneshot::Sender<KeyOutcome>),
-}
-
-/// A handle on a running pool.
-#[derive(Clone)]
-pub struct Pool {
-    local: NodeId,
-    members: Arc<RwLock<BTreeMap<MemberKey, Member>>>,
-    coordinates: Coordinates,
-    commands: mpsc::Sender<Command>,
-}
-
-/// The latest coordinate of each node heard from, this one included.
-type Coordinates = Arc<RwLock<BTreeMap<MemberKey, NodeCoordinate>>>;
-
-impl Pool {
-    /// This node's identity in the pool.
-    pub fn local(&self) -> &NodeId {
-        &self.local
-    }
-
-    /// The network coordinates of this node and of every member it has exchanged a
-    /// coordinate probe with, by datacenter and name.
-    pub fn coordinates(&self) -> Vec<NodeCoordinate> {
-        let mut all: Vec<NodeCoordinate> = self
-            .coordinates
-            .read()
-            .map(|c| c.values().cloned().collect())
-            .unwrap_or_default();
-        all.sort_by(|a, b| (&a.dc, &a.node).cmp(&(&b.dc, &b.node)));
-        all
-    }
-
-    /// Every member, this node included, by name.
-    pub fn members(&self) -> Vec<Member> {
-        let mut members: Vec<Member> = self
-            .members
-            .read()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
-        members.push(Member {
-            id: self.local.clone(),
-            status: MemberStatus::Alive,
-        });
-        members.sort_by(|a, b| (&a.id.dc, &a.id.name).cmp(&(&b.id.dc, &b.id.name)));
-        members
-    }
-
-    /// Announces this node to `seeds` (see [`NodeId::lan_seed`], [`NodeId::wan_seed`]);
-    /// returns how many were contacted.
-    pub async fn join(&self, seeds: Vec<NodeId>) -> usize {
-        let n = seeds.len();
-        if self.commands.send(Command::Join(seeds)).await.is_err() {
-            return 0;
-        }
-        n
-    }
-
-    /// Marks a failed member as left across the pool (`force-leave`); false when no failed
-    /// member has that name (`node`, or `node.dc` on the WAN).
-    pub async fn force_leave(&self, name: &str) -> bool {
-        let target = self.members.read().ok().and_then(|members| {
-            members
-                .iter()
-                .find(|(_, m)| m.id.display_name() == name && m.status == MemberStatus::Failed)
-                .map(|(key, _)| key.clone())
-        });
-        match target {
-            Some(key) => self
-                .commands
-                .send(Command::ForceLeave(vec![key]))
-                .await
-                .is_ok(),
-            None => false,
-        }
-    }
-
-    /// Marks every member of `dc` as left across the pool, alive or not (a datacenter
-    /// removed from the federation for good); returns how many there were. A member that
-    /// is still running would announce itself again: its servers must be stopped first.
-    pub async fn remove_datacenter(&self, dc: &str) -> usize {
-        let keys: Vec<MemberKey> = self
-            .members
-            .read()
-            .map(|members| {
-                members
-                    .iter()
-                    .filter(|(_, m)| m.id.dc == dc)
-                    .map(|(key, _)| key.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let n = keys.len();
-        if n == 0 || self.commands.send(Command::ForceLeave(keys)).await.is_err() {
-            return 0;
-        }
-        n
-    }
-
-    /// Applies a keyring operation on this node and every live member, as Consul's keyring
-    /// query does; returns each one's answer, and who did not answer within 3 s.
-    pub async fn keyring(&self, op: KeyOp) -> Result<KeyOutcome, String> {
-        let (reply, outcome) = oneshot::channel();
-        self.commands
-            .send(Command::Key(op, reply))
-            .await
-            .map_err(|_| "the gossip pool has stopped".to_owned())?;
-        outcome
-            .await
-            .map_err(|_| "the gossip pool has stopped".to_owned())
-    }
-
-    /// Says goodbye and leaves the pool; returns once the goodbyes are sent.
-    pub async fn leave(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.commands.send(Command::Leave(done)).await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
-        }
-    }
-}
-
-/// Where a pool's packets go and come from.
-pub enum Transport {
-    /// A UDP socket (the LAN pool).
-    Udp(tokio::net::UdpSocket),
-    /// Datagrams routed by datacenter and node name (the WAN pool, over the dc-links).
-    Routed {
-        /// Sends a datagram.
-        out: Arc<dyn RoutedOut>,
-        /// Datagrams addressed to this node.
-        inbox: mpsc::Receiver<Vec<u8>>,
-    },
-}
-
-/// Sends a WAN gossip datagram to a server of a datacenter.
-pub trait RoutedOut: Send + Sync + 'static {
-    /// Sends `payload` to `node` (any server when empty) of `dc`; best effort, as UDP.
-    fn send(&self, dc: &str, node: &str, payload: Vec<u8>);
-}
-
-impl Transport {
-    async fn send(&self, to: &NodeId, packet: Vec<u8>) {
-        match self {
-            Transport::Udp(socket) => {
-                let _ = socket.send_to(&packet, to.addr).await;
-            }
-            Transport::Routed { out, .. } => out.send(&to.dc, &to.name, packet),
-        }
-    }
-
-    /// The next datagram and, over UDP, where it came from (routed datagrams come from a
-    /// gateway, which says nothing of their sender).
-    async fn recv(&mut self, buffer: &mut [u8]) -> Option<(Vec<u8>, Option<SocketAddr>)> {
-        match self {
-            Transport::Udp(socket) => {
-                let (n, from) = socket.recv_from(buffer).await.ok()?;
-                Some((buffer[..n].to_vec(), Some(from)))
-            }
-            Transport::Routed { inbox, .. } => match inbox.recv().await {
-                Some(packet) => Some((packet, None)),
-                None => std::future::pending().await,
-            },
-        }
-    }
-}
-
-/// What the pool reports to metrics.
-pub trait PoolEvents: Send + Sync + 'static {
-    /// A datagram was dropped (`no_key`, `foreign_dc`, `malformed`, ...).
-    fn dropped(&self, reason: &'static str);
-    /// A member joined, failed or left.
-    fn member(&self, status: &'static str);
-    /// The local health score changed (0 is healthy; see [`LocalHealth`]).
-    fn health(&self, score: u32);
-}
-
-/// Highest local health score: suspicions then last nine times as long.
-pub const MAX_HEALTH_SCORE: u32 = 8;
-/// A timer firing this late means this node, not its peers, was slow.
-const LAG_THRESHOLD: Duration = Duration::from_millis(200);
-/// How long after starting (or a `join`) a node keeps asking random members for theirs.
-const JOIN_SYNC: Duration = Duration::from_secs(5);
-/// The score falls by one per this long without new evidence of slowness.
-const HEALTH_DECAY: Duration = Duration::from_secs(2);
-
-/// Lifeguard's local health awareness, as far as foca allows: a node that finds itself slow
-/// (its timers fire late: CPU starvation, a paused process, an overloaded host) raises its
-/// score, and its suspicions of others then take `1 + score` times as long to become
-/// "failed", so that its own slowness does not get healthy peers declared dead while they
-/// refute. The score decays once the node keeps time again. (foca fixes the probe timeouts
-/// at start, so only the suspicion timeout scales.)
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalHealth {
-    score: u32,
-    last_change: Instant,
-}
-
-impl LocalHealth {
-    /// A healthy node.
-    pub fn new(now: Instant) -> LocalHealth {
-        LocalHealth {
-            score: 0,
-            last_change: now,
-        }
-    }
-
-    /// The score.
-    pub fn score(&self) -> u32 {
-        self.score
-    }
-
-    /// A timer due at `due` fired at `now`: raise the score if that was late. Returns
-    /// whether the score changed.
-    pub fn timer_fired(&mut self, due: Instant, now: Instant) -> bool {
-        if now.saturating_duration_since(due) <= LAG_THRESHOLD {
-            return false;
-        }
-        self.last_change = now;
-        if self.score >= MAX_HEALTH_SCORE {
-            return false;
-        }
-        self.score += 1;
-        true
-    }
-
-    /// Lowers the score by one per [`HEALTH_DECAY`] without new evidence. Returns whether
-    /// the score changed.
-    pub fn decay(&mut self, now: Instant) -> bool {
-        let mut changed = false;
-        while self.score > 0 && now.saturating_duration_since(self.last_change) >= HEALTH_DECAY {
-            self.score -= 1;
-            self.last_change += HEALTH_DECAY;
-            changed = true;
-        }
-        changed
-    }
-
-    /// The suspicion timeout for a base of `base`.
-    pub fn suspicion(&self, base: Duration) -> Duration {
-        base * (1 + self.score)
-    }
-}
-
-/// Starts a LAN pool on `local.addr`, announcing to `seeds` until it has members.
-pub async fn start(
-    local: NodeId,
-    keyring: Option<SharedKeyring>,
-    seeds: Vec<SocketAddr>,
-    events: Arc<dyn PoolEvents>,
-    cancel: CancellationToken,
-) -> anyhow::Result<Pool> {
-    let socket = tokio::net::UdpSocket::bind(local.addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding the gossip port {}/udp: {e}", local.addr))?;
-    let seeds = seeds.into_iter().map(NodeId::lan_seed).collect();
-    Ok(start_on(
-        local,
-        Transport::Udp(socket),
-        keyring,
-        seeds,
-        events,
-        cancel,
-    ))
-}
-
-/// Starts a pool on `transport`, announcing to `seeds` until it has members.
-pub fn start_on(
-    local: NodeId,
-    transport: Transport,
-    keyring: Option<SharedKeyring>,
-    seeds: Vec<NodeId>,
-    events: Arc<dyn PoolEvents>,
-    cancel: CancellationToken,
-) -> Pool {
-    let members = Arc::new(RwLock::new(BTreeMap::new()));
-    let coordinates = Arc::new(RwLock::new(BTreeMap::new()));
-    let (commands, receiver) = mpsc::channel(16);
-    let pool = Pool {
-        local: local.clone(),
-        members: members.clone(),
-        coordinates: coordinates.clone(),
-        commands,
-    };
-    let driver = Driver {
-        local,
-        keyring,
-        seeds,
-        events,
-        members,
-        coordinates,
-        vivaldi: Vivaldi::new(),
-        probes: HashMap::new(),
-        byes: Vec::new(),
-        key_ops: HashMap::new(),
-        key_ops_seen: HashMap::new(),
-        transport,
-        timers: BinaryHeap::new(),
-        departed: HashSet::new(),
-        logged: HashSet::new(),
-        news_of_down: false,
-    };
-    tokio::spawn(driver.run(receiver, cancel));
-    pool
-}
-
-struct Driver {
-    local: NodeId,
-    keyring: Option<SharedKeyring>,
-    seeds: Vec<NodeId>,
-    events: Arc<dyn PoolEvents>,
-    members: Arc<RwLock<BTreeMap<MemberKey, Member>>>,
-    coordinates: Coordinates,
-    vivaldi: Vivaldi,
+pub(super) struct Driver {
+    pub(super) local: NodeId,
+    pub(super) keyring: Option<SharedKeyring>,
+    pub(super) seeds: Vec<NodeId>,
+    pub(super) events: Arc<dyn PoolEvents>,
+    pub(super) members: Arc<RwLock<BTreeMap<MemberKey, Member>>>,
+    pub(super) coordinates: Coordinates,
+    pub(super) vivaldi: Vivaldi,
     /// Coordinate probes sent and not answered yet: nonce -> (when, to whom).
-    probes: HashMap<u64, (Instant, MemberKey)>,
+    pub(super) probes: HashMap<u64, (Instant, MemberKey)>,
     /// Force-leave goodbyes still to be sent again, and how many more times.
-    byes: Vec<(Vec<u8>, u8)>,
+    pub(super) byes: Vec<(Vec<u8>, u8)>,
     /// Keyring operations waiting for answers, by id.
-    key_ops: HashMap<u64, PendingKeyOp>,
+    pub(super) key_ops: HashMap<u64, PendingKeyOp>,
     /// Keyring queries applied here lately, by (sender, id), with their answer.
-    key_ops_seen: HashMap<(MemberKey, u64), (Instant, KeyAnswer)>,
-    transport: Transport,
-    timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
+    pub(super) key_ops_seen: HashMap<(MemberKey, u64), (Instant, KeyAnswer)>,
+    pub(super) transport: Transport,
+    pub(super) timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
     /// Members that said goodbye: their next MemberDown means left, not failed.
-    departed: HashSet<MemberKey>,
-    logged: HashSet<&'static str>,
+    pub(super) departed: HashSet<MemberKey>,
+    pub(super) logged: HashSet<&'static str>,
     /// A member went down since the last flush: spread the news at once.
-    news_of_down: bool,
+    pub(super) news_of_down: bool,
 }
 
 /// The tag every packet of the WAN pool carries (not a DNS label, so never a datacenter).
-const WAN_TAG: &str = "*wan";
+pub(super) const WAN_TAG: &str = "*wan";
 
 impl Driver {
     /// The pool's tag: the datacenter on the LAN.
-    fn tag(&self) -> &str {
+    pub(super) fn tag(&self) -> &str {
         match self.local.pool {
             PoolKind::Lan => &self.local.dc,
             PoolKind::Wan => WAN_TAG,
         }
     }
 
-    fn seal(&self, kind: u8, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn seal(&self, kind: u8, payload: &[u8]) -> Vec<u8> {
         let tag = self.tag();
         let mut plain = Vec::with_capacity(payload.len() + 5 + tag.len());
         plain.extend_from_slice(MAGIC);
@@ -656,7 +59,7 @@ impl Driver {
     }
 
     /// The kind and payload of a datagram, or why it is dropped.
-    fn open(&self, datagram: &[u8]) -> Result<(u8, Vec<u8>), &'static str> {
+    pub(super) fn open(&self, datagram: &[u8]) -> Result<(u8, Vec<u8>), &'static str> {
         let plain = match self.keyring.as_ref().and_then(|k| k.read()) {
             Some(keyring) => keyring.open(datagram).map_err(|e| e.as_label())?,
             None => datagram.to_vec(),
@@ -675,7 +78,7 @@ impl Driver {
         Ok((plain[3], plain[5 + dc_len..].to_vec()))
     }
 
-    fn drop_packet(&mut self, from: Option<SocketAddr>, reason: &'static str) {
+    pub(super) fn drop_packet(&mut self, from: Option<SocketAddr>, reason: &'static str) {
         self.events.dropped(reason);
         if self.logged.insert(reason) {
             let peer = from.map_or_else(|| "a gateway".to_owned(), |a| a.to_string());
@@ -687,7 +90,7 @@ impl Driver {
     /// one becomes left when SWIM declares it down, which the caller asks foca to do at
     /// once (the returned identity) rather than wait for probes to fail. Only a member at
     /// the incarnation the goodbye names is touched.
-    fn departed(&mut self, bye: &Bye) -> Option<NodeId> {
+    pub(super) fn departed(&mut self, bye: &Bye) -> Option<NodeId> {
         let Ok(mut members) = self.members.write() else {
             return None;
         };
@@ -717,7 +120,7 @@ impl Driver {
     }
 
     /// Sends the goodbyes still to be repeated to every member.
-    async fn repeat_byes(&mut self, peers: &[NodeId]) {
+    pub(super) async fn repeat_byes(&mut self, peers: &[NodeId]) {
         let mut byes = std::mem::take(&mut self.byes);
         for (packet, left) in &mut byes {
             for peer in peers {
@@ -729,7 +132,7 @@ impl Driver {
         self.byes = byes;
     }
 
-    async fn flush(&mut self, runtime: &mut AccumulatingRuntime<NodeId>) {
+    pub(super) async fn flush(&mut self, runtime: &mut AccumulatingRuntime<NodeId>) {
         while let Some((to, data)) = runtime.to_send() {
             let sealed = self.seal(KIND_FOCA, &data);
             self.transport.send(&to, sealed).await;
@@ -742,7 +145,7 @@ impl Driver {
         }
     }
 
-    fn notified(&mut self, notification: OwnedNotification<NodeId>) {
+    pub(super) fn notified(&mut self, notification: OwnedNotification<NodeId>) {
         let Ok(mut members) = self.members.write() else {
             return;
         };
@@ -789,7 +192,7 @@ impl Driver {
         }
     }
 
-    fn probe_for(&self, nonce: u64) -> Probe {
+    pub(super) fn probe_for(&self, nonce: u64) -> Probe {
         Probe {
             nonce,
             from: self.local.addr(),
@@ -798,7 +201,7 @@ impl Driver {
     }
 
     /// Sends a coordinate probe to `to`.
-    async fn send_probe(&mut self, to: &NodeId) {
+    pub(super) async fn send_probe(&mut self, to: &NodeId) {
         let now = Instant::now();
         self.probes
             .retain(|_, (sent, _)| now.saturating_duration_since(*sent) < PROBE_TIMEOUT);
@@ -812,7 +215,7 @@ impl Driver {
     }
 
     /// A coordinate probe or its answer arrived (over UDP, from `source`).
-    async fn probed(&mut self, kind: u8, probe: Probe, source: Option<SocketAddr>) {
+    pub(super) async fn probed(&mut self, kind: u8, probe: Probe, source: Option<SocketAddr>) {
         if !probe.coordinate.is_valid() {
             return;
         }
@@ -871,7 +274,7 @@ impl Driver {
     }
 
     /// Applies a keyring operation here and says how the keyring looks now.
-    fn apply_key_op(&self, op: &KeyOp) -> KeyAnswer {
+    pub(super) fn apply_key_op(&self, op: &KeyOp) -> KeyAnswer {
         let node = self.local.display_name();
         match &self.keyring {
             None => KeyAnswer {
@@ -888,7 +291,7 @@ impl Driver {
     }
 
     /// Starts a keyring operation: here at once, then on every live member.
-    async fn start_key_op(&mut self, op: KeyOp, reply: oneshot::Sender<KeyOutcome>) {
+    pub(super) async fn start_key_op(&mut self, op: KeyOp, reply: oneshot::Sender<KeyOutcome>) {
         let own = self.apply_key_op(&op);
         if self.keyring.is_none() {
             let _ = reply.send(KeyOutcome {
@@ -928,7 +331,7 @@ impl Driver {
     }
 
     /// Sends a keyring operation to the members that have not answered it.
-    async fn send_key_op(&self, id: u64, pending: &PendingKeyOp) {
+    pub(super) async fn send_key_op(&self, id: u64, pending: &PendingKeyOp) {
         let query = KeyQuery {
             id,
             from: self.local.addr(),
@@ -945,7 +348,7 @@ impl Driver {
     }
 
     /// Sends again what is due, and answers the operations that are complete or timed out.
-    fn finish_key_ops(&mut self, now: Instant) {
+    pub(super) fn finish_key_ops(&mut self, now: Instant) {
         let done: Vec<u64> = self
             .key_ops
             .iter()
@@ -962,7 +365,12 @@ impl Driver {
     }
 
     /// A keyring operation from another member, or an answer to one of ours.
-    async fn key_message(&mut self, kind: u8, payload: &[u8], source: Option<SocketAddr>) {
+    pub(super) async fn key_message(
+        &mut self,
+        kind: u8,
+        payload: &[u8],
+        source: Option<SocketAddr>,
+    ) {
         if kind == KIND_KEY_OP {
             let Ok(query) = postcard::from_bytes::<KeyQuery>(payload) else {
                 self.drop_packet(source, "malformed");
@@ -1033,7 +441,7 @@ impl Driver {
         }
     }
 
-    fn store_own_coordinate(&self) {
+    pub(super) fn store_own_coordinate(&self) {
         if let Ok(mut coordinates) = self.coordinates.write() {
             coordinates.insert(
                 self.local.addr(),
@@ -1047,7 +455,7 @@ impl Driver {
     }
 
     /// Scales foca's suspicion timeout with the local health score.
-    fn apply_health(
+    pub(super) fn apply_health(
         &self,
         foca: &mut Foca<NodeId, PostcardCodec, rand::rngs::StdRng, foca::NoCustomBroadcast>,
         config: &mut Config,
@@ -1061,7 +469,11 @@ impl Driver {
         self.events.health(health.score());
     }
 
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, cancel: CancellationToken) {
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        cancel: CancellationToken,
+    ) {
         // Suspicion and retransmissions scale with the pool's size, as memberlist's do
         // (4 x max(1, log10 N) probe periods); foca is reconfigured as members come and go.
         let mut cluster_size = 1usize;
@@ -1270,7 +682,7 @@ impl Driver {
 }
 
 /// A keyring operation for logs: which kind, never the key.
-fn redacted(op: &KeyOp) -> &'static str {
+pub(super) fn redacted(op: &KeyOp) -> &'static str {
     match op {
         KeyOp::List => "list",
         KeyOp::Install(_) => "install",
@@ -1285,7 +697,7 @@ fn redacted(op: &KeyOp) -> &'static str {
 /// waits 5 s and 3 s, tuned for the open internet; our WAN packets ride QUIC links the
 /// gateways keep warm, and their RTT is what the probe measures), and a suspicion lasts
 /// 5 probe periods x max(1, log10 N) before the member is declared failed.
-fn pool_config(pool: PoolKind, size: usize) -> Config {
+pub(super) fn pool_config(pool: PoolKind, size: usize) -> Config {
     let size = std::num::NonZeroU32::new(u32::try_from(size).unwrap_or(u32::MAX))
         .unwrap_or(std::num::NonZeroU32::MIN);
     let mut config = match pool {
@@ -1317,37 +729,4 @@ fn pool_config(pool: PoolKind, size: usize) -> Config {
         config.max_transmissions = max_tx;
     }
     config
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn late_timers_raise_the_score_and_it_decays_when_on_time_again() {
-        let start = Instant::now();
-        let mut health = LocalHealth::new(start);
-        let base = Duration::from_secs(4);
-        // On time, or a little late: no change.
-        assert!(!health.timer_fired(start, start + Duration::from_millis(150)));
-        assert_eq!(health.suspicion(base), base);
-        // A two-second pause: late.
-        let resumed = start + Duration::from_secs(2);
-        assert!(health.timer_fired(start, resumed));
-        assert!(health.timer_fired(start, resumed));
-        assert_eq!(health.score(), 2);
-        assert_eq!(health.suspicion(base), base * 3);
-        // Capped.
-        for _ in 0..20 {
-            health.timer_fired(start, resumed);
-        }
-        assert_eq!(health.score(), MAX_HEALTH_SCORE);
-        // No decay before HEALTH_DECAY; one step per HEALTH_DECAY after.
-        assert!(!health.decay(resumed + HEALTH_DECAY / 2));
-        assert!(health.decay(resumed + HEALTH_DECAY * 3));
-        assert_eq!(health.score(), MAX_HEALTH_SCORE - 3);
-        assert!(health.decay(resumed + HEALTH_DECAY * 100));
-        assert_eq!(health.score(), 0);
-        assert_eq!(health.suspicion(base), base);
-    }
 }
