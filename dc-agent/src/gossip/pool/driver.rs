@@ -474,25 +474,14 @@ impl Driver {
         mut commands: mpsc::Receiver<Command>,
         cancel: CancellationToken,
     ) {
-        // Suspicion and retransmissions scale with the pool's size, as memberlist's do
-        // (4 x max(1, log10 N) probe periods); foca is reconfigured as members come and go.
-        let mut cluster_size = 1usize;
-        let pool = self.local.pool;
-        let mut config = pool_config(pool, cluster_size);
-        config.max_transmissions = pool_config(pool, 16).max_transmissions;
-        let mut base_suspicion = config.suspect_to_down_after;
-        let mut health = LocalHealth::new(Instant::now());
-        let rng: rand::rngs::StdRng = rand::make_rng();
-        let mut foca = Foca::new(self.local.clone(), config.clone(), rng, PostcardCodec);
-        let mut runtime = AccumulatingRuntime::new();
+        let mut swim = Swim::new(self.local.clone());
         let mut buffer = vec![0u8; 2048];
         let mut announce = tokio::time::interval(Duration::from_secs(1));
         let mut join_sync = tokio::time::interval(Duration::from_millis(250));
         join_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut syncing_until = Instant::now() + JOIN_SYNC;
         // One coordinate probe per probe period, to a random member (as Serf piggybacks
         // its coordinates on memberlist's probes).
-        let mut probe = tokio::time::interval(config.probe_period);
+        let mut probe = tokio::time::interval(swim.config.probe_period);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.store_own_coordinate();
         let mut key_tick = tokio::time::interval(Duration::from_millis(200));
@@ -502,182 +491,287 @@ impl Driver {
         self.events.health(0);
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let syncing = swim.syncing_until > Instant::now() && swim.foca.num_members() > 0;
+            let lonely = swim.foca.num_members() == 0 && !self.seeds.is_empty();
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return,
                 received = self.transport.recv(&mut buffer) => {
                     let Some((packet, from)) = received else { continue };
-                    match self.open(&packet) {
-                        Ok((KIND_FOCA, payload)) => {
-                            if let Err(e) = foca.handle_data(&payload, &mut runtime) {
-                                tracing::trace!(peer = ?from, error = %e, "foca refused a packet");
-                            }
-                        }
-                        Ok((KIND_BYE, payload)) => {
-                            match postcard::from_bytes::<Bye>(&payload) {
-                                Ok(bye) => {
-                                    if let Some(id) = self.departed(&bye) {
-                                        // It is leaving: down now (and gossiped), not after
-                                        // a suspicion timeout.
-                                        let _ = foca.apply_many(std::iter::once(foca::Member::down(id)), true, &mut runtime);
-                                    }
-                                }
-                                Err(_) => self.drop_packet(from, "malformed"),
-                            }
-                        }
-                        Ok((kind @ (KIND_KEY_OP | KIND_KEY_ACK), payload)) => {
-                            self.key_message(kind, &payload, from).await;
-                        }
-                        Ok((kind @ (KIND_PING | KIND_ACK), payload)) => {
-                            match postcard::from_bytes::<Probe>(&payload) {
-                                Ok(probe) => self.probed(kind, probe, from).await,
-                                Err(_) => self.drop_packet(from, "malformed"),
-                            }
-                        }
-                        Ok(_) => self.drop_packet(from, "malformed"),
-                        Err(reason) => self.drop_packet(from, reason),
-                    }
+                    self.on_packet(&mut swim, &packet, from).await;
                 }
                 _ = async { match next_timer { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
-                    let now = Instant::now();
-                    // One wake-up is one piece of evidence, however many timers were due.
-                    let mut earliest = None;
-                    while self.timers.peek().is_some_and(|Reverse((at, _))| *at <= now) {
-                        if let Some(Reverse((at, timer))) = self.timers.pop() {
-                            earliest.get_or_insert(at);
-                            let _ = foca.handle_timer(timer, &mut runtime);
-                        }
-                    }
-                    let slow = earliest.is_some_and(|due| health.timer_fired(due, now));
-                    if slow {
-                        tracing::info!(score = health.score(), "this node is running late; suspicions of others take longer to confirm");
-                        self.apply_health(&mut foca, &mut config, &health, base_suspicion);
-                    }
+                    self.on_timers(&mut swim);
                 }
-                _ = probe.tick() => {
-                    let members: Vec<NodeId> = foca.iter_members().map(|m| m.id().clone()).collect();
-                    if let Some(pick) = members.get(rand::random_range(0..members.len().max(1))) {
-                        self.send_probe(pick).await;
-                    }
-                    if !self.byes.is_empty() {
-                        self.repeat_byes(&members).await;
-                    }
-                }
-                _ = key_tick.tick(), if !self.key_ops.is_empty() => {
-                    let now = Instant::now();
-                    let due: Vec<u64> = self
-                        .key_ops
-                        .iter()
-                        .filter(|(_, p)| now >= p.resend && now < p.deadline)
-                        .map(|(id, _)| *id)
-                        .collect();
-                    for id in due {
-                        if let Some(mut pending) = self.key_ops.remove(&id) {
-                            self.send_key_op(id, &pending).await;
-                            pending.resend = now + KEY_OP_RESEND;
-                            self.key_ops.insert(id, pending);
-                        }
-                    }
-                    self.finish_key_ops(now);
-                }
+                _ = probe.tick() => self.on_probe_period(&mut swim).await,
+                _ = key_tick.tick(), if !self.key_ops.is_empty() => self.on_key_tick().await,
                 _ = decay.tick() => {
-                    if health.decay(Instant::now()) {
-                        self.apply_health(&mut foca, &mut config, &health, base_suspicion);
+                    if swim.health.decay(Instant::now()) {
+                        swim.apply_health(&self);
                     }
                 }
-                _ = announce.tick(), if foca.num_members() == 0 && !self.seeds.is_empty() => {
+                _ = announce.tick(), if lonely => {
                     for seed in self.seeds.clone() {
                         if seed.addr() != self.local.addr() {
-                            let _ = foca.announce(seed, &mut runtime);
+                            let _ = swim.foca.announce(seed, &mut swim.runtime);
                         }
                     }
                 }
-                _ = join_sync.tick(), if syncing_until > Instant::now() && foca.num_members() > 0 => {
+                _ = join_sync.tick(), if syncing => {
                     // An announce is answered with the active members that fit in one packet,
                     // chosen at random: a node joining a larger pool, or with many others at
                     // once, asks a random member again every 250 ms for a while, instead of
                     // learning the rest only as they happen to probe it (memberlist's
                     // push-pull sync at join plays this part).
-                    let members: Vec<NodeId> = foca.iter_members().map(|m| m.id().clone()).collect();
-                    if let Some(pick) = members.get(rand::random_range(0..members.len().max(1))) {
-                        let _ = foca.announce(pick.clone(), &mut runtime);
+                    if let Some(pick) = swim.random_member() {
+                        let _ = swim.foca.announce(pick, &mut swim.runtime);
                     }
                 }
-                command = commands.recv() => match command {
-                    Some(Command::Join(seeds)) => {
-                        syncing_until = Instant::now() + JOIN_SYNC;
-                        for seed in seeds {
-                            if seed.addr() != self.local.addr() {
-                                let _ = foca.announce(seed, &mut runtime);
-                            }
-                        }
-                    }
-                    Some(Command::Key(op, reply)) => {
-                        self.start_key_op(op, reply).await;
-                    }
-                    Some(Command::ForceLeave(keys)) => {
-                        // A goodbye on the member's behalf, to every member and to us, sent
-                        // again over the next probe periods.
-                        let peers: Vec<NodeId> = foca.iter_members().map(|m| m.id().clone()).collect();
-                        for key in keys {
-                            let bump = self.members.read().ok().and_then(|m| m.get(&key).map(|m| m.id.bump));
-                            let Some(bump) = bump else { continue };
-                            let bye = Bye { key, bump };
-                            let Ok(payload) = postcard::to_stdvec(&bye) else { continue };
-                            let packet = self.seal(KIND_BYE, &payload);
-                            for peer in &peers {
-                                self.transport.send(peer, packet.clone()).await;
-                            }
-                            self.byes.push((packet, BYE_REPEATS));
-                            let _ = self.departed(&bye);
-                        }
-                    }
-                    Some(Command::Leave(done)) => {
-                        let bye = Bye { key: self.local.addr(), bump: foca.identity().bump };
-                        let payload = postcard::to_stdvec(&bye).unwrap_or_default();
-                        let packet = self.seal(KIND_BYE, &payload);
-                        let peers: Vec<NodeId> = foca.iter_members().map(|m| m.id().clone()).collect();
-                        // Three times, a little apart: a lost goodbye would leave this node
-                        // failed, not left, wherever it was lost.
-                        for round in 0..3 {
-                            if round > 0 {
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                            for peer in &peers {
-                                self.transport.send(peer, packet.clone()).await;
-                            }
-                        }
-                        let _ = foca.leave_cluster(&mut runtime);
-                        self.flush(&mut runtime).await;
-                        let _ = done.send(());
+                command = commands.recv() => {
+                    let Some(command) = command else { return };
+                    if !self.on_command(&mut swim, command).await {
                         return;
                     }
-                    None => return,
-                },
+                }
             }
-            self.flush(&mut runtime).await;
-            if std::mem::take(&mut self.news_of_down) {
-                // foca starts a suspicion timer only on the member whose probe failed; the
-                // others learn the verdict from it. Each member that learns it passes it on
-                // at once instead of at its next gossip round, so that the whole pool knows
-                // within a few hops (memberlist reaches the same end with a timer on every
-                // member that heard the suspicion).
-                let _ = foca.gossip(&mut runtime);
-                self.flush(&mut runtime).await;
+            self.after_event(&mut swim).await;
+        }
+    }
+
+    /// A datagram arrived: foca's, a goodbye, a keyring message or a coordinate probe.
+    async fn on_packet(&mut self, swim: &mut Swim, packet: &[u8], from: Option<SocketAddr>) {
+        match self.open(packet) {
+            Ok((KIND_FOCA, payload)) => {
+                if let Err(e) = swim.foca.handle_data(&payload, &mut swim.runtime) {
+                    tracing::trace!(peer = ?from, error = %e, "foca refused a packet");
+                }
             }
-            let size = foca.num_members() + 1;
-            if size != cluster_size {
-                cluster_size = size;
-                let sized = pool_config(pool, size);
-                base_suspicion = sized.suspect_to_down_after;
-                // A joining pool grows from one: never send updates fewer times than a
-                // 16-member pool would, or news of the later joiners spreads slowly.
-                config.max_transmissions = sized
-                    .max_transmissions
-                    .max(pool_config(pool, 16).max_transmissions);
-                self.apply_health(&mut foca, &mut config, &health, base_suspicion);
+            Ok((KIND_BYE, payload)) => match postcard::from_bytes::<Bye>(&payload) {
+                Ok(bye) => {
+                    if let Some(id) = self.departed(&bye) {
+                        // It is leaving: down now (and gossiped), not after a suspicion
+                        // timeout.
+                        let _ = swim.foca.apply_many(
+                            std::iter::once(foca::Member::down(id)),
+                            true,
+                            &mut swim.runtime,
+                        );
+                    }
+                }
+                Err(_) => self.drop_packet(from, "malformed"),
+            },
+            Ok((kind @ (KIND_KEY_OP | KIND_KEY_ACK), payload)) => {
+                self.key_message(kind, &payload, from).await;
+            }
+            Ok((kind @ (KIND_PING | KIND_ACK), payload)) => {
+                match postcard::from_bytes::<Probe>(&payload) {
+                    Ok(probe) => self.probed(kind, probe, from).await,
+                    Err(_) => self.drop_packet(from, "malformed"),
+                }
+            }
+            Ok(_) => self.drop_packet(from, "malformed"),
+            Err(reason) => self.drop_packet(from, reason),
+        }
+    }
+
+    /// foca's timers that are due; a late wake-up is evidence that this node is slow.
+    fn on_timers(&mut self, swim: &mut Swim) {
+        let now = Instant::now();
+        // One wake-up is one piece of evidence, however many timers were due.
+        let mut earliest = None;
+        while self
+            .timers
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now)
+        {
+            if let Some(Reverse((at, timer))) = self.timers.pop() {
+                earliest.get_or_insert(at);
+                let _ = swim.foca.handle_timer(timer, &mut swim.runtime);
             }
         }
+        let slow = earliest.is_some_and(|due| swim.health.timer_fired(due, now));
+        if slow {
+            tracing::info!(
+                score = swim.health.score(),
+                "this node is running late; suspicions of others take longer to confirm"
+            );
+            swim.apply_health(self);
+        }
+    }
+
+    /// Each probe period: a coordinate probe to a random member, goodbyes sent again.
+    async fn on_probe_period(&mut self, swim: &mut Swim) {
+        let members: Vec<NodeId> = swim.members();
+        if let Some(pick) = members.get(rand::random_range(0..members.len().max(1))) {
+            self.send_probe(pick).await;
+        }
+        if !self.byes.is_empty() {
+            self.repeat_byes(&members).await;
+        }
+    }
+
+    /// Keyring operations: queries sent again while unanswered, finished ones reported.
+    async fn on_key_tick(&mut self) {
+        let now = Instant::now();
+        let due: Vec<u64> = self
+            .key_ops
+            .iter()
+            .filter(|(_, p)| now >= p.resend && now < p.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(mut pending) = self.key_ops.remove(&id) {
+                self.send_key_op(id, &pending).await;
+                pending.resend = now + KEY_OP_RESEND;
+                self.key_ops.insert(id, pending);
+            }
+        }
+        self.finish_key_ops(now);
+    }
+
+    /// A command from the `Pool` handle; false once the pool has left.
+    async fn on_command(&mut self, swim: &mut Swim, command: Command) -> bool {
+        match command {
+            Command::Join(seeds) => {
+                swim.syncing_until = Instant::now() + JOIN_SYNC;
+                for seed in seeds {
+                    if seed.addr() != self.local.addr() {
+                        let _ = swim.foca.announce(seed, &mut swim.runtime);
+                    }
+                }
+            }
+            Command::Key(op, reply) => self.start_key_op(op, reply).await,
+            Command::ForceLeave(keys) => {
+                // A goodbye on the member's behalf, to every member and to us, sent again
+                // over the next probe periods.
+                let peers = swim.members();
+                for key in keys {
+                    let bump = self
+                        .members
+                        .read()
+                        .ok()
+                        .and_then(|m| m.get(&key).map(|m| m.id.bump));
+                    let Some(bump) = bump else { continue };
+                    let bye = Bye { key, bump };
+                    let Ok(payload) = postcard::to_stdvec(&bye) else {
+                        continue;
+                    };
+                    let packet = self.seal(KIND_BYE, &payload);
+                    for peer in &peers {
+                        self.transport.send(peer, packet.clone()).await;
+                    }
+                    self.byes.push((packet, BYE_REPEATS));
+                    let _ = self.departed(&bye);
+                }
+            }
+            Command::Leave(done) => {
+                let bye = Bye {
+                    key: self.local.addr(),
+                    bump: swim.foca.identity().bump,
+                };
+                let payload = postcard::to_stdvec(&bye).unwrap_or_default();
+                let packet = self.seal(KIND_BYE, &payload);
+                let peers = swim.members();
+                // Three times, a little apart: a lost goodbye would leave this node failed,
+                // not left, wherever it was lost.
+                for round in 0..3 {
+                    if round > 0 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    for peer in &peers {
+                        self.transport.send(peer, packet.clone()).await;
+                    }
+                }
+                let _ = swim.foca.leave_cluster(&mut swim.runtime);
+                self.flush(&mut swim.runtime).await;
+                let _ = done.send(());
+                return false;
+            }
+        }
+        true
+    }
+
+    /// After every event: what foca wants sent and scheduled goes out, news of a failure is
+    /// passed on at once, and foca is resized with the pool.
+    async fn after_event(&mut self, swim: &mut Swim) {
+        self.flush(&mut swim.runtime).await;
+        if std::mem::take(&mut self.news_of_down) {
+            // foca starts a suspicion timer only on the member whose probe failed; the
+            // others learn the verdict from it. Each member that learns it passes it on at
+            // once instead of at its next gossip round, so that the whole pool knows within
+            // a few hops (memberlist reaches the same end with a timer on every member that
+            // heard the suspicion).
+            let _ = swim.foca.gossip(&mut swim.runtime);
+            self.flush(&mut swim.runtime).await;
+        }
+        let size = swim.foca.num_members() + 1;
+        if size != swim.cluster_size {
+            swim.cluster_size = size;
+            let pool = self.local.pool;
+            let sized = pool_config(pool, size);
+            swim.base_suspicion = sized.suspect_to_down_after;
+            // A joining pool grows from one: never send updates fewer times than a
+            // 16-member pool would, or news of the later joiners spreads slowly.
+            swim.config.max_transmissions = sized
+                .max_transmissions
+                .max(pool_config(pool, 16).max_transmissions);
+            swim.apply_health(self);
+        }
+    }
+}
+
+type SwimFoca = Foca<NodeId, PostcardCodec, rand::rngs::StdRng, foca::NoCustomBroadcast>;
+
+/// foca and what is tuned around it: its settings (resized with the pool, suspicion scaled
+/// by local health), the runtime it writes into, and the join sync window.
+pub(super) struct Swim {
+    pub(super) foca: SwimFoca,
+    pub(super) runtime: AccumulatingRuntime<NodeId>,
+    pub(super) config: Config,
+    pub(super) base_suspicion: Duration,
+    pub(super) health: LocalHealth,
+    pub(super) cluster_size: usize,
+    pub(super) syncing_until: Instant,
+}
+
+impl Swim {
+    fn new(local: NodeId) -> Swim {
+        // Suspicion and retransmissions scale with the pool's size, as memberlist's do
+        // (4 x max(1, log10 N) probe periods); foca is reconfigured as members come and go.
+        let pool = local.pool;
+        let mut config = pool_config(pool, 1);
+        config.max_transmissions = pool_config(pool, 16).max_transmissions;
+        let base_suspicion = config.suspect_to_down_after;
+        let rng: rand::rngs::StdRng = rand::make_rng();
+        Swim {
+            foca: Foca::new(local, config.clone(), rng, PostcardCodec),
+            runtime: AccumulatingRuntime::new(),
+            config,
+            base_suspicion,
+            health: LocalHealth::new(Instant::now()),
+            cluster_size: 1,
+            syncing_until: Instant::now() + JOIN_SYNC,
+        }
+    }
+
+    fn members(&self) -> Vec<NodeId> {
+        self.foca.iter_members().map(|m| m.id().clone()).collect()
+    }
+
+    fn random_member(&self) -> Option<NodeId> {
+        let members = self.members();
+        members
+            .get(rand::random_range(0..members.len().max(1)))
+            .cloned()
+    }
+
+    fn apply_health(&mut self, driver: &Driver) {
+        driver.apply_health(
+            &mut self.foca,
+            &mut self.config,
+            &self.health,
+            self.base_suspicion,
+        );
     }
 }
 
