@@ -14,7 +14,9 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use pki::{NodeTls, PeerPolicy};
@@ -67,13 +69,13 @@ pub struct DcLinks {
     /// Answers requests from other datacenters (through its API router, once set).
     server: Arc<crate::server::Server>,
     /// The last `GatewayInfo` and when it came.
-    info: std::sync::Mutex<Option<(Instant, GatewayInfo)>>,
+    info: Mutex<Option<(Instant, GatewayInfo)>>,
     /// Where WAN gossip datagrams addressed to this server go (the WAN pool, once started).
     gossip_inbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<u8>>>,
     /// The datacenters each linked gateway has a WAN link to, as it last said.
     linked: RwLock<std::collections::HashMap<SocketAddr, std::collections::BTreeSet<String>>>,
     /// The gateways dialled, each with the token that stops its dial loop.
-    dialled: std::sync::Mutex<std::collections::BTreeMap<SocketAddr, CancellationToken>>,
+    dialled: Mutex<std::collections::BTreeMap<SocketAddr, CancellationToken>>,
     /// Parent of the dial loops' tokens.
     cancel: CancellationToken,
     /// WAN gossip datagrams dropped (too large for the link, no link, inbox full).
@@ -111,10 +113,10 @@ impl DcLinks {
             live: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
             server,
-            info: std::sync::Mutex::new(None),
+            info: Mutex::new(None),
             gossip_inbox: std::sync::OnceLock::new(),
             datagrams_dropped,
-            dialled: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            dialled: Mutex::new(std::collections::BTreeMap::new()),
             linked: RwLock::new(std::collections::HashMap::new()),
             cancel,
         });
@@ -125,9 +127,7 @@ impl DcLinks {
     /// Links to exactly these gateways from now on: dials the new ones, drops the others
     /// (`reload` after `isthmus.gateways` changed). Returns how many were added and removed.
     pub fn set_gateways(self: &Arc<Self>, gateways: &[SocketAddr]) -> (usize, usize) {
-        let Ok(mut dialled) = self.dialled.lock() else {
-            return (0, 0);
-        };
+        let mut dialled = self.dialled.lock();
         let before = dialled.len();
         dialled.retain(|addr, stop| {
             let keep = gateways.contains(addr);
@@ -152,7 +152,7 @@ impl DcLinks {
 
     /// How many gateways this server is linked to now.
     pub fn live(&self) -> usize {
-        self.live.read().map_or(0, |live| live.len())
+        self.live.read().len()
     }
 
     async fn keep_link(self: Arc<Self>, gateway: SocketAddr, cancel: CancellationToken) {
@@ -195,9 +195,7 @@ impl DcLinks {
     }
 
     fn set_live(&self, gateway: SocketAddr, connection: Option<quinn::Connection>) {
-        let Ok(mut live) = self.live.write() else {
-            return;
-        };
+        let mut live = self.live.write();
         live.retain(|(addr, _)| *addr != gateway);
         if let Some(connection) = connection {
             live.push((gateway, connection));
@@ -254,7 +252,7 @@ impl DcLinks {
     }
 
     fn connections(&self) -> Vec<(SocketAddr, quinn::Connection)> {
-        let live = self.live.read().map(|l| l.clone()).unwrap_or_default();
+        let live = self.live.read().clone();
         if live.is_empty() {
             return live;
         }
@@ -336,7 +334,8 @@ impl DcLinks {
 
     /// What a gateway knows of the federation, asked at most once a second.
     pub async fn gateway_info(&self) -> Option<GatewayInfo> {
-        if let Ok(cached) = self.info.lock() {
+        {
+            let cached = self.info.lock();
             if let Some((at, info)) = cached.as_ref() {
                 if at.elapsed() < Duration::from_secs(1) {
                     return Some(info.clone());
@@ -344,8 +343,8 @@ impl DcLinks {
             }
         }
         let info = self.ask_gateway_info().await;
-        if let (Some(info), Ok(mut cached)) = (&info, self.info.lock()) {
-            *cached = Some((Instant::now(), info.clone()));
+        if let Some(info) = &info {
+            *self.info.lock() = Some((Instant::now(), info.clone()));
         }
         info
     }
@@ -385,9 +384,7 @@ impl DcLinks {
                 }
             }
         }
-        if let Ok(mut cached) = self.info.lock() {
-            *cached = None;
-        }
+        *self.info.lock() = None;
         told
     }
 
@@ -399,7 +396,8 @@ impl DcLinks {
             .filter(|(_, rtt)| rtt.is_some())
             .map(|(dc, _)| dc.clone())
             .collect();
-        if let Ok(mut all) = self.linked.write() {
+        {
+            let mut all = self.linked.write();
             all.insert(gateway, linked);
         }
     }
@@ -421,7 +419,8 @@ impl DcLinks {
                 self.note_linked(gateway, &info);
             }
         }
-        if let Ok(mut all) = self.linked.write() {
+        {
+            let mut all = self.linked.write();
             all.remove(&gateway);
         }
     }
@@ -442,7 +441,8 @@ impl crate::gossip::pool::RoutedOut for DcLinks {
         // to the destination come first: a datagram has no `NoRoute` answer to fall back on.
         let mut connections = self.connections();
         if dc != self.datacenter {
-            if let Ok(linked) = self.linked.read() {
+            {
+                let linked = self.linked.read();
                 connections.sort_by_key(|(gateway, _)| {
                     !linked.get(gateway).is_some_and(|dcs| dcs.contains(dc))
                 });

@@ -17,7 +17,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use link::{negotiated_alpn, peer_certificate, MAX_HEADER};
@@ -66,13 +68,13 @@ pub struct Gateway {
     /// Where other gateways dial this one, as it tells them.
     advertise: SocketAddr,
     /// Every remote gateway this one dials: configured, or learned from the federation.
-    known: std::sync::Mutex<BTreeMap<(String, String), (SocketAddr, CancellationToken)>>,
+    known: Mutex<BTreeMap<(String, String), (SocketAddr, CancellationToken)>>,
     cancel: CancellationToken,
     /// WAN links by datacenter.
     links: RwLock<BTreeMap<String, Vec<Peer>>>,
     /// Datacenters removed from the federation: not learned again from other gateways
     /// (a gateway of one that links to this one itself brings it back).
-    forgotten: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    forgotten: Mutex<std::collections::BTreeSet<String>>,
     /// dc-links from this datacenter's servers.
     servers: RwLock<Vec<Peer>>,
     next: AtomicUsize,
@@ -109,10 +111,10 @@ impl Gateway {
             endpoint,
             configured,
             advertise: config.advertise,
-            known: std::sync::Mutex::new(BTreeMap::new()),
+            known: Mutex::new(BTreeMap::new()),
             cancel: cancel.clone(),
             links: RwLock::new(BTreeMap::new()),
-            forgotten: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            forgotten: Mutex::new(std::collections::BTreeSet::new()),
             servers: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
             metrics,
@@ -133,9 +135,7 @@ impl Gateway {
         }
         let stop = self.cancel.child_token();
         {
-            let Ok(mut known) = self.known.lock() else {
-                return Ok(());
-            };
+            let mut known = self.known.lock();
             let key = (dc.to_owned(), node.to_owned());
             match known.get(&key) {
                 Some((known_addr, _)) if *known_addr == addr => return Ok(()),
@@ -149,11 +149,12 @@ impl Gateway {
         }
         // Down until the link comes up: a gateway that never reached its peer shows (and
         // alerts) as such.
-        if !self.links.read().is_ok_and(|links| {
-            links
-                .get(dc)
-                .is_some_and(|peers| peers.iter().any(|p| p.node == node))
-        }) {
+        if !self
+            .links
+            .read()
+            .get(dc)
+            .is_some_and(|peers| peers.iter().any(|p| p.node == node))
+        {
             self.metrics.link_up.with_label_values(&[dc, node]).set(0);
         }
         let policy = PeerPolicy::new(&self.domain, &[Role::Gateway], Some(dc));
@@ -175,7 +176,8 @@ impl Gateway {
             node: self.node.clone(),
             address: self.advertise.to_string(),
         }];
-        if let Ok(known) = self.known.lock() {
+        {
+            let known = self.known.lock();
             all.extend(known.iter().map(|((dc, node), (addr, _))| GatewayAddress {
                 datacenter: dc.clone(),
                 node: node.clone(),
@@ -202,19 +204,16 @@ impl Gateway {
                 continue;
             }
             if wire::validate_dns_label(&gateway.datacenter).is_err()
-                || self
-                    .forgotten
-                    .lock()
-                    .is_ok_and(|f| f.contains(&gateway.datacenter))
+                || self.forgotten.lock().contains(&gateway.datacenter)
             {
                 continue;
             }
             let key = (gateway.datacenter.clone(), gateway.node.clone());
             let itself = teller.as_ref() == Some(&key);
-            let new = self.known.lock().is_ok_and(|known| match known.get(&key) {
+            let new = match self.known.lock().get(&key) {
                 None => true,
                 Some((known_addr, _)) => itself && *known_addr != addr,
-            });
+            };
             if new && gateway.datacenter != self.datacenter {
                 tracing::info!(dc = %gateway.datacenter, gateway = %gateway.node, addr = %addr, "learned a gateway from the federation");
                 if let Err(e) = self.dial(&gateway.datacenter, &gateway.node, addr) {
@@ -235,13 +234,9 @@ impl Gateway {
             let peers: Vec<(String, Peer)> = self
                 .links
                 .read()
-                .map(|links| {
-                    links
-                        .iter()
-                        .flat_map(|(dc, peers)| peers.iter().map(|p| (dc.clone(), p.clone())))
-                        .collect()
-                })
-                .unwrap_or_default();
+                .iter()
+                .flat_map(|(dc, peers)| peers.iter().map(|p| (dc.clone(), p.clone())))
+                .collect();
             for (dc, peer) in peers {
                 tokio::spawn(self.clone().announce(dc, peer.connection));
             }
@@ -276,13 +271,15 @@ impl Gateway {
         if dc == self.datacenter || wire::validate_dns_label(dc).is_err() {
             return false;
         }
-        if let Ok(mut forgotten) = self.forgotten.lock() {
+        {
+            let mut forgotten = self.forgotten.lock();
             if forgotten.len() < MAX_GATEWAYS {
                 forgotten.insert(dc.to_owned());
             }
         }
         let mut peers_of_dc = Vec::new();
-        if let Ok(mut known) = self.known.lock() {
+        {
+            let mut known = self.known.lock();
             known.retain(|(known_dc, node), (_, stop)| {
                 if known_dc == dc {
                     stop.cancel();
@@ -291,11 +288,7 @@ impl Gateway {
                 known_dc != dc
             });
         }
-        let peers: Vec<Peer> = self
-            .links
-            .read()
-            .map(|links| links.get(dc).cloned().unwrap_or_default())
-            .unwrap_or_default();
+        let peers: Vec<Peer> = self.links.read().get(dc).cloned().unwrap_or_default();
         for peer in peers {
             peers_of_dc.push(peer.node.clone());
             peer.connection
@@ -318,14 +311,10 @@ impl Gateway {
     pub fn linked_datacenters(&self) -> Vec<String> {
         self.links
             .read()
-            .map(|links| {
-                links
-                    .iter()
-                    .filter(|(_, peers)| !peers.is_empty())
-                    .map(|(dc, _)| dc.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+            .iter()
+            .filter(|(_, peers)| !peers.is_empty())
+            .map(|(dc, _)| dc.clone())
+            .collect()
     }
 
     /// Closes every link.
@@ -395,7 +384,7 @@ impl Gateway {
                 return;
             }
             let dc = identity.datacenter.clone();
-            if self.forgotten.lock().is_ok_and(|mut f| f.remove(&dc)) {
+            if self.forgotten.lock().remove(&dc) {
                 tracing::info!(dc = %dc, "a gateway of a removed datacenter linked again; it is part of the federation again");
             }
             tracing::info!(dc = %dc, gateway = %node, peer = %addr, "WAN link accepted");
@@ -464,7 +453,8 @@ impl Gateway {
     }
 
     fn set_server(&self, peer: Peer, up: bool) {
-        if let Ok(mut servers) = self.servers.write() {
+        {
+            let mut servers = self.servers.write();
             servers.retain(|p| p.connection.stable_id() != peer.connection.stable_id());
             if up {
                 servers.push(peer);
@@ -474,14 +464,15 @@ impl Gateway {
     }
 
     fn set_link(&self, dc: &str, peer: Peer, up: bool) {
-        if let Ok(mut links) = self.links.write() {
+        {
+            let mut links = self.links.write();
             let peers = links.entry(dc.to_owned()).or_default();
             peers.retain(|p| p.connection.stable_id() != peer.connection.stable_id());
             if up {
                 peers.push(peer.clone());
             }
             let alive = peers.iter().any(|p| p.node == peer.node);
-            if self.forgotten.lock().is_ok_and(|f| f.contains(dc)) {
+            if self.forgotten.lock().contains(dc) {
                 // A removed datacenter's link closing: no series stays behind.
                 let _ = self.metrics.link_up.remove_label_values(&[dc, &peer.node]);
             } else {
@@ -707,10 +698,7 @@ impl Gateway {
     fn known(&self, dc: &str) -> bool {
         dc == self.datacenter
             || self.configured.iter().any(|c| c == dc)
-            || self
-                .links
-                .read()
-                .is_ok_and(|links| links.get(dc).is_some_and(|p| !p.is_empty()))
+            || self.links.read().get(dc).is_some_and(|p| !p.is_empty())
     }
 
     /// The live links now, as the router sees them and as the shell uses them (same order).
@@ -718,21 +706,19 @@ impl Gateway {
         let wan: BTreeMap<String, Vec<Peer>> = self
             .links
             .read()
-            .map(|links| {
-                links
-                    .iter()
-                    .map(|(dc, peers)| {
-                        let live: Vec<Peer> = peers.iter().filter(|p| p.alive()).cloned().collect();
-                        (dc.clone(), live)
-                    })
-                    .collect()
+            .iter()
+            .map(|(dc, peers)| {
+                let live: Vec<Peer> = peers.iter().filter(|p| p.alive()).cloned().collect();
+                (dc.clone(), live)
             })
-            .unwrap_or_default();
+            .collect();
         let servers: Vec<Peer> = self
             .servers
             .read()
-            .map(|servers| servers.iter().filter(|p| p.alive()).cloned().collect())
-            .unwrap_or_default();
+            .iter()
+            .filter(|p| p.alive())
+            .cloned()
+            .collect();
         let links = Links {
             datacenter: self.datacenter.clone(),
             node: self.node.clone(),
@@ -766,11 +752,7 @@ impl Gateway {
         }
         // Datacenters known but not linked now are still part of the federation (as Consul
         // lists a failed datacenter): listed last, with no round trip.
-        let known: Vec<String> = self
-            .known
-            .lock()
-            .map(|known| known.keys().map(|(dc, _)| dc.clone()).collect())
-            .unwrap_or_default();
+        let known: Vec<String> = self.known.lock().keys().map(|(dc, _)| dc.clone()).collect();
         for dc in known {
             if !datacenters.iter().any(|(d, _)| *d == dc) {
                 datacenters.push((dc, None));
@@ -785,7 +767,7 @@ impl Gateway {
 
     /// Updates the RTT gauges from the WAN links (QUIC's own smoothed RTT).
     pub fn record_rtt(&self) {
-        let Ok(links) = self.links.read() else { return };
+        let links = self.links.read();
         for (dc, peers) in links.iter() {
             for peer in peers {
                 self.metrics
