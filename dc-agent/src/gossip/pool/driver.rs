@@ -91,9 +91,7 @@ impl Driver {
     /// once (the returned identity) rather than wait for probes to fail. Only a member at
     /// the incarnation the goodbye names is touched.
     pub(super) fn departed(&mut self, bye: &Bye) -> Option<NodeId> {
-        let Ok(mut members) = self.members.write() else {
-            return None;
-        };
+        let mut members = self.members.write();
         let member = members.get_mut(&bye.key)?;
         // A goodbye from an older incarnation is stale (a replay); one from a newer
         // incarnation than this node has heard of still ends the member.
@@ -105,7 +103,8 @@ impl Driver {
                 tracing::info!(node = %member.id.display_name(), "member force-left");
                 member.status = MemberStatus::Left;
                 self.events.member("left");
-                if let Ok(mut coordinates) = self.coordinates.write() {
+                {
+                    let mut coordinates = self.coordinates.write();
                     coordinates.remove(&bye.key);
                 }
                 self.vivaldi.forget(&member.id.display_name());
@@ -146,9 +145,7 @@ impl Driver {
     }
 
     pub(super) fn notified(&mut self, notification: OwnedNotification<NodeId>) {
-        let Ok(mut members) = self.members.write() else {
-            return;
-        };
+        let mut members = self.members.write();
         match notification {
             OwnedNotification::MemberUp(id) => {
                 tracing::info!(node = %id.name, addr = %id.addr, "member joined");
@@ -171,7 +168,8 @@ impl Driver {
                 };
                 tracing::info!(node = %id.name, addr = %id.addr, status = status.as_str(), "member down");
                 if status == MemberStatus::Left {
-                    if let Ok(mut coordinates) = self.coordinates.write() {
+                    {
+                        let mut coordinates = self.coordinates.write();
                         coordinates.remove(&id.addr());
                     }
                     self.vivaldi.forget(&format!("{}.{}", id.name, id.dc));
@@ -228,7 +226,7 @@ impl Driver {
             }
         }
         // Who it is comes from the pool, not from the probe.
-        let member = self.members.read().ok().and_then(|m| {
+        let member = Some(self.members.read()).and_then(|m| {
             m.get(&probe.from)
                 .filter(|m| m.status != MemberStatus::Left)
                 .map(|m| (m.id.name.clone(), m.id.dc.clone(), m.id.display_name()))
@@ -260,7 +258,8 @@ impl Driver {
         // Only members' coordinates are kept: a probe from outside the pool is answered
         // (it may be joining) but not remembered.
         if let Some((node, dc, _)) = member {
-            if let Ok(mut coordinates) = self.coordinates.write() {
+            {
+                let mut coordinates = self.coordinates.write();
                 coordinates.insert(
                     probe.from,
                     NodeCoordinate {
@@ -303,14 +302,10 @@ impl Driver {
         let waiting: BTreeMap<MemberKey, NodeId> = self
             .members
             .read()
-            .map(|members| {
-                members
-                    .iter()
-                    .filter(|(_, m)| m.status == MemberStatus::Alive)
-                    .map(|(key, m)| (key.clone(), m.id.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .iter()
+            .filter(|(_, m)| m.status == MemberStatus::Alive)
+            .map(|(key, m)| (key.clone(), m.id.clone()))
+            .collect();
         let id = rand::random::<u64>();
         let now = Instant::now();
         let pending = PendingKeyOp {
@@ -377,7 +372,7 @@ impl Driver {
                 return;
             };
             // Only from a live member of the pool (whose packets the keyring opened).
-            let to = self.members.read().ok().and_then(|m| {
+            let to = Some(self.members.read()).and_then(|m| {
                 m.get(&query.from)
                     .filter(|m| m.status == MemberStatus::Alive)
                     .map(|m| m.id.clone())
@@ -442,7 +437,8 @@ impl Driver {
     }
 
     pub(super) fn store_own_coordinate(&self) {
-        if let Ok(mut coordinates) = self.coordinates.write() {
+        {
+            let mut coordinates = self.coordinates.write();
             coordinates.insert(
                 self.local.addr(),
                 NodeCoordinate {
@@ -646,11 +642,7 @@ impl Driver {
                 // over the next probe periods.
                 let peers = swim.members();
                 for key in keys {
-                    let bump = self
-                        .members
-                        .read()
-                        .ok()
-                        .and_then(|m| m.get(&key).map(|m| m.id.bump));
+                    let bump = self.members.read().get(&key).map(|m| m.id.bump);
                     let Some(bump) = bump else { continue };
                     let bye = Bye { key, bump };
                     let Ok(payload) = postcard::to_stdvec(&bye) else {

@@ -31,22 +31,14 @@ impl Pool {
     /// The network coordinates of this node and of every member it has exchanged a
     /// coordinate probe with, by datacenter and name.
     pub fn coordinates(&self) -> Vec<NodeCoordinate> {
-        let mut all: Vec<NodeCoordinate> = self
-            .coordinates
-            .read()
-            .map(|c| c.values().cloned().collect())
-            .unwrap_or_default();
+        let mut all: Vec<NodeCoordinate> = self.coordinates.read().values().cloned().collect();
         all.sort_by(|a, b| (&a.dc, &a.node).cmp(&(&b.dc, &b.node)));
         all
     }
 
     /// Every member, this node included, by name.
     pub fn members(&self) -> Vec<Member> {
-        let mut members: Vec<Member> = self
-            .members
-            .read()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
+        let mut members: Vec<Member> = self.members.read().values().cloned().collect();
         members.push(Member {
             id: self.local.clone(),
             status: MemberStatus::Alive,
@@ -68,7 +60,7 @@ impl Pool {
     /// Marks a failed member as left across the pool (`force-leave`); false when no failed
     /// member has that name (`node`, or `node.dc` on the WAN).
     pub async fn force_leave(&self, name: &str) -> bool {
-        let target = self.members.read().ok().and_then(|members| {
+        let target = Some(self.members.read()).and_then(|members| {
             members
                 .iter()
                 .find(|(_, m)| m.id.display_name() == name && m.status == MemberStatus::Failed)
@@ -91,14 +83,10 @@ impl Pool {
         let keys: Vec<MemberKey> = self
             .members
             .read()
-            .map(|members| {
-                members
-                    .iter()
-                    .filter(|(_, m)| m.id.dc == dc)
-                    .map(|(key, _)| key.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+            .iter()
+            .filter(|(_, m)| m.id.dc == dc)
+            .map(|(key, _)| key.clone())
+            .collect();
         let n = keys.len();
         if n == 0 || self.commands.send(Command::ForceLeave(keys)).await.is_err() {
             return 0;
