@@ -245,10 +245,27 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-/// Counts every request by method and status code (`isthmus_http_requests_total`).
+/// Counts every request by method and status code (`isthmus_http_requests_total`), and
+/// runs it in a `http_request` span (method, path, forwarded hops), so that everything it
+/// logs, here or on the way to the leader, says which request it belongs to.
 async fn count_requests(State(api): State<Api>, request: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let method = request.method().clone();
-    let response = next.run(request).await;
+    let hops = request
+        .headers()
+        .get(FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("0")
+        .to_owned();
+    let span = tracing::debug_span!(
+        "http_request",
+        method = %method,
+        path = %request.uri().path(),
+        hops = %hops,
+        status = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
     api.metrics
         .http_requests
         .with_label_values(&[method.as_str(), response.status().as_str()])

@@ -168,7 +168,23 @@ async fn handle_rpc(
             return;
         }
     };
-    let reply = match request {
+    let kind = match &request {
+        RpcRequest::Hello { .. } => "hello",
+        RpcRequest::Join { .. } => "join",
+        RpcRequest::Leave { .. } => "leave",
+        RpcRequest::Http(_) => "http",
+        RpcRequest::TimeoutNow { .. } => "timeout_now",
+    };
+    let span = tracing::debug_span!("rpc", kind, from_server = peer_is_server);
+    let reply =
+        tracing::Instrument::instrument(answer(server, peer_is_server, request), span).await;
+    if let Err(e) = write_frame(&mut send, &reply).await {
+        tracing::debug!(error = %e, "could not answer an rpc request");
+    }
+}
+
+async fn answer(server: Arc<Server>, peer_is_server: bool, request: RpcRequest) -> RpcReply {
+    match request {
         RpcRequest::Join { .. } | RpcRequest::Leave { .. } | RpcRequest::TimeoutNow { .. }
             if !peer_is_server =>
         {
@@ -201,9 +217,6 @@ async fn handle_rpc(
                 body: b"server starting".to_vec(),
             }),
         },
-    };
-    if let Err(e) = write_frame(&mut send, &reply).await {
-        tracing::debug!(error = %e, "could not answer an rpc request");
     }
 }
 
