@@ -4,7 +4,7 @@
 //! datacenter) and keeps the connection up, redialling with backoff.
 //!
 //! Both directions ride the same connection: the server opens a stream per cross-DC request
-//! (a `wire::route::RouteHeader`, then the request frame); the gateway opens a stream on it
+//! (a `wire::route::StreamOpen` routing it, then the request frame); the gateway opens a stream on it
 //! to deliver a request from another datacenter, which the server answers through its own
 //! API router, as it answers a request forwarded by another server.
 //!
@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use pki::{NodeTls, PeerPolicy};
 use tokio_util::sync::CancellationToken;
-use wire::route::{GatewayInfo, RouteHeader, RouteStatus, Target, ALPN_DC_LINK};
+use wire::route::{
+    GatewayInfo, RouteHeader, RouteStatus, StreamKind, StreamOpen, Target, ALPN_DC_LINK,
+};
 
 use crate::rpc::messages::{HttpHandler, HttpRequest, HttpResponse};
 use crate::rpc::{read_frame_limited, write_frame};
@@ -351,7 +353,7 @@ impl DcLinks {
 
     async fn ask_gateway_info(&self) -> Option<GatewayInfo> {
         for (gateway, connection) in self.connections() {
-            if let Some(info) = ask_info(&connection, &self.datacenter).await {
+            if let Some(info) = ask_info(&connection).await {
                 self.note_linked(gateway, &info);
                 return Some(info);
             }
@@ -366,13 +368,8 @@ impl DcLinks {
         for (gateway, connection) in self.connections() {
             let tell = async {
                 let (mut send, mut recv) = connection.open_bi().await.ok()?;
-                let header = RouteHeader {
-                    dst_dc: String::new(),
-                    src_dc: self.datacenter.clone(),
-                    target: Target::Forget(dc.to_owned()),
-                    deadline_ms: 2000,
-                };
-                write_frame(&mut send, &header).await.ok()?;
+                let open = StreamOpen::new(StreamKind::Forget(dc.to_owned()));
+                write_frame(&mut send, &open).await.ok()?;
                 read_frame_limited::<RouteStatus>(&mut recv, MAX_HEADER)
                     .await
                     .ok()
@@ -415,7 +412,7 @@ impl DcLinks {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            if let Some(info) = ask_info(&connection, &self.datacenter).await {
+            if let Some(info) = ask_info(&connection).await {
                 self.note_linked(gateway, &info);
             }
         }
@@ -464,16 +461,12 @@ impl crate::gossip::pool::RoutedOut for DcLinks {
 }
 
 /// Asks the gateway at the other end of `connection` what it knows of the federation.
-async fn ask_info(connection: &quinn::Connection, datacenter: &str) -> Option<GatewayInfo> {
+async fn ask_info(connection: &quinn::Connection) -> Option<GatewayInfo> {
     let ask = async {
         let (mut send, mut recv) = connection.open_bi().await.ok()?;
-        let header = RouteHeader {
-            dst_dc: String::new(),
-            src_dc: datacenter.to_owned(),
-            target: Target::AnyServer,
-            deadline_ms: 2000,
-        };
-        write_frame(&mut send, &header).await.ok()?;
+        write_frame(&mut send, &StreamOpen::new(StreamKind::Info))
+            .await
+            .ok()?;
         read_frame_limited::<GatewayInfo>(&mut recv, MAX_HEADER)
             .await
             .ok()
@@ -502,7 +495,8 @@ async fn routed_call(
         .open_bi()
         .await
         .map_err(|e| Failure::NotSent(e.to_string()))?;
-    let header = wire::frame::encode(header).map_err(|e| Failure::NotSent(e.to_string()))?;
+    let header = wire::frame::encode(&StreamOpen::new(StreamKind::Route(header.clone())))
+        .map_err(|e| Failure::NotSent(e.to_string()))?;
     send.write_all(&header)
         .await
         .map_err(|e| Failure::NotSent(e.to_string()))?;
@@ -537,7 +531,12 @@ async fn answer(
     mut recv: quinn::RecvStream,
 ) {
     let read = async {
-        let header: RouteHeader = read_frame_limited(&mut recv, MAX_HEADER).await?;
+        let open = link::read_stream_open(&mut recv).await?;
+        let StreamKind::Route(header) = open.kind else {
+            return Err(crate::rpc::FrameIoError::Read(
+                "a delivered stream that is not a request".to_owned(),
+            ));
+        };
         let request: HttpRequest = read_frame_limited(
             &mut recv,
             crate::http::forward::MAX_FORWARDED_BODY + MAX_HEADER,

@@ -27,6 +27,16 @@ pub async fn read_frame_limited<T: serde::de::DeserializeOwned>(
     recv: &mut quinn::RecvStream,
     limit: usize,
 ) -> Result<T, FrameIoError> {
+    let body = read_body_limited(recv, limit).await?;
+    Ok(wire::frame::decode(&body)?)
+}
+
+/// Reads one frame's body, undecoded, of at most `limit` bytes (for formats that check
+/// their own version first, as `wire::route::StreamOpen::decode`).
+pub async fn read_body_limited(
+    recv: &mut quinn::RecvStream,
+    limit: usize,
+) -> Result<Vec<u8>, FrameIoError> {
     let mut header = [0u8; 4];
     recv.read_exact(&mut header)
         .await
@@ -41,7 +51,15 @@ pub async fn read_frame_limited<T: serde::de::DeserializeOwned>(
     recv.read_exact(&mut body)
         .await
         .map_err(|e| FrameIoError::Read(e.to_string()))?;
-    Ok(wire::frame::decode(&body)?)
+    Ok(body)
+}
+
+/// Reads the first frame of a stream: its [`wire::route::StreamOpen`], version checked.
+pub async fn read_stream_open(
+    recv: &mut quinn::RecvStream,
+) -> Result<wire::route::StreamOpen, FrameIoError> {
+    let body = read_body_limited(recv, crate::MAX_HEADER).await?;
+    Ok(wire::route::StreamOpen::decode(&body)?)
 }
 
 /// Writes one frame and finishes the stream.

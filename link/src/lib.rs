@@ -19,7 +19,9 @@ pub use dial::{keep_dialled, Backoff, DIAL_TIMEOUT};
 pub use endpoint::{
     client_config, negotiated_alpn, peer_certificate, server_endpoint, transport_config,
 };
-pub use frame::{read_frame, read_frame_limited, write_frame, FrameIoError};
+pub use frame::{
+    read_body_limited, read_frame, read_frame_limited, read_stream_open, write_frame, FrameIoError,
+};
 
 /// Largest header frame a hop reads before it knows where a stream goes (a route header, a
 /// status, a gateway list).

@@ -26,7 +26,8 @@ use link::{negotiated_alpn, peer_certificate, MAX_HEADER};
 use pki::{NodeTls, PeerPolicy};
 use tokio_util::sync::CancellationToken;
 use wire::route::{
-    GatewayAddress, GatewayInfo, RouteHeader, RouteStatus, Target, ALPN_DC_LINK, ALPN_WAN,
+    GatewayAddress, GatewayInfo, RouteHeader, RouteStatus, StreamKind, StreamOpen, ALPN_DC_LINK,
+    ALPN_WAN,
 };
 use wire::Role;
 
@@ -247,13 +248,8 @@ impl Gateway {
     async fn announce(self: Arc<Self>, dc: String, connection: quinn::Connection) {
         let exchange = async {
             let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
-            let header = RouteHeader {
-                dst_dc: dc.clone(),
-                src_dc: self.datacenter.clone(),
-                target: Target::Gateways(self.gateways()),
-                deadline_ms: 5000,
-            };
-            link::write_frame(&mut send, &header)
+            let open = StreamOpen::new(StreamKind::Gateways(self.gateways()));
+            link::write_frame(&mut send, &open)
                 .await
                 .map_err(|e| e.to_string())?;
             read_small::<Vec<GatewayAddress>>(&mut recv).await
@@ -566,48 +562,57 @@ impl Gateway {
         mut recv: quinn::RecvStream,
     ) {
         let started = Instant::now();
-        let mut header: RouteHeader =
-            match tokio::time::timeout(HEADER_TIMEOUT, read_header(&mut recv)).await {
-                Ok(Ok(header)) => header,
+        let mut open =
+            match tokio::time::timeout(HEADER_TIMEOUT, link::read_stream_open(&mut recv)).await {
+                Ok(Ok(open)) => open,
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "bad routed stream");
+                    let why = format!("gateway {} of {}: {e}", self.node, self.datacenter);
+                    let _ = write_status(&mut send, &RouteStatus::NoRoute(why)).await;
                     return;
                 }
                 Err(_) => return,
             };
-        crate::router::normalize(&mut header, side, peer_dc.as_deref(), &self.datacenter);
+        if let StreamKind::Route(header) = &mut open.kind {
+            crate::router::normalize(header, side, peer_dc.as_deref(), &self.datacenter);
+        }
         let (links, wan, servers) = self.snapshot();
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        let dst_dc = header.dst_dc.clone();
-        let outcome = match crate::router::decide(side, &header, &links, turn) {
-            Decision::ExchangeGateways(gateways) => {
-                self.learn(&gateways);
-                let _ = link::write_frame(&mut send, &self.gateways()).await;
-                return;
-            }
-            Decision::Forget { dc, tell_peers } => {
-                let forgotten = self.forget(&dc);
-                if tell_peers && forgotten {
-                    for peer in wan.values().flatten() {
-                        tokio::spawn(tell_forget(
-                            peer.connection.clone(),
-                            dc.clone(),
-                            header.src_dc.clone(),
-                        ));
-                    }
+        let decision = crate::router::decide(side, &open.kind, &links, turn);
+        let StreamKind::Route(header) = open.kind else {
+            match decision {
+                Decision::ExchangeGateways(gateways) => {
+                    self.learn(&gateways);
+                    let _ = link::write_frame(&mut send, &self.gateways()).await;
                 }
-                let status = if forgotten {
-                    RouteStatus::Delivered
-                } else {
-                    RouteStatus::NoRoute(format!("{dc} cannot be forgotten by a gateway of {dc}"))
-                };
-                let _ = write_status(&mut send, &status).await;
-                return;
+                Decision::Forget { dc, tell_peers } => {
+                    let forgotten = self.forget(&dc);
+                    if tell_peers && forgotten {
+                        for peer in wan.values().flatten() {
+                            tokio::spawn(tell_forget(peer.connection.clone(), dc.clone()));
+                        }
+                    }
+                    let status = if forgotten {
+                        RouteStatus::Delivered
+                    } else {
+                        RouteStatus::NoRoute(format!(
+                            "{dc} cannot be forgotten by a gateway of {dc}"
+                        ))
+                    };
+                    let _ = write_status(&mut send, &status).await;
+                }
+                Decision::Info => {
+                    let _ = link::write_frame(&mut send, &self.info()).await;
+                }
+                Decision::NoRoute { reason, .. } => {
+                    let _ = write_status(&mut send, &RouteStatus::NoRoute(reason)).await;
+                }
+                Decision::ToGateway { .. } | Decision::ToServer { .. } => {}
             }
-            Decision::Info => {
-                let _ = link::write_frame(&mut send, &self.info()).await;
-                return;
-            }
+            return;
+        };
+        let dst_dc = header.dst_dc.clone();
+        let outcome = match decision {
             Decision::ToGateway { dc, index } => {
                 match wan.get(&dc).and_then(|peers| peers.get(index)) {
                     Some(peer) => self.pass_on(peer, &header, started, send, recv).await,
@@ -622,6 +627,8 @@ impl Gateway {
                 let _ = write_status(&mut send, &RouteStatus::NoRoute(reason)).await;
                 outcome
             }
+            // Control streams were answered above.
+            Decision::ExchangeGateways(_) | Decision::Forget { .. } | Decision::Info => "no_route",
         };
         // Label values come only from known datacenters: a header names any string.
         let label = if self.known(&dst_dc) {
@@ -657,7 +664,8 @@ impl Gateway {
         let opened = async {
             let (mut out_send, out_recv) =
                 peer.connection.open_bi().await.map_err(|e| e.to_string())?;
-            let frame = wire::frame::encode(&forwarded).map_err(|e| e.to_string())?;
+            let frame = wire::frame::encode(&StreamOpen::new(StreamKind::Route(forwarded)))
+                .map_err(|e| e.to_string())?;
             out_send
                 .write_all(&frame)
                 .await
@@ -780,16 +788,11 @@ impl Gateway {
 }
 
 /// Tells the gateway at the other end of a WAN link to forget `dc`.
-async fn tell_forget(connection: quinn::Connection, dc: String, src_dc: String) {
+async fn tell_forget(connection: quinn::Connection, dc: String) {
     let told = async {
         let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
-        let header = RouteHeader {
-            dst_dc: String::new(),
-            src_dc,
-            target: Target::Forget(dc.clone()),
-            deadline_ms: 5000,
-        };
-        link::write_frame(&mut send, &header)
+        let open = StreamOpen::new(StreamKind::Forget(dc.clone()));
+        link::write_frame(&mut send, &open)
             .await
             .map_err(|e| e.to_string())?;
         read_small::<RouteStatus>(&mut recv).await
@@ -801,10 +804,6 @@ async fn tell_forget(connection: quinn::Connection, dc: String, src_dc: String) 
         }
         Err(_) => tracing::debug!(dc = %dc, "telling a gateway to forget a datacenter timed out"),
     }
-}
-
-async fn read_header(recv: &mut quinn::RecvStream) -> Result<RouteHeader, String> {
-    read_small(recv).await
 }
 
 /// Reads one frame of at most [`MAX_HEADER`] bytes (a header, a gateway list).

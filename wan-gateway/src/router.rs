@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use wire::route::{GatewayAddress, RouteHeader, Target};
+use wire::route::{GatewayAddress, RouteHeader, StreamKind, Target};
 
 /// Which kind of link a stream arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,26 +83,32 @@ pub fn normalize(header: &mut RouteHeader, side: Side, peer_dc: Option<&str>, da
         .min(u64::try_from(link::MAX_DEADLINE.as_millis()).unwrap_or(u64::MAX));
 }
 
-/// Decides where a (normalized) stream goes. `turn` spreads streams over the live links
-/// (round robin: the shell passes a counter it increments).
-pub fn decide(side: Side, header: &RouteHeader, links: &Links, turn: usize) -> Decision {
-    let no_route = |reason: String| Decision::NoRoute {
-        reason,
-        outcome: "no_route",
-    };
-    match (&header.target, side) {
-        (Target::Gateways(gateways), Side::Wan) => {
-            return Decision::ExchangeGateways(gateways.clone())
-        }
-        (Target::Forget(dc), side) => {
-            return Decision::Forget {
-                dc: dc.clone(),
-                tell_peers: side == Side::Server,
-            }
-        }
-        (_, Side::Server) if header.dst_dc.is_empty() => return Decision::Info,
-        _ => {}
+/// Decides what to do with a stream (its route header normalized). `turn` spreads
+/// streams over the live links (round robin: the shell passes a counter it increments).
+pub fn decide(side: Side, kind: &StreamKind, links: &Links, turn: usize) -> Decision {
+    let me = || format!("gateway {} of {}", links.node, links.datacenter);
+    match (kind, side) {
+        (StreamKind::Gateways(gateways), Side::Wan) => Decision::ExchangeGateways(gateways.clone()),
+        (StreamKind::Gateways(_), Side::Server) => Decision::NoRoute {
+            reason: format!("{}: only gateways announce gateways", me()),
+            outcome: "no_route",
+        },
+        (StreamKind::Forget(dc), side) => Decision::Forget {
+            dc: dc.clone(),
+            tell_peers: side == Side::Server,
+        },
+        (StreamKind::Info, Side::Server) => Decision::Info,
+        (StreamKind::Info, Side::Wan) => Decision::NoRoute {
+            reason: format!("{}: gateway info is for its own servers", me()),
+            outcome: "no_route",
+        },
+        (StreamKind::Route(header), side) => route(side, header, links, turn),
     }
+}
+
+/// Where a request goes: out on a WAN link from a local server, to a local server from a
+/// WAN link.
+fn route(side: Side, header: &RouteHeader, links: &Links, turn: usize) -> Decision {
     let me = format!("gateway {} of {}", links.node, links.datacenter);
     let dst = &header.dst_dc;
     let next = match side {
@@ -125,7 +131,7 @@ pub fn decide(side: Side, header: &RouteHeader, links: &Links, turn: usize) -> D
             Target::AnyServer if !links.servers.is_empty() => Ok(Decision::ToServer {
                 index: turn % links.servers.len(),
             }),
-            _ => Err(format!("{me} has no server linked")),
+            Target::AnyServer => Err(format!("{me} has no server linked")),
         },
     };
     match next {
@@ -134,7 +140,10 @@ pub fn decide(side: Side, header: &RouteHeader, links: &Links, turn: usize) -> D
             outcome: "timeout",
         },
         Ok(decision) => decision,
-        Err(reason) => no_route(reason),
+        Err(reason) => Decision::NoRoute {
+            reason,
+            outcome: "no_route",
+        },
     }
 }
 
@@ -179,13 +188,17 @@ pub fn datagram_next(
 mod tests {
     use super::*;
 
-    fn header(dst: &str, target: Target, deadline_ms: u64) -> RouteHeader {
+    fn route_header(dst: &str, target: Target, deadline_ms: u64) -> RouteHeader {
         RouteHeader {
             dst_dc: dst.into(),
             src_dc: "forged".into(),
             target,
             deadline_ms,
         }
+    }
+
+    fn header(dst: &str, target: Target, deadline_ms: u64) -> StreamKind {
+        StreamKind::Route(route_header(dst, target, deadline_ms))
     }
 
     fn links() -> Links {
@@ -202,7 +215,7 @@ mod tests {
 
     #[test]
     fn headers_are_made_truthful() {
-        let mut h = header("dc2", Target::AnyServer, u64::MAX);
+        let mut h = route_header("dc2", Target::AnyServer, u64::MAX);
         normalize(&mut h, Side::Wan, Some("dc9"), "dc1");
         assert_eq!(h.src_dc, "dc9");
         assert_eq!(h.deadline_ms, 660_000);
@@ -235,8 +248,10 @@ mod tests {
                 "{dst}: {d:?}"
             );
         }
-        let d = decide(Side::Server, &header("", Target::AnyServer, 1000), &l, 0);
+        let d = decide(Side::Server, &StreamKind::Info, &l, 0);
         assert_eq!(d, Decision::Info);
+        let d = decide(Side::Wan, &StreamKind::Info, &l, 0);
+        assert!(matches!(d, Decision::NoRoute { .. }), "{d:?}");
     }
 
     #[test]
@@ -283,33 +298,12 @@ mod tests {
             node: "gw1".into(),
             address: "127.0.0.1:8443".into(),
         }];
-        let d = decide(
-            Side::Wan,
-            &header("dc1", Target::Gateways(gateways.clone()), 10),
-            &l,
-            0,
-        );
+        let d = decide(Side::Wan, &StreamKind::Gateways(gateways.clone()), &l, 0);
         assert_eq!(d, Decision::ExchangeGateways(gateways.clone()));
-        // A local server does not announce gateways: that is not a route either.
-        let d = decide(
-            Side::Server,
-            &header("dc2", Target::Gateways(gateways), 10),
-            &l,
-            0,
-        );
-        assert_eq!(
-            d,
-            Decision::ToGateway {
-                dc: "dc2".into(),
-                index: 0
-            }
-        );
-        let d = decide(
-            Side::Server,
-            &header("", Target::Forget("dc3".into()), 10),
-            &l,
-            0,
-        );
+        // Only gateways announce gateways.
+        let d = decide(Side::Server, &StreamKind::Gateways(gateways), &l, 0);
+        assert!(matches!(d, Decision::NoRoute { .. }), "{d:?}");
+        let d = decide(Side::Server, &StreamKind::Forget("dc3".into()), &l, 0);
         assert_eq!(
             d,
             Decision::Forget {
@@ -317,12 +311,7 @@ mod tests {
                 tell_peers: true
             }
         );
-        let d = decide(
-            Side::Wan,
-            &header("", Target::Forget("dc3".into()), 10),
-            &l,
-            0,
-        );
+        let d = decide(Side::Wan, &StreamKind::Forget("dc3".into()), &l, 0);
         assert_eq!(
             d,
             Decision::Forget {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use link::Backoff;
 use wan_gateway::router::{decide, Decision, Links, Side};
-use wire::route::{RouteHeader, Target};
+use wire::route::{RouteHeader, StreamKind, Target};
 
 /// QUIC's idle timeout: how long a dead peer's link still looks up.
 const DETECT: u64 = 5_000;
@@ -204,7 +204,8 @@ impl World {
         let mut path = vec![at];
         for _ in 0..4 {
             wan_gateway::router::normalize(&mut header, side, Some(path[0].0), at.0);
-            match decide(side, &header, &self.links(at), self.turn) {
+            let kind = StreamKind::Route(header.clone());
+            match decide(side, &kind, &self.links(at), self.turn) {
                 Decision::ToGateway { dc, index } => {
                     let links = self.links(at);
                     let node = links.wan[&dc][index].clone();

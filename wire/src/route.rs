@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! server (dc1) --dc-link--> gateway (dc1) --WAN link--> gateway (dc2) --dc-link--> server (dc2)
-//!   [RouteHeader][request]  -> copied ->                 -> copied ->  reads both
+//!   [StreamOpen][request]   -> copied ->                 -> copied ->  reads both
 //!   <- [RouteStatus][answer] <- copied <-                 <- copied <-  writes both
 //! ```
 //!
@@ -25,15 +25,67 @@ pub enum Target {
     AnyServer,
     /// A server by node name.
     Node(String),
-    /// Not a request: a gateway telling the gateway at the other end of a WAN link which
-    /// gateways it knows (itself first). The other answers with a `Gateways` frame of its
-    /// own, so both can link to the rest of the federation without a restart.
+}
+
+/// Version of [`StreamOpen`]: the first field of the first frame of every stream on a
+/// dc-link or a WAN link.
+pub const STREAM_OPEN_VERSION: u32 = 1;
+
+/// The first frame of every stream on a dc-link or a WAN link: a version, then what the
+/// stream is for. A hop that reads a version it does not know refuses the stream, naming
+/// the version (`StreamOpen::decode`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOpen {
+    /// [`STREAM_OPEN_VERSION`].
+    pub version: u32,
+    /// What the stream is for.
+    pub kind: StreamKind,
+}
+
+/// What a stream is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamKind {
+    /// A request for a server of another datacenter: its frames follow, the answer comes
+    /// back after a [`RouteStatus`].
+    Route(RouteHeader),
+    /// A local server asks its gateway about itself and the federation; answered with a
+    /// [`GatewayInfo`] frame.
+    Info,
+    /// A gateway tells the gateway at the other end of a WAN link which gateways it knows
+    /// (itself first); the other answers with a `Vec<GatewayAddress>` of its own, so both
+    /// can link to the rest of the federation without a restart.
     Gateways(Vec<GatewayAddress>),
-    /// Not a request: forget a datacenter removed from the federation for good (stop
-    /// dialling its gateways, close the links to them, and do not learn them again from
-    /// others). From a server to its gateway, which passes it to every gateway it links to;
-    /// answered with a `RouteStatus`.
+    /// Forget a datacenter removed from the federation for good (stop dialling its
+    /// gateways, close the links to them, and do not learn them again from others). From a
+    /// server to its gateway, which passes it to every gateway it links to; answered with a
+    /// [`RouteStatus`].
     Forget(String),
+}
+
+impl StreamOpen {
+    /// A stream for `kind`, at this build's version.
+    pub fn new(kind: StreamKind) -> StreamOpen {
+        StreamOpen {
+            version: STREAM_OPEN_VERSION,
+            kind,
+        }
+    }
+
+    /// Decodes a frame body; a version this build does not know is refused by name before
+    /// the rest is read (a later version may lay the rest out differently).
+    pub fn decode(body: &[u8]) -> Result<StreamOpen, crate::frame::FrameError> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        let Version { version } = crate::frame::decode(body)?;
+        if version != STREAM_OPEN_VERSION {
+            return Err(crate::frame::FrameError::Invalid(format!(
+                "stream format {version}; this build speaks {STREAM_OPEN_VERSION}: upgrade it"
+            )));
+        }
+        crate::frame::decode(body)
+    }
 }
 
 /// A gateway and where it listens.
@@ -47,7 +99,7 @@ pub struct GatewayAddress {
     pub address: String,
 }
 
-/// The first frame of a routed stream.
+/// Where a routed request goes ([`StreamKind::Route`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteHeader {
     /// Destination datacenter.
@@ -70,7 +122,7 @@ pub enum RouteStatus {
 }
 
 /// What a gateway tells a local server about itself and the federation (the answer to a
-/// stream whose header names no destination datacenter).
+/// [`StreamKind::Info`] stream).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatewayInfo {
     /// The gateway's datacenter.
@@ -135,6 +187,26 @@ fn take_name(bytes: &[u8]) -> Option<(&str, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_opens_round_trip_and_other_versions_are_named() {
+        let open = StreamOpen::new(StreamKind::Route(RouteHeader {
+            dst_dc: "dc2".into(),
+            src_dc: "dc1".into(),
+            target: Target::Node("s1".into()),
+            deadline_ms: 500,
+        }));
+        let body = crate::frame::to_bytes(&open).unwrap_or_default();
+        assert_eq!(StreamOpen::decode(&body).ok(), Some(open));
+        let later = StreamOpen {
+            version: STREAM_OPEN_VERSION + 1,
+            kind: StreamKind::Info,
+        };
+        let body = crate::frame::to_bytes(&later).unwrap_or_default();
+        let refused = StreamOpen::decode(&body).err().map(|e| e.to_string());
+        assert!(refused.is_some_and(|e| e.contains("stream format 2")));
+        assert!(StreamOpen::decode(b"").is_err());
+    }
 
     #[test]
     fn datagram_headers_round_trip_and_garbage_is_refused() {
