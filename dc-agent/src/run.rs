@@ -196,37 +196,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         Some(server) => server.id,
         None => crate::server::node_id(&data_dir)?,
     };
-    // The keyring: from the keyring file once there is one (keys rotated since start
-    // survive a restart), else from `encrypt`.
-    let keyfile = crate::gossip::keyfile::path(&data_dir);
-    let configured = validated
-        .gossip_key
-        .as_ref()
-        .map(|key| wire::gossip_key::encode(key));
-    let keys = match crate::gossip::keyfile::load(&keyfile).map_err(|e| anyhow::anyhow!(e))? {
-        Some(keys) => {
-            if configured.as_ref().is_some_and(|c| !keys.contains(c)) {
-                tracing::warn!(keyring = %keyfile.display(), "`encrypt` is not in the keyring file; the keyring file, with the keys rotated since, is used (as Consul)");
-            }
-            Some(keys)
-        }
-        None => match configured {
-            Some(key) => {
-                let keys = vec![key];
-                crate::gossip::keyfile::save(&keyfile, &keys)
-                    .with_context(|| format!("writing the keyring {}", keyfile.display()))?;
-                Some(keys)
-            }
-            None => None,
-        },
-    };
-    let keyring = match keys {
-        Some(keys) => Some(crate::gossip::keyfile::SharedKeyring::new(
-            crate::gossip::keyring::Keyring::new(&keys)?,
-            Some(keyfile.clone()),
-        )),
-        None => None,
-    };
+    let keyring = crate::gossip::keyfile::open(&data_dir, validated.gossip_key.as_deref())?;
     let lan = crate::gossip::pool::start(
         crate::gossip::pool::NodeId {
             pool: crate::gossip::pool::PoolKind::Lan,
@@ -439,29 +409,18 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             let _ = server
                 .http_handler
                 .set(crate::http::forward_handler(router.clone()));
-            let mut duties: Vec<Box<dyn crate::server::leader::Duty>> = vec![
-                Box::new(crate::server::serf_health::SerfReconcile {
-                    lan: lan.clone(),
-                    api: crate::internal::LocalApi::new(crate::http::forward_handler(
-                        router.clone(),
-                    )),
-                    datacenter: validated.datacenter.clone(),
-                    readding: Default::default(),
-                }),
-                Box::new(crate::server::tombstone_gc::TombstoneGc::new(
-                    metrics.clone(),
-                    config
-                        .isthmus
-                        .as_ref()
-                        .and_then(|x| x.tombstone_ttl)
-                        .map_or(crate::server::tombstone_gc::DEFAULT_TTL, |d| d.0),
-                )),
-            ];
-            if let Some(queue) = &coordinate_queue {
-                duties.push(Box::new(crate::server::coordinates::CoordinateFlush {
-                    queue: queue.clone(),
-                }));
-            }
+            let duties = leader_duties(
+                &lan,
+                crate::http::forward_handler(router.clone()),
+                &validated.datacenter,
+                &metrics,
+                config
+                    .isthmus
+                    .as_ref()
+                    .and_then(|x| x.tombstone_ttl)
+                    .map_or(crate::server::tombstone_gc::DEFAULT_TTL, |d| d.0),
+                coordinate_queue.as_ref(),
+            );
             tasks.spawn(crate::server::leader::run(
                 server.clone(),
                 duties,
@@ -557,118 +516,74 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let shown_port = |port: Option<u16>| port.map_or("disabled".to_owned(), |p| p.to_string());
-
-    // The banner goes to stdout as Consul's does; a closed stdout (`| head`) must never
-    // stop the agent, so write errors are ignored.
-    let mut banner = String::new();
-    banner.push_str("==> Starting Isthmus agent...\n");
-    banner.push_str(&format!(
-        "               Version: '{}'\n",
-        env!("CARGO_PKG_VERSION")
-    ));
-    banner.push_str(&format!(
-        "               Node ID: '{}'\n",
-        wire::names::node_uuid(node_id)
-    ));
-    banner.push_str(&format!(
-        "             Node name: '{}'\n",
-        validated.node_name
-    ));
-    banner.push_str(&format!(
-        "            Datacenter: '{}'\n",
-        validated.datacenter
-    ));
-    if is_server {
-        banner.push_str(&format!(
-            "                Server: true (Bootstrap expect: {bootstrap_expect})\n"
-        ));
-    } else {
-        banner.push_str("                Server: false\n");
-    }
-    banner.push_str(&format!(
-        "           Client Addr: [{}] (HTTP: {}, HTTPS: {}, DNS: {})\n",
-        validated.client_addr,
-        shown_port(http_port),
-        shown_port(https_listener.as_ref().and(validated.ports.https)),
-        shown_port(dns_port)
-    ));
-    if is_server {
-        banner.push_str(&format!(
-            "          Cluster Addr: {} (LAN: {serf_lan_port}, Server: {server_port}/quic)\n",
-            validated.bind_addr
-        ));
-    } else {
-        banner.push_str(&format!(
-            "          Cluster Addr: {} (LAN: {serf_lan_port})\n",
-            validated.bind_addr
-        ));
-    }
-    banner.push_str(&format!("              Data dir: {}\n", data_dir.display()));
-    if authenticated {
-        banner.push_str("                   TLS: mutual TLS, peers verified against the CA\n");
-    } else {
-        banner.push_str("                   TLS: ENCRYPTED BUT PEERS ARE NOT AUTHENTICATED (no TLS material configured;\n");
-        banner.push_str("                        any host that reaches the server port can join). Render TLS with `topology`.\n");
+    if !authenticated {
         tracing::warn!(
             "no TLS material configured: QUIC is encrypted but peers are not authenticated"
         );
     }
-    banner.push_str("\n==> Log data will now stream in as it occurs:\n");
+    let banner = Banner {
+        node_id,
+        node_name: &validated.node_name,
+        datacenter: &validated.datacenter,
+        client_addr: validated.client_addr,
+        bind_addr: validated.bind_addr,
+        bootstrap_expect: is_server.then_some(bootstrap_expect),
+        http_port,
+        https_port: https_listener.as_ref().and(validated.ports.https),
+        dns_port,
+        serf_lan_port,
+        server_port,
+        data_dir: &data_dir,
+        authenticated,
+    }
+    .text();
     {
+        // The banner goes to stdout as Consul's does; a closed stdout (`| head`) must never
+        // stop the agent, so write errors are ignored.
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(banner.as_bytes());
         let _ = stdout.flush();
     }
 
-    let signals = cancel.clone();
-    let leaving = (
+    crate::shutdown::on_signals(
         server.clone(),
         wan.clone(),
         lan.clone(),
-        config.leave_on_terminate,
-        config.skip_leave_on_interrupt,
+        (config.leave_on_terminate, config.skip_leave_on_interrupt),
+        cancel.clone(),
     );
-    tokio::spawn(async move {
-        use crate::shutdown::{graceful_leave, leaves_on, wait_for_signal, LEAVE_DEADLINE};
-        let signal = tokio::select! {
-            signal = wait_for_signal() => signal,
-            // Stopped another way (`leave`): nothing to wait for.
-            () = signals.cancelled() => return,
-        };
-        let (server, wan, lan, on_terminate, skip_on_interrupt) = leaving;
-        if leaves_on(signal, server.is_some(), on_terminate, skip_on_interrupt) {
-            tracing::info!(
-                ?signal,
-                "caught a signal: leaving the cluster, then shutting down"
-            );
-            match tokio::time::timeout(
-                LEAVE_DEADLINE,
-                graceful_leave(server.as_deref(), wan.as_ref(), &lan),
-            )
-            .await
-            {
-                Ok(Ok(())) => tracing::info!("left the cluster"),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %format!("{e:#}"), "could not leave the cluster; stopping as a member")
-                }
-                Err(_) => tracing::warn!(
-                    "leaving took longer than {LEAVE_DEADLINE:?}; stopping as a member"
-                ),
-            }
-        } else {
-            tracing::info!(?signal, "caught a signal, shutting down (still a member: leave_on_terminate / skip_leave_on_interrupt)");
-        }
-        signals.cancel();
-    });
-    // Graceful shutdown waits for requests in flight; a blocking query (consul-template
-    // holds one for minutes) or a monitor must not hold the agent up.
+    serve_api(listener, https_listener, router, &cancel).await?;
+    cancel.cancel();
+    match &backend {
+        Backend::Server(server) => server.shutdown().await,
+        Backend::Client(link) => link.close().await,
+    }
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 5s");
+    }
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+/// Serves the API on the HTTP and HTTPS listeners (either may be off) until `cancel`, then
+/// lets requests in flight finish for at most [`HTTP_DRAIN`]: a blocking query
+/// (consul-template holds one for minutes) or a monitor must not hold the agent up.
+async fn serve_api(
+    http: Option<tokio::net::TcpListener>,
+    https: Option<crate::http::tls_listener::TlsListener>,
+    router: axum::Router,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
     let http = {
         let router = router.clone();
         let cancel = cancel.clone();
         async move {
-            match listener {
+            match http {
                 Some(listener) => {
                     axum::serve(listener, router)
                         .with_graceful_shutdown(cancel.cancelled_owned())
@@ -684,7 +599,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let https = {
         let cancel = cancel.clone();
         async move {
-            match https_listener {
+            match https {
                 Some(listener) => {
                     axum::serve(listener, router)
                         .with_graceful_shutdown(cancel.cancelled_owned())
@@ -710,18 +625,107 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             tracing::info!("requests still in flight (blocking queries) were cut short");
         }
     }
-    cancel.cancel();
-    match &backend {
-        Backend::Server(server) => server.shutdown().await,
-        Backend::Client(link) => link.close().await,
-    }
-    tasks.close();
-    if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some tasks did not stop within 5s");
-    }
-    tracing::info!("agent stopped");
     Ok(())
+}
+
+/// What the agent prints at start, in Consul's layout.
+struct Banner<'a> {
+    node_id: u64,
+    node_name: &'a str,
+    datacenter: &'a str,
+    client_addr: std::net::IpAddr,
+    bind_addr: std::net::IpAddr,
+    /// `Some` on a server.
+    bootstrap_expect: Option<u32>,
+    http_port: Option<u16>,
+    https_port: Option<u16>,
+    dns_port: Option<u16>,
+    serf_lan_port: u16,
+    server_port: u16,
+    data_dir: &'a std::path::Path,
+    authenticated: bool,
+}
+
+impl Banner<'_> {
+    fn text(&self) -> String {
+        let shown = |port: Option<u16>| port.map_or("disabled".to_owned(), |p| p.to_string());
+        let mut out = String::from("==> Starting Isthmus agent...\n");
+        out.push_str(&format!(
+            "               Version: '{}'\n",
+            env!("CARGO_PKG_VERSION")
+        ));
+        out.push_str(&format!(
+            "               Node ID: '{}'\n",
+            wire::names::node_uuid(self.node_id)
+        ));
+        out.push_str(&format!("             Node name: '{}'\n", self.node_name));
+        out.push_str(&format!("            Datacenter: '{}'\n", self.datacenter));
+        match self.bootstrap_expect {
+            Some(expect) => out.push_str(&format!(
+                "                Server: true (Bootstrap expect: {expect})\n"
+            )),
+            None => out.push_str("                Server: false\n"),
+        }
+        out.push_str(&format!(
+            "           Client Addr: [{}] (HTTP: {}, HTTPS: {}, DNS: {})\n",
+            self.client_addr,
+            shown(self.http_port),
+            shown(self.https_port),
+            shown(self.dns_port)
+        ));
+        let lan = self.serf_lan_port;
+        if self.bootstrap_expect.is_some() {
+            out.push_str(&format!(
+                "          Cluster Addr: {} (LAN: {lan}, Server: {}/quic)\n",
+                self.bind_addr, self.server_port
+            ));
+        } else {
+            out.push_str(&format!(
+                "          Cluster Addr: {} (LAN: {lan})\n",
+                self.bind_addr
+            ));
+        }
+        out.push_str(&format!(
+            "              Data dir: {}\n",
+            self.data_dir.display()
+        ));
+        if self.authenticated {
+            out.push_str("                   TLS: mutual TLS, peers verified against the CA\n");
+        } else {
+            out.push_str("                   TLS: ENCRYPTED BUT PEERS ARE NOT AUTHENTICATED (no TLS material configured;\n");
+            out.push_str("                        any host that reaches the server port can join). Render TLS with `topology`.\n");
+        }
+        out.push_str("\n==> Log data will now stream in as it occurs:\n");
+        out
+    }
+}
+
+/// The leader's duties on a server: membership into the catalog, tombstone GC, and the
+/// agents' coordinates (when they are collected).
+fn leader_duties(
+    lan: &crate::gossip::pool::Pool,
+    handler: crate::rpc::messages::HttpHandler,
+    datacenter: &str,
+    metrics: &Arc<Metrics>,
+    tombstone_ttl: Duration,
+    coordinates: Option<&Arc<crate::server::coordinates::CoordinateQueue>>,
+) -> Vec<Box<dyn crate::server::leader::Duty>> {
+    let mut duties: Vec<Box<dyn crate::server::leader::Duty>> = vec![
+        Box::new(crate::server::serf_health::SerfReconcile {
+            lan: lan.clone(),
+            api: crate::internal::LocalApi::new(handler),
+            datacenter: datacenter.to_owned(),
+            readding: Default::default(),
+        }),
+        Box::new(crate::server::tombstone_gc::TombstoneGc::new(
+            metrics.clone(),
+            tombstone_ttl,
+        )),
+    ];
+    if let Some(queue) = coordinates {
+        duties.push(Box::new(crate::server::coordinates::CoordinateFlush {
+            queue: queue.clone(),
+        }));
+    }
+    duties
 }

@@ -59,6 +59,49 @@ pub async fn graceful_leave(
     Ok(())
 }
 
+/// Watches for SIGTERM and SIGINT: leaves the cluster first when the signal says so
+/// ([`leaves_on`] with `(leave_on_terminate, skip_leave_on_interrupt)`), within
+/// [`LEAVE_DEADLINE`], then cancels `cancel`, which stops the agent.
+pub fn on_signals(
+    server: Option<std::sync::Arc<Server>>,
+    wan: Option<Pool>,
+    lan: Pool,
+    settings: (Option<bool>, Option<bool>),
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        let signal = tokio::select! {
+            signal = wait_for_signal() => signal,
+            // Stopped another way (`leave`): nothing to wait for.
+            () = cancel.cancelled() => return,
+        };
+        let (on_terminate, skip_on_interrupt) = settings;
+        if leaves_on(signal, server.is_some(), on_terminate, skip_on_interrupt) {
+            tracing::info!(
+                ?signal,
+                "caught a signal: leaving the cluster, then shutting down"
+            );
+            match tokio::time::timeout(
+                LEAVE_DEADLINE,
+                graceful_leave(server.as_deref(), wan.as_ref(), &lan),
+            )
+            .await
+            {
+                Ok(Ok(())) => tracing::info!("left the cluster"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "could not leave the cluster; stopping as a member")
+                }
+                Err(_) => tracing::warn!(
+                    "leaving took longer than {LEAVE_DEADLINE:?}; stopping as a member"
+                ),
+            }
+        } else {
+            tracing::info!(?signal, "caught a signal, shutting down (still a member: leave_on_terminate / skip_leave_on_interrupt)");
+        }
+        cancel.cancel();
+    });
+}
+
 /// Waits for SIGTERM or SIGINT.
 pub async fn wait_for_signal() -> Signal {
     #[cfg(unix)]

@@ -140,6 +140,37 @@ impl SharedKeyring {
     }
 }
 
+/// The agent's keyring at start: the keyring file in `data_dir` once there is one (keys
+/// rotated since start survive a restart; an `encrypt` that is not in it is warned about and
+/// the file wins, as Consul's), else `encrypt` (`configured`), written to the file. `None`:
+/// gossip is not encrypted.
+pub fn open(data_dir: &Path, configured: Option<&[u8]>) -> anyhow::Result<Option<SharedKeyring>> {
+    use anyhow::Context;
+    let keyfile = path(data_dir);
+    let configured = configured.map(wire::gossip_key::encode);
+    let keys = match load(&keyfile).map_err(|e| anyhow::anyhow!(e))? {
+        Some(keys) => {
+            if configured.as_ref().is_some_and(|c| !keys.contains(c)) {
+                tracing::warn!(keyring = %keyfile.display(), "`encrypt` is not in the keyring file; the keyring file, with the keys rotated since, is used (as Consul)");
+            }
+            keys
+        }
+        None => match configured {
+            Some(key) => {
+                let keys = vec![key];
+                save(&keyfile, &keys)
+                    .with_context(|| format!("writing the keyring {}", keyfile.display()))?;
+                keys
+            }
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(SharedKeyring::new(
+        super::keyring::Keyring::new(&keys)?,
+        Some(keyfile),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
