@@ -31,6 +31,7 @@ use super::keyring::NONCE_LEN;
 mod driver;
 mod handle;
 mod health;
+mod swim;
 mod transport;
 mod types;
 
@@ -40,6 +41,7 @@ pub use transport::*;
 pub use types::*;
 
 use driver::Driver;
+use swim::{pool_config, redacted, Swim};
 
 /// Starts a LAN pool on `local.addr`, announcing to `seeds` until it has members.
 pub async fn start(
