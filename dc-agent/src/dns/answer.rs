@@ -278,13 +278,6 @@ pub fn answer(
         settings.domain.trim_matches('.').to_ascii_lowercase()
     );
     let owner = format!("{}.", qname.trim_end_matches('.').to_ascii_lowercase());
-    let mut out = Answer {
-        rcode: Rcode::NoError,
-        answers: Vec::new(),
-        authority: Vec::new(),
-        additionals: Vec::new(),
-        recurse_first: false,
-    };
     let soa = Record {
         name: domain.clone(),
         ttl: 0,
@@ -298,82 +291,35 @@ pub fn answer(
             minimum: 0,
         },
     };
-    let negative = |mut out: Answer, rcode: Rcode| {
-        out.rcode = rcode;
-        out.authority.push(soa.clone());
-        out
+    let asked = Asked {
+        owner,
+        domain,
+        qtype,
+        settings,
+        view,
+        soa,
     };
-    let dc = &settings.datacenter;
     // Reverse lookups: the nodes at that address.
-    if let Some(address) = reverse_address(&owner) {
-        let Some(nodes) = view.nodes_at(address) else {
-            out.rcode = Rcode::Refused;
-            return out;
-        };
-        if nodes.is_empty() {
-            let mut out = negative(out, Rcode::NxDomain);
-            out.recurse_first = true;
-            return out;
-        }
-        if matches!(qtype, QueryType::Ptr | QueryType::Any) {
-            for node in nodes {
-                out.answers.push(Record {
-                    name: owner.clone(),
-                    ttl: settings.node_ttl,
-                    data: RData::Ptr(format!("{}.node.{dc}.{domain}", node.to_ascii_lowercase())),
-                });
-            }
-        }
-        if out.answers.is_empty() {
-            out.authority.push(soa);
-        }
-        return out;
+    if let Some(address) = reverse_address(&asked.owner) {
+        return asked.reverse(address);
     }
     // The apex: SOA and NS (the servers).
-    if owner == domain {
-        if matches!(qtype, QueryType::Soa | QueryType::Any) {
-            out.answers.push(soa.clone());
-        }
-        if matches!(qtype, QueryType::Ns | QueryType::Any) {
-            for (node, address) in view.servers() {
-                if wire::validate_dns_label(&node.to_ascii_lowercase()).is_err() {
-                    continue;
-                }
-                let target = format!("{}.node.{dc}.{domain}", node.to_ascii_lowercase());
-                out.answers.push(Record {
-                    name: domain.clone(),
-                    ttl: 0,
-                    data: RData::Ns(target.clone()),
-                });
-                out.additionals
-                    .extend(address_records(&target, &address, QueryType::Any, 0));
-            }
-        }
-        if out.answers.is_empty() {
-            out.authority.push(soa);
-        }
-        return out;
+    if asked.owner == asked.domain {
+        return asked.apex();
     }
     let query = match parse(qname, &settings.domain) {
         Ok(query) => query,
-        Err(NameError::OutsideDomain(_)) => {
-            out.rcode = Rcode::Refused;
-            return out;
-        }
+        Err(NameError::OutsideDomain(_)) => return asked.empty(Rcode::Refused),
         Err(NameError::Unknown(_)) => {
             // The domain and its kind labels exist (they have names under them): NODATA.
-            let apex = owner == domain
-                || ["service", "node", "addr"]
-                    .iter()
-                    .any(|kind| owner == format!("{kind}.{domain}"));
-            return negative(
-                out,
-                if apex {
-                    Rcode::NoError
-                } else {
-                    Rcode::NxDomain
-                },
-            );
+            let apex = ["service", "node", "addr"]
+                .iter()
+                .any(|kind| asked.owner == format!("{kind}.{}", asked.domain));
+            return asked.negative(if apex {
+                Rcode::NoError
+            } else {
+                Rcode::NxDomain
+            });
         }
     };
     let local = |dc: &Option<String>| dc.as_deref().is_none_or(|dc| dc == settings.datacenter);
@@ -383,130 +329,225 @@ pub fn answer(
         | Query::Addr { datacenter, .. }
             if !local(&datacenter) =>
         {
-            // Other datacenters are reached through gateways (issue 5).
-            negative(out, Rcode::ServFail)
+            // Other datacenters are answered from their views (`dns::server`), not here.
+            asked.negative(Rcode::ServFail)
         }
         Query::Addr { address, .. } => {
-            out.answers.extend(address_records(
-                &owner,
-                &address.to_string(),
-                qtype,
-                settings.node_ttl,
-            ));
-            if out.answers.is_empty() {
-                out.authority.push(soa);
-            }
-            out
+            let records =
+                address_records(&asked.owner, &address.to_string(), qtype, settings.node_ttl);
+            asked.with(records, Vec::new())
         }
-        Query::Node { name, .. } => {
-            let Some(node) = view.node(&name) else {
-                return negative(out, Rcode::NxDomain);
-            };
-            let ttl = settings.node_ttl;
-            if matches!(qtype, QueryType::A | QueryType::Aaaa | QueryType::Any) {
-                out.answers
-                    .extend(address_records(&owner, &node.address, qtype, ttl));
-            }
-            if matches!(qtype, QueryType::Txt | QueryType::Any) && !node.meta.is_empty() {
-                let texts = node
-                    .meta
-                    .iter()
-                    .map(|(key, value)| match key.strip_prefix("rfc1035-") {
-                        Some(_) => value.clone(),
-                        None => format!("{key}={value}"),
-                    })
-                    .collect();
-                out.answers.push(Record {
-                    name: owner.clone(),
-                    ttl,
-                    data: RData::Txt(texts),
+        Query::Node { name, .. } => asked.node(&name),
+        Query::Service { name, tag, .. } => asked.service(&name, tag.as_deref(), seed),
+    }
+}
+
+/// One question and what answers it.
+struct Asked<'a> {
+    /// The name asked, lower case, with its final dot.
+    owner: String,
+    /// The domain, lower case, with its final dot.
+    domain: String,
+    qtype: QueryType,
+    settings: &'a Settings,
+    view: &'a dyn CatalogView,
+    soa: Record,
+}
+
+impl Asked<'_> {
+    fn empty(&self, rcode: Rcode) -> Answer {
+        Answer {
+            rcode,
+            answers: Vec::new(),
+            authority: Vec::new(),
+            additionals: Vec::new(),
+            recurse_first: false,
+        }
+    }
+
+    /// No such name (or no data): the rcode, with the SOA in the authority section.
+    fn negative(&self, rcode: Rcode) -> Answer {
+        let mut out = self.empty(rcode);
+        out.authority.push(self.soa.clone());
+        out
+    }
+
+    /// An answer with `answers` and `additionals`; with none, NODATA (the SOA).
+    fn with(&self, answers: Vec<Record>, additionals: Vec<Record>) -> Answer {
+        if answers.is_empty() {
+            return self.negative(Rcode::NoError);
+        }
+        let mut out = self.empty(Rcode::NoError);
+        out.answers = answers;
+        out.additionals = additionals;
+        out
+    }
+
+    fn node_target(&self, node: &str) -> String {
+        format!(
+            "{}.node.{}.{}",
+            node.to_ascii_lowercase(),
+            self.settings.datacenter,
+            self.domain
+        )
+    }
+
+    /// PTR: the nodes at `address`; unknown to the catalog, the recursors are asked first.
+    fn reverse(&self, address: IpAddr) -> Answer {
+        let Some(nodes) = self.view.nodes_at(address) else {
+            return self.empty(Rcode::Refused);
+        };
+        if nodes.is_empty() {
+            let mut out = self.negative(Rcode::NxDomain);
+            out.recurse_first = true;
+            return out;
+        }
+        let mut answers = Vec::new();
+        if matches!(self.qtype, QueryType::Ptr | QueryType::Any) {
+            for node in nodes {
+                answers.push(Record {
+                    name: self.owner.clone(),
+                    ttl: self.settings.node_ttl,
+                    data: RData::Ptr(self.node_target(&node)),
                 });
             }
-            if out.answers.is_empty() {
-                out.authority.push(soa);
-            }
-            out
         }
-        Query::Service { name, tag, .. } => {
-            let mut instances: Vec<Instance> = view
-                .instances(&name)
-                .into_iter()
-                .filter(|i| {
-                    tag.as_ref()
-                        .is_none_or(|t| i.tags.iter().any(|it| it.eq_ignore_ascii_case(t)))
-                })
-                .filter(|i| match i.status {
-                    HealthStatus::Passing => true,
-                    HealthStatus::Warning => !settings.only_passing,
-                    HealthStatus::Critical | HealthStatus::Maintenance => false,
+        self.with(answers, Vec::new())
+    }
+
+    /// The domain itself: SOA, and NS naming the servers.
+    fn apex(&self) -> Answer {
+        let mut answers = Vec::new();
+        let mut additionals = Vec::new();
+        if matches!(self.qtype, QueryType::Soa | QueryType::Any) {
+            answers.push(self.soa.clone());
+        }
+        if matches!(self.qtype, QueryType::Ns | QueryType::Any) {
+            for (node, address) in self.view.servers() {
+                if wire::validate_dns_label(&node.to_ascii_lowercase()).is_err() {
+                    continue;
+                }
+                let target = self.node_target(&node);
+                answers.push(Record {
+                    name: self.domain.clone(),
+                    ttl: 0,
+                    data: RData::Ns(target.clone()),
+                });
+                additionals.extend(address_records(&target, &address, QueryType::Any, 0));
+            }
+        }
+        self.with(answers, additionals)
+    }
+
+    /// `NODE.node[.DC].consul`: its address, and its metadata as TXT.
+    fn node(&self, name: &str) -> Answer {
+        let Some(node) = self.view.node(name) else {
+            return self.negative(Rcode::NxDomain);
+        };
+        let ttl = self.settings.node_ttl;
+        let mut answers = Vec::new();
+        if matches!(self.qtype, QueryType::A | QueryType::Aaaa | QueryType::Any) {
+            answers.extend(address_records(&self.owner, &node.address, self.qtype, ttl));
+        }
+        if matches!(self.qtype, QueryType::Txt | QueryType::Any) && !node.meta.is_empty() {
+            let texts = node
+                .meta
+                .iter()
+                .map(|(key, value)| match key.strip_prefix("rfc1035-") {
+                    Some(_) => value.clone(),
+                    None => format!("{key}={value}"),
                 })
                 .collect();
-            if instances.is_empty() {
-                return negative(out, Rcode::NxDomain);
-            }
-            shuffle(&mut instances, seed);
-            if let Some(limit) = settings.max_records {
-                instances.truncate(limit.max(1));
-            }
-            let ttl = settings.service_ttl(&name);
-            for instance in &instances {
-                let address = if instance.service_address.is_empty() {
-                    &instance.node_address
-                } else {
-                    &instance.service_address
-                };
-                match qtype {
-                    QueryType::Srv => {
-                        let is_host_name = address.parse::<IpAddr>().is_err();
-                        let target = if is_host_name && !address.is_empty() {
-                            // A host name is its own target (resolved by the client).
-                            format!("{}.", address.trim_end_matches('.').to_ascii_lowercase())
-                        } else if instance.service_address.is_empty()
-                            || instance.service_address == instance.node_address
-                        {
-                            format!("{}.node.{dc}.{domain}", instance.node)
-                        } else {
-                            format!("{}.addr.{dc}.{domain}", hex_address(address))
-                        };
-                        out.answers.push(Record {
-                            name: owner.clone(),
-                            ttl,
-                            data: RData::Srv {
-                                priority: 1,
-                                weight: 1,
-                                port: instance.port,
-                                target: target.clone(),
-                            },
-                        });
-                        if !is_host_name {
-                            out.additionals.extend(address_records(
-                                &target,
-                                address,
-                                QueryType::Any,
-                                ttl,
-                            ));
-                        }
-                    }
-                    QueryType::A | QueryType::Aaaa | QueryType::Any => {
-                        // Several instances on one node share its address: once each.
-                        for record in address_records(&owner, address, qtype, ttl) {
-                            if !out.answers.contains(&record) {
-                                out.answers.push(record);
-                            }
-                        }
-                    }
-                    QueryType::Txt
-                    | QueryType::Ns
-                    | QueryType::Soa
-                    | QueryType::Ptr
-                    | QueryType::Other => {}
-                }
-            }
-            if out.answers.is_empty() {
-                out.authority.push(soa);
-            }
-            out
+            answers.push(Record {
+                name: self.owner.clone(),
+                ttl,
+                data: RData::Txt(texts),
+            });
         }
+        self.with(answers, Vec::new())
+    }
+
+    /// `[TAG.]NAME.service[.DC].consul`: the healthy instances, shuffled and capped.
+    fn service(&self, name: &str, tag: Option<&str>, seed: u64) -> Answer {
+        let settings = self.settings;
+        let mut instances: Vec<Instance> = self
+            .view
+            .instances(name)
+            .into_iter()
+            .filter(|i| tag.is_none_or(|t| i.tags.iter().any(|it| it.eq_ignore_ascii_case(t))))
+            .filter(|i| match i.status {
+                HealthStatus::Passing => true,
+                HealthStatus::Warning => !settings.only_passing,
+                HealthStatus::Critical | HealthStatus::Maintenance => false,
+            })
+            .collect();
+        if instances.is_empty() {
+            return self.negative(Rcode::NxDomain);
+        }
+        shuffle(&mut instances, seed);
+        if let Some(limit) = settings.max_records {
+            instances.truncate(limit.max(1));
+        }
+        let ttl = settings.service_ttl(name);
+        let mut answers = Vec::new();
+        let mut additionals = Vec::new();
+        for instance in &instances {
+            let address = if instance.service_address.is_empty() {
+                &instance.node_address
+            } else {
+                &instance.service_address
+            };
+            match self.qtype {
+                QueryType::Srv => {
+                    let is_host_name = address.parse::<IpAddr>().is_err();
+                    let target = if is_host_name && !address.is_empty() {
+                        // A host name is its own target (resolved by the client).
+                        format!("{}.", address.trim_end_matches('.').to_ascii_lowercase())
+                    } else if instance.service_address.is_empty()
+                        || instance.service_address == instance.node_address
+                    {
+                        format!(
+                            "{}.node.{}.{}",
+                            instance.node, settings.datacenter, self.domain
+                        )
+                    } else {
+                        format!(
+                            "{}.addr.{}.{}",
+                            hex_address(address),
+                            settings.datacenter,
+                            self.domain
+                        )
+                    };
+                    answers.push(Record {
+                        name: self.owner.clone(),
+                        ttl,
+                        data: RData::Srv {
+                            priority: 1,
+                            weight: 1,
+                            port: instance.port,
+                            target: target.clone(),
+                        },
+                    });
+                    if !is_host_name {
+                        additionals.extend(address_records(&target, address, QueryType::Any, ttl));
+                    }
+                }
+                QueryType::A | QueryType::Aaaa | QueryType::Any => {
+                    // Several instances on one node share its address: once each.
+                    for record in address_records(&self.owner, address, self.qtype, ttl) {
+                        if !answers.contains(&record) {
+                            answers.push(record);
+                        }
+                    }
+                }
+                QueryType::Txt
+                | QueryType::Ns
+                | QueryType::Soa
+                | QueryType::Ptr
+                | QueryType::Other => {}
+            }
+        }
+        self.with(answers, additionals)
     }
 }
 
