@@ -19,39 +19,10 @@ fn main() -> ExitCode {
     // A CLI whose output is cut short (`| head`) ends quietly, as Consul's.
     dc_agent::cli::exit_quietly_on_broken_pipe();
     let cli = Cli::parse_from(wire::flags::normalize_consul_flags(args));
-    let token = match (&cli.token, &cli.token_file) {
-        (Some(token), _) => Some(token.clone()),
-        (None, Some(file)) => match std::fs::read_to_string(file) {
-            Ok(token) => Some(token.trim().to_owned()),
-            Err(e) => return cli::fail(format!("reading the token file {}: {e}", file.display())),
-        },
-        (None, None) => std::env::var("CONSUL_HTTP_TOKEN").ok().or_else(|| {
-            std::env::var("CONSUL_HTTP_TOKEN_FILE")
-                .ok()
-                .and_then(|file| std::fs::read_to_string(file).ok())
-                .map(|token| token.trim().to_owned())
-        }),
+    let addr = match connection(&cli) {
+        Ok(addr) => addr,
+        Err(code) => return code,
     };
-    if let Some(token) = token {
-        cli::set_token(token);
-    }
-    let addr = cli
-        .http_addr
-        .clone()
-        .unwrap_or_else(dc_agent::client::default_http_addr);
-    // Flags win over the environment, as Consul's.
-    let env = dc_agent::client::ClientTls::from_env();
-    let tls = dc_agent::client::ClientTls {
-        ca_file: cli.ca_file.clone().or(env.ca_file),
-        ca_path: cli.ca_path.clone().or(env.ca_path),
-        client_cert: cli.client_cert.clone().or(env.client_cert),
-        client_key: cli.client_key.clone().or(env.client_key),
-        server_name: cli.tls_server_name.clone().or(env.server_name),
-        ..env
-    };
-    if let Err(e) = cli::check_tls(&addr, tls) {
-        return cli::fail(e);
-    }
     match cli.command {
         Command::Agent { args } => agent(&args),
         Command::Validate {
@@ -69,57 +40,7 @@ fn main() -> ExitCode {
         Command::Kv {
             command,
             datacenter,
-        } => match command {
-            KvCommand::Get {
-                key,
-                detailed,
-                recurse,
-                keys,
-                separator,
-                stale,
-            } => cli::kv::get(
-                &addr,
-                &key,
-                &cli::kv::GetOptions {
-                    detailed,
-                    recurse,
-                    keys,
-                    separator,
-                    stale,
-                    datacenter,
-                },
-            ),
-            KvCommand::Put {
-                key,
-                value,
-                cas,
-                modify_index,
-                flags,
-            } => match cas_index(cas, modify_index) {
-                Ok(cas) => cli::kv::put(
-                    &addr,
-                    &key,
-                    value.as_deref(),
-                    cas,
-                    flags,
-                    datacenter.as_deref(),
-                ),
-                Err(code) => code,
-            },
-            KvCommand::Export { prefix } => cli::kv::export(&addr, &prefix, datacenter.as_deref()),
-            KvCommand::Import { data, prefix } => {
-                cli::kv::import(&addr, data.as_deref(), &prefix, datacenter.as_deref())
-            }
-            KvCommand::Delete {
-                key,
-                recurse,
-                cas,
-                modify_index,
-            } => match cas_index(cas, modify_index) {
-                Ok(cas) => cli::kv::delete(&addr, &key, recurse, cas, datacenter.as_deref()),
-                Err(code) => code,
-            },
-        },
+        } => kv(&addr, command, datacenter),
         Command::Catalog {
             command,
             datacenter,
@@ -150,76 +71,7 @@ fn main() -> ExitCode {
             ),
             CatalogCommand::Datacenters => cli::catalog::datacenters(&addr),
         },
-        Command::Operator {
-            command:
-                OperatorCommand::Raft {
-                    command: RaftCommand::ListPeers { stale },
-                },
-        } => cli::operator::list_peers(&addr, stale),
-        Command::Operator {
-            command:
-                OperatorCommand::Raft {
-                    command: RaftCommand::RemovePeer { id, address },
-                },
-        } => cli::operator::remove_peer(&addr, id.as_deref(), address.as_deref()),
-        Command::Operator {
-            command:
-                OperatorCommand::Raft {
-                    command: RaftCommand::TransferLeader { id },
-                },
-        } => cli::operator::transfer_leader(&addr, id.as_deref()),
-        Command::Operator {
-            command:
-                OperatorCommand::Autopilot {
-                    command: AutopilotCommand::GetConfig,
-                },
-        } => cli::operator::autopilot_get(&addr),
-        Command::Operator {
-            command:
-                OperatorCommand::Usage {
-                    command: UsageCommand::Instances,
-                },
-        } => cli::operator::usage_instances(&addr),
-        Command::Operator {
-            command:
-                OperatorCommand::Autopilot {
-                    command: AutopilotCommand::State,
-                },
-        } => cli::operator::autopilot_state(&addr),
-        Command::Operator {
-            command:
-                OperatorCommand::Autopilot {
-                    command:
-                        AutopilotCommand::SetConfig {
-                            cleanup_dead_servers,
-                            max_trailing_logs,
-                            min_quorum,
-                            last_contact_threshold,
-                            server_stabilization_time,
-                            disable_upgrade_migration,
-                            redundancy_zone_tag,
-                            upgrade_version_tag,
-                        },
-                },
-        } => cli::operator::autopilot_set(
-            &addr,
-            &cli::operator::AutopilotFlags {
-                cleanup_dead_servers,
-                max_trailing_logs,
-                min_quorum,
-                last_contact_threshold,
-                server_stabilization_time,
-                disable_upgrade_migration,
-                redundancy_zone_tag,
-                upgrade_version_tag,
-            },
-        ),
-        Command::Operator {
-            command:
-                OperatorCommand::Federation {
-                    command: FederationCommand::RemoveDc { datacenter },
-                },
-        } => cli::operator::remove_dc(&addr, &datacenter),
+        Command::Operator { command } => operator(&addr, command),
         Command::Keyring {
             list,
             install,
@@ -334,6 +186,155 @@ fn main() -> ExitCode {
             [] => cli::fail("Error: a node name is required (`rtt NODE [NODE]`)"),
             nodes => cli::catalog::rtt_nodes(&addr, wan, nodes),
         },
+    }
+}
+
+/// The agent address, token and TLS settings every verb uses (`-http-addr`, `-token`,
+/// `-ca-file`, ..., and their `CONSUL_*` variables; flags win, as Consul's).
+fn connection(cli: &Cli) -> Result<String, ExitCode> {
+    let token = match (&cli.token, &cli.token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(file)) => match std::fs::read_to_string(file) {
+            Ok(token) => Some(token.trim().to_owned()),
+            Err(e) => {
+                return Err(cli::fail(format!(
+                    "reading the token file {}: {e}",
+                    file.display()
+                )))
+            }
+        },
+        (None, None) => std::env::var("CONSUL_HTTP_TOKEN").ok().or_else(|| {
+            std::env::var("CONSUL_HTTP_TOKEN_FILE")
+                .ok()
+                .and_then(|file| std::fs::read_to_string(file).ok())
+                .map(|token| token.trim().to_owned())
+        }),
+    };
+    if let Some(token) = token {
+        cli::set_token(token);
+    }
+    let addr = cli
+        .http_addr
+        .clone()
+        .unwrap_or_else(dc_agent::client::default_http_addr);
+    // Flags win over the environment, as Consul's.
+    let env = dc_agent::client::ClientTls::from_env();
+    let tls = dc_agent::client::ClientTls {
+        ca_file: cli.ca_file.clone().or(env.ca_file),
+        ca_path: cli.ca_path.clone().or(env.ca_path),
+        client_cert: cli.client_cert.clone().or(env.client_cert),
+        client_key: cli.client_key.clone().or(env.client_key),
+        server_name: cli.tls_server_name.clone().or(env.server_name),
+        ..env
+    };
+    cli::check_tls(&addr, tls).map_err(cli::fail)?;
+    Ok(addr)
+}
+
+/// `kv ...`.
+fn kv(addr: &str, command: KvCommand, datacenter: Option<String>) -> ExitCode {
+    match command {
+        KvCommand::Get {
+            key,
+            detailed,
+            recurse,
+            keys,
+            separator,
+            stale,
+        } => cli::kv::get(
+            addr,
+            &key,
+            &cli::kv::GetOptions {
+                detailed,
+                recurse,
+                keys,
+                separator,
+                stale,
+                datacenter,
+            },
+        ),
+        KvCommand::Put {
+            key,
+            value,
+            cas,
+            modify_index,
+            flags,
+        } => match cas_index(cas, modify_index) {
+            Ok(cas) => cli::kv::put(
+                addr,
+                &key,
+                value.as_deref(),
+                cas,
+                flags,
+                datacenter.as_deref(),
+            ),
+            Err(code) => code,
+        },
+        KvCommand::Export { prefix } => cli::kv::export(addr, &prefix, datacenter.as_deref()),
+        KvCommand::Import { data, prefix } => {
+            cli::kv::import(addr, data.as_deref(), &prefix, datacenter.as_deref())
+        }
+        KvCommand::Delete {
+            key,
+            recurse,
+            cas,
+            modify_index,
+        } => match cas_index(cas, modify_index) {
+            Ok(cas) => cli::kv::delete(addr, &key, recurse, cas, datacenter.as_deref()),
+            Err(code) => code,
+        },
+    }
+}
+
+/// `operator ...`.
+fn operator(addr: &str, command: OperatorCommand) -> ExitCode {
+    match command {
+        OperatorCommand::Raft {
+            command: RaftCommand::ListPeers { stale },
+        } => cli::operator::list_peers(addr, stale),
+        OperatorCommand::Raft {
+            command: RaftCommand::RemovePeer { id, address },
+        } => cli::operator::remove_peer(addr, id.as_deref(), address.as_deref()),
+        OperatorCommand::Raft {
+            command: RaftCommand::TransferLeader { id },
+        } => cli::operator::transfer_leader(addr, id.as_deref()),
+        OperatorCommand::Autopilot {
+            command: AutopilotCommand::GetConfig,
+        } => cli::operator::autopilot_get(addr),
+        OperatorCommand::Usage {
+            command: UsageCommand::Instances,
+        } => cli::operator::usage_instances(addr),
+        OperatorCommand::Autopilot {
+            command: AutopilotCommand::State,
+        } => cli::operator::autopilot_state(addr),
+        OperatorCommand::Autopilot {
+            command:
+                AutopilotCommand::SetConfig {
+                    cleanup_dead_servers,
+                    max_trailing_logs,
+                    min_quorum,
+                    last_contact_threshold,
+                    server_stabilization_time,
+                    disable_upgrade_migration,
+                    redundancy_zone_tag,
+                    upgrade_version_tag,
+                },
+        } => cli::operator::autopilot_set(
+            addr,
+            &cli::operator::AutopilotFlags {
+                cleanup_dead_servers,
+                max_trailing_logs,
+                min_quorum,
+                last_contact_threshold,
+                server_stabilization_time,
+                disable_upgrade_migration,
+                redundancy_zone_tag,
+                upgrade_version_tag,
+            },
+        ),
+        OperatorCommand::Federation {
+            command: FederationCommand::RemoveDc { datacenter },
+        } => cli::operator::remove_dc(addr, &datacenter),
     }
 }
 
