@@ -87,7 +87,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         base_dir: ".".into(),
         config: options.config.clone(),
     };
-    let validated = loaded.validate()?;
+    let mut validated = loaded.validate()?;
     let is_server = validated.role == Role::Server;
     let config = &options.config;
     for warning in &validated.warnings {
@@ -97,38 +97,19 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let http_port = validated.ports.http;
     let dns_port = validated.ports.dns;
 
-    let temporary_dir;
-    let data_dir = match (&validated.data_dir, options.dev) {
-        (Some(dir), _) => dir.clone(),
-        (None, true) => {
-            temporary_dir = tempfile::tempdir().context("creating a temporary data directory")?;
-            temporary_dir.path().to_owned()
-        }
-        (None, false) => {
-            bail!("an agent needs a data directory: pass -data-dir=DIR or set data_dir")
-        }
-    };
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    // A `-dev` agent without a data directory gets a temporary one, removed when it stops.
+    let (data_dir, _temporary_dir) = data_dir_of(validated.data_dir.as_ref(), options.dev)?;
 
     let metrics = Arc::new(Metrics::new()?);
-    let mut tls = match validated.tls {
+    let mut tls = match validated.tls.take() {
         Some(tls) => tls,
-        None => {
-            let request = pki::CertRequest {
-                role: validated.role,
-                datacenter: validated.datacenter.clone(),
-                domain: validated.domain.clone(),
-                // A node name that is no DNS label (Consul allows `server_01`) stays out
-                // of the certificate's names.
-                node: wire::validate_dns_label(&validated.node_name)
-                    .is_ok()
-                    .then(|| validated.node_name.clone()),
-                ips: vec![validated.bind_addr],
-                dns_names: vec![],
-            };
-            pki::NodeTls::ephemeral(&request)?
-        }
+        None => ephemeral_tls(
+            validated.role,
+            &validated.datacenter,
+            &validated.domain,
+            &validated.node_name,
+            validated.bind_addr,
+        )?,
     };
     tls.set_rejection_observer(crate::metrics::rejection_observer(metrics.clone()));
     let authenticated = tls.authenticates_peers();
@@ -441,41 +422,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         crate::http::forward_handler(router.clone()),
         cancel.child_token(),
     ));
-    let dns_source = match &server {
-        Some(server) => {
-            if !validated.dns.allow_stale {
-                tracing::warn!("dns_config.allow_stale = false applies to client agents; a server answers DNS from its own state (bounded by max_stale)");
-            }
-            let lagging = server.clone();
-            crate::dns::server::Source::Local {
-                state: server.state.clone(),
-                lag: Arc::new(move || Duration::from_millis(lagging.last_contact_ms())),
-                max_stale: validated.dns.max_stale,
-                remote: (!validated.gateways.is_empty()).then(|| {
-                    crate::dns::view::RemoteView::new(
-                        crate::http::forward_handler(router.clone()),
-                        crate::dns::view::ViewSettings {
-                            datacenter: validated.datacenter.clone(),
-                            allow_stale: validated.dns.allow_stale,
-                            max_stale: validated.dns.max_stale,
-                        },
-                        &metrics,
-                        cancel.child_token(),
-                    )
-                }),
-            }
-        }
-        None => crate::dns::server::Source::Remote(crate::dns::view::RemoteView::new(
-            crate::http::forward_handler(router.clone()),
-            crate::dns::view::ViewSettings {
-                datacenter: validated.datacenter.clone(),
-                allow_stale: validated.dns.allow_stale,
-                max_stale: validated.dns.max_stale,
-            },
-            &metrics,
-            cancel.child_token(),
-        )),
-    };
+    let dns_source = dns_source(
+        server.as_ref(),
+        &validated,
+        crate::http::forward_handler(router.clone()),
+        &metrics,
+        &cancel,
+    );
     match dns_port {
         Some(port) => {
             crate::dns::server::serve(
@@ -728,4 +681,94 @@ fn leader_duties(
         }));
     }
     duties
+}
+
+/// The data directory: the configured one, or with `-dev` a temporary one (kept as long as
+/// the returned guard lives).
+fn data_dir_of(
+    configured: Option<&std::path::PathBuf>,
+    dev: bool,
+) -> anyhow::Result<(std::path::PathBuf, Option<tempfile::TempDir>)> {
+    let (dir, temporary) = match (configured, dev) {
+        (Some(dir), _) => (dir.clone(), None),
+        (None, true) => {
+            let temporary = tempfile::tempdir().context("creating a temporary data directory")?;
+            (temporary.path().to_owned(), Some(temporary))
+        }
+        (None, false) => {
+            bail!("an agent needs a data directory: pass -data-dir=DIR or set data_dir")
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok((dir, temporary))
+}
+
+/// TLS material made up at start for an agent configured without any: encrypted, peers not
+/// authenticated (the banner and the log say so).
+fn ephemeral_tls(
+    role: Role,
+    datacenter: &str,
+    domain: &str,
+    node_name: &str,
+    bind_addr: std::net::IpAddr,
+) -> anyhow::Result<pki::NodeTls> {
+    let request = pki::CertRequest {
+        role,
+        datacenter: datacenter.to_owned(),
+        domain: domain.to_owned(),
+        // A node name that is no DNS label (Consul allows `server_01`) stays out of the
+        // certificate's names.
+        node: wire::validate_dns_label(node_name)
+            .is_ok()
+            .then(|| node_name.to_owned()),
+        ips: vec![bind_addr],
+        dns_names: vec![],
+    };
+    Ok(pki::NodeTls::ephemeral(&request)?)
+}
+
+/// Where DNS answers come from: a server's own state (and views of other datacenters
+/// through the gateways), or a client agent's view of the catalog.
+fn dns_source(
+    server: Option<&Arc<Server>>,
+    validated: &crate::config::ValidatedConfig,
+    handler: crate::rpc::messages::HttpHandler,
+    metrics: &Metrics,
+    cancel: &CancellationToken,
+) -> crate::dns::server::Source {
+    match server {
+        Some(server) => {
+            if !validated.dns.allow_stale {
+                tracing::warn!("dns_config.allow_stale = false applies to client agents; a server answers DNS from its own state (bounded by max_stale)");
+            }
+            let lagging = Arc::clone(server);
+            crate::dns::server::Source::Local {
+                state: server.state.clone(),
+                lag: Arc::new(move || Duration::from_millis(lagging.last_contact_ms())),
+                max_stale: validated.dns.max_stale,
+                remote: (!validated.gateways.is_empty()).then(|| {
+                    crate::dns::view::RemoteView::new(
+                        handler.clone(),
+                        crate::dns::view::ViewSettings {
+                            datacenter: validated.datacenter.clone(),
+                            allow_stale: validated.dns.allow_stale,
+                            max_stale: validated.dns.max_stale,
+                        },
+                        metrics,
+                        cancel.child_token(),
+                    )
+                }),
+            }
+        }
+        None => crate::dns::server::Source::Remote(crate::dns::view::RemoteView::new(
+            handler.clone(),
+            crate::dns::view::ViewSettings {
+                datacenter: validated.datacenter.clone(),
+                allow_stale: validated.dns.allow_stale,
+                max_stale: validated.dns.max_stale,
+            },
+            metrics,
+            cancel.child_token(),
+        )),
+    }
 }
