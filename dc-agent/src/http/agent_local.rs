@@ -66,17 +66,31 @@ pub async fn register_service(State(api): State<Api>, body: Bytes) -> Result<Res
     let (service, checks) = service_from_api(request);
     let id = service.id.clone();
     let (service_body, check_bodies) = split_for_persistence(&body, &id, &checks)?;
-    let _registrations = api.local.registration_lock();
-    register_service_with_checks(&api.local, service, &checks).map_err(ApiError::BadRequest)?;
-    api.local
-        .persist(Kind::Service, &id, &service_body)
-        .map_err(ApiError::Internal)?;
-    for (check_id, check_body) in check_bodies {
-        api.local
-            .persist(Kind::Check, &check_id, &check_body)
+    let local = api.local.clone();
+    off_the_runtime(move || {
+        let _registrations = local.registration_lock();
+        register_service_with_checks(&local, service, &checks).map_err(ApiError::BadRequest)?;
+        local
+            .persist(Kind::Service, &id, &service_body)
             .map_err(ApiError::Internal)?;
-    }
-    Ok(done())
+        for (check_id, check_body) in check_bodies {
+            local
+                .persist(Kind::Check, &check_id, &check_body)
+                .map_err(ApiError::Internal)?;
+        }
+        Ok(done())
+    })
+    .await
+}
+
+/// Runs `work` on tokio's blocking pool: registrations write and fsync files under the
+/// agent's registration lock, which must not stall a runtime worker.
+async fn off_the_runtime(
+    work: impl FnOnce() -> Result<Response, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("registration task failed: {e}")))?
 }
 
 /// The service's body, and each check's (ID, body).
@@ -131,12 +145,16 @@ pub async fn deregister_service(
     State(api): State<Api>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let _registrations = api.local.registration_lock();
-    if api.local.deregister_service(&id) {
-        Ok(done())
-    } else {
-        Err(ApiError::NotFound(format!("Unknown service ID {id:?}")))
-    }
+    let local = api.local.clone();
+    off_the_runtime(move || {
+        let _registrations = local.registration_lock();
+        if local.deregister_service(&id) {
+            Ok(done())
+        } else {
+            Err(ApiError::NotFound(format!("Unknown service ID {id:?}")))
+        }
+    })
+    .await
 }
 
 /// `GET /v1/agent/services`.
@@ -353,14 +371,18 @@ fn local_checks(api: &Api) -> BTreeMap<String, HealthCheck> {
 /// `PUT /v1/agent/check/register`.
 pub async fn register_check(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
     let request: AgentCheckRegistration = decode(&body)?;
-    let _registrations = api.local.registration_lock();
-    let spec = check_from_api(&api.local, &request).map_err(ApiError::BadRequest)?;
-    let id = spec.id.clone();
-    api.local.register_check(spec);
-    api.local
-        .persist(Kind::Check, &id, &body)
-        .map_err(ApiError::Internal)?;
-    Ok(done())
+    let local = api.local.clone();
+    off_the_runtime(move || {
+        let _registrations = local.registration_lock();
+        let spec = check_from_api(&local, &request).map_err(ApiError::BadRequest)?;
+        let id = spec.id.clone();
+        local.register_check(spec);
+        local
+            .persist(Kind::Check, &id, &body)
+            .map_err(ApiError::Internal)?;
+        Ok(done())
+    })
+    .await
 }
 
 /// `PUT /v1/agent/check/deregister/<id>`.
@@ -368,12 +390,16 @@ pub async fn deregister_check(
     State(api): State<Api>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let _registrations = api.local.registration_lock();
-    if api.local.deregister_check(&id) {
-        Ok(done())
-    } else {
-        Err(ApiError::NotFound(format!("Unknown check ID {id:?}")))
-    }
+    let local = api.local.clone();
+    off_the_runtime(move || {
+        let _registrations = local.registration_lock();
+        if local.deregister_check(&id) {
+            Ok(done())
+        } else {
+            Err(ApiError::NotFound(format!("Unknown check ID {id:?}")))
+        }
+    })
+    .await
 }
 
 async fn ttl(api: Api, id: String, uri: Uri, status: HealthStatus) -> Result<Response, ApiError> {
