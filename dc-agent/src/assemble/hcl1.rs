@@ -326,13 +326,14 @@ impl Parser {
                 self.at += 1;
             }
             if line.trim() == marker {
-                let indent = line.len() - line.trim_start().len();
+                // Only ASCII blanks are indentation: slicing stays on character boundaries.
+                let blanks = |l: &str| l.len() - l.trim_start_matches([' ', '\t']).len();
+                let indent = blanks(&line);
                 let body: Vec<&str> = lines
                     .iter()
                     .map(|l: &String| {
                         if indented {
-                            let strip = l.len() - l.trim_start().len();
-                            &l[strip.min(indent)..]
+                            &l[blanks(l).min(indent)..]
                         } else {
                             l.as_str()
                         }
@@ -438,6 +439,25 @@ ratio = -1.5e2
                 "q": "a\"b\u{e9}",
             })
         );
+    }
+
+    #[test]
+    fn odd_input_is_an_error_or_a_value_never_a_panic() {
+        for text in [
+            "s = <<-EOT\n\u{3000}x\n EOT\n",
+            "s = <<-EOT\n x\n\u{3000}EOT\n",
+            "a = -",
+            "a = /* open",
+            "/* open",
+            "a = [",
+            "a = \"\\u12\"",
+            "a { b = { c = [1, {d = 2}] } }",
+            "\"",
+            "a = 1e999",
+            "= 1",
+        ] {
+            let _ = parse(text);
+        }
     }
 
     #[test]
