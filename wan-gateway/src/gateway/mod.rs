@@ -280,13 +280,14 @@ impl Gateway {
         cancel: CancellationToken,
     ) {
         let server_name = format!("gateway.{dc}.{}", self.domain);
+        let what = format!("WAN link to {node} of {dc}");
         let this = self.clone();
         link::keep_dialled(
             &self.endpoint,
             &client,
             addr,
             &server_name,
-            "WAN link",
+            &what,
             &cancel,
             |connection| {
                 let (this, dc, node, cancel) =
