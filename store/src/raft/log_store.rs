@@ -4,7 +4,7 @@
 //! is in flight are merged into the next redb transaction, and commit-index updates ride
 //! along; openraft's `LogFlushed` callback fires only after that commit. (openraft 0.9 waits
 //! for each flush before its next append, so appends rarely merge here: the batching that
-//! matters happens before Raft, in `server::proposer`.) Until then the entries sit
+//! matters happens before Raft, in `crate::proposer`.) Until then the entries sit
 //! in `pending`, where readers see them (openraft replicates entries before they are durable
 //! locally, as Raft allows). Votes, truncations and purges wait for their own commit.
 

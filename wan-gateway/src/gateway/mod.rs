@@ -3,10 +3,12 @@
 //! the gateways of other datacenters (ALPN `isthmus/wan`, gateway certificates only), dialled
 //! to every configured remote gateway and accepted from any.
 //!
-//! A routed stream starts with a `RouteHeader` frame; the gateway reads only that, opens a
-//! stream on the next hop (a WAN link to the destination datacenter, or a dc-link to one of
-//! its own servers), writes the header there and copies the rest both ways without reading
-//! it. A hop that cannot pass the stream on answers `RouteStatus::NoRoute` at once.
+//! Every stream starts with a `StreamOpen` frame (`link::read_stream_open`); the gateway
+//! reads only that and asks `crate::router::decide` what to do. A request (`Route`) is passed
+//! on: a stream on the next hop (a WAN link to the destination datacenter, or a dc-link to
+//! one of its own servers), the frame written there, the rest copied both ways unread. A hop
+//! that cannot pass it on answers `RouteStatus::NoRoute` at once. Control streams (`Info`,
+//! `Gateways`, `Forget`) are answered here (`federation.rs`).
 //!
 //! Datagrams (WAN gossip, sealed end to end) are routed the same way by their
 //! `DatagramHeader`: from a local server onto a WAN link to their datacenter (or straight to
