@@ -22,6 +22,26 @@ const TRANSFER_DEADLINE: Duration = Duration::from_secs(10);
 /// A little past the lease, so that every voter's lease has run out when the target asks.
 const LEASE_MARGIN: Duration = Duration::from_millis(50);
 
+/// Heartbeats off while it lives.
+struct HeartbeatsPaused<'a>(&'a crate::raft::Raft);
+
+impl<'a> HeartbeatsPaused<'a> {
+    fn new(raft: &'a crate::raft::Raft) -> Self {
+        raft.runtime_config().heartbeat(false);
+        HeartbeatsPaused(raft)
+    }
+}
+
+impl Drop for HeartbeatsPaused<'_> {
+    fn drop(&mut self) {
+        self.0.runtime_config().heartbeat(true);
+    }
+}
+
+/// Elections the target starts at most for one transfer: a failed transfer must not keep
+/// raising the term.
+const MAX_STANDS: u32 = 3;
+
 impl Server {
     /// On the leader: hands leadership to `target` (any up-to-date voter when `None`) and
     /// waits until the target leads. Returns the new leader's ID.
@@ -49,9 +69,10 @@ impl Server {
         };
         tracing::info!(target = %node.name, id = target, "transferring leadership");
         let deadline = Instant::now() + TRANSFER_DEADLINE;
-        self.raft.runtime_config().heartbeat(false);
+        // Heartbeats come back on however this ends, a dropped request (the client went
+        // away) included.
+        let _paused = HeartbeatsPaused::new(&self.raft);
         let result = self.hand_over(target, &node.addr, deadline).await;
-        self.raft.runtime_config().heartbeat(true);
         match &result {
             Ok(_) => tracing::info!(target = %node.name, "leadership transferred"),
             Err(e) => tracing::warn!(target = %node.name, error = %e, "leadership transfer failed"),
@@ -104,6 +125,9 @@ impl Server {
             }
             if Instant::now() >= deadline {
                 return Err("the target did not catch up with the leader's log".to_owned());
+            }
+            if !self.is_leader() {
+                return Err("this server stopped leading before the target caught up".to_owned());
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
         }
@@ -158,7 +182,9 @@ impl Server {
         tokio::spawn(async move {
             let deadline = Instant::now() + TRANSFER_DEADLINE;
             tokio::time::sleep(lease).await;
-            while Instant::now() < deadline {
+            let mut stands = 0;
+            while Instant::now() < deadline && stands < MAX_STANDS {
+                stands += 1;
                 let m = server.raft.metrics().borrow().clone();
                 if m.current_term > term && m.current_leader.is_some() {
                     return;
