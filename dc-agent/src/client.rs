@@ -251,10 +251,15 @@ impl ApiClient {
             .authority()
             .ok_or_else(|| format!("bad agent address {base:?}"))?;
         let port = authority.port_u16().unwrap_or(443);
-        let addrs: Vec<std::net::SocketAddr> =
-            std::net::ToSocketAddrs::to_socket_addrs(&(authority.host(), port))
-                .map_err(|e| format!("resolving {}: {e}", authority.host()))?
-                .collect();
+        let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(
+            authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']'),
+            port,
+        ))
+        .map_err(|e| format!("resolving {}: {e}", authority.host()))?
+        .collect();
         let resolver = PinnedResolver {
             host: name.to_owned(),
             addrs,

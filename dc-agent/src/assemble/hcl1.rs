@@ -26,8 +26,14 @@ pub fn parse(text: &str) -> Result<Value, Hcl1Error> {
     let mut parser = Parser {
         chars: text.chars().collect(),
         at: 0,
+        open_comment: None,
     };
-    let object = parser.object_list(None)?;
+    let object = parser.object_list(None);
+    if let Some(at) = parser.open_comment {
+        parser.at = at;
+        return Err(parser.error("comment not terminated"));
+    }
+    let object = object?;
     parser.skip_space();
     if parser.at < parser.chars.len() {
         return Err(parser.error("expected a key"));
@@ -38,6 +44,8 @@ pub fn parse(text: &str) -> Result<Value, Hcl1Error> {
 struct Parser {
     chars: Vec<char>,
     at: usize,
+    /// Where a `/*` without its `*/` opened.
+    open_comment: Option<usize>,
 }
 
 impl Parser {
@@ -71,11 +79,15 @@ impl Parser {
                     }
                 }
                 (Some('/'), Some('*')) => {
+                    let opened = self.at;
                     self.at += 2;
                     while self.at < self.chars.len()
                         && !(self.peek() == Some('*') && self.peek_at(1) == Some('/'))
                     {
                         self.at += 1;
+                    }
+                    if self.at >= self.chars.len() {
+                        self.open_comment.get_or_insert(opened);
                     }
                     self.at = (self.at + 2).min(self.chars.len());
                 }
@@ -470,6 +482,8 @@ ratio = -1.5e2
         assert!(error.is_some_and(|e| e.message.contains("`}`")));
         let error = parse("a = yes\n").err();
         assert_eq!(error.map(|e| (e.line, e.column)), Some((1, 8)));
+        let error = parse("a = 1\n/* b = 2\n").err();
+        assert!(error.is_some_and(|e| e.message.contains("comment not terminated") && e.line == 2));
         let error = parse("s = \"open\n").err();
         assert_eq!(error.map(|e| (e.line, e.column)), Some((1, 5)));
     }
