@@ -532,40 +532,8 @@ async fn serve_api(
     router: axum::Router,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let http = {
-        let router = router.clone();
-        let cancel = cancel.clone();
-        async move {
-            match http {
-                Some(listener) => {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(cancel.cancelled_owned())
-                        .await
-                }
-                None => {
-                    cancel.cancelled().await;
-                    Ok(())
-                }
-            }
-        }
-    };
-    let https = {
-        let cancel = cancel.clone();
-        async move {
-            match https {
-                Some(listener) => {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(cancel.cancelled_owned())
-                        .await
-                }
-                None => {
-                    drop(router);
-                    cancel.cancelled().await;
-                    Ok(())
-                }
-            }
-        }
-    };
+    let http = serve_on(http, router.clone(), cancel.clone());
+    let https = serve_on(https, router, cancel.clone());
     let stopping = cancel.clone();
     tokio::select! {
         served = async { tokio::try_join!(http, https) } => {
@@ -579,6 +547,29 @@ async fn serve_api(
         }
     }
     Ok(())
+}
+
+/// Serves `router` on `listener` until `cancel`; without a listener, only waits.
+async fn serve_on<L>(
+    listener: Option<L>,
+    router: axum::Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    match listener {
+        Some(listener) => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(cancel.cancelled_owned())
+                .await
+        }
+        None => {
+            cancel.cancelled().await;
+            Ok(())
+        }
+    }
 }
 
 /// What the agent prints at start, in Consul's layout.

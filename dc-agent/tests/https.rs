@@ -6,12 +6,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use dc_agent::client::{ApiClient, ClientTls};
 use pki::{CertRequest, CertificateAuthority, Role, Validity};
-use support::flag_agent::{dc_agent, wait_for, FlagAgent};
+use support::flag_agent::{dc_agent, dc_agent_env, wait_for, FlagAgent};
 
 const ADDRESS: &str = "127.145.0.1";
 
@@ -38,29 +37,6 @@ fn authority(dir: &Path, name: &str) -> CertificateAuthority {
             .expect("ca");
     std::fs::write(dir.join(format!("{name}.pem")), ca.cert_pem()).expect("write ca");
     ca
-}
-
-/// The CLI with `env` set (and nothing of the caller's `CONSUL_*`).
-fn dc_agent_env(env: &[(&str, String)], args: &[&str]) -> (i32, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dc-agent"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("CONSUL_") {
-            command.env_remove(name);
-        }
-    }
-    let output = command
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(args)
-        .output()
-        .expect("run dc-agent");
-    (
-        output.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
 }
 
 #[test]

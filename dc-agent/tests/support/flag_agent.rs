@@ -149,10 +149,26 @@ pub fn json(response: &ApiResponse) -> serde_json::Value {
 
 /// Runs the `dc-agent` CLI; its exit code and its stdout and stderr together.
 pub fn dc_agent(args: &[&str]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_dc-agent"))
-        .args(args)
-        .output()
-        .expect("run dc-agent");
+    output_of(Command::new(env!("CARGO_BIN_EXE_dc-agent")).args(args))
+}
+
+/// Runs the `dc-agent` CLI with `env` set and none of the caller's `CONSUL_*` variables.
+pub fn dc_agent_env(env: &[(&str, String)], args: &[&str]) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dc-agent"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("CONSUL_") {
+            command.env_remove(name);
+        }
+    }
+    output_of(
+        command
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(args),
+    )
+}
+
+fn output_of(command: &mut Command) -> (i32, String) {
+    let output = command.output().expect("run dc-agent");
     (
         output.status.code().unwrap_or(-1),
         format!(
