@@ -13,21 +13,21 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
-use std::time::Duration;
 
 use foca::{AccumulatingRuntime, Config, Foca, Identity, OwnedNotification, PostcardCodec, Timer};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wire::Role;
 
-use super::coordinate::{Coordinate, Vivaldi};
-use super::keyfile::{KeyOp, SharedKeyring};
-use super::keyring::NONCE_LEN;
+use crate::coordinate::{Coordinate, Vivaldi};
+use crate::keyfile::{KeyOp, SharedKeyring};
+use crate::keyring::NONCE_LEN;
 
+mod core;
 mod driver;
 mod handle;
 mod health;
@@ -35,6 +35,7 @@ mod swim;
 mod transport;
 mod types;
 
+pub use self::core::*;
 pub use handle::*;
 pub use health::*;
 pub use transport::*;
@@ -83,23 +84,16 @@ pub fn start_on(
         coordinates: coordinates.clone(),
         commands,
     };
+    let core = PoolCore::new(local, keyring, seeds, driver::now(), rand::random());
     let driver = Driver {
-        local,
-        keyring,
-        seeds,
+        core,
+        transport,
         events,
         members,
         coordinates,
-        vivaldi: Vivaldi::new(),
-        probes: HashMap::new(),
-        byes: Vec::new(),
-        key_ops: HashMap::new(),
-        key_ops_seen: HashMap::new(),
-        transport,
-        timers: BinaryHeap::new(),
-        departed: HashSet::new(),
-        logged: HashSet::new(),
-        news_of_down: false,
+        replies: HashMap::new(),
+        next_token: 0,
+        leaving: None,
     };
     tokio::spawn(driver.run(receiver, cancel));
     pool

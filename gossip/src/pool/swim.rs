@@ -3,7 +3,9 @@
 
 use super::*;
 
-type SwimFoca = Foca<NodeId, PostcardCodec, rand::rngs::StdRng, foca::NoCustomBroadcast>;
+use rand::rngs::StdRng;
+
+type SwimFoca = Foca<NodeId, PostcardCodec, StdRng, foca::NoCustomBroadcast>;
 
 /// foca and what is tuned around it: its settings (resized with the pool, suspicion scaled
 /// by local health), the runtime it writes into, and the join sync window.
@@ -18,43 +20,26 @@ pub(super) struct Swim {
 }
 
 impl Swim {
-    pub(super) fn new(local: NodeId) -> Swim {
+    pub(super) fn new(local: NodeId, now: Instant, rng: StdRng) -> Swim {
         // Suspicion and retransmissions scale with the pool's size, as memberlist's do
         // (4 x max(1, log10 N) probe periods); foca is reconfigured as members come and go.
         let pool = local.pool;
         let mut config = pool_config(pool, 1);
         config.max_transmissions = pool_config(pool, 16).max_transmissions;
         let base_suspicion = config.suspect_to_down_after;
-        let rng: rand::rngs::StdRng = rand::make_rng();
         Swim {
             foca: Foca::new(local, config.clone(), rng, PostcardCodec),
             runtime: AccumulatingRuntime::new(),
             config,
             base_suspicion,
-            health: LocalHealth::new(Instant::now()),
+            health: LocalHealth::new(now),
             cluster_size: 1,
-            syncing_until: Instant::now() + JOIN_SYNC,
+            syncing_until: now + JOIN_SYNC,
         }
     }
 
     pub(super) fn members(&self) -> Vec<NodeId> {
         self.foca.iter_members().map(|m| m.id().clone()).collect()
-    }
-
-    pub(super) fn random_member(&self) -> Option<NodeId> {
-        let members = self.members();
-        members
-            .get(rand::random_range(0..members.len().max(1)))
-            .cloned()
-    }
-
-    pub(super) fn apply_health(&mut self, driver: &Driver) {
-        driver.apply_health(
-            &mut self.foca,
-            &mut self.config,
-            &self.health,
-            self.base_suspicion,
-        );
     }
 }
 

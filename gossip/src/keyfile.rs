@@ -75,7 +75,7 @@ pub enum KeyOp {
 /// keyring operations and written to its file after each change.
 #[derive(Clone)]
 pub struct SharedKeyring {
-    ring: std::sync::Arc<std::sync::RwLock<super::keyring::Keyring>>,
+    ring: std::sync::Arc<parking_lot::RwLock<super::keyring::Keyring>>,
     file: Option<PathBuf>,
 }
 
@@ -83,24 +83,19 @@ impl SharedKeyring {
     /// A keyring kept in `file` (none: in memory only).
     pub fn new(ring: super::keyring::Keyring, file: Option<PathBuf>) -> SharedKeyring {
         SharedKeyring {
-            ring: std::sync::Arc::new(std::sync::RwLock::new(ring)),
+            ring: std::sync::Arc::new(parking_lot::RwLock::new(ring)),
             file,
         }
     }
 
-    /// The keyring, to seal and open with (never none: a configured keyring is never
-    /// bypassed, even after a panic elsewhere).
-    pub fn read(&self) -> Option<std::sync::RwLockReadGuard<'_, super::keyring::Keyring>> {
-        Some(
-            self.ring
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+    /// The keyring, to seal and open with.
+    pub fn read(&self) -> parking_lot::RwLockReadGuard<'_, super::keyring::Keyring> {
+        self.ring.read()
     }
 
     /// The installed keys, the primary first.
     pub fn keys(&self) -> Vec<String> {
-        self.read().map(|k| k.list()).unwrap_or_default()
+        self.read().list()
     }
 
     /// Applies `op` and writes the file when it changed something, under the lock, so
@@ -108,10 +103,7 @@ impl SharedKeyring {
     /// Removing a key that is not installed is not an error (operations are repeated).
     pub fn apply(&self, op: &KeyOp) -> Result<(), String> {
         use super::keyring::KeyringError;
-        let mut ring = self
-            .ring
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ring = self.ring.write();
         let before = ring.clone();
         let result = match op {
             KeyOp::List => Ok(()),

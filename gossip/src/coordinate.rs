@@ -6,6 +6,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
 pub use wire::records::Coordinate;
 use wire::records::COORDINATE_HEIGHT_MIN as HEIGHT_MIN;
 use wire::records::{COORDINATE_DIMENSIONS as DIMENSIONS, COORDINATE_ERROR_MAX as ERROR_MAX};
@@ -26,8 +29,13 @@ const ZERO_THRESHOLD: f64 = 1.0e-6;
 const MAX_RTT: f64 = 10.0;
 
 /// `coordinate` pushed by `force` away from `other` (towards it when negative).
-fn apply_force(coordinate: &Coordinate, force: f64, other: &Coordinate) -> Coordinate {
-    let (unit, mag) = unit_vector_at(&coordinate.vec, &other.vec);
+fn apply_force(
+    coordinate: &Coordinate,
+    force: f64,
+    other: &Coordinate,
+    rng: &mut StdRng,
+) -> Coordinate {
+    let (unit, mag) = unit_vector_at(&coordinate.vec, &other.vec, rng);
     let vec = coordinate
         .vec
         .iter()
@@ -57,13 +65,13 @@ fn magnitude(v: &[f64]) -> f64 {
 
 /// The unit vector from `b` to `a` and the distance between them; a random direction when
 /// they coincide (so two nodes at the origin can move apart).
-fn unit_vector_at(a: &[f64], b: &[f64]) -> (Vec<f64>, f64) {
+fn unit_vector_at(a: &[f64], b: &[f64], rng: &mut StdRng) -> (Vec<f64>, f64) {
     let diff = difference(a, b);
     let mag = magnitude(&diff);
     if mag > ZERO_THRESHOLD {
         return (diff.iter().map(|x| x / mag).collect(), mag);
     }
-    let random: Vec<f64> = (0..a.len()).map(|_| rand::random::<f64>() - 0.5).collect();
+    let random: Vec<f64> = (0..a.len()).map(|_| rng.random::<f64>() - 0.5).collect();
     let mag = magnitude(&random);
     if mag > ZERO_THRESHOLD {
         return (random.iter().map(|x| x / mag).collect(), 0.0);
@@ -76,18 +84,26 @@ fn unit_vector_at(a: &[f64], b: &[f64]) -> (Vec<f64>, f64) {
 }
 
 /// A node's Vivaldi state: its coordinate and what it needs to update it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct Vivaldi {
     coordinate: Coordinate,
     adjustment_samples: VecDeque<f64>,
     /// Recent round trips per peer (for the median filter).
     latencies: BTreeMap<String, VecDeque<f64>>,
+    /// Picks a direction when two coordinates coincide.
+    rng: StdRng,
 }
 
 impl Vivaldi {
-    /// A node that knows nothing yet.
-    pub fn new() -> Vivaldi {
-        Vivaldi::default()
+    /// A node that knows nothing yet; `seed` drives the only random choice (the direction
+    /// in which two coinciding coordinates move apart).
+    pub fn new(seed: u64) -> Vivaldi {
+        Vivaldi {
+            coordinate: Coordinate::default(),
+            adjustment_samples: VecDeque::new(),
+            latencies: BTreeMap::new(),
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     /// The current coordinate.
@@ -135,7 +151,7 @@ impl Vivaldi {
         let weight = self.coordinate.error / total_error;
         let error = CE * weight * wrongness + self.coordinate.error * (1.0 - CE * weight);
         let force = CC * weight * (rtt - distance);
-        let mut moved = apply_force(&self.coordinate, force, other);
+        let mut moved = apply_force(&self.coordinate, force, other, &mut self.rng);
         moved.error = error.min(ERROR_MAX);
         self.coordinate = moved;
     }
@@ -161,7 +177,7 @@ impl Vivaldi {
         let force = -(distance / GRAVITY_RHO).powi(2);
         let error = self.coordinate.error;
         let adjustment = self.coordinate.adjustment;
-        let mut pulled = apply_force(&self.coordinate, force, &origin);
+        let mut pulled = apply_force(&self.coordinate, force, &origin, &mut self.rng);
         pulled.error = error;
         pulled.adjustment = adjustment;
         self.coordinate = pulled;
@@ -181,7 +197,7 @@ mod tests {
             (0, 2) => 0.050,
             _ => 0.045,
         };
-        let mut nodes = [Vivaldi::new(), Vivaldi::new(), Vivaldi::new()];
+        let mut nodes = [Vivaldi::new(1), Vivaldi::new(2), Vivaldi::new(3)];
         for round in 0..400 {
             for x in 0..3 {
                 let y = (x + 1 + round % 2) % 3;
@@ -207,7 +223,7 @@ mod tests {
 
     #[test]
     fn bad_measurements_and_coordinates_change_nothing() {
-        let mut node = Vivaldi::new();
+        let mut node = Vivaldi::new(1);
         let before = node.coordinate().clone();
         let good = Coordinate::default();
         assert!(!node.observe("p", &good, f64::NAN));

@@ -92,8 +92,9 @@ impl NodeId {
         }
     }
 
-    /// An identity to announce to on the WAN: a server of `dc` by name, or (an empty name)
-    /// whichever server the gateways pick.
+    /// An identity to announce to on the WAN: a server of `dc` by name (foca takes only
+    /// packets addressed to its own identity, so the name must be the server's; the
+    /// simulation's WAN scenario found that an empty one is never answered).
     pub fn wan_seed(dc: &str, node: &str) -> NodeId {
         NodeId {
             pool: PoolKind::Wan,
@@ -195,7 +196,8 @@ pub(super) struct PendingKeyOp {
     pub(super) outcome: KeyOutcome,
     pub(super) deadline: Instant,
     pub(super) resend: Instant,
-    pub(super) reply: oneshot::Sender<KeyOutcome>,
+    /// Names the answer ([`Event::KeyOutcome`]).
+    pub(super) token: u64,
 }
 
 /// A coordinate probe or its answer.
