@@ -44,33 +44,7 @@ fn main() -> ExitCode {
         Command::Catalog {
             command,
             datacenter,
-        } => match command {
-            CatalogCommand::Services {
-                tags,
-                node: Some(node),
-            } => cli::catalog::node_services(&addr, &node, tags, datacenter.as_deref()),
-            CatalogCommand::Services { tags, node: None } => {
-                cli::catalog::services(&addr, tags, datacenter.as_deref())
-            }
-            CatalogCommand::Nodes {
-                service,
-                detailed,
-                near,
-                node_meta,
-                filter,
-            } => cli::catalog::nodes(
-                &addr,
-                &cli::catalog::NodesOptions {
-                    service,
-                    detailed,
-                    near,
-                    datacenter,
-                    node_meta,
-                    filter,
-                },
-            ),
-            CatalogCommand::Datacenters => cli::catalog::datacenters(&addr),
-        },
+        } => catalog(&addr, command, datacenter),
         Command::Operator { command } => operator(&addr, command),
         Command::Keyring {
             list,
@@ -80,49 +54,22 @@ fn main() -> ExitCode {
             local_only,
         } => cli::keyring::keyring(&addr, list, install, use_key, remove, local_only),
         Command::Info => cli::info::info(&addr),
-        Command::Snapshot {
-            command: SnapshotCommand::Save { stale, file },
-        } => cli::snapshot::save(&addr, &file, stale),
-        Command::Snapshot {
-            command: SnapshotCommand::Restore { file },
-        } => cli::snapshot::restore(&addr, &file),
-        Command::Snapshot {
-            command: SnapshotCommand::Inspect { file },
-        } => cli::snapshot::inspect(&file),
+        Command::Snapshot { command } => match command {
+            SnapshotCommand::Save { stale, file } => cli::snapshot::save(&addr, &file, stale),
+            SnapshotCommand::Restore { file } => cli::snapshot::restore(&addr, &file),
+            SnapshotCommand::Inspect { file } => cli::snapshot::inspect(&file),
+        },
         Command::Debug {
             duration,
             interval,
             output,
             archive,
-        } => match (
-            duration.parse::<wire::GoDuration>(),
-            interval.parse::<wire::GoDuration>(),
-        ) {
-            (Ok(duration), Ok(interval)) => cli::debug::debug(
-                &addr,
-                &cli::debug::DebugOptions {
-                    duration: duration.0,
-                    interval: interval.0,
-                    output,
-                    archive,
-                },
-            ),
-            _ => cli::fail("-duration and -interval take durations such as 30s or 2m"),
-        },
+        } => debug(&addr, &duration, &interval, output, archive),
         Command::Monitor {
             log_level,
             log_json,
         } => cli::info::monitor(&addr, log_level.as_deref(), log_json),
-        Command::Version => {
-            println!("Isthmus v{} (dc-agent)", env!("CARGO_PKG_VERSION"));
-            println!(
-                "Revision {}",
-                option_env!("ISTHMUS_REVISION").unwrap_or("unknown")
-            );
-            println!("Build Date unknown");
-            println!("Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking to compatible agents)");
-            ExitCode::SUCCESS
-        }
+        Command::Version => version(),
         Command::Maint {
             enable,
             disable,
@@ -137,32 +84,7 @@ fn main() -> ExitCode {
                 reason,
             },
         ),
-        Command::Services {
-            command:
-                ServicesCommand::Register {
-                    name,
-                    id,
-                    tags,
-                    address,
-                    port,
-                    meta,
-                    files,
-                },
-        } => cli::services::register(
-            &addr,
-            &cli::services::ServiceFlags {
-                name,
-                id,
-                tags,
-                address,
-                port,
-                meta,
-            },
-            &files,
-        ),
-        Command::Services {
-            command: ServicesCommand::Deregister { id, files },
-        } => cli::services::deregister(&addr, id.as_deref(), &files),
+        Command::Services { command } => services(&addr, command),
         Command::Leave => cli::info::leave(&addr),
         Command::Reload => cli::info::reload(&addr),
         Command::Members {
@@ -186,6 +108,103 @@ fn main() -> ExitCode {
             [] => cli::fail("Error: a node name is required (`rtt NODE [NODE]`)"),
             nodes => cli::catalog::rtt_nodes(&addr, wan, nodes),
         },
+    }
+}
+
+/// `catalog services|nodes|datacenters`.
+fn catalog(addr: &str, command: CatalogCommand, datacenter: Option<String>) -> ExitCode {
+    match command {
+        CatalogCommand::Services {
+            tags,
+            node: Some(node),
+        } => cli::catalog::node_services(addr, &node, tags, datacenter.as_deref()),
+        CatalogCommand::Services { tags, node: None } => {
+            cli::catalog::services(addr, tags, datacenter.as_deref())
+        }
+        CatalogCommand::Nodes {
+            service,
+            detailed,
+            near,
+            node_meta,
+            filter,
+        } => cli::catalog::nodes(
+            addr,
+            &cli::catalog::NodesOptions {
+                service,
+                detailed,
+                near,
+                datacenter,
+                node_meta,
+                filter,
+            },
+        ),
+        CatalogCommand::Datacenters => cli::catalog::datacenters(addr),
+    }
+}
+
+/// `debug`: durations in Go's spelling.
+fn debug(
+    addr: &str,
+    duration: &str,
+    interval: &str,
+    output: Option<PathBuf>,
+    archive: bool,
+) -> ExitCode {
+    match (
+        duration.parse::<wire::GoDuration>(),
+        interval.parse::<wire::GoDuration>(),
+    ) {
+        (Ok(duration), Ok(interval)) => cli::debug::debug(
+            addr,
+            &cli::debug::DebugOptions {
+                duration: duration.0,
+                interval: interval.0,
+                output,
+                archive,
+            },
+        ),
+        _ => cli::fail("-duration and -interval take durations such as 30s or 2m"),
+    }
+}
+
+/// `version`, in Consul's layout.
+fn version() -> ExitCode {
+    println!("Isthmus v{} (dc-agent)", env!("CARGO_PKG_VERSION"));
+    println!(
+        "Revision {}",
+        option_env!("ISTHMUS_REVISION").unwrap_or("unknown")
+    );
+    println!("Build Date unknown");
+    println!("Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking to compatible agents)");
+    ExitCode::SUCCESS
+}
+
+/// `services register|deregister`.
+fn services(addr: &str, command: ServicesCommand) -> ExitCode {
+    match command {
+        ServicesCommand::Register {
+            name,
+            id,
+            tags,
+            address,
+            port,
+            meta,
+            files,
+        } => cli::services::register(
+            addr,
+            &cli::services::ServiceFlags {
+                name,
+                id,
+                tags,
+                address,
+                port,
+                meta,
+            },
+            &files,
+        ),
+        ServicesCommand::Deregister { id, files } => {
+            cli::services::deregister(addr, id.as_deref(), &files)
+        }
     }
 }
 

@@ -54,6 +54,69 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// `isthmus_dns_queries_total{rcode}`: DNS queries answered, by response code.
     pub dns_queries: IntCounterVec,
+    /// The gossip pools' metrics.
+    pub gossip: GossipMetrics,
+    /// `consul_client_rpc`: requests a client agent sent to a server.
+    pub client_rpc: IntCounter,
+    /// `consul_client_rpc_failed`: of those, the ones no server answered.
+    pub client_rpc_failed: IntCounter,
+    /// `isthmus_dns_view_names`: names a client agent's DNS view keeps current.
+    pub dns_view_names: IntGauge,
+    /// `isthmus_dns_view_refreshes_total{result}`: the view's fetches, `ok` or `error`.
+    pub dns_view_refreshes: IntCounterVec,
+}
+
+/// Creates metrics and registers them.
+struct Reg(Registry);
+
+impl Reg {
+    fn histogram(&self, name: &str, help: &str) -> Result<Histogram, prometheus::Error> {
+        let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(ms_buckets()))?;
+        self.0.register(Box::new(h.clone()))?;
+        Ok(h)
+    }
+
+    fn counter(&self, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+        let c = IntCounter::new(name, help)?;
+        self.0.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+        let g = IntGauge::new(name, help)?;
+        self.0.register(Box::new(g.clone()))?;
+        Ok(g)
+    }
+
+    fn counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, prometheus::Error> {
+        let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+        self.0.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    /// A counter with one label whose `values` are present (at 0) from the start.
+    fn present(
+        &self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[&str],
+    ) -> Result<IntCounterVec, prometheus::Error> {
+        let c = self.counter_vec(name, help, &[label])?;
+        for value in values {
+            c.with_label_values(&[*value]);
+        }
+        Ok(c)
+    }
+}
+
+/// The gossip pools' metrics (LAN and WAN, keyring operations).
+pub struct GossipMetrics {
     /// `consul_serf_member_join` / `_failed` / `_left`: membership events (`event` label).
     pub serf_members: IntCounterVec,
     /// `isthmus_gossip_dropped_packets_total{pool,reason}`: gossip packets dropped.
@@ -70,14 +133,48 @@ pub struct Metrics {
     /// `consul_memberlist_health_score`: local health (0 healthy, up to 8 when this node
     /// runs late and lengthens its suspicions).
     pub memberlist_health_score: IntGauge,
-    /// `consul_client_rpc`: requests a client agent sent to a server.
-    pub client_rpc: IntCounter,
-    /// `consul_client_rpc_failed`: of those, the ones no server answered.
-    pub client_rpc_failed: IntCounter,
-    /// `isthmus_dns_view_names`: names a client agent's DNS view keeps current.
-    pub dns_view_names: IntGauge,
-    /// `isthmus_dns_view_refreshes_total{result}`: the view's fetches, `ok` or `error`.
-    pub dns_view_refreshes: IntCounterVec,
+}
+
+impl GossipMetrics {
+    fn new(r: &Reg) -> Result<GossipMetrics, prometheus::Error> {
+        // Present from the start, so that `increase()` sees the first event.
+        let wan_members = r.present(
+            "isthmus_serf_wan_member_events_total",
+            "WAN membership events seen by this server: join, failed, left.",
+            "event",
+            &["join", "failed", "left"],
+        )?;
+        Ok(GossipMetrics {
+        serf_members: r.counter_vec(
+            "consul_serf_member_events",
+            "LAN membership events: join, failed, left.",
+            &["event"],
+        )?,
+        gossip_dropped: r.counter_vec(
+            "isthmus_gossip_dropped_packets_total",
+            "Gossip packets dropped, by pool and reason (no_key: no installed key opens it).",
+            &["pool", "reason"],
+        )?,
+        keyring_ops: r.counter_vec(
+            "isthmus_keyring_operations_total",
+            "Keyring operations (list, install, use, remove) this server ran across the federation, by outcome.",
+            &["op", "outcome"],
+        )?,
+        wan_health_score: r.gauge(
+            "isthmus_wan_health_score",
+            "Local health score of the WAN pool (as consul_memberlist_health_score for the LAN).",
+        )?,
+        wan_datagrams_dropped: r.counter(
+            "isthmus_wan_gossip_datagrams_dropped_total",
+            "WAN gossip datagrams not sent (no gateway link, too large) or not taken (inbox full).",
+        )?,
+        memberlist_health_score: r.gauge(
+            "consul_memberlist_health_score",
+            "Local health score: 0 is healthy; higher when this node runs late (its suspicions of others then take longer).",
+        )?,
+            wan_members,
+        })
+    }
 }
 
 fn ms_buckets() -> Vec<f64> {
@@ -89,154 +186,97 @@ fn ms_buckets() -> Vec<f64> {
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Metrics, prometheus::Error> {
-        let registry = Registry::new();
-        let histogram = |name: &str, help: &str| -> Result<Histogram, prometheus::Error> {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(ms_buckets()))?;
-            registry.register(Box::new(h.clone()))?;
-            Ok(h)
-        };
-        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
-            let c = IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
-            let g = IntGauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
-        let counter_vec =
-            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-                registry.register(Box::new(c.clone()))?;
-                Ok(c)
-            };
-        let tls_rejected = counter_vec(
+        let r = Reg(Registry::new());
+        let reasons: Vec<&str> = pki::RejectReason::ALL
+            .iter()
+            .map(|r| r.as_label())
+            .collect();
+        let tls_rejected = r.present(
             "isthmus_tls_rejected_total",
             "Peer certificates refused, by reason.",
-            &["reason"],
+            "reason",
+            &reasons,
         )?;
-        for reason in pki::RejectReason::ALL {
-            tls_rejected.with_label_values(&[reason.as_label()]);
-        }
         Ok(Metrics {
-            kvs_apply: histogram(
+            kvs_apply: r.histogram(
                 "consul_kvs_apply",
                 "Time to apply a KV write through Raft, in milliseconds.",
             )?,
-            txn_apply: histogram(
+            txn_apply: r.histogram(
                 "consul_txn_apply",
                 "Time to apply a transaction through Raft, in milliseconds.",
             )?,
-            raft_commit_time: histogram(
+            raft_commit_time: r.histogram(
                 "consul_raft_commitTime",
                 "Time from a write reaching the leader to its commit, in milliseconds.",
             )?,
-            raft_apply: counter("consul_raft_apply", "Writes applied through Raft.")?,
-            rpc_request: counter("consul_rpc_request", "Requests served by this server.")?,
-            rpc_forwarded: counter(
+            raft_apply: r.counter("consul_raft_apply", "Writes applied through Raft.")?,
+            rpc_request: r.counter("consul_rpc_request", "Requests served by this server.")?,
+            rpc_forwarded: r.counter(
                 "isthmus_rpc_forwarded_total",
                 "Requests forwarded to the leader.",
             )?,
-            rpc_cross_dc: counter(
+            rpc_cross_dc: r.counter(
                 "consul_rpc_cross_dc",
                 "Requests this server sent to another datacenter through a gateway.",
             )?,
-            https_handshake_failures: counter(
+            https_handshake_failures: r.counter(
                 "isthmus_https_handshake_failures_total",
                 "HTTPS connections refused in the TLS handshake.",
             )?,
-            tombstones_reaped: counter(
+            tombstones_reaped: r.counter(
                 "isthmus_kv_tombstones_reaped_total",
                 "KV tombstones removed by the leader's tombstone GC.",
             )?,
-            raft_state_leader: counter(
+            raft_state_leader: r.counter(
                 "consul_raft_state_leader",
                 "Times this server became the leader.",
             )?,
-            raft_state_candidate: counter(
+            raft_state_candidate: r.counter(
                 "consul_raft_state_candidate",
                 "Times this server started an election.",
             )?,
-            server_is_leader: gauge("consul_server_isLeader", "1 if this server is the leader.")?,
-            raft_leader_last_contact: gauge(
+            server_is_leader: r.gauge("consul_server_isLeader", "1 if this server is the leader.")?,
+            raft_leader_last_contact: r.gauge(
                 "consul_raft_leader_lastContact",
                 "Milliseconds since the leader was last heard from.",
             )?,
-            raft_applied_index: gauge("isthmus_raft_applied_index", "Last applied Raft index.")?,
-            raft_term: gauge("isthmus_raft_term", "Current Raft term.")?,
-            autopilot_healthy: gauge(
+            raft_applied_index: r.gauge("isthmus_raft_applied_index", "Last applied Raft index.")?,
+            raft_term: r.gauge("isthmus_raft_term", "Current Raft term.")?,
+            autopilot_healthy: r.gauge(
                 "consul_autopilot_healthy",
                 "1 when every voter is replicating (leader only).",
             )?,
             tls_rejected,
-            http_requests: counter_vec(
+            http_requests: r.counter_vec(
                 "isthmus_http_requests_total",
                 "HTTP requests served, by method and status code.",
                 &["method", "code"],
             )?,
-            dns_queries: counter_vec(
+            dns_queries: r.counter_vec(
                 "isthmus_dns_queries_total",
                 "DNS queries answered, by response code; `recursed` and `recursor_failed` count names sent to the recursors.",
                 &["rcode"],
             )?,
-            serf_members: counter_vec(
-                "consul_serf_member_events",
-                "LAN membership events: join, failed, left.",
-                &["event"],
-            )?,
-            gossip_dropped: counter_vec(
-                "isthmus_gossip_dropped_packets_total",
-                "Gossip packets dropped, by pool and reason (no_key: no installed key opens it).",
-                &["pool", "reason"],
-            )?,
-            wan_members: {
-                let events = counter_vec(
-                    "isthmus_serf_wan_member_events_total",
-                    "WAN membership events seen by this server: join, failed, left.",
-                    &["event"],
-                )?;
-                // Present from the start, so that `increase()` sees the first event.
-                for event in ["join", "failed", "left"] {
-                    events.with_label_values(&[event]);
-                }
-                events
-            },
-            keyring_ops: counter_vec(
-                "isthmus_keyring_operations_total",
-                "Keyring operations (list, install, use, remove) this server ran across the federation, by outcome.",
-                &["op", "outcome"],
-            )?,
-            wan_health_score: gauge(
-                "isthmus_wan_health_score",
-                "Local health score of the WAN pool (as consul_memberlist_health_score for the LAN).",
-            )?,
-            wan_datagrams_dropped: counter(
-                "isthmus_wan_gossip_datagrams_dropped_total",
-                "WAN gossip datagrams not sent (no gateway link, too large) or not taken (inbox full).",
-            )?,
-            memberlist_health_score: gauge(
-                "consul_memberlist_health_score",
-                "Local health score: 0 is healthy; higher when this node runs late (its suspicions of others then take longer).",
-            )?,
-            client_rpc: counter(
+            gossip: GossipMetrics::new(&r)?,
+            client_rpc: r.counter(
                 "consul_client_rpc",
                 "Requests this client agent sent to a server.",
             )?,
-            client_rpc_failed: counter(
+            client_rpc_failed: r.counter(
                 "consul_client_rpc_failed",
                 "Requests this client agent sent that no server answered.",
             )?,
-            dns_view_names: gauge(
+            dns_view_names: r.gauge(
                 "isthmus_dns_view_names",
                 "Names this client agent's DNS view keeps current with blocking queries.",
             )?,
-            dns_view_refreshes: counter_vec(
+            dns_view_refreshes: r.counter_vec(
                 "isthmus_dns_view_refreshes_total",
                 "Fetches of the client agent's DNS view, by result (ok, error).",
                 &["result"],
             )?,
-            registry,
+            registry: r.0,
         })
     }
 
@@ -364,32 +404,34 @@ pub struct WanEvents(pub Arc<Metrics>);
 impl crate::gossip::pool::PoolEvents for WanEvents {
     fn dropped(&self, reason: &'static str) {
         self.0
+            .gossip
             .gossip_dropped
             .with_label_values(&["wan", reason])
             .inc();
     }
 
     fn member(&self, status: &'static str) {
-        self.0.wan_members.with_label_values(&[status]).inc();
+        self.0.gossip.wan_members.with_label_values(&[status]).inc();
     }
 
     fn health(&self, score: u32) {
-        self.0.wan_health_score.set(i64::from(score));
+        self.0.gossip.wan_health_score.set(i64::from(score));
     }
 }
 
 impl crate::gossip::pool::PoolEvents for Metrics {
     fn dropped(&self, reason: &'static str) {
-        self.gossip_dropped
+        self.gossip
+            .gossip_dropped
             .with_label_values(&["lan", reason])
             .inc();
     }
 
     fn member(&self, status: &'static str) {
-        self.serf_members.with_label_values(&[status]).inc();
+        self.gossip.serf_members.with_label_values(&[status]).inc();
     }
 
     fn health(&self, score: u32) {
-        self.memberlist_health_score.set(i64::from(score));
+        self.gossip.memberlist_health_score.set(i64::from(score));
     }
 }

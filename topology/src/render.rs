@@ -169,195 +169,214 @@ pub fn plan(
     fresh_gossip_key: &str,
     now: OffsetDateTime,
 ) -> Result<RenderPlan, RenderError> {
-    let mut files = Vec::new();
-    let mut notes = Vec::new();
-
-    // The CA: the named one, else the one already in the output, else a new one. A named CA's
-    // key stays where it is, so the output then holds only ca.pem.
-    let out_cert = existing(Path::new("ca/ca.pem"));
-    let out_key = existing(Path::new("ca/ca-key.pem"));
-    let ca = match (&sources.ca, out_cert, out_key) {
-        (Some((cert, key)), out_cert, _) => {
-            if out_cert.is_some_and(|out_cert| out_cert.trim() != cert.trim()) {
-                let source_dir = match &topology.ca {
-                    crate::model::CaSource::Dir(dir) => dir.display().to_string(),
-                    crate::model::CaSource::Generate => "the topology's CA".to_owned(),
-                };
-                return Err(RenderError::CaMismatch {
-                    path: "ca/ca.pem".to_owned(),
-                    source_dir,
-                });
-            }
-            notes.push("CA: using the CA named by tls.ca_dir".to_owned());
-            files.push(PlannedFile {
-                path: "ca/ca.pem".into(),
-                contents: cert.clone(),
-                mode: 0o644,
-            });
-            CertificateAuthority::from_pem(cert, key)?
-        }
-        (None, Some(cert), Some(key)) => {
-            notes.push("CA: kept the existing ca/ca.pem".to_owned());
-            let ca = CertificateAuthority::from_pem(&cert, &key).map_err(|e| {
-                RenderError::BadExisting {
-                    path: "ca/ca.pem".to_owned(),
-                    message: e.to_string(),
-                }
-            })?;
-            files.push(PlannedFile {
-                path: "ca/ca.pem".into(),
-                contents: cert,
-                mode: 0o644,
-            });
-            files.push(PlannedFile {
-                path: "ca/ca-key.pem".into(),
-                contents: key,
-                mode: 0o600,
-            });
-            ca
-        }
-        (None, Some(_), None) => return Err(RenderError::CaWithoutKey("ca/ca.pem".to_owned())),
-        (None, None, Some(_)) => return Err(RenderError::KeyWithoutCa("ca/ca-key.pem".to_owned())),
-        (None, None, None) => {
-            notes.push("CA: generated a new CA in ca/".to_owned());
-            let ca = CertificateAuthority::create(
-                &topology.domain,
-                Validity::days_from(now, topology.ca_days)?,
-            )?;
-            files.push(PlannedFile {
-                path: "ca/ca.pem".into(),
-                contents: ca.cert_pem().to_owned(),
-                mode: 0o644,
-            });
-            files.push(PlannedFile {
-                path: "ca/ca-key.pem".into(),
-                contents: ca.key_pem().to_owned(),
-                mode: 0o600,
-            });
-            ca
-        }
+    let mut plan = RenderPlan {
+        files: Vec::new(),
+        notes: Vec::new(),
     };
+    let ca = plan.ca(topology, sources, existing, now)?;
     let ca_subject = pki::inspect_pem(ca.cert_pem().as_bytes())?.subject;
-
-    // The gossip key: the named one, else the one already in the output, else a new one.
-    let named_key = match &topology.gossip_key {
-        crate::model::GossipKeySource::Inline(key) => Some(key.trim().to_owned()),
-        crate::model::GossipKeySource::File(_) => sources
-            .gossip_key_file
-            .as_ref()
-            .map(|k| k.trim().to_owned()),
-        crate::model::GossipKeySource::Generate => None,
-    };
-    let out_key = existing(Path::new("gossip.key")).map(|k| k.trim().to_owned());
-    let gossip_key = match (named_key, out_key) {
-        (Some(named), Some(out)) if named != out => {
-            return Err(RenderError::GossipKeyMismatch {
-                path: "gossip.key".to_owned(),
-            })
-        }
-        (Some(named), _) => {
-            crate::model::check_gossip_key(&named).map_err(|message| RenderError::BadExisting {
-                path: "gossip key".to_owned(),
-                message,
-            })?;
-            notes.push("gossip key: using the key named by the topology".to_owned());
-            named
-        }
-        (None, Some(out)) => {
-            crate::model::check_gossip_key(&out).map_err(|message| RenderError::BadExisting {
-                path: "gossip.key".to_owned(),
-                message,
-            })?;
-            notes.push("gossip key: kept the existing gossip.key".to_owned());
-            out
-        }
-        (None, None) => {
-            notes.push("gossip key: generated a new key in gossip.key".to_owned());
-            fresh_gossip_key.to_owned()
-        }
-    };
-    files.push(PlannedFile {
-        path: "gossip.key".into(),
-        contents: format!("{gossip_key}\n"),
-        mode: 0o600,
-    });
-
+    let gossip_key = plan.gossip_key(topology, sources, existing, fresh_gossip_key)?;
     let validity = Validity::days_from(now, topology.cert_days)?;
-    let mut reissued = 0usize;
-    let mut kept = 0usize;
+    let (mut reissued, mut kept) = (0usize, 0usize);
     for dc in &topology.datacenters {
         for node in &dc.nodes {
-            let dir = node_dir(&dc.name, &node.name);
-            let request = CertRequest {
-                role: node.role,
-                datacenter: dc.name.clone(),
-                domain: topology.domain.clone(),
-                node: Some(node.name.clone()),
-                ips: vec![node.address],
-                dns_names: vec![],
+            let issued = NodeIssue {
+                ca: &ca,
+                ca_subject: &ca_subject,
+                validity,
+                now,
             };
-            let cert_path = dir.join("tls/cert.pem");
-            let key_path = dir.join("tls/key.pem");
-            let reusable = match (existing(&cert_path), existing(&key_path)) {
-                (Some(cert), Some(key)) if still_good(&cert, &request, &ca_subject, now) => {
-                    Some((cert, key))
-                }
-                _ => None,
-            };
-            let (cert_pem, key_pem) = match reusable {
-                Some(pair) => {
-                    kept += 1;
-                    pair
-                }
-                None => {
-                    reissued += 1;
-                    let issued = ca.issue(&request, validity)?;
-                    (issued.cert_pem, issued.key_pem)
-                }
-            };
-            files.push(PlannedFile {
-                path: dir.join("tls/ca.pem"),
-                contents: ca.cert_pem().to_owned(),
-                mode: 0o644,
-            });
-            files.push(PlannedFile {
-                path: cert_path,
-                contents: cert_pem,
-                mode: 0o644,
-            });
-            files.push(PlannedFile {
-                path: key_path,
-                contents: key_pem,
-                mode: 0o600,
-            });
-            let config = match node.role {
-                Role::Gateway => gateway_config(topology, dc, node),
-                Role::Server | Role::Client => agent_config(topology, dc, node, &gossip_key),
-            };
-            files.push(PlannedFile {
-                path: config_path(&dc.name, node),
-                contents: config,
-                mode: 0o600,
-            });
-            files.push(PlannedFile {
-                path: dir.join(format!("isthmus-{}-{}.service", dc.name, node.name)),
-                contents: systemd_unit(dc, node),
-                mode: 0o644,
-            });
+            if plan.node(topology, dc, node, &gossip_key, existing, &issued)? {
+                kept += 1;
+            } else {
+                reissued += 1;
+            }
         }
     }
-    notes.push(format!("node certificates: {reissued} issued, {kept} kept"));
-    files.push(PlannedFile {
-        path: "prometheus.yml".into(),
-        contents: prometheus_config(topology),
-        mode: 0o644,
-    });
-    files.push(PlannedFile {
-        path: "isthmus-alerts.yml".into(),
-        contents: ALERT_RULES.to_owned(),
-        mode: 0o644,
-    });
-    Ok(RenderPlan { files, notes })
+    plan.notes
+        .push(format!("node certificates: {reissued} issued, {kept} kept"));
+    plan.file("prometheus.yml", prometheus_config(topology), 0o644);
+    plan.file("isthmus-alerts.yml", ALERT_RULES.to_owned(), 0o644);
+    Ok(plan)
+}
+
+/// What a node's certificate is checked against, or issued with.
+struct NodeIssue<'a> {
+    ca: &'a CertificateAuthority,
+    ca_subject: &'a str,
+    validity: Validity,
+    now: OffsetDateTime,
+}
+
+impl RenderPlan {
+    fn file(&mut self, path: impl Into<PathBuf>, contents: String, mode: u32) {
+        self.files.push(PlannedFile {
+            path: path.into(),
+            contents,
+            mode,
+        });
+    }
+
+    /// The CA: the named one, else the one already in the output, else a new one. A named
+    /// CA's key stays where it is, so the output then holds only ca.pem.
+    fn ca(
+        &mut self,
+        topology: &Topology,
+        sources: &Sources,
+        existing: &dyn Fn(&Path) -> Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<CertificateAuthority, RenderError> {
+        let out_cert = existing(Path::new("ca/ca.pem"));
+        let out_key = existing(Path::new("ca/ca-key.pem"));
+        match (&sources.ca, out_cert, out_key) {
+            (Some((cert, key)), out_cert, _) => {
+                if out_cert.is_some_and(|out_cert| out_cert.trim() != cert.trim()) {
+                    let source_dir = match &topology.ca {
+                        crate::model::CaSource::Dir(dir) => dir.display().to_string(),
+                        crate::model::CaSource::Generate => "the topology's CA".to_owned(),
+                    };
+                    return Err(RenderError::CaMismatch {
+                        path: "ca/ca.pem".to_owned(),
+                        source_dir,
+                    });
+                }
+                self.notes
+                    .push("CA: using the CA named by tls.ca_dir".to_owned());
+                self.file("ca/ca.pem", cert.clone(), 0o644);
+                Ok(CertificateAuthority::from_pem(cert, key)?)
+            }
+            (None, Some(cert), Some(key)) => {
+                self.notes
+                    .push("CA: kept the existing ca/ca.pem".to_owned());
+                let ca = CertificateAuthority::from_pem(&cert, &key).map_err(|e| {
+                    RenderError::BadExisting {
+                        path: "ca/ca.pem".to_owned(),
+                        message: e.to_string(),
+                    }
+                })?;
+                self.file("ca/ca.pem", cert, 0o644);
+                self.file("ca/ca-key.pem", key, 0o600);
+                Ok(ca)
+            }
+            (None, Some(_), None) => Err(RenderError::CaWithoutKey("ca/ca.pem".to_owned())),
+            (None, None, Some(_)) => Err(RenderError::KeyWithoutCa("ca/ca-key.pem".to_owned())),
+            (None, None, None) => {
+                self.notes.push("CA: generated a new CA in ca/".to_owned());
+                let ca = CertificateAuthority::create(
+                    &topology.domain,
+                    Validity::days_from(now, topology.ca_days)?,
+                )?;
+                self.file("ca/ca.pem", ca.cert_pem().to_owned(), 0o644);
+                self.file("ca/ca-key.pem", ca.key_pem().to_owned(), 0o600);
+                Ok(ca)
+            }
+        }
+    }
+
+    /// The gossip key: the named one, else the one already in the output, else a new one.
+    fn gossip_key(
+        &mut self,
+        topology: &Topology,
+        sources: &Sources,
+        existing: &dyn Fn(&Path) -> Option<String>,
+        fresh_gossip_key: &str,
+    ) -> Result<String, RenderError> {
+        let named_key = match &topology.gossip_key {
+            crate::model::GossipKeySource::Inline(key) => Some(key.trim().to_owned()),
+            crate::model::GossipKeySource::File(_) => sources
+                .gossip_key_file
+                .as_ref()
+                .map(|k| k.trim().to_owned()),
+            crate::model::GossipKeySource::Generate => None,
+        };
+        let out_key = existing(Path::new("gossip.key")).map(|k| k.trim().to_owned());
+        let bad = |path: &str| {
+            let path = path.to_owned();
+            move |message| RenderError::BadExisting { path, message }
+        };
+        let gossip_key = match (named_key, out_key) {
+            (Some(named), Some(out)) if named != out => {
+                return Err(RenderError::GossipKeyMismatch {
+                    path: "gossip.key".to_owned(),
+                })
+            }
+            (Some(named), _) => {
+                crate::model::check_gossip_key(&named).map_err(bad("gossip key"))?;
+                self.notes
+                    .push("gossip key: using the key named by the topology".to_owned());
+                named
+            }
+            (None, Some(out)) => {
+                crate::model::check_gossip_key(&out).map_err(bad("gossip.key"))?;
+                self.notes
+                    .push("gossip key: kept the existing gossip.key".to_owned());
+                out
+            }
+            (None, None) => {
+                self.notes
+                    .push("gossip key: generated a new key in gossip.key".to_owned());
+                fresh_gossip_key.to_owned()
+            }
+        };
+        self.file("gossip.key", format!("{gossip_key}\n"), 0o600);
+        Ok(gossip_key)
+    }
+
+    /// A node's certificate (kept when still good: returns true), its config and its
+    /// systemd unit.
+    fn node(
+        &mut self,
+        topology: &Topology,
+        dc: &crate::model::Datacenter,
+        node: &Node,
+        gossip_key: &str,
+        existing: &dyn Fn(&Path) -> Option<String>,
+        issue: &NodeIssue<'_>,
+    ) -> Result<bool, RenderError> {
+        let dir = node_dir(&dc.name, &node.name);
+        let request = CertRequest {
+            role: node.role,
+            datacenter: dc.name.clone(),
+            domain: topology.domain.clone(),
+            node: Some(node.name.clone()),
+            ips: vec![node.address],
+            dns_names: vec![],
+        };
+        let cert_path = dir.join("tls/cert.pem");
+        let key_path = dir.join("tls/key.pem");
+        let reusable = match (existing(&cert_path), existing(&key_path)) {
+            (Some(cert), Some(key)) if still_good(&cert, &request, issue.ca_subject, issue.now) => {
+                Some((cert, key))
+            }
+            _ => None,
+        };
+        let kept = reusable.is_some();
+        let (cert_pem, key_pem) = match reusable {
+            Some(pair) => pair,
+            None => {
+                let issued = issue.ca.issue(&request, issue.validity)?;
+                (issued.cert_pem, issued.key_pem)
+            }
+        };
+        self.file(
+            dir.join("tls/ca.pem"),
+            issue.ca.cert_pem().to_owned(),
+            0o644,
+        );
+        self.file(cert_path, cert_pem, 0o644);
+        self.file(key_path, key_pem, 0o600);
+        let config = match node.role {
+            Role::Gateway => gateway_config(topology, dc, node),
+            Role::Server | Role::Client => agent_config(topology, dc, node, gossip_key),
+        };
+        self.file(config_path(&dc.name, node), config, 0o600);
+        self.file(
+            dir.join(format!("isthmus-{}-{}.service", dc.name, node.name)),
+            systemd_unit(dc, node),
+            0o644,
+        );
+        Ok(kept)
+    }
 }
 
 /// An existing node certificate is kept when the CA signed it, its SANs are the ones wanted

@@ -138,6 +138,7 @@ pub async fn keyring(
         "failed"
     };
     api.metrics
+        .gossip
         .keyring_ops
         .with_label_values(&[op_label, outcome])
         .inc();

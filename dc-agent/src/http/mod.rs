@@ -111,8 +111,29 @@ pub struct AgentInfo {
     pub debug_config: serde_json::Value,
 }
 
-/// Builds the router.
+/// Builds the router: the data (KV, transactions, snapshots), the catalog and health, the
+/// agent's own endpoints, and the operator's, behind the layers every request goes through.
 pub fn router(api: Api) -> Router {
+    Router::new()
+        .merge(data_routes())
+        .merge(catalog_routes())
+        .merge(agent_routes())
+        .merge(operator_routes())
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            route_by_consistency,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            count_requests,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
+        .with_state(api)
+}
+
+/// KV, transactions and snapshots.
+fn data_routes() -> Router<Api> {
     Router::new()
         .route(
             "/v1/kv/",
@@ -123,52 +144,6 @@ pub fn router(api: Api) -> Router {
             get(kv::get).put(kv::put).delete(kv::delete),
         )
         .route("/v1/txn", put(txn::txn))
-        .route("/v1/catalog/register", put(catalog::register))
-        .route("/v1/catalog/deregister", put(catalog::deregister))
-        .route("/v1/catalog/datacenters", get(catalog::datacenters))
-        .route("/v1/isthmus/datacenters", get(catalog::federation_rtt))
-        .route(
-            "/v1/coordinate/datacenters",
-            get(catalog::coordinate_datacenters),
-        )
-        .route(
-            "/v1/operator/keyring",
-            get(keyring::keyring)
-                .post(keyring::keyring)
-                .put(keyring::keyring)
-                .delete(keyring::keyring),
-        )
-        .route("/v1/coordinate/nodes", get(catalog::coordinate_nodes))
-        .route(
-            "/v1/coordinate/update",
-            axum::routing::put(catalog::coordinate_update),
-        )
-        .route("/v1/coordinate/node/{node}", get(catalog::coordinate_node))
-        .route(
-            "/v1/isthmus/datacenters/{dc}",
-            axum::routing::delete(catalog::remove_datacenter),
-        )
-        .route("/v1/catalog/nodes", get(catalog::nodes))
-        .route("/v1/catalog/services", get(catalog::services))
-        .route("/v1/catalog/service/{name}", get(catalog::service))
-        .route("/v1/catalog/node/{node}", get(catalog::node))
-        .route("/v1/health/service/{name}", get(catalog::health_service))
-        .route("/v1/health/checks/{name}", get(catalog::health_checks))
-        .route("/v1/health/node/{node}", get(catalog::health_node))
-        .route("/v1/health/state/{state}", get(catalog::health_state))
-        .route("/v1/status/leader", get(agent::status_leader))
-        .route("/v1/status/peers", get(agent::status_peers))
-        .route(
-            "/v1/operator/raft/configuration",
-            get(agent::raft_configuration),
-        )
-        .route("/v1/operator/usage", get(catalog::usage))
-        .route(
-            "/v1/operator/autopilot/configuration",
-            get(autopilot::get_config).put(autopilot::set_config),
-        )
-        .route("/v1/operator/autopilot/health", get(autopilot::health))
-        .route("/v1/operator/autopilot/state", get(autopilot::state))
         .route(
             "/v1/snapshot",
             get(snapshot::save)
@@ -177,20 +152,52 @@ pub fn router(api: Api) -> Router {
                     snapshot::MAX_SNAPSHOT + 1,
                 )),
         )
+}
+
+/// The catalog, health, coordinates and the federation's datacenters.
+fn catalog_routes() -> Router<Api> {
+    Router::new()
+        .route("/v1/catalog/register", put(catalog::register))
+        .route("/v1/catalog/deregister", put(catalog::deregister))
+        .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        .route("/v1/catalog/nodes", get(catalog::nodes))
+        .route("/v1/catalog/services", get(catalog::services))
+        .route("/v1/catalog/service/{name}", get(catalog::service))
+        .route("/v1/catalog/node/{node}", get(catalog::node))
+        .route(
+            "/v1/catalog/node-services/{node}",
+            get(catalog::node_services),
+        )
+        .route("/v1/health/service/{name}", get(catalog::health_service))
+        .route("/v1/health/checks/{name}", get(catalog::health_checks))
+        .route("/v1/health/node/{node}", get(catalog::health_node))
+        .route("/v1/health/state/{state}", get(catalog::health_state))
+        .route(
+            "/v1/coordinate/datacenters",
+            get(catalog::coordinate_datacenters),
+        )
+        .route("/v1/coordinate/nodes", get(catalog::coordinate_nodes))
+        .route("/v1/coordinate/update", put(catalog::coordinate_update))
+        .route("/v1/coordinate/node/{node}", get(catalog::coordinate_node))
+        .route("/v1/isthmus/datacenters", get(catalog::federation_rtt))
+        .route(
+            "/v1/isthmus/datacenters/{dc}",
+            axum::routing::delete(catalog::remove_datacenter),
+        )
+}
+
+/// The agent's own endpoints: its services and checks, membership, and itself.
+fn agent_routes() -> Router<Api> {
+    Router::new()
         .route("/v1/agent/host", get(agent::host))
         .route("/v1/agent/monitor", get(agent::monitor))
         .route("/v1/agent/version", get(agent::version))
-        .route(
-            "/v1/operator/raft/peer",
-            axum::routing::delete(agent::remove_raft_peer),
-        )
-        .route(
-            "/v1/operator/raft/transfer-leader",
-            axum::routing::post(agent::transfer_leader),
-        )
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/metrics", get(agent::metrics))
         .route("/v1/agent/leave", put(agent::leave))
+        .route("/v1/agent/members", get(agent::members))
+        .route("/v1/agent/join/{addr}", put(agent::join))
+        .route("/v1/agent/force-leave/{node}", put(agent::force_leave))
         .route(
             "/v1/agent/service/register",
             put(agent_local::register_service),
@@ -201,6 +208,10 @@ pub fn router(api: Api) -> Router {
         )
         .route("/v1/agent/services", get(agent_local::services))
         .route("/v1/agent/service/{id}", get(agent_local::service))
+        .route(
+            "/v1/agent/service/maintenance/{id}",
+            put(agent_local::service_maintenance),
+        )
         .route("/v1/agent/checks", get(agent_local::checks))
         .route(
             "/v1/agent/health/service/name/{name}",
@@ -209,10 +220,6 @@ pub fn router(api: Api) -> Router {
         .route(
             "/v1/agent/health/service/id/{id}",
             get(agent_local::health_by_id),
-        )
-        .route(
-            "/v1/catalog/node-services/{node}",
-            get(catalog::node_services),
         )
         .route("/v1/agent/check/register", put(agent_local::register_check))
         .route(
@@ -225,24 +232,39 @@ pub fn router(api: Api) -> Router {
         .route("/v1/agent/check/update/{id}", put(agent_local::update))
         .route("/v1/agent/maintenance", put(agent_local::node_maintenance))
         .route("/v1/agent/reload", put(agent_local::reload))
-        .route("/v1/agent/members", get(agent::members))
-        .route("/v1/agent/join/{addr}", put(agent::join))
-        .route("/v1/agent/force-leave/{node}", put(agent::force_leave))
+}
+
+/// Status, Raft, autopilot, the keyring and usage.
+fn operator_routes() -> Router<Api> {
+    Router::new()
+        .route("/v1/status/leader", get(agent::status_leader))
+        .route("/v1/status/peers", get(agent::status_peers))
         .route(
-            "/v1/agent/service/maintenance/{id}",
-            put(agent_local::service_maintenance),
+            "/v1/operator/raft/configuration",
+            get(agent::raft_configuration),
         )
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            api.clone(),
-            route_by_consistency,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            api.clone(),
-            count_requests,
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
-        .with_state(api)
+        .route(
+            "/v1/operator/raft/peer",
+            axum::routing::delete(agent::remove_raft_peer),
+        )
+        .route(
+            "/v1/operator/raft/transfer-leader",
+            axum::routing::post(agent::transfer_leader),
+        )
+        .route(
+            "/v1/operator/autopilot/configuration",
+            get(autopilot::get_config).put(autopilot::set_config),
+        )
+        .route("/v1/operator/autopilot/health", get(autopilot::health))
+        .route("/v1/operator/autopilot/state", get(autopilot::state))
+        .route(
+            "/v1/operator/keyring",
+            get(keyring::keyring)
+                .post(keyring::keyring)
+                .put(keyring::keyring)
+                .delete(keyring::keyring),
+        )
+        .route("/v1/operator/usage", get(catalog::usage))
 }
 
 /// Counts every request by method and status code (`isthmus_http_requests_total`), and

@@ -195,15 +195,21 @@ fn written_text<T: serde::Serialize>(value: &T) -> String {
 pub fn plan_sync(
     node: &NodeWant<'_>,
     services: &BTreeMap<String, ServiceRegistration>,
-    checks: &BTreeMap<String, (CheckSpec, HealthStatus, String)>,
+    checks: &BTreeMap<String, LocalCheck>,
     held: &Held,
     synced: &BTreeMap<String, String>,
 ) -> Vec<CatalogOp> {
-    use wire::api::{DeregisterRequest, RegisterCheck, RegisterRequest, RegisterService};
+    use wire::api::{RegisterRequest, RegisterService};
     let (held_node, held_services, held_checks) = held;
-    let written =
-        |key: &str, request: &RegisterRequest| synced.get(key) == Some(&written_text(request));
     let mut ops = Vec::new();
+    let mut register = |key: String, request: RegisterRequest, in_catalog: bool| {
+        if !(in_catalog && synced.get(&key) == Some(&written_text(&request))) {
+            ops.push(CatalogOp::Register {
+                key,
+                request: Box::new(request),
+            });
+        }
+    };
     let node_request = RegisterRequest {
         id: node.id.to_owned(),
         node: node.node.to_owned(),
@@ -215,53 +221,18 @@ pub fn plan_sync(
     let node_in_catalog = held_node
         .as_ref()
         .is_some_and(|n| n.id == node.id && n.address == node.address && n.meta == *node.meta);
-    if !node_in_catalog || !written("node", &node_request) {
-        ops.push(CatalogOp::Register {
-            key: "node".to_owned(),
-            request: Box::new(node_request),
-        });
-    }
-    let check_request =
-        |(spec, status, output): &(CheckSpec, HealthStatus, String)| RegisterCheck {
-            check_id: spec.id.clone(),
-            name: spec.name.clone(),
-            notes: spec.notes.clone(),
-            status: status.as_str().to_owned(),
-            output: output.clone(),
-            service_id: spec.service_id.clone(),
-            check_type: spec.kind.to_owned(),
-            ..RegisterCheck::default()
-        };
-    let check_in_catalog = |(spec, status, output): &(CheckSpec, HealthStatus, String)| {
-        held_checks.get(&spec.id).is_some_and(|c| {
-            c.status == *status
-                && c.output == *output
-                && c.name == spec.name
-                && c.notes == spec.notes
-                && c.service_id == spec.service_id
-                && c.check_type == spec.kind
-        })
-    };
-    let on_node = |checks: Vec<RegisterCheck>, service: Option<RegisterService>| RegisterRequest {
-        node: node.node.to_owned(),
-        address: node.address.to_owned(),
-        datacenter: node.datacenter.to_owned(),
-        skip_node_update: true,
-        service,
-        checks,
-        ..RegisterRequest::default()
-    };
+    register("node".to_owned(), node_request, node_in_catalog);
     for (id, service) in services {
-        let own: Vec<&(CheckSpec, HealthStatus, String)> =
-            checks.values().filter(|c| c.0.service_id == *id).collect();
+        let own: Vec<&LocalCheck> = checks.values().filter(|c| c.0.service_id == *id).collect();
         let in_catalog = held_services.get(id).is_some_and(|s| {
             s.name == service.name
                 && s.tags == service.tags
                 && s.port == service.port
                 && s.address == service.address
                 && s.meta == service.meta
-        }) && own.iter().all(|c| check_in_catalog(c));
+        }) && own.iter().all(|c| check_in_catalog(held_checks, c));
         let request = on_node(
+            node,
             own.iter().map(|c| check_request(c)).collect(),
             Some(RegisterService {
                 id: id.clone(),
@@ -272,25 +243,77 @@ pub fn plan_sync(
                 port: service.port,
             }),
         );
-        let key = format!("service:{id}");
-        if !(in_catalog && written(&key, &request)) {
-            ops.push(CatalogOp::Register {
-                key,
-                request: Box::new(request),
-            });
-        }
+        register(format!("service:{id}"), request, in_catalog);
     }
     for check in checks.values().filter(|c| c.0.service_id.is_empty()) {
-        let request = on_node(vec![check_request(check)], None);
-        let key = format!("check:{}", check.0.id);
-        if !(check_in_catalog(check) && written(&key, &request)) {
-            ops.push(CatalogOp::Register {
-                key,
-                request: Box::new(request),
-            });
-        }
+        let request = on_node(node, vec![check_request(check)], None);
+        let in_catalog = check_in_catalog(held_checks, check);
+        register(format!("check:{}", check.0.id), request, in_catalog);
     }
-    // The `consul` service of a server is the leader's to keep (as in Consul).
+    ops.extend(plan_removals(node.node, services, checks, held));
+    ops
+}
+
+/// A local check: its definition, status and output.
+type LocalCheck = (CheckSpec, HealthStatus, String);
+
+/// A check as the catalog registers it.
+fn check_request((spec, status, output): &LocalCheck) -> wire::api::RegisterCheck {
+    wire::api::RegisterCheck {
+        check_id: spec.id.clone(),
+        name: spec.name.clone(),
+        notes: spec.notes.clone(),
+        status: status.as_str().to_owned(),
+        output: output.clone(),
+        service_id: spec.service_id.clone(),
+        check_type: spec.kind.to_owned(),
+        ..wire::api::RegisterCheck::default()
+    }
+}
+
+/// Whether the catalog shows the check as this agent has it.
+fn check_in_catalog(
+    held: &BTreeMap<String, wire::records::Check>,
+    (spec, status, output): &LocalCheck,
+) -> bool {
+    held.get(&spec.id).is_some_and(|c| {
+        c.status == *status
+            && c.output == *output
+            && c.name == spec.name
+            && c.notes == spec.notes
+            && c.service_id == spec.service_id
+            && c.check_type == spec.kind
+    })
+}
+
+/// A registration on this agent's node that leaves the node itself alone.
+fn on_node(
+    node: &NodeWant<'_>,
+    checks: Vec<wire::api::RegisterCheck>,
+    service: Option<wire::api::RegisterService>,
+) -> wire::api::RegisterRequest {
+    wire::api::RegisterRequest {
+        node: node.node.to_owned(),
+        address: node.address.to_owned(),
+        datacenter: node.datacenter.to_owned(),
+        skip_node_update: true,
+        service,
+        checks,
+        ..wire::api::RegisterRequest::default()
+    }
+}
+
+/// Deregistrations of what the catalog holds and the agent no longer has. The `consul`
+/// service of a server and the `serfHealth` check are the leader's to keep (as in Consul);
+/// checks of removed services go with them.
+fn plan_removals(
+    node: &str,
+    services: &BTreeMap<String, ServiceRegistration>,
+    checks: &BTreeMap<String, LocalCheck>,
+    (_, held_services, held_checks): &Held,
+) -> Vec<CatalogOp> {
+    use wire::api::DeregisterRequest;
+    let mut ops = Vec::new();
     for id in held_services
         .keys()
         .filter(|id| !services.contains_key(*id) && id.as_str() != "consul")
@@ -298,14 +321,13 @@ pub fn plan_sync(
         ops.push(CatalogOp::Deregister {
             key: format!("service:{id}"),
             request: DeregisterRequest {
-                node: node.node.to_owned(),
+                node: node.to_owned(),
                 service_id: id.clone(),
                 ..DeregisterRequest::default()
             },
         });
     }
     for (id, check) in held_checks {
-        // serfHealth belongs to the leader (gossip); checks of removed services went with them.
         if id == "serfHealth"
             || checks.contains_key(id)
             || (!check.service_id.is_empty() && !services.contains_key(&check.service_id))
@@ -315,7 +337,7 @@ pub fn plan_sync(
         ops.push(CatalogOp::Deregister {
             key: format!("check:{id}"),
             request: DeregisterRequest {
-                node: node.node.to_owned(),
+                node: node.to_owned(),
                 check_id: id.clone(),
                 ..DeregisterRequest::default()
             },
