@@ -249,6 +249,53 @@ fn dns_options(c: &AgentConfig, problems: &mut Vec<String>) -> DnsOptions {
     }
 }
 
+/// Consul's rules for node names: unusable ones are problems; ones DNS cannot find are
+/// only warned about (the node is still found over HTTP).
+fn check_node_name(node_name: &str, problems: &mut Vec<String>, warnings: &mut Vec<String>) {
+    if node_name.is_empty() {
+        problems.push("node_name is not set; name the node, as with `-node=s1`".to_owned());
+    } else if node_name.len() > 256 || node_name.chars().any(char::is_control) {
+        problems.push(format!(
+            "node_name {node_name:?} is not usable: use up to 256 printable characters"
+        ));
+    } else if let Some(bad) = node_name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
+        // Consul only warns (its rule: letters of either case, digits and dashes): the
+        // node is still found over HTTP.
+        warnings.push(format!(
+            "Node name {node_name:?} will not be discoverable via DNS due to invalid characters ({bad:?}). Valid characters include all alpha-numerics and dashes"
+        ));
+    } else if node_name.len() > 63 {
+        warnings.push(format!(
+            "Node name {node_name:?} will not be discoverable via DNS due to it being too long. Valid lengths are between 1 and 63 bytes"
+        ));
+    }
+}
+
+/// `bootstrap` and `bootstrap_expect` as Consul allows them together, and only on servers.
+fn check_bootstrap(c: &AgentConfig, role: Role, problems: &mut Vec<String>) {
+    if role == Role::Server
+        && c.bootstrap == Some(true)
+        && c.bootstrap_expect.is_some_and(|n| n > 1)
+    {
+        problems.push(
+            "bootstrap and bootstrap_expect are both set; use one (bootstrap alone is bootstrap_expect = 1)"
+                .to_owned(),
+        );
+    }
+    if role == Role::Server && c.bootstrap_expect == Some(0) {
+        problems.push("bootstrap_expect is 0; set it to the number of servers (3 or 5)".to_owned());
+    }
+    if role == Role::Client && c.bootstrap_expect.is_some() {
+        problems.push(
+            "bootstrap_expect is set on a client agent; it only applies with `server: true`"
+                .to_owned(),
+        );
+    }
+}
+
 impl LoadedConfig {
     /// A path from the file, resolved against the file's directory.
     pub fn resolve(&self, path: &str) -> PathBuf {
@@ -277,26 +324,7 @@ impl LoadedConfig {
         }
         let mut warnings = Vec::new();
         let node_name = c.node_name.clone().unwrap_or_default();
-        if node_name.is_empty() {
-            problems.push("node_name is not set; name the node, as with `-node=s1`".to_owned());
-        } else if node_name.len() > 256 || node_name.chars().any(char::is_control) {
-            problems.push(format!(
-                "node_name {node_name:?} is not usable: use up to 256 printable characters"
-            ));
-        } else if let Some(bad) = node_name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
-        {
-            // Consul only warns (its rule: letters of either case, digits and dashes): the
-            // node is still found over HTTP.
-            warnings.push(format!(
-                "Node name {node_name:?} will not be discoverable via DNS due to invalid characters ({bad:?}). Valid characters include all alpha-numerics and dashes"
-            ));
-        } else if node_name.len() > 63 {
-            warnings.push(format!(
-                "Node name {node_name:?} will not be discoverable via DNS due to it being too long. Valid lengths are between 1 and 63 bytes"
-            ));
-        }
+        check_node_name(&node_name, &mut problems, &mut warnings);
         let domain = c.domain.clone().unwrap_or_else(|| "consul".to_owned());
         let address = |field: &str, value: Option<&String>, problems: &mut Vec<String>| -> IpAddr {
             match value.map(|v| v.parse::<IpAddr>()) {
@@ -313,25 +341,7 @@ impl LoadedConfig {
         };
         let bind_addr = address("bind_addr", c.bind_addr.as_ref(), &mut problems);
         let client_addr = address("client_addr", c.client_addr.as_ref(), &mut problems);
-        if role == Role::Server
-            && c.bootstrap == Some(true)
-            && c.bootstrap_expect.is_some_and(|n| n > 1)
-        {
-            problems.push(
-                "bootstrap and bootstrap_expect are both set; use one (bootstrap alone is bootstrap_expect = 1)"
-                    .to_owned(),
-            );
-        }
-        if role == Role::Server && c.bootstrap_expect == Some(0) {
-            problems
-                .push("bootstrap_expect is 0; set it to the number of servers (3 or 5)".to_owned());
-        }
-        if role == Role::Client && c.bootstrap_expect.is_some() {
-            problems.push(
-                "bootstrap_expect is set on a client agent; it only applies with `server: true`"
-                    .to_owned(),
-            );
-        }
+        check_bootstrap(c, role, &mut problems);
         let gossip_key = match &c.encrypt {
             Some(key) => match wire::gossip_key::decode(key) {
                 Ok(bytes) => Some(bytes),

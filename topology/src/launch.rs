@@ -207,6 +207,30 @@ fn agreed_leader(nodes: &[&Managed<'_>]) -> Option<(String, String)> {
 pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
     let binaries = binaries(topology)?;
     let nodes = managed(topology, out);
+    let mut children = start_all(&nodes, &binaries)?;
+    println!("waiting for every datacenter to elect a leader...");
+    let leaders = wait_for_leaders(topology, out, &nodes, &mut children)?;
+    println!();
+    print!("{}", table(&node_rows(&nodes, &leaders)));
+    print_try(&nodes);
+    if detach {
+        println!("running in the background; stop with `topology down`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("press Ctrl-C to stop every agent");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    println!();
+    down(topology, out)
+}
+
+/// Starts every node not already running, each in its own process group with its log;
+/// returns the children by index into `nodes`.
+fn start_all(nodes: &[Managed<'_>], binaries: &Binaries) -> Result<Vec<(usize, Child)>> {
     let mut children: Vec<(usize, Child)> = Vec::new();
     for (index, managed) in nodes.iter().enumerate() {
         if let Some(pid) = managed.running_pid() {
@@ -218,7 +242,7 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
             .append(true)
             .open(managed.log_file())
             .with_context(|| format!("opening {}", managed.log_file().display()))?;
-        let (binary, subcommand, config) = managed.command(&binaries);
+        let (binary, subcommand, config) = managed.command(binaries);
         let mut command = Command::new(binary);
         command
             .arg(subcommand)
@@ -247,11 +271,21 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
         children.push((index, child));
     }
 
-    println!("waiting for every datacenter to elect a leader...");
+    Ok(children)
+}
+
+/// Waits (90 s at most) until every datacenter's servers agree on a leader; a node that
+/// exits meanwhile ends the wait with its log's last lines.
+fn wait_for_leaders(
+    topology: &Topology,
+    out: &Path,
+    nodes: &[Managed<'_>],
+    children: &mut [(usize, Child)],
+) -> Result<BTreeMap<String, (String, String)>> {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut leaders: BTreeMap<String, (String, String)> = BTreeMap::new();
     while leaders.len() < topology.datacenters.len() {
-        for (index, child) in &mut children {
+        for (index, child) in children.iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
                 let managed = &nodes[*index];
                 let _ = fs::remove_file(managed.pid_file());
@@ -291,11 +325,18 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    println!();
+    Ok(leaders)
+}
+
+/// The table of nodes, their HTTP addresses and which one leads.
+fn node_rows(
+    nodes: &[Managed<'_>],
+    leaders: &BTreeMap<String, (String, String)>,
+) -> Vec<Vec<String>> {
     let mut rows = vec![["DC", "NODE", "ROLE", "HTTP", "LEADER"]
         .map(str::to_owned)
         .to_vec()];
-    for managed in &nodes {
+    for managed in nodes {
         let leader = leaders
             .get(&managed.dc.name)
             .is_some_and(|(name, _)| *name == managed.node.name);
@@ -315,7 +356,11 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
             },
         ]);
     }
-    print!("{}", table(&rows));
+    rows
+}
+
+/// A first command to try, against the first node.
+fn print_try(nodes: &[Managed<'_>]) {
     let first = nodes.first().map(|m| m.http()).unwrap_or_default();
     // The dc-agent that runs the nodes, named as the user can type it (relative to the
     // working directory when it lies below it, as `./target/release/dc-agent`).
@@ -330,19 +375,6 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
         })
         .unwrap_or_else(|_| "dc-agent".to_owned());
     println!("\ntry: CONSUL_HTTP_ADDR={first} {agent} kv put hello world");
-    if detach {
-        println!("running in the background; stop with `topology down`");
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("press Ctrl-C to stop every agent");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
-    println!();
-    down(topology, out)
 }
 
 /// Stops every agent with SIGTERM (SIGKILL after 20s), keeping all data.

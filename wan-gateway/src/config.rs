@@ -101,16 +101,41 @@ pub fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
                 .to_owned(),
         );
     }
+    let tls = load_tls(&config, &resolve, &mut problems);
+    match tls {
+        Some(tls) if problems.is_empty() => Ok(ValidatedConfig {
+            listen: SocketAddr::new(bind, config.port),
+            advertise: advertise.unwrap_or(SocketAddr::new(bind, config.port)),
+            metrics_listen: SocketAddr::new(bind, config.metrics_port),
+            servers,
+            remote_gateways,
+            data_dir: resolve(&config.data_dir),
+            tls,
+            config,
+        }),
+        _ => Err(ConfigError::Invalid {
+            path: shown,
+            problems,
+        }),
+    }
+}
+
+/// The gateway's TLS material; its certificate must be a gateway's of this datacenter.
+fn load_tls(
+    config: &GatewayConfig,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    problems: &mut Vec<String>,
+) -> Option<pki::NodeTls> {
     let read = |name: &str, problems: &mut Vec<String>| {
         let file = resolve(name);
         std::fs::read(&file)
             .map_err(|e| problems.push(format!("reading {}: {e}", file.display())))
             .ok()
     };
-    let ca = read(&config.tls.ca_file, &mut problems);
-    let cert = read(&config.tls.cert_file, &mut problems);
-    let key = read(&config.tls.key_file, &mut problems);
-    let tls = match (ca, cert, key) {
+    let ca = read(&config.tls.ca_file, problems);
+    let cert = read(&config.tls.cert_file, problems);
+    let key = read(&config.tls.key_file, problems);
+    match (ca, cert, key) {
         (Some(ca), Some(cert), Some(key)) => match pki::NodeTls::from_pem(&ca, &cert, &key) {
             Ok(tls) => {
                 let is_gateway_here = tls.own_certificate().identities.iter().any(|identity| {
@@ -134,21 +159,5 @@ pub fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
             }
         },
         _ => None,
-    };
-    match tls {
-        Some(tls) if problems.is_empty() => Ok(ValidatedConfig {
-            listen: SocketAddr::new(bind, config.port),
-            advertise: advertise.unwrap_or(SocketAddr::new(bind, config.port)),
-            metrics_listen: SocketAddr::new(bind, config.metrics_port),
-            servers,
-            remote_gateways,
-            data_dir: resolve(&config.data_dir),
-            tls,
-            config,
-        }),
-        _ => Err(ConfigError::Invalid {
-            path: shown,
-            problems,
-        }),
     }
 }

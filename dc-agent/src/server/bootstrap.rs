@@ -58,7 +58,31 @@ pub async fn discovery_loop(server: Arc<Server>, cancel: CancellationToken) {
 /// One round; returns a message worth logging once while waiting.
 async fn step(server: &Server) -> anyhow::Result<Option<String>> {
     let initialized = server.raft.is_initialized().await?;
-    let mut peers: Vec<Hello> = Vec::new();
+    let peers = greet(server).await;
+    // A cluster exists: join it through its leader.
+    if let Some((_, leader)) = peers
+        .iter()
+        .find_map(|p| p.leader.clone())
+        .or_else(|| server.leader().filter(|(id, _)| *id != server.id))
+    {
+        return join(server, &leader).await;
+    }
+    if initialized || server.bootstrap_expect == 0 {
+        return Ok(Some("waiting for a leader".to_owned()));
+    }
+    // A cluster exists already (its election may be under way): join it, never start another.
+    if peers.iter().any(|p| p.initialized) {
+        return Ok(Some(
+            "a server of this datacenter is already bootstrapped; waiting for its leader"
+                .to_owned(),
+        ));
+    }
+    bootstrap(server, &peers).await
+}
+
+/// Says hello to every retry_join target and every server of this datacenter LAN gossip
+/// knows; returns the answers of this datacenter's other servers.
+async fn greet(server: &Server) -> Vec<Hello> {
     let mut targets: Vec<std::net::SocketAddr> = server.retry_join.clone();
     if let Some(lan) = server.lan.get() {
         for member in lan.members() {
@@ -72,74 +96,56 @@ async fn step(server: &Server) -> anyhow::Result<Option<String>> {
             }
         }
     }
+    let mut peers: Vec<Hello> = Vec::new();
     for addr in &targets {
+        let hello = RpcRequest::Hello {
+            version: PROTOCOL_VERSION,
+        };
         let reply = server
             .transport
-            .call(
-                *addr,
-                crate::rpc::ALPN_RPC,
-                &RpcRequest::Hello {
-                    version: PROTOCOL_VERSION,
-                },
-                RPC_TIMEOUT,
-            )
+            .call(*addr, crate::rpc::ALPN_RPC, &hello, RPC_TIMEOUT)
             .await;
         match reply {
-            Ok(RpcReply::Hello(hello)) if hello.id != server.id => peers.push(hello),
+            Ok(RpcReply::Hello(hello)) if hello.id == server.id => {}
+            Ok(RpcReply::Hello(hello)) if hello.datacenter != server.datacenter => {
+                tracing::warn!(peer = %hello.node.name, peer_dc = %hello.datacenter, dc = %server.datacenter, "a retry_join target belongs to another datacenter; ignoring it");
+            }
+            Ok(RpcReply::Hello(hello)) => peers.push(hello),
             Ok(_) => {}
             Err(e) => tracing::debug!(peer = %addr, error = %e, "retry_join target did not answer"),
         }
     }
-    let foreign: Vec<&Hello> = peers
-        .iter()
-        .filter(|p| p.datacenter != server.datacenter)
-        .collect();
-    if let Some(other) = foreign.first() {
-        tracing::warn!(peer = %other.node.name, peer_dc = %other.datacenter, dc = %server.datacenter, "a retry_join target belongs to another datacenter; ignoring it");
-    }
-    let peers: Vec<&Hello> = peers
-        .iter()
-        .filter(|p| p.datacenter == server.datacenter)
-        .collect();
+    peers
+}
 
-    // A cluster exists: join it through its leader.
-    if let Some((_, leader)) = peers
-        .iter()
-        .find_map(|p| p.leader.clone())
-        .or_else(|| server.leader().filter(|(id, _)| *id != server.id))
+/// Asks the leader to add this server.
+async fn join(server: &Server, leader: &wire::raft::RaftNode) -> anyhow::Result<Option<String>> {
+    let request = RpcRequest::Join {
+        id: server.id,
+        node: server.node.clone(),
+    };
+    match server
+        .call(&leader.addr, &request, RPC_TIMEOUT * 15)
+        .await?
     {
-        let request = RpcRequest::Join {
-            id: server.id,
-            node: server.node.clone(),
-        };
-        return match server
-            .call(&leader.addr, &request, RPC_TIMEOUT * 15)
-            .await?
-        {
-            RpcReply::Done(Ok(())) => {
-                tracing::info!(leader = %leader.name, "joined the cluster");
-                Ok(None)
-            }
-            RpcReply::Done(Err(e)) => Err(anyhow::anyhow!(
-                "the leader {} refused the join: {e}",
-                leader.name
-            )),
-            _ => Err(anyhow::anyhow!("the leader answered another kind of RPC")),
-        };
+        RpcReply::Done(Ok(())) => {
+            tracing::info!(leader = %leader.name, "joined the cluster");
+            Ok(None)
+        }
+        RpcReply::Done(Err(e)) => Err(anyhow::anyhow!(
+            "the leader {} refused the join: {e}",
+            leader.name
+        )),
+        _ => Err(anyhow::anyhow!("the leader answered another kind of RPC")),
     }
-    if initialized || server.bootstrap_expect == 0 {
-        return Ok(Some("waiting for a leader".to_owned()));
-    }
-    // A cluster exists already (its election may be under way): join it, never start another.
-    if peers.iter().any(|p| p.initialized) {
-        return Ok(Some(
-            "a server of this datacenter is already bootstrapped; waiting for its leader"
-                .to_owned(),
-        ));
-    }
+}
+
+/// No cluster yet: bootstrap one once `bootstrap_expect` servers agree on who they are,
+/// the lowest ID doing it with all of them as voters.
+async fn bootstrap(server: &Server, peers: &[Hello]) -> anyhow::Result<Option<String>> {
     let mut candidates: BTreeMap<u64, wire::raft::RaftNode> =
         BTreeMap::from([(server.id, server.node.clone())]);
-    for peer in &peers {
+    for peer in peers {
         if !peer.initialized && peer.bootstrap_expect == server.bootstrap_expect {
             candidates.insert(peer.id, peer.node.clone());
         }

@@ -331,35 +331,7 @@ impl Checker {
             &mut nodes,
             &mut name_spans,
         );
-        match servers {
-            0 => {
-                let span = raw
-                    .servers
-                    .as_ref()
-                    .map_or_else(|| raw.name.span(), Spanned::span);
-                let d = self.error(Some(span), format!("datacenter `{dc_name}` has no server"));
-                Self::help(
-                    d,
-                    "every datacenter needs servers to hold its catalog and KV: add `servers = 3`",
-                );
-            }
-            n if n % 2 == 0 => {
-                let span = raw.servers.as_ref().map(Spanned::span);
-                let d = self.warning(
-                    span,
-                    format!("datacenter `{dc_name}` has {n} servers, an even number"),
-                );
-                Self::help(
-                    d,
-                    format!(
-                    "{n} servers tolerate {} failure(s), the same as {}; use an odd count (3 or 5)",
-                    (n - 1) / 2,
-                    n - 1
-                ),
-                );
-            }
-            _ => {}
-        }
+        self.server_count(raw, &dc_name, servers);
         let first_client = u8::try_from(servers + 1).unwrap_or(u8::MAX);
         let clients = self.node_set(
             &dc_name,
@@ -407,7 +379,60 @@ impl Checker {
             );
         }
 
-        // Per-node settings: defaults, then overrides.
+        self.node_settings(raw, &dc_name, defaults, &mut nodes, &name_spans);
+
+        let services = self.services(&dc_name, &raw.services, &nodes);
+        Some(Datacenter {
+            name: dc_name,
+            index,
+            nodes,
+            services,
+        })
+    }
+
+    /// An error for no server, a warning for an even count.
+    fn server_count(&mut self, raw: &RawDatacenter, dc_name: &str, servers: usize) {
+        match servers {
+            0 => {
+                let span = raw
+                    .servers
+                    .as_ref()
+                    .map_or_else(|| raw.name.span(), Spanned::span);
+                let d = self.error(Some(span), format!("datacenter `{dc_name}` has no server"));
+                Self::help(
+                    d,
+                    "every datacenter needs servers to hold its catalog and KV: add `servers = 3`",
+                );
+            }
+            n if n % 2 == 0 => {
+                let span = raw.servers.as_ref().map(Spanned::span);
+                let d = self.warning(
+                    span,
+                    format!("datacenter `{dc_name}` has {n} servers, an even number"),
+                );
+                Self::help(
+                    d,
+                    format!(
+                    "{n} servers tolerate {} failure(s), the same as {}; use an odd count (3 or 5)",
+                    (n - 1) / 2,
+                    n - 1
+                ),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Per-node settings: the topology's defaults, then the datacenter's overrides (an
+    /// override of an unknown node is an error naming the nearest one).
+    fn node_settings(
+        &mut self,
+        raw: &RawDatacenter,
+        dc_name: &str,
+        defaults: &NodeDefaults<'_>,
+        nodes: &mut [Node],
+        name_spans: &HashMap<String, Range<usize>>,
+    ) {
         let mut overrides: HashMap<&str, &RawNodeSettings> = HashMap::new();
         for (name, settings) in &raw.overrides {
             if name_spans.contains_key(name.get_ref()) {
@@ -430,7 +455,7 @@ impl Checker {
                 );
             }
         }
-        for node in &mut nodes {
+        for node in nodes.iter_mut() {
             node.log_level = defaults.log_level.to_owned();
             if let Some(ports) = &defaults.ports {
                 node.ports.apply(ports);
@@ -448,14 +473,6 @@ impl Checker {
                 }
             }
         }
-
-        let services = self.services(&dc_name, &raw.services, &nodes);
-        Some(Datacenter {
-            name: dc_name,
-            index,
-            nodes,
-            services,
-        })
     }
 
     /// Expands a node set into `nodes`; returns how many it declared.
