@@ -343,14 +343,11 @@ impl Metrics {
 /// Counts refused peer certificates by reason, and logs the first refusal of each reason
 /// (later ones only count: a misconfigured peer retrying must not flood the log).
 pub fn rejection_observer(metrics: Arc<Metrics>) -> pki::RejectionObserver {
-    let logged = std::sync::Mutex::new(std::collections::HashSet::new());
+    let logged = parking_lot::Mutex::new(std::collections::HashSet::new());
     Arc::new(move |rejection: &pki::Rejection| {
         let reason = rejection.reason.as_label();
         metrics.tls_rejected.with_label_values(&[reason]).inc();
-        let first = logged
-            .lock()
-            .map(|mut seen| seen.insert(reason))
-            .unwrap_or(false);
+        let first = logged.lock().insert(reason);
         if first {
             tracing::warn!(reason, %rejection, "refused a peer certificate (further refusals for this reason are only counted in isthmus_tls_rejected_total)");
         }

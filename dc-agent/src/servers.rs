@@ -5,8 +5,8 @@
 //! over for the next. A read that broke halfway is tried on the next server too; a write is
 //! not (it may have committed), and the caller sees the error.
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::gossip::pool::{MemberStatus, Pool as LanPool};
@@ -70,10 +70,7 @@ impl ServerLink {
     /// others from a rotating start, so that clients spread over the servers.
     fn order(&self) -> Vec<SocketAddr> {
         let mut servers = self.known_servers();
-        let preferred = *self
-            .preferred
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let preferred = *self.preferred.lock();
         if let Some(position) = preferred.and_then(|p| servers.iter().position(|s| *s == p)) {
             servers.swap(0, position);
         } else if !servers.is_empty() {
@@ -119,10 +116,7 @@ impl ServerLink {
                 .await
             {
                 Ok(RpcReply::Http(response)) => {
-                    *self
-                        .preferred
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
+                    *self.preferred.lock() = Some(addr);
                     return Ok(response);
                 }
                 Ok(_) if retry_reads => {
@@ -144,10 +138,7 @@ impl ServerLink {
 
     /// Stops preferring `addr` once it failed.
     fn forget(&self, addr: SocketAddr) {
-        let mut preferred = self
-            .preferred
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut preferred = self.preferred.lock();
         if *preferred == Some(addr) {
             *preferred = None;
         }

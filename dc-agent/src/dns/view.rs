@@ -12,8 +12,9 @@
 //! `allow_stale` (the default) any server answers the refresh; a server whose own contact
 //! with the leader is older than `max_stale` is asked again through the leader, as Consul.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -77,17 +78,11 @@ struct Entry {
 
 impl Entry {
     fn touch(&self) {
-        *self
-            .last_used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        *self.last_used.lock() = Instant::now();
     }
 
     fn last_used(&self) -> Instant {
-        *self
-            .last_used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self.last_used.lock()
     }
 
     fn idle(&self) -> bool {
@@ -127,10 +122,7 @@ struct Inner {
 impl Inner {
     /// Drops `entry` from the map (unless another took its place meanwhile).
     fn forget(&self, dc: &Option<String>, key: &Key, entry: &Arc<Entry>) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self.entries.lock();
         let slot = (dc.clone(), key.clone());
         if entries.get(&slot).is_some_and(|e| Arc::ptr_eq(e, entry)) {
             entries.remove(&slot);
@@ -201,11 +193,7 @@ impl RemoteView {
 
     /// How many names the view keeps current.
     pub fn len(&self) -> usize {
-        self.inner
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        self.inner.entries.lock().len()
     }
 
     /// Whether the view keeps no name.
@@ -291,11 +279,7 @@ impl RemoteView {
 
     fn entry(&self, dc: Option<String>, key: Key) -> Arc<Entry> {
         let key = (dc, key);
-        let mut entries = self
-            .inner
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self.inner.entries.lock();
         if let Some(entry) = entries.get(&key) {
             return entry.clone();
         }

@@ -168,10 +168,7 @@ impl ServerHealth {
 fn stable_since(server: &crate::server::Server, id: u64, healthy: bool) -> String {
     let now = std::time::SystemTime::now();
     let since = {
-        let mut seen = server
-            .stable_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = server.stable_since.lock();
         let entry = seen.entry(id).or_insert((healthy, now));
         if entry.0 != healthy {
             *entry = (healthy, now);

@@ -5,10 +5,8 @@ use super::*;
 
 impl LocalAgent {
     /// Serializes API registrations and deregistrations with their files.
-    pub fn registration_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.registrations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    pub fn registration_lock(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.registrations.lock()
     }
 
     /// Keeps an API registration (its JSON body) for the next start. A failure is answered
@@ -29,13 +27,7 @@ impl LocalAgent {
         let Some(persist) = self.persist.clone() else {
             return (0, 0);
         };
-        let from_config: Vec<String> = self
-            .config_services
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
+        let from_config: Vec<String> = self.config_services.lock().keys().cloned().collect();
         let mut services = 0;
         for (file, body) in persist.load(Kind::Service) {
             let outcome = wire::gojson::from_slice::<AgentServiceRegistration>(&body)
@@ -127,10 +119,7 @@ impl LocalAgent {
             }
             wanted.insert(service.id.clone(), (service, checks));
         }
-        let mut loaded = self
-            .config_services
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut loaded = self.config_services.lock();
         let wanted = wanted
             .into_iter()
             .map(|(id, loaded)| (id, (loaded.clone(), loaded)))
@@ -170,10 +159,7 @@ impl LocalAgent {
             })?;
             wanted.insert(spec.id.clone(), (registration, spec));
         }
-        let mut loaded = self
-            .config_checks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut loaded = self.config_checks.lock();
         apply_config_set(
             &mut loaded,
             wanted,

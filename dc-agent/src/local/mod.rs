@@ -3,8 +3,9 @@
 //! pass every minute that repairs drift (a restored server, a lost write), only differences
 //! are written.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -142,10 +143,8 @@ impl LocalAgent {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LocalState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, LocalState> {
+        self.state.lock()
     }
 
     /// Something changed: wake anti-entropy.
@@ -177,10 +176,7 @@ impl LocalAgent {
 
     /// Removes a service and its checks; false when it was not registered.
     pub fn deregister_service(&self, id: &str) -> bool {
-        let mut runners = self
-            .runners
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut runners = self.runners.lock();
         let (existed, checks) = {
             let mut state = self.lock();
             let existed = state.services.remove(id).is_some();
@@ -235,10 +231,7 @@ impl LocalAgent {
         // The check table and its runner change together, under the runners lock (always
         // taken before the state lock), so concurrent registrations never leave two runners
         // feeding one check or a runner with no check.
-        let mut runners = self
-            .runners
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut runners = self.runners.lock();
         self.lock()
             .checks
             .insert(id.clone(), LocalCheck { spec, state });
@@ -290,10 +283,7 @@ impl LocalAgent {
 
     /// Removes a check; false when it was not registered.
     pub fn deregister_check(&self, id: &str) -> bool {
-        let mut runners = self
-            .runners
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut runners = self.runners.lock();
         let existed = self.lock().checks.remove(id).is_some();
         if let Some(token) = runners.remove(id) {
             token.cancel();

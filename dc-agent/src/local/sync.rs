@@ -355,11 +355,7 @@ async fn sync_once(
     let (services, mut checks) = agent.desired();
     agent.hold_back_output(&mut checks, now);
     let held = source.read(&agent.node, handler).await?;
-    let synced = agent
-        .synced
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let synced = agent.synced.lock().clone();
     let node = NodeWant {
         node: &agent.node,
         id: &agent.node_id,
@@ -369,10 +365,7 @@ async fn sync_once(
     };
     let api = crate::internal::LocalApi::new(handler.clone());
     let remember = |key: String, text: Option<String>| {
-        let mut synced = agent
-            .synced
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut synced = agent.synced.lock();
         match text {
             Some(text) => synced.insert(key, text),
             None => synced.remove(&key),
@@ -393,10 +386,7 @@ async fn sync_once(
     // Forget what was written for items that no longer exist here, so that re-adding one
     // is written even if the catalog still (stale) shows it.
     {
-        let mut synced = agent
-            .synced
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut synced = agent.synced.lock();
         synced.retain(|key, _| {
             key == "node"
                 || key
@@ -420,10 +410,7 @@ impl LocalAgent {
         checks: &mut BTreeMap<String, (CheckSpec, HealthStatus, String)>,
         now: Instant,
     ) {
-        let sent = self
-            .output_sent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sent = self.output_sent.lock();
         let mut due: Option<Instant> = None;
         for (id, (_, status, output)) in checks.iter_mut() {
             let Some((sent_status, sent_output, at)) = sent.get(id) else {
@@ -435,10 +422,7 @@ impl LocalAgent {
                 due = Some(due.map_or(until, |d| d.min(until)));
             }
         }
-        *self
-            .output_due
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = due;
+        *self.output_due.lock() = due;
     }
 
     /// Records what a successful sync wrote.
@@ -447,10 +431,7 @@ impl LocalAgent {
         checks: &BTreeMap<String, (CheckSpec, HealthStatus, String)>,
         now: Instant,
     ) {
-        let mut sent = self
-            .output_sent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sent = self.output_sent.lock();
         sent.retain(|id, _| checks.contains_key(id));
         for (id, (_, status, output)) in checks {
             let unchanged = sent
@@ -464,10 +445,7 @@ impl LocalAgent {
 
     /// Whether a held-back output is now due to be written.
     fn held_output_due(&self, now: Instant) -> bool {
-        self.output_due
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|due| now >= due)
+        self.output_due.lock().is_some_and(|due| now >= due)
     }
 }
 

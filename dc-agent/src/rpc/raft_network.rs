@@ -26,23 +26,16 @@ use crate::raft::{NodeId, TypeConfig};
 /// leader, how recently it heard from each follower (autopilot's `LastContact`; openraft
 /// 0.9's metrics do not carry it).
 #[derive(Debug, Default)]
-pub struct PeerContacts(std::sync::Mutex<std::collections::HashMap<NodeId, Instant>>);
+pub struct PeerContacts(parking_lot::Mutex<std::collections::HashMap<NodeId, Instant>>);
 
 impl PeerContacts {
     fn heard(&self, peer: NodeId) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(peer, Instant::now());
+        self.0.lock().insert(peer, Instant::now());
     }
 
     /// How long ago `peer` last answered, if it ever did.
     pub fn since(&self, peer: NodeId) -> Option<Duration> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&peer)
-            .map(Instant::elapsed)
+        self.0.lock().get(&peer).map(Instant::elapsed)
     }
 }
 

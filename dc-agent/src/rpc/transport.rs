@@ -47,7 +47,7 @@ pub struct Transport {
     server_name: String,
     /// One slot per (peer, protocol). The map lock is held only to find a slot; a slot's
     /// own lock is held while dialling, so a dead peer never delays calls to live ones.
-    connections: std::sync::Mutex<HashMap<(SocketAddr, &'static [u8]), Slot>>,
+    connections: parking_lot::Mutex<HashMap<(SocketAddr, &'static [u8]), Slot>>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
@@ -81,7 +81,7 @@ impl Transport {
             raft_client: client(ALPN_RAFT)?,
             rpc_client: client(ALPN_RPC)?,
             server_name: format!("server.{datacenter}.{domain}"),
-            connections: std::sync::Mutex::new(HashMap::new()),
+            connections: parking_lot::Mutex::new(HashMap::new()),
         })
     }
 
@@ -91,10 +91,7 @@ impl Transport {
     }
 
     fn slot(&self, addr: SocketAddr, alpn: &'static [u8]) -> Slot {
-        let mut connections = self
-            .connections
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut connections = self.connections.lock();
         connections.entry((addr, alpn)).or_default().clone()
     }
 

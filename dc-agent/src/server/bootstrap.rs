@@ -155,9 +155,7 @@ async fn bootstrap(server: &Server, peers: &[Hello]) -> anyhow::Result<Option<St
     }
     let expect = server.bootstrap_expect as usize;
     let ids: Vec<u64> = candidates.keys().copied().collect();
-    if let Ok(mut told) = server.bootstrap_candidates.lock() {
-        told.clone_from(&ids);
-    }
+    server.bootstrap_candidates.lock().clone_from(&ids);
     if candidates.len() < expect {
         return Ok(Some(format!(
             "waiting for {expect} servers to bootstrap; {} known",

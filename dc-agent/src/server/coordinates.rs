@@ -3,8 +3,9 @@
 //! leader); the leader keeps the latest per node and writes them through Raft in one batch
 //! per [`FLUSH_EVERY`], so a thousand agents cost a write every few seconds, not a write each.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -36,9 +37,7 @@ pub struct CoordinateQueue {
 impl CoordinateQueue {
     /// Keeps `coordinate` as `node`'s latest; false when the queue is full.
     pub fn push(&self, node: String, coordinate: Coordinate) -> bool {
-        let Ok(mut pending) = self.pending.lock() else {
-            return false;
-        };
+        let mut pending = self.pending.lock();
         if pending.len() >= MAX_PENDING && !pending.contains_key(&node) {
             return false;
         }
@@ -48,9 +47,7 @@ impl CoordinateQueue {
 
     /// Takes up to [`MAX_BATCH`] coordinates, starting after the last node taken.
     fn take(&self) -> Vec<(String, Coordinate)> {
-        let (Ok(mut pending), Ok(mut cursor)) = (self.pending.lock(), self.cursor.lock()) else {
-            return Vec::new();
-        };
+        let (mut pending, mut cursor) = (self.pending.lock(), self.cursor.lock());
         let after: Vec<String> = pending
             .range::<String, _>((
                 std::ops::Bound::Excluded(&*cursor),

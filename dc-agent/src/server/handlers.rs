@@ -145,11 +145,7 @@ impl Server {
             initialized: self.raft.is_initialized().await.unwrap_or(false),
             leader: self.leader(),
             bootstrap_expect: self.bootstrap_expect,
-            candidates: self
-                .bootstrap_candidates
-                .lock()
-                .map(|c| c.clone())
-                .unwrap_or_default(),
+            candidates: self.bootstrap_candidates.lock().clone(),
             leaving: self.leaving.load(std::sync::atomic::Ordering::SeqCst),
         }
     }

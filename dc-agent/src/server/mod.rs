@@ -81,11 +81,11 @@ pub struct Server {
     /// bootstrap and joining as `retry_join` addresses are, however they joined.
     pub lan: std::sync::OnceLock<crate::gossip::pool::Pool>,
     /// The servers this one would bootstrap with now (see `bootstrap`), told in `Hello`.
-    pub bootstrap_candidates: std::sync::Mutex<Vec<NodeId>>,
+    pub bootstrap_candidates: parking_lot::Mutex<Vec<NodeId>>,
     /// When each peer last answered replication (the leader's view of its followers).
     pub contacts: Arc<crate::rpc::raft_network::PeerContacts>,
     /// Autopilot: each server's health as last judged, and since when (`StableSince`).
-    pub stable_since: std::sync::Mutex<std::collections::HashMap<NodeId, (bool, SystemTime)>>,
+    pub stable_since: parking_lot::Mutex<std::collections::HashMap<NodeId, (bool, SystemTime)>>,
 }
 
 /// Timeouts of RPCs between servers that are not Raft's own.
@@ -186,9 +186,9 @@ impl Server {
             proposer: proposer::Proposer::start(raft.clone()),
             leaving: std::sync::atomic::AtomicBool::new(false),
             lan: std::sync::OnceLock::new(),
-            bootstrap_candidates: std::sync::Mutex::new(Vec::new()),
+            bootstrap_candidates: parking_lot::Mutex::new(Vec::new()),
             contacts,
-            stable_since: std::sync::Mutex::new(std::collections::HashMap::new()),
+            stable_since: parking_lot::Mutex::new(std::collections::HashMap::new()),
         });
         tracing::info!(node = %server.node.name, id = server.id, addr = %server.node.addr, dc = %server.datacenter, "server started");
         tasks.spawn(handlers::accept_loop(

@@ -56,7 +56,7 @@ impl super::leader::Duty for SerfReconcile {
 }
 
 /// Servers being added back, so a slow catch-up is not started twice.
-pub type Readding = Arc<std::sync::Mutex<std::collections::HashSet<u64>>>;
+pub type Readding = Arc<parking_lot::Mutex<std::collections::HashSet<u64>>>;
 
 /// The Raft address of a gossip member that is a server (`ip:rpc_port`).
 fn raft_addr(member: &crate::gossip::pool::Member) -> Option<String> {
@@ -109,10 +109,7 @@ async fn readd_live_servers(
             // An uninitialized server joins (or bootstraps) by itself.
             continue;
         }
-        let fresh = readding
-            .lock()
-            .map(|mut set| set.insert(hello.id))
-            .unwrap_or(false);
+        let fresh = readding.lock().insert(hello.id);
         if !fresh {
             continue;
         }
@@ -123,9 +120,7 @@ async fn readd_live_servers(
             if let Err(e) = server.add_server(hello.id, hello.node.clone()).await {
                 tracing::warn!(node = %hello.node.name, error = %e, "could not add the server back; retrying");
             }
-            if let Ok(mut set) = readding.lock() {
-                set.remove(&hello.id);
-            }
+            readding.lock().remove(&hello.id);
         });
     }
 }
