@@ -192,7 +192,6 @@ async fn reconcile(
     cleanup_dead_servers(server, lan, datacenter).await?;
     for member in lan.members() {
         let name = member.id.name.clone();
-        let address = member.id.addr.ip().to_string();
         let held = server
             .state
             .read(|data| {
@@ -210,97 +209,126 @@ async fn reconcile(
             })
             .map_err(|e| e.to_string())?;
         match member.status {
-            MemberStatus::Left => {
-                // A server that left (or was force-left: it is dead) leaves Raft too, as
-                // Consul's leader removes it, so it no longer counts for the quorum.
-                let left_addr = raft_addr(&member);
-                let still_alive = lan
-                    .members()
-                    .iter()
-                    .any(|m| m.status == MemberStatus::Alive && raft_addr(m) == left_addr);
-                if member.id.dc == datacenter && left_addr.is_some() && !still_alive {
-                    let stale: Vec<_> = server
-                        .members()
-                        .into_iter()
-                        .filter(|(id, node, _)| {
-                            Some(&node.addr) == left_addr.as_ref() && *id != server.id
-                        })
-                        .map(|(id, _, _)| id)
-                        .collect();
-                    if !stale.is_empty() {
-                        tracing::info!(node = %name, "removing a server that left from the Raft configuration");
-                        server.remove_servers(&stale).await?;
-                    }
-                }
-                if held.0.is_none() {
-                    continue;
-                }
-                tracing::info!(node = %name, "deregistering a node that left");
-                api.catalog_deregister(&DeregisterRequest {
-                    node: name,
-                    ..DeregisterRequest::default()
-                })
-                .await?;
-            }
-            status => {
-                let (wanted, output) = if status == MemberStatus::Alive {
-                    (HealthStatus::Passing, "Agent alive and reachable")
-                } else {
-                    (HealthStatus::Critical, "Agent not live or unreachable")
-                };
-                // A server of this datacenter carries the `consul` service.
-                let consul_service = (status == MemberStatus::Alive
-                    && member.id.server
-                    && member.id.dc == datacenter
-                    && member.id.rpc_port != 0
-                    && held.2 != Some(member.id.rpc_port))
-                .then(|| RegisterService {
-                    id: CONSUL_SERVICE.to_owned(),
-                    service: CONSUL_SERVICE.to_owned(),
-                    port: member.id.rpc_port,
-                    meta: [
-                        ("raft_version", "3"),
-                        ("serf_protocol_current", "2"),
-                        ("serf_protocol_min", "1"),
-                        ("serf_protocol_max", "5"),
-                        ("version", member.id.build.as_str()),
-                    ]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
-                    ..RegisterService::default()
-                });
-                if held.1 == Some(wanted) && held.0.is_some() && consul_service.is_none() {
-                    continue;
-                }
-                let check = RegisterCheck {
-                    check_id: SERF_HEALTH.to_owned(),
-                    name: "Serf Health Status".to_owned(),
-                    status: wanted.as_str().to_owned(),
-                    output: output.to_owned(),
-                    ..RegisterCheck::default()
-                };
-                // A node the catalog does not know yet is registered with its gossip address.
-                let request = match held.0 {
-                    Some(_) => RegisterRequest {
-                        node: name,
-                        skip_node_update: true,
-                        checks: vec![check],
-                        service: consul_service,
-                        ..RegisterRequest::default()
-                    },
-                    None => RegisterRequest {
-                        node: name,
-                        address,
-                        datacenter: datacenter.to_owned(),
-                        checks: vec![check],
-                        service: consul_service,
-                        ..RegisterRequest::default()
-                    },
-                };
-                api.catalog_register(&request).await?;
-            }
+            MemberStatus::Left => member_left(server, lan, api, datacenter, &member, held).await?,
+            status => member_here(api, datacenter, &member, status, held).await?,
         }
     }
+    Ok(())
+}
+
+/// What the catalog holds of a member: its address, its serfHealth status, the port of
+/// its `consul` service.
+type HeldMember = (Option<String>, Option<HealthStatus>, Option<u16>);
+
+/// A member that left: out of Raft if it was a server of this datacenter (as Consul's
+/// leader removes it, so it no longer counts for the quorum), and out of the catalog.
+async fn member_left(
+    server: &Server,
+    lan: &LanPool,
+    api: &LocalApi,
+    datacenter: &str,
+    member: &crate::gossip::pool::Member,
+    held: HeldMember,
+) -> Result<(), String> {
+    let name = member.id.name.clone();
+    // A server that left (or was force-left: it is dead) leaves Raft too, as
+    // Consul's leader removes it, so it no longer counts for the quorum.
+    let left_addr = raft_addr(member);
+    let still_alive = lan
+        .members()
+        .iter()
+        .any(|m| m.status == MemberStatus::Alive && raft_addr(m) == left_addr);
+    if member.id.dc == datacenter && left_addr.is_some() && !still_alive {
+        let stale: Vec<_> = server
+            .members()
+            .into_iter()
+            .filter(|(id, node, _)| Some(&node.addr) == left_addr.as_ref() && *id != server.id)
+            .map(|(id, _, _)| id)
+            .collect();
+        if !stale.is_empty() {
+            tracing::info!(node = %name, "removing a server that left from the Raft configuration");
+            server.remove_servers(&stale).await?;
+        }
+    }
+    if held.0.is_none() {
+        return Ok(());
+    }
+    tracing::info!(node = %name, "deregistering a node that left");
+    api.catalog_deregister(&DeregisterRequest {
+        node: name,
+        ..DeregisterRequest::default()
+    })
+    .await?;
+    Ok(())
+}
+
+/// A member alive or failed: its serfHealth check (and a server's `consul` service) as
+/// gossip sees it; a node the catalog does not know yet is registered with its gossip
+/// address.
+async fn member_here(
+    api: &LocalApi,
+    datacenter: &str,
+    member: &crate::gossip::pool::Member,
+    status: MemberStatus,
+    held: HeldMember,
+) -> Result<(), String> {
+    let name = member.id.name.clone();
+    let address = member.id.addr.ip().to_string();
+    let (wanted, output) = if status == MemberStatus::Alive {
+        (HealthStatus::Passing, "Agent alive and reachable")
+    } else {
+        (HealthStatus::Critical, "Agent not live or unreachable")
+    };
+    // A server of this datacenter carries the `consul` service.
+    let consul_service = (status == MemberStatus::Alive
+        && member.id.server
+        && member.id.dc == datacenter
+        && member.id.rpc_port != 0
+        && held.2 != Some(member.id.rpc_port))
+    .then(|| RegisterService {
+        id: CONSUL_SERVICE.to_owned(),
+        service: CONSUL_SERVICE.to_owned(),
+        port: member.id.rpc_port,
+        meta: [
+            ("raft_version", "3"),
+            ("serf_protocol_current", "2"),
+            ("serf_protocol_min", "1"),
+            ("serf_protocol_max", "5"),
+            ("version", member.id.build.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        ..RegisterService::default()
+    });
+    if held.1 == Some(wanted) && held.0.is_some() && consul_service.is_none() {
+        return Ok(());
+    }
+    let check = RegisterCheck {
+        check_id: SERF_HEALTH.to_owned(),
+        name: "Serf Health Status".to_owned(),
+        status: wanted.as_str().to_owned(),
+        output: output.to_owned(),
+        ..RegisterCheck::default()
+    };
+    // A node the catalog does not know yet is registered with its gossip address.
+    let request = match held.0 {
+        Some(_) => RegisterRequest {
+            node: name,
+            skip_node_update: true,
+            checks: vec![check],
+            service: consul_service,
+            ..RegisterRequest::default()
+        },
+        None => RegisterRequest {
+            node: name,
+            address,
+            datacenter: datacenter.to_owned(),
+            checks: vec![check],
+            service: consul_service,
+            ..RegisterRequest::default()
+        },
+    };
+    api.catalog_register(&request).await?;
     Ok(())
 }
