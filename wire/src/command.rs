@@ -76,6 +76,43 @@ pub enum Command {
         /// The registration.
         registration: Box<Registration>,
     },
+    /// Create a session (its ID chosen by the proposer). Refused when its node or one of
+    /// its checks is missing, or a check is critical.
+    SessionCreate(Box<crate::records::Session>),
+    /// Invalidate a session (destroyed, or its TTL ran out): its keys are released or
+    /// deleted as its behavior says, and their lock delay starts. An unknown ID changes
+    /// nothing.
+    SessionDestroy {
+        /// The session.
+        id: String,
+    },
+    /// `PUT ?acquire=SESSION`: set the key and take its lock, unless another session holds
+    /// it (or `cas` does not hold). The session must exist.
+    KvLock {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+        /// Client flags.
+        flags: u64,
+        /// The session taking the lock.
+        session: String,
+        /// Compare-and-set index.
+        cas: Option<u64>,
+    },
+    /// `PUT ?release=SESSION`: set the key and release its lock, if that session holds it.
+    KvUnlock {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+        /// Client flags.
+        flags: u64,
+        /// The session releasing the lock.
+        session: String,
+        /// Compare-and-set index.
+        cas: Option<u64>,
+    },
 }
 
 /// One operation of a transaction (Consul's KV verbs).
@@ -139,6 +176,40 @@ pub enum TxnOp {
         key: String,
         /// Expected modify index.
         index: u64,
+    },
+    /// `lock`: set the key and take its lock for `session`.
+    Lock {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+        /// Flags.
+        flags: u64,
+        /// The session.
+        session: String,
+    },
+    /// `unlock`: set the key and release its lock, held by `session`.
+    Unlock {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+        /// Flags.
+        flags: u64,
+        /// The session.
+        session: String,
+    },
+    /// `check-session`: fails unless `session` holds the key's lock.
+    CheckSession {
+        /// Key.
+        key: String,
+        /// The session.
+        session: String,
+    },
+    /// The session verb `delete`: invalidate a session with the transaction.
+    SessionDelete {
+        /// The session.
+        id: String,
     },
 }
 

@@ -260,3 +260,56 @@ impl Default for AutopilotConfig {
         }
     }
 }
+
+/// What happens to the keys a session holds when it is invalidated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionBehavior {
+    /// The locks are released (the keys stay).
+    #[default]
+    Release,
+    /// The keys are deleted.
+    Delete,
+}
+
+impl SessionBehavior {
+    /// Consul's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionBehavior::Release => "release",
+            SessionBehavior::Delete => "delete",
+        }
+    }
+}
+
+/// A session (Consul's): who holds locks, tied to a node and checks, with a lock delay and
+/// an optional TTL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// A UUID.
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// The node it belongs to.
+    pub node: String,
+    /// Node checks (by check ID) whose going critical invalidates it.
+    pub node_checks: Vec<String>,
+    /// Service checks (by check ID) whose going critical invalidates it.
+    pub service_checks: Vec<String>,
+    /// After an invalidation, its keys cannot be acquired for this long (milliseconds).
+    pub lock_delay_ms: u64,
+    /// What invalidation does to its keys.
+    pub behavior: SessionBehavior,
+    /// The TTL as given (`"30s"`; empty: none).
+    pub ttl: String,
+    /// Raft index that created it.
+    pub create_index: u64,
+    /// Raft index of the last change.
+    pub modify_index: u64,
+}
+
+/// Consul's bounds on a session's TTL.
+pub const SESSION_TTL_MIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// Consul's bounds on a session's TTL.
+pub const SESSION_TTL_MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The longest lock delay Consul allows.
+pub const MAX_LOCK_DELAY: std::time::Duration = std::time::Duration::from_secs(60);

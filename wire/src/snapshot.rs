@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::records::{Check, Coordinate, KvEntry, Node, Service};
 
 /// Version of the snapshot format: 2 added network coordinates, 3 autopilot's settings,
-/// 4 nodes' IDs.
-pub const SNAPSHOT_VERSION: u32 = 4;
+/// 4 nodes' IDs, 5 sessions.
+pub const SNAPSHOT_VERSION: u32 = 5;
 
 /// Everything a server's state machine holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +39,51 @@ pub struct StateSnapshot {
     pub coordinates_index: u64,
     /// Autopilot's settings, once set (version 3).
     pub autopilot: Option<crate::records::AutopilotConfig>,
+    /// Sessions (version 5).
+    pub sessions: Vec<crate::records::Session>,
+    /// Index of the last change to the sessions (version 5).
+    pub sessions_index: u64,
+}
+
+/// A version 4 snapshot (nodes' IDs; no sessions yet).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StateSnapshotV4 {
+    version: u32,
+    kv: Vec<KvEntry>,
+    kv_tombstones: Vec<(String, u64)>,
+    kv_floor: u64,
+    nodes: Vec<Node>,
+    services: Vec<Service>,
+    checks: Vec<Check>,
+    table_indexes: [u64; 3],
+    node_indexes: BTreeMap<String, u64>,
+    service_indexes: BTreeMap<String, u64>,
+    coordinates: Vec<(String, Coordinate)>,
+    coordinates_index: u64,
+    autopilot: Option<crate::records::AutopilotConfig>,
+}
+
+impl From<StateSnapshotV4> for StateSnapshot {
+    fn from(v4: StateSnapshotV4) -> StateSnapshot {
+        StateSnapshot {
+            version: v4.version,
+            kv: v4.kv,
+            kv_tombstones: v4.kv_tombstones,
+            kv_floor: v4.kv_floor,
+            nodes: v4.nodes,
+            services: v4.services,
+            checks: v4.checks,
+            table_indexes: v4.table_indexes,
+            node_indexes: v4.node_indexes,
+            service_indexes: v4.service_indexes,
+            coordinates: v4.coordinates,
+            coordinates_index: v4.coordinates_index,
+            autopilot: v4.autopilot,
+            sessions: Vec::new(),
+            sessions_index: 0,
+        }
+    }
 }
 
 /// A node as versions 1 to 3 stored it (without its ID).
@@ -127,6 +172,7 @@ impl StateSnapshot {
         let Version { version } = decode(body)?;
         let (tables, coordinates, coordinates_index, autopilot) = match version {
             SNAPSHOT_VERSION => return decode(body),
+            4 => return decode::<StateSnapshotV4>(body).map(StateSnapshot::from),
             1 => {
                 let v1: StateSnapshotV1 = decode(body)?;
                 (v1.tables, Vec::new(), 0, None)
@@ -165,6 +211,8 @@ impl StateSnapshot {
             coordinates,
             coordinates_index,
             autopilot,
+            sessions: Vec::new(),
+            sessions_index: 0,
         })
     }
 }
@@ -263,5 +311,31 @@ mod tests {
         let bytes = crate::frame::to_bytes(&newer).unwrap_or_default();
         let refused = StateSnapshot::decode(&bytes).err().map(|e| e.to_string());
         assert!(refused.is_some_and(|e| e.contains("newer than this build")));
+    }
+
+    #[test]
+    fn a_version_4_snapshot_reads_without_sessions() {
+        let v4 = StateSnapshotV4 {
+            version: 4,
+            kv: Vec::new(),
+            kv_tombstones: vec![("gone".into(), 7)],
+            kv_floor: 3,
+            nodes: Vec::new(),
+            services: Vec::new(),
+            checks: Vec::new(),
+            table_indexes: [1, 2, 3],
+            node_indexes: BTreeMap::new(),
+            service_indexes: BTreeMap::new(),
+            coordinates: Vec::new(),
+            coordinates_index: 9,
+            autopilot: None,
+        };
+        let bytes = crate::frame::to_bytes(&v4).unwrap_or_default();
+        let read = StateSnapshot::decode(&bytes).unwrap_or_default();
+        assert_eq!(
+            (read.version, read.coordinates_index, read.kv_floor),
+            (4, 9, 3)
+        );
+        assert!(read.sessions.is_empty());
     }
 }

@@ -193,12 +193,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .data
                 .write()
                 .map_err(|_| StorageIOError::write_state_machine(&lock_poisoned()))?;
+            // Dates lock delays only (not replicated state): the wall clock is fine here.
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             for entry in entries {
                 let index = entry.log_id.index;
                 data.last_applied = Some(entry.log_id);
                 let result = match entry.payload {
                     EntryPayload::Blank => CommandResult::Nothing,
-                    EntryPayload::Normal(command) => data.state.apply(index, &command),
+                    EntryPayload::Normal(command) => data.state.apply(index, now_ms, &command),
                     EntryPayload::Membership(membership) => {
                         data.membership = StoredMembership::new(Some(entry.log_id), membership);
                         CommandResult::Nothing

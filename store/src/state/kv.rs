@@ -156,6 +156,53 @@ impl Kv {
         }
     }
 
+    /// `?acquire`: sets the key and takes its lock for `session`, unless another session
+    /// holds it or `cas` does not hold. The caller checked that the session exists.
+    pub fn lock(&mut self, index: u64, write: &LockWrite<'_>, cas: Option<u64>) -> bool {
+        if !self.cas_holds(write.key, cas) {
+            return false;
+        }
+        match locked(self.entries.get(write.key).cloned(), index, write) {
+            Ok(entry) => {
+                self.tombstones.remove(write.key);
+                self.entries.insert(write.key.to_owned(), entry);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// `?release`: sets the key and releases its lock, if `session` holds it.
+    pub fn unlock(&mut self, index: u64, write: &LockWrite<'_>, cas: Option<u64>) -> bool {
+        if !self.cas_holds(write.key, cas) {
+            return false;
+        }
+        match unlocked(self.entries.get(write.key).cloned(), index, write) {
+            Ok(entry) => {
+                self.entries.insert(write.key.to_owned(), entry);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The keys `session` holds (a scan: invalidations are rare).
+    pub fn held_by(&self, session: &str) -> Vec<String> {
+        self.entries
+            .values()
+            .filter(|e| e.session.as_deref() == Some(session))
+            .map(|e| e.key.clone())
+            .collect()
+    }
+
+    /// Releases a key's lock whoever holds it (an invalidated session's).
+    pub fn release(&mut self, index: u64, key: &str) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.session = None;
+            entry.modify_index = index;
+        }
+    }
+
     /// Deletes a key. With `cas`: only if its modify index is `cas`. Deleting a missing key
     /// succeeds (as in Consul) unless a CAS index was given.
     pub fn delete(&mut self, index: u64, key: &str, cas: Option<u64>) -> bool {
@@ -195,7 +242,14 @@ impl Kv {
 
     /// Applies a transaction: every operation or none. Returns the entries the operations
     /// return (gets return the entry; writes return the entry without its value, as Consul).
-    pub fn txn(&mut self, index: u64, ops: &[TxnOp]) -> Result<Vec<KvEntry>, Vec<TxnError>> {
+    /// `live` says whether a session exists (for `lock`); session verbs are applied by
+    /// the caller once the KV operations went through.
+    pub fn txn(
+        &mut self,
+        index: u64,
+        ops: &[TxnOp],
+        live: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<KvEntry>, Vec<TxnError>> {
         let mut staged = Staged {
             base: self,
             changes: BTreeMap::new(),
@@ -256,6 +310,59 @@ impl Kv {
                     Some(entry) if entry.modify_index == *expected => staged.remove(key),
                     _ => fail(format!("failed to delete key {key:?}, index is stale")),
                 },
+                TxnOp::Lock {
+                    key,
+                    value,
+                    flags,
+                    session,
+                } => {
+                    let write = LockWrite {
+                        key,
+                        value,
+                        flags: *flags,
+                        session,
+                    };
+                    if !live(session) {
+                        fail(format!(
+                            "failed to lock key {key:?}: invalid session {session:?}"
+                        ));
+                    } else {
+                        match locked(staged.get(key), index, &write) {
+                            Ok(entry) => results.push(staged.put(entry)),
+                            Err(why) => fail(why),
+                        }
+                    }
+                }
+                TxnOp::Unlock {
+                    key,
+                    value,
+                    flags,
+                    session,
+                } => {
+                    let write = LockWrite {
+                        key,
+                        value,
+                        flags: *flags,
+                        session,
+                    };
+                    match unlocked(staged.get(key), index, &write) {
+                        Ok(entry) => results.push(staged.put(entry)),
+                        Err(why) => fail(why),
+                    }
+                }
+                TxnOp::CheckSession { key, session } => match staged.get(key) {
+                    Some(entry) if entry.session.as_deref() == Some(session.as_str()) => {
+                        results.push(without_value(entry))
+                    }
+                    Some(entry) => fail(format!(
+                        "failed session check for key {key:?}, current session {:?} != {session:?}",
+                        entry.session.unwrap_or_default()
+                    )),
+                    None => fail(format!(
+                        "failed session check for key {key:?}, key doesn't exist"
+                    )),
+                },
+                TxnOp::SessionDelete { .. } => {}
             }
         }
         if !errors.is_empty() {
@@ -277,6 +384,71 @@ impl Kv {
             }
         }
         Ok(results)
+    }
+}
+
+/// A write that takes or releases a lock.
+#[derive(Debug, Clone, Copy)]
+pub struct LockWrite<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// The value.
+    pub value: &'a [u8],
+    /// Client flags.
+    pub flags: u64,
+    /// The session.
+    pub session: &'a str,
+}
+
+/// The key after `write` takes its lock: refused while another session holds it. Taking a
+/// lock counts in `LockIndex`; the holder writing again does not.
+fn locked(existing: Option<KvEntry>, index: u64, write: &LockWrite<'_>) -> Result<KvEntry, String> {
+    let key = write.key;
+    match existing {
+        Some(entry) if entry.session.as_deref().is_some_and(|s| s != write.session) => {
+            Err(format!("failed to lock key {key:?}, lock is already held"))
+        }
+        Some(entry) => {
+            let relock = entry.session.as_deref() == Some(write.session);
+            Ok(KvEntry {
+                value: write.value.to_vec(),
+                flags: write.flags,
+                modify_index: index,
+                lock_index: entry.lock_index + u64::from(!relock),
+                session: Some(write.session.to_owned()),
+                ..entry
+            })
+        }
+        None => Ok(KvEntry {
+            key: key.to_owned(),
+            value: write.value.to_vec(),
+            flags: write.flags,
+            create_index: index,
+            modify_index: index,
+            lock_index: 1,
+            session: Some(write.session.to_owned()),
+        }),
+    }
+}
+
+/// The key after `write` releases its lock: only its holder may.
+fn unlocked(
+    existing: Option<KvEntry>,
+    index: u64,
+    write: &LockWrite<'_>,
+) -> Result<KvEntry, String> {
+    match existing {
+        Some(entry) if entry.session.as_deref() == Some(write.session) => Ok(KvEntry {
+            value: write.value.to_vec(),
+            flags: write.flags,
+            modify_index: index,
+            session: None,
+            ..entry
+        }),
+        _ => Err(format!(
+            "failed to unlock key {:?}, lock isn't held, or is held by another session",
+            write.key
+        )),
     }
 }
 
@@ -342,6 +514,11 @@ impl Staged<'_> {
             },
         };
         self.changes.insert(key.to_owned(), Some(entry.clone()));
+        without_value(entry)
+    }
+
+    fn put(&mut self, entry: KvEntry) -> KvEntry {
+        self.changes.insert(entry.key.clone(), Some(entry.clone()));
         without_value(entry)
     }
 

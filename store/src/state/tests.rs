@@ -30,7 +30,7 @@ fn run(commands: &[Command]) -> (State, String) {
     let mut log = String::new();
     for (n, command) in commands.iter().enumerate() {
         let index = 10 + n as u64;
-        let result = state.apply(index, command);
+        let result = state.apply(index, 0, command);
         log.push_str(&format!("{index}: {}\n", describe(&result)));
     }
     (state, log)
@@ -143,7 +143,7 @@ fn indexes_move_only_for_what_was_asked() {
     assert_eq!(state.kv.prefix_index("a/"), 11);
     assert_eq!(state.kv.prefix_index("b/"), 12);
     assert_eq!(state.kv.key_index("missing"), 1, "never below 1");
-    state.apply(13, &set("b/2", "w"));
+    state.apply(13, 0, &set("b/2", "w"));
     assert_eq!(
         state.kv.prefix_index("a/"),
         11,
@@ -151,6 +151,7 @@ fn indexes_move_only_for_what_was_asked() {
     );
     state.apply(
         14,
+        0,
         &Command::KvDelete {
             key: "a/2".into(),
             cas: None,
@@ -160,6 +161,7 @@ fn indexes_move_only_for_what_was_asked() {
     assert_eq!(state.kv.key_index("a/2"), 14, "and its key");
     state.apply(
         15,
+        0,
         &Command::KvDeleteTree {
             prefix: "b/".into(),
         },
@@ -195,7 +197,7 @@ fn indexes_never_decrease_under_random_operations() {
             3 => Command::KvDeleteTree { prefix: key.into() },
             _ => cas(key, "w", (random >> 16) % index),
         };
-        state.apply(index, &command);
+        state.apply(index, 0, &command);
         if index % 97 == 0 {
             state.kv.reap_tombstones(index - 50);
         }
@@ -383,6 +385,7 @@ fn catalog_registration_and_health() {
     // The same registration again changes nothing, so no blocking query wakes.
     state.apply(
         20,
+        0,
         &register(
             "n1",
             "10.0.0.1",
@@ -396,6 +399,7 @@ fn catalog_registration_and_health() {
     // n2's node-level check fails: every service on n2 changes health, nothing else does.
     state.apply(
         21,
+        0,
         &register("n2", "10.0.0.2", None, &[("serfHealth", "", Critical)]),
     );
     assert_eq!(state.catalog.service_index("web"), 21);
@@ -410,6 +414,7 @@ fn catalog_registration_and_health() {
     // Deregistering a service takes its checks; deregistering a node takes everything.
     state.apply(
         22,
+        0,
         &Command::Deregister {
             node: "n2".into(),
             service_id: Some("web-2".into()),
@@ -427,6 +432,7 @@ fn catalog_registration_and_health() {
     assert_eq!(state.catalog.service_index("web"), 22);
     state.apply(
         23,
+        0,
         &Command::Deregister {
             node: "n2".into(),
             service_id: None,
@@ -480,12 +486,13 @@ fn with_id(id: &str, command: Command) -> Command {
 fn node_ids_are_kept_unique_and_survive_plain_registrations_and_snapshots() {
     const ID: &str = "40e4a748-2192-161a-0510-9bf59fe950b5";
     let mut state = State::default();
-    let result = state.apply(10, &with_id(ID, register("n1", "10.0.0.1", None, &[])));
+    let result = state.apply(10, 0, &with_id(ID, register("n1", "10.0.0.1", None, &[])));
     assert_eq!(result, CommandResult::Done);
     assert_eq!(state.catalog.node("n1").map(|n| n.id.as_str()), Some(ID));
     // A registration without an ID (a service added by `Register`) keeps the node's.
     let result = state.apply(
         11,
+        0,
         &register("n1", "10.0.0.2", Some(("web", "web", &[])), &[]),
     );
     assert_eq!(result, CommandResult::Done);
@@ -493,6 +500,7 @@ fn node_ids_are_kept_unique_and_survive_plain_registrations_and_snapshots() {
     // Another node may not take it; IDs compare without case.
     let result = state.apply(
         12,
+        0,
         &with_id(&ID.to_uppercase(), register("n2", "10.0.0.3", None, &[])),
     );
     assert!(matches!(result, CommandResult::Refused(why) if why.contains("reserved by node")));
@@ -554,6 +562,7 @@ fn coordinates_are_kept_for_catalog_nodes_and_leave_with_them() {
     // A node that leaves the catalog takes its coordinate, and the index moves.
     state.apply(
         written + 1,
+        0,
         &Command::Deregister {
             node: "n1".into(),
             service_id: None,
@@ -628,7 +637,7 @@ fn the_by_name_index_agrees_with_a_scan_under_random_operations() {
             },
             _ => register(node, "10.0.0.2", None, &[]),
         };
-        state.apply(index, &command);
+        state.apply(index, 0, &command);
         for asked in ["web", "WEB", "db", "cache", "none"] {
             let mut indexed: Vec<(String, String)> = state
                 .catalog
