@@ -375,6 +375,30 @@ pub struct TxnOpRequest {
     /// A KV operation.
     #[serde(rename = "KV")]
     pub kv: Option<TxnKvOp>,
+    /// A session operation (`delete`).
+    pub session: Option<TxnSessionOp>,
+}
+
+/// A session operation of a transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TxnSessionOp {
+    /// `delete`.
+    pub verb: String,
+    /// The session.
+    pub session: TxnSessionRef,
+}
+
+/// The session a transaction's session operation names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct TxnSessionRef {
+    /// Its ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Its node (not needed).
+    #[serde(rename = "Node")]
+    pub node: String,
 }
 
 /// A KV operation of a transaction.
@@ -393,7 +417,7 @@ pub struct TxnKvOp {
     pub flags: u64,
     /// Index for `cas`, `check-index`, `delete-cas`.
     pub index: u64,
-    /// Session (lock verbs; not supported).
+    /// Session (`lock`, `unlock`, `check-session`).
     pub session: String,
 }
 

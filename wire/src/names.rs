@@ -101,6 +101,21 @@ pub fn is_uuid(text: &str) -> bool {
         })
 }
 
+/// A UUID (version 4, as `hashicorp/go-uuid` formats one) of 16 random bytes.
+pub fn uuid_of(mut bytes: [u8; 16]) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 /// The node ID Consul shows for a node (a UUID, as `hashicorp/go-uuid` formats them), made
 /// from the 64-bit ID Raft and gossip use: its first 8 bytes are that ID, the last 8 a
 /// mix of it, so the ID can be read back from the UUID ([`node_id_of_uuid`]).

@@ -108,7 +108,7 @@ fn catalog() -> State {
         ),
     ];
     for (n, command) in commands.iter().enumerate() {
-        state.apply(10 + n as u64, command);
+        state.apply(10 + n as u64, 0, command);
     }
     state
 }
@@ -294,6 +294,7 @@ fn answers_are_shuffled_by_the_seed() {
     for n in 1..=8u64 {
         state.apply(
             n,
+            0,
             &register(
                 &format!("n{n}"),
                 &format!("10.0.1.{n}"),
@@ -354,6 +355,7 @@ fn names_are_case_insensitive() {
     let mut state = catalog();
     state.apply(
         30,
+        0,
         &register(
             "Web-Node",
             "10.0.0.9",

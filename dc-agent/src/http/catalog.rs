@@ -265,7 +265,7 @@ pub async fn federation_rtt(State(api): State<Api>) -> Response {
     json(&api, 1, Consistency::Stale, &rows)
 }
 
-async fn read<T>(
+pub(super) async fn read<T>(
     api: &Api,
     uri: &Uri,
     read: impl Fn(&crate::raft::state_machine::StateMachineData) -> (u64, T),

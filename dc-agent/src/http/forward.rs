@@ -42,7 +42,11 @@ async fn encode(request: Request, hops: u32) -> Result<HttpRequest, Response> {
     let mut headers: Vec<(String, Vec<u8>)> = parts
         .headers
         .iter()
-        .filter(|(name, _)| *name == "content-type" || name.as_str().starts_with("x-consul"))
+        .filter(|(name, _)| {
+            *name == "content-type"
+                || name.as_str().starts_with("x-consul")
+                || *name == super::session::AGENT_NODE_HEADER
+        })
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
         .collect();
     headers.push((FORWARDED.to_owned(), hops.to_string().into_bytes()));

@@ -139,7 +139,7 @@ async fn read(api: Api, key: String, uri: Uri) -> Result<Response, ApiError> {
     }
 }
 
-async fn write(api: &Api, command: Command) -> Result<CommandResult, ApiError> {
+pub(super) async fn write(api: &Api, command: Command) -> Result<CommandResult, ApiError> {
     let started = Instant::now();
     let (_index, result) = api
         .server()?
@@ -169,11 +169,6 @@ fn boolean(result: CommandResult) -> Response {
 async fn store(api: Api, key: String, uri: Uri, body: Bytes) -> Result<Response, ApiError> {
     check_key(&key, true)?;
     let params = params(uri.query())?;
-    if params.contains_key("acquire") || params.contains_key("release") {
-        return Err(ApiError::BadRequest(
-            "sessions (?acquire, ?release) are not supported yet".to_owned(),
-        ));
-    }
     if body.len() > MAX_KV_VALUE {
         return Err(ApiError::TooLarge(format!(
             "Value of {} bytes exceeds the {MAX_KV_VALUE}-byte limit (kv_max_value_size)",
@@ -182,6 +177,19 @@ async fn store(api: Api, key: String, uri: Uri, body: Bytes) -> Result<Response,
     }
     let flags = number(&params, "flags")?.unwrap_or(0);
     let cas = number(&params, "cas")?;
+    if let Some(session) = params.get("acquire") {
+        return acquire(&api, key, body, flags, session, cas).await;
+    }
+    if let Some(session) = params.get("release") {
+        let command = Command::KvUnlock {
+            key,
+            value: body.to_vec(),
+            flags,
+            session: session.clone(),
+            cas,
+        };
+        return Ok(boolean(write(&api, command).await?));
+    }
     let result = write(
         &api,
         Command::KvSet {
@@ -193,6 +201,43 @@ async fn store(api: Api, key: String, uri: Uri, body: Bytes) -> Result<Response,
     )
     .await?;
     Ok(boolean(result))
+}
+
+/// `?acquire=SESSION`: false while the key is in a lock delay (checked here, on the
+/// leader, as Consul's leader checks it), or held by another session.
+async fn acquire(
+    api: &Api,
+    key: String,
+    body: Bytes,
+    flags: u64,
+    session: &str,
+    cas: Option<u64>,
+) -> Result<Response, ApiError> {
+    if session.is_empty() {
+        return Err(ApiError::BadRequest("Missing session".to_owned()));
+    }
+    let now_ms = crate::unix_ms();
+    let delayed = api
+        .server()?
+        .state
+        .read(|data| data.state.lock_delays.until(&key, now_ms))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(until) = delayed {
+        tracing::debug!(key = %key, remaining_ms = until - now_ms, "acquire refused: the key is in its lock delay");
+        return Ok(boolean(CommandResult::Applied(false)));
+    }
+    let command = Command::KvLock {
+        key,
+        value: body.to_vec(),
+        flags,
+        session: session.to_owned(),
+        cas,
+    };
+    match write(api, command).await? {
+        // An unknown session is Consul's RPC error (500).
+        CommandResult::Refused(why) => Err(ApiError::Internal(why)),
+        other => Ok(boolean(other)),
+    }
 }
 
 async fn remove(api: Api, key: String, uri: Uri) -> Result<Response, ApiError> {

@@ -16,6 +16,7 @@ pub(crate) mod forward;
 mod keyring;
 mod kv;
 pub mod selectors;
+pub mod session;
 pub mod snapshot;
 pub mod tls_listener;
 mod txn;
@@ -119,6 +120,7 @@ pub fn router(api: Api) -> Router {
         .merge(catalog_routes())
         .merge(agent_routes())
         .merge(operator_routes())
+        .merge(session_routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
@@ -152,6 +154,17 @@ fn data_routes() -> Router<Api> {
                     snapshot::MAX_SNAPSHOT + 1,
                 )),
         )
+}
+
+/// Sessions.
+fn session_routes() -> Router<Api> {
+    Router::new()
+        .route("/v1/session/create", put(session::create))
+        .route("/v1/session/destroy/{id}", put(session::destroy))
+        .route("/v1/session/info/{id}", get(session::info))
+        .route("/v1/session/node/{node}", get(session::node))
+        .route("/v1/session/list", get(session::list))
+        .route("/v1/session/renew/{id}", put(session::renew))
 }
 
 /// The catalog, health, coordinates and the federation's datacenters.
@@ -467,6 +480,17 @@ async fn route_by_consistency(
             if let Ok(uri) = uri.parse() {
                 *request.uri_mut() = uri;
             }
+        }
+    }
+    // A session defaults to the node of the agent it was asked of (as Consul's agent
+    // fills it in), wherever the request is then answered.
+    if request.uri().path() == "/v1/session/create"
+        && !request.headers().contains_key(session::AGENT_NODE_HEADER)
+    {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&api.agent.node_name) {
+            request
+                .headers_mut()
+                .insert(session::AGENT_NODE_HEADER, value);
         }
     }
     let path = request.uri().path();

@@ -16,9 +16,18 @@ use super::{Api, ApiError};
 const MAX_OPS: usize = 128;
 
 fn to_op(index: usize, request: TxnOpRequest) -> Result<TxnOp, String> {
+    if let Some(session) = request.session {
+        return match session.verb.as_str() {
+            "delete" if !session.session.id.is_empty() => Ok(TxnOp::SessionDelete {
+                id: session.session.id,
+            }),
+            "delete" => Err(format!("operation {index}: missing session ID")),
+            other => Err(format!("operation {index}: unknown session verb {other:?}")),
+        };
+    }
     let Some(kv) = request.kv else {
         return Err(format!(
-            "operation {index}: only KV operations are supported"
+            "operation {index}: only KV and session operations are supported"
         ));
     };
     if kv.value.len() > MAX_KV_VALUE {
@@ -61,12 +70,25 @@ fn to_op(index: usize, request: TxnOpRequest) -> Result<TxnOp, String> {
             key,
             index: kv.index,
         },
-        "lock" | "unlock" | "check-session" => {
-            return Err(format!(
-                "operation {index}: verb {:?} needs sessions, which are not supported yet",
-                kv.verb
-            ))
+        "lock" | "unlock" | "check-session" if kv.session.is_empty() => {
+            return Err(format!("operation {index}: missing session"))
         }
+        "lock" => TxnOp::Lock {
+            key,
+            value: kv.value,
+            flags: kv.flags,
+            session: kv.session,
+        },
+        "unlock" => TxnOp::Unlock {
+            key,
+            value: kv.value,
+            flags: kv.flags,
+            session: kv.session,
+        },
+        "check-session" => TxnOp::CheckSession {
+            key,
+            session: kv.session,
+        },
         other => return Err(format!("operation {index}: unknown KV verb {other:?}")),
     })
 }

@@ -155,6 +155,7 @@ pub(super) fn leader_duties(
             metrics.clone(),
             tombstone_ttl,
         )),
+        Box::new(crate::server::sessions::SessionReaper),
     ];
     if let Some(queue) = coordinates {
         duties.push(Box::new(crate::server::coordinates::CoordinateFlush {

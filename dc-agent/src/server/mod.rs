@@ -7,6 +7,7 @@ mod handlers;
 pub mod leader;
 pub use store::proposer;
 pub mod serf_health;
+pub mod sessions;
 pub mod tombstone_gc;
 mod transfer;
 
@@ -86,6 +87,8 @@ pub struct Server {
     pub contacts: Arc<crate::rpc::raft_network::PeerContacts>,
     /// Autopilot: each server's health as last judged, and since when (`StableSince`).
     pub stable_since: parking_lot::Mutex<std::collections::HashMap<NodeId, (bool, SystemTime)>>,
+    /// Sessions' TTL deadlines (kept by the leader).
+    pub session_timers: parking_lot::Mutex<sessions::SessionTimers>,
 }
 
 /// Timeouts of RPCs between servers that are not Raft's own.
@@ -189,6 +192,7 @@ impl Server {
             bootstrap_candidates: parking_lot::Mutex::new(Vec::new()),
             contacts,
             stable_since: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            session_timers: parking_lot::Mutex::new(sessions::SessionTimers::default()),
         });
         tracing::info!(node = %server.node.name, id = server.id, addr = %server.node.addr, dc = %server.datacenter, "server started");
         tasks.spawn(handlers::accept_loop(
