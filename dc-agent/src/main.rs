@@ -70,6 +70,7 @@ fn main() -> ExitCode {
             log_json,
         } => cli::info::monitor(&addr, log_level.as_deref(), log_json),
         Command::Version => version(),
+        Command::Lock(args) => lock(&addr, args),
         Command::Maint {
             enable,
             disable,
@@ -164,6 +165,34 @@ fn debug(
             },
         ),
         _ => cli::fail("-duration and -interval take durations such as 30s or 2m"),
+    }
+}
+
+/// `lock`: the flags read, then [`cli::lock::lock`].
+fn lock(addr: &str, args: LockArgs) -> ExitCode {
+    let timeout = match args
+        .timeout
+        .or(args.try_for)
+        .map(|t| t.parse::<wire::GoDuration>())
+    {
+        None => None,
+        Some(Ok(t)) => Some(t.0),
+        Some(Err(e)) => return cli::fail(format!("Invalid -timeout: {e}")),
+    };
+    let options = cli::lock::LockOptions {
+        limit: args.n,
+        name: args.name,
+        child_exit_code: args.child_exit_code,
+        monitor_retry: args.monitor_retry,
+        shell: args.shell,
+        pass_stdin: args.pass_stdin,
+        timeout,
+        verbose: args.verbose,
+        datacenter: args.datacenter,
+    };
+    match args.prefix_and_command.split_first() {
+        Some((prefix, command)) => cli::lock::lock(addr, prefix, command, &options),
+        None => cli::fail("Error! Missing prefix"),
     }
 }
 

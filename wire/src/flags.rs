@@ -10,10 +10,18 @@
 /// flags (`-h`), negative numbers, anything already starting with `--`, and everything
 /// after a bare `--`.
 pub fn normalize_consul_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let args: Vec<String> = args.into_iter().collect();
+    // Verbs whose positional arguments end the flags, as Go's `flag` stops at the first
+    // one: what follows is a command line of its own (`lock PREFIX sh -c ...`), left as is.
+    let command_verb = matches!(
+        args.get(1).map(String::as_str),
+        Some("lock" | "watch" | "exec" | "event")
+    );
     let mut out = Vec::new();
     let mut after_double_dash = false;
+    let mut value_next = false;
     for (index, arg) in args.into_iter().enumerate() {
-        if index == 0 || after_double_dash {
+        if index == 0 || (index == 1 && command_verb) || after_double_dash {
             out.push(arg);
             continue;
         }
@@ -21,6 +29,21 @@ pub fn normalize_consul_flags(args: impl IntoIterator<Item = String>) -> Vec<Str
             after_double_dash = true;
             out.push(arg);
             continue;
+        }
+        if command_verb {
+            if value_next {
+                value_next = false;
+                out.push(arg);
+                continue;
+            }
+            if !arg.starts_with('-') {
+                // The first positional: the rest is not ours.
+                after_double_dash = true;
+                out.push(arg);
+                continue;
+            }
+            let name = arg.trim_start_matches('-');
+            value_next = !name.contains('=') && TAKES_VALUE.contains(&name);
         }
         let is_consul_long = arg.starts_with('-')
             && !arg.starts_with("--")
@@ -34,6 +57,33 @@ pub fn normalize_consul_flags(args: impl IntoIterator<Item = String>) -> Vec<Str
     }
     out
 }
+
+/// Flags of `lock`, `watch`, `exec` and `event` (and the HTTP options) that take a value,
+/// so that `-name foo` is known not to end the flags.
+const TAKES_VALUE: &[&str] = &[
+    "n",
+    "name",
+    "timeout",
+    "try",
+    "monitor-retry",
+    "http-addr",
+    "token",
+    "token-file",
+    "datacenter",
+    "ca-file",
+    "ca-path",
+    "client-cert",
+    "client-key",
+    "tls-server-name",
+    "type",
+    "key",
+    "prefix",
+    "service",
+    "tag",
+    "state",
+    "node",
+    "wait",
+];
 
 #[cfg(test)]
 mod tests {
@@ -71,6 +121,38 @@ mod tests {
                 "key",
                 "--",
                 "-literal"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_command_after_lock_keeps_its_own_flags() {
+        let args = [
+            "dc-agent",
+            "lock",
+            "-n=2",
+            "-name",
+            "x",
+            "-verbose",
+            "service/leader",
+            "my-prog",
+            "-verbose",
+            "-c",
+        ];
+        let normalized = normalize_consul_flags(args.iter().map(|s| s.to_string()));
+        assert_eq!(
+            normalized,
+            [
+                "dc-agent",
+                "lock",
+                "--n=2",
+                "--name",
+                "x",
+                "--verbose",
+                "service/leader",
+                "my-prog",
+                "-verbose",
+                "-c"
             ]
         );
     }

@@ -66,6 +66,9 @@ pub enum Command {
     },
     /// Print the version, as `consul version`.
     Version,
+    /// Run a command while holding a lock (or, with `-n` above 1, a semaphore slot) at a
+    /// KV prefix, as `consul lock`: the command is stopped when the lock is lost.
+    Lock(LockArgs),
     /// Save, restore or inspect a snapshot of the datacenter's state.
     Snapshot {
         #[command(subcommand)]
@@ -467,4 +470,42 @@ pub enum RaftCommand {
         #[arg(long)]
         id: Option<String>,
     },
+}
+
+/// `lock`'s flags and arguments.
+#[derive(clap::Args)]
+pub struct LockArgs {
+    /// How many may hold it at once (1: a lock; more: a semaphore).
+    #[arg(short = 'n', long = "n", default_value_t = 1)]
+    pub n: u32,
+    /// The session's name (default: one made from the command).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Exit 2 when the command fails (by default its failure is not passed on).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub child_exit_code: bool,
+    /// Errors to ride out while watching the lock, 1 s apart (0: none).
+    #[arg(long, default_value_t = 3)]
+    pub monitor_retry: u32,
+    /// Run the command through $SHELL (or /bin/sh).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub shell: bool,
+    /// Give the command this process's stdin.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub pass_stdin: bool,
+    /// Give up acquiring after this long (`500ms`, `1m`; default: wait for ever).
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// The same as -timeout (Consul's older name).
+    #[arg(long = "try")]
+    pub try_for: Option<String>,
+    /// Say what happens.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub verbose: bool,
+    /// The datacenter of the lock (default: the agent's).
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// The KV prefix, then the command and its arguments.
+    #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub prefix_and_command: Vec<String>,
 }

@@ -7,6 +7,7 @@ pub mod debug;
 pub mod info;
 pub mod keyring;
 pub mod kv;
+pub mod lock;
 pub mod maint;
 pub mod members;
 pub mod operator;
