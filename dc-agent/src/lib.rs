@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dns;
+pub mod events;
 pub mod gossip;
 pub mod http;
 pub mod internal;

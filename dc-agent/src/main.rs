@@ -71,6 +71,24 @@ fn main() -> ExitCode {
         } => cli::info::monitor(&addr, log_level.as_deref(), log_json),
         Command::Version => version(),
         Command::Lock(args) => lock(&addr, args),
+        Command::Event {
+            name,
+            node,
+            service,
+            tag,
+            datacenter,
+            payload,
+        } => cli::event::fire(
+            &addr,
+            &cli::event::EventOptions {
+                name,
+                node,
+                service,
+                tag,
+                datacenter,
+            },
+            payload.as_deref(),
+        ),
         Command::Maint {
             enable,
             disable,

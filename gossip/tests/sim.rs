@@ -27,6 +27,7 @@ struct SimNode {
     left: bool,
     outcomes: BTreeMap<u64, KeyOutcome>,
     dropped: BTreeMap<&'static str, u32>,
+    broadcasts: Vec<Vec<u8>>,
 }
 
 /// A datagram in flight: when it arrives, an order for ties, to and from whom.
@@ -118,6 +119,7 @@ impl Net {
             left: false,
             outcomes: BTreeMap::new(),
             dropped: BTreeMap::new(),
+            broadcasts: Vec::new(),
         };
         let i = match index {
             Some(i) => {
@@ -206,6 +208,7 @@ impl Net {
                 }
                 Event::Dropped(reason) => *self.nodes[i].dropped.entry(reason).or_default() += 1,
                 Event::Left => self.nodes[i].left = true,
+                Event::Broadcast(payload) => self.nodes[i].broadcasts.push(payload),
                 _ => {}
             }
         }
@@ -573,4 +576,28 @@ fn the_wan_pool_spans_datacenters_and_survives_one_cut_off() {
             );
         }
     }
+}
+
+#[test]
+fn a_broadcast_reaches_every_member_once_despite_loss() {
+    let mut net = Net::lan(11, 12, Some(&[KEY_A]));
+    net.run_until(20 * SECOND, Net::converged)
+        .expect("converged");
+    net.loss = 0.15;
+    for round in 0..5u8 {
+        net.input(3, Input::Broadcast(vec![round; 40]));
+        net.run_for(2 * SECOND);
+    }
+    for (i, node) in net.nodes.iter().enumerate() {
+        let expected: Vec<Vec<u8>> = if i == 3 {
+            Vec::new()
+        } else {
+            (0..5u8).map(|r| vec![r; 40]).collect()
+        };
+        assert_eq!(node.broadcasts, expected, "node {i}");
+    }
+    // Too large: not sent at all.
+    net.input(0, Input::Broadcast(vec![0; 2000]));
+    net.run_for(2 * SECOND);
+    assert!(net.nodes.iter().all(|n| n.broadcasts.len() <= 5));
 }

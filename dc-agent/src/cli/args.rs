@@ -69,6 +69,26 @@ pub enum Command {
     /// Run a command while holding a lock (or, with `-n` above 1, a semaphore slot) at a
     /// KV prefix, as `consul lock`: the command is stopped when the lock is lost.
     Lock(LockArgs),
+    /// Fire a user event to the agents of a datacenter, as `consul event`.
+    Event {
+        /// The event's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only nodes whose name matches this regular expression.
+        #[arg(long)]
+        node: Option<String>,
+        /// Only agents with a service matching this regular expression.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only those services with a tag matching this (needs -service).
+        #[arg(long)]
+        tag: Option<String>,
+        /// The datacenter to fire it in (default: the agent's).
+        #[arg(long)]
+        datacenter: Option<String>,
+        /// The payload.
+        payload: Option<String>,
+    },
     /// Save, restore or inspect a snapshot of the datacenter's state.
     Snapshot {
         #[command(subcommand)]

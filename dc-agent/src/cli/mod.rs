@@ -4,6 +4,7 @@
 pub mod args;
 pub mod catalog;
 pub mod debug;
+pub mod event;
 pub mod info;
 pub mod keyring;
 pub mod kv;

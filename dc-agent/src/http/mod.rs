@@ -11,6 +11,7 @@ mod autopilot;
 mod blocking;
 mod catalog;
 mod error;
+mod event;
 pub mod filter;
 pub(crate) mod forward;
 mod keyring;
@@ -70,6 +71,8 @@ pub struct Api {
     pub wan: Option<crate::gossip::pool::Pool>,
     /// A server's queue of coordinate updates (written by the leader in batches).
     pub coordinates: Option<Arc<crate::server::coordinates::CoordinateQueue>>,
+    /// The user events this agent kept.
+    pub events: Arc<crate::events::UserEvents>,
     /// The log lines `/v1/agent/monitor` streams.
     pub logs: crate::monitor::LogStream,
 }
@@ -165,6 +168,8 @@ fn session_routes() -> Router<Api> {
         .route("/v1/session/node/{node}", get(session::node))
         .route("/v1/session/list", get(session::list))
         .route("/v1/session/renew/{id}", put(session::renew))
+        .route("/v1/event/fire/{name}", put(event::fire))
+        .route("/v1/event/list", get(event::list))
 }
 
 /// The catalog, health, coordinates and the federation's datacenters.
@@ -497,14 +502,15 @@ async fn route_by_consistency(
     let server = match &api.backend {
         Backend::Server(server) => server.clone(),
         Backend::Client(link) => {
-            if path.starts_with("/v1/agent/") {
+            if path.starts_with("/v1/agent/") || path == "/v1/event/list" {
                 return next.run(request).await;
             }
             return forward::to_server(&api, link, request).await;
         }
     };
-    // Agent endpoints are about this agent: answered here, whatever `?dc=` says (as Consul).
-    if path.starts_with("/v1/agent/") {
+    // Agent endpoints (and the events this agent kept) are about this agent: answered here,
+    // whatever `?dc=` says (as Consul).
+    if path.starts_with("/v1/agent/") || path == "/v1/event/list" {
         return next.run(request).await;
     }
     // `?dc=` naming another datacenter goes through a gateway, to be answered there as a

@@ -105,6 +105,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         .server
         .as_ref()
         .map(|_| Arc::new(crate::server::coordinates::CoordinateQueue::default()));
+    let events = Arc::new(crate::events::UserEvents::default());
+    tasks.spawn(crate::events::receive(
+        events.clone(),
+        core.lan.clone(),
+        local.clone(),
+        prepared.validated.node_name.clone(),
+        cancel.child_token(),
+    ));
     let api = Api {
         backend: core.backend.clone(),
         agent: Arc::new(agent_info(&prepared, &options, &core)),
@@ -116,6 +124,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         dc_links,
         wan: wan.clone(),
         coordinates: coordinate_queue.clone(),
+        events,
         logs: options.logs.clone(),
     };
     let router = crate::http::router(api);

@@ -41,6 +41,10 @@ pub enum Input {
     },
     /// Say goodbye and leave; [`Event::Left`] once the goodbyes are out.
     Leave,
+    /// Spread an application message (at most [`MAX_USER_PAYLOAD`] bytes) to every member:
+    /// sent to each live member, and passed on by each to a few others when first heard,
+    /// so a lost datagram rarely keeps it from anyone. Not delivered here.
+    Broadcast(Vec<u8>),
 }
 
 /// A datagram to send.
@@ -69,6 +73,8 @@ pub enum Event {
     KeyOutcome(u64, KeyOutcome),
     /// The goodbyes are out and foca has left: nothing more will happen.
     Left,
+    /// An application message another member broadcast (each one once).
+    Broadcast(Vec<u8>),
 }
 
 /// The periodic duties besides foca's own timers, each with when it is next due.
@@ -117,6 +123,8 @@ pub struct PoolCore {
     key_ops: HashMap<u64, PendingKeyOp>,
     /// Keyring queries applied here lately, by (sender, id), with their answer.
     key_ops_seen: HashMap<(MemberKey, u64), (Instant, KeyAnswer)>,
+    /// User messages seen lately, by ID, with when.
+    user_seen: HashMap<u64, Instant>,
     timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
     ticks: Ticks,
     /// Members that said goodbye: their next MemberDown means left, not failed.
@@ -158,6 +166,7 @@ impl PoolCore {
             byes: Vec::new(),
             key_ops: HashMap::new(),
             key_ops_seen: HashMap::new(),
+            user_seen: HashMap::new(),
             timers: BinaryHeap::new(),
             // Each duty is first due at once, as a tokio interval's first tick.
             ticks: Ticks {
@@ -265,6 +274,10 @@ impl PoolCore {
             Ok((kind @ (KIND_KEY_OP | KIND_KEY_ACK), payload)) => {
                 self.key_message(now, kind, &payload, from);
             }
+            Ok((KIND_USER, payload)) => match postcard::from_bytes::<UserMessage>(&payload) {
+                Ok(message) => self.user_message(now.at, message),
+                Err(_) => self.drop_packet(from, "malformed"),
+            },
             Ok((kind @ (KIND_PING | KIND_ACK), payload)) => {
                 match postcard::from_bytes::<Probe>(&payload) {
                     Ok(probe) => self.probed(now, kind, probe, from),
@@ -303,6 +316,7 @@ impl PoolCore {
             Input::Key { op, token } => self.start_key_op(now, op, token),
             Input::ForceLeave(keys) => self.force_leave(keys),
             Input::Leave => self.start_leaving(now),
+            Input::Broadcast(payload) => self.broadcast(now.at, payload),
         }
         self.after_event(now);
     }
@@ -498,6 +512,69 @@ impl PoolCore {
             self.byes.push((packet, BYE_REPEATS));
             let _ = self.departed(&bye);
         }
+    }
+
+    /// Sends a new user message to every live member.
+    fn broadcast(&mut self, at: Instant, payload: Vec<u8>) {
+        if payload.len() > MAX_USER_PAYLOAD {
+            tracing::warn!(
+                bytes = payload.len(),
+                "a user message too large to gossip was not sent"
+            );
+            return;
+        }
+        let message = UserMessage {
+            id: self.rng.random(),
+            payload,
+        };
+        self.remember_user(at, message.id);
+        let Ok(encoded) = postcard::to_stdvec(&message) else {
+            return;
+        };
+        let packet = self.seal(KIND_USER, &encoded);
+        for member in self.swim.members() {
+            self.send(member, packet.clone());
+        }
+    }
+
+    /// A user message: delivered and passed on the first time, ignored after.
+    fn user_message(&mut self, at: Instant, message: UserMessage) {
+        if self.user_seen.contains_key(&message.id) {
+            return;
+        }
+        self.remember_user(at, message.id);
+        if let Ok(encoded) = postcard::to_stdvec(&message) {
+            let packet = self.seal(KIND_USER, &encoded);
+            // 2 log2(N) random members (at least USER_FANOUT): each member then hears it
+            // about that many times over, so one lost datagram rarely matters.
+            let n = self.swim.foca.num_members() as f64 + 1.0;
+            let fanout = ((2.0 * n.log2()).ceil() as usize).max(USER_FANOUT);
+            for _ in 0..fanout {
+                if let Some(member) = self.random_member() {
+                    self.send(member, packet.clone());
+                }
+            }
+        }
+        self.events.push_back(Event::Broadcast(message.payload));
+    }
+
+    fn remember_user(&mut self, at: Instant, id: u64) {
+        if self.user_seen.len() >= USER_SEEN_MAX {
+            self.user_seen
+                .retain(|_, seen| at.saturating_duration_since(*seen) < USER_SEEN_FOR);
+        }
+        if self.user_seen.len() >= USER_SEEN_MAX {
+            // Still full within the window: forget the oldest.
+            if let Some(oldest) = self
+                .user_seen
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(id, _)| *id)
+            {
+                self.user_seen.remove(&oldest);
+            }
+        }
+        self.user_seen.insert(id, at);
     }
 
     /// Our own goodbye: three rounds, a little apart (a lost goodbye would leave this node

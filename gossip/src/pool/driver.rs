@@ -16,6 +16,8 @@ pub(super) struct Driver {
     pub(super) next_token: u64,
     /// Who waits for the goodbyes to be out.
     pub(super) leaving: Option<oneshot::Sender<()>>,
+    /// Where broadcast messages go.
+    pub(super) broadcasts: tokio::sync::broadcast::Sender<Vec<u8>>,
 }
 
 /// The clock, read once per wake-up.
@@ -77,6 +79,7 @@ impl Driver {
                 self.leaving = Some(done);
                 Input::Leave
             }
+            Command::Broadcast(payload) => Input::Broadcast(payload),
         }
     }
 
@@ -105,6 +108,10 @@ impl Driver {
                         // The asker may have given up waiting; nothing to do then.
                         let _ = reply.send(outcome);
                     }
+                }
+                Event::Broadcast(payload) => {
+                    // Nobody listening is fine: the message is simply not wanted here.
+                    let _ = self.broadcasts.send(payload);
                 }
                 Event::Left => {
                     if let Some(done) = self.leaving.take() {

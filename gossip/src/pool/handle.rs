@@ -8,6 +8,7 @@ pub(super) enum Command {
     Leave(oneshot::Sender<()>),
     ForceLeave(Vec<MemberKey>),
     Key(KeyOp, oneshot::Sender<KeyOutcome>),
+    Broadcast(Vec<u8>),
 }
 
 /// A handle on a running pool.
@@ -17,6 +18,7 @@ pub struct Pool {
     pub(super) members: Arc<RwLock<BTreeMap<MemberKey, Member>>>,
     pub(super) coordinates: Coordinates,
     pub(super) commands: mpsc::Sender<Command>,
+    pub(super) broadcasts: tokio::sync::broadcast::Sender<Vec<u8>>,
 }
 
 /// The latest coordinate of each node heard from, this one included.
@@ -105,6 +107,20 @@ impl Pool {
         outcome
             .await
             .map_err(|_| "the gossip pool has stopped".to_owned())
+    }
+
+    /// Spreads an application message (at most [`MAX_USER_PAYLOAD`] bytes) to every other
+    /// member; false when the pool has stopped.
+    pub async fn broadcast(&self, payload: Vec<u8>) -> bool {
+        self.commands
+            .send(Command::Broadcast(payload))
+            .await
+            .is_ok()
+    }
+
+    /// The application messages other members broadcast, from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Vec<u8>> {
+        self.broadcasts.subscribe()
     }
 
     /// Says goodbye and leaves the pool; returns once the goodbyes are sent.

@@ -78,11 +78,13 @@ pub fn start_on(
     let members = Arc::new(RwLock::new(BTreeMap::new()));
     let coordinates = Arc::new(RwLock::new(BTreeMap::new()));
     let (commands, receiver) = mpsc::channel(16);
+    let (broadcasts, _) = tokio::sync::broadcast::channel(256);
     let pool = Pool {
         local: local.clone(),
         members: members.clone(),
         coordinates: coordinates.clone(),
         commands,
+        broadcasts: broadcasts.clone(),
     };
     let core = PoolCore::new(local, keyring, seeds, driver::now(), rand::random());
     let driver = Driver {
@@ -94,6 +96,7 @@ pub fn start_on(
         replies: HashMap::new(),
         next_token: 0,
         leaving: None,
+        broadcasts,
     };
     tokio::spawn(driver.run(receiver, cancel));
     pool

@@ -15,6 +15,17 @@ pub(super) const KIND_ACK: u8 = 3;
 pub(super) const KIND_KEY_OP: u8 = 4;
 /// A member's answer to a `KIND_KEY_OP`: [`KeyAck`].
 pub(super) const KIND_KEY_ACK: u8 = 5;
+/// An application message for every member ([`UserMessage`]), spread epidemically.
+pub(super) const KIND_USER: u8 = 6;
+/// The fewest random members a node passes a user message on to when it first hears it.
+pub(super) const USER_FANOUT: usize = 4;
+/// How long a user message's ID is remembered (so it is taken once).
+pub(super) const USER_SEEN_FOR: Duration = Duration::from_secs(120);
+/// Most user message IDs remembered.
+pub(super) const USER_SEEN_MAX: usize = 8192;
+/// Largest user message payload.
+pub const MAX_USER_PAYLOAD: usize = 1024;
+
 /// How long a keyring operation waits for the members' answers.
 pub(super) const KEY_OP_TIMEOUT: Duration = Duration::from_secs(3);
 /// When a keyring operation is sent again to the members that have not answered.
@@ -198,6 +209,13 @@ pub(super) struct PendingKeyOp {
     pub(super) resend: Instant,
     /// Names the answer ([`Event::KeyOutcome`]).
     pub(super) token: u64,
+}
+
+/// An application message (a user event) spread to every member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct UserMessage {
+    pub(super) id: u64,
+    pub(super) payload: Vec<u8>,
 }
 
 /// A coordinate probe or its answer.

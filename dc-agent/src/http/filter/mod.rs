@@ -345,7 +345,7 @@ fn compile_patterns(expr: &mut Expr) -> Result<(), String> {
 }
 
 mod parse;
-mod regex;
+pub(crate) mod regex;
 #[cfg(test)]
 mod tests;
 

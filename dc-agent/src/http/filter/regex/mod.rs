@@ -15,7 +15,7 @@ type Result<T> = std::result::Result<T, String>;
 
 /// A compiled pattern.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Regex {
+pub(crate) struct Regex {
     program: Vec<Inst>,
 }
 
@@ -202,7 +202,7 @@ impl Look {
 
 impl Regex {
     /// Compiles `pattern`; the error reads like Go's `error parsing regexp: ...`.
-    pub(super) fn new(pattern: &str) -> Result<Regex> {
+    pub(crate) fn new(pattern: &str) -> Result<Regex> {
         let node = parse::parse(pattern)?;
         let mut compiler = Compiler {
             program: Vec::new(),
@@ -216,7 +216,7 @@ impl Regex {
     }
 
     /// Whether the pattern matches anywhere in `text`.
-    pub(super) fn is_match(&self, text: &str) -> bool {
+    pub(crate) fn is_match(&self, text: &str) -> bool {
         let text: Vec<char> = text.chars().collect();
         let mut current = Threads::new(self.program.len());
         let mut next = Threads::new(self.program.len());
