@@ -342,6 +342,7 @@ impl LoadedConfig {
         let bind_addr = address("bind_addr", c.bind_addr.as_ref(), &mut problems);
         let client_addr = address("client_addr", c.client_addr.as_ref(), &mut problems);
         check_bootstrap(c, role, &mut problems);
+        problems.extend(crate::watch::check_config(&c.watches));
         let gossip_key = match &c.encrypt {
             Some(key) => match wire::gossip_key::decode(key) {
                 Ok(bytes) => Some(bytes),

@@ -26,6 +26,7 @@ pub mod server;
 pub mod servers;
 pub mod shutdown;
 pub mod wan;
+pub mod watch;
 
 // The replicated state lives in its own crate (`store`); its modules keep their paths here.
 pub use store::{raft, state};

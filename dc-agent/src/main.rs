@@ -71,6 +71,7 @@ fn main() -> ExitCode {
         } => cli::info::monitor(&addr, log_level.as_deref(), log_json),
         Command::Version => version(),
         Command::Lock(args) => lock(&addr, args),
+        Command::Watch(args) => watch(&addr, args),
         Command::Event {
             name,
             node,
@@ -211,6 +212,38 @@ fn lock(addr: &str, args: LockArgs) -> ExitCode {
     match args.prefix_and_command.split_first() {
         Some((prefix, command)) => cli::lock::lock(addr, prefix, command, &options),
         None => cli::fail("Error! Missing prefix"),
+    }
+}
+
+/// `watch`: prints the answer once, or runs the handler on every change until a signal.
+fn watch(addr: &str, args: WatchArgs) -> ExitCode {
+    let spec = dc_agent::watch::WatchSpec {
+        kind: args.kind.unwrap_or_default(),
+        key: args.key.unwrap_or_default(),
+        prefix: args.prefix.unwrap_or_default(),
+        service: args.service.unwrap_or_default(),
+        tags: args.tag,
+        passing_only: args.passingonly,
+        state: args.state.unwrap_or_default(),
+        name: args.name.unwrap_or_default(),
+        datacenter: args.datacenter.unwrap_or_default(),
+    };
+    if let Err(e) = spec.path() {
+        return cli::fail(e);
+    }
+    let handler = if args.handler.is_empty() {
+        dc_agent::watch::Handler::Print
+    } else {
+        dc_agent::watch::Handler::Script {
+            args: args.handler,
+            shell: args.shell,
+        }
+    };
+    let client = cli::client_with_timeout(addr, Some(std::time::Duration::from_secs(90)));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    match dc_agent::watch::run(&client, &spec, &handler, &stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => cli::fail(format!("Error querying Consul agent: {e}")),
     }
 }
 

@@ -464,6 +464,7 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
         }),
         services,
         checks: Vec::new(),
+        watches: Vec::new(),
         bootstrap: None,
         pid_file: None,
         isthmus: Some(IsthmusExtensions {

@@ -107,6 +107,10 @@ pub struct AgentConfig {
     /// Checks this agent runs, of the node or (with `service_id`) of one of its services.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckDefinition>,
+    /// Watches this agent runs (Consul's `watches`: each a map of `type`, its parameters
+    /// and a handler), checked and run by the agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watches: Vec<BTreeMap<String, serde_json::Value>>,
     /// Settings Consul has no key for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isthmus: Option<IsthmusExtensions>,

@@ -11,17 +11,35 @@
 /// after a bare `--`.
 pub fn normalize_consul_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
     let args: Vec<String> = args.into_iter().collect();
+    // The verb: the first argument that is neither a flag nor a flag's value.
+    let mut verb_at = None;
+    let mut skip = false;
+    for (i, arg) in args.iter().enumerate().skip(1) {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if arg.starts_with('-') {
+            let name = arg.trim_start_matches('-');
+            skip = !name.contains('=') && TAKES_VALUE.contains(&name);
+            continue;
+        }
+        verb_at = Some(i);
+        break;
+    }
     // Verbs whose positional arguments end the flags, as Go's `flag` stops at the first
     // one: what follows is a command line of its own (`lock PREFIX sh -c ...`), left as is.
-    let command_verb = matches!(
-        args.get(1).map(String::as_str),
-        Some("lock" | "watch" | "exec" | "event")
-    );
+    let command_verb =
+        verb_at.is_some_and(|i| matches!(args[i].as_str(), "lock" | "watch" | "exec" | "event"));
     let mut out = Vec::new();
     let mut after_double_dash = false;
     let mut value_next = false;
     for (index, arg) in args.into_iter().enumerate() {
-        if index == 0 || (index == 1 && command_verb) || after_double_dash {
+        if index == 0 || after_double_dash {
+            out.push(arg);
+            continue;
+        }
+        if command_verb && Some(index) == verb_at {
             out.push(arg);
             continue;
         }
@@ -30,7 +48,7 @@ pub fn normalize_consul_flags(args: impl IntoIterator<Item = String>) -> Vec<Str
             out.push(arg);
             continue;
         }
-        if command_verb {
+        if command_verb && verb_at.is_some_and(|v| index > v) {
             if value_next {
                 value_next = false;
                 out.push(arg);
@@ -153,6 +171,36 @@ mod tests {
                 "my-prog",
                 "-verbose",
                 "-c"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_verb_is_found_after_global_flags() {
+        let args = [
+            "dc-agent",
+            "-http-addr",
+            "127.0.0.1:8500",
+            "watch",
+            "-type=key",
+            "-key",
+            "k",
+            "h",
+            "-x",
+        ];
+        let normalized = normalize_consul_flags(args.iter().map(|s| s.to_string()));
+        assert_eq!(
+            normalized,
+            [
+                "dc-agent",
+                "--http-addr",
+                "127.0.0.1:8500",
+                "watch",
+                "--type=key",
+                "--key",
+                "k",
+                "h",
+                "-x"
             ]
         );
     }

@@ -129,6 +129,8 @@ pub const APPLIED: &[&str] = &[
     "tls.defaults.verify_incoming",
     "tls.defaults.verify_outgoing",
     "tls.internal_rpc.verify_server_hostname",
+    "watches",
+    "watches.*",
 ];
 
 /// Keys that ask for what Isthmus does anyway: dropped without a warning.

@@ -149,7 +149,7 @@ fn resolve_paths(object: &mut Map<String, Value>, base: &Path) {
 }
 
 /// Keys whose lists accumulate across sources instead of replacing each other.
-const ACCUMULATING: &[&str] = &["retry_join", "services", "checks", "recursors"];
+const ACCUMULATING: &[&str] = &["retry_join", "services", "checks", "recursors", "watches"];
 
 /// Merges `overlay` into `base`: objects key by key, accumulating lists, otherwise replacing.
 pub fn merge(base: &mut Map<String, Value>, overlay: Map<String, Value>) {

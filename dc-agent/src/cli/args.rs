@@ -69,6 +69,9 @@ pub enum Command {
     /// Run a command while holding a lock (or, with `-n` above 1, a semaphore slot) at a
     /// KV prefix, as `consul lock`: the command is stopped when the lock is lost.
     Lock(LockArgs),
+    /// Watch a key, a prefix, services, nodes, a service's health, checks or events; print
+    /// the answer once, or run a handler each time it changes, as `consul watch`.
+    Watch(WatchArgs),
     /// Fire a user event to the agents of a datacenter, as `consul event`.
     Event {
         /// The event's name.
@@ -528,4 +531,42 @@ pub struct LockArgs {
     /// The KV prefix, then the command and its arguments.
     #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub prefix_and_command: Vec<String>,
+}
+
+/// `watch`'s flags and handler.
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    /// key, keyprefix, services, nodes, service, checks or event.
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// The key (`-type=key`).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The prefix (`-type=keyprefix`).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// The service (`-type=service`, `-type=checks`).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Tags the service must have (repeatable).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Only passing instances (`-type=service`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub passingonly: bool,
+    /// Checks in this state (`-type=checks`).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// The event's name (`-type=event`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The datacenter to watch (default: the agent's).
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// Run the handler through $SHELL (or /bin/sh).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub shell: bool,
+    /// The handler and its arguments (none: print the answer once).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub handler: Vec<String>,
 }

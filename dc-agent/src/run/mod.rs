@@ -99,7 +99,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let core = start_core(&mut prepared, &tasks, &cancel).await?;
     let local = start_local(&prepared, config, core.node_id, &options.origin, &cancel)?;
     let (dc_links, wan) = start_wan(&prepared, &core, &cancel);
-    let reloader = reloader(local.clone(), options.reload.clone(), dc_links.clone());
+    let watches = Arc::new(crate::watch::AgentWatches::new(prepared.http_addr));
+    let reloader = reloader(
+        local.clone(),
+        options.reload.clone(),
+        dc_links.clone(),
+        watches.clone(),
+    );
     spawn_hangups(&tasks, reloader.clone(), cancel.clone());
     let coordinate_queue = core
         .server
@@ -141,6 +147,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     start_dns(&prepared, &core, handler(), &cancel).await?;
     let (http, https) = bind_listeners(&prepared, &cancel).await?;
     print_banner(&prepared, &core, https.is_some());
+    watches.replace(&config.watches);
     crate::shutdown::on_signals(
         core.server.clone(),
         wan,
@@ -150,6 +157,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     );
     serve_api(http, https, router, &cancel).await?;
     cancel.cancel();
+    watches.stop_all();
     match &core.backend {
         Backend::Server(server) => server.shutdown().await,
         Backend::Client(link) => link.close().await,
@@ -431,16 +439,21 @@ fn start_wan(
     (Some(links), Some(wan))
 }
 
-/// `reload` and SIGHUP: the services, checks and gateways of the configuration read again,
-/// all checked before anything changes.
+/// `reload` and SIGHUP: the services, checks, watches and gateways of the configuration
+/// read again, all checked before anything changes.
 fn reloader(
     local: Arc<LocalAgent>,
     source: ConfigSource,
     dc_links: Option<Arc<DcLinks>>,
+    watches: Arc<crate::watch::AgentWatches>,
 ) -> Reloader {
     Arc::new(move || {
         let config = source()?;
         let gateways = crate::config::parse_gateways(&config).map_err(|p| p.join("; "))?;
+        let bad_watches = crate::watch::check_config(&config.watches);
+        if !bad_watches.is_empty() {
+            return Err(bad_watches.join("; "));
+        }
         let mut changed = local.load_config_services(&config.services)?;
         changed += local.load_config_checks(&config.checks)?;
         match &dc_links {
@@ -456,9 +469,11 @@ fn reloader(
             ),
             None => {}
         }
+        let running = watches.replace(&config.watches);
         tracing::info!(
             changed,
-            "configuration reloaded (services, checks and isthmus.gateways; other settings need a restart)"
+            watches = running,
+            "configuration reloaded (services, checks, watches and isthmus.gateways; other settings need a restart)"
         );
         Ok(changed)
     })
