@@ -358,17 +358,33 @@ fn kv(addr: &str, command: KvCommand, datacenter: Option<String>) -> ExitCode {
             cas,
             modify_index,
             flags,
-        } => match cas_index(cas, modify_index) {
-            Ok(cas) => cli::kv::put(
-                addr,
-                &key,
-                value.as_deref(),
-                cas,
-                flags,
-                datacenter.as_deref(),
-            ),
-            Err(code) => code,
-        },
+            acquire,
+            release,
+            session,
+        } => {
+            let lock = match (acquire, release, session) {
+                (false, false, _) => None,
+                (true, true, _) => {
+                    return cli::fail("Error! Cannot specify both -acquire and -release")
+                }
+                (_, _, None) => {
+                    return cli::fail(
+                        "Error! Missing -session (required with -acquire and -release)",
+                    )
+                }
+                (acquire, _, Some(session)) => Some((acquire, session)),
+            };
+            match cas_index(cas, modify_index) {
+                Ok(cas) => cli::kv::put(
+                    addr,
+                    &key,
+                    value.as_deref(),
+                    cli::kv::PutOptions { cas, flags, lock },
+                    datacenter.as_deref(),
+                ),
+                Err(code) => code,
+            }
+        }
         KvCommand::Export { prefix } => cli::kv::export(addr, &prefix, datacenter.as_deref()),
         KvCommand::Import { data, prefix } => {
             cli::kv::import(addr, data.as_deref(), &prefix, datacenter.as_deref())

@@ -93,6 +93,54 @@ fn sessions_hold_locks_as_consuls_do() {
     );
     assert_eq!((status, none), (200, serde_json::json!([])));
 
+    // Consul's CLI: kv put -acquire / -release with -session.
+    let http = cluster.agents[c1].http();
+    let (code, out, err) = support::cli(
+        &http,
+        &[
+            "kv",
+            "put",
+            "-acquire",
+            &format!("-session={s1}"),
+            "cli/lock",
+            "mine",
+        ],
+    );
+    assert_eq!(
+        (code, out.trim()),
+        (0, "Success! Lock acquired on: cli/lock"),
+        "{err}"
+    );
+    let (code, _, err) = support::cli(
+        &http,
+        &[
+            "kv",
+            "put",
+            "-acquire",
+            &format!("-session={s2}"),
+            "cli/lock",
+            "theirs",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("Did not acquire lock"), "{err}");
+    let (code, out, err) = support::cli(
+        &http,
+        &[
+            "kv",
+            "put",
+            "-release",
+            &format!("-session={s1}"),
+            "cli/lock",
+            "free",
+        ],
+    );
+    assert_eq!(
+        (code, out.trim()),
+        (0, "Success! Lock released on: cli/lock"),
+        "{err}"
+    );
+
     // Refusals as Consul's.
     let (status, _) = json(&cluster, 0, "PUT", "/v1/session/create", r#"{"TTL": "5s"}"#);
     assert_eq!(status, 400);

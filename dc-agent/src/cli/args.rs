@@ -345,6 +345,15 @@ pub enum KvCommand {
         /// Client flags.
         #[arg(long)]
         flags: Option<u64>,
+        /// Take the key's lock with -session (writing the value too).
+        #[arg(long)]
+        acquire: bool,
+        /// Release the key's lock held by -session (writing the value too).
+        #[arg(long)]
+        release: bool,
+        /// The session for -acquire and -release.
+        #[arg(long)]
+        session: Option<String>,
     },
     /// Delete a key, or every key under a prefix.
     Delete {

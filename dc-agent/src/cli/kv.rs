@@ -130,15 +130,19 @@ pub fn put(
     addr: &str,
     key: &str,
     value: Option<&str>,
-    cas: Option<u64>,
-    flags: Option<u64>,
+    options: PutOptions,
     datacenter: Option<&str>,
 ) -> ExitCode {
+    let PutOptions { cas, flags, lock } = options;
     let body = match value_of(value) {
         Ok(body) => body,
         Err(e) => return fail(e),
     };
     let mut query = Vec::new();
+    if let Some((acquire, session)) = &lock {
+        let verb = if *acquire { "acquire" } else { "release" };
+        query.push(format!("{verb}={}", encode_key(session)));
+    }
     if let Some(index) = cas {
         query.push(format!("cas={index}"));
     }
@@ -154,7 +158,29 @@ pub fn put(
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     );
-    match check(client(addr).put(&path, &body), addr) {
+    let answer = check(client(addr).put(&path, &body), addr);
+    if let Some((acquire, _)) = lock {
+        let (done, not) = if acquire {
+            ("acquired", "acquire")
+        } else {
+            ("released", "release")
+        };
+        return match answer {
+            Ok(response) if response.text().trim() == "true" => {
+                println!("Success! Lock {done} on: {key}");
+                ExitCode::SUCCESS
+            }
+            Ok(response) if response.text().trim() == "false" => {
+                fail(format!("Error! Did not {not} lock"))
+            }
+            Ok(response) => fail(format!(
+                "Error! Failed writing data: {}",
+                response.text().trim()
+            )),
+            Err(e) => fail(format!("Error! Failed writing data: {e}")),
+        };
+    }
+    match answer {
         Ok(response) if response.text().trim() == "true" => {
             println!("Success! Data written to: {key}");
             ExitCode::SUCCESS
@@ -165,6 +191,18 @@ pub fn put(
         Ok(response) => fail(format!("Failed writing data: {}", response.text().trim())),
         Err(e) => fail(format!("Failed writing data: {e}")),
     }
+}
+
+/// How `kv put` writes: check-and-set, flags, or taking (true) or releasing a session's
+/// lock.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// `-cas -modify-index=N`.
+    pub cas: Option<u64>,
+    /// `-flags`.
+    pub flags: Option<u64>,
+    /// `-acquire` (true) or `-release`, with `-session`.
+    pub lock: Option<(bool, String)>,
 }
 
 /// `kv delete [-recurse] [-cas -modify-index=N] KEY`.
