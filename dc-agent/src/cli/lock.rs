@@ -359,10 +359,20 @@ impl SemaphoreLock {
         Ok(SemaphoreLock { limit, holders })
     }
 
+    /// api.Semaphore's JSON, fields in its order.
     fn to_json(&self) -> Vec<u8> {
-        serde_json::json!({ "Limit": self.limit, "Holders": self.holders })
-            .to_string()
-            .into_bytes()
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "Limit")]
+            limit: u32,
+            #[serde(rename = "Holders")]
+            holders: &'a BTreeMap<String, bool>,
+        }
+        serde_json::to_vec(&Wire {
+            limit: self.limit,
+            holders: &self.holders,
+        })
+        .unwrap_or_default()
     }
 }
 
