@@ -25,6 +25,7 @@ pub mod run;
 pub mod server;
 pub mod servers;
 pub mod shutdown;
+pub mod tasks;
 pub mod wan;
 pub mod watch;
 

@@ -69,7 +69,7 @@ pub fn on_signals(
     settings: (Option<bool>, Option<bool>),
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         let signal = tokio::select! {
             signal = wait_for_signal() => signal,
             // Stopped another way (`leave`): nothing to wait for.

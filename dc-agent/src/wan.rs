@@ -145,7 +145,7 @@ impl DcLinks {
             if !dialled.contains_key(gateway) {
                 let stop = self.cancel.child_token();
                 dialled.insert(*gateway, stop.clone());
-                tokio::spawn(self.clone().keep_link(*gateway, stop));
+                crate::tasks::spawn(self.clone().keep_link(*gateway, stop));
                 added += 1;
             }
         }
@@ -173,11 +173,11 @@ impl DcLinks {
                     tracing::info!(gateway = %gateway, "dc-link up");
                     this.set_live(gateway, Some(connection.clone()));
                     let datagrams = cancel.child_token();
-                    tokio::spawn(
+                    crate::tasks::spawn(
                         this.clone()
                             .receive_datagrams(connection.clone(), datagrams.clone()),
                     );
-                    tokio::spawn(this.clone().watch_links(
+                    crate::tasks::spawn(this.clone().watch_links(
                         gateway,
                         connection.clone(),
                         datagrams.clone(),
@@ -249,7 +249,7 @@ impl DcLinks {
             };
             let Ok((send, recv)) = stream else { return };
             let handler = self.server.http_handler.get().cloned();
-            tokio::spawn(answer(handler, self.datacenter.clone(), send, recv));
+            crate::tasks::spawn(answer(handler, self.datacenter.clone(), send, recv));
         }
     }
 

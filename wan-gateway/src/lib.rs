@@ -7,3 +7,4 @@ pub mod gateway;
 pub mod metrics;
 pub mod router;
 pub mod run;
+pub mod tasks;

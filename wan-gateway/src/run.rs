@@ -51,7 +51,7 @@ pub async fn run(config: ValidatedConfig) -> anyhow::Result<()> {
     println!("  Remote gateways: {}", remotes.join(", "));
     let sampler = gateway.clone();
     let sampling = cancel.clone();
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -61,7 +61,7 @@ pub async fn run(config: ValidatedConfig) -> anyhow::Result<()> {
         }
     });
     let signals = cancel.clone();
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         wait_for_signal().await;
         tracing::info!("caught a signal, shutting down");
         signals.cancel();
@@ -71,6 +71,14 @@ pub async fn run(config: ValidatedConfig) -> anyhow::Result<()> {
         .await
         .context("serving metrics")?;
     gateway.close().await;
+    let tasks = crate::tasks::tracker();
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 5s");
+    }
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -444,7 +444,7 @@ pub async fn serve(
     });
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 65_535);
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         cancel.cancelled().await;
         if let Err(e) = server.shutdown_gracefully().await {
             tracing::debug!(error = %e, "dns server stopped with an error");

@@ -302,7 +302,7 @@ impl RemoteView {
         });
         entries.insert(key.clone(), entry.clone());
         self.inner.names.set(entries.len() as i64);
-        tokio::spawn(keep_current(
+        crate::tasks::spawn(keep_current(
             Arc::downgrade(&self.inner),
             key.0,
             key.1,

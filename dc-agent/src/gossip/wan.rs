@@ -71,9 +71,10 @@ pub fn start(
         keyring,
         Vec::new(),
         events,
+        crate::tasks::tracker(),
         cancel.child_token(),
     );
-    tokio::spawn(keep_joined(wan.clone(), links, lan, cancel));
+    crate::tasks::spawn(keep_joined(wan.clone(), links, lan, cancel));
     wan
 }
 

@@ -36,7 +36,7 @@ impl TlsListener {
     ) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (sender, ready) = mpsc::channel(64);
-        tokio::spawn(accept_loop(
+        crate::tasks::spawn(accept_loop(
             listener,
             TlsAcceptor::from(config),
             sender,
@@ -76,7 +76,7 @@ async fn accept_loop(
         let ready = ready.clone();
         let failures = failures.clone();
         let warned = warned.clone();
-        tokio::spawn(async move {
+        crate::tasks::spawn(async move {
             let _permit = permit;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {

@@ -242,7 +242,7 @@ impl LocalAgent {
             let token = self.cancel.child_token();
             runners.insert(id.clone(), token.clone());
             let agent = Arc::clone(self);
-            tokio::spawn(async move {
+            crate::tasks::spawn(async move {
                 loop {
                     let result = tokio::select! {
                         biased;

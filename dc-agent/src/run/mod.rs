@@ -95,8 +95,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let config = &options.config;
     let mut prepared = prepare(&options).await?;
     let cancel = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    let core = start_core(&mut prepared, &tasks, &cancel).await?;
+    let tasks = crate::tasks::tracker();
+    let core = start_core(&mut prepared, tasks, &cancel).await?;
     let local = start_local(&prepared, config, core.node_id, &options.origin, &cancel)?;
     let (dc_links, wan) = start_wan(&prepared, &core, &cancel);
     let watches = Arc::new(crate::watch::AgentWatches::new(prepared.http_addr));
@@ -106,7 +106,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         dc_links.clone(),
         watches.clone(),
     );
-    spawn_hangups(&tasks, reloader.clone(), cancel.clone());
+    spawn_hangups(tasks, reloader.clone(), cancel.clone());
     let coordinate_queue = core
         .server
         .as_ref()
@@ -136,7 +136,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let router = crate::http::router(api);
     let handler = || crate::http::forward_handler(router.clone());
     spawn_background(
-        &tasks,
+        tasks,
         &prepared,
         &core,
         &local,
@@ -340,6 +340,7 @@ async fn start_core(
         keyring.clone(),
         prepared.gossip_seeds.clone(),
         prepared.metrics.clone(),
+        tasks,
         cancel.child_token(),
     )
     .await?;

@@ -28,7 +28,7 @@ pub async fn accept_loop(
             incoming = endpoint.accept() => incoming,
         };
         let Some(incoming) = incoming else { break };
-        tokio::spawn(handle_connection(
+        crate::tasks::spawn(handle_connection(
             server.clone(),
             incoming,
             tls.clone(),
@@ -97,9 +97,9 @@ async fn handle_connection(
         let Ok((send, recv)) = stream else { break };
         let server = server.clone();
         if alpn == ALPN_RAFT {
-            tokio::spawn(handle_raft(server, send, recv));
+            crate::tasks::spawn(handle_raft(server, send, recv));
         } else if alpn == ALPN_RPC {
-            tokio::spawn(handle_rpc(server, peer_is_server, send, recv));
+            crate::tasks::spawn(handle_rpc(server, peer_is_server, send, recv));
         } else {
             break;
         }

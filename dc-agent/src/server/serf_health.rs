@@ -116,7 +116,7 @@ async fn readd_live_servers(
         tracing::info!(node = %hello.node.name, addr = %addr, "adding back a live server missing from the Raft configuration");
         let server = server.clone();
         let readding = readding.clone();
-        tokio::spawn(async move {
+        crate::tasks::spawn(async move {
             if let Err(e) = server.add_server(hello.id, hello.node.clone()).await {
                 tracing::warn!(node = %hello.node.name, error = %e, "could not add the server back; retrying");
             }

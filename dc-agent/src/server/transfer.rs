@@ -179,7 +179,7 @@ impl Server {
         }
         let server = self.clone();
         let lease = Duration::from_millis(self.raft.config().election_timeout_max) + LEASE_MARGIN;
-        tokio::spawn(async move {
+        crate::tasks::spawn(async move {
             let deadline = Instant::now() + TRANSFER_DEADLINE;
             tokio::time::sleep(lease).await;
             let mut stands = 0;

@@ -45,14 +45,17 @@ impl Driver {
                 _ = cancel.cancelled() => return,
                 received = self.transport.recv(&mut buffer) => {
                     let Some((packet, from)) = received else { continue };
+                    let _span = self.span("datagram").entered();
                     self.core.handle_datagram(now(), &packet, from);
                 }
                 _ = async { match deadline { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
+                    let _span = self.span("timeout").entered();
                     self.core.handle_timeout(now());
                 }
                 command = commands.recv() => {
                     let Some(command) = command else { return };
                     let input = self.input(command);
+                    let _span = self.span("input").entered();
                     self.core.handle_input(now(), input);
                 }
             }
@@ -60,6 +63,15 @@ impl Driver {
                 return;
             }
         }
+    }
+
+    /// A span for one round of the core (trace level: cheap unless asked for).
+    fn span(&self, what: &'static str) -> tracing::Span {
+        let pool = match self.core.local().pool {
+            PoolKind::Lan => "lan",
+            PoolKind::Wan => "wan",
+        };
+        tracing::trace_span!("gossip_round", pool, what)
     }
 
     /// A command from the handle, as the core's input (replies kept here).

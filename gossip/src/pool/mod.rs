@@ -21,6 +21,7 @@ use foca::{AccumulatingRuntime, Config, Foca, Identity, OwnedNotification, Postc
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use wire::Role;
 
 use crate::coordinate::{Coordinate, Vivaldi};
@@ -44,12 +45,14 @@ pub use types::*;
 use driver::Driver;
 use swim::{pool_config, redacted, Swim};
 
-/// Starts a LAN pool on `local.addr`, announcing to `seeds` until it has members.
+/// Starts a LAN pool on `local.addr`, announcing to `seeds` until it has members; its
+/// driver runs on `tasks`.
 pub async fn start(
     local: NodeId,
     keyring: Option<SharedKeyring>,
     seeds: Vec<SocketAddr>,
     events: Arc<dyn PoolEvents>,
+    tasks: &TaskTracker,
     cancel: CancellationToken,
 ) -> anyhow::Result<Pool> {
     let socket = tokio::net::UdpSocket::bind(local.addr)
@@ -62,6 +65,7 @@ pub async fn start(
         keyring,
         seeds,
         events,
+        tasks,
         cancel,
     ))
 }
@@ -73,6 +77,7 @@ pub fn start_on(
     keyring: Option<SharedKeyring>,
     seeds: Vec<NodeId>,
     events: Arc<dyn PoolEvents>,
+    tasks: &TaskTracker,
     cancel: CancellationToken,
 ) -> Pool {
     let members = Arc::new(RwLock::new(BTreeMap::new()));
@@ -98,7 +103,7 @@ pub fn start_on(
         leaving: None,
         broadcasts,
     };
-    tokio::spawn(driver.run(receiver, cancel));
+    tasks.spawn(driver.run(receiver, cancel));
     pool
 }
 

@@ -74,7 +74,7 @@ impl Gateway {
                 .flat_map(|(dc, peers)| peers.iter().map(|p| (dc.clone(), p.clone())))
                 .collect();
             for (dc, peer) in peers {
-                tokio::spawn(self.clone().announce(dc, peer.connection));
+                crate::tasks::spawn(self.clone().announce(dc, peer.connection));
             }
         }
     }

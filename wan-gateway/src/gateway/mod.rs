@@ -126,11 +126,11 @@ impl Gateway {
             next: AtomicUsize::new(0),
             metrics,
         });
-        tokio::spawn(gateway.clone().accept_loop(cancel.clone()));
+        crate::tasks::spawn(gateway.clone().accept_loop(cancel.clone()));
         for (dc, node, addr) in &config.remote_gateways {
             gateway.dial(dc, node, *addr)?;
         }
-        tokio::spawn(gateway.clone().announce_loop());
+        crate::tasks::spawn(gateway.clone().announce_loop());
         Ok(gateway)
     }
 
@@ -166,7 +166,7 @@ impl Gateway {
         }
         let policy = PeerPolicy::new(&self.domain, &[Role::Gateway], Some(dc));
         let client = link::client_config(self.tls.client_config(policy, &[ALPN_WAN])?)?;
-        tokio::spawn(self.clone().keep_wan_link(
+        crate::tasks::spawn(self.clone().keep_wan_link(
             dc.to_owned(),
             node.to_owned(),
             addr,
@@ -199,7 +199,7 @@ impl Gateway {
                 incoming = self.endpoint.accept() => incoming,
             };
             let Some(incoming) = incoming else { return };
-            tokio::spawn(self.clone().accepted(incoming, cancel.child_token()));
+            crate::tasks::spawn(self.clone().accepted(incoming, cancel.child_token()));
         }
     }
 
@@ -239,7 +239,7 @@ impl Gateway {
         if alpn == ALPN_DC_LINK && identity.role == Role::Server {
             tracing::info!(server = %node, peer = %addr, "dc-link from a server");
             self.set_server(peer.clone(), true);
-            tokio::spawn(self.clone().route_datagrams(
+            crate::tasks::spawn(self.clone().route_datagrams(
                 connection.clone(),
                 Side::Server,
                 cancel.child_token(),
@@ -258,8 +258,8 @@ impl Gateway {
             }
             tracing::info!(dc = %dc, gateway = %node, peer = %addr, "WAN link accepted");
             self.set_link(&dc, peer.clone(), true);
-            tokio::spawn(self.clone().announce(dc.clone(), connection.clone()));
-            tokio::spawn(self.clone().route_datagrams(
+            crate::tasks::spawn(self.clone().announce(dc.clone(), connection.clone()));
+            crate::tasks::spawn(self.clone().route_datagrams(
                 connection.clone(),
                 Side::Wan,
                 cancel.child_token(),
@@ -302,9 +302,9 @@ impl Gateway {
                         connection: connection.clone(),
                     };
                     this.set_link(&dc, peer.clone(), true);
-                    tokio::spawn(this.clone().announce(dc.clone(), connection.clone()));
+                    crate::tasks::spawn(this.clone().announce(dc.clone(), connection.clone()));
                     let datagrams = cancel.child_token();
-                    tokio::spawn(this.clone().route_datagrams(
+                    crate::tasks::spawn(this.clone().route_datagrams(
                         connection.clone(),
                         Side::Wan,
                         datagrams.clone(),
@@ -423,7 +423,7 @@ impl Gateway {
                 stream = connection.accept_bi() => stream,
             };
             let Ok((send, recv)) = stream else { return };
-            tokio::spawn(self.clone().route(side, peer_dc.clone(), send, recv));
+            crate::tasks::spawn(self.clone().route(side, peer_dc.clone(), send, recv));
         }
     }
 
@@ -463,7 +463,7 @@ impl Gateway {
                     let forgotten = self.forget(&dc);
                     if tell_peers && forgotten {
                         for peer in wan.values().flatten() {
-                            tokio::spawn(tell_forget(peer.connection.clone(), dc.clone()));
+                            crate::tasks::spawn(tell_forget(peer.connection.clone(), dc.clone()));
                         }
                     }
                     let status = if forgotten {
