@@ -79,17 +79,16 @@ fn main() -> ExitCode {
             tag,
             datacenter,
             payload,
-        } => cli::event::fire(
-            &addr,
-            &cli::event::EventOptions {
+        } => {
+            let options = cli::event::EventOptions {
                 name,
                 node,
                 service,
                 tag,
                 datacenter,
-            },
-            payload.as_deref(),
-        ),
+            };
+            cli::event::fire(&addr, &options, payload.as_deref())
+        }
         Command::Maint {
             enable,
             disable,
@@ -122,12 +121,7 @@ fn main() -> ExitCode {
         Command::ForceLeave { wan, prune, node } => {
             cli::members::force_leave(&addr, &node, wan, prune)
         }
-        Command::Rtt { wan, targets } => match targets.as_slice() {
-            [] if wan => cli::catalog::rtt(&addr, None),
-            [dc] if wan && !dc.contains('.') => cli::catalog::rtt(&addr, Some(dc)),
-            [] => cli::fail("Error: a node name is required (`rtt NODE [NODE]`)"),
-            nodes => cli::catalog::rtt_nodes(&addr, wan, nodes),
-        },
+        Command::Rtt { wan, targets } => rtt(&addr, wan, &targets),
     }
 }
 
@@ -244,6 +238,16 @@ fn watch(addr: &str, args: WatchArgs) -> ExitCode {
     match dc_agent::watch::run(&client, &spec, &handler, &stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => cli::fail(format!("Error querying Consul agent: {e}")),
+    }
+}
+
+/// `rtt [-wan] NODE [NODE]`, `rtt -wan [DC]`.
+fn rtt(addr: &str, wan: bool, targets: &[String]) -> ExitCode {
+    match targets {
+        [] if wan => cli::catalog::rtt(addr, None),
+        [dc] if wan && !dc.contains('.') => cli::catalog::rtt(addr, Some(dc)),
+        [] => cli::fail("Error: a node name is required (`rtt NODE [NODE]`)"),
+        nodes => cli::catalog::rtt_nodes(addr, wan, nodes),
     }
 }
 

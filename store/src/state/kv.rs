@@ -310,58 +310,12 @@ impl Kv {
                     Some(entry) if entry.modify_index == *expected => staged.remove(key),
                     _ => fail(format!("failed to delete key {key:?}, index is stale")),
                 },
-                TxnOp::Lock {
-                    key,
-                    value,
-                    flags,
-                    session,
-                } => {
-                    let write = LockWrite {
-                        key,
-                        value,
-                        flags: *flags,
-                        session,
-                    };
-                    if !live(session) {
-                        fail(format!(
-                            "failed to lock key {key:?}: invalid session {session:?}"
-                        ));
-                    } else {
-                        match locked(staged.get(key), index, &write) {
-                            Ok(entry) => results.push(staged.put(entry)),
-                            Err(why) => fail(why),
-                        }
-                    }
-                }
-                TxnOp::Unlock {
-                    key,
-                    value,
-                    flags,
-                    session,
-                } => {
-                    let write = LockWrite {
-                        key,
-                        value,
-                        flags: *flags,
-                        session,
-                    };
-                    match unlocked(staged.get(key), index, &write) {
-                        Ok(entry) => results.push(staged.put(entry)),
+                TxnOp::Lock { .. } | TxnOp::Unlock { .. } | TxnOp::CheckSession { .. } => {
+                    match staged.session_op(index, op, live) {
+                        Ok(entry) => results.push(entry),
                         Err(why) => fail(why),
                     }
                 }
-                TxnOp::CheckSession { key, session } => match staged.get(key) {
-                    Some(entry) if entry.session.as_deref() == Some(session.as_str()) => {
-                        results.push(without_value(entry))
-                    }
-                    Some(entry) => fail(format!(
-                        "failed session check for key {key:?}, current session {:?} != {session:?}",
-                        entry.session.unwrap_or_default()
-                    )),
-                    None => fail(format!(
-                        "failed session check for key {key:?}, key doesn't exist"
-                    )),
-                },
                 TxnOp::SessionDelete { .. } => {}
             }
         }
@@ -515,6 +469,63 @@ impl Staged<'_> {
         };
         self.changes.insert(key.to_owned(), Some(entry.clone()));
         without_value(entry)
+    }
+
+    /// `lock`, `unlock` or `check-session`: the entry it returns, or why it fails.
+    fn session_op(
+        &mut self,
+        index: u64,
+        op: &TxnOp,
+        live: &dyn Fn(&str) -> bool,
+    ) -> Result<KvEntry, String> {
+        match op {
+            TxnOp::Lock {
+                key,
+                value,
+                flags,
+                session,
+            } => {
+                if !live(session) {
+                    return Err(format!(
+                        "failed to lock key {key:?}: invalid session {session:?}"
+                    ));
+                }
+                let write = LockWrite {
+                    key,
+                    value,
+                    flags: *flags,
+                    session,
+                };
+                locked(self.get(key), index, &write).map(|entry| self.put(entry))
+            }
+            TxnOp::Unlock {
+                key,
+                value,
+                flags,
+                session,
+            } => {
+                let write = LockWrite {
+                    key,
+                    value,
+                    flags: *flags,
+                    session,
+                };
+                unlocked(self.get(key), index, &write).map(|entry| self.put(entry))
+            }
+            TxnOp::CheckSession { key, session } => match self.get(key) {
+                Some(entry) if entry.session.as_deref() == Some(session.as_str()) => {
+                    Ok(without_value(entry))
+                }
+                Some(entry) => Err(format!(
+                    "failed session check for key {key:?}, current session {:?} != {session:?}",
+                    entry.session.unwrap_or_default()
+                )),
+                None => Err(format!(
+                    "failed session check for key {key:?}, key doesn't exist"
+                )),
+            },
+            other => Err(format!("not a session operation: {other:?}")),
+        }
     }
 
     fn put(&mut self, entry: KvEntry) -> KvEntry {
