@@ -167,6 +167,7 @@ pub async fn receive(
     lan: crate::gossip::pool::Pool,
     local: std::sync::Arc<crate::local::LocalAgent>,
     node: String,
+    kept: prometheus::IntCounter,
     cancel: tokio_util::sync::CancellationToken,
 ) {
     let mut incoming = lan.subscribe();
@@ -188,7 +189,9 @@ pub async fn receive(
         };
         if is_for(&event, &node, &local.services()) {
             tracing::debug!(name = %event.name, id = %event.id, "user event received");
-            events.keep(event);
+            if events.keep(event) {
+                kept.inc();
+            }
         }
     }
 }

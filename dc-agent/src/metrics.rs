@@ -64,6 +64,8 @@ pub struct Metrics {
     pub dns_view_names: IntGauge,
     /// `isthmus_dns_view_refreshes_total{result}`: the view's fetches, `ok` or `error`.
     pub dns_view_refreshes: IntCounterVec,
+    /// Sessions, locks and user events.
+    pub coordination: CoordinationMetrics,
 }
 
 /// Creates metrics and registers them.
@@ -112,6 +114,56 @@ impl Reg {
             c.with_label_values(&[*value]);
         }
         Ok(c)
+    }
+}
+
+/// Sessions, locks and user events (Consul's names).
+pub struct CoordinationMetrics {
+    /// `consul_session_apply`: time to create or destroy a session through Raft, ms.
+    pub session_apply: Histogram,
+    /// `consul_session_ttl_active`: TTL sessions the leader keeps timers for.
+    pub session_ttl_active: IntGauge,
+    /// `consul_session_ttl_invalidate`: time to invalidate a session whose TTL ran out, ms.
+    pub session_ttl_invalidate: Histogram,
+    /// `isthmus_kv_lock_attempts_total{outcome}`: `?acquire` attempts (`acquired`, `held`,
+    /// `lock_delay`).
+    pub lock_attempts: IntCounterVec,
+    /// `consul_serf_events`: user events this agent received and kept.
+    pub serf_events: IntCounter,
+    /// `isthmus_user_events_fired_total`: user events fired on this agent.
+    pub events_fired: IntCounter,
+}
+
+impl CoordinationMetrics {
+    fn new(r: &Reg) -> Result<CoordinationMetrics, prometheus::Error> {
+        Ok(CoordinationMetrics {
+            session_apply: r.histogram(
+                "consul_session_apply",
+                "Time to create or destroy a session through Raft, in milliseconds.",
+            )?,
+            session_ttl_active: r.gauge(
+                "consul_session_ttl_active",
+                "TTL sessions whose timers this server keeps (the leader).",
+            )?,
+            session_ttl_invalidate: r.histogram(
+                "consul_session_ttl_invalidate",
+                "Time to invalidate a session whose TTL ran out, in milliseconds.",
+            )?,
+            lock_attempts: r.present(
+                "isthmus_kv_lock_attempts_total",
+                "KV ?acquire attempts by outcome: acquired, held (by another session), lock_delay.",
+                "outcome",
+                &["acquired", "held", "lock_delay"],
+            )?,
+            serf_events: r.counter(
+                "consul_serf_events",
+                "User events this agent received and kept.",
+            )?,
+            events_fired: r.counter(
+                "isthmus_user_events_fired_total",
+                "User events fired on this agent.",
+            )?,
+        })
     }
 }
 
@@ -276,6 +328,7 @@ impl Metrics {
                 "Fetches of the client agent's DNS view, by result (ok, error).",
                 &["result"],
             )?,
+            coordination: CoordinationMetrics::new(&r)?,
             registry: r.0,
         })
     }

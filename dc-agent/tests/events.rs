@@ -63,6 +63,14 @@ fn events_reach_every_agent_that_matches_their_filters() {
         (holders(cl, "deploy").len() == 6).then(|| fired.elapsed())
     });
     println!("event seen by all 6 agents within {spread:?}");
+    let metrics = cluster
+        .request(5, "GET", "/v1/agent/metrics?format=prometheus", b"")
+        .text();
+    let kept = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("consul_serf_events "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert_eq!(kept, Some(1.0), "consul_serf_events on c3");
     let event = &list(&cluster, 5, "deploy")[0];
     assert_eq!(event["ID"], id.as_str());
     assert_eq!(event["Name"], "deploy");

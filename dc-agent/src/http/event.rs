@@ -105,6 +105,7 @@ pub async fn fire(
     if is_for(&event, &api.agent.node_name, &api.local.services()) {
         api.events.keep(event.clone());
     }
+    api.metrics.coordination.events_fired.inc();
     tracing::info!(name = %event.name, id = %event.id, "user event fired");
     json_response(None, &EventOut::from(&event))
 }

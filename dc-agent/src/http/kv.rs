@@ -222,8 +222,10 @@ async fn acquire(
         .state
         .read(|data| data.state.lock_delays.until(&key, now_ms))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let attempts = &api.metrics.coordination.lock_attempts;
     if let Some(until) = delayed {
         tracing::debug!(key = %key, remaining_ms = until - now_ms, "acquire refused: the key is in its lock delay");
+        attempts.with_label_values(&["lock_delay"]).inc();
         return Ok(boolean(CommandResult::Applied(false)));
     }
     let command = Command::KvLock {
@@ -236,7 +238,15 @@ async fn acquire(
     match write(api, command).await? {
         // An unknown session is Consul's RPC error (500).
         CommandResult::Refused(why) => Err(ApiError::Internal(why)),
-        other => Ok(boolean(other)),
+        other => {
+            let outcome = if other == CommandResult::Applied(true) {
+                "acquired"
+            } else {
+                "held"
+            };
+            attempts.with_label_values(&[outcome]).inc();
+            Ok(boolean(other))
+        }
     }
 }
 

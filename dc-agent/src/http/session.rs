@@ -252,7 +252,12 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 /// `PUT /v1/session/destroy/:uuid`: true, whether or not the session existed.
 pub async fn destroy(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
     check_id(&id)?;
+    let started = Instant::now();
     write(&api, Command::SessionDestroy { id: id.clone() }).await?;
+    api.metrics
+        .coordination
+        .session_apply
+        .observe(started.elapsed().as_secs_f64() * 1000.0);
     Ok(json_body(&serde_json::Value::Bool(true)))
 }
 

@@ -117,6 +117,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         core.lan.clone(),
         local.clone(),
         prepared.validated.node_name.clone(),
+        prepared.metrics.coordination.serf_events.clone(),
         cancel.child_token(),
     ));
     let api = Api {

@@ -155,7 +155,9 @@ pub(super) fn leader_duties(
             metrics.clone(),
             tombstone_ttl,
         )),
-        Box::new(crate::server::sessions::SessionReaper),
+        Box::new(crate::server::sessions::SessionReaper {
+            metrics: metrics.clone(),
+        }),
     ];
     if let Some(queue) = coordinates {
         duties.push(Box::new(crate::server::coordinates::CoordinateFlush {

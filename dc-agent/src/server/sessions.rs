@@ -91,7 +91,10 @@ impl SessionTimers {
 }
 
 /// The leader's duty: invalidates sessions whose TTL ran out.
-pub struct SessionReaper;
+pub struct SessionReaper {
+    /// Where `consul_session_ttl_active` and `consul_session_ttl_invalidate` go.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
 
 #[async_trait::async_trait]
 impl super::leader::Duty for SessionReaper {
@@ -120,20 +123,30 @@ impl super::leader::Duty for SessionReaper {
             timers.sync(term, &sessions, now);
             timers.expired(now)
         };
+        let metrics = &self.metrics.coordination;
+        metrics
+            .session_ttl_active
+            .set(i64::try_from(sessions.len()).unwrap_or(i64::MAX));
         for id in expired {
             tracing::info!(session = %id, "session TTL expired; invalidating it");
-            if let Err(e) = server
+            let started = Instant::now();
+            let result = server
                 .proposer
                 .propose(Command::SessionDestroy { id: id.clone() })
-                .await
-            {
+                .await;
+            metrics
+                .session_ttl_invalidate
+                .observe(started.elapsed().as_secs_f64() * 1000.0);
+            if let Err(e) = result {
                 // Armed again at the next run if the session is still there.
                 tracing::warn!(session = %id, error = %e, "could not invalidate an expired session");
             }
         }
     }
 
-    fn not_leading(&mut self) {}
+    fn not_leading(&mut self) {
+        self.metrics.coordination.session_ttl_active.set(0);
+    }
 }
 
 #[cfg(test)]
