@@ -121,6 +121,67 @@ fn requests_for_another_datacenter_cross_the_gateways() {
             .status,
         404
     );
+    // Sessions and events belong to a datacenter: created or fired with `?dc=dc2` from dc1,
+    // they are dc2's; a dc2 session cannot lock a dc1 key.
+    let session = cluster.wait_for(
+        "a dc2 session made from dc1",
+        Duration::from_secs(60),
+        |c| {
+            let r = c.request(
+                DC1_S1,
+                "PUT",
+                "/v1/session/create?dc=dc2",
+                br#"{"Node": "s1", "Name": "cross"}"#,
+            );
+            let answer: serde_json::Value = r.json().ok()?;
+            (r.status == 200)
+                .then(|| answer["ID"].as_str().map(str::to_owned))
+                .flatten()
+        },
+    );
+    let acquired = cluster.request(
+        DC1_C1,
+        "PUT",
+        &format!("/v1/kv/cross/lock?dc=dc2&acquire={session}"),
+        b"x",
+    );
+    assert_eq!((acquired.status, acquired.text().as_str()), (200, "true"));
+    let held = cluster.request(DC2_S1, "GET", "/v1/kv/cross/lock", b"");
+    assert!(held.text().contains(&session), "{}", held.text());
+    let refused = cluster.request(
+        DC1_S1,
+        "PUT",
+        &format!("/v1/kv/cross/lock?acquire={session}"),
+        b"x",
+    );
+    assert_eq!(
+        refused.status,
+        500,
+        "a dc2 session in dc1: {}",
+        refused.text()
+    );
+    let info = cluster.request(
+        DC1_S1,
+        "GET",
+        &format!("/v1/session/info/{session}?dc=dc2"),
+        b"",
+    );
+    assert!(
+        info.text().contains("\"Name\":\"cross\""),
+        "{}",
+        info.text()
+    );
+    let fired = cluster.request(DC1_C1, "PUT", "/v1/event/fire/cross-dc?dc=dc2", b"hi");
+    assert_eq!(fired.status, 200, "{}", fired.text());
+    cluster.wait_for("the event in dc2", Duration::from_secs(20), |c| {
+        let r = c.request(DC2_S1 + 1, "GET", "/v1/event/list?name=cross-dc", b"");
+        r.text().contains("cross-dc").then_some(())
+    });
+    for dc1_agent in [DC1_S1, DC1_C1] {
+        let r = cluster.request(dc1_agent, "GET", "/v1/event/list?name=cross-dc", b"");
+        assert_eq!(r.text(), "[]", "dc1 must not see dc2's event");
+    }
+
     // Catalog reads cross too: dc2's servers are dc2's nodes.
     // (each server registers itself once it runs; wait for all three).
     let nodes = cluster.wait_for(
