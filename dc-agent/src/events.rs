@@ -88,6 +88,8 @@ pub struct UserEvents {
     ring: Mutex<VecDeque<UserEvent>>,
     clock: AtomicU64,
     changed: watch::Sender<u64>,
+    /// Where `exec` jobs run (the agent's HTTP API) and as which node; none: refused.
+    exec: Option<(std::net::SocketAddr, String)>,
 }
 
 impl Default for UserEvents {
@@ -96,19 +98,31 @@ impl Default for UserEvents {
             ring: Mutex::new(VecDeque::with_capacity(RING)),
             clock: AtomicU64::new(0),
             changed: watch::channel(0).0,
+            exec: None,
         }
     }
 }
 
 impl UserEvents {
+    /// Events of an agent that runs `exec` jobs (the `_rexec` event) as `node` against its
+    /// HTTP API at `agent` (none: `disable_remote_exec`, Consul's default).
+    pub fn with_exec(agent: Option<std::net::SocketAddr>, node: &str) -> UserEvents {
+        UserEvents {
+            exec: agent.map(|a| (a, node.to_owned())),
+            ..UserEvents::default()
+        }
+    }
+
     /// The next Lamport time for an event fired here.
     pub fn tick(&self) -> u64 {
         self.clock.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// Keeps `event` (once: an event heard twice is kept once); false when it was known.
+    /// Keeps `event` (once: an event heard twice is kept once), and runs it when it is an
+    /// `exec` job; false when it was known.
     pub fn keep(&self, event: UserEvent) -> bool {
         self.clock.fetch_max(event.ltime, Ordering::SeqCst);
+        let job = (event.name == crate::exec::EVENT).then(|| event.payload.clone());
         {
             let mut ring = self.ring.lock();
             if ring.iter().any(|e| e.id == event.id) {
@@ -120,7 +134,23 @@ impl UserEvents {
             ring.push_back(event);
         }
         self.changed.send_modify(|n| *n += 1);
+        if let Some(payload) = job {
+            self.run_job(payload.unwrap_or_default());
+        }
         true
+    }
+
+    /// An `exec` job for this agent: run on a thread of its own against the agent's HTTP
+    /// API, unless remote execution is off.
+    fn run_job(&self, payload: Vec<u8>) {
+        let Some((addr, node)) = self.exec.clone() else {
+            tracing::info!("ignoring a remote exec job: disable_remote_exec is set (the default)");
+            return;
+        };
+        std::thread::spawn(move || {
+            let client = crate::client::ApiClient::new(&addr.to_string(), Duration::from_secs(30));
+            crate::exec::handle(&client, &node, &payload);
+        });
     }
 
     /// The events kept, oldest first; only those named `name` when given.

@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod dns;
 pub mod events;
+pub mod exec;
 pub mod gossip;
 pub mod http;
 pub mod internal;

@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         Command::Version => version(),
         Command::Lock(args) => lock(&addr, args),
         Command::Watch(args) => watch(&addr, args),
+        Command::Exec(args) => exec(&addr, args),
         Command::Event {
             name,
             node,
@@ -249,6 +250,31 @@ fn rtt(addr: &str, wan: bool, targets: &[String]) -> ExitCode {
         [] => cli::fail("Error: a node name is required (`rtt NODE [NODE]`)"),
         nodes => cli::catalog::rtt_nodes(addr, wan, nodes),
     }
+}
+
+/// `exec`: the durations read, then [`cli::exec::exec`].
+fn exec(addr: &str, args: ExecArgs) -> ExitCode {
+    let (Ok(wait), Ok(wait_repl)) = (
+        args.wait.parse::<wire::GoDuration>(),
+        args.wait_repl.parse::<wire::GoDuration>(),
+    ) else {
+        return cli::fail("-wait and -wait-repl take durations such as 2s or 200ms");
+    };
+    if args.tag.is_some() && args.service.is_none() {
+        return cli::fail("Cannot provide tag filter without service filter.");
+    }
+    let options = cli::exec::ExecOptions {
+        node: args.node,
+        service: args.service,
+        tag: args.tag,
+        wait: wait.0,
+        wait_repl: wait_repl.0,
+        prefix: args.prefix,
+        shell: args.shell,
+        datacenter: args.datacenter,
+        verbose: args.verbose,
+    };
+    cli::exec::exec(addr, &args.command, &options)
 }
 
 /// `version`, in Consul's layout.

@@ -444,6 +444,7 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
         encrypt: Some(gossip_key.to_owned()),
         log_level: Some(node.log_level.clone()),
         enable_script_checks: None,
+        disable_remote_exec: None,
         leave_on_terminate: None,
         skip_leave_on_interrupt: None,
         check_update_interval: None,

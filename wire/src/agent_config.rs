@@ -89,6 +89,9 @@ pub struct AgentConfig {
     /// Allow `args` (script) health checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_script_checks: Option<bool>,
+    /// Refuse `exec` jobs (Consul's default: true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_remote_exec: Option<bool>,
     /// Leave the cluster gracefully on SIGTERM (Consul: false on servers, true on clients).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leave_on_terminate: Option<bool>,

@@ -101,6 +101,7 @@ const TAKES_VALUE: &[&str] = &[
     "state",
     "node",
     "wait",
+    "wait-repl",
 ];
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ pub const APPLIED: &[&str] = &[
     "dns_config.recursor_timeout",
     "dns_config.service_ttl.*",
     "domain",
+    "disable_remote_exec",
     "enable_script_checks",
     "encrypt",
     "isthmus.config_version",

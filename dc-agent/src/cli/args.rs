@@ -72,6 +72,9 @@ pub enum Command {
     /// Watch a key, a prefix, services, nodes, a service's health, checks or events; print
     /// the answer once, or run a handler each time it changes, as `consul watch`.
     Watch(WatchArgs),
+    /// Run a command on the agents of a datacenter, as `consul exec` (agents run it only
+    /// with `disable_remote_exec = false`).
+    Exec(ExecArgs),
     /// Fire a user event to the agents of a datacenter, as `consul event`.
     Event {
         /// The event's name.
@@ -578,4 +581,39 @@ pub struct WatchArgs {
     /// The handler and its arguments (none: print the answer once).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub handler: Vec<String>,
+}
+
+/// `exec`'s flags and command.
+#[derive(clap::Args)]
+pub struct ExecArgs {
+    /// Only nodes whose name matches this regular expression.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Only agents with a service matching this regular expression.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only those services with a tag matching this (needs -service).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// How long to wait for news before it is done.
+    #[arg(long, default_value = "2s")]
+    pub wait: String,
+    /// How long to let the job replicate before announcing it.
+    #[arg(long = "wait-repl", default_value = "200ms")]
+    pub wait_repl: String,
+    /// The KV prefix of jobs.
+    #[arg(long, default_value = "_rexec")]
+    pub prefix: String,
+    /// Run the command through the agents' shell.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub shell: bool,
+    /// The datacenter to run it in (default: the agent's).
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// Say more.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub verbose: bool,
+    /// The command.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }

@@ -5,6 +5,7 @@ pub mod args;
 pub mod catalog;
 pub mod debug;
 pub mod event;
+pub mod exec;
 pub mod info;
 pub mod keyring;
 pub mod kv;

@@ -111,7 +111,12 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         .server
         .as_ref()
         .map(|_| Arc::new(crate::server::coordinates::CoordinateQueue::default()));
-    let events = Arc::new(crate::events::UserEvents::default());
+    let events = Arc::new(crate::events::UserEvents::with_exec(
+        prepared
+            .http_addr
+            .filter(|_| config.disable_remote_exec == Some(false)),
+        &prepared.validated.node_name,
+    ));
     tasks.spawn(crate::events::receive(
         events.clone(),
         core.lan.clone(),
