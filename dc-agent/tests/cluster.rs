@@ -632,6 +632,12 @@ fn lan_gossip_shows_alive_left_and_failed_members_and_drops_foreign_keys() {
                 .then_some(())
         },
     );
+    // And the log says why, in words an operator can act on.
+    let log = std::fs::read_to_string(&cluster.agents[0].log).expect("log");
+    assert!(
+        log.contains("gossip keys (encrypt, keyring) probably differ"),
+        "{log}"
+    );
 
     // A graceful leave shows as left; a kill -9 as failed.
     let leader = cluster.wait_for_leader();

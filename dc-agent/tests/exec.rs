@@ -58,6 +58,28 @@ fn exec_runs_only_where_remote_exec_is_allowed() {
     // The jobs cleaned up after themselves.
     let left = cluster.request(0, "GET", "/v1/kv/_rexec/?recurse", b"");
     assert_eq!(left.status, 404, "{}", left.text());
+    // The data directory and the Raft log are the agent user's only (as Consul's).
+    use std::os::unix::fs::PermissionsExt;
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cluster.agents[0].config).expect("config"))
+            .expect("JSON");
+    let data_dir = std::path::PathBuf::from(config["data_dir"].as_str().expect("data_dir"));
+    let data_dir = if data_dir.is_relative() {
+        cluster.agents[0]
+            .config
+            .parent()
+            .expect("dir")
+            .join(data_dir)
+    } else {
+        data_dir
+    };
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok()
+    };
+    assert_eq!(mode(&data_dir), Some(0o700), "{}", data_dir.display());
+    assert_eq!(mode(&data_dir.join("raft/log.redb")), Some(0o600));
     let c2_log = std::fs::read_to_string(&cluster.agents[2].log).unwrap_or_default();
     assert!(c2_log.contains("ignoring a remote exec job"), "{c2_log}");
 }

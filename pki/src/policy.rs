@@ -1,9 +1,8 @@
 //! Which peers a TLS endpoint accepts, and why it refused one.
 
 use std::fmt;
-use std::sync::Arc;
 
-use rustls::{CertificateError, OtherError};
+use rustls::CertificateError;
 
 use crate::identity::{CertInfo, Identity};
 use crate::Role;
@@ -204,8 +203,20 @@ impl std::error::Error for Rejection {}
 /// [`RejectReason::as_label`] and log them (the handshake error itself is only text).
 pub type RejectionObserver = std::sync::Arc<dyn Fn(&Rejection) + Send + Sync>;
 
+/// What the peer is told: only the kind of refusal, in TLS's own terms. The error text
+/// travels in the QUIC close to whoever connected, stranger or not, so the names of this
+/// federation's CA and of what the endpoint expects stay in this side's log (the
+/// [`RejectionObserver`]).
 impl From<Rejection> for rustls::Error {
     fn from(rejection: Rejection) -> rustls::Error {
-        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(rejection))))
+        rustls::Error::InvalidCertificate(match rejection.reason {
+            RejectReason::UnknownCa => CertificateError::UnknownIssuer,
+            RejectReason::Expired => CertificateError::Expired,
+            RejectReason::NotYetValid => CertificateError::NotValidYet,
+            RejectReason::WrongRole
+            | RejectReason::WrongDatacenter
+            | RejectReason::NoIdentity
+            | RejectReason::Invalid => CertificateError::ApplicationVerificationFailure,
+        })
     }
 }

@@ -540,6 +540,8 @@ fn systemd_unit(dc: &Datacenter, node: &Node) -> String {
     format!(
         "# Isthmus {binary} for node {node} ({role}) of {dc}.\n\
          # Install: copy this node's directory to /etc/isthmus/{id}/ and {binary} to /usr/local/bin/,\n\
+         # make the service's user once (useradd --system --home-dir /var/lib/isthmus --shell /usr/sbin/nologin isthmus),\n\
+         # let it read its config (chgrp -R isthmus /etc/isthmus/{id} && chmod -R g+rX /etc/isthmus/{id}),\n\
          # then: cp isthmus-{id}.service /etc/systemd/system/ && systemctl enable --now isthmus-{id}\n\
          [Unit]\n\
          Description=Isthmus {binary} {node} ({role}, {dc})\n\
@@ -554,6 +556,13 @@ fn systemd_unit(dc: &Datacenter, node: &Node) -> String {
          RestartSec=2\n\
          LimitNOFILE=65536\n\
          StateDirectory=isthmus/{id}\n\
+         StateDirectoryMode=0700\n\
+         User=isthmus\n\
+         Group=isthmus\n\
+         NoNewPrivileges=yes\n\
+         ProtectSystem=full\n\
+         ProtectHome=yes\n\
+         PrivateTmp=yes\n\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",

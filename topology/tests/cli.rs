@@ -663,6 +663,8 @@ fn render_writes_every_node_and_keeps_keys_on_a_second_render() {
     expect![[r#"
         # Isthmus dc-agent for node s1 (server) of dc1.
         # Install: copy this node's directory to /etc/isthmus/dc1-s1/ and dc-agent to /usr/local/bin/,
+        # make the service's user once (useradd --system --home-dir /var/lib/isthmus --shell /usr/sbin/nologin isthmus),
+        # let it read its config (chgrp -R isthmus /etc/isthmus/dc1-s1 && chmod -R g+rX /etc/isthmus/dc1-s1),
         # then: cp isthmus-dc1-s1.service /etc/systemd/system/ && systemctl enable --now isthmus-dc1-s1
         [Unit]
         Description=Isthmus dc-agent s1 (server, dc1)
@@ -677,6 +679,13 @@ fn render_writes_every_node_and_keeps_keys_on_a_second_render() {
         RestartSec=2
         LimitNOFILE=65536
         StateDirectory=isthmus/dc1-s1
+        StateDirectoryMode=0700
+        User=isthmus
+        Group=isthmus
+        NoNewPrivileges=yes
+        ProtectSystem=full
+        ProtectHome=yes
+        PrivateTmp=yes
 
         [Install]
         WantedBy=multi-user.target

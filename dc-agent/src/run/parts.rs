@@ -184,6 +184,14 @@ pub(super) fn data_dir_of(
         }
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The data directory holds the Raft log, snapshots, the keyring and registrations:
+    // this user's only, as Consul's.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private (mode 0700)", dir.display()))?;
+    }
     Ok((dir, temporary))
 }
 

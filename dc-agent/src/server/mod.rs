@@ -131,6 +131,12 @@ impl Server {
         let raft_dir = settings.data_dir.join("raft");
         std::fs::create_dir_all(&raft_dir)
             .with_context(|| format!("creating {}", raft_dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&raft_dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} private", raft_dir.display()))?;
+        }
         let id = node_id(&settings.data_dir)?;
         let log = LogStore::open(&raft_dir.join("log.redb"))
             .with_context(|| format!("opening the Raft log in {}", raft_dir.display()))?;

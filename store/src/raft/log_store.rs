@@ -65,6 +65,12 @@ impl LogStore {
     /// Opens (or creates) the log at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<LogStore, std::io::Error> {
         let db = Database::create(path).map_err(io_error)?;
+        // The log holds every write: readable by this user only (as Consul's raft.db).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
         let txn = db.begin_write().map_err(io_error)?;
         txn.open_table(LOG).map_err(io_error)?;
         txn.open_table(META).map_err(io_error)?;

@@ -133,7 +133,10 @@ pub struct PoolCore {
     ticks: Ticks,
     /// Members that said goodbye: their next MemberDown means left, not failed.
     departed: HashSet<MemberKey>,
-    logged: HashSet<&'static str>,
+    /// Per drop reason: when it was last logged, and drops since.
+    logged: HashMap<&'static str, (Instant, u64)>,
+    /// The time of the call being handled (for rate-limited logs).
+    clock: Instant,
     /// A member went down since the last flush: spread the news at once.
     news_of_down: bool,
     leaving: Option<Leaving>,
@@ -141,6 +144,9 @@ pub struct PoolCore {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
+
+/// A drop reason is logged at most this often.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The tag every packet of the WAN pool carries (not a DNS label, so never a datacenter).
 pub(super) const WAN_TAG: &str = "*wan";
@@ -181,7 +187,8 @@ impl PoolCore {
                 decay: now.at,
             },
             departed: HashSet::new(),
-            logged: HashSet::new(),
+            logged: HashMap::new(),
+            clock: now.at,
             news_of_down: false,
             leaving: None,
             left: false,
@@ -260,6 +267,7 @@ impl PoolCore {
     /// A datagram arrived (over UDP from `from`; routed datagrams say nothing of their
     /// sender): foca's, a goodbye, a keyring message or a coordinate probe.
     pub fn handle_datagram(&mut self, now: Now, packet: &[u8], from: Option<SocketAddr>) {
+        self.clock = now.at;
         // A node saying goodbye listens no more: told by others that it is down, foca would
         // renew its identity and join again.
         if self.left || self.leaving.is_some() {
@@ -296,6 +304,7 @@ impl PoolCore {
 
     /// An operator's request.
     pub fn handle_input(&mut self, now: Now, input: Input) {
+        self.clock = now.at;
         if self.left {
             if let Input::Key { token, .. } = input {
                 // Answered, so that nobody waits on a pool that is gone.
@@ -328,6 +337,7 @@ impl PoolCore {
     /// Whatever is due at `now.at`: foca's timers, the periodic duties, the goodbyes of a
     /// leaving node.
     pub fn handle_timeout(&mut self, now: Now) {
+        self.clock = now.at;
         if self.left {
             return;
         }
@@ -435,12 +445,28 @@ impl PoolCore {
         Ok((plain[3], plain[5 + dc_len..].to_vec()))
     }
 
+    /// Counts a dropped datagram, and logs it at most once a minute per reason (with how
+    /// many were dropped since), so a node whose key differs keeps saying so without
+    /// flooding the log.
     fn drop_packet(&mut self, from: Option<SocketAddr>, reason: &'static str) {
         self.events.push_back(Event::Dropped(reason));
-        if self.logged.insert(reason) {
-            let peer = from.map_or_else(|| "a gateway".to_owned(), |a| a.to_string());
-            tracing::warn!(peer = %peer, reason, "dropped a gossip packet (further drops for this reason are only counted in isthmus_gossip_dropped_packets_total)");
+        let now = self.clock;
+        let (last, since) = self.logged.entry(reason).or_insert((now, 0));
+        *since += 1;
+        let first = *since == 1 && *last == now;
+        if !first && now.saturating_duration_since(*last) < DROP_LOG_EVERY {
+            return;
         }
+        let dropped = std::mem::take(since);
+        *last = now;
+        let peer = from.map_or_else(|| "a gateway".to_owned(), |a| a.to_string());
+        let hint = match reason {
+            "no_key" => "no installed gossip key opens its packets: the gossip keys (encrypt, keyring) probably differ",
+            "foreign_dc" => "a packet of another datacenter's pool",
+            "foreign_pool" => "a packet of another pool",
+            _ => "see isthmus_gossip_dropped_packets_total",
+        };
+        tracing::warn!(peer = %peer, reason, dropped, "dropping gossip packets: {hint}");
     }
 
     fn set_member(&mut self, key: MemberKey, member: Member) {
