@@ -113,6 +113,31 @@ pub enum Command {
         /// Compare-and-set index.
         cas: Option<u64>,
     },
+    /// `/v1/acl/bootstrap`: the first management token and the `global-management`
+    /// policy; refused once done (Consul's `ACL bootstrap no longer allowed`).
+    AclBootstrap(Box<crate::records::AclToken>),
+    /// Create or replace a policy (by ID); refused when another policy has its name.
+    AclPolicySet(Box<crate::records::AclPolicy>),
+    /// Delete a policy (not `global-management`).
+    AclPolicyDelete {
+        /// The policy.
+        id: String,
+    },
+    /// Create or replace a token (by accessor ID); refused when a linked policy or role
+    /// does not exist, or its secret is another token's.
+    AclTokenSet(Box<crate::records::AclToken>),
+    /// Delete a token.
+    AclTokenDelete {
+        /// Its accessor ID.
+        accessor_id: String,
+    },
+    /// Create or replace a role (by ID); refused when another role has its name.
+    AclRoleSet(Box<crate::records::AclRole>),
+    /// Delete a role.
+    AclRoleDelete {
+        /// The role.
+        id: String,
+    },
 }
 
 /// One operation of a transaction (Consul's KV verbs).

@@ -313,3 +313,102 @@ pub const SESSION_TTL_MIN: std::time::Duration = std::time::Duration::from_secs(
 pub const SESSION_TTL_MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// The longest lock delay Consul allows.
 pub const MAX_LOCK_DELAY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// An ACL policy (Consul's): named rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclPolicy {
+    /// A UUID.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// For people.
+    pub description: String,
+    /// Consul's rule language, HCL or JSON, as given.
+    pub rules: String,
+    /// Where it applies (empty: every datacenter).
+    pub datacenters: Vec<String>,
+    /// Raft index that created it.
+    pub create_index: u64,
+    /// Raft index of the last change.
+    pub modify_index: u64,
+}
+
+/// A link from a token or role to a policy or role, by ID (the name is looked up).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclLink {
+    /// The linked policy's or role's ID.
+    pub id: String,
+}
+
+/// A service identity: the rules Consul's template gives a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclServiceIdentity {
+    /// The service.
+    pub service_name: String,
+    /// Where it applies (empty: everywhere).
+    pub datacenters: Vec<String>,
+}
+
+/// A node identity: the rules Consul's template gives an agent's node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclNodeIdentity {
+    /// The node.
+    pub node_name: String,
+    /// Its datacenter.
+    pub datacenter: String,
+}
+
+/// An ACL role: policies and identities a token can take as one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclRole {
+    /// A UUID.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// For people.
+    pub description: String,
+    /// Its policies.
+    pub policies: Vec<AclLink>,
+    /// Its service identities.
+    pub service_identities: Vec<AclServiceIdentity>,
+    /// Its node identities.
+    pub node_identities: Vec<AclNodeIdentity>,
+    /// Raft index that created it.
+    pub create_index: u64,
+    /// Raft index of the last change.
+    pub modify_index: u64,
+}
+
+/// An ACL token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclToken {
+    /// Its public ID (a UUID).
+    pub accessor_id: String,
+    /// The secret a client presents (a UUID).
+    pub secret_id: String,
+    /// For people.
+    pub description: String,
+    /// Its policies.
+    pub policies: Vec<AclLink>,
+    /// Its roles.
+    pub roles: Vec<AclLink>,
+    /// Its service identities.
+    pub service_identities: Vec<AclServiceIdentity>,
+    /// Its node identities.
+    pub node_identities: Vec<AclNodeIdentity>,
+    /// Valid only in the datacenter that made it (not replicated).
+    pub local: bool,
+    /// Unix milliseconds after which it is not valid (none: never expires).
+    pub expiration_ms: Option<u64>,
+    /// Unix milliseconds when it was made.
+    pub create_ms: u64,
+    /// Raft index that created it.
+    pub create_index: u64,
+    /// Raft index of the last change.
+    pub modify_index: u64,
+}
+
+/// The ID of Consul's built-in `global-management` policy.
+pub const GLOBAL_MANAGEMENT_POLICY_ID: &str = "00000000-0000-0000-0000-000000000001";
+/// The accessor ID of Consul's anonymous token (requests without a token).
+pub const ANONYMOUS_TOKEN_ID: &str = "00000000-0000-0000-0000-000000000002";

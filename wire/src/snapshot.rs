@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::records::{Check, Coordinate, KvEntry, Node, Service};
 
 /// Version of the snapshot format: 2 added network coordinates, 3 autopilot's settings,
-/// 4 nodes' IDs, 5 sessions.
-pub const SNAPSHOT_VERSION: u32 = 5;
+/// 4 nodes' IDs, 5 sessions, 6 ACL tables.
+pub const SNAPSHOT_VERSION: u32 = 6;
 
 /// Everything a server's state machine holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,67 @@ pub struct StateSnapshot {
     pub sessions: Vec<crate::records::Session>,
     /// Index of the last change to the sessions (version 5).
     pub sessions_index: u64,
+    /// ACL policies, roles and tokens (version 6).
+    pub acl: AclTables,
+}
+
+/// The ACL tables of a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclTables {
+    /// Policies.
+    pub policies: Vec<crate::records::AclPolicy>,
+    /// Roles.
+    pub roles: Vec<crate::records::AclRole>,
+    /// Tokens.
+    pub tokens: Vec<crate::records::AclToken>,
+    /// The bootstrap's index, once done.
+    pub bootstrapped: Option<u64>,
+    /// Index of the last change.
+    pub index: u64,
+}
+
+/// A version 5 snapshot (sessions; no ACL tables yet).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StateSnapshotV5 {
+    version: u32,
+    kv: Vec<KvEntry>,
+    kv_tombstones: Vec<(String, u64)>,
+    kv_floor: u64,
+    nodes: Vec<Node>,
+    services: Vec<Service>,
+    checks: Vec<Check>,
+    table_indexes: [u64; 3],
+    node_indexes: BTreeMap<String, u64>,
+    service_indexes: BTreeMap<String, u64>,
+    coordinates: Vec<(String, Coordinate)>,
+    coordinates_index: u64,
+    autopilot: Option<crate::records::AutopilotConfig>,
+    sessions: Vec<crate::records::Session>,
+    sessions_index: u64,
+}
+
+impl From<StateSnapshotV5> for StateSnapshot {
+    fn from(v5: StateSnapshotV5) -> StateSnapshot {
+        StateSnapshot {
+            version: v5.version,
+            kv: v5.kv,
+            kv_tombstones: v5.kv_tombstones,
+            kv_floor: v5.kv_floor,
+            nodes: v5.nodes,
+            services: v5.services,
+            checks: v5.checks,
+            table_indexes: v5.table_indexes,
+            node_indexes: v5.node_indexes,
+            service_indexes: v5.service_indexes,
+            coordinates: v5.coordinates,
+            coordinates_index: v5.coordinates_index,
+            autopilot: v5.autopilot,
+            sessions: v5.sessions,
+            sessions_index: v5.sessions_index,
+            acl: AclTables::default(),
+        }
+    }
 }
 
 /// A version 4 snapshot (nodes' IDs; no sessions yet).
@@ -82,6 +143,7 @@ impl From<StateSnapshotV4> for StateSnapshot {
             autopilot: v4.autopilot,
             sessions: Vec::new(),
             sessions_index: 0,
+            acl: AclTables::default(),
         }
     }
 }
@@ -173,6 +235,7 @@ impl StateSnapshot {
         let (tables, coordinates, coordinates_index, autopilot) = match version {
             SNAPSHOT_VERSION => return decode(body),
             4 => return decode::<StateSnapshotV4>(body).map(StateSnapshot::from),
+            5 => return decode::<StateSnapshotV5>(body).map(StateSnapshot::from),
             1 => {
                 let v1: StateSnapshotV1 = decode(body)?;
                 (v1.tables, Vec::new(), 0, None)
@@ -213,6 +276,7 @@ impl StateSnapshot {
             autopilot,
             sessions: Vec::new(),
             sessions_index: 0,
+            acl: AclTables::default(),
         })
     }
 }
@@ -337,5 +401,30 @@ mod tests {
             (4, 9, 3)
         );
         assert!(read.sessions.is_empty());
+    }
+
+    #[test]
+    fn a_version_5_snapshot_reads_without_acl_tables() {
+        let v5 = StateSnapshotV5 {
+            version: 5,
+            kv: Vec::new(),
+            kv_tombstones: Vec::new(),
+            kv_floor: 0,
+            nodes: Vec::new(),
+            services: Vec::new(),
+            checks: Vec::new(),
+            table_indexes: [1, 2, 3],
+            node_indexes: BTreeMap::new(),
+            service_indexes: BTreeMap::new(),
+            coordinates: Vec::new(),
+            coordinates_index: 0,
+            autopilot: None,
+            sessions: Vec::new(),
+            sessions_index: 12,
+        };
+        let bytes = crate::frame::to_bytes(&v5).unwrap_or_default();
+        let read = StateSnapshot::decode(&bytes).unwrap_or_default();
+        assert_eq!((read.version, read.sessions_index), (5, 12));
+        assert_eq!(read.acl, AclTables::default());
     }
 }

@@ -3,6 +3,7 @@
 //! [`State::apply`] is the whole write path: the Raft state machine calls it with each
 //! committed command and its log index, so every change is stamped with its Raft index.
 
+pub mod acl;
 pub mod catalog;
 pub mod kv;
 pub mod session;
@@ -34,6 +35,8 @@ pub struct State {
     pub sessions: Sessions,
     /// Keys in their lock delay (this server's view; not replicated).
     pub lock_delays: LockDelays,
+    /// ACL tokens, policies and roles.
+    pub acl: acl::Acl,
 }
 
 /// The LAN network coordinates of the catalog's nodes, as their agents send them.
@@ -147,6 +150,13 @@ impl State {
                 };
                 CommandResult::Applied(self.kv.lock(index, &write, *cas))
             }
+            Command::AclBootstrap(token) => self.acl.bootstrap(index, token),
+            Command::AclPolicySet(policy) => self.acl.set_policy(index, policy),
+            Command::AclPolicyDelete { id } => self.acl.delete_policy(index, id),
+            Command::AclTokenSet(token) => self.acl.set_token(index, token),
+            Command::AclTokenDelete { accessor_id } => self.acl.delete_token(index, accessor_id),
+            Command::AclRoleSet(role) => self.acl.set_role(index, role),
+            Command::AclRoleDelete { id } => self.acl.delete_role(index, id),
             Command::KvUnlock {
                 key,
                 value,
@@ -203,6 +213,22 @@ impl State {
             clamp(&mut session.modify_index);
         }
         snapshot.sessions_index = index;
+        for policy in &mut snapshot.acl.policies {
+            clamp(&mut policy.create_index);
+            clamp(&mut policy.modify_index);
+        }
+        for role in &mut snapshot.acl.roles {
+            clamp(&mut role.create_index);
+            clamp(&mut role.modify_index);
+        }
+        for token in &mut snapshot.acl.tokens {
+            clamp(&mut token.create_index);
+            clamp(&mut token.modify_index);
+        }
+        if let Some(at) = &mut snapshot.acl.bootstrapped {
+            clamp(at);
+        }
+        snapshot.acl.index = index;
         snapshot.kv_floor = index;
         snapshot.table_indexes = [index; 3];
         snapshot.node_indexes.values_mut().for_each(|i| *i = index);
@@ -374,6 +400,16 @@ impl State {
             autopilot: self.autopilot.clone(),
             sessions: self.sessions.to_parts().0,
             sessions_index: self.sessions.index,
+            acl: {
+                let parts = self.acl.to_parts();
+                wire::snapshot::AclTables {
+                    policies: parts.policies,
+                    roles: parts.roles,
+                    tokens: parts.tokens,
+                    bootstrapped: parts.bootstrapped,
+                    index: parts.index,
+                }
+            },
         }
     }
 
@@ -401,6 +437,13 @@ impl State {
             autopilot: snapshot.autopilot,
             sessions: Sessions::from_parts(snapshot.sessions, snapshot.sessions_index),
             lock_delays: LockDelays::default(),
+            acl: acl::Acl::from_parts(acl::AclParts {
+                policies: snapshot.acl.policies,
+                roles: snapshot.acl.roles,
+                tokens: snapshot.acl.tokens,
+                bootstrapped: snapshot.acl.bootstrapped,
+                index: snapshot.acl.index,
+            }),
         }
     }
 }
