@@ -92,6 +92,8 @@ pub struct ValidatedConfig {
     pub ports: ListenPorts,
     /// The HTTPS API's TLS config, when `ports.https` is set.
     pub https: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// ACLs, when `acl.enabled`.
+    pub acl: Option<crate::http::acl::AclSettings>,
     /// Things worth a warning that do not stop the agent (a node name that is not a DNS
     /// label, as Consul warns).
     pub warnings: Vec<String>,
@@ -342,6 +344,7 @@ impl LoadedConfig {
         let bind_addr = address("bind_addr", c.bind_addr.as_ref(), &mut problems);
         let client_addr = address("client_addr", c.client_addr.as_ref(), &mut problems);
         check_bootstrap(c, role, &mut problems);
+        let acl = crate::http::acl::AclSettings::from_config(c.acl.as_ref(), &mut problems);
         problems.extend(crate::watch::check_config(&c.watches));
         let gossip_key = match &c.encrypt {
             Some(key) => match wire::gossip_key::decode(key) {
@@ -397,6 +400,7 @@ impl LoadedConfig {
             gateways,
             ports,
             https,
+            acl,
             warnings,
         })
     }

@@ -132,6 +132,8 @@ pub struct CoordinationMetrics {
     pub serf_events: IntCounter,
     /// `isthmus_user_events_fired_total`: user events fired on this agent.
     pub events_fired: IntCounter,
+    /// `isthmus_acl_denied_total`: requests refused for their token.
+    pub acl_denied: IntCounter,
 }
 
 impl CoordinationMetrics {
@@ -162,6 +164,10 @@ impl CoordinationMetrics {
             events_fired: r.counter(
                 "isthmus_user_events_fired_total",
                 "User events fired on this agent.",
+            )?,
+            acl_denied: r.counter(
+                "isthmus_acl_denied_total",
+                "Requests refused for what their token may do (403 Permission denied).",
             )?,
         })
     }

@@ -333,7 +333,6 @@ fn consul_flags_and_config_files_start_an_agent() {
         "ports.grpc",
         "ports.grpc_tls",
         "ports.serf_wan",
-        "acl",
         "telemetry",
         "connect",
         "performance",

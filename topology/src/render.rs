@@ -468,6 +468,7 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
         watches: Vec::new(),
         bootstrap: None,
         pid_file: None,
+        acl: None,
         isthmus: Some(IsthmusExtensions {
             config_version: ISTHMUS_CONFIG_VERSION,
             gateways: dc

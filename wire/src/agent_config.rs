@@ -114,9 +114,50 @@ pub struct AgentConfig {
     /// and a handler), checked and run by the agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watches: Vec<BTreeMap<String, serde_json::Value>>,
+    /// Consul's `acl` block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<AclConfig>,
     /// Settings Consul has no key for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isthmus: Option<IsthmusExtensions>,
+}
+
+/// Consul's `acl` block (the settings Isthmus honours).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclConfig {
+    /// ACLs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// `allow` or `deny`: what a token may do where no rule speaks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_policy: Option<String>,
+    /// What a client agent does when no server answers: `extend-cache`, `async-cache`,
+    /// `allow` or `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_policy: Option<String>,
+    /// How long a client agent keeps a token's resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ttl: Option<crate::GoDuration>,
+    /// The agent's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<AclTokensConfig>,
+}
+
+/// Consul's `acl.tokens` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclTokensConfig {
+    /// The first management token's secret, created by the leader at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_management: Option<String>,
+    /// The token the agent uses for its own work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The token of requests that bring none (and of DNS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// A local secret that manages `/v1/agent/*` when the servers cannot be reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_recovery: Option<String>,
 }
 
 /// Consul's `dns_config` block (the settings Isthmus honours).

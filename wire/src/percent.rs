@@ -24,6 +24,14 @@ pub fn segment(text: &str) -> String {
     utf8_percent_encode(text, SEGMENT).to_string()
 }
 
+/// Decodes a path (`%XX` escapes; `+` stays a `+`); `None` when not UTF-8.
+pub fn decode_path(text: &str) -> Option<String> {
+    percent_decode_str(text)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
 /// Decodes a query-string key or value: `%XX` escapes and `+` for a space. `None` for a
 /// `%` without two hex digits (Go's `invalid URL escape`) or a result that is not UTF-8.
 pub fn decode_query(text: &str) -> Option<String> {

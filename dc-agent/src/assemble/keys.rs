@@ -24,6 +24,14 @@ pub struct Problem {
 
 /// The keys Isthmus applies. Whatever a block applies is listed key by key.
 pub const APPLIED: &[&str] = &[
+    "acl.default_policy",
+    "acl.down_policy",
+    "acl.enabled",
+    "acl.token_ttl",
+    "acl.tokens.agent",
+    "acl.tokens.agent_recovery",
+    "acl.tokens.default",
+    "acl.tokens.initial_management",
     "advertise_addr",
     "bind_addr",
     "bootstrap",
@@ -655,7 +663,7 @@ mod tests {
     fn consul_keys_are_warned_about_and_typos_refused() {
         let (value, warnings, problems) = check(
             r#"{"datacenter":"dc1","ports":{"grpc":8502,"http":8500,"grpc_tls":-1},
-                "node_id":"adf4238a-882b-9ddc-4a9d-5b6758e4159e","acl":{"enabled":true},
+                "node_id":"adf4238a-882b-9ddc-4a9d-5b6758e4159e","limits":{"http_max_conns_per_client":200},
                 "telemetry":{"prometheus_retention_time":"1m"},"disable_update_check":true}"#,
         );
         assert_eq!(

@@ -44,6 +44,7 @@ async fn encode(request: Request, hops: u32) -> Result<HttpRequest, Response> {
         .iter()
         .filter(|(name, _)| {
             *name == "content-type"
+                || *name == "authorization"
                 || name.as_str().starts_with("x-consul")
                 || *name == super::session::AGENT_NODE_HEADER
         })
@@ -176,16 +177,43 @@ fn into_response(forwarded: HttpResponse) -> Response {
     response
 }
 
-/// Answers forwarded requests with the local router.
+/// Marks a request the agent made itself (anti-entropy, the leader's duties, DNS views):
+/// the ACL guard lets it through here; it carries the agent's token to any server it goes
+/// on to. An extension, so nothing from the network can carry it.
+#[derive(Debug, Clone, Copy)]
+pub struct Internal;
+
+/// Answers requests forwarded by other agents with the local router (checked as any).
 pub fn handler(router: Router) -> HttpHandler {
+    make_handler(router, None)
+}
+
+/// Answers the agent's own requests with the local router (see [`Internal`]); `token` is
+/// the agent's (`acl.tokens.agent`).
+pub fn internal_handler(router: Router, token: Option<String>) -> HttpHandler {
+    make_handler(router, Some(token))
+}
+
+fn make_handler(router: Router, internal: Option<Option<String>>) -> HttpHandler {
     std::sync::Arc::new(move |request: HttpRequest| {
         let router = router.clone();
+        let internal = internal.clone();
         Box::pin(async move {
             let mut builder = axum::http::Request::builder()
                 .method(request.method.as_str())
                 .uri(request.uri.as_str());
             for (name, value) in &request.headers {
                 builder = builder.header(name.as_str(), value.as_slice());
+            }
+            if let Some(internal) = &internal {
+                builder = builder.extension(Internal);
+                let has_token = request
+                    .headers
+                    .iter()
+                    .any(|(name, _)| name.eq_ignore_ascii_case("x-consul-token"));
+                if let (Some(token), false) = (internal, has_token) {
+                    builder = builder.header("x-consul-token", token.as_str());
+                }
             }
             let response = match builder.body(Body::from(request.body)) {
                 Ok(request) => match router.oneshot(request).await {

@@ -5,6 +5,7 @@
 //! follower), and [`blocking`] implements blocking queries on top of the state machine's
 //! applied-index watch. Endpoint files only read or write state.
 
+pub mod acl;
 mod agent;
 mod agent_local;
 mod autopilot;
@@ -35,6 +36,7 @@ use axum::Router;
 
 pub use error::ApiError;
 pub use forward::handler as forward_handler;
+pub use forward::internal_handler;
 
 use crate::metrics::Metrics;
 use crate::server::Server;
@@ -73,6 +75,10 @@ pub struct Api {
     pub coordinates: Option<Arc<crate::server::coordinates::CoordinateQueue>>,
     /// The user events this agent kept.
     pub events: Arc<crate::events::UserEvents>,
+    /// ACLs, when enabled.
+    pub acl: Option<acl::AclSettings>,
+    /// Token resolutions (a client agent's, or a server's by ACL index).
+    pub acl_cache: Arc<acl::ResolutionCache>,
     /// The log lines `/v1/agent/monitor` streams.
     pub logs: crate::monitor::LogStream,
 }
@@ -124,11 +130,13 @@ pub fn router(api: Api) -> Router {
         .merge(agent_routes())
         .merge(operator_routes())
         .merge(session_routes())
+        .merge(acl_routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             route_by_consistency,
         ))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), acl_guard))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             count_requests,
@@ -157,6 +165,62 @@ fn data_routes() -> Router<Api> {
                     snapshot::MAX_SNAPSHOT + 1,
                 )),
         )
+}
+
+/// ACLs.
+fn acl_routes() -> Router<Api> {
+    Router::new()
+        .route("/v1/acl/bootstrap", put(acl::bootstrap))
+        .route("/v1/acl/token", put(acl::token_create))
+        .route("/v1/acl/token/self", get(acl::token_self))
+        .route(
+            "/v1/acl/token/{id}",
+            get(acl::token_read)
+                .put(acl::token_update)
+                .delete(acl::token_delete),
+        )
+        .route("/v1/acl/token/{id}/clone", put(acl::token_clone))
+        .route("/v1/acl/tokens", get(acl::token_list))
+        .route("/v1/acl/policy", put(acl::policy_create))
+        .route(
+            "/v1/acl/policy/{id}",
+            get(acl::policy_read)
+                .put(acl::policy_update)
+                .delete(acl::policy_delete),
+        )
+        .route("/v1/acl/policy/name/{name}", get(acl::policy_by_name))
+        .route("/v1/acl/policies", get(acl::policy_list))
+        .route("/v1/acl/role", put(acl::role_create))
+        .route(
+            "/v1/acl/role/{id}",
+            get(acl::role_read)
+                .put(acl::role_update)
+                .delete(acl::role_delete),
+        )
+        .route("/v1/acl/role/name/{name}", get(acl::role_by_name))
+        .route("/v1/acl/roles", get(acl::role_list))
+        .route("/v1/isthmus/acl/resolve", get(acl::resolve_token))
+}
+
+/// The ACL guard, where it applies: not for the agent's own requests, not where the request
+/// goes on to be checked elsewhere (a client agent's server, another datacenter).
+async fn acl_guard(State(api): State<Api>, request: Request, next: Next) -> Response {
+    if api.acl.is_none() || request.extensions().get::<forward::Internal>().is_some() {
+        return next.run(request).await;
+    }
+    let path = request.uri().path();
+    let answered_here = path.starts_with("/v1/agent/") || path == "/v1/event/list";
+    if matches!(api.backend, Backend::Client(_)) && !answered_here {
+        return next.run(request).await;
+    }
+    let other_dc = params(request.uri().query())
+        .ok()
+        .and_then(|p| p.get("dc").cloned())
+        .is_some_and(|dc| !dc.is_empty() && dc != api.agent.datacenter);
+    if other_dc && !answered_here {
+        return next.run(request).await;
+    }
+    acl::guard(State(api), request, next).await
 }
 
 /// Sessions.

@@ -137,10 +137,22 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         wan: wan.clone(),
         coordinates: coordinate_queue.clone(),
         events,
+        acl: prepared.validated.acl.clone(),
+        acl_cache: Arc::default(),
         logs: options.logs.clone(),
     };
     let router = crate::http::router(api);
-    let handler = || crate::http::forward_handler(router.clone());
+    let agent_token = prepared
+        .validated
+        .acl
+        .as_ref()
+        .and_then(|a| a.agent_token.clone().or_else(|| a.default_token.clone()));
+    let handler = || crate::http::internal_handler(router.clone(), agent_token.clone());
+    if let Some(server) = &core.server {
+        let _ = server
+            .http_handler
+            .set(crate::http::forward_handler(router.clone()));
+    }
     spawn_background(
         tasks,
         &prepared,
@@ -520,7 +532,6 @@ fn spawn_background(
 ) {
     let catalog_source = match &core.server {
         Some(server) => {
-            let _ = server.http_handler.set(handler());
             let duties = leader_duties(
                 &core.lan,
                 handler(),
@@ -528,6 +539,11 @@ fn spawn_background(
                 &prepared.metrics,
                 prepared.tombstone_ttl,
                 coordinates,
+                prepared
+                    .validated
+                    .acl
+                    .as_ref()
+                    .and_then(|a| a.initial_management.clone()),
             );
             tasks.spawn(crate::server::leader::run(
                 server.clone(),

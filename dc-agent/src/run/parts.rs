@@ -143,6 +143,7 @@ pub(super) fn leader_duties(
     metrics: &Arc<Metrics>,
     tombstone_ttl: Duration,
     coordinates: Option<&Arc<crate::server::coordinates::CoordinateQueue>>,
+    initial_management: Option<String>,
 ) -> Vec<Box<dyn crate::server::leader::Duty>> {
     let mut duties: Vec<Box<dyn crate::server::leader::Duty>> = vec![
         Box::new(crate::server::serf_health::SerfReconcile {
@@ -159,6 +160,12 @@ pub(super) fn leader_duties(
             metrics: metrics.clone(),
         }),
     ];
+    if let Some(secret) = initial_management {
+        duties.push(Box::new(crate::server::acl_init::InitialManagement {
+            secret,
+            done: false,
+        }));
+    }
     if let Some(queue) = coordinates {
         duties.push(Box::new(crate::server::coordinates::CoordinateFlush {
             queue: queue.clone(),

@@ -6,6 +6,7 @@ pub mod coordinates;
 mod handlers;
 pub mod leader;
 pub use store::proposer;
+pub mod acl_init;
 pub mod serf_health;
 pub mod sessions;
 pub mod tombstone_gc;

@@ -1,0 +1,410 @@
+//! ACL enforcement on the HTTP API (`acl.enabled`): the token of each request
+//! (`X-Consul-Token`, `Authorization: Bearer`, `?token=`) is resolved to an
+//! `acl::Authorizer` and checked against what the endpoint needs ([`required`]), before the
+//! request is answered or forwarded. It never fails open: an endpoint without a rule of its
+//! own needs `acl:write`.
+//!
+//! Servers resolve tokens from their own state (the ACL tables are replicated with the
+//! rest). A client agent answers only `/v1/agent/*` and `/v1/event/list` itself (the rest
+//! goes to a server, which checks it): for those it asks a server to resolve the token
+//! (`/v1/isthmus/acl/resolve`) and keeps the answer for `token_ttl`; when no server
+//! answers, `down_policy` decides (`extend-cache` keeps using what it had).
+
+mod endpoints;
+mod required;
+
+pub use endpoints::*;
+pub use required::{required, Required};
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use acl::{Authorizer, Rules};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use wire::records::{AclToken, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID};
+
+use super::{Api, Backend};
+
+/// The agent's ACL settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclSettings {
+    /// `default_policy = "allow"`.
+    pub default_allow: bool,
+    /// `down_policy`.
+    pub down_policy: String,
+    /// `token_ttl` (client agents' cache).
+    pub token_ttl: Duration,
+    /// `tokens.initial_management`.
+    pub initial_management: Option<String>,
+    /// `tokens.agent`: what the agent's own requests carry.
+    pub agent_token: Option<String>,
+    /// `tokens.default`: the token of requests without one.
+    pub default_token: Option<String>,
+    /// `tokens.agent_recovery`.
+    pub agent_recovery: Option<String>,
+}
+
+impl AclSettings {
+    /// The settings of `acl` when it is enabled; problems go to `problems`.
+    pub fn from_config(
+        config: Option<&wire::agent_config::AclConfig>,
+        problems: &mut Vec<String>,
+    ) -> Option<AclSettings> {
+        let config = config.filter(|c| c.enabled == Some(true))?;
+        let default_allow = match config.default_policy.as_deref() {
+            None | Some("allow") => true,
+            Some("deny") => false,
+            Some(other) => {
+                problems.push(format!(
+                    "acl.default_policy {other:?} must be \"allow\" or \"deny\""
+                ));
+                false
+            }
+        };
+        let down_policy = config
+            .down_policy
+            .clone()
+            .unwrap_or_else(|| "extend-cache".to_owned());
+        if !["extend-cache", "async-cache", "allow", "deny"].contains(&down_policy.as_str()) {
+            problems.push(format!(
+                "acl.down_policy {down_policy:?} must be extend-cache, async-cache, allow or deny"
+            ));
+        }
+        let tokens = config.tokens.clone().unwrap_or_default();
+        Some(AclSettings {
+            default_allow,
+            down_policy,
+            token_ttl: config.token_ttl.map_or(Duration::from_secs(30), |d| d.0),
+            initial_management: tokens.initial_management,
+            agent_token: tokens.agent,
+            default_token: tokens.default,
+            agent_recovery: tokens.agent_recovery,
+        })
+    }
+}
+
+/// The secret a request presents: `X-Consul-Token`, `Authorization: Bearer`, `?token=`.
+pub fn token_of(request: &Request) -> Option<String> {
+    let headers = request.headers();
+    if let Some(token) = headers
+        .get("x-consul-token")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+    {
+        return Some(token.to_owned());
+    }
+    if let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(token.trim().to_owned());
+    }
+    super::params(request.uri().query())
+        .ok()
+        .and_then(|p| p.get("token").cloned())
+        .filter(|t| !t.is_empty())
+}
+
+/// A resolved token: who it is and what it may do.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Its accessor ID (the anonymous token's without a token).
+    pub accessor_id: String,
+    /// What it may do.
+    pub authorizer: Authorizer,
+}
+
+/// Why a token did not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolveError {
+    /// No such token (or it expired): Consul's `ACL not found`.
+    NotFound,
+    /// No server could be asked (a client agent).
+    Unreachable(String),
+}
+
+/// What a token may do, from the ACL tables: a management token everything, any other its
+/// policies', roles' and identities' rules over the default policy. `None`: no such token.
+pub fn authorize(
+    acl: &store::state::acl::Acl,
+    token: &AclToken,
+    datacenter: &str,
+    default_allow: bool,
+    now_ms: u64,
+) -> Option<Authorizer> {
+    if token.expiration_ms.is_some_and(|at| at <= now_ms) {
+        return None;
+    }
+    let mut rules = Rules::default();
+    let mut management = false;
+    let mut policies: Vec<&str> = token.policies.iter().map(|l| l.id.as_str()).collect();
+    let mut service_identities = token.service_identities.clone();
+    let mut node_identities = token.node_identities.clone();
+    for role in token.roles.iter().filter_map(|l| acl.role(&l.id)) {
+        policies.extend(role.policies.iter().map(|l| l.id.as_str()));
+        service_identities.extend(role.service_identities.iter().cloned());
+        node_identities.extend(role.node_identities.iter().cloned());
+    }
+    for id in policies {
+        if id == GLOBAL_MANAGEMENT_POLICY_ID {
+            management = true;
+            continue;
+        }
+        let Some(policy) = acl.policy(id) else {
+            continue;
+        };
+        if !policy.datacenters.is_empty() && !policy.datacenters.iter().any(|d| d == datacenter) {
+            continue;
+        }
+        // Rules were checked when the policy was written; unreadable ones grant nothing.
+        if let Ok(parsed) = Rules::parse(&policy.rules) {
+            rules.merge(&parsed);
+        }
+    }
+    for identity in &service_identities {
+        if identity.datacenters.is_empty() || identity.datacenters.iter().any(|d| d == datacenter) {
+            rules.merge(&Rules::service_identity(&identity.service_name));
+        }
+    }
+    for identity in &node_identities {
+        if identity.datacenter == datacenter {
+            rules.merge(&Rules::node_identity(&identity.node_name));
+        }
+    }
+    Some(if management {
+        Authorizer::management()
+    } else {
+        Authorizer::new(rules, default_allow)
+    })
+}
+
+/// Resolutions kept by a client agent, by secret: when, and what.
+#[derive(Default)]
+pub struct ResolutionCache {
+    entries: Mutex<HashMap<String, (Instant, Resolved)>>,
+}
+
+impl ResolutionCache {
+    const MAX: usize = 4096;
+
+    fn get(&self, secret: &str, ttl: Duration, any_age: bool) -> Option<Resolved> {
+        let entries = self.entries.lock();
+        let (at, resolved) = entries.get(secret)?;
+        (any_age || at.elapsed() < ttl).then(|| resolved.clone())
+    }
+
+    fn put(&self, secret: &str, resolved: Resolved) {
+        let mut entries = self.entries.lock();
+        if entries.len() >= Self::MAX {
+            entries.clear();
+        }
+        entries.insert(secret.to_owned(), (Instant::now(), resolved));
+    }
+}
+
+fn now_ms() -> u64 {
+    crate::unix_ms()
+}
+
+/// Resolves `secret` (none: the default token, else anonymous) for this agent.
+pub async fn resolve(
+    api: &Api,
+    settings: &AclSettings,
+    secret: Option<&str>,
+) -> Result<Resolved, ResolveError> {
+    let secret = secret.or(settings.default_token.as_deref());
+    match &api.backend {
+        Backend::Server(server) => {
+            let datacenter = api.agent.datacenter.clone();
+            server
+                .state
+                .read(|data| {
+                    resolve_in(&data.state.acl, secret, &datacenter, settings.default_allow)
+                })
+                .map_err(|e| ResolveError::Unreachable(e.to_string()))?
+        }
+        Backend::Client(_) => {
+            let Some(secret) = secret else {
+                return Ok(anonymous(settings.default_allow));
+            };
+            if let Some(hit) = api.acl_cache.get(secret, settings.token_ttl, false) {
+                return Ok(hit);
+            }
+            match ask_server(api, secret).await {
+                Ok(resolved) => {
+                    api.acl_cache.put(secret, resolved.clone());
+                    Ok(resolved)
+                }
+                Err(ResolveError::NotFound) => Err(ResolveError::NotFound),
+                Err(unreachable) => match settings.down_policy.as_str() {
+                    "allow" => Ok(Resolved {
+                        accessor_id: String::new(),
+                        authorizer: Authorizer::management(),
+                    }),
+                    "deny" => Err(unreachable),
+                    // extend-cache, async-cache: what was known, however old.
+                    _ => api
+                        .acl_cache
+                        .get(secret, settings.token_ttl, true)
+                        .ok_or(unreachable),
+                },
+            }
+        }
+    }
+}
+
+fn anonymous(default_allow: bool) -> Resolved {
+    Resolved {
+        accessor_id: ANONYMOUS_TOKEN_ID.to_owned(),
+        authorizer: Authorizer::new(Rules::default(), default_allow),
+    }
+}
+
+/// Resolution against the ACL tables (a server's).
+pub fn resolve_in(
+    acl: &store::state::acl::Acl,
+    secret: Option<&str>,
+    datacenter: &str,
+    default_allow: bool,
+) -> Result<Resolved, ResolveError> {
+    let Some(secret) = secret else {
+        return Ok(anonymous(default_allow));
+    };
+    let token = acl.token_by_secret(secret).ok_or(ResolveError::NotFound)?;
+    let authorizer =
+        authorize(acl, token, datacenter, default_allow, now_ms()).ok_or(ResolveError::NotFound)?;
+    Ok(Resolved {
+        accessor_id: token.accessor_id.clone(),
+        authorizer,
+    })
+}
+
+/// A client agent asks a server what a token may do.
+async fn ask_server(api: &Api, secret: &str) -> Result<Resolved, ResolveError> {
+    let Backend::Client(link) = &api.backend else {
+        return Err(ResolveError::Unreachable("not a client agent".into()));
+    };
+    let request = axum::http::Request::builder()
+        .method("GET")
+        .uri("/v1/isthmus/acl/resolve")
+        .header("x-consul-token", secret)
+        .body(axum::body::Body::empty())
+        .map_err(|e| ResolveError::Unreachable(e.to_string()))?;
+    let response = super::forward::to_server(api, link, request).await;
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .map_err(|e| ResolveError::Unreachable(e.to_string()))?;
+    match status {
+        StatusCode::OK => serde_json::from_slice::<ResolveAnswer>(&body)
+            .map(ResolveAnswer::into_resolved)
+            .map_err(|e| ResolveError::Unreachable(e.to_string())),
+        StatusCode::FORBIDDEN => Err(ResolveError::NotFound),
+        other => Err(ResolveError::Unreachable(format!(
+            "{other}: {}",
+            String::from_utf8_lossy(&body)
+        ))),
+    }
+}
+
+/// What `/v1/isthmus/acl/resolve` answers: a token's rules, so that a client agent can
+/// build the same authorizer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResolveAnswer {
+    /// The token's accessor ID.
+    #[serde(rename = "AccessorID")]
+    pub accessor_id: String,
+    /// A management token.
+    pub management: bool,
+    /// The rules of its policies (already merged and filtered to this datacenter).
+    pub rules: Vec<String>,
+    /// Its service identities' services.
+    pub service_identities: Vec<String>,
+    /// Its node identities' nodes (this datacenter's).
+    pub node_identities: Vec<String>,
+    /// The default policy.
+    pub default_allow: bool,
+}
+
+impl ResolveAnswer {
+    fn into_resolved(self) -> Resolved {
+        if self.management {
+            return Resolved {
+                accessor_id: self.accessor_id,
+                authorizer: Authorizer::management(),
+            };
+        }
+        let mut rules = Rules::default();
+        for text in &self.rules {
+            if let Ok(parsed) = Rules::parse(text) {
+                rules.merge(&parsed);
+            }
+        }
+        for service in &self.service_identities {
+            rules.merge(&Rules::service_identity(service));
+        }
+        for node in &self.node_identities {
+            rules.merge(&Rules::node_identity(node));
+        }
+        Resolved {
+            accessor_id: self.accessor_id,
+            authorizer: Authorizer::new(rules, self.default_allow),
+        }
+    }
+}
+
+/// Consul's refusal.
+pub fn denied(accessor_id: &str, permission: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        format!("Permission denied: token with AccessorID '{accessor_id}' lacks permission {permission}"),
+    )
+        .into_response()
+}
+
+/// The middleware: resolves the request's token and checks what the endpoint needs; the
+/// resolution goes with the request (handlers that filter lists read it).
+pub async fn guard(State(api): State<Api>, mut request: Request, next: Next) -> Response {
+    let Some(settings) = api.acl.clone() else {
+        return next.run(request).await;
+    };
+    let need = required(request.method(), request.uri());
+    if need == Required::Nothing {
+        return next.run(request).await;
+    }
+    let secret = token_of(&request);
+    // The recovery token manages this agent's own endpoints, with no server.
+    if request.uri().path().starts_with("/v1/agent/")
+        && secret.is_some()
+        && secret == settings.agent_recovery
+    {
+        return next.run(request).await;
+    }
+    // A request forwarded by another agent of this datacenter was checked there only if it
+    // was answered there; it is checked again here with its own token.
+    let resolved = match resolve(&api, &settings, secret.as_deref()).await {
+        Ok(resolved) => resolved,
+        Err(ResolveError::NotFound) => {
+            return (StatusCode::FORBIDDEN, "ACL not found").into_response()
+        }
+        Err(ResolveError::Unreachable(e)) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("ACL could not be resolved (no server answered): {e}"),
+            )
+                .into_response()
+        }
+    };
+    if let Some(permission) = need.refused_by(&resolved.authorizer) {
+        api.metrics.coordination.acl_denied.inc();
+        return denied(&resolved.accessor_id, &permission);
+    }
+    request.extensions_mut().insert(resolved);
+    next.run(request).await
+}

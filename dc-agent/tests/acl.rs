@@ -1,0 +1,174 @@
+//! ACLs on real agents, with Consul's config, bodies and answers: `default_policy = "deny"`
+//! refuses anonymous requests, `initial_management` bootstraps once, a policy's rules
+//! decide what its token may do, deleted tokens stop working, client agents resolve
+//! tokens through a server.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{cli, Cluster};
+
+const MANAGEMENT: &str = "8f9ed2b4-5c6e-4c1a-9f3b-2d4e6a8b0c1d";
+
+fn with_token(
+    cluster: &Cluster,
+    agent: usize,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> (u16, String) {
+    let client = cluster.agents[agent]
+        .client()
+        .with_token(Some(token.to_owned()));
+    let response = match method {
+        "GET" => client.get(path),
+        "PUT" => client.put(path, body.as_bytes()),
+        "DELETE" => client.delete(path),
+        other => panic!("{other}"),
+    }
+    .expect("an answer");
+    (response.status, response.text())
+}
+
+#[test]
+fn acls_deny_by_default_and_policies_decide() {
+    let mut cluster = Cluster::render_with_clients(156, 1, 1, "");
+    for agent in &cluster.agents {
+        agent.edit_config(|config| {
+            config["acl"] = serde_json::json!({
+                "enabled": true,
+                "default_policy": "deny",
+                "down_policy": "extend-cache",
+                "tokens": {"initial_management": MANAGEMENT, "agent": MANAGEMENT}
+            });
+        });
+    }
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    cluster.wait_for_leader_among(&[0]);
+    // initial_management bootstraps once: the API's bootstrap is then refused.
+    cluster.wait_for(
+        "the initial management token",
+        Duration::from_secs(20),
+        |c| {
+            let (status, _) = with_token(c, 0, "GET", "/v1/acl/token/self", MANAGEMENT, "");
+            (status == 200).then_some(())
+        },
+    );
+    let again = cluster.request(0, "PUT", "/v1/acl/bootstrap", b"");
+    assert_eq!(again.status, 403, "{}", again.text());
+    assert!(
+        again.text().contains("ACL bootstrap no longer allowed"),
+        "{}",
+        again.text()
+    );
+
+    // Anonymous: refused, in Consul's words; status needs no token.
+    let anonymous = cluster.request(0, "PUT", "/v1/kv/x", b"v");
+    assert_eq!(anonymous.status, 403);
+    assert_eq!(
+        anonymous.text(),
+        "Permission denied: token with AccessorID '00000000-0000-0000-0000-000000000002' lacks permission 'key:write' on \"x\""
+    );
+    assert_eq!(
+        cluster.request(0, "GET", "/v1/status/leader", b"").status,
+        200
+    );
+    assert_eq!(
+        with_token(&cluster, 0, "PUT", "/v1/kv/x", MANAGEMENT, "v").0,
+        200
+    );
+
+    // A policy in Consul's HCL, a token with it.
+    let policy = serde_json::json!({
+        "Name": "app-writer",
+        "Description": "app/ only",
+        "Rules": "key_prefix \"app/\" {\n  policy = \"write\"\n}\n"
+    });
+    let (status, body) = with_token(
+        &cluster,
+        1,
+        "PUT",
+        "/v1/acl/policy",
+        MANAGEMENT,
+        &policy.to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let policy: Value = serde_json::from_str(&body).expect("policy");
+    assert_eq!(policy["Name"], "app-writer");
+    let request = r#"{"Description": "app", "Policies": [{"Name": "app-writer"}]}"#;
+    let (status, body) = with_token(&cluster, 0, "PUT", "/v1/acl/token", MANAGEMENT, request);
+    assert_eq!(status, 200, "{body}");
+    let token: Value = serde_json::from_str(&body).expect("token");
+    let secret = token["SecretID"].as_str().expect("secret").to_owned();
+    let accessor = token["AccessorID"].as_str().expect("accessor").to_owned();
+    assert_eq!(token["Policies"][0]["Name"], "app-writer");
+
+    assert_eq!(
+        with_token(&cluster, 0, "PUT", "/v1/kv/app/x", &secret, "1"),
+        (200, "true".into())
+    );
+    let (status, text) = with_token(&cluster, 0, "PUT", "/v1/kv/other/x", &secret, "1");
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains(&format!(
+            "AccessorID '{accessor}' lacks permission 'key:write' on \"other/x\""
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        with_token(&cluster, 0, "GET", "/v1/kv/x", &secret, "").0,
+        403
+    );
+    assert_eq!(
+        with_token(&cluster, 0, "PUT", "/v1/operator/keyring", &secret, "{}").0,
+        403
+    );
+    // Through a client agent (forwarded, checked by the server) and with Consul's CLI flags.
+    let (code, out, err) = cli(
+        &cluster.agents[1].http(),
+        &["kv", "put", &format!("-token={secret}"), "app/cli", "v"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = cli(
+        &cluster.agents[1].http(),
+        &["kv", "put", &format!("-token={secret}"), "nope/cli", "v"],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("Permission denied"), "{err}");
+    // The client agent's own endpoints: resolved through a server.
+    assert_eq!(
+        with_token(&cluster, 1, "GET", "/v1/agent/self", &secret, "").0,
+        403
+    );
+    assert_eq!(
+        with_token(&cluster, 1, "GET", "/v1/agent/self", MANAGEMENT, "").0,
+        200
+    );
+    let (status, me) = with_token(&cluster, 1, "GET", "/v1/acl/token/self", &secret, "");
+    assert_eq!(status, 200, "{me}");
+    assert!(me.contains(&accessor));
+
+    // Deleted: the token stops working at once on the server.
+    let (status, _) = with_token(
+        &cluster,
+        0,
+        "DELETE",
+        &format!("/v1/acl/token/{accessor}"),
+        MANAGEMENT,
+        "",
+    );
+    assert_eq!(status, 200);
+    let (status, text) = with_token(&cluster, 0, "PUT", "/v1/kv/app/x", &secret, "2");
+    assert_eq!((status, text.as_str()), (403, "ACL not found"));
+
+    // The client agent's anti-entropy carries the agent token: its node is registered.
+    cluster.wait_for("c1 in the catalog", Duration::from_secs(30), |c| {
+        let (status, text) = with_token(c, 0, "GET", "/v1/catalog/nodes", MANAGEMENT, "");
+        (status == 200 && text.contains("\"c1\"")).then_some(())
+    });
+}
