@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             datacenter,
         } => catalog(&addr, command, datacenter),
         Command::Operator { command } => operator(&addr, command),
+        Command::Acl { command } => acl(&addr, command),
         Command::Keyring {
             list,
             install,
@@ -275,6 +276,63 @@ fn exec(addr: &str, args: ExecArgs) -> ExitCode {
         verbose: args.verbose,
     };
     cli::exec::exec(addr, &args.command, &options)
+}
+
+/// `acl bootstrap|token|policy ...`.
+fn acl(addr: &str, command: AclCommand) -> ExitCode {
+    match command {
+        AclCommand::Bootstrap => cli::acl::bootstrap(addr),
+        AclCommand::Token { command } => match command {
+            AclTokenCommand::Create {
+                description,
+                policy_name,
+                policy_id,
+                service_identity,
+                node_identity,
+                local,
+                expires_ttl,
+                secret,
+                accessor,
+            } => cli::acl::token_create(
+                addr,
+                &cli::acl::TokenCreate {
+                    description,
+                    policy_names: policy_name,
+                    policy_ids: policy_id,
+                    service_identities: service_identity,
+                    node_identities: node_identity,
+                    local,
+                    expires_ttl,
+                    secret,
+                    accessor,
+                },
+            ),
+            AclTokenCommand::Read { id, this } => cli::acl::token_read(addr, id.as_deref(), this),
+            AclTokenCommand::List => cli::acl::token_list(addr),
+            AclTokenCommand::Delete { id } => cli::acl::token_delete(addr, &id),
+        },
+        AclCommand::Policy { command } => match command {
+            AclPolicyCommand::Create {
+                name,
+                description,
+                rules,
+                valid_datacenter,
+            } => cli::acl::policy_create(
+                addr,
+                &name,
+                description.as_deref(),
+                rules.as_deref(),
+                &valid_datacenter,
+            ),
+            AclPolicyCommand::Read { id, name } => {
+                cli::acl::policy_read(addr, id.as_deref(), name.as_deref())
+            }
+            AclPolicyCommand::List => cli::acl::policy_list(addr),
+            AclPolicyCommand::Delete { id, name } => {
+                cli::acl::policy_delete(addr, id.as_deref(), name.as_deref())
+            }
+        },
+    }
 }
 
 /// `version`, in Consul's layout.

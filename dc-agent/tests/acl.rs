@@ -172,3 +172,109 @@ fn acls_deny_by_default_and_policies_decide() {
         (status == 200 && text.contains("\"c1\"")).then_some(())
     });
 }
+
+#[test]
+fn the_acl_cli_bootstraps_once_and_manages_tokens_and_policies() {
+    let mut cluster = Cluster::render(157, 1, "");
+    cluster.agents[0].edit_config(|config| {
+        config["acl"] = serde_json::json!({"enabled": true, "default_policy": "deny"});
+    });
+    cluster.agents[0].start();
+    cluster.wait_for_leader_among(&[0]);
+    let http = cluster.agents[0].http();
+    let (code, out, err) = cli(&http, &["acl", "bootstrap"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Description:      Bootstrap Token (Global Management)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("00000000-0000-0000-0000-000000000001 - global-management"),
+        "{out}"
+    );
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SecretID:"))
+        .map(|s| s.trim().to_owned())
+        .expect("a SecretID line");
+    let (code, _, err) = cli(&http, &["acl", "bootstrap"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Failed ACL bootstrapping") && err.contains("no longer allowed"),
+        "{err}"
+    );
+
+    let rules = cluster.dir.path().join("rules.hcl");
+    std::fs::write(&rules, "key_prefix \"app/\" {\n  policy = \"write\"\n}\n").expect("rules");
+    let token = format!("-token={secret}");
+    let rules_arg = format!("-rules=@{}", rules.display());
+    let (code, out, err) = cli(
+        &http,
+        &["acl", "policy", "create", &token, "-name=app", &rules_arg],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Name:         app") && out.contains("key_prefix \"app/\""),
+        "{out}"
+    );
+    let (code, out, _) = cli(&http, &["acl", "policy", "list", &token]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("app:") && out.contains("global-management:"),
+        "{out}"
+    );
+    let (code, out, err) = cli(
+        &http,
+        &[
+            "acl",
+            "token",
+            "create",
+            &token,
+            "-description=ci",
+            "-policy-name=app",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let app_secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SecretID:"))
+        .map(|s| s.trim().to_owned())
+        .expect("a SecretID line");
+    let accessor = out
+        .lines()
+        .find_map(|l| l.strip_prefix("AccessorID:"))
+        .map(|s| s.trim().to_owned())
+        .expect("an AccessorID line");
+    let (code, out, _) = cli(
+        &http,
+        &[
+            "acl",
+            "token",
+            "read",
+            "-self",
+            &format!("-token={app_secret}"),
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains(&accessor) && out.contains(" - app"), "{out}");
+    let (code, _, err) = cli(
+        &http,
+        &["kv", "put", &format!("-token={app_secret}"), "app/a", "1"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(
+        &http,
+        &["acl", "token", "delete", &token, &format!("-id={accessor}")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("Token \"{accessor}\" deleted successfully")
+    );
+    let (code, _, err) = cli(
+        &http,
+        &["kv", "put", &format!("-token={app_secret}"), "app/a", "2"],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("ACL not found"), "{err}");
+}

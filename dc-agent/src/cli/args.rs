@@ -186,6 +186,11 @@ pub enum Command {
         #[command(subcommand)]
         command: OperatorCommand,
     },
+    /// Manage ACLs: bootstrap, tokens and policies, as `consul acl`.
+    Acl {
+        #[command(subcommand)]
+        command: AclCommand,
+    },
     /// Print the agent's statistics.
     Info,
     /// Leave the cluster gracefully and stop the agent.
@@ -616,4 +621,110 @@ pub struct ExecArgs {
     /// The command.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum AclCommand {
+    /// Make the first management token (once).
+    Bootstrap,
+    /// Tokens.
+    Token {
+        #[command(subcommand)]
+        command: AclTokenCommand,
+    },
+    /// Policies.
+    Policy {
+        #[command(subcommand)]
+        command: AclPolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AclTokenCommand {
+    /// Make a token.
+    Create {
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+        /// A policy by name (repeatable).
+        #[arg(long = "policy-name")]
+        policy_name: Vec<String>,
+        /// A policy by ID (repeatable).
+        #[arg(long = "policy-id")]
+        policy_id: Vec<String>,
+        /// A service identity, `NAME[:DC1,DC2]` (repeatable).
+        #[arg(long = "service-identity")]
+        service_identity: Vec<String>,
+        /// A node identity, `NODE:DC` (repeatable).
+        #[arg(long = "node-identity")]
+        node_identity: Vec<String>,
+        /// Valid only in this datacenter.
+        #[arg(long)]
+        local: bool,
+        /// Expires after this long (`1h`).
+        #[arg(long = "expires-ttl")]
+        expires_ttl: Option<String>,
+        /// Its secret (default: a new one).
+        #[arg(long)]
+        secret: Option<String>,
+        /// Its accessor ID (default: a new one).
+        #[arg(long)]
+        accessor: Option<String>,
+    },
+    /// Show a token.
+    Read {
+        /// Its accessor ID.
+        #[arg(long)]
+        id: Option<String>,
+        /// The token the CLI uses.
+        #[arg(long = "self")]
+        this: bool,
+    },
+    /// List tokens.
+    List,
+    /// Delete a token.
+    Delete {
+        /// Its accessor ID.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AclPolicyCommand {
+    /// Make a policy.
+    Create {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+        /// Its rules, or `@FILE` to read them from a file.
+        #[arg(long)]
+        rules: Option<String>,
+        /// Where it applies (repeatable; default: everywhere).
+        #[arg(long = "valid-datacenter")]
+        valid_datacenter: Vec<String>,
+    },
+    /// Show a policy.
+    Read {
+        /// Its ID.
+        #[arg(long)]
+        id: Option<String>,
+        /// Its name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List policies.
+    List,
+    /// Delete a policy.
+    Delete {
+        /// Its ID.
+        #[arg(long)]
+        id: Option<String>,
+        /// Its name.
+        #[arg(long)]
+        name: Option<String>,
+    },
 }

@@ -1,6 +1,7 @@
 //! The operator CLI: each verb talks to an agent's HTTP API and prints what Consul prints.
 //! Exit codes: 0 success, 1 failure (as Consul), 2 bad command line.
 
+pub mod acl;
 pub mod args;
 pub mod catalog;
 pub mod debug;

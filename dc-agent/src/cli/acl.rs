@@ -1,0 +1,331 @@
+//! `acl bootstrap`, `acl token ...`, `acl policy ...`, printed as `consul acl` prints.
+
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::{client, fail};
+use crate::client::encode_key;
+
+fn call(addr: &str, method: &str, path: &str, body: &str) -> Result<Value, String> {
+    let api = client(addr);
+    let response = match method {
+        "PUT" => api.put(path, body.as_bytes()),
+        "DELETE" => api.delete(path),
+        _ => api.get(path),
+    }?;
+    if response.status != 200 {
+        return Err(response.text().trim().to_owned());
+    }
+    response.json::<Value>()
+}
+
+fn text<'a>(value: &'a Value, key: &str) -> &'a str {
+    value[key].as_str().unwrap_or_default()
+}
+
+/// A token as `consul acl token read` prints it.
+fn print_token(token: &Value) {
+    println!("AccessorID:       {}", text(token, "AccessorID"));
+    println!("SecretID:         {}", text(token, "SecretID"));
+    println!("Description:      {}", text(token, "Description"));
+    println!(
+        "Local:            {}",
+        token["Local"].as_bool().unwrap_or(false)
+    );
+    println!("Create Time:      {}", text(token, "CreateTime"));
+    if let Some(expires) = token["ExpirationTime"].as_str() {
+        println!("Expiration Time:  {expires}");
+    }
+    let list = |key: &str| token[key].as_array().cloned().unwrap_or_default();
+    let policies = list("Policies");
+    if !policies.is_empty() {
+        println!("Policies:");
+        for p in policies {
+            println!("   {} - {}", text(&p, "ID"), text(&p, "Name"));
+        }
+    }
+    let services = list("ServiceIdentities");
+    if !services.is_empty() {
+        println!("Service Identities:");
+        for s in services {
+            let dcs: Vec<&str> = s["Datacenters"]
+                .as_array()
+                .map(|d| d.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let dcs = if dcs.is_empty() {
+                "all".to_owned()
+            } else {
+                dcs.join(", ")
+            };
+            println!("   {} (Datacenters: {dcs})", text(&s, "ServiceName"));
+        }
+    }
+    let nodes = list("NodeIdentities");
+    if !nodes.is_empty() {
+        println!("Node Identities:");
+        for n in nodes {
+            println!(
+                "   {} (Datacenter: {})",
+                text(&n, "NodeName"),
+                text(&n, "Datacenter")
+            );
+        }
+    }
+}
+
+/// A policy as `consul acl policy read` prints it.
+fn print_policy(policy: &Value) {
+    println!("ID:           {}", text(policy, "ID"));
+    println!("Name:         {}", text(policy, "Name"));
+    println!("Description:  {}", text(policy, "Description"));
+    let dcs: Vec<&str> = policy["Datacenters"]
+        .as_array()
+        .map(|d| d.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    println!("Datacenters:  {}", dcs.join(", "));
+    println!("Rules:");
+    println!("{}", text(policy, "Rules"));
+}
+
+/// `acl bootstrap`.
+pub fn bootstrap(addr: &str) -> ExitCode {
+    match call(addr, "PUT", "/v1/acl/bootstrap", "") {
+        Ok(token) => {
+            print_token(&token);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Failed ACL bootstrapping: {e}")),
+    }
+}
+
+/// What `acl token create` was given.
+#[derive(Debug, Clone, Default)]
+pub struct TokenCreate {
+    /// `-description`.
+    pub description: Option<String>,
+    /// `-policy-name`.
+    pub policy_names: Vec<String>,
+    /// `-policy-id`.
+    pub policy_ids: Vec<String>,
+    /// `-service-identity`.
+    pub service_identities: Vec<String>,
+    /// `-node-identity`.
+    pub node_identities: Vec<String>,
+    /// `-local`.
+    pub local: bool,
+    /// `-expires-ttl`.
+    pub expires_ttl: Option<String>,
+    /// `-secret`.
+    pub secret: Option<String>,
+    /// `-accessor`.
+    pub accessor: Option<String>,
+}
+
+/// `acl token create`.
+pub fn token_create(addr: &str, args: &TokenCreate) -> ExitCode {
+    let policies: Vec<Value> = args
+        .policy_names
+        .iter()
+        .map(|n| serde_json::json!({ "Name": n }))
+        .chain(
+            args.policy_ids
+                .iter()
+                .map(|i| serde_json::json!({ "ID": i })),
+        )
+        .collect();
+    let services: Vec<Value> = args
+        .service_identities
+        .iter()
+        .map(|s| {
+            let (name, dcs) = s.split_once(':').unwrap_or((s, ""));
+            let dcs: Vec<&str> = dcs.split(',').filter(|d| !d.is_empty()).collect();
+            serde_json::json!({ "ServiceName": name, "Datacenters": dcs })
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    for n in &args.node_identities {
+        let Some((node, dc)) = n.split_once(':') else {
+            return fail(format!(
+                "Malformed -node-identity argument: {n:?} (NODE:DATACENTER)"
+            ));
+        };
+        nodes.push(serde_json::json!({ "NodeName": node, "Datacenter": dc }));
+    }
+    let body = serde_json::json!({
+        "Description": args.description.clone().unwrap_or_default(),
+        "Policies": policies,
+        "ServiceIdentities": services,
+        "NodeIdentities": nodes,
+        "Local": args.local,
+        "ExpirationTTL": args.expires_ttl.clone().unwrap_or_default(),
+        "SecretID": args.secret.clone().unwrap_or_default(),
+        "AccessorID": args.accessor.clone().unwrap_or_default(),
+    });
+    match call(addr, "PUT", "/v1/acl/token", &body.to_string()) {
+        Ok(token) => {
+            print_token(&token);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Failed to create new token: {e}")),
+    }
+}
+
+/// `acl token read -id ID` or `-self`.
+pub fn token_read(addr: &str, id: Option<&str>, this: bool) -> ExitCode {
+    let path = match (id, this) {
+        (_, true) => "/v1/acl/token/self".to_owned(),
+        (Some(id), false) => format!("/v1/acl/token/{}", encode_key(id)),
+        (None, false) => return fail("Must specify the -id parameter"),
+    };
+    match call(addr, "GET", &path, "") {
+        Ok(token) => {
+            print_token(&token);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Error reading token: {e}")),
+    }
+}
+
+/// `acl token list`.
+pub fn token_list(addr: &str) -> ExitCode {
+    match call(addr, "GET", "/v1/acl/tokens", "") {
+        Ok(tokens) => {
+            for (i, token) in tokens
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                if i > 0 {
+                    println!();
+                }
+                print_token(token);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Failed to retrieve the token list: {e}")),
+    }
+}
+
+/// `acl token delete -id ID`.
+pub fn token_delete(addr: &str, id: &str) -> ExitCode {
+    match call(
+        addr,
+        "DELETE",
+        &format!("/v1/acl/token/{}", encode_key(id)),
+        "",
+    ) {
+        Ok(_) => {
+            println!("Token \"{id}\" deleted successfully");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Error deleting token {id:?}: {e}")),
+    }
+}
+
+/// `acl policy create -name NAME [-description] [-rules RULES|@FILE] [-valid-datacenter]`.
+pub fn policy_create(
+    addr: &str,
+    name: &str,
+    description: Option<&str>,
+    rules: Option<&str>,
+    datacenters: &[String],
+) -> ExitCode {
+    let rules = match rules {
+        Some(file) if file.starts_with('@') => match std::fs::read_to_string(&file[1..]) {
+            Ok(text) => text,
+            Err(e) => return fail(format!("Failed to read rules from {}: {e}", &file[1..])),
+        },
+        Some(text) => text.to_owned(),
+        None => String::new(),
+    };
+    let body = serde_json::json!({
+        "Name": name,
+        "Description": description.unwrap_or_default(),
+        "Rules": rules,
+        "Datacenters": datacenters,
+    });
+    match call(addr, "PUT", "/v1/acl/policy", &body.to_string()) {
+        Ok(policy) => {
+            print_policy(&policy);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Failed to create new policy: {e}")),
+    }
+}
+
+fn policy_path(id: Option<&str>, name: Option<&str>) -> Result<String, ExitCode> {
+    match (id, name) {
+        (Some(id), _) => Ok(format!("/v1/acl/policy/{}", encode_key(id))),
+        (None, Some(name)) => Ok(format!("/v1/acl/policy/name/{}", encode_key(name))),
+        (None, None) => Err(fail("Must specify either the -id or -name parameters")),
+    }
+}
+
+/// `acl policy read -id ID` or `-name NAME`.
+pub fn policy_read(addr: &str, id: Option<&str>, name: Option<&str>) -> ExitCode {
+    let path = match policy_path(id, name) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    match call(addr, "GET", &path, "") {
+        Ok(policy) => {
+            print_policy(&policy);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Error reading policy: {e}")),
+    }
+}
+
+/// `acl policy list`.
+pub fn policy_list(addr: &str) -> ExitCode {
+    match call(addr, "GET", "/v1/acl/policies", "") {
+        Ok(policies) => {
+            for policy in policies.as_array().cloned().unwrap_or_default() {
+                println!("{}:", text(&policy, "Name"));
+                println!("   ID:           {}", text(&policy, "ID"));
+                println!("   Description:  {}", text(&policy, "Description"));
+                let dcs: Vec<&str> = policy["Datacenters"]
+                    .as_array()
+                    .map(|d| d.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                println!("   Datacenters:  {}", dcs.join(", "));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Failed to retrieve the policy list: {e}")),
+    }
+}
+
+/// `acl policy delete -id ID` or `-name NAME`.
+pub fn policy_delete(addr: &str, id: Option<&str>, name: Option<&str>) -> ExitCode {
+    let (id, shown) = match (id, name) {
+        (Some(id), _) => (id.to_owned(), id.to_owned()),
+        (None, Some(name)) => {
+            match call(
+                addr,
+                "GET",
+                &format!("/v1/acl/policy/name/{}", encode_key(name)),
+                "",
+            ) {
+                Ok(policy) => (text(&policy, "ID").to_owned(), name.to_owned()),
+                Err(e) => return fail(format!("Error looking up policy {name:?}: {e}")),
+            }
+        }
+        (None, None) => return fail("Must specify either the -id or -name parameters"),
+    };
+    match call(
+        addr,
+        "DELETE",
+        &format!("/v1/acl/policy/{}", encode_key(&id)),
+        "",
+    ) {
+        Ok(_) => {
+            println!("Policy \"{shown}\" deleted successfully");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Error deleting policy {shown:?}: {e}")),
+    }
+}
