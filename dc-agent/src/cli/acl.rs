@@ -99,6 +99,23 @@ pub fn bootstrap(addr: &str) -> ExitCode {
     }
 }
 
+/// `acl set-agent-token KIND TOKEN`.
+pub fn set_agent_token(addr: &str, kind: &str, token: &str) -> ExitCode {
+    let body = serde_json::json!({ "Token": token }).to_string();
+    let response = client(addr).put(
+        &format!("/v1/agent/token/{}", encode_key(kind)),
+        body.as_bytes(),
+    );
+    match response {
+        Ok(r) if r.status == 200 => {
+            println!("ACL token {kind:?} set successfully");
+            ExitCode::SUCCESS
+        }
+        Ok(r) => fail(format!("Failed setting token: {}", r.text().trim())),
+        Err(e) => fail(format!("Failed setting token: {e}")),
+    }
+}
+
 /// What `acl token create` was given.
 #[derive(Debug, Clone, Default)]
 pub struct TokenCreate {

@@ -627,6 +627,13 @@ pub struct ExecArgs {
 pub enum AclCommand {
     /// Make the first management token (once).
     Bootstrap,
+    /// Set one of the agent's tokens (agent, default, agent_recovery).
+    SetAgentToken {
+        /// Which token.
+        kind: String,
+        /// Its secret.
+        token: String,
+    },
     /// Tokens.
     Token {
         #[command(subcommand)]

@@ -188,13 +188,13 @@ pub fn handler(router: Router) -> HttpHandler {
     make_handler(router, None)
 }
 
-/// Answers the agent's own requests with the local router (see [`Internal`]); `token` is
-/// the agent's (`acl.tokens.agent`).
-pub fn internal_handler(router: Router, token: Option<String>) -> HttpHandler {
-    make_handler(router, Some(token))
+/// Answers the agent's own requests with the local router (see [`Internal`]); they carry
+/// the agent's token (`acl.tokens.agent`, as it is at the time).
+pub fn internal_handler(router: Router, tokens: super::acl::SharedTokens) -> HttpHandler {
+    make_handler(router, Some(tokens))
 }
 
-fn make_handler(router: Router, internal: Option<Option<String>>) -> HttpHandler {
+fn make_handler(router: Router, internal: Option<super::acl::SharedTokens>) -> HttpHandler {
     std::sync::Arc::new(move |request: HttpRequest| {
         let router = router.clone();
         let internal = internal.clone();
@@ -205,13 +205,14 @@ fn make_handler(router: Router, internal: Option<Option<String>>) -> HttpHandler
             for (name, value) in &request.headers {
                 builder = builder.header(name.as_str(), value.as_slice());
             }
-            if let Some(internal) = &internal {
+            if let Some(tokens) = &internal {
                 builder = builder.extension(Internal);
                 let has_token = request
                     .headers
                     .iter()
                     .any(|(name, _)| name.eq_ignore_ascii_case("x-consul-token"));
-                if let (Some(token), false) = (internal, has_token) {
+                let token = tokens.lock().for_agent();
+                if let (Some(token), false) = (token, has_token) {
                     builder = builder.header("x-consul-token", token.as_str());
                 }
             }

@@ -77,8 +77,10 @@ pub struct Api {
     pub events: Arc<crate::events::UserEvents>,
     /// ACLs, when enabled.
     pub acl: Option<acl::AclSettings>,
-    /// Token resolutions (a client agent's, or a server's by ACL index).
+    /// Token resolutions (a client agent's).
     pub acl_cache: Arc<acl::ResolutionCache>,
+    /// The agent's tokens (`/v1/agent/token/*`).
+    pub acl_tokens: acl::SharedTokens,
     /// The log lines `/v1/agent/monitor` streams.
     pub logs: crate::monitor::LogStream,
 }
@@ -314,6 +316,7 @@ fn agent_routes() -> Router<Api> {
         .route("/v1/agent/check/update/{id}", put(agent_local::update))
         .route("/v1/agent/maintenance", put(agent_local::node_maintenance))
         .route("/v1/agent/reload", put(agent_local::reload))
+        .route("/v1/agent/token/{kind}", put(acl::set_agent_token))
 }
 
 /// Status, Raft, autopilot, the keyring and usage.

@@ -125,6 +125,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         prepared.metrics.coordination.serf_events.clone(),
         cancel.child_token(),
     ));
+    let acl_tokens = crate::http::acl::AgentTokens::of(prepared.validated.acl.as_ref());
     let api = Api {
         backend: core.backend.clone(),
         agent: Arc::new(agent_info(&prepared, &options, &core)),
@@ -139,15 +140,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         events,
         acl: prepared.validated.acl.clone(),
         acl_cache: Arc::default(),
+        acl_tokens: acl_tokens.clone(),
         logs: options.logs.clone(),
     };
     let router = crate::http::router(api);
-    let agent_token = prepared
-        .validated
-        .acl
-        .as_ref()
-        .and_then(|a| a.agent_token.clone().or_else(|| a.default_token.clone()));
-    let handler = || crate::http::internal_handler(router.clone(), agent_token.clone());
+    let handler = || crate::http::internal_handler(router.clone(), acl_tokens.clone());
     if let Some(server) = &core.server {
         let _ = server
             .http_handler

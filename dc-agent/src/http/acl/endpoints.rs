@@ -692,3 +692,31 @@ pub async fn resolve_token(
         None => Ok((StatusCode::FORBIDDEN, "ACL not found").into_response()),
     }
 }
+
+/// `PUT /v1/agent/token/:kind` (`{"Token": "..."}`): sets one of this agent's tokens
+/// (`agent`, `default`, `agent_recovery`, and Consul's older names), in memory.
+pub async fn set_agent_token(
+    State(api): State<Api>,
+    Path(kind): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    disabled(&api)?;
+    #[derive(Default, Deserialize)]
+    #[serde(rename_all = "PascalCase", default)]
+    struct TokenBody {
+        token: String,
+    }
+    let body: TokenBody = decode(&body)?;
+    let token = (!body.token.is_empty()).then_some(body.token);
+    let mut tokens = api.acl_tokens.lock();
+    match kind.as_str() {
+        "agent" | "acl_agent_token" => tokens.agent = token,
+        "default" | "acl_token" => tokens.default = token,
+        "agent_recovery" | "agent_master" | "acl_agent_master_token" => {
+            tokens.agent_recovery = token
+        }
+        other => return Err(ApiError::NotFound(format!("Token {other:?} is unknown"))),
+    }
+    tracing::info!(kind = %kind, "agent ACL token updated");
+    Ok(StatusCode::OK.into_response())
+}

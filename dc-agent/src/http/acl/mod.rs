@@ -87,6 +87,39 @@ impl AclSettings {
     }
 }
 
+/// The agent's tokens, changed at run time by `/v1/agent/token/*` (`acl set-agent-token`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentTokens {
+    /// `agent`: what the agent's own requests carry (else `default`).
+    pub agent: Option<String>,
+    /// `default`: the token of requests that bring none.
+    pub default: Option<String>,
+    /// `agent_recovery`.
+    pub agent_recovery: Option<String>,
+}
+
+/// The agent's tokens, shared by the guard, the internal requests and the token endpoint.
+pub type SharedTokens = std::sync::Arc<Mutex<AgentTokens>>;
+
+impl AgentTokens {
+    /// The tokens of the settings (none without ACLs).
+    pub fn of(settings: Option<&AclSettings>) -> SharedTokens {
+        std::sync::Arc::new(Mutex::new(settings.map_or_else(
+            AgentTokens::default,
+            |s| AgentTokens {
+                agent: s.agent_token.clone(),
+                default: s.default_token.clone(),
+                agent_recovery: s.agent_recovery.clone(),
+            },
+        )))
+    }
+
+    /// What the agent's own requests carry.
+    pub fn for_agent(&self) -> Option<String> {
+        self.agent.clone().or_else(|| self.default.clone())
+    }
+}
+
 /// The secret a request presents: `X-Consul-Token`, `Authorization: Bearer`, `?token=`.
 pub fn token_of(request: &Request) -> Option<String> {
     let headers = request.headers();
@@ -217,7 +250,8 @@ pub async fn resolve(
     settings: &AclSettings,
     secret: Option<&str>,
 ) -> Result<Resolved, ResolveError> {
-    let secret = secret.or(settings.default_token.as_deref());
+    let default = api.acl_tokens.lock().default.clone();
+    let secret = secret.or(default.as_deref());
     match &api.backend {
         Backend::Server(server) => {
             let datacenter = api.agent.datacenter.clone();
@@ -382,7 +416,7 @@ pub async fn guard(State(api): State<Api>, mut request: Request, next: Next) -> 
     // The recovery token manages this agent's own endpoints, with no server.
     if request.uri().path().starts_with("/v1/agent/")
         && secret.is_some()
-        && secret == settings.agent_recovery
+        && secret == api.acl_tokens.lock().agent_recovery
     {
         return next.run(request).await;
     }
