@@ -166,6 +166,42 @@ fn acls_deny_by_default_and_policies_decide() {
     let (status, text) = with_token(&cluster, 0, "PUT", "/v1/kv/app/x", &secret, "2");
     assert_eq!((status, text.as_str()), (403, "ACL not found"));
 
+    // DNS shows only what the default token may read: nothing under deny without one.
+    let dig = |name: &str| {
+        let out = std::process::Command::new("dig")
+            .args([
+                "@127.156.0.1",
+                "-p",
+                "8600",
+                "+short",
+                "+time=2",
+                "+tries=1",
+                name,
+            ])
+            .output()
+            .expect("dig (dnsutils) is installed by the test script");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(
+        dig("consul.service.consul"),
+        "",
+        "anonymous DNS under deny shows nothing"
+    );
+    let (status, _) = with_token(
+        &cluster,
+        0,
+        "PUT",
+        "/v1/agent/token/default",
+        MANAGEMENT,
+        &format!("{{\"Token\": \"{MANAGEMENT}\"}}"),
+    );
+    assert_eq!(status, 200);
+    cluster.wait_for(
+        "DNS through the default token",
+        Duration::from_secs(10),
+        |_| (dig("consul.service.consul") == "127.156.0.1").then_some(()),
+    );
+
     // The client agent's anti-entropy carries the agent token: its node is registered.
     cluster.wait_for("c1 in the catalog", Duration::from_secs(30), |c| {
         let (status, text) = with_token(c, 0, "GET", "/v1/catalog/nodes", MANAGEMENT, "");

@@ -62,6 +62,51 @@ pub trait CatalogView {
     }
 }
 
+/// A view seen through an ACL token (the agent's `tokens.default`, as Consul's DNS): only
+/// the services and nodes it may read; with no token resolved yet, nothing.
+pub struct Filtered<'a> {
+    /// The view.
+    pub inner: &'a dyn CatalogView,
+    /// What the token may read (none: nothing).
+    pub auth: Option<&'a acl::Authorizer>,
+}
+
+impl Filtered<'_> {
+    fn may_read(&self, resource: acl::Resource, name: &str) -> bool {
+        self.auth
+            .is_some_and(|auth| auth.allows(resource, name, acl::Need::Read))
+    }
+}
+
+impl CatalogView for Filtered<'_> {
+    fn instances(&self, service: &str) -> Vec<Instance> {
+        if !self.may_read(acl::Resource::Service, service) {
+            return Vec::new();
+        }
+        self.inner
+            .instances(service)
+            .into_iter()
+            .filter(|i| self.may_read(acl::Resource::Node, &i.node))
+            .collect()
+    }
+
+    fn node(&self, name: &str) -> Option<NodeInfo> {
+        if !self.may_read(acl::Resource::Node, name) {
+            return None;
+        }
+        self.inner.node(name)
+    }
+
+    fn nodes_at(&self, address: IpAddr) -> Option<Vec<String>> {
+        self.inner.nodes_at(address).map(|nodes| {
+            nodes
+                .into_iter()
+                .filter(|n| self.may_read(acl::Resource::Node, n))
+                .collect()
+        })
+    }
+}
+
 impl CatalogView for crate::state::Catalog {
     fn instances(&self, service: &str) -> Vec<Instance> {
         // DNS names are case-insensitive; catalog names keep their case. Most are lower

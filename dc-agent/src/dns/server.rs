@@ -49,12 +49,42 @@ pub enum Source {
     Remote(super::view::RemoteView),
 }
 
+/// What DNS may show when ACLs are on: the default token's authorizer, kept current by
+/// the agent (none inside: not resolved yet, so nothing).
+pub type DnsAcl = std::sync::Arc<parking_lot::RwLock<Option<acl::Authorizer>>>;
+
 /// Answers DNS queries from the catalog.
 pub struct DnsHandler {
     source: Source,
     settings: Settings,
     recursion: Recursion,
     queries: IntCounterVec,
+    acl: Option<DnsAcl>,
+}
+
+impl DnsHandler {
+    /// `answer` over `view`, seen through the DNS token when ACLs are on.
+    fn answer_with(
+        &self,
+        qname: &str,
+        qtype: QueryType,
+        settings: &Settings,
+        view: &dyn super::answer::CatalogView,
+        seed: u64,
+        serial: u32,
+    ) -> Answer {
+        match &self.acl {
+            None => answer(qname, qtype, settings, view, seed, serial),
+            Some(acl) => {
+                let auth = acl.read().clone();
+                let filtered = super::answer::Filtered {
+                    inner: view,
+                    auth: auth.as_ref(),
+                };
+                answer(qname, qtype, settings, &filtered, seed, serial)
+            }
+        }
+    }
 }
 
 /// Sends `query` to `upstream` and returns its answer: over TCP (length-prefixed) when the
@@ -211,7 +241,7 @@ impl DnsHandler {
             };
             let mut settings = self.settings.clone();
             settings.datacenter = dc;
-            return Some(answer(qname, qtype, &settings, &prepared, seed, serial));
+            return Some(self.answer_with(qname, qtype, &settings, &prepared, seed, serial));
         }
         match &self.source {
             Source::Local { lag, max_stale, .. } if lag() > *max_stale => {
@@ -220,7 +250,7 @@ impl DnsHandler {
             }
             Source::Local { state, .. } => state
                 .read(|data| {
-                    answer(
+                    self.answer_with(
                         qname,
                         qtype,
                         &self.settings,
@@ -247,14 +277,7 @@ impl DnsHandler {
                         }
                     },
                 };
-                Some(answer(
-                    qname,
-                    qtype,
-                    &self.settings,
-                    &prepared,
-                    seed,
-                    serial,
-                ))
+                Some(self.answer_with(qname, qtype, &self.settings, &prepared, seed, serial))
             }
         }
     }
@@ -428,6 +451,7 @@ pub async fn serve(
     settings: Settings,
     recursion: Recursion,
     queries: IntCounterVec,
+    acl: Option<DnsAcl>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let udp = tokio::net::UdpSocket::bind(addr)
@@ -441,6 +465,7 @@ pub async fn serve(
         settings,
         recursion,
         queries,
+        acl,
     });
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 65_535);

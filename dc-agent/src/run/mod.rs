@@ -143,6 +143,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         acl_tokens: acl_tokens.clone(),
         logs: options.logs.clone(),
     };
+    let dns_acl = dns_acl(&api, tasks, &cancel);
     let router = crate::http::router(api);
     let handler = || crate::http::internal_handler(router.clone(), acl_tokens.clone());
     if let Some(server) = &core.server {
@@ -159,7 +160,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         coordinate_queue.as_ref(),
         &cancel,
     );
-    start_dns(&prepared, &core, handler(), &cancel).await?;
+    start_dns(&prepared, &core, handler(), dns_acl, &cancel).await?;
     let (http, https) = bind_listeners(&prepared, &cancel).await?;
     print_banner(&prepared, &core, https.is_some());
     watches.replace(&config.watches);
@@ -569,6 +570,7 @@ async fn start_dns(
     prepared: &Prepared,
     core: &Core,
     handler: crate::rpc::messages::HttpHandler,
+    acl: Option<crate::dns::server::DnsAcl>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let v = &prepared.validated;
@@ -593,9 +595,39 @@ async fn start_dns(
             timeout: v.dns.recursor_timeout,
         },
         prepared.metrics.dns_queries.clone(),
+        acl,
         cancel.child_token(),
     )
     .await
+}
+
+/// With ACLs, what DNS may show: the default token's authorizer (as Consul's DNS uses it),
+/// resolved again every 2 s (a client agent asks a server, within `token_ttl`). Until the
+/// first resolution, and for a token that no longer exists, DNS shows nothing.
+fn dns_acl(
+    api: &Api,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Option<crate::dns::server::DnsAcl> {
+    let settings = api.acl.clone()?;
+    let acl = crate::dns::server::DnsAcl::default();
+    let (api, shared, cancel) = (api.clone(), acl.clone(), cancel.clone());
+    tasks.spawn(async move {
+        use crate::http::acl::{resolve, ResolveError};
+        loop {
+            match resolve(&api, &settings, None).await {
+                Ok(resolved) => *shared.write() = Some(resolved.authorizer),
+                Err(ResolveError::NotFound) => *shared.write() = None,
+                // No server to ask: keep what is known (down_policy's extend-cache).
+                Err(ResolveError::Unreachable(_)) => {}
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    });
+    Some(acl)
 }
 
 /// The HTTP and HTTPS listeners (either may be off).
