@@ -153,6 +153,49 @@ fn acls_deny_by_default_and_policies_decide() {
     assert_eq!(status, 200, "{me}");
     assert!(me.contains(&accessor));
 
+    // Identities as Consul's templates: a node identity writes its own node only; a service
+    // identity registers its service on a node without touching the node.
+    let identities = r#"{"NodeIdentities": [{"NodeName": "edge1", "Datacenter": "dc1"}], "ServiceIdentities": [{"ServiceName": "web"}]}"#;
+    let (status, body) = with_token(&cluster, 0, "PUT", "/v1/acl/token", MANAGEMENT, identities);
+    assert_eq!(status, 200, "{body}");
+    let id_token: Value = serde_json::from_str(&body).expect("token");
+    let id_secret = id_token["SecretID"].as_str().expect("secret").to_owned();
+    let node = |name: &str| format!(r#"{{"Node": "{name}", "Address": "10.1.1.1"}}"#);
+    assert_eq!(
+        with_token(
+            &cluster,
+            0,
+            "PUT",
+            "/v1/catalog/register",
+            &id_secret,
+            &node("edge1")
+        )
+        .0,
+        200
+    );
+    let (status, text) = with_token(
+        &cluster,
+        0,
+        "PUT",
+        "/v1/catalog/register",
+        &id_secret,
+        &node("edge2"),
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("'node:write' on \"edge2\""), "{text}");
+    let web =
+        r#"{"Node": "edge1", "SkipNodeUpdate": true, "Service": {"Service": "web", "Port": 80}}"#;
+    assert_eq!(
+        with_token(&cluster, 0, "PUT", "/v1/catalog/register", &id_secret, web).0,
+        200
+    );
+    let db =
+        r#"{"Node": "edge1", "SkipNodeUpdate": true, "Service": {"Service": "db", "Port": 5432}}"#;
+    assert_eq!(
+        with_token(&cluster, 0, "PUT", "/v1/catalog/register", &id_secret, db).0,
+        403
+    );
+
     // Deleted: the token stops working at once on the server.
     let (status, _) = with_token(
         &cluster,

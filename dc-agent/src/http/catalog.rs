@@ -54,7 +54,11 @@ async fn apply(api: &Api, command: Command) -> Result<Response, ApiError> {
 }
 
 /// `PUT /v1/catalog/register`.
-pub async fn register(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn register(
+    State(api): State<Api>,
+    token: Option<axum::Extension<super::acl::Resolved>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let request: RegisterRequest = decode(&body)?;
     let mut checks: Vec<_> = request.check.into_iter().chain(request.checks).collect();
     let mut registration_checks = Vec::new();
@@ -102,6 +106,9 @@ pub async fn register(State(api): State<Api>, body: Bytes) -> Result<Response, A
         }),
         checks: registration_checks,
     };
+    if let Some(axum::Extension(token)) = &token {
+        check_registration(token, &registration)?;
+    }
     let command = if request.id.is_empty() {
         Command::Register(Box::new(registration))
     } else {
@@ -119,11 +126,84 @@ pub async fn register(State(api): State<Api>, body: Bytes) -> Result<Response, A
     apply(&api, command).await
 }
 
+/// With ACLs, what a registration needs (Consul's rule): `node:write` on the node unless
+/// only a service and its checks are added (`SkipNodeUpdate`), `service:write` on the
+/// service.
+fn check_registration(
+    token: &super::acl::Resolved,
+    registration: &Registration,
+) -> Result<(), ApiError> {
+    use super::acl::Required;
+    let mut needs = Vec::new();
+    let node_checks = registration.checks.iter().any(|c| c.service_id.is_empty());
+    if !registration.skip_node_update || node_checks || registration.service.is_none() {
+        needs.push(Required::One(
+            acl::Resource::Node,
+            registration.node.clone(),
+            acl::Need::Write,
+        ));
+    }
+    if let Some(service) = &registration.service {
+        needs.push(Required::One(
+            acl::Resource::Service,
+            service.name.clone(),
+            acl::Need::Write,
+        ));
+    }
+    match Required::All(needs).refused_by(&token.authorizer) {
+        Some(permission) => Err(ApiError::Forbidden(super::acl::denied_text(
+            &token.accessor_id,
+            &permission,
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `PUT /v1/catalog/deregister`.
-pub async fn deregister(State(api): State<Api>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn deregister(
+    State(api): State<Api>,
+    token: Option<axum::Extension<super::acl::Resolved>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let request: DeregisterRequest = decode(&body)?;
     if request.node.is_empty() {
         return Err(ApiError::BadRequest("Must provide node".to_owned()));
+    }
+    if let Some(axum::Extension(token)) = &token {
+        // As Consul: a service's deregistration needs service:write on it, anything else
+        // node:write.
+        let service = (!request.service_id.is_empty())
+            .then(|| {
+                api.server()
+                    .ok()?
+                    .state
+                    .read(|data| {
+                        data.state
+                            .catalog
+                            .node_services(&request.node)
+                            .find(|s| s.id == request.service_id)
+                            .map(|s| s.name.clone())
+                    })
+                    .ok()
+                    .flatten()
+            })
+            .flatten();
+        let need = match &service {
+            Some(name) => {
+                super::acl::Required::One(acl::Resource::Service, name.clone(), acl::Need::Write)
+            }
+            None => super::acl::Required::One(
+                acl::Resource::Node,
+                request.node.clone(),
+                acl::Need::Write,
+            ),
+        };
+        if let Some(permission) = need.refused_by(&token.authorizer) {
+            return Err(ApiError::Forbidden(super::acl::denied_text(
+                &token.accessor_id,
+                &permission,
+            )));
+        }
     }
     let some = |s: String| if s.is_empty() { None } else { Some(s) };
     apply(

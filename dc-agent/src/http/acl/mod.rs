@@ -393,13 +393,16 @@ impl ResolveAnswer {
     }
 }
 
+/// Consul's refusal, as text.
+pub fn denied_text(accessor_id: &str, permission: &str) -> String {
+    format!(
+        "Permission denied: token with AccessorID '{accessor_id}' lacks permission {permission}"
+    )
+}
+
 /// Consul's refusal.
 pub fn denied(accessor_id: &str, permission: &str) -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        format!("Permission denied: token with AccessorID '{accessor_id}' lacks permission {permission}"),
-    )
-        .into_response()
+    (StatusCode::FORBIDDEN, denied_text(accessor_id, permission)).into_response()
 }
 
 /// The middleware: resolves the request's token and checks what the endpoint needs; the
