@@ -196,6 +196,37 @@ fn acls_deny_by_default_and_policies_decide() {
         403
     );
 
+    // Lists are filtered, as Consul's, and say so: the app token reads app/ keys only.
+    assert_eq!(
+        with_token(&cluster, 0, "PUT", "/v1/kv/app/y", MANAGEMENT, "2").0,
+        200
+    );
+    assert_eq!(
+        with_token(&cluster, 0, "PUT", "/v1/kv/other/y", MANAGEMENT, "2").0,
+        200
+    );
+    let listed = cluster.agents[0]
+        .client()
+        .with_token(Some(secret.clone()))
+        .get("/v1/kv/?keys")
+        .expect("an answer");
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let keys: Vec<String> = listed.json().expect("keys");
+    assert!(
+        keys.iter().all(|k| k.starts_with("app/")) && keys.len() >= 2,
+        "{keys:?}"
+    );
+    assert_eq!(
+        listed.header("x-consul-results-filtered-by-acls"),
+        Some("true")
+    );
+    let services = cluster.agents[0]
+        .client()
+        .with_token(Some(secret.clone()))
+        .get("/v1/catalog/services")
+        .expect("an answer");
+    assert_eq!((services.status, services.text().as_str()), (200, "{}"));
+
     // Deleted: the token stops working at once on the server.
     let (status, _) = with_token(
         &cluster,

@@ -359,7 +359,11 @@ pub(super) async fn read<T>(
 }
 
 /// `GET /v1/catalog/nodes`.
-pub async fn nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+pub async fn nodes(
+    State(api): State<Api>,
+    uri: Uri,
+    token: Option<axum::Extension<super::acl::Resolved>>,
+) -> Result<Response, ApiError> {
     let near = params(uri.query())?.get("near").cloned();
     let wanted = node_meta_filter(uri.query())?;
     let filter = filter_of(&uri, super::selectors::NODES)?;
@@ -379,11 +383,29 @@ pub async fn nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiErro
         (catalog.indexes().nodes, nodes)
     })
     .await?;
-    Ok(json(&api, index, consistency, &filtered(&nodes, &filter)?))
+    let mut nodes = nodes;
+    let mut hidden = false;
+    if let Some(axum::Extension(token)) = &token {
+        let before = nodes.len();
+        nodes.retain(|n| {
+            token
+                .authorizer
+                .allows(acl::Resource::Node, &n.node, acl::Need::Read)
+        });
+        hidden = nodes.len() != before;
+    }
+    Ok(super::acl::mark_filtered(
+        json(&api, index, consistency, &filtered(&nodes, &filter)?),
+        hidden,
+    ))
 }
 
 /// `GET /v1/catalog/services`.
-pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+pub async fn services(
+    State(api): State<Api>,
+    uri: Uri,
+    token: Option<axum::Extension<super::acl::Resolved>>,
+) -> Result<Response, ApiError> {
     let wanted = node_meta_filter(uri.query())?;
     let filter = filter_of(&uri, super::selectors::SERVICE_NODES)?;
     let (index, services, consistency) = read(&api, &uri, |data| {
@@ -449,7 +471,20 @@ pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiE
             .map(|(name, tags)| (name, tags.into_iter().collect()))
             .collect();
     }
-    Ok(json(&api, index, consistency, &services))
+    let mut hidden = false;
+    if let Some(axum::Extension(token)) = &token {
+        let before = services.len();
+        services.retain(|name, _| {
+            token
+                .authorizer
+                .allows(acl::Resource::Service, name, acl::Need::Read)
+        });
+        hidden = services.len() != before;
+    }
+    Ok(super::acl::mark_filtered(
+        json(&api, index, consistency, &services),
+        hidden,
+    ))
 }
 
 /// `GET /v1/operator/usage`: how many nodes, services and instances the catalog holds, in
@@ -491,6 +526,7 @@ pub async fn service(
     State(api): State<Api>,
     Path(name): Path<String>,
     uri: Uri,
+    token: Option<axum::Extension<super::acl::Resolved>>,
 ) -> Result<Response, ApiError> {
     let params = params(uri.query())?;
     let tags = tags(&params);
@@ -513,11 +549,20 @@ pub async fn service(
         (catalog.service_index(&name), entries)
     })
     .await?;
-    Ok(json(
-        &api,
-        index,
-        consistency,
-        &filtered(&entries, &filter)?,
+    let mut entries = entries;
+    let mut hidden = false;
+    if let Some(axum::Extension(token)) = &token {
+        let before = entries.len();
+        let auth = &token.authorizer;
+        if !auth.allows(acl::Resource::Service, &name, acl::Need::Read) {
+            entries.clear();
+        }
+        entries.retain(|e| auth.allows(acl::Resource::Node, &e.node, acl::Need::Read));
+        hidden = entries.len() != before;
+    }
+    Ok(super::acl::mark_filtered(
+        json(&api, index, consistency, &filtered(&entries, &filter)?),
+        hidden,
     ))
 }
 
@@ -577,6 +622,7 @@ pub async fn health_service(
     State(api): State<Api>,
     Path(name): Path<String>,
     uri: Uri,
+    token: Option<axum::Extension<super::acl::Resolved>>,
 ) -> Result<Response, ApiError> {
     let params = params(uri.query())?;
     let tags = tags(&params);
@@ -606,11 +652,20 @@ pub async fn health_service(
         (catalog.service_index(&name), entries)
     })
     .await?;
-    Ok(json(
-        &api,
-        index,
-        consistency,
-        &filtered(&entries, &filter)?,
+    let mut entries = entries;
+    let mut hidden = false;
+    if let Some(axum::Extension(token)) = &token {
+        let before = entries.len();
+        let auth = &token.authorizer;
+        if !auth.allows(acl::Resource::Service, &name, acl::Need::Read) {
+            entries.clear();
+        }
+        entries.retain(|e| auth.allows(acl::Resource::Node, &e.node.node, acl::Need::Read));
+        hidden = entries.len() != before;
+    }
+    Ok(super::acl::mark_filtered(
+        json(&api, index, consistency, &filtered(&entries, &filter)?),
+        hidden,
     ))
 }
 

@@ -83,7 +83,12 @@ enum Answer {
     Entries(Vec<KvPair>),
 }
 
-async fn read(api: Api, key: String, uri: Uri) -> Result<Response, ApiError> {
+async fn read(
+    api: Api,
+    key: String,
+    uri: Uri,
+    token: Option<super::acl::Resolved>,
+) -> Result<Response, ApiError> {
     check_key(&key, false)?;
     let params = params(uri.query())?;
     let consistency = Consistency::from_params(&params)?;
@@ -122,6 +127,44 @@ async fn read(api: Api, key: String, uri: Uri) -> Result<Response, ApiError> {
         })
         .await?
     };
+    // With ACLs, a recursive read or key list shows only the keys the token may read (as
+    // Consul's, which says so in a header).
+    let mut filtered = false;
+    let answer = match (answer, &token) {
+        (Answer::Keys(mut keys), Some(token)) => {
+            let before = keys.len();
+            keys.retain(|k| {
+                token
+                    .authorizer
+                    .allows(acl::Resource::Key, k, acl::Need::Read)
+            });
+            filtered = keys.len() != before;
+            Answer::Keys(keys)
+        }
+        (Answer::Entries(mut entries), Some(token)) => {
+            let before = entries.len();
+            entries.retain(|e| {
+                token
+                    .authorizer
+                    .allows(acl::Resource::Key, &e.key, acl::Need::Read)
+            });
+            filtered = entries.len() != before;
+            Answer::Entries(entries)
+        }
+        (answer, None) => answer,
+    };
+    let response = respond(&api, answer, index, consistency, raw)?;
+    Ok(super::acl::mark_filtered(response, filtered))
+}
+
+fn respond(
+    api: &Api,
+    answer: Answer,
+    index: u64,
+    consistency: Consistency,
+    raw: bool,
+) -> Result<Response, ApiError> {
+    let api = api.clone();
     match answer {
         Answer::Keys(keys) if keys.is_empty() => Ok(not_found(&api, index, consistency)),
         Answer::Keys(keys) => Ok(json(&api, index, consistency, &keys)),
@@ -274,13 +317,18 @@ pub async fn get(
     State(api): State<Api>,
     Path(key): Path<String>,
     uri: Uri,
+    token: Option<axum::Extension<super::acl::Resolved>>,
 ) -> Result<Response, ApiError> {
-    read(api, key, uri).await
+    read(api, key, uri, token.map(|t| t.0)).await
 }
 
 /// `GET /v1/kv/`.
-pub async fn get_root(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
-    read(api, String::new(), uri).await
+pub async fn get_root(
+    State(api): State<Api>,
+    uri: Uri,
+    token: Option<axum::Extension<super::acl::Resolved>>,
+) -> Result<Response, ApiError> {
+    read(api, String::new(), uri, token.map(|t| t.0)).await
 }
 
 /// `PUT /v1/kv/<key>`.

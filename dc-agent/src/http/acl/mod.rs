@@ -393,6 +393,18 @@ impl ResolveAnswer {
     }
 }
 
+/// Says in a header that ACLs took something out of the answer (Consul's
+/// `X-Consul-Results-Filtered-By-ACLs`).
+pub fn mark_filtered(mut response: Response, filtered: bool) -> Response {
+    if filtered {
+        response.headers_mut().insert(
+            "x-consul-results-filtered-by-acls",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
 /// Consul's refusal, as text.
 pub fn denied_text(accessor_id: &str, permission: &str) -> String {
     format!(

@@ -121,7 +121,10 @@ pub fn required(method: &Method, uri: &Uri) -> Required {
     }
     if path.starts_with("/v1/kv/") {
         let key = key_of(path);
-        return if has("recurse") || has("keys") {
+        return if (has("recurse") || has("keys")) && read {
+            // Answered with what the token may read (the handler filters).
+            AnyToken
+        } else if has("recurse") || has("keys") {
             Under(Resource::Key, key, need)
         } else {
             One(Resource::Key, key, need)
@@ -159,10 +162,15 @@ pub fn required(method: &Method, uri: &Uri) -> Required {
             Under(Resource::Service, String::new(), Need::Read),
         ]);
     }
-    if path.starts_with("/v1/catalog/service/")
+    // Answered with what the token may read (the handlers filter, as Consul's).
+    if path == "/v1/catalog/services"
+        || path == "/v1/catalog/nodes"
+        || path.starts_with("/v1/catalog/service/")
         || path.starts_with("/v1/health/service/")
-        || path.starts_with("/v1/health/checks/")
     {
+        return AnyToken;
+    }
+    if path.starts_with("/v1/health/checks/") {
         let service = path.rsplit('/').next().unwrap_or_default().to_owned();
         return All(vec![
             One(Resource::Service, service, Need::Read),
@@ -233,9 +241,10 @@ mod tests {
             need(Method::PUT, "/v1/kv/app/x"),
             Required::One(Resource::Key, "app/x".into(), Need::Write)
         );
+        assert_eq!(need(Method::GET, "/v1/kv/app/?recurse"), Required::AnyToken);
         assert_eq!(
-            need(Method::GET, "/v1/kv/app/?recurse"),
-            Required::Under(Resource::Key, "app/".into(), Need::Read)
+            need(Method::DELETE, "/v1/kv/app/?recurse"),
+            Required::Under(Resource::Key, "app/".into(), Need::Write)
         );
         assert_eq!(need(Method::GET, "/v1/status/leader"), Required::Nothing);
         assert_eq!(need(Method::PUT, "/v1/acl/bootstrap"), Required::Nothing);
