@@ -47,12 +47,14 @@ fn main() -> ExitCode {
         } => catalog(&addr, command, datacenter),
         Command::Operator { command } => operator(&addr, command),
         Command::Acl { command } => acl(&addr, command),
+        Command::Keyring { rotate: true, .. } => cli::keyring::rotate(&addr),
         Command::Keyring {
             list,
             install,
             use_key,
             remove,
             local_only,
+            rotate: false,
         } => cli::keyring::keyring(&addr, list, install, use_key, remove, local_only),
         Command::Info => cli::info::info(&addr),
         Command::Snapshot { command } => match command {

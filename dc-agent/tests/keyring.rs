@@ -141,6 +141,36 @@ fn the_gossip_key_rotates_across_the_federation_without_downtime() {
     );
     assert_eq!(r.status, 400, "{}", r.text());
 
+    // `-rotate` does the three steps in one, checked on every member of every pool.
+    let rotated = cluster.wait_for("keyring -rotate", Duration::from_secs(60), |_| {
+        let (code, out, _) = support::cli(&http, &["keyring", "-rotate"]);
+        (code == 0).then_some(out)
+    });
+    assert!(
+        rotated.contains("installed on every member of every pool"),
+        "{rotated}"
+    );
+    assert!(
+        rotated.contains("primary on every member of every pool"),
+        "{rotated}"
+    );
+    let newest = rotated.lines().last().unwrap_or_default().trim().to_owned();
+    assert_ne!(newest, new);
+    let (_, listed, _) = support::cli(&http, &["keyring", "-list"]);
+    assert!(!listed.contains(&new), "{listed}");
+    assert_eq!(
+        listed.matches(&format!("{newest} [")).count(),
+        3,
+        "{listed}"
+    );
+    for node in ["dc1/s1", "dc1/c1", "dc2/s1"] {
+        assert_eq!(
+            keyring_file(&cluster, node),
+            std::slice::from_ref(&newest),
+            "{node}"
+        );
+    }
+
     // A restarted agent keeps the rotated keyring (its config still says the old key) and
     // rejoins; without the file it could not.
     cluster.agents[C1].stop();

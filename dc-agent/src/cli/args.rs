@@ -164,6 +164,10 @@ pub enum Command {
         /// Only this datacenter's agents, not the WAN pool or other datacenters.
         #[arg(long)]
         local_only: bool,
+        /// Replace the key in one checked step: generate, install everywhere, check, make
+        /// primary, check, remove the old one (stops at a safe point on failure).
+        #[arg(long)]
+        rotate: bool,
     },
     /// Read and write the KV store.
     Kv {

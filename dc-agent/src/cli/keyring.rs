@@ -84,3 +84,129 @@ pub fn keyring(
     }
     ExitCode::SUCCESS
 }
+
+/// One keyring operation over HTTP, tried up to 5 times a second apart (gossip is
+/// datagrams: a member may miss one; every operation can be run again); the pools' entries.
+fn operation(addr: &str, method: &str, key: Option<&str>) -> Result<Vec<Value>, String> {
+    let body = key.map(|k| serde_json::json!({ "Key": k }).to_string().into_bytes());
+    let path = "/v1/operator/keyring";
+    let mut last = String::new();
+    for attempt in 0..5 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        let api = client(addr);
+        let result = match (method, &body) {
+            ("POST", Some(body)) => api.post(path, body),
+            ("PUT", Some(body)) => api.put(path, body),
+            ("DELETE", Some(body)) => api.delete_with_body(path, body),
+            _ => api.get(path),
+        };
+        match result {
+            Ok(r) if r.status == 200 && r.body.is_empty() => return Ok(Vec::new()),
+            Ok(r) if r.status == 200 => return r.json::<Vec<Value>>(),
+            Ok(r) => last = r.text().trim().to_owned(),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Pools where `check` does not hold for `key` (`Keys` or `PrimaryKeys` short of every
+/// node), as `dc1 (LAN) 2/3`.
+fn short(entries: &[Value], field: &str, key: &str) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let nodes = entry["NumNodes"].as_u64().unwrap_or(0);
+            let have = entry[field][key].as_u64().unwrap_or(0);
+            (have != nodes).then(|| {
+                let pool = if entry["WAN"].as_bool().unwrap_or(false) {
+                    "WAN".to_owned()
+                } else {
+                    format!("{} (LAN)", entry["Datacenter"].as_str().unwrap_or(""))
+                };
+                format!("{pool} {have}/{nodes}")
+            })
+        })
+        .collect()
+}
+
+/// `keyring -rotate`: a new key installed everywhere, checked, made primary, checked, and
+/// the old one removed; each step checked on every member of every pool before the next.
+/// A step that fails stops there, with nothing lost, and says how to go on.
+pub fn rotate(addr: &str) -> ExitCode {
+    println!("==> Rotating the gossip encryption key...");
+    let entries = match operation(addr, "GET", None) {
+        Ok(entries) => entries,
+        Err(e) => return fail(format!("Error: listing the keyring: {e}")),
+    };
+    let old: std::collections::BTreeSet<String> = entries
+        .iter()
+        .filter_map(|e| e["PrimaryKeys"].as_object())
+        .flat_map(|p| p.keys().cloned())
+        .collect();
+    if old.is_empty() {
+        return fail("Error: no primary key found: is gossip encryption on?");
+    }
+    let Ok(new) = crate::keygen::new_gossip_key() else {
+        return fail("Error: the system random number generator failed");
+    };
+    let stop = |step: &str, why: String, resume: String| {
+        fail(format!(
+            "Error: stopped at \"{step}\": {why}\nNothing is lost: every agent still opens packets sealed with the old key.\nTo go on: {resume}"
+        ))
+    };
+    let old_list: Vec<&str> = old.iter().map(String::as_str).collect();
+    let removals = old_list
+        .iter()
+        .map(|k| format!("dc-agent keyring -remove {k}"))
+        .collect::<Vec<_>>()
+        .join(", then ");
+    // 1. Install, then check every member holds it.
+    if let Err(e) = operation(addr, "POST", Some(&new)) {
+        return stop(
+            "install",
+            e,
+            format!("dc-agent keyring -install {new}, then -use {new}, then {removals}"),
+        );
+    }
+    let entries = operation(addr, "GET", None).unwrap_or_default();
+    let missing = short(&entries, "Keys", &new);
+    if !missing.is_empty() {
+        return stop(
+            "install",
+            format!("the new key is not on every member yet ({})", missing.join(", ")),
+            format!("dc-agent keyring -install {new} until -list shows it everywhere, then -use {new}, then {removals}"),
+        );
+    }
+    println!("    installed on every member of every pool");
+    // 2. Make it primary, then check.
+    if let Err(e) = operation(addr, "PUT", Some(&new)) {
+        return stop(
+            "use",
+            e,
+            format!("dc-agent keyring -use {new}, then {removals}"),
+        );
+    }
+    let entries = operation(addr, "GET", None).unwrap_or_default();
+    let behind = short(&entries, "PrimaryKeys", &new);
+    if !behind.is_empty() {
+        return stop(
+            "use",
+            format!("the new key is not primary everywhere yet ({})", behind.join(", ")),
+            format!("dc-agent keyring -use {new} until -list shows it primary everywhere, then {removals}"),
+        );
+    }
+    println!("    primary on every member of every pool");
+    // 3. Remove the old key(s).
+    for key in &old_list {
+        if let Err(e) = operation(addr, "DELETE", Some(key)) {
+            return stop("remove", e, removals.clone());
+        }
+    }
+    println!("    old key removed");
+    println!("==> Done. Every agent seals and opens with the new key:");
+    println!("{new}");
+    ExitCode::SUCCESS
+}
