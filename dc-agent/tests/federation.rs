@@ -85,6 +85,58 @@ fn gateway_metrics(address: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A rogue: a gateway certificate for a datacenter nobody declared (dc7, issued by the
+/// federation's CA, as a stolen CA key or a careless operator would), which tells the
+/// gateway at `gateway` to forget `dc`; what the gateway answered.
+fn rogue_forget(out: &std::path::Path, gateway: &str, dc: &str) -> String {
+    let ca_pem = std::fs::read_to_string(out.join("ca/ca.pem")).expect("CA");
+    let ca_key = std::fs::read_to_string(out.join("ca/ca-key.pem")).expect("CA key");
+    let ca = pki::CertificateAuthority::from_pem(&ca_pem, &ca_key).expect("CA");
+    let request = pki::CertRequest {
+        role: wire::Role::Gateway,
+        datacenter: "dc7".into(),
+        domain: "consul".into(),
+        node: Some("rogue".into()),
+        ips: vec![],
+        dns_names: vec![],
+    };
+    let validity = pki::Validity::days_from(time::OffsetDateTime::now_utc(), 1).expect("validity");
+    let issued = ca.issue(&request, validity).expect("a certificate");
+    let tls = pki::NodeTls::from_pem(
+        ca_pem.as_bytes(),
+        issued.cert_pem.as_bytes(),
+        issued.key_pem.as_bytes(),
+    )
+    .expect("TLS");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let rustls = tls
+            .client_config(
+                pki::PeerPolicy::gateways("consul"),
+                &[wire::route::ALPN_WAN],
+            )
+            .expect("client config");
+        let client = link::client_config(rustls).expect("quinn config");
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+        endpoint.set_default_client_config(client);
+        let connection = endpoint
+            .connect(gateway.parse().expect("addr"), "gateway.dc1.consul")
+            .expect("connect")
+            .await
+            .expect("a WAN link (the certificate is the federation's)");
+        let (mut send, mut recv) = connection.open_bi().await.expect("a stream");
+        let open = wire::route::StreamOpen::new(wire::route::StreamKind::Forget(dc.into()));
+        link::write_frame(&mut send, &open).await.expect("sent");
+        let status: wire::route::RouteStatus =
+            link::read_frame(&mut recv).await.expect("an answer");
+        format!("{status:?}")
+    })
+}
+
 #[test]
 fn requests_for_another_datacenter_cross_the_gateways() {
     let mut cluster = render();
@@ -511,6 +563,16 @@ fn requests_for_another_datacenter_cross_the_gateways() {
                 .then_some(())
         },
     );
+
+    // A forged Forget of a live datacenter is refused and counted; dc2 stays reachable. (Last: the rogue's own
+    // link is still accepted today, so its datacenter shows in the federation; issue 11.)
+    let answer = rogue_forget(cluster.dir.path(), "127.104.0.100:8443", "dc2");
+    assert!(answer.contains("linked and alive"), "{answer}");
+    assert!(gateway_metrics("127.104.0.100")
+        .lines()
+        .any(|l| l.starts_with("isthmus_gateway_refused_total") && !l.ends_with(" 0")));
+    let still = cluster.request(DC1_S1, "GET", "/v1/kv/greeting?dc=dc2&raw", b"");
+    assert_eq!(still.text(), "hello from dc1");
 }
 
 const TWO_GATEWAYS: &str = r#"

@@ -22,7 +22,8 @@ pub struct Metrics {
     /// `isthmus_gateway_datagrams_total{outcome}`: WAN gossip datagrams by outcome
     /// (`routed`, `no_route`, `malformed`, `too_large`).
     pub datagrams: IntCounterVec,
-    /// `isthmus_gateway_refused_total`: links refused for their certificate.
+    /// `isthmus_gateway_refused_total`: links refused for their certificate, and control
+    /// messages refused.
     pub refused: IntCounter,
     /// `isthmus_gateway_up`: 1 while the gateway runs.
     pub up: Gauge,
@@ -78,7 +79,7 @@ impl Metrics {
         }
         let refused = IntCounter::new(
             "isthmus_gateway_refused_total",
-            "Links refused because the peer's certificate does not fit the protocol.",
+            "Links refused because the peer's certificate does not fit the protocol, and control messages refused (a Forget of a live datacenter).",
         )?;
         let up = Gauge::new("isthmus_gateway_up", "1 while the gateway runs.")?;
         registry.register(Box::new(link_up.clone()))?;

@@ -93,6 +93,17 @@ pub fn decide(side: Side, kind: &StreamKind, links: &Links, turn: usize) -> Deci
             reason: format!("{}: only gateways announce gateways", me()),
             outcome: "no_route",
         },
+        // A datacenter is forgotten only once it is gone: whoever asks (a rogue gateway
+        // certificate included) cannot cut the links to one that is alive.
+        (StreamKind::Forget(dc), _) if links.wan.get(dc).is_some_and(|g| !g.is_empty()) => {
+            Decision::NoRoute {
+                reason: format!(
+                    "{}: {dc} is linked and alive; a datacenter is forgotten only once its gateways are gone",
+                    me()
+                ),
+                outcome: "refused",
+            }
+        }
         (StreamKind::Forget(dc), side) => Decision::Forget {
             dc: dc.clone(),
             tell_peers: side == Side::Server,
@@ -319,6 +330,21 @@ mod tests {
                 tell_peers: false
             }
         );
+        // A linked, live datacenter cannot be forgotten, whoever asks.
+        let alive = l.wan.keys().next().cloned().expect("a linked datacenter");
+        for side in [Side::Wan, Side::Server] {
+            let d = decide(side, &StreamKind::Forget(alive.clone()), &l, 0);
+            assert!(
+                matches!(
+                    d,
+                    Decision::NoRoute {
+                        outcome: "refused",
+                        ..
+                    }
+                ),
+                "{d:?}"
+            );
+        }
     }
 
     #[test]

@@ -478,7 +478,13 @@ impl Gateway {
                 Decision::Info => {
                     let _ = link::write_frame(&mut send, &self.info()).await;
                 }
-                Decision::NoRoute { reason, .. } => {
+                Decision::NoRoute { reason, outcome } => {
+                    if outcome == "refused" {
+                        // A control message this gateway may not act on (a Forget of a live
+                        // datacenter): counted and logged, never obeyed.
+                        self.metrics.refused.inc();
+                        tracing::warn!(side = ?side, peer_dc = ?peer_dc, reason = %reason, "refused a control message");
+                    }
                     let _ = write_status(&mut send, &RouteStatus::NoRoute(reason)).await;
                 }
                 Decision::ToGateway { .. } | Decision::ToServer { .. } => {}
