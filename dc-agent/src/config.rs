@@ -344,7 +344,12 @@ impl LoadedConfig {
         let bind_addr = address("bind_addr", c.bind_addr.as_ref(), &mut problems);
         let client_addr = address("client_addr", c.client_addr.as_ref(), &mut problems);
         check_bootstrap(c, role, &mut problems);
-        let acl = crate::http::acl::AclSettings::from_config(c.acl.as_ref(), &mut problems);
+        let primary = c.primary_datacenter.as_deref().filter(|p| !p.is_empty());
+        let acl = crate::http::acl::AclSettings::from_config(
+            c.acl.as_ref(),
+            primary.filter(|p| *p != datacenter),
+            &mut problems,
+        );
         problems.extend(crate::watch::check_config(&c.watches));
         let gossip_key = match &c.encrypt {
             Some(key) => match wire::gossip_key::decode(key) {

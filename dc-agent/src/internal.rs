@@ -68,4 +68,42 @@ impl LocalApi {
         self.get(format!("/v1/health/node/{}", wire::percent::segment(node)))
             .await
     }
+
+    /// `GET /v1/isthmus/acl/replicate?dc=PRIMARY`: the primary's ACL tables once its ACL
+    /// index passes `index` (a blocking query of at most `wait`), presented with `token`.
+    pub async fn acl_replica(
+        &self,
+        primary: &str,
+        index: u64,
+        wait: std::time::Duration,
+        token: Option<&str>,
+        with_tokens: bool,
+    ) -> Result<crate::server::acl_replication::ReplicaAnswer, String> {
+        let mut uri = format!(
+            "/v1/isthmus/acl/replicate?dc={}&index={index}&wait={}s",
+            wire::percent::segment(primary),
+            wait.as_secs()
+        );
+        if with_tokens {
+            uri.push_str("&tokens=true");
+        }
+        let headers = token
+            .map(|t| vec![("x-consul-token".to_owned(), t.as_bytes().to_vec())])
+            .unwrap_or_default();
+        let response = (self.handler)(HttpRequest {
+            method: "GET".to_owned(),
+            uri: uri.clone(),
+            headers,
+            body: Vec::new(),
+        })
+        .await;
+        if response.status != 200 {
+            return Err(format!(
+                "the primary ({primary}) answered {}: {}",
+                response.status,
+                String::from_utf8_lossy(&response.body).trim()
+            ));
+        }
+        serde_json::from_slice(&response.body).map_err(|e| format!("{uri}: {e}"))
+    }
 }

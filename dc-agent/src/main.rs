@@ -284,7 +284,9 @@ fn exec(addr: &str, args: ExecArgs) -> ExitCode {
 fn acl(addr: &str, command: AclCommand) -> ExitCode {
     match command {
         AclCommand::Bootstrap => cli::acl::bootstrap(addr),
-        AclCommand::SetAgentToken { kind, token } => cli::acl::set_agent_token(addr, &kind, &token),
+        AclCommand::SetAgentToken { kind, secret } => {
+            cli::acl::set_agent_token(addr, &kind, &secret)
+        }
         AclCommand::Token { command } => match command {
             AclTokenCommand::Create {
                 description,

@@ -134,6 +134,15 @@ pub struct CoordinationMetrics {
     pub events_fired: IntCounter,
     /// `isthmus_acl_denied_total`: requests refused for their token.
     pub acl_denied: IntCounter,
+    /// `consul_leader_replication_acl_policies_status`: 1 while a secondary's leader
+    /// copies the primary's ACLs, 0 while it fails.
+    pub acl_replication_status: IntGauge,
+    /// `consul_leader_replication_acl_policies_index`: the primary's ACL index copied.
+    pub acl_replication_index: IntGauge,
+    /// `isthmus_acl_replication_errors_total`: replication polls that failed.
+    pub acl_replication_errors: IntCounter,
+    /// `isthmus_acl_replication_applied_total`: changes of the primary's ACLs applied here.
+    pub acl_replication_applied: IntCounter,
 }
 
 impl CoordinationMetrics {
@@ -168,6 +177,22 @@ impl CoordinationMetrics {
             acl_denied: r.counter(
                 "isthmus_acl_denied_total",
                 "Requests refused for what their token may do (403 Permission denied).",
+            )?,
+            acl_replication_status: r.gauge(
+                "consul_leader_replication_acl_policies_status",
+                "1 while this secondary datacenter's leader copies the primary's ACLs, 0 while it fails.",
+            )?,
+            acl_replication_index: r.gauge(
+                "consul_leader_replication_acl_policies_index",
+                "The primary's ACL index this datacenter's copy is at.",
+            )?,
+            acl_replication_errors: r.counter(
+                "isthmus_acl_replication_errors_total",
+                "ACL replication polls of the primary that failed.",
+            )?,
+            acl_replication_applied: r.counter(
+                "isthmus_acl_replication_applied_total",
+                "Changes of the primary's ACLs applied to this datacenter's copy.",
             )?,
         })
     }

@@ -287,7 +287,11 @@ fn acls_deny_by_default_and_policies_decide() {
 fn the_acl_cli_bootstraps_once_and_manages_tokens_and_policies() {
     let mut cluster = Cluster::render(157, 1, "");
     cluster.agents[0].edit_config(|config| {
-        config["acl"] = serde_json::json!({"enabled": true, "default_policy": "deny"});
+        config["acl"] = serde_json::json!({
+            "enabled": true,
+            "default_policy": "deny",
+            "enable_token_persistence": true
+        });
     });
     cluster.agents[0].start();
     cluster.wait_for_leader_among(&[0]);
@@ -387,4 +391,36 @@ fn the_acl_cli_bootstraps_once_and_manages_tokens_and_policies() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("ACL not found"), "{err}");
+
+    // With token persistence, a token set through the API outlives a restart, kept in the
+    // data directory (owner-only) as Consul's `acl-tokens.json`.
+    let (code, _, err) = cli(
+        &http,
+        &["acl", "set-agent-token", &token, "default", &secret],
+    );
+    assert_eq!(code, 0, "{err}");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cluster.agents[0].config).expect("config"))
+            .expect("json");
+    // `data_dir` is relative to the config file's directory.
+    let agent_dir = cluster.agents[0].config.parent().expect("config dir");
+    let file = agent_dir
+        .join(config["data_dir"].as_str().expect("data_dir"))
+        .join("acl-tokens.json");
+    let kept = std::fs::read_to_string(&file).expect("acl-tokens.json");
+    assert!(kept.contains(&secret), "{kept}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    cluster.agents[0].stop();
+    cluster.agents[0].start();
+    cluster.wait_for_leader_among(&[0]);
+    cluster.wait_for(
+        "an anonymous write under the kept default token",
+        Duration::from_secs(20),
+        |c| (c.request(0, "PUT", "/v1/kv/after-restart", b"1").status == 200).then_some(()),
+    );
 }

@@ -138,6 +138,20 @@ pub struct AclConfig {
     /// How long a client agent keeps a token's resolution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_ttl: Option<crate::GoDuration>,
+    /// How long a client agent keeps a policy (resolutions are kept whole, for the shortest
+    /// of the three TTLs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_ttl: Option<crate::GoDuration>,
+    /// How long a client agent keeps a role (as `policy_ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_ttl: Option<crate::GoDuration>,
+    /// A secondary datacenter copies the primary's global tokens too (else it asks the
+    /// primary for each token it does not know).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_token_replication: Option<bool>,
+    /// Tokens set with `/v1/agent/token/*` are kept in the data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_token_persistence: Option<bool>,
     /// The agent's tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<AclTokensConfig>,
@@ -158,6 +172,9 @@ pub struct AclTokensConfig {
     /// A local secret that manages `/v1/agent/*` when the servers cannot be reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_recovery: Option<String>,
+    /// What a secondary datacenter's servers present to the primary to copy its ACLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<String>,
 }
 
 /// Consul's `dns_config` block (the settings Isthmus honours).

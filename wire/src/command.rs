@@ -138,6 +138,10 @@ pub enum Command {
         /// The role.
         id: String,
     },
+    /// A secondary datacenter's copy of the primary's ACL tables (Consul's ACL
+    /// replication): each set given replaces what the datacenter holds of it (tokens: its
+    /// global ones; local tokens stay).
+    AclReplicate(Box<crate::records::AclReplica>),
 }
 
 /// One operation of a transaction (Consul's KV verbs).

@@ -408,6 +408,18 @@ pub struct AclToken {
     pub modify_index: u64,
 }
 
+/// What a secondary datacenter copies of the primary's ACL tables. A set left out is not
+/// changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclReplica {
+    /// Every policy of the primary.
+    pub policies: Option<Vec<AclPolicy>>,
+    /// Every role of the primary.
+    pub roles: Option<Vec<AclRole>>,
+    /// Every global (not `Local`) token of the primary.
+    pub tokens: Option<Vec<AclToken>>,
+}
+
 /// The ID of Consul's built-in `global-management` policy.
 pub const GLOBAL_MANAGEMENT_POLICY_ID: &str = "00000000-0000-0000-0000-000000000001";
 /// The accessor ID of Consul's anonymous token (requests without a token).

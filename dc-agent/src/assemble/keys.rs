@@ -26,12 +26,17 @@ pub struct Problem {
 pub const APPLIED: &[&str] = &[
     "acl.default_policy",
     "acl.down_policy",
+    "acl.enable_token_persistence",
+    "acl.enable_token_replication",
     "acl.enabled",
+    "acl.policy_ttl",
+    "acl.role_ttl",
     "acl.token_ttl",
     "acl.tokens.agent",
     "acl.tokens.agent_recovery",
     "acl.tokens.default",
     "acl.tokens.initial_management",
+    "acl.tokens.replication",
     "advertise_addr",
     "bind_addr",
     "bootstrap",
@@ -375,8 +380,32 @@ fn listify(object: &mut Map<String, Value>, key: &str) {
     }
 }
 
-/// Consul's deprecated top-level spellings and the keys that replaced them.
+/// Consul's deprecated spellings (dotted) and the keys that replaced them.
 const RENAMED: &[(&str, &[&str])] = &[
+    (
+        "acl.tokens.agent_master",
+        &["acl", "tokens", "agent_recovery"],
+    ),
+    (
+        "acl.tokens.master",
+        &["acl", "tokens", "initial_management"],
+    ),
+    (
+        "acl_agent_master_token",
+        &["acl", "tokens", "agent_recovery"],
+    ),
+    ("acl_agent_token", &["acl", "tokens", "agent"]),
+    ("acl_datacenter", &["primary_datacenter"]),
+    ("acl_default_policy", &["acl", "default_policy"]),
+    ("acl_down_policy", &["acl", "down_policy"]),
+    ("acl_master_token", &["acl", "tokens", "initial_management"]),
+    ("acl_replication_token", &["acl", "tokens", "replication"]),
+    ("acl_token", &["acl", "tokens", "default"]),
+    ("acl_ttl", &["acl", "token_ttl"]),
+    (
+        "enable_acl_replication",
+        &["acl", "enable_token_replication"],
+    ),
     ("ca_file", &["tls", "defaults", "ca_file"]),
     ("cert_file", &["tls", "defaults", "cert_file"]),
     ("key_file", &["tls", "defaults", "key_file"]),
@@ -391,6 +420,22 @@ const RENAMED: &[(&str, &[&str])] = &[
         &["tls", "internal_rpc", "verify_server_hostname"],
     ),
 ];
+
+/// Removes and returns what is at `path` (names matched as Consul matches them).
+fn take(object: &mut Map<String, Value>, path: &[&str]) -> Option<Value> {
+    let (first, rest) = path.split_first()?;
+    let key = object
+        .keys()
+        .find(|k| squash(k) == squash(first))
+        .cloned()?;
+    if rest.is_empty() {
+        return object.remove(&key);
+    }
+    match object.get_mut(&key) {
+        Some(Value::Object(inner)) => take(inner, rest),
+        _ => None,
+    }
+}
 
 /// Puts `value` at `path` unless something is there already (the current key wins).
 fn place(object: &mut Map<String, Value>, path: &[&str], value: Value) {
@@ -413,14 +458,16 @@ fn place(object: &mut Map<String, Value>, path: &[&str], value: Value) {
 /// Rewrites deprecated keys into their current place (the current key wins when both are
 /// set, as in Consul), and `start_join` into `retry_join`.
 fn translate_deprecated(object: &mut Map<String, Value>, warnings: &mut Vec<String>, origin: &str) {
+    // Before `acl.enabled`, Consul turned ACLs on with `acl_datacenter` (and still does):
+    // a legacy config that sets it never runs open.
+    if object.keys().any(|k| squash(k) == squash("acl_datacenter")) {
+        place(object, &["acl", "enabled"], Value::Bool(true));
+    }
     for (old, new) in RENAMED {
-        let Some(key) = object.keys().find(|k| squash(k) == squash(old)).cloned() else {
-            continue;
-        };
-        let Some(value) = object.remove(&key) else {
-            continue;
-        };
-        place(object, new, value);
+        let path: Vec<&str> = old.split('.').collect();
+        if let Some(value) = take(object, &path) {
+            place(object, new, value);
+        }
     }
     if let Some(key) = object.keys().find(|k| squash(k) == "startjoin").cloned() {
         if let Some(Value::Array(addresses)) = object.remove(&key) {
@@ -699,6 +746,28 @@ mod tests {
                 "retry_join": ["10.0.0.1"],
                 "services": [{"name": "web", "check": {"args": ["/bin/sh", "-c", "true"], "interval": "10s"}}],
                 "checks": [{"id": "mem", "ttl": "30s"}]
+            })
+        );
+    }
+
+    #[test]
+    fn legacy_acl_keys_become_the_acl_block() {
+        let (value, _, problems) = check(
+            r#"{"acl_datacenter":"dc1","acl_default_policy":"deny","acl_master_token":"m",
+                "acl_agent_token":"a","enable_acl_replication":true,
+                "acl":{"tokens":{"agent_master":"r"}}}"#,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "primary_datacenter": "dc1",
+                "acl": {
+                    "enabled": true,
+                    "default_policy": "deny",
+                    "enable_token_replication": true,
+                    "tokens": {"initial_management": "m", "agent": "a", "agent_recovery": "r"}
+                }
             })
         );
     }

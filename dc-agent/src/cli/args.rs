@@ -631,12 +631,13 @@ pub struct ExecArgs {
 pub enum AclCommand {
     /// Make the first management token (once).
     Bootstrap,
-    /// Set one of the agent's tokens (agent, default, agent_recovery).
+    /// Set one of the agent's tokens (agent, default, agent_recovery, replication).
     SetAgentToken {
         /// Which token.
         kind: String,
-        /// Its secret.
-        token: String,
+        /// Its secret (named apart from the global `-token`, which authorises the call).
+        #[arg(value_name = "TOKEN")]
+        secret: String,
     },
     /// Tokens.
     Token {

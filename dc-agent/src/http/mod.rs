@@ -201,7 +201,9 @@ fn acl_routes() -> Router<Api> {
         )
         .route("/v1/acl/role/name/{name}", get(acl::role_by_name))
         .route("/v1/acl/roles", get(acl::role_list))
+        .route("/v1/acl/replication", get(acl::replication_status))
         .route("/v1/isthmus/acl/resolve", get(acl::resolve_token))
+        .route("/v1/isthmus/acl/replicate", get(acl::replicate))
 }
 
 /// The ACL guard, where it applies: not for the agent's own requests, not where the request
@@ -210,6 +212,11 @@ async fn acl_guard(State(api): State<Api>, request: Request, next: Next) -> Resp
     if api.acl.is_none() || request.extensions().get::<forward::Internal>().is_some() {
         return next.run(request).await;
     }
+    // A secondary's global ACL writes are the primary's to check and apply.
+    let request = match acl::to_primary(&api, request).await {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
     let path = request.uri().path();
     let answered_here = path.starts_with("/v1/agent/") || path == "/v1/event/list";
     if matches!(api.backend, Backend::Client(_)) && !answered_here {

@@ -125,7 +125,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         prepared.metrics.coordination.serf_events.clone(),
         cancel.child_token(),
     ));
-    let acl_tokens = crate::http::acl::AgentTokens::of(prepared.validated.acl.as_ref());
+    let acl_tokens =
+        crate::http::acl::AgentTokens::of(prepared.validated.acl.as_ref(), &prepared.data_dir)?;
     let api = Api {
         backend: core.backend.clone(),
         agent: Arc::new(agent_info(&prepared, &options, &core)),
@@ -158,6 +159,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         &local,
         handler,
         coordinate_queue.as_ref(),
+        &cancel,
+    );
+    spawn_acl_replication(
+        tasks,
+        &prepared,
+        &core,
+        handler(),
+        acl_tokens.clone(),
         &cancel,
     );
     start_dns(&prepared, &core, handler(), dns_acl, &cancel).await?;
@@ -517,6 +526,32 @@ fn spawn_hangups(tasks: &TaskTracker, reloader: Reloader, cancel: CancellationTo
     });
 }
 
+/// A secondary datacenter's servers copy the primary's ACLs (while they lead).
+fn spawn_acl_replication(
+    tasks: &TaskTracker,
+    prepared: &Prepared,
+    core: &Core,
+    handler: crate::rpc::messages::HttpHandler,
+    tokens: crate::http::acl::SharedTokens,
+    cancel: &CancellationToken,
+) {
+    let (Some(server), Some(acl)) = (&core.server, prepared.validated.acl.as_ref()) else {
+        return;
+    };
+    let Some(primary) = acl.primary.clone() else {
+        return;
+    };
+    let replicator = crate::server::acl_replication::Replicator {
+        server: server.clone(),
+        api: crate::internal::LocalApi::new(handler),
+        primary,
+        tokens,
+        with_tokens: acl.token_replication,
+        metrics: prepared.metrics.clone(),
+    };
+    tasks.spawn(replicator.run(cancel.child_token()));
+}
+
 /// The work that runs beside the API: the leader's duties on a server, coordinate pushes,
 /// and anti-entropy of the local services and checks.
 fn spawn_background(
@@ -537,10 +572,12 @@ fn spawn_background(
                 &prepared.metrics,
                 prepared.tombstone_ttl,
                 coordinates,
+                // Only the primary's leader bootstraps; a secondary copies the primary.
                 prepared
                     .validated
                     .acl
                     .as_ref()
+                    .filter(|a| a.primary.is_none())
                     .and_then(|a| a.initial_management.clone()),
             );
             tasks.spawn(crate::server::leader::run(
@@ -548,6 +585,7 @@ fn spawn_background(
                 duties,
                 cancel.child_token(),
             ));
+
             crate::local::CatalogSource::Local(server.state.clone())
         }
         None => crate::local::CatalogSource::Remote,

@@ -7,6 +7,7 @@ mod handlers;
 pub mod leader;
 pub use store::proposer;
 pub mod acl_init;
+pub mod acl_replication;
 pub mod serf_health;
 pub mod sessions;
 pub mod tombstone_gc;
@@ -90,6 +91,8 @@ pub struct Server {
     pub stable_since: parking_lot::Mutex<std::collections::HashMap<NodeId, (bool, SystemTime)>>,
     /// Sessions' TTL deadlines (kept by the leader).
     pub session_timers: parking_lot::Mutex<sessions::SessionTimers>,
+    /// What ACL replication last did (a secondary datacenter's leader).
+    pub acl_replication: parking_lot::Mutex<acl_replication::ReplicationStatus>,
 }
 
 /// Timeouts of RPCs between servers that are not Raft's own.
@@ -200,6 +203,7 @@ impl Server {
             contacts,
             stable_since: parking_lot::Mutex::new(std::collections::HashMap::new()),
             session_timers: parking_lot::Mutex::new(sessions::SessionTimers::default()),
+            acl_replication: parking_lot::Mutex::default(),
         });
         tracing::info!(node = %server.node.name, id = server.id, addr = %server.node.addr, dc = %server.datacenter, "server started");
         tasks.spawn(handlers::accept_loop(

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use wire::command::CommandResult;
-use wire::records::{AclLink, AclPolicy, AclRole, AclToken, GLOBAL_MANAGEMENT_POLICY_ID};
+use wire::records::{
+    AclLink, AclPolicy, AclReplica, AclRole, AclToken, GLOBAL_MANAGEMENT_POLICY_ID,
+};
 
 /// A datacenter's ACL tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -281,6 +283,49 @@ impl Acl {
     }
 }
 
+impl Acl {
+    /// What a secondary datacenter holds of the primary's tables, to compare with what the
+    /// primary has: its policies, roles and global tokens.
+    pub fn replicated(&self) -> AclReplica {
+        AclReplica {
+            policies: Some(self.policies.values().cloned().collect()),
+            roles: Some(self.roles.values().cloned().collect()),
+            tokens: Some(self.tokens.values().filter(|t| !t.local).cloned().collect()),
+        }
+    }
+
+    /// Takes the primary's tables (a secondary datacenter's replication): each set given
+    /// replaces this datacenter's, records kept as the primary wrote them (its indexes
+    /// too, so the next comparison finds them equal); local tokens stay, without links
+    /// to what the primary no longer has.
+    pub fn replicate(&mut self, index: u64, replica: &AclReplica) -> CommandResult {
+        if let Some(policies) = &replica.policies {
+            self.policies = policies.iter().map(|p| (p.id.clone(), p.clone())).collect();
+        }
+        if let Some(roles) = &replica.roles {
+            self.roles = roles.iter().map(|r| (r.id.clone(), r.clone())).collect();
+        }
+        if let Some(tokens) = &replica.tokens {
+            self.tokens.retain(|_, t| t.local);
+            for token in tokens.iter().filter(|t| !t.local) {
+                self.tokens.insert(token.accessor_id.clone(), token.clone());
+            }
+            self.by_secret = self
+                .tokens
+                .values()
+                .map(|t| (t.secret_id.clone(), t.accessor_id.clone()))
+                .collect();
+        }
+        let (policies, roles) = (&self.policies, &self.roles);
+        for token in self.tokens.values_mut().filter(|t| t.local) {
+            token.policies.retain(|l| policies.contains_key(&l.id));
+            token.roles.retain(|l| roles.contains_key(&l.id));
+        }
+        self.index = index;
+        CommandResult::Done
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +429,44 @@ mod tests {
         acl.delete_token(9, "t1");
         assert!(acl.token_by_secret("s-new").is_none());
         assert_eq!(acl.index, 9);
+    }
+
+    #[test]
+    fn a_replica_replaces_the_global_tables_and_keeps_local_tokens() {
+        let mut primary = Acl::default();
+        primary.set_policy(1, &policy("p1", "app", ""));
+        primary.set_policy(2, &policy("p2", "db", ""));
+        primary.set_token(3, &token("g1", "gs1", &["p1"]));
+        let mut secondary = Acl::default();
+        secondary.set_policy(1, &policy("p2", "db", ""));
+        secondary.set_token(2, &token("old", "olds", &["p2"]));
+        let mut local = token("l1", "ls1", &["p2"]);
+        local.local = true;
+        secondary.set_token(3, &local);
+        let replica = primary.replicated();
+        assert_eq!(secondary.replicate(9, &replica), CommandResult::Done);
+        assert_eq!(secondary.replicated(), replica);
+        assert!(secondary.token_by_secret("olds").is_none());
+        assert_eq!(
+            secondary
+                .token_by_secret("gs1")
+                .map(|t| t.accessor_id.as_str()),
+            Some("g1")
+        );
+        assert!(secondary.token_by_secret("ls1").is_some());
+        // The primary drops p2: the local token loses its link.
+        primary.delete_policy(4, "p2");
+        secondary.replicate(10, &primary.replicated());
+        assert!(secondary.token("l1").is_some_and(|t| t.policies.is_empty()));
+        assert_eq!(secondary.index, 10);
+        // A set left out stays.
+        let only_roles = AclReplica {
+            roles: Some(Vec::new()),
+            ..AclReplica::default()
+        };
+        secondary.replicate(11, &only_roles);
+        assert!(secondary.policy("p1").is_some());
+        assert!(secondary.token("g1").is_some());
     }
 
     #[test]

@@ -157,6 +157,7 @@ impl State {
             Command::AclTokenDelete { accessor_id } => self.acl.delete_token(index, accessor_id),
             Command::AclRoleSet(role) => self.acl.set_role(index, role),
             Command::AclRoleDelete { id } => self.acl.delete_role(index, id),
+            Command::AclReplicate(replica) => self.acl.replicate(index, replica),
             Command::KvUnlock {
                 key,
                 value,

@@ -15,7 +15,7 @@ use wire::records::{
 use super::super::kv::write;
 use super::super::{Api, ApiError};
 
-fn disabled(api: &Api) -> Result<(), ApiError> {
+pub(super) fn disabled(api: &Api) -> Result<(), ApiError> {
     if api.acl.is_none() {
         return Err(ApiError::Unauthorized("ACL support disabled".to_owned()));
     }
@@ -34,7 +34,7 @@ fn json<T: Serialize>(value: &T) -> Result<Response, ApiError> {
     Ok(([("content-type", "application/json")], body).into_response())
 }
 
-fn rfc3339(ms: u64) -> String {
+pub(super) fn rfc3339(ms: u64) -> String {
     let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     at.format(&time::format_description::well_known::Rfc3339)
@@ -624,10 +624,13 @@ pub async fn role_list(State(api): State<Api>) -> Result<Response, ApiError> {
 }
 
 /// `GET /v1/isthmus/acl/resolve` (servers): what the request's token may do, for a client
-/// agent; 403 `ACL not found` for an unknown token.
+/// agent, or (`?for=DC`) for a secondary datacenter that does not copy the primary's
+/// tokens; 403 `ACL not found` for an unknown token, and for a `Local` token asked for
+/// from another datacenter.
 pub async fn resolve_token(
     State(api): State<Api>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     disabled(&api)?;
     let settings = api
@@ -639,10 +642,18 @@ pub async fn resolve_token(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let datacenter = api.agent.datacenter.clone();
+    let here = api.agent.datacenter.clone();
+    let datacenter = super::super::params(uri.query())?
+        .get("for")
+        .filter(|dc| !dc.is_empty())
+        .cloned()
+        .unwrap_or_else(|| here.clone());
     let answer = read_acl(&api, |acl| {
         let token = acl.token_by_secret(&secret)?;
         if token.expiration_ms.is_some_and(|at| at <= crate::unix_ms()) {
+            return None;
+        }
+        if token.local && datacenter != here {
             return None;
         }
         let mut policies: Vec<&str> = token.policies.iter().map(|l| l.id.as_str()).collect();
@@ -708,15 +719,28 @@ pub async fn set_agent_token(
     }
     let body: TokenBody = decode(&body)?;
     let token = (!body.token.is_empty()).then_some(body.token);
-    let mut tokens = api.acl_tokens.lock();
-    match kind.as_str() {
-        "agent" | "acl_agent_token" => tokens.agent = token,
-        "default" | "acl_token" => tokens.default = token,
-        "agent_recovery" | "agent_master" | "acl_agent_master_token" => {
-            tokens.agent_recovery = token
+    let persisted = {
+        let mut tokens = api.acl_tokens.lock();
+        match kind.as_str() {
+            "agent" | "acl_agent_token" => tokens.agent = token,
+            "default" | "acl_token" => tokens.default = token,
+            "agent_recovery" | "agent_master" | "acl_agent_master_token" => {
+                tokens.agent_recovery = token
+            }
+            "replication" | "acl_replication_token" => tokens.replication = token,
+            other => return Err(ApiError::NotFound(format!("Token {other:?} is unknown"))),
         }
-        other => return Err(ApiError::NotFound(format!("Token {other:?} is unknown"))),
+        tokens.file.is_some()
+    };
+    if persisted {
+        let shared = api.acl_tokens.clone();
+        tokio::task::spawn_blocking(move || super::AgentTokens::persist_latest(&shared))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| {
+                ApiError::Internal(format!("the token is set but could not be persisted: {e}"))
+            })?;
     }
-    tracing::info!(kind = %kind, "agent ACL token updated");
+    tracing::info!(kind = %kind, persisted, "agent ACL token updated");
     Ok(StatusCode::OK.into_response())
 }

@@ -11,9 +11,11 @@
 //! answers, `down_policy` decides (`extend-cache` keeps using what it had).
 
 mod endpoints;
+mod replication;
 mod required;
 
 pub use endpoints::*;
+pub use replication::{replicate, status as replication_status, to_primary};
 pub use required::{required, Required};
 
 use std::collections::HashMap;
@@ -46,12 +48,23 @@ pub struct AclSettings {
     pub default_token: Option<String>,
     /// `tokens.agent_recovery`.
     pub agent_recovery: Option<String>,
+    /// The primary datacenter, when it is another one (this one is a secondary: its
+    /// servers copy the primary's policies and roles, and send global writes there).
+    pub primary: Option<String>,
+    /// `enable_token_replication`: a secondary copies global tokens too.
+    pub token_replication: bool,
+    /// `tokens.replication`: what a secondary presents to the primary.
+    pub replication_token: Option<String>,
+    /// `enable_token_persistence`.
+    pub token_persistence: bool,
 }
 
 impl AclSettings {
-    /// The settings of `acl` when it is enabled; problems go to `problems`.
+    /// The settings of `acl` when it is enabled (`primary`: the primary datacenter when it
+    /// is not this one); problems go to `problems`.
     pub fn from_config(
         config: Option<&wire::agent_config::AclConfig>,
+        primary: Option<&str>,
         problems: &mut Vec<String>,
     ) -> Option<AclSettings> {
         let config = config.filter(|c| c.enabled == Some(true))?;
@@ -75,10 +88,21 @@ impl AclSettings {
             ));
         }
         let tokens = config.tokens.clone().unwrap_or_default();
+        // Resolutions are kept whole: for the shortest of the three TTLs.
+        let token_ttl = [config.token_ttl, config.policy_ttl, config.role_ttl]
+            .iter()
+            .flatten()
+            .map(|d| d.0)
+            .min()
+            .unwrap_or(Duration::from_secs(30));
         Some(AclSettings {
             default_allow,
             down_policy,
-            token_ttl: config.token_ttl.map_or(Duration::from_secs(30), |d| d.0),
+            token_ttl,
+            primary: primary.map(str::to_owned),
+            token_replication: config.enable_token_replication == Some(true),
+            replication_token: tokens.replication,
+            token_persistence: config.enable_token_persistence == Some(true),
             initial_management: tokens.initial_management,
             agent_token: tokens.agent,
             default_token: tokens.default,
@@ -87,36 +111,97 @@ impl AclSettings {
     }
 }
 
-/// The agent's tokens, changed at run time by `/v1/agent/token/*` (`acl set-agent-token`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The agent's tokens, changed at run time by `/v1/agent/token/*` (`acl set-agent-token`),
+/// and kept in the data directory's `acl-tokens.json` with `enable_token_persistence`
+/// (where they win over the configuration's, as Consul's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AgentTokens {
     /// `agent`: what the agent's own requests carry (else `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// `default`: the token of requests that bring none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
     /// `agent_recovery`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_recovery: Option<String>,
+    /// `replication`: what a secondary's servers present to the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<String>,
+    /// Where they are kept (token persistence on).
+    #[serde(skip)]
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// The agent's tokens, shared by the guard, the internal requests and the token endpoint.
 pub type SharedTokens = std::sync::Arc<Mutex<AgentTokens>>;
 
+/// The file persisted tokens are kept in, in the data directory (Consul's name).
+pub const TOKENS_FILE: &str = "acl-tokens.json";
+
 impl AgentTokens {
-    /// The tokens of the settings (none without ACLs).
-    pub fn of(settings: Option<&AclSettings>) -> SharedTokens {
-        std::sync::Arc::new(Mutex::new(settings.map_or_else(
-            AgentTokens::default,
-            |s| AgentTokens {
-                agent: s.agent_token.clone(),
-                default: s.default_token.clone(),
-                agent_recovery: s.agent_recovery.clone(),
-            },
-        )))
+    /// The tokens of the settings (none without ACLs), and with token persistence the
+    /// ones kept in `data_dir`, which win. An unreadable file is an error: the agent
+    /// would otherwise run with tokens its operator replaced.
+    pub fn of(
+        settings: Option<&AclSettings>,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<SharedTokens> {
+        let mut tokens = settings.map_or_else(AgentTokens::default, |s| AgentTokens {
+            agent: s.agent_token.clone(),
+            default: s.default_token.clone(),
+            agent_recovery: s.agent_recovery.clone(),
+            replication: s.replication_token.clone(),
+            file: None,
+        });
+        if settings.is_some_and(|s| s.token_persistence) {
+            let path = data_dir.join(TOKENS_FILE);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    let kept: AgentTokens = serde_json::from_slice(&bytes).map_err(|e| {
+                        anyhow::anyhow!("{} is not a tokens file: {e}", path.display())
+                    })?;
+                    tokens.agent = kept.agent.or(tokens.agent);
+                    tokens.default = kept.default.or(tokens.default);
+                    tokens.agent_recovery = kept.agent_recovery.or(tokens.agent_recovery);
+                    tokens.replication = kept.replication.or(tokens.replication);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => anyhow::bail!("reading {}: {e}", path.display()),
+            }
+            tokens.file = Some(path);
+        }
+        Ok(std::sync::Arc::new(Mutex::new(tokens)))
     }
 
     /// What the agent's own requests carry.
     pub fn for_agent(&self) -> Option<String> {
         self.agent.clone().or_else(|| self.default.clone())
+    }
+
+    /// Keeps the tokens as they are now in their file (token persistence on), owner-only,
+    /// replaced atomically; one writer at a time, so the last change is the one kept.
+    /// Blocking (it syncs the file): run it off the async workers.
+    pub fn persist_latest(shared: &SharedTokens) -> std::io::Result<()> {
+        static WRITER: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = WRITER.lock();
+        let tokens = shared.lock().clone();
+        let Some(path) = &tokens.file else {
+            return Ok(());
+        };
+        let bytes = serde_json::to_vec_pretty(&tokens).map_err(std::io::Error::other)?;
+        let temporary = path.with_extension("json.tmp");
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&temporary)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&temporary, path)
     }
 }
 
@@ -255,40 +340,54 @@ pub async fn resolve(
     match &api.backend {
         Backend::Server(server) => {
             let datacenter = api.agent.datacenter.clone();
-            server
+            let here = server
                 .state
                 .read(|data| {
                     resolve_in(&data.state.acl, secret, &datacenter, settings.default_allow)
                 })
-                .map_err(|e| ResolveError::Unreachable(e.to_string()))?
-        }
-        Backend::Client(_) => {
-            let Some(secret) = secret else {
-                return Ok(anonymous(settings.default_allow));
-            };
-            if let Some(hit) = api.acl_cache.get(secret, settings.token_ttl, false) {
-                return Ok(hit);
-            }
-            match ask_server(api, secret).await {
-                Ok(resolved) => {
-                    api.acl_cache.put(secret, resolved.clone());
-                    Ok(resolved)
+                .map_err(|e| ResolveError::Unreachable(e.to_string()))?;
+            match (here, secret) {
+                // A secondary that does not copy the primary's tokens asks it for the
+                // ones it does not know (as Consul's remote token resolution).
+                (Err(ResolveError::NotFound), Some(secret))
+                    if settings.primary.is_some() && !settings.token_replication =>
+                {
+                    remote(api, settings, secret).await
                 }
-                Err(ResolveError::NotFound) => Err(ResolveError::NotFound),
-                Err(unreachable) => match settings.down_policy.as_str() {
-                    "allow" => Ok(Resolved {
-                        accessor_id: String::new(),
-                        authorizer: Authorizer::management(),
-                    }),
-                    "deny" => Err(unreachable),
-                    // extend-cache, async-cache: what was known, however old.
-                    _ => api
-                        .acl_cache
-                        .get(secret, settings.token_ttl, true)
-                        .ok_or(unreachable),
-                },
+                (here, _) => here,
             }
         }
+        Backend::Client(_) => match secret {
+            None => Ok(anonymous(settings.default_allow)),
+            Some(secret) => remote(api, settings, secret).await,
+        },
+    }
+}
+
+/// A resolution from elsewhere (a client agent's server, a secondary's primary), kept for
+/// `token_ttl`; when nobody answers, `down_policy` decides.
+async fn remote(api: &Api, settings: &AclSettings, secret: &str) -> Result<Resolved, ResolveError> {
+    if let Some(hit) = api.acl_cache.get(secret, settings.token_ttl, false) {
+        return Ok(hit);
+    }
+    match ask(api, settings, secret).await {
+        Ok(resolved) => {
+            api.acl_cache.put(secret, resolved.clone());
+            Ok(resolved)
+        }
+        Err(ResolveError::NotFound) => Err(ResolveError::NotFound),
+        Err(unreachable) => match settings.down_policy.as_str() {
+            "allow" => Ok(Resolved {
+                accessor_id: String::new(),
+                authorizer: Authorizer::management(),
+            }),
+            "deny" => Err(unreachable),
+            // extend-cache, async-cache: what was known, however old.
+            _ => api
+                .acl_cache
+                .get(secret, settings.token_ttl, true)
+                .ok_or(unreachable),
+        },
     }
 }
 
@@ -318,25 +417,47 @@ pub fn resolve_in(
     })
 }
 
-/// A client agent asks a server what a token may do.
-async fn ask_server(api: &Api, secret: &str) -> Result<Resolved, ResolveError> {
-    let Backend::Client(link) = &api.backend else {
-        return Err(ResolveError::Unreachable("not a client agent".into()));
+/// Asks what a token may do: a client agent its server, a secondary's server the primary.
+async fn ask(api: &Api, settings: &AclSettings, secret: &str) -> Result<Resolved, ResolveError> {
+    let uri = match &settings.primary {
+        Some(primary) if matches!(api.backend, Backend::Server(_)) => format!(
+            "/v1/isthmus/acl/resolve?dc={}&for={}",
+            wire::percent::segment(primary),
+            wire::percent::segment(&api.agent.datacenter)
+        ),
+        _ => "/v1/isthmus/acl/resolve".to_owned(),
     };
     let request = axum::http::Request::builder()
         .method("GET")
-        .uri("/v1/isthmus/acl/resolve")
+        .uri(uri)
         .header("x-consul-token", secret)
         .body(axum::body::Body::empty())
         .map_err(|e| ResolveError::Unreachable(e.to_string()))?;
-    let response = super::forward::to_server(api, link, request).await;
+    let response = match (&api.backend, &settings.primary, &api.dc_links) {
+        (Backend::Client(link), _, _) => super::forward::to_server(api, link, request).await,
+        (Backend::Server(_), Some(primary), Some(links)) => {
+            super::forward::to_datacenter(api, links, primary, request).await
+        }
+        (Backend::Server(_), _, _) => {
+            return Err(ResolveError::Unreachable(
+                "no path to the primary datacenter (isthmus.gateways)".to_owned(),
+            ))
+        }
+    };
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .map_err(|e| ResolveError::Unreachable(e.to_string()))?;
     match status {
+        // This datacenter's default policy applies here, whoever resolved the token.
         StatusCode::OK => serde_json::from_slice::<ResolveAnswer>(&body)
-            .map(ResolveAnswer::into_resolved)
+            .map(|answer| {
+                ResolveAnswer {
+                    default_allow: settings.default_allow,
+                    ..answer
+                }
+                .into_resolved()
+            })
             .map_err(|e| ResolveError::Unreachable(e.to_string())),
         StatusCode::FORBIDDEN => Err(ResolveError::NotFound),
         other => Err(ResolveError::Unreachable(format!(

@@ -115,7 +115,10 @@ pub fn required(method: &Method, uri: &Uri) -> Required {
             Under(Resource::Service, String::new(), need),
         ])
     };
-    if path.starts_with("/v1/status/") || path == "/v1/agent/version" || path == "/v1/acl/bootstrap"
+    if path.starts_with("/v1/status/")
+        || path == "/v1/agent/version"
+        || path == "/v1/acl/bootstrap"
+        || path == "/v1/acl/replication"
     {
         return Nothing;
     }
