@@ -17,6 +17,8 @@ struct Managed<'a> {
     dc: &'a Datacenter,
     node: &'a Node,
     dir: PathBuf,
+    /// The management token, with `[acl]` (the agent's own endpoints need one).
+    token: Option<String>,
 }
 
 impl Managed<'_> {
@@ -85,6 +87,11 @@ fn signal(pid: i32, signal: i32) {
 
 /// The nodes of the file: per datacenter its servers, then client agents, then gateways.
 fn managed<'a>(topology: &'a Topology, out: &Path) -> Vec<Managed<'a>> {
+    let token = topology
+        .acl
+        .as_ref()
+        .and_then(|_| fs::read_to_string(out.join(topology::acl::MANAGEMENT_FILE)).ok())
+        .map(|t| t.trim().to_owned());
     topology
         .datacenters
         .iter()
@@ -92,10 +99,14 @@ fn managed<'a>(topology: &'a Topology, out: &Path) -> Vec<Managed<'a>> {
             dc.nodes_of(Role::Server)
                 .chain(dc.nodes_of(Role::Client))
                 .chain(dc.nodes_of(Role::Gateway))
-                .map(move |node| Managed {
-                    dc,
-                    node,
-                    dir: out.join(&dc.name).join(&node.name),
+                .map({
+                    let token = token.clone();
+                    move |node| Managed {
+                        dc,
+                        node,
+                        dir: out.join(&dc.name).join(&node.name),
+                        token: token.clone(),
+                    }
                 })
         })
         .collect()
@@ -145,7 +156,7 @@ fn binary(name: &str) -> Result<PathBuf> {
     )
 }
 
-fn client(addr: &str) -> ureq::Agent {
+pub(crate) fn client(addr: &str) -> ureq::Agent {
     let _ = addr;
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -154,11 +165,12 @@ fn client(addr: &str) -> ureq::Agent {
     ureq::Agent::new_with_config(config)
 }
 
-fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
-    let mut response = client(addr)
-        .get(format!("http://{addr}{path}"))
-        .call()
-        .ok()?;
+fn get_json(addr: &str, path: &str, token: Option<&str>) -> Option<serde_json::Value> {
+    let mut request = client(addr).get(format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        request = request.header("X-Consul-Token", token);
+    }
+    let mut response = request.call().ok()?;
     if response.status() != 200 {
         return None;
     }
@@ -184,7 +196,7 @@ fn tail(path: &Path, lines: usize) -> String {
 fn agreed_leader(nodes: &[&Managed<'_>]) -> Option<(String, String)> {
     let mut leaders = Vec::new();
     for node in nodes {
-        let leader = get_json(&node.http(), "/v1/status/leader")?;
+        let leader = get_json(&node.http(), "/v1/status/leader", None)?;
         leaders.push(leader.as_str()?.to_owned());
     }
     let first = leaders.first()?.clone();
@@ -194,11 +206,11 @@ fn agreed_leader(nodes: &[&Managed<'_>]) -> Option<(String, String)> {
     let leader = nodes.iter().find(|n| {
         std::net::SocketAddr::new(n.node.address, n.node.ports.server).to_string() == first
     })?;
-    let info = get_json(&leader.http(), "/v1/agent/self")?;
-    let term = info["Stats"]["raft"]["term"]
-        .as_str()
-        .unwrap_or("?")
-        .to_owned();
+    // The term is for show: a secondary datacenter with ACLs cannot tell it before it has
+    // copied the primary's tokens.
+    let term = get_json(&leader.http(), "/v1/agent/self", leader.token.as_deref())
+        .and_then(|info| info["Stats"]["raft"]["term"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned());
     Some((leader.node.name.clone(), term))
 }
 
@@ -210,9 +222,18 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
     let mut children = start_all(&nodes, &binaries)?;
     println!("waiting for every datacenter to elect a leader...");
     let leaders = wait_for_leaders(topology, out, &nodes, &mut children)?;
+    if topology.acl.is_some() {
+        crate::provision::provision(topology, out)?;
+    }
     println!();
     print!("{}", table(&node_rows(&nodes, &leaders)));
-    print_try(&nodes);
+    print_try(
+        &nodes,
+        topology
+            .acl
+            .is_some()
+            .then(|| out.join(topology::acl::MANAGEMENT_FILE)),
+    );
     if detach {
         println!("running in the background; stop with `topology down`");
         return Ok(ExitCode::SUCCESS);
@@ -360,7 +381,7 @@ fn node_rows(
 }
 
 /// A first command to try, against the first node.
-fn print_try(nodes: &[Managed<'_>]) {
+fn print_try(nodes: &[Managed<'_>], management: Option<PathBuf>) {
     let first = nodes.first().map(|m| m.http()).unwrap_or_default();
     // The dc-agent that runs the nodes, named as the user can type it (relative to the
     // working directory when it lies below it, as `./target/release/dc-agent`).
@@ -374,7 +395,19 @@ fn print_try(nodes: &[Managed<'_>]) {
             shown.unwrap_or_else(|| path.display().to_string())
         })
         .unwrap_or_else(|_| "dc-agent".to_owned());
-    println!("\ntry: CONSUL_HTTP_ADDR={first} {agent} kv put hello world");
+    match management {
+        Some(file) => {
+            println!(
+                "\nACLs are on: the management token is in {} (mode 0600); every agent has its own token",
+                file.display()
+            );
+            println!(
+                "try: CONSUL_HTTP_TOKEN_FILE={} CONSUL_HTTP_ADDR={first} {agent} kv put hello world",
+                file.display()
+            );
+        }
+        None => println!("\ntry: CONSUL_HTTP_ADDR={first} {agent} kv put hello world"),
+    }
 }
 
 /// Stops every agent with SIGTERM (SIGKILL after 20s), keeping all data.
@@ -457,7 +490,7 @@ pub fn status(topology: &Topology, out: &Path) -> Result<ExitCode> {
             let info = if managed.gateway() {
                 gateway_up(&managed.http()).then(|| serde_json::json!({}))
             } else {
-                get_json(&managed.http(), "/v1/agent/self")
+                get_json(&managed.http(), "/v1/agent/self", managed.token.as_deref())
             };
             let raft = info
                 .as_ref()

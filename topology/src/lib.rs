@@ -8,6 +8,7 @@
 //! passes their contents in and out.
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod diagnostic;
 pub mod model;
 pub mod render;

@@ -13,6 +13,7 @@ use topology::render::{self, Sources};
 use topology::Topology;
 
 mod launch;
+mod provision;
 
 /// Declare an Isthmus federation in one TOML file; check it and render every node's config.
 #[derive(Parser)]

@@ -6,6 +6,7 @@
 //! ```text
 //! OUT/ca/ca.pem, ca-key.pem          the CA (generated once, then kept)
 //! OUT/gossip.key                     the gossip key (generated once, then kept)
+//! OUT/acl/tokens.json, management.token   with `[acl]`: the federation's first tokens
 //! OUT/prometheus.yml                 scrapes every agent and gateway
 //! OUT/<dc>/<node>/agent.json         dc-agent config (Consul's format); gateway.toml for gateways
 //! OUT/<dc>/<node>/tls/ca.pem, cert.pem, key.pem
@@ -176,6 +177,17 @@ pub fn plan(
     let ca = plan.ca(topology, sources, existing, now)?;
     let ca_subject = pki::inspect_pem(ca.cert_pem().as_bytes())?.subject;
     let gossip_key = plan.gossip_key(topology, sources, existing, fresh_gossip_key)?;
+    // The fresh key's bytes seed any ACL secret not made yet.
+    let acl = crate::acl::secrets(topology, existing, fresh_gossip_key.as_bytes())?;
+    if let Some(secrets) = &acl {
+        let text = serde_json::to_string_pretty(secrets).unwrap_or_default();
+        plan.file(crate::acl::TOKENS_FILE, format!("{text}\n"), 0o600);
+        plan.file(
+            crate::acl::MANAGEMENT_FILE,
+            format!("{}\n", secrets.management.secret_id),
+            0o600,
+        );
+    }
     let validity = Validity::days_from(now, topology.cert_days)?;
     let (mut reissued, mut kept) = (0usize, 0usize);
     for dc in &topology.datacenters {
@@ -185,8 +197,10 @@ pub fn plan(
                 ca_subject: &ca_subject,
                 validity,
                 now,
+                gossip_key: &gossip_key,
+                acl: acl.as_ref(),
             };
-            if plan.node(topology, dc, node, &gossip_key, existing, &issued)? {
+            if plan.node(topology, dc, node, existing, &issued)? {
                 kept += 1;
             } else {
                 reissued += 1;
@@ -200,12 +214,15 @@ pub fn plan(
     Ok(plan)
 }
 
-/// What a node's certificate is checked against, or issued with.
+/// What every node's render shares: what its certificate is checked against or issued
+/// with, the gossip key and the ACL secrets.
 struct NodeIssue<'a> {
     ca: &'a CertificateAuthority,
     ca_subject: &'a str,
     validity: Validity,
     now: OffsetDateTime,
+    gossip_key: &'a str,
+    acl: Option<&'a crate::acl::AclSecrets>,
 }
 
 impl RenderPlan {
@@ -329,7 +346,6 @@ impl RenderPlan {
         topology: &Topology,
         dc: &crate::model::Datacenter,
         node: &Node,
-        gossip_key: &str,
         existing: &dyn Fn(&Path) -> Option<String>,
         issue: &NodeIssue<'_>,
     ) -> Result<bool, RenderError> {
@@ -367,7 +383,9 @@ impl RenderPlan {
         self.file(key_path, key_pem, 0o600);
         let config = match node.role {
             Role::Gateway => gateway_config(topology, dc, node),
-            Role::Server | Role::Client => agent_config(topology, dc, node, gossip_key),
+            Role::Server | Role::Client => {
+                agent_config(topology, dc, node, issue.gossip_key, issue.acl)
+            }
         };
         self.file(config_path(&dc.name, node), config, 0o600);
         self.file(
@@ -399,7 +417,13 @@ fn host_port(address: std::net::IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(address, port).to_string()
 }
 
-fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &str) -> String {
+fn agent_config(
+    topology: &Topology,
+    dc: &Datacenter,
+    node: &Node,
+    gossip_key: &str,
+    acl: Option<&crate::acl::AclSecrets>,
+) -> String {
     let is_server = node.role == Role::Server;
     let retry_join = dc
         .nodes_of(Role::Server)
@@ -468,7 +492,7 @@ fn agent_config(topology: &Topology, dc: &Datacenter, node: &Node, gossip_key: &
         watches: Vec::new(),
         bootstrap: None,
         pid_file: None,
-        acl: None,
+        acl: acl.and_then(|secrets| crate::acl::agent_acl(topology, dc, node, secrets)),
         isthmus: Some(IsthmusExtensions {
             config_version: ISTHMUS_CONFIG_VERSION,
             gateways: dc

@@ -17,6 +17,7 @@ pub struct RawTopology {
     pub state_dir: Option<String>,
     pub gossip: Option<RawGossip>,
     pub tls: Option<RawTls>,
+    pub acl: Option<RawAcl>,
     pub defaults: Option<RawNodeSettings>,
     #[serde(default)]
     pub datacenters: Vec<Spanned<RawDatacenter>>,
@@ -38,6 +39,14 @@ pub struct RawTls {
     pub ca_dir: Option<Spanned<String>>,
     pub ca_days: Option<Spanned<u32>>,
     pub cert_days: Option<Spanned<u32>>,
+}
+
+/// `[acl]`: `enabled = true` and Consul's `default_policy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcl {
+    pub enabled: Option<Spanned<bool>>,
+    pub default_policy: Option<Spanned<String>>,
 }
 
 /// `[[datacenters]]`.

@@ -35,6 +35,13 @@ pub fn summary(file_name: &str, topology: &Topology) -> String {
         "CA: {ca}; node certificates valid {} days",
         topology.cert_days
     );
+    if let Some(acl) = &topology.acl {
+        let _ = writeln!(
+            out,
+            "ACLs: on, default policy {}; `up` bootstraps in {} and gives every agent its token (management token in acl/management.token)",
+            acl.default_policy, topology.primary_datacenter
+        );
+    }
     for dc in &topology.datacenters {
         let primary = if dc.name == topology.primary_datacenter {
             " (primary)"

@@ -191,3 +191,137 @@ fn up_status_down_and_up_again_keeps_data() {
         String::from_utf8_lossy(&get.stderr)
     );
 }
+
+const ACL_FILE: &str = r#"
+[acl]
+enabled = true
+
+[[datacenters]]
+name = "one"
+servers = [{ name = "o1", address = "127.163.0.1" }]
+clients = [{ name = "oc1", address = "127.163.0.4" }]
+gateways = [{ name = "gw", address = "127.163.0.100" }]
+
+[[datacenters.services]]
+name = "web"
+node = "oc1"
+port = 8080
+
+[[datacenters]]
+name = "two"
+servers = [{ name = "t1", address = "127.164.0.1" }]
+gateways = [{ name = "gw", address = "127.164.0.100" }]
+"#;
+
+fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut request = agent.get(url);
+    if let Some(token) = token {
+        request = request.header("X-Consul-Token", token);
+    }
+    match request.call() {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> Option<String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match done() {
+            None => return,
+            Some(last) if std::time::Instant::now() > deadline => {
+                panic!("timed out waiting for {what}: {last}")
+            }
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(250)),
+        }
+    }
+}
+
+#[test]
+fn up_with_acls_bootstraps_once_and_gives_every_agent_its_token() {
+    let dc_agent = dc_agent();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    fs::write(dir.join("federation.toml"), ACL_FILE).expect("write");
+    let _down = Down(dir);
+
+    let (code, output) = topology(dir, &["up", "--detach", "federation.toml"]);
+    assert_eq!(code, 0, "{output}");
+    let file = dir.join(".isthmus/federation/acl/management.token");
+    assert!(output.contains("ACLs are on"), "{output}");
+    assert!(output.contains("ACLs: two has copied them"), "{output}");
+    assert!(
+        output.contains("CONSUL_HTTP_TOKEN_FILE=.isthmus/federation/acl/management.token"),
+        "{output}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(&file)
+        .expect("management.token")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let management = fs::read_to_string(&file).expect("read").trim().to_owned();
+
+    // Closed to anonymous writes; the management token (from the file, as printed) works.
+    let anonymous = Command::new(&dc_agent)
+        .args(["-http-addr", "127.163.0.1:8500", "kv", "put", "x", "1"])
+        .output()
+        .expect("kv put");
+    assert!(!anonymous.status.success());
+    assert!(
+        String::from_utf8_lossy(&anonymous.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&anonymous.stderr)
+    );
+    let put = Command::new(&dc_agent)
+        .env("CONSUL_HTTP_TOKEN_FILE", &file)
+        .args(["-http-addr", "127.164.0.1:8500", "kv", "put", "x", "1"])
+        .output()
+        .expect("kv put");
+    assert!(
+        put.status.success(),
+        "the management token works in the other datacenter too: {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+
+    // Each agent's own token: the client agent registered its node and the file's service
+    // (node and service identities), and the default (DNS) token reads the catalog.
+    wait_until("oc1 and web in the catalog", || {
+        let (_, service) = get(
+            "http://127.163.0.1:8500/v1/catalog/service/web",
+            Some(&management),
+        );
+        (!service.contains("\"oc1\"")).then_some(service)
+    });
+    let (status, nodes) = get("http://127.163.0.1:8500/v1/catalog/nodes", None);
+    assert_eq!(status, 200, "{nodes}");
+    assert!(nodes.contains("\"oc1\""), "{nodes}");
+    let (_, tokens) = get("http://127.163.0.1:8500/v1/acl/tokens", Some(&management));
+    assert!(tokens.contains("Agent token of one/oc1"), "{tokens}");
+    assert_eq!(
+        tokens.matches("Initial Management Token").count(),
+        1,
+        "{tokens}"
+    );
+
+    // `topology status` reads the agents with the management token; `up` again changes
+    // nothing (the tokens exist).
+    let (code, status) = topology(dir, &["status", "federation.toml"]);
+    assert_eq!(code, 0, "{status}");
+    let (code, output) = topology(dir, &["up", "--detach", "federation.toml"]);
+    assert_eq!(code, 0, "{output}");
+    let (_, again) = get("http://127.163.0.1:8500/v1/acl/tokens", Some(&management));
+    assert_eq!(
+        again.matches("AccessorID").count(),
+        tokens.matches("AccessorID").count(),
+        "{again}"
+    );
+}

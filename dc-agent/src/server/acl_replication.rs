@@ -61,7 +61,7 @@ fn changed<T: PartialEq + Clone>(
 /// How long one long poll of the primary waits.
 const POLL_WAIT: Duration = Duration::from_secs(30);
 /// The longest pause after failures.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// What the loop needs.
 pub struct Replicator {

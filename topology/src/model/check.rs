@@ -98,6 +98,7 @@ impl Checker {
 
         let gossip_key = self.gossip(raw.gossip.as_ref());
         let (ca, ca_days, cert_days) = self.tls(raw.tls.as_ref());
+        let acl = self.acl(raw.acl.as_ref());
         let defaults = raw.defaults.unwrap_or_default();
         let default_log_level = self
             .log_level(defaults.log_level.as_ref())
@@ -185,7 +186,38 @@ impl Checker {
             ca,
             ca_days,
             cert_days,
+            acl,
             datacenters,
+        })
+    }
+
+    fn acl(&mut self, raw: Option<&crate::schema::RawAcl>) -> Option<TopologyAcl> {
+        let raw = raw?;
+        let policy = match &raw.default_policy {
+            None => "deny".to_owned(),
+            Some(policy) if ["allow", "deny"].contains(&policy.get_ref().as_str()) => {
+                policy.get_ref().clone()
+            }
+            Some(policy) => {
+                let d = self.error(
+                    span_of(policy),
+                    format!("default_policy `{}` is not allow or deny", policy.get_ref()),
+                );
+                Self::help(d, "write `default_policy = \"deny\"` (or \"allow\")");
+                "deny".to_owned()
+            }
+        };
+        let enabled = raw.enabled.as_ref().is_some_and(|e| *e.get_ref());
+        if !enabled && raw.default_policy.is_some() {
+            let span = raw.default_policy.as_ref().and_then(span_of);
+            let d = self.warning(
+                span,
+                "`[acl]` sets a default_policy but not `enabled = true`: ACLs stay off",
+            );
+            Self::help(d, "add `enabled = true` to `[acl]`");
+        }
+        enabled.then_some(TopologyAcl {
+            default_policy: policy,
         })
     }
 

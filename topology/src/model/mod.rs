@@ -185,8 +185,17 @@ pub struct Topology {
     pub ca_days: u32,
     /// Days of validity of node certificates.
     pub cert_days: u32,
+    /// `[acl]` when enabled: ACLs on every agent, bootstrapped and provisioned by `up`.
+    pub acl: Option<TopologyAcl>,
     /// Datacenters in file order.
     pub datacenters: Vec<Datacenter>,
+}
+
+/// `[acl]` when `enabled = true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyAcl {
+    /// `allow` or `deny` (default `deny`: a federation that asks for ACLs is closed).
+    pub default_policy: String,
 }
 
 /// A parsed file: the topology and its warnings, or every error (and warning) found.
