@@ -87,8 +87,8 @@ fn gateway_metrics(address: &str) -> String {
 
 /// A rogue: a gateway certificate for a datacenter nobody declared (dc7, issued by the
 /// federation's CA, as a stolen CA key or a careless operator would), which tells the
-/// gateway at `gateway` to forget `dc`; what the gateway answered.
-fn rogue_forget(out: &std::path::Path, gateway: &str, dc: &str) -> String {
+/// gateway at `gateway` to forget `dc`; what the gateway answered, or how the link failed.
+fn rogue_forget(out: &std::path::Path, gateway: &str, dc: &str) -> Result<String, String> {
     let ca_pem = std::fs::read_to_string(out.join("ca/ca.pem")).expect("CA");
     let ca_key = std::fs::read_to_string(out.join("ca/ca-key.pem")).expect("CA key");
     let ca = pki::CertificateAuthority::from_pem(&ca_pem, &ca_key).expect("CA");
@@ -127,13 +127,16 @@ fn rogue_forget(out: &std::path::Path, gateway: &str, dc: &str) -> String {
             .connect(gateway.parse().expect("addr"), "gateway.dc1.consul")
             .expect("connect")
             .await
-            .expect("a WAN link (the certificate is the federation's)");
-        let (mut send, mut recv) = connection.open_bi().await.expect("a stream");
+            .map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
         let open = wire::route::StreamOpen::new(wire::route::StreamKind::Forget(dc.into()));
-        link::write_frame(&mut send, &open).await.expect("sent");
-        let status: wire::route::RouteStatus =
-            link::read_frame(&mut recv).await.expect("an answer");
-        format!("{status:?}")
+        link::write_frame(&mut send, &open)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status: wire::route::RouteStatus = link::read_frame(&mut recv)
+            .await
+            .map_err(|e| format!("{e}: {:?}", connection.close_reason()))?;
+        Ok(format!("{status:?}"))
     })
 }
 
@@ -564,13 +567,28 @@ fn requests_for_another_datacenter_cross_the_gateways() {
         },
     );
 
-    // A forged Forget of a live datacenter is refused and counted; dc2 stays reachable. (Last: the rogue's own
-    // link is still accepted today, so its datacenter shows in the federation; issue 11.)
+    // A gateway certificate of a datacenter nobody declared (the federation's CA signed
+    // it) does not join: its link is refused, counted and logged once, so its forged
+    // Forget of dc2 never arrives; dc2 stays reachable. (A Forget of a live datacenter
+    // from a declared one is refused too: `router::decide`'s tests.)
     let answer = rogue_forget(cluster.dir.path(), "127.104.0.100:8443", "dc2");
-    assert!(answer.contains("linked and alive"), "{answer}");
+    let refusal = answer.expect_err("the rogue's link is refused");
+    assert!(
+        refusal.contains("not a datacenter of this federation"),
+        "{refusal}"
+    );
+    let again = rogue_forget(cluster.dir.path(), "127.104.0.100:8443", "dc2");
+    assert!(again.is_err(), "{again:?}");
     assert!(gateway_metrics("127.104.0.100")
         .lines()
         .any(|l| l.starts_with("isthmus_gateway_refused_total") && !l.ends_with(" 0")));
+    let log = std::fs::read_to_string(cluster.dir.path().join("dc1-gw1.log")).unwrap_or_default();
+    assert_eq!(
+        log.matches("refused a WAN link").count(),
+        1,
+        "logged once: {log}"
+    );
+    assert!(!log.contains("WAN link accepted dc=dc7"), "{log}");
     // (dc2's gateway was restarted above: its servers may still be relinking.)
     cluster.wait_for(
         "dc2 reachable after the forged Forget",

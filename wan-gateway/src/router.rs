@@ -195,6 +195,27 @@ pub fn datagram_next(
     }
 }
 
+/// Whether a WAN link from a gateway of `dc` is admitted: only from a datacenter of this
+/// federation, one configured at this gateway or learned from a peer that is one (a
+/// gateway certificate, even the federation CA's, does not make a datacenter a member by
+/// itself). Never from this gateway's own datacenter.
+pub fn admits_wan<'a>(
+    dc: &str,
+    own: &str,
+    configured: &[String],
+    mut known: impl Iterator<Item = &'a str>,
+) -> Result<(), String> {
+    if dc == own {
+        return Err(format!("a gateway of {own}, this gateway's own datacenter"));
+    }
+    if configured.iter().any(|c| c == dc) || known.any(|k| k == dc) {
+        return Ok(());
+    }
+    Err(format!(
+        "{dc} is not a datacenter of this federation (configure its gateways in remote_gateways of a gateway of the federation)"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +389,21 @@ mod tests {
         assert_eq!(datagram_next(Side::Wan, "dc2", "s1", &l, 0), None);
         assert_eq!(datagram_next(Side::Server, "dc3", "s1", &l, 0), None);
         assert_eq!(datagram_next(Side::Wan, "dc1", "s9", &l, 0), None);
+    }
+
+    #[test]
+    fn only_declared_or_learned_datacenters_link() {
+        let configured = vec!["dc2".to_owned()];
+        assert_eq!(
+            admits_wan("dc2", "dc1", &configured, std::iter::empty()),
+            Ok(())
+        );
+        assert_eq!(
+            admits_wan("dc3", "dc1", &configured, ["dc3"].into_iter()),
+            Ok(())
+        );
+        let refused = admits_wan("dc7", "dc1", &configured, ["dc3"].into_iter());
+        assert!(refused.is_err_and(|e| e.contains("dc7 is not a datacenter of this federation")));
+        assert!(admits_wan("dc1", "dc1", &configured, ["dc1"].into_iter()).is_err());
     }
 }

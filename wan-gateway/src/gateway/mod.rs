@@ -82,6 +82,8 @@ pub struct Gateway {
     /// Datacenters removed from the federation: not learned again from other gateways
     /// (a gateway of one that links to this one itself brings it back).
     forgotten: Mutex<std::collections::BTreeSet<String>>,
+    /// Datacenters whose WAN links were refused (each logged once).
+    refused_logged: Mutex<std::collections::BTreeSet<String>>,
     /// dc-links from this datacenter's servers.
     servers: RwLock<Vec<Peer>>,
     next: AtomicUsize,
@@ -122,6 +124,7 @@ impl Gateway {
             cancel: cancel.clone(),
             links: RwLock::new(BTreeMap::new()),
             forgotten: Mutex::new(std::collections::BTreeSet::new()),
+            refused_logged: Mutex::new(std::collections::BTreeSet::new()),
             servers: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
             metrics,
@@ -248,11 +251,25 @@ impl Gateway {
             self.set_server(peer, false);
             tracing::info!(server = %node, "dc-link closed");
         } else if alpn == ALPN_WAN && identity.role == Role::Gateway {
-            if identity.datacenter == self.datacenter {
-                connection.close(1u32.into(), b"a gateway of the same datacenter");
+            let dc = identity.datacenter.clone();
+            let admitted = {
+                let known = self.known.lock();
+                crate::router::admits_wan(
+                    &dc,
+                    &self.datacenter,
+                    &self.configured,
+                    known.keys().map(|(dc, _)| dc.as_str()),
+                )
+            };
+            if let Err(why) = admitted {
+                self.metrics.refused.inc();
+                if self.note_refusal(&dc) {
+                    tracing::warn!(dc = %dc, gateway = %node, peer = %addr, reason = %why, "refused a WAN link (logged once per datacenter)");
+                }
+                // Strangers are told no more than that.
+                connection.close(1u32.into(), b"not a datacenter of this federation");
                 return;
             }
-            let dc = identity.datacenter.clone();
             if self.forgotten.lock().remove(&dc) {
                 tracing::info!(dc = %dc, "a gateway of a removed datacenter linked again; it is part of the federation again");
             }
@@ -271,6 +288,15 @@ impl Gateway {
         } else {
             connection.close(1u32.into(), b"unexpected protocol for this certificate");
         }
+    }
+
+    /// Whether a refusal of `dc` is the first (to be logged); the set stays bounded.
+    fn note_refusal(&self, dc: &str) -> bool {
+        let mut logged = self.refused_logged.lock();
+        if logged.contains(dc) || logged.len() >= MAX_GATEWAYS {
+            return false;
+        }
+        logged.insert(dc.to_owned())
     }
 
     async fn keep_wan_link(
