@@ -82,6 +82,8 @@ pub struct ValidatedConfig {
     pub data_dir: Option<PathBuf>,
     /// Gossip key bytes, when gossip is encrypted.
     pub gossip_key: Option<Vec<u8>>,
+    /// `encrypt_verify_incoming` and `encrypt_verify_outgoing`.
+    pub gossip_verify: gossip::keyfile::Verify,
     /// TLS material, when configured.
     pub tls: Option<pki::NodeTls>,
     /// The DNS interface.
@@ -400,6 +402,10 @@ impl LoadedConfig {
             domain,
             data_dir: c.data_dir.as_deref().map(|d| self.resolve(d)),
             gossip_key,
+            gossip_verify: gossip::keyfile::Verify {
+                incoming: c.encrypt_verify_incoming.unwrap_or(true),
+                outgoing: c.encrypt_verify_outgoing.unwrap_or(true),
+            },
             tls,
             dns,
             gateways,

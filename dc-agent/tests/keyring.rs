@@ -191,3 +191,109 @@ fn the_gossip_key_rotates_across_the_federation_without_downtime() {
         (alive_members(c, S1, false) == 2 && alive_members(c, C1, false) == 2).then_some(())
     });
 }
+
+/// Members `agent` itself sees alive (a freshly restarted agent knows only what its
+/// gossip with the others, under its current settings, told it).
+fn sees_both(cluster: &Cluster, agent: usize) -> bool {
+    let members: Vec<serde_json::Value> = cluster.agents[agent]
+        .client()
+        .get("/v1/agent/members")
+        .ok()
+        .and_then(|r| r.json().ok())
+        .unwrap_or_default();
+    members.iter().filter(|m| m["Status"] == 1).count() == 2
+}
+
+#[test]
+fn encryption_is_turned_on_in_a_running_datacenter_by_rolling_restarts() {
+    // s1 and c1 on 127.165.0.0/24, first without a gossip key.
+    let mut cluster = Cluster::render_with_clients(165, 1, 1, "");
+    let key = {
+        let text = std::fs::read_to_string(&cluster.agents[0].config).expect("config");
+        let config: serde_json::Value = serde_json::from_str(&text).expect("json");
+        config["encrypt"]
+            .as_str()
+            .expect("a rendered key")
+            .to_owned()
+    };
+    for agent in &cluster.agents {
+        agent.edit_config(|c| {
+            c.as_object_mut().map(|o| o.remove("encrypt"));
+        });
+    }
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    cluster.wait_for_leader_among(&[0]);
+    cluster.wait_for("plaintext gossip", Duration::from_secs(30), |c| {
+        (sees_both(c, 0) && sees_both(c, 1)).then_some(())
+    });
+
+    // Each step is a rolling restart (c1, then s1), and gossip works after each restart:
+    // accept and send plaintext with the key installed, then seal, then refuse plaintext.
+    let steps: [(Option<bool>, Option<bool>); 3] = [
+        (Some(false), Some(false)),
+        (Some(false), Some(true)),
+        (None, None),
+    ];
+    for (step, (incoming, outgoing)) in steps.into_iter().enumerate() {
+        for agent in [1, 0] {
+            cluster.agents[agent].edit_config(|c| {
+                c["encrypt"] = serde_json::json!(key);
+                match incoming {
+                    Some(v) => c["encrypt_verify_incoming"] = serde_json::json!(v),
+                    None => {
+                        c.as_object_mut()
+                            .map(|o| o.remove("encrypt_verify_incoming"));
+                    }
+                }
+                match outgoing {
+                    Some(v) => c["encrypt_verify_outgoing"] = serde_json::json!(v),
+                    None => {
+                        c.as_object_mut()
+                            .map(|o| o.remove("encrypt_verify_outgoing"));
+                    }
+                }
+            });
+            cluster.agents[agent].stop();
+            cluster.agents[agent].start();
+            cluster.wait_for(
+                &format!("gossip after step {step}'s restart of agent {agent}"),
+                Duration::from_secs(30),
+                |c| (sees_both(c, agent) && sees_both(c, 1 - agent)).then_some(()),
+            );
+        }
+    }
+
+    // Now every packet is sealed and plaintext is refused: an agent without the key is
+    // not let in, and s1 says why in its metrics.
+    cluster.agents[1].edit_config(|c| {
+        c.as_object_mut().map(|o| o.remove("encrypt"));
+    });
+    let data = cluster.agents[1]
+        .config
+        .parent()
+        .expect("dir")
+        .join("data/serf");
+    let _ = std::fs::remove_dir_all(&data);
+    cluster.agents[1].stop();
+    cluster.agents[1].start();
+    cluster.wait_for("s1 refusing plaintext", Duration::from_secs(30), |c| {
+        let metrics = c
+            .request(0, "GET", "/v1/agent/metrics?format=prometheus", b"")
+            .text();
+        metrics
+            .lines()
+            .any(|l| {
+                l.starts_with("isthmus_gossip_dropped_packets_total")
+                    && l.contains("reason=\"unencrypted\"")
+                    && !l.ends_with(" 0")
+            })
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !sees_both(&cluster, 1),
+        "a keyless agent joined an encrypted pool"
+    );
+}

@@ -77,6 +77,27 @@ pub enum KeyOp {
 pub struct SharedKeyring {
     ring: std::sync::Arc<parking_lot::RwLock<super::keyring::Keyring>>,
     file: Option<PathBuf>,
+    verify: Verify,
+}
+
+/// Consul's `encrypt_verify_incoming` and `encrypt_verify_outgoing` (both on by default):
+/// with either off, encryption can be turned on in a running datacenter by rolling
+/// restarts (first accept and send plaintext, then send sealed, then refuse plaintext).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verify {
+    /// Refuse packets that are not sealed with an installed key.
+    pub incoming: bool,
+    /// Seal what is sent.
+    pub outgoing: bool,
+}
+
+impl Default for Verify {
+    fn default() -> Verify {
+        Verify {
+            incoming: true,
+            outgoing: true,
+        }
+    }
 }
 
 impl SharedKeyring {
@@ -85,7 +106,19 @@ impl SharedKeyring {
         SharedKeyring {
             ring: std::sync::Arc::new(parking_lot::RwLock::new(ring)),
             file,
+            verify: Verify::default(),
         }
+    }
+
+    /// The same keyring with `verify` settings.
+    pub fn with_verify(mut self, verify: Verify) -> SharedKeyring {
+        self.verify = verify;
+        self
+    }
+
+    /// Whether packets are sealed, and unsealed ones refused.
+    pub fn verify(&self) -> Verify {
+        self.verify
     }
 
     /// The keyring, to seal and open with.

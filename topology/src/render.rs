@@ -466,6 +466,8 @@ fn agent_config(
         retry_join,
         data_dir: Some("data".to_owned()),
         encrypt: Some(gossip_key.to_owned()),
+        encrypt_verify_incoming: None,
+        encrypt_verify_outgoing: None,
         log_level: Some(node.log_level.clone()),
         enable_script_checks: None,
         disable_remote_exec: None,

@@ -76,6 +76,12 @@ pub struct AgentConfig {
     /// Gossip encryption key, base64 of 16, 24 or 32 bytes (`consul keygen`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypt: Option<String>,
+    /// Refuse gossip that is not sealed with an installed key (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt_verify_incoming: Option<bool>,
+    /// Seal the gossip this agent sends (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt_verify_outgoing: Option<bool>,
     /// Log level: `trace`, `debug`, `info`, `warn`, `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,

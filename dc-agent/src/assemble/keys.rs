@@ -74,6 +74,8 @@ pub const APPLIED: &[&str] = &[
     "disable_remote_exec",
     "enable_script_checks",
     "encrypt",
+    "encrypt_verify_incoming",
+    "encrypt_verify_outgoing",
     "isthmus.config_version",
     "isthmus.gateways",
     "isthmus.tombstone_ttl",

@@ -345,7 +345,8 @@ async fn start_core(
         Some(server) => server.id,
         None => crate::server::node_id(&prepared.data_dir)?,
     };
-    let keyring = crate::gossip::keyfile::open(&prepared.data_dir, v.gossip_key.as_deref())?;
+    let keyring = crate::gossip::keyfile::open(&prepared.data_dir, v.gossip_key.as_deref())?
+        .map(|k| k.with_verify(v.gossip_verify));
     let identity = NodeId {
         pool: PoolKind::Lan,
         addr: SocketAddr::new(v.bind_addr, v.ports.serf_lan),

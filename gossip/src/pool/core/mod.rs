@@ -412,12 +412,12 @@ impl PoolCore {
         plain.extend_from_slice(tag.as_bytes());
         plain.extend_from_slice(payload);
         match &self.keyring {
-            Some(keyring) => {
+            Some(keyring) if keyring.verify().outgoing => {
                 let mut nonce = [0u8; NONCE_LEN];
                 self.rng.fill(&mut nonce);
                 keyring.read().seal(nonce, &plain)
             }
-            None => plain,
+            _ => plain,
         }
     }
 
@@ -428,7 +428,15 @@ impl PoolCore {
     /// The kind and payload of a datagram, or why it is dropped.
     fn open(&self, datagram: &[u8]) -> Result<(u8, Vec<u8>), &'static str> {
         let plain = match &self.keyring {
-            Some(keyring) => keyring.read().open(datagram).map_err(|e| e.as_label())?,
+            Some(keyring) => match keyring.read().open(datagram) {
+                Ok(plain) => plain,
+                // `encrypt_verify_incoming = false`: plaintext is taken too.
+                Err(_) if !keyring.verify().incoming && datagram.starts_with(MAGIC) => {
+                    datagram.to_vec()
+                }
+                Err(_) if datagram.starts_with(MAGIC) => return Err("unencrypted"),
+                Err(e) => return Err(e.as_label()),
+            },
             None => datagram.to_vec(),
         };
         if plain.len() < 5 || &plain[..3] != MAGIC {
@@ -462,6 +470,7 @@ impl PoolCore {
         let peer = from.map_or_else(|| "a gateway".to_owned(), |a| a.to_string());
         let hint = match reason {
             "no_key" => "no installed gossip key opens its packets: the gossip keys (encrypt, keyring) probably differ",
+            "unencrypted" => "an unencrypted packet: the sender has no gossip key, or encrypt_verify_outgoing = false (set encrypt_verify_incoming = false here while encryption is being turned on)",
             "foreign_dc" => "a packet of another datacenter's pool",
             "foreign_pool" => "a packet of another pool",
             _ => "see isthmus_gossip_dropped_packets_total",
