@@ -360,14 +360,16 @@ impl Authorizer {
         }
     }
 
-    /// Whether `need` on an unsegmented resource is allowed.
+    /// Whether `need` on an unsegmented resource is allowed. ACL management (`acl`) is
+    /// never granted by the default policy, only by a rule or a management token (as
+    /// Consul's `allow` authorizer, which does everything but manage ACLs).
     pub fn allows_global(&self, global: Global, need: Need) -> bool {
         if self.management {
             return true;
         }
         match self.rules.globals.get(&global) {
             Some(access) => access.grants(need),
-            None => self.default_allow,
+            None => self.default_allow && global != Global::Acl,
         }
     }
 }

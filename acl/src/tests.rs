@@ -74,6 +74,9 @@ fn the_default_policy_fills_the_gaps() {
     assert!(allow.allows(Resource::Key, "other", Need::Write));
     assert!(!allow.allows(Resource::Key, "app/x", Need::Read));
     assert!(allow.allows_global(Global::Keyring, Need::Write));
+    // `allow` never manages ACLs by itself.
+    assert!(!allow.allows_global(Global::Acl, Need::Read));
+    assert!(!Authorizer::new(Rules::default(), true).allows_global(Global::Acl, Need::Write));
     let deny = Authorizer::new(rules, false);
     assert!(!deny.allows(Resource::Key, "other", Need::Read));
     assert!(!deny.allows_global(Global::Keyring, Need::Read));

@@ -346,7 +346,20 @@ impl LoadedConfig {
         let bind_addr = address("bind_addr", c.bind_addr.as_ref(), &mut problems);
         let client_addr = address("client_addr", c.client_addr.as_ref(), &mut problems);
         check_bootstrap(c, role, &mut problems);
-        let primary = c.primary_datacenter.as_deref().filter(|p| !p.is_empty());
+        // Datacenter names are lowercase DNS labels, as Consul makes them.
+        let primary = c
+            .primary_datacenter
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(str::to_lowercase);
+        if let Some(primary) = &primary {
+            if let Err(e) = wire::validate_dns_label(primary) {
+                problems.push(format!(
+                    "primary_datacenter {primary:?} is not a DNS label: it {e}"
+                ));
+            }
+        }
+        let primary = primary.as_deref();
         let acl = crate::http::acl::AclSettings::from_config(
             c.acl.as_ref(),
             primary.filter(|p| *p != datacenter),

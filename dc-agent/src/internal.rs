@@ -80,7 +80,7 @@ impl LocalApi {
         with_tokens: bool,
     ) -> Result<crate::server::acl_replication::ReplicaAnswer, String> {
         let mut uri = format!(
-            "/v1/isthmus/acl/replicate?dc={}&index={index}&wait={}s",
+            "/v1/isthmus/acl/replicate?dc={}&index={index}&wait={}s&stale",
             wire::percent::segment(primary),
             wait.as_secs()
         );

@@ -22,6 +22,7 @@ gateways = [{ name = "gw1", address = "127.D1.0.100" }]
 [[datacenters]]
 name = "dc2"
 servers = [{ name = "s1", address = "127.D2.0.1" }]
+clients = [{ name = "c1", address = "127.D2.0.4" }]
 gateways = [{ name = "gw1", address = "127.D2.0.100" }]
 "#;
 
@@ -29,6 +30,7 @@ const MANAGEMENT: &str = "3b0d6f2a-8c41-4e7b-a1d2-6f5e4c3b2a19";
 const DC1: usize = 0;
 const DC1_GW: usize = 1;
 const DC2: usize = 2;
+const DC2_C1: usize = 4;
 
 fn call(
     cluster: &Cluster,
@@ -89,6 +91,7 @@ fn start(d1: u8, d2: u8, token_replication: bool) -> Cluster {
             ("dc1", "gw1", &g1),
             ("dc2", "s1", &s2),
             ("dc2", "gw1", &g2),
+            ("dc2", "c1", &address(d2, 4)),
         ],
     );
     cluster.agents[DC1].edit_config(|config| {
@@ -96,6 +99,13 @@ fn start(d1: u8, d2: u8, token_replication: bool) -> Cluster {
             "enabled": true,
             "default_policy": "deny",
             "tokens": {"initial_management": MANAGEMENT, "agent": MANAGEMENT}
+        });
+    });
+    cluster.agents[DC2_C1].edit_config(|config| {
+        config["acl"] = serde_json::json!({
+            "enabled": true,
+            "default_policy": "deny",
+            "tokens": {"agent": MANAGEMENT}
         });
     });
     cluster.agents[DC2].edit_config(|config| {
@@ -314,6 +324,34 @@ fn without_token_replication_dc2_asks_dc1_and_extends_its_cache() {
         r#"{"Local": true, "Policies": [{"Name": "app-writer"}]}"#,
     );
     let (status, text) = call(&cluster, DC2, "PUT", "/v1/kv/app/y", &dc1_local, "1");
+    assert_eq!((status, text.as_str()), (403, "ACL not found"));
+    // dc2's client agent resolves dc1's tokens through its server, which asks dc1.
+    let (status, text) = call(&cluster, DC2_C1, "GET", "/v1/agent/self", MANAGEMENT, "");
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        call(
+            &cluster,
+            DC2_C1,
+            "PUT",
+            "/v1/kv/app/via-client",
+            &secret,
+            "1"
+        ),
+        (200, "true".to_owned())
+    );
+    // Local tokens need token replication here (as Consul's).
+    let (status, text) = call(
+        &cluster,
+        DC2,
+        "PUT",
+        "/v1/acl/token",
+        MANAGEMENT,
+        r#"{"Local": true}"#,
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("Local tokens are disabled"), "{text}");
+    // A secret that cannot be a token is no token, never "the primary is unreachable".
+    let (status, text) = call(&cluster, DC2, "GET", "/v1/kv/app/x?token=%01", "", "");
     assert_eq!((status, text.as_str()), (403, "ACL not found"));
 
     // dc1 cut off: past token_ttl (1 s), extend-cache keeps what dc2 knew.

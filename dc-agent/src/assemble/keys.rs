@@ -463,7 +463,24 @@ fn translate_deprecated(object: &mut Map<String, Value>, warnings: &mut Vec<Stri
     // Before `acl.enabled`, Consul turned ACLs on with `acl_datacenter` (and still does):
     // a legacy config that sets it never runs open.
     if object.keys().any(|k| squash(k) == squash("acl_datacenter")) {
-        place(object, &["acl", "enabled"], Value::Bool(true));
+        if let Value::Object(acl) = object
+            .entry("acl")
+            .or_insert_with(|| Value::Object(Map::new()))
+        {
+            acl.retain(|k, _| squash(k) != "enabled");
+            acl.insert("enabled".to_owned(), Value::Bool(true));
+        }
+    }
+    // `acl_replication_token` also turned token replication on.
+    if object
+        .keys()
+        .any(|k| squash(k) == squash("acl_replication_token"))
+    {
+        place(
+            object,
+            &["acl", "enable_token_replication"],
+            Value::Bool(true),
+        );
     }
     for (old, new) in RENAMED {
         let path: Vec<&str> = old.split('.').collect();
@@ -757,7 +774,7 @@ mod tests {
         let (value, _, problems) = check(
             r#"{"acl_datacenter":"dc1","acl_default_policy":"deny","acl_master_token":"m",
                 "acl_agent_token":"a","enable_acl_replication":true,
-                "acl":{"tokens":{"agent_master":"r"}}}"#,
+                "acl":{"enabled":false,"tokens":{"agent_master":"r"}}}"#,
         );
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(

@@ -51,6 +51,10 @@ async fn encode(request: Request, hops: u32) -> Result<HttpRequest, Response> {
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
         .collect();
     headers.push((FORWARDED.to_owned(), hops.to_string().into_bytes()));
+    // Still from another datacenter when passed on to the leader.
+    if let Some(FromOtherDatacenter(dc)) = parts.extensions.get::<FromOtherDatacenter>() {
+        headers.push((FROM_DC_HEADER.to_owned(), dc.as_bytes().to_vec()));
+    }
     Ok(HttpRequest {
         method: parts.method.as_str().to_owned(),
         uri: parts
@@ -95,10 +99,14 @@ pub async fn to_datacenter(
     request: Request,
 ) -> Response {
     let timeout = timeout_of(&request);
-    let forwarded = match encode(request, 0).await {
+    let mut forwarded = match encode(request, 0).await {
         Ok(forwarded) => forwarded,
         Err(response) => return response,
     };
+    forwarded.headers.push((
+        FROM_DC_HEADER.to_owned(),
+        api.agent.datacenter.as_bytes().to_vec(),
+    ));
     api.metrics.rpc_cross_dc.inc();
     match links.call(dc, &forwarded, timeout).await {
         Ok(response) => into_response(response),
@@ -177,6 +185,15 @@ fn into_response(forwarded: HttpResponse) -> Response {
     response
 }
 
+/// Says, on a request sent to another datacenter, which one sent it.
+const FROM_DC_HEADER: &str = "x-isthmus-from-dc";
+
+/// Marks a request that came from another datacenter (through the gateways): it is
+/// answered here, never sent on to a third. An extension set only by the handler of
+/// forwarded requests (QUIC, mutual TLS), so nothing from the HTTP API can carry it.
+#[derive(Debug, Clone)]
+pub struct FromOtherDatacenter(pub String);
+
 /// Marks a request the agent made itself (anti-entropy, the leader's duties, DNS views):
 /// the ACL guard lets it through here; it carries the agent's token to any server it goes
 /// on to. An extension, so nothing from the network can carry it.
@@ -204,6 +221,14 @@ fn make_handler(router: Router, internal: Option<super::acl::SharedTokens>) -> H
                 .uri(request.uri.as_str());
             for (name, value) in &request.headers {
                 builder = builder.header(name.as_str(), value.as_slice());
+            }
+            let from_dc = request
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(FROM_DC_HEADER))
+                .map(|(_, value)| String::from_utf8_lossy(value).into_owned());
+            if let (Some(dc), None) = (from_dc, &internal) {
+                builder = builder.extension(FromOtherDatacenter(dc));
             }
             if let Some(tokens) = &internal {
                 builder = builder.extension(Internal);

@@ -658,7 +658,7 @@ fn dns_acl(
                 Ok(resolved) => *shared.write() = Some(resolved.authorizer),
                 Err(ResolveError::NotFound) => *shared.write() = None,
                 // No server to ask: keep what is known (down_policy's extend-cache).
-                Err(ResolveError::Unreachable(_)) => {}
+                Err(ResolveError::Unreachable(_) | ResolveError::Misconfigured(_)) => {}
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,

@@ -39,10 +39,17 @@ pub struct ReplicationStatus {
 /// The sets of `remote` (the primary's) that differ from `local` (what this datacenter
 /// holds of them); none when all are equal. Tokens are compared only `with_tokens`.
 pub fn plan(local: &AclReplica, remote: &AclReplica, with_tokens: bool) -> Option<AclReplica> {
+    // Without token replication this datacenter keeps no global token (one left from
+    // before would go on working here after the primary deleted it): they go.
+    let tokens = if with_tokens {
+        changed(&local.tokens, &remote.tokens)
+    } else {
+        changed(&local.tokens, &Some(Vec::new()))
+    };
     let change = AclReplica {
         policies: changed(&local.policies, &remote.policies),
         roles: changed(&local.roles, &remote.roles),
-        tokens: changed(&local.tokens, &remote.tokens).filter(|_| with_tokens),
+        tokens,
     };
     (change != AclReplica::default()).then_some(change)
 }
@@ -91,6 +98,7 @@ impl Replicator {
             }
             if !self.server.is_leader() {
                 self.server.acl_replication.lock().running = false;
+                self.metrics.coordination.acl_replication_status.set(0);
                 index = 0;
                 if sleep(&cancel, Duration::from_secs(1)).await {
                     return;
@@ -259,8 +267,18 @@ mod tests {
                 ..AclReplica::default()
             })
         );
-        // Without token replication, tokens are not this datacenter's copy to keep.
+        // Without token replication, no global token is kept here.
         assert_eq!(plan(&local, &remote, false), None);
+        let mut stale = remote.clone();
+        assert_eq!(
+            plan(&stale, &remote, false),
+            Some(AclReplica {
+                tokens: Some(Vec::new()),
+                ..AclReplica::default()
+            })
+        );
+        stale.tokens = Some(Vec::new());
+        assert_eq!(plan(&stale, &remote, false), None);
         local.policies = Some(Vec::new());
         assert_eq!(
             plan(&local, &remote, false),

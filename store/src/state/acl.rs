@@ -239,7 +239,9 @@ impl Acl {
     /// Deletes a token.
     pub fn delete_token(&mut self, index: u64, accessor_id: &str) -> CommandResult {
         if let Some(token) = self.tokens.remove(accessor_id) {
-            self.by_secret.remove(&token.secret_id);
+            if self.by_secret.get(&token.secret_id).map(String::as_str) == Some(accessor_id) {
+                self.by_secret.remove(&token.secret_id);
+            }
             self.index = index;
         }
         CommandResult::Done
@@ -307,20 +309,26 @@ impl Acl {
         }
         if let Some(tokens) = &replica.tokens {
             self.tokens.retain(|_, t| t.local);
-            for token in tokens.iter().filter(|t| !t.local) {
-                self.tokens.insert(token.accessor_id.clone(), token.clone());
-            }
             self.by_secret = self
                 .tokens
                 .values()
                 .map(|t| (t.secret_id.clone(), t.accessor_id.clone()))
                 .collect();
+            // A global token that would take a local one's accessor or secret is left
+            // out: neither may shadow the other (both IDs can be chosen by whoever writes).
+            for token in tokens.iter().filter(|t| !t.local) {
+                if self.tokens.contains_key(&token.accessor_id)
+                    || self.by_secret.contains_key(&token.secret_id)
+                {
+                    continue;
+                }
+                self.by_secret
+                    .insert(token.secret_id.clone(), token.accessor_id.clone());
+                self.tokens.insert(token.accessor_id.clone(), token.clone());
+            }
         }
-        let (policies, roles) = (&self.policies, &self.roles);
-        for token in self.tokens.values_mut().filter(|t| t.local) {
-            token.policies.retain(|l| policies.contains_key(&l.id));
-            token.roles.retain(|l| roles.contains_key(&l.id));
-        }
+        // Links of local tokens to what the primary no longer has stay: they grant
+        // nothing while it is missing (resolution skips it), and again if it comes back.
         self.index = index;
         CommandResult::Done
     }
@@ -454,11 +462,33 @@ mod tests {
             Some("g1")
         );
         assert!(secondary.token_by_secret("ls1").is_some());
-        // The primary drops p2: the local token loses its link.
+        // The primary drops p2: the local token keeps its link (it grants nothing while
+        // p2 is missing).
         primary.delete_policy(4, "p2");
         secondary.replicate(10, &primary.replicated());
-        assert!(secondary.token("l1").is_some_and(|t| t.policies.is_empty()));
+        assert!(secondary.policy("p2").is_none());
+        assert!(secondary.token("l1").is_some_and(|t| t.policies.len() == 1));
         assert_eq!(secondary.index, 10);
+        // A global token may not shadow a local one's accessor or secret.
+        let mut shadow = token("l1", "other", &[]);
+        shadow.local = false;
+        let mut same_secret = token("g2", "ls1", &[]);
+        same_secret.local = false;
+        let hostile = AclReplica {
+            tokens: Some(vec![shadow, same_secret]),
+            ..AclReplica::default()
+        };
+        secondary.replicate(10, &hostile);
+        assert_eq!(
+            secondary
+                .token_by_secret("ls1")
+                .map(|t| t.accessor_id.as_str()),
+            Some("l1")
+        );
+        assert!(secondary.token("g2").is_none());
+        assert!(secondary.token("l1").is_some_and(|t| t.local));
+        // Put back the primary's tables for what follows.
+        secondary.replicate(10, &primary.replicated());
         // A set left out stays.
         let only_roles = AclReplica {
             roles: Some(Vec::new()),

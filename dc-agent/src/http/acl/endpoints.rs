@@ -287,6 +287,11 @@ fn resolve_links(
         .collect()
 }
 
+/// Whether a token body asks for a `Local` token, read as [`token_create`] reads it.
+pub(super) fn says_local(body: &[u8]) -> Result<bool, ApiError> {
+    decode::<TokenBody>(body).map(|token| token.local)
+}
+
 fn decode<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
@@ -657,9 +662,13 @@ pub async fn resolve_token(
             return None;
         }
         let mut policies: Vec<&str> = token.policies.iter().map(|l| l.id.as_str()).collect();
+        let here_too = |s: &&AclServiceIdentity| {
+            s.datacenters.is_empty() || s.datacenters.contains(&datacenter)
+        };
         let mut services: Vec<String> = token
             .service_identities
             .iter()
+            .filter(here_too)
             .map(|s| s.service_name.clone())
             .collect();
         let mut nodes: Vec<String> = token
@@ -673,6 +682,7 @@ pub async fn resolve_token(
             services.extend(
                 role.service_identities
                     .iter()
+                    .filter(here_too)
                     .map(|s| s.service_name.clone()),
             );
             nodes.extend(
@@ -721,14 +731,8 @@ pub async fn set_agent_token(
     let token = (!body.token.is_empty()).then_some(body.token);
     let persisted = {
         let mut tokens = api.acl_tokens.lock();
-        match kind.as_str() {
-            "agent" | "acl_agent_token" => tokens.agent = token,
-            "default" | "acl_token" => tokens.default = token,
-            "agent_recovery" | "agent_master" | "acl_agent_master_token" => {
-                tokens.agent_recovery = token
-            }
-            "replication" | "acl_replication_token" => tokens.replication = token,
-            other => return Err(ApiError::NotFound(format!("Token {other:?} is unknown"))),
+        if !tokens.set(&kind, token) {
+            return Err(ApiError::NotFound(format!("Token {kind:?} is unknown")));
         }
         tokens.file.is_some()
     };

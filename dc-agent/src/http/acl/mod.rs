@@ -13,17 +13,19 @@
 mod endpoints;
 mod replication;
 mod required;
+mod tokens;
 
 pub use endpoints::*;
 pub use replication::{replicate, status as replication_status, to_primary};
 pub use required::{required, Required};
+pub use tokens::{AgentTokens, KeptTokens, SharedTokens, TOKENS_FILE};
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use acl::{Authorizer, Rules};
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
@@ -111,100 +113,6 @@ impl AclSettings {
     }
 }
 
-/// The agent's tokens, changed at run time by `/v1/agent/token/*` (`acl set-agent-token`),
-/// and kept in the data directory's `acl-tokens.json` with `enable_token_persistence`
-/// (where they win over the configuration's, as Consul's).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AgentTokens {
-    /// `agent`: what the agent's own requests carry (else `default`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    /// `default`: the token of requests that bring none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<String>,
-    /// `agent_recovery`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_recovery: Option<String>,
-    /// `replication`: what a secondary's servers present to the primary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replication: Option<String>,
-    /// Where they are kept (token persistence on).
-    #[serde(skip)]
-    pub file: Option<std::path::PathBuf>,
-}
-
-/// The agent's tokens, shared by the guard, the internal requests and the token endpoint.
-pub type SharedTokens = std::sync::Arc<Mutex<AgentTokens>>;
-
-/// The file persisted tokens are kept in, in the data directory (Consul's name).
-pub const TOKENS_FILE: &str = "acl-tokens.json";
-
-impl AgentTokens {
-    /// The tokens of the settings (none without ACLs), and with token persistence the
-    /// ones kept in `data_dir`, which win. An unreadable file is an error: the agent
-    /// would otherwise run with tokens its operator replaced.
-    pub fn of(
-        settings: Option<&AclSettings>,
-        data_dir: &std::path::Path,
-    ) -> anyhow::Result<SharedTokens> {
-        let mut tokens = settings.map_or_else(AgentTokens::default, |s| AgentTokens {
-            agent: s.agent_token.clone(),
-            default: s.default_token.clone(),
-            agent_recovery: s.agent_recovery.clone(),
-            replication: s.replication_token.clone(),
-            file: None,
-        });
-        if settings.is_some_and(|s| s.token_persistence) {
-            let path = data_dir.join(TOKENS_FILE);
-            match std::fs::read(&path) {
-                Ok(bytes) => {
-                    let kept: AgentTokens = serde_json::from_slice(&bytes).map_err(|e| {
-                        anyhow::anyhow!("{} is not a tokens file: {e}", path.display())
-                    })?;
-                    tokens.agent = kept.agent.or(tokens.agent);
-                    tokens.default = kept.default.or(tokens.default);
-                    tokens.agent_recovery = kept.agent_recovery.or(tokens.agent_recovery);
-                    tokens.replication = kept.replication.or(tokens.replication);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => anyhow::bail!("reading {}: {e}", path.display()),
-            }
-            tokens.file = Some(path);
-        }
-        Ok(std::sync::Arc::new(Mutex::new(tokens)))
-    }
-
-    /// What the agent's own requests carry.
-    pub fn for_agent(&self) -> Option<String> {
-        self.agent.clone().or_else(|| self.default.clone())
-    }
-
-    /// Keeps the tokens as they are now in their file (token persistence on), owner-only,
-    /// replaced atomically; one writer at a time, so the last change is the one kept.
-    /// Blocking (it syncs the file): run it off the async workers.
-    pub fn persist_latest(shared: &SharedTokens) -> std::io::Result<()> {
-        static WRITER: Mutex<()> = Mutex::new(());
-        let _one_at_a_time = WRITER.lock();
-        let tokens = shared.lock().clone();
-        let Some(path) = &tokens.file else {
-            return Ok(());
-        };
-        let bytes = serde_json::to_vec_pretty(&tokens).map_err(std::io::Error::other)?;
-        let temporary = path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&temporary)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&temporary, path)
-    }
-}
-
 /// The secret a request presents: `X-Consul-Token`, `Authorization: Bearer`, `?token=`.
 pub fn token_of(request: &Request) -> Option<String> {
     let headers = request.headers();
@@ -244,6 +152,8 @@ pub enum ResolveError {
     NotFound,
     /// No server could be asked (a client agent).
     Unreachable(String),
+    /// The agent cannot ask anyone, whatever happens (`down_policy` does not apply).
+    Misconfigured(String),
 }
 
 /// What a token may do, from the ACL tables: a management token everything, any other its
@@ -337,21 +247,33 @@ pub async fn resolve(
 ) -> Result<Resolved, ResolveError> {
     let default = api.acl_tokens.lock().default.clone();
     let secret = secret.or(default.as_deref());
+    // A secret that cannot even travel in a header is no token (never "unreachable",
+    // which `down_policy` would decide).
+    if secret.is_some_and(|s| s.len() > 256 || HeaderValue::from_str(s).is_err()) {
+        return Err(ResolveError::NotFound);
+    }
     match &api.backend {
         Backend::Server(server) => {
             let datacenter = api.agent.datacenter.clone();
+            // A secondary that does not copy the primary's tokens holds only its local
+            // ones (a global token left from before is not its to trust); it asks the
+            // primary for the rest (as Consul's remote token resolution).
+            let asks_primary = settings.primary.is_some() && !settings.token_replication;
             let here = server
                 .state
                 .read(|data| {
-                    resolve_in(&data.state.acl, secret, &datacenter, settings.default_allow)
+                    let acl = &data.state.acl;
+                    let trusted = secret.filter(|s| {
+                        !asks_primary || acl.token_by_secret(s).is_some_and(|t| t.local)
+                    });
+                    match (secret, trusted) {
+                        (Some(_), None) => Err(ResolveError::NotFound),
+                        _ => resolve_in(acl, secret, &datacenter, settings.default_allow),
+                    }
                 })
                 .map_err(|e| ResolveError::Unreachable(e.to_string()))?;
             match (here, secret) {
-                // A secondary that does not copy the primary's tokens asks it for the
-                // ones it does not know (as Consul's remote token resolution).
-                (Err(ResolveError::NotFound), Some(secret))
-                    if settings.primary.is_some() && !settings.token_replication =>
-                {
+                (Err(ResolveError::NotFound), Some(secret)) if asks_primary => {
                     remote(api, settings, secret).await
                 }
                 (here, _) => here,
@@ -375,19 +297,31 @@ async fn remote(api: &Api, settings: &AclSettings, secret: &str) -> Result<Resol
             api.acl_cache.put(secret, resolved.clone());
             Ok(resolved)
         }
-        Err(ResolveError::NotFound) => Err(ResolveError::NotFound),
-        Err(unreachable) => match settings.down_policy.as_str() {
-            "allow" => Ok(Resolved {
-                accessor_id: String::new(),
-                authorizer: Authorizer::management(),
-            }),
-            "deny" => Err(unreachable),
-            // extend-cache, async-cache: what was known, however old.
-            _ => api
-                .acl_cache
-                .get(secret, settings.token_ttl, true)
-                .ok_or(unreachable),
-        },
+        Err(ResolveError::Unreachable(why)) => down(api, settings, secret, why),
+        Err(other) => Err(other),
+    }
+}
+
+/// What `down_policy` makes of a token nobody could resolve.
+fn down(
+    api: &Api,
+    settings: &AclSettings,
+    secret: &str,
+    why: String,
+) -> Result<Resolved, ResolveError> {
+    let unreachable = ResolveError::Unreachable(why);
+    match settings.down_policy.as_str() {
+        // Consul's `allow`: everything but managing ACLs.
+        "allow" => Ok(Resolved {
+            accessor_id: String::new(),
+            authorizer: Authorizer::new(Rules::default(), true),
+        }),
+        "deny" => Err(unreachable),
+        // extend-cache, async-cache: what was known, however old.
+        _ => api
+            .acl_cache
+            .get(secret, settings.token_ttl, true)
+            .ok_or(unreachable),
     }
 }
 
@@ -419,9 +353,11 @@ pub fn resolve_in(
 
 /// Asks what a token may do: a client agent its server, a secondary's server the primary.
 async fn ask(api: &Api, settings: &AclSettings, secret: &str) -> Result<Resolved, ResolveError> {
+    // Any server of the primary may answer (`stale`, as Consul's remote resolution), so an
+    // election there is not an outage here.
     let uri = match &settings.primary {
         Some(primary) if matches!(api.backend, Backend::Server(_)) => format!(
-            "/v1/isthmus/acl/resolve?dc={}&for={}",
+            "/v1/isthmus/acl/resolve?dc={}&for={}&stale",
             wire::percent::segment(primary),
             wire::percent::segment(&api.agent.datacenter)
         ),
@@ -432,15 +368,16 @@ async fn ask(api: &Api, settings: &AclSettings, secret: &str) -> Result<Resolved
         .uri(uri)
         .header("x-consul-token", secret)
         .body(axum::body::Body::empty())
-        .map_err(|e| ResolveError::Unreachable(e.to_string()))?;
+        .map_err(|_| ResolveError::NotFound)?;
     let response = match (&api.backend, &settings.primary, &api.dc_links) {
         (Backend::Client(link), _, _) => super::forward::to_server(api, link, request).await,
         (Backend::Server(_), Some(primary), Some(links)) => {
             super::forward::to_datacenter(api, links, primary, request).await
         }
         (Backend::Server(_), _, _) => {
-            return Err(ResolveError::Unreachable(
-                "no path to the primary datacenter (isthmus.gateways)".to_owned(),
+            return Err(ResolveError::Misconfigured(
+                "this secondary datacenter has no path to the primary (isthmus.gateways)"
+                    .to_owned(),
             ))
         }
     };
@@ -448,6 +385,10 @@ async fn ask(api: &Api, settings: &AclSettings, secret: &str) -> Result<Resolved
     let body = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .map_err(|e| ResolveError::Unreachable(e.to_string()))?;
+    // Only a failure to get an answer is "unreachable"; any other refusal means no token.
+    if status.is_client_error() && status != StatusCode::FORBIDDEN {
+        return Err(ResolveError::NotFound);
+    }
     match status {
         // This datacenter's default policy applies here, whoever resolved the token.
         StatusCode::OK => serde_json::from_slice::<ResolveAnswer>(&body)
@@ -567,6 +508,13 @@ pub async fn guard(State(api): State<Api>, mut request: Request, next: Next) -> 
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("ACL could not be resolved (no server answered): {e}"),
+            )
+                .into_response()
+        }
+        Err(ResolveError::Misconfigured(e)) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("ACL could not be resolved: {e}"),
             )
                 .into_response()
         }

@@ -16,34 +16,47 @@ use crate::server::acl_replication::ReplicaAnswer;
 
 /// Sends a write of global ACL data made in a secondary datacenter to the primary (as
 /// Consul's servers forward it): the bootstrap, policies, roles, and tokens that are not
-/// `Local`. It becomes a `?dc=PRIMARY` request, authorised there.
+/// `Local`; without token replication, reads of tokens this datacenter does not hold too,
+/// and client agents' resolutions of them. It becomes a `?dc=PRIMARY` request, authorised
+/// there. A request that came from another datacenter is never sent on (two datacenters
+/// naming each other primary would bounce it for ever).
 pub async fn to_primary(api: &Api, request: Request) -> Result<Request, Response> {
-    let Some(settings) = api.acl.as_ref() else {
+    let (Some(settings), Backend::Server(server)) = (api.acl.as_ref(), &api.backend) else {
         return Ok(request);
     };
     let Some(primary) = settings.primary.clone() else {
         return Ok(request);
     };
-    let Backend::Server(server) = &api.backend else {
-        return Ok(request);
-    };
     let path = request.uri().path().to_owned();
-    // Without token replication, this datacenter holds only its local tokens: reads of
-    // the others are the primary's too (as Consul's).
-    let token_read = path.starts_with("/v1/acl/token") && !settings.token_replication;
-    if !path.starts_with("/v1/acl/")
+    let is_get = request.method() == axum::http::Method::GET;
+    let asks_primary = !settings.token_replication;
+    let resolve = path == "/v1/isthmus/acl/resolve";
+    let token_read = path.starts_with("/v1/acl/token") && asks_primary;
+    if request
+        .extensions()
+        .get::<super::super::forward::FromOtherDatacenter>()
+        .is_some()
+        || !(path.starts_with("/v1/acl/") || (resolve && asks_primary))
         || path == "/v1/acl/replication"
-        || (request.method() == axum::http::Method::GET && !token_read)
+        || (is_get && !token_read && !resolve)
     {
         return Ok(request);
     }
-    let mut query = params(request.uri().query()).unwrap_or_default();
+    let mut query = params(request.uri().query()).map_err(IntoResponse::into_response)?;
     if query
         .get("dc")
         .is_some_and(|dc| !dc.is_empty() && *dc != api.agent.datacenter)
     {
         return Ok(request);
     }
+    // Whether a token this datacenter holds is a local one.
+    let local_by = |find: &dyn Fn(&store::state::acl::Acl) -> Option<bool>| {
+        server
+            .state
+            .read(|data| find(&data.state.acl))
+            .ok()
+            .flatten()
+    };
     let (request, global) = if path == "/v1/acl/token" {
         let (parts, body) = request.into_parts();
         let bytes = axum::body::to_bytes(body, 2 * 1024 * 1024)
@@ -52,26 +65,26 @@ pub async fn to_primary(api: &Api, request: Request) -> Result<Request, Response
                 ApiError::TooLarge("Request body too large, max size: 2097152 bytes".to_owned())
                     .into_response()
             })?;
-        let local = body_says_local(&bytes);
+        // Read as the endpoint reads it (Go's decoder: names without case, last wins).
+        let local = super::endpoints::says_local(&bytes).map_err(IntoResponse::into_response)?;
+        if local && asks_primary {
+            return Err(ApiError::BadRequest(
+                "Local tokens are disabled: this secondary datacenter does not replicate tokens (acl.enable_token_replication)".to_owned(),
+            )
+            .into_response());
+        }
         (Request::from_parts(parts, Body::from(bytes)), !local)
-    } else if path == "/v1/acl/token/self" {
+    } else if path == "/v1/acl/token/self" || resolve {
         let secret = super::token_of(&request);
-        let local = server
-            .state
-            .read(|data| {
-                secret
-                    .and_then(|s| data.state.acl.token_by_secret(&s).map(|t| t.local))
-                    .unwrap_or(false)
-            })
-            .unwrap_or(false);
-        (request, !local)
+        let local = local_by(&|acl| {
+            secret
+                .as_deref()
+                .and_then(|s| acl.token_by_secret(s).map(|t| t.local))
+        });
+        (request, local != Some(true))
     } else if let Some(rest) = path.strip_prefix("/v1/acl/token/") {
-        let accessor = rest.strip_suffix("/clone").unwrap_or(rest);
-        let local = server
-            .state
-            .read(|data| data.state.acl.token(accessor).map(|t| t.local))
-            .ok()
-            .flatten();
+        let accessor = rest.strip_suffix("/clone").unwrap_or(rest).to_owned();
+        let local = local_by(&|acl| acl.token(&accessor).map(|t| t.local));
         // A token this datacenter does not hold is the primary's to answer for.
         (request, local != Some(true))
     } else {
@@ -81,6 +94,11 @@ pub async fn to_primary(api: &Api, request: Request) -> Result<Request, Response
         return Ok(request);
     }
     query.insert("dc".to_owned(), primary);
+    if resolve {
+        // Resolved for this datacenter, by any server of the primary.
+        query.insert("for".to_owned(), api.agent.datacenter.clone());
+        query.insert("stale".to_owned(), String::new());
+    }
     let mut pairs: Vec<String> = query
         .iter()
         .map(|(k, v)| {
@@ -98,16 +116,6 @@ pub async fn to_primary(api: &Api, request: Request) -> Result<Request, Response
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("bad request URI {uri:?}")).into_response())?;
     Ok(Request::from_parts(parts, body))
-}
-
-/// `"Local": true` in a token body (names match without case, as Consul's decoder).
-fn body_says_local(body: &[u8]) -> bool {
-    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
-        return false;
-    };
-    fields
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("local") && v.as_bool() == Some(true))
 }
 
 /// `GET /v1/isthmus/acl/replicate` (the primary's side): its tables once their index
@@ -202,18 +210,4 @@ pub async fn status(State(api): State<Api>) -> Result<Response, ApiError> {
     };
     let body = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(([("content-type", "application/json")], body).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_is_read_as_consul_reads_it() {
-        assert!(body_says_local(br#"{"Local": true}"#));
-        assert!(body_says_local(br#"{"local": true, "Description": "x"}"#));
-        assert!(!body_says_local(br#"{"Local": false}"#));
-        assert!(!body_says_local(br#"{"Local": null}"#));
-        assert!(!body_says_local(b"not json"));
-    }
 }

@@ -23,7 +23,7 @@ pub enum Required {
     Cluster(Global, Need),
     /// Several at once.
     All(Vec<Required>),
-    /// `acl:write` (a management token, or the default policy `allow`).
+    /// `acl:write` (a management token, or a rule granting it; never the default policy).
     Management,
 }
 
