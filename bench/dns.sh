@@ -4,6 +4,7 @@
 #   - an Isthmus client agent (answers from its view, kept current by blocking queries),
 #   - NSD (Debian) serving the same three A records from a static zone, rate limiting off,
 # one after the other on the same machine, and appends the figures to bench/RESULTS.md.
+#   - an Isthmus server with ACLs on (deny; DNS through the default token's read policy),
 # Usage: bench/dns.sh [SECONDS per target, default 10]. Loopback 127.101.0.0/24 only;
 # every process it starts is stopped on exit.
 set -euo pipefail
@@ -46,11 +47,40 @@ for n in 1 2 3; do
   curl -sf -X PUT "http://$SERVER:8500/v1/catalog/register" \
     -d "{\"Node\":\"n$n\",\"Address\":\"10.101.0.$n\",\"Service\":{\"Service\":\"web\",\"Port\":80}}" >/dev/null
 done
-for addr in $SERVER $CLIENT; do
+
+# The same server with ACLs on (default_policy deny): DNS answers through the agent's
+# default token, whose policy reads every node and service (Consul's DNS token).
+ACL_SERVER=127.101.0.4
+MANAGEMENT="$(cat /proc/sys/kernel/random/uuid)"
+taskset -c "$SERVER_CPU" "$agent" agent -server -bootstrap-expect=1 -node=s2 -bind=$ACL_SERVER -client=$ACL_SERVER \
+  -data-dir="$work/s2" -datacenter=dc1 \
+  -hcl "acl { enabled = true default_policy = \"deny\" tokens { initial_management = \"$MANAGEMENT\" } }" \
+  >"$work/s2.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+  curl -sf -H "X-Consul-Token: $MANAGEMENT" "http://$ACL_SERVER:8500/v1/acl/token/self" >/dev/null && break
+  sleep 0.2
+done
+for n in 1 2 3; do
+  curl -sf -X PUT -H "X-Consul-Token: $MANAGEMENT" "http://$ACL_SERVER:8500/v1/catalog/register" \
+    -d "{\"Node\":\"n$n\",\"Address\":\"10.101.0.$n\",\"Service\":{\"Service\":\"web\",\"Port\":80}}" >/dev/null
+done
+curl -sf -X PUT -H "X-Consul-Token: $MANAGEMENT" "http://$ACL_SERVER:8500/v1/acl/policy" \
+  -d '{"Name":"dns","Rules":"node_prefix \"\" { policy = \"read\" }\nservice_prefix \"\" { policy = \"read\" }"}' >/dev/null
+dns_token="$(curl -sf -X PUT -H "X-Consul-Token: $MANAGEMENT" "http://$ACL_SERVER:8500/v1/acl/token" \
+  -d '{"Description":"DNS","Policies":[{"Name":"dns"}]}' | sed -n 's/.*"SecretID":"\([^"]*\)".*/\1/p')"
+curl -sf -X PUT -H "X-Consul-Token: $MANAGEMENT" "http://$ACL_SERVER:8500/v1/agent/token/default" \
+  -d "{\"Token\":\"$dns_token\"}" >/dev/null
+for addr in $SERVER $CLIENT $ACL_SERVER; do
   for _ in $(seq 100); do
     [ "$(dig @$addr -p 8600 +short web.service.consul | wc -l)" = 3 ] && break
     sleep 0.2
   done
+  # A target that answers fewer records would be measured answering less: stop.
+  if [ "$(dig @$addr -p 8600 +short web.service.consul | wc -l)" != 3 ]; then
+    echo "$addr does not answer the three records; logs in $work" >&2
+    exit 1
+  fi
 done
 
 # NSD with the same answer: three A records, TTL 0, no rate limiting.
@@ -100,11 +130,12 @@ run() {
   lost="$(awk '/Queries lost:/ {print $3}' "$work/$1.out")"
   printf '| %s | %s | %.3f | %s |\n' "$1" "$qps" "$(echo "$lat * 1000" | bc -l)" "$lost"
 }
-rows="$(run "Isthmus server" $SERVER; run "Isthmus client agent" $CLIENT; run NSD $NSD_ADDR)"
+rows="$(run "Isthmus server" $SERVER; run "Isthmus client agent" $CLIENT; run NSD $NSD_ADDR; run "Isthmus server, ACLs on (default token)" $ACL_SERVER)"
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 server_qps="$(echo "$rows" | awk -F'|' 'NR==1 {print $3}')"
 nsd_qps="$(echo "$rows" | awk -F'|' 'NR==3 {print $3}')"
 client_qps="$(echo "$rows" | awk -F'|' 'NR==2 {print $3}')"
+acl_qps="$(echo "$rows" | awk -F'|' 'NR==4 {print $3}')"
 {
   echo
   echo "## $(date -u +%Y-%m-%d): DNS, Isthmus vs NSD"
@@ -119,6 +150,7 @@ client_qps="$(echo "$rows" | awk -F'|' 'NR==2 {print $3}')"
   echo "|---|---|---|---|"
   echo "$rows"
   echo
-  printf 'Isthmus server / NSD: %.2f; client agent / NSD: %.2f.\n' \
-    "$(echo "$server_qps / $nsd_qps" | bc -l)" "$(echo "$client_qps / $nsd_qps" | bc -l)"
+  printf 'Isthmus server / NSD: %.2f; client agent / NSD: %.2f; server with ACLs / without: %.2f.\n' \
+    "$(echo "$server_qps / $nsd_qps" | bc -l)" "$(echo "$client_qps / $nsd_qps" | bc -l)" \
+    "$(echo "$acl_qps / $server_qps" | bc -l)"
 } | tee -a bench/RESULTS.md

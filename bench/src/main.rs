@@ -42,6 +42,10 @@ struct Args {
     /// Where client threads send writes: `all` members (thread i to member i % 3) or the `leader`.
     #[arg(long, default_value = "all")]
     target: String,
+    /// Systems to measure: `isthmus`, `isthmus-acl` (ACLs on, `default_policy = "deny"`,
+    /// every write with a token whose policy grants `key_prefix "bench/"`), `etcd`.
+    #[arg(long, value_delimiter = ',', default_value = "isthmus,etcd")]
+    systems: Vec<String>,
 }
 
 const MEMBERS: usize = 3;
@@ -79,10 +83,12 @@ struct Isthmus {
     dir: tempfile::TempDir,
     binary: PathBuf,
     children: Vec<Option<Child>>,
+    /// With ACLs: the token every write carries.
+    token: Option<String>,
 }
 
 impl Isthmus {
-    fn start() -> Result<Isthmus> {
+    fn start(acl: bool) -> Result<Isthmus> {
         let binary = std::env::current_exe()?.with_file_name("dc-agent");
         if !binary.is_file() {
             bail!(
@@ -91,9 +97,12 @@ impl Isthmus {
             );
         }
         let dir = tempfile::tempdir()?;
-        let source = "[[datacenters]]\nname = \"dc1\"\nservers = [{ name = \"s1\", address = \"127.90.0.1\" }, { name = \"s2\", address = \"127.90.0.2\" }, { name = \"s3\", address = \"127.90.0.3\" }]\n";
+        let mut source = "[[datacenters]]\nname = \"dc1\"\nservers = [{ name = \"s1\", address = \"127.90.0.1\" }, { name = \"s2\", address = \"127.90.0.2\" }, { name = \"s3\", address = \"127.90.0.3\" }]\n".to_owned();
+        if acl {
+            source.push_str("[acl]\nenabled = true\ndefault_policy = \"deny\"\n");
+        }
         let (topology, _) =
-            topology::parse(source, "bench").map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            topology::parse(&source, "bench").map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let out = dir.path().to_owned();
         let existing = |relative: &Path| fs::read_to_string(out.join(relative)).ok();
         let key = wire::gossip_key::encode(&[5u8; 32]);
@@ -109,9 +118,15 @@ impl Isthmus {
             dir,
             binary,
             children: (0..MEMBERS).map(|_| None).collect(),
+            token: None,
         };
         for member in 0..MEMBERS {
             cluster.restart(member)?;
+        }
+        if acl {
+            let management =
+                fs::read_to_string(out.join(topology::acl::MANAGEMENT_FILE))?.trim().to_owned();
+            cluster.token = Some(writer_token(&management)?);
         }
         Ok(cluster)
     }
@@ -121,16 +136,62 @@ impl Isthmus {
     }
 }
 
+/// A token whose policy lets it write under `bench/` (made once the leader has
+/// bootstrapped ACLs with the management token).
+fn writer_token(management: &str) -> Result<String> {
+    let client = agent(Duration::from_secs(2));
+    let url = |path: &str| format!("{}{path}", Isthmus::http(0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let put = |path: &str, body: serde_json::Value| -> Option<serde_json::Value> {
+        let mut response = client
+            .put(url(path))
+            .header("X-Consul-Token", management)
+            .send(body.to_string())
+            .ok()?;
+        if response.status() != 200 {
+            return None;
+        }
+        serde_json::from_str(&response.body_mut().read_to_string().ok()?).ok()
+    };
+    loop {
+        let policy = serde_json::json!({
+            "Name": "bench-writer",
+            "Rules": "key_prefix \"bench/\" { policy = \"write\" }"
+        });
+        if put("/v1/acl/policy", policy).is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("ACLs were not bootstrapped within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let token = put(
+        "/v1/acl/token",
+        serde_json::json!({"Policies": [{"Name": "bench-writer"}]}),
+    )
+    .context("creating the bench token")?;
+    token["SecretID"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the token has no SecretID")
+}
+
 impl Cluster for Isthmus {
     fn name(&self) -> &'static str {
-        "Isthmus"
+        if self.token.is_some() {
+            "Isthmus, ACLs on"
+        } else {
+            "Isthmus"
+        }
     }
 
     fn put(&self, agent: &ureq::Agent, member: usize, key: &str, value: &[u8]) -> bool {
-        match agent
-            .put(format!("{}/v1/kv/{key}", Self::http(member)))
-            .send(value)
-        {
+        let mut request = agent.put(format!("{}/v1/kv/{key}", Self::http(member)));
+        if let Some(token) = &self.token {
+            request = request.header("X-Consul-Token", token);
+        }
+        match request.send(value) {
             Ok(mut response) => {
                 response.status() == 200
                     && response
@@ -500,11 +561,12 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let mut report = String::new();
     let today = time::OffsetDateTime::now_utc().date();
-    let _ = writeln!(report, "\n## {today}: KV PUT, Isthmus vs etcd\n");
+    let _ = writeln!(report, "\n## {today}: KV PUT ({})\n", args.systems.join(", "));
     let _ = writeln!(report, "Machine: {}.  ", machine());
     let _ = writeln!(
         report,
-        "Command: `bench/run.sh` (kvbench --seconds {} --keys {} --value-size {} --concurrency {} --failovers {} --target {}).  ",
+        "Command: `bench/run.sh` (kvbench --systems {} --seconds {} --keys {} --value-size {} --concurrency {} --failovers {} --target {}).  ",
+        args.systems.join(","),
         args.seconds,
         args.keys,
         args.value_size,
@@ -527,10 +589,19 @@ fn main() -> Result<()> {
     );
     let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|");
     let mut failovers: Vec<(String, Vec<Duration>)> = Vec::new();
-    let systems: Vec<Starter> = vec![
-        Box::new(|| Ok(Box::new(Isthmus::start()?) as Box<dyn Cluster>)),
-        Box::new(|| Ok(Box::new(Etcd::start()?) as Box<dyn Cluster>)),
-    ];
+    let mut systems: Vec<Starter> = Vec::new();
+    for system in &args.systems {
+        match system.as_str() {
+            "isthmus" => systems.push(Box::new(|| {
+                Ok(Box::new(Isthmus::start(false)?) as Box<dyn Cluster>)
+            })),
+            "isthmus-acl" => systems.push(Box::new(|| {
+                Ok(Box::new(Isthmus::start(true)?) as Box<dyn Cluster>)
+            })),
+            "etcd" => systems.push(Box::new(|| Ok(Box::new(Etcd::start()?) as Box<dyn Cluster>))),
+            other => bail!("unknown system {other:?}: isthmus, isthmus-acl or etcd"),
+        }
+    }
     for start in systems {
         let mut cluster = start()?;
         let leader = wait_for_leader(cluster.as_ref(), Duration::from_secs(60))?;

@@ -211,14 +211,46 @@ pub fn authorize(
     })
 }
 
-/// Resolutions kept by a client agent, by secret: when, and what.
+/// Resolutions kept, by secret: a client agent's (or a secondary's, from the primary)
+/// with when they came, and a server's own, with the ACL index they were made at (valid
+/// until the ACL tables change or the token expires: rules are parsed once, not on every
+/// request).
 #[derive(Default)]
 pub struct ResolutionCache {
     entries: Mutex<HashMap<String, (Instant, Resolved)>>,
+    local: Mutex<HashMap<String, LocalResolution>>,
+}
+
+struct LocalResolution {
+    index: u64,
+    expires_ms: Option<u64>,
+    resolved: Resolved,
 }
 
 impl ResolutionCache {
     const MAX: usize = 4096;
+
+    fn get_local(&self, secret: &str, index: u64, now_ms: u64) -> Option<Resolved> {
+        let local = self.local.lock();
+        let hit = local.get(secret)?;
+        (hit.index == index && hit.expires_ms.is_none_or(|at| now_ms < at))
+            .then(|| hit.resolved.clone())
+    }
+
+    fn put_local(&self, secret: &str, index: u64, expires_ms: Option<u64>, resolved: Resolved) {
+        let mut local = self.local.lock();
+        if local.len() >= Self::MAX {
+            local.clear();
+        }
+        local.insert(
+            secret.to_owned(),
+            LocalResolution {
+                index,
+                expires_ms,
+                resolved,
+            },
+        );
+    }
 
     fn get(&self, secret: &str, ttl: Duration, any_age: bool) -> Option<Resolved> {
         let entries = self.entries.lock();
@@ -268,7 +300,27 @@ pub async fn resolve(
                     });
                     match (secret, trusted) {
                         (Some(_), None) => Err(ResolveError::NotFound),
-                        _ => resolve_in(acl, secret, &datacenter, settings.default_allow),
+                        (Some(secret), Some(_)) => {
+                            let now = now_ms();
+                            if let Some(hit) = api.acl_cache.get_local(secret, acl.index, now) {
+                                return Ok(hit);
+                            }
+                            let resolved =
+                                resolve_in(acl, Some(secret), &datacenter, settings.default_allow);
+                            if let Ok(resolved) = &resolved {
+                                let expires = acl
+                                    .token_by_secret(secret)
+                                    .and_then(|t| t.expiration_ms);
+                                api.acl_cache.put_local(
+                                    secret,
+                                    acl.index,
+                                    expires,
+                                    resolved.clone(),
+                                );
+                            }
+                            resolved
+                        }
+                        (None, _) => resolve_in(acl, None, &datacenter, settings.default_allow),
                     }
                 })
                 .map_err(|e| ResolveError::Unreachable(e.to_string()))?;
