@@ -124,8 +124,9 @@ impl Isthmus {
             cluster.restart(member)?;
         }
         if acl {
-            let management =
-                fs::read_to_string(out.join(topology::acl::MANAGEMENT_FILE))?.trim().to_owned();
+            let management = fs::read_to_string(out.join(topology::acl::MANAGEMENT_FILE))?
+                .trim()
+                .to_owned();
             cluster.token = Some(writer_token(&management)?);
         }
         Ok(cluster)
@@ -561,7 +562,11 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let mut report = String::new();
     let today = time::OffsetDateTime::now_utc().date();
-    let _ = writeln!(report, "\n## {today}: KV PUT ({})\n", args.systems.join(", "));
+    let _ = writeln!(
+        report,
+        "\n## {today}: KV PUT ({})\n",
+        args.systems.join(", ")
+    );
     let _ = writeln!(report, "Machine: {}.  ", machine());
     let _ = writeln!(
         report,
@@ -598,7 +603,9 @@ fn main() -> Result<()> {
             "isthmus-acl" => systems.push(Box::new(|| {
                 Ok(Box::new(Isthmus::start(true)?) as Box<dyn Cluster>)
             })),
-            "etcd" => systems.push(Box::new(|| Ok(Box::new(Etcd::start()?) as Box<dyn Cluster>))),
+            "etcd" => systems.push(Box::new(
+                || Ok(Box::new(Etcd::start()?) as Box<dyn Cluster>),
+            )),
             other => bail!("unknown system {other:?}: isthmus, isthmus-acl or etcd"),
         }
     }

@@ -226,6 +226,75 @@ fn acls_deny_by_default_and_policies_decide() {
         .get("/v1/catalog/services")
         .expect("an answer");
     assert_eq!((services.status, services.text().as_str()), (200, "{}"));
+    // Every other list too: checks, a node, coordinates, the agent's services, sessions.
+    let filtered = |agent: usize, path: &str, token: &str| {
+        let r = cluster.agents[agent]
+            .client()
+            .with_token(Some(token.to_owned()))
+            .get(path)
+            .expect("an answer");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        (
+            r.text(),
+            r.header("x-consul-results-filtered-by-acls").is_some(),
+        )
+    };
+    assert_eq!(
+        filtered(0, "/v1/health/state/any", &secret),
+        ("[]".into(), true)
+    );
+    assert_eq!(
+        filtered(0, "/v1/health/node/s1", &secret),
+        ("[]".into(), true)
+    );
+    assert_eq!(
+        filtered(0, "/v1/catalog/node/s1", &secret),
+        ("null".into(), true)
+    );
+    assert_eq!(filtered(1, "/v1/agent/checks", &secret).0, "{}");
+    let (all, hidden) = filtered(0, "/v1/health/state/any", MANAGEMENT);
+    assert!(all.contains("serfHealth") && !hidden, "{all}");
+    // A token that reads nodes but no service sees node checks only.
+    let nodes_only = r#"{"Name": "nodes", "Rules": "node_prefix \"\" { policy = \"read\" }"}"#;
+    assert_eq!(
+        with_token(&cluster, 0, "PUT", "/v1/acl/policy", MANAGEMENT, nodes_only).0,
+        200
+    );
+    let (_, body) = with_token(
+        &cluster,
+        0,
+        "PUT",
+        "/v1/acl/token",
+        MANAGEMENT,
+        r#"{"Policies": [{"Name": "nodes"}]}"#,
+    );
+    let nodes_secret = serde_json::from_str::<Value>(&body).expect("token")["SecretID"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let (checks, _) = filtered(0, "/v1/health/state/any", &nodes_secret);
+    assert!(checks.contains("serfHealth"), "{checks}");
+    let (node, hidden) = filtered(0, "/v1/catalog/node/s1", &nodes_secret);
+    assert!(
+        node.contains("\"Node\"") && hidden,
+        "the consul service is hidden: {node}"
+    );
+    // Sessions: `session:write` on the node to create one, lists filtered by `session:read`.
+    let (status, text) = with_token(&cluster, 0, "PUT", "/v1/session/create", &secret, "{}");
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("lacks permission 'session:write' on \"s1\""),
+        "{text}"
+    );
+    let (status, text) = with_token(&cluster, 0, "PUT", "/v1/session/create", MANAGEMENT, "{}");
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        filtered(0, "/v1/session/list", &secret),
+        ("[]".into(), true)
+    );
+    assert!(filtered(0, "/v1/session/list", MANAGEMENT)
+        .0
+        .contains("\"Node\":\"s1\""));
 
     // Deleted: the token stops working at once on the server.
     let (status, _) = with_token(

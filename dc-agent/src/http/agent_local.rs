@@ -11,6 +11,7 @@ use wire::api::{AgentCheckRegistration, AgentLocalService, AgentServiceRegistrat
 use wire::command::ServiceRegistration;
 use wire::records::HealthStatus;
 
+use super::acl::{mark_filtered, may_read, may_read_check, require, Token};
 use super::kv::json;
 use super::{params, Api, ApiError, Consistency};
 use crate::local::{
@@ -158,28 +159,47 @@ pub async fn deregister_service(
 }
 
 /// `GET /v1/agent/services`.
-pub async fn services(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+pub async fn services(
+    State(api): State<Api>,
+    uri: Uri,
+    token: Token,
+) -> Result<Response, ApiError> {
     let filter = super::filter_of(&uri, super::selectors::AGENT_SERVICES)?;
-    let services: BTreeMap<String, AgentLocalService> = api
+    let mut services: BTreeMap<String, AgentLocalService> = api
         .local
         .services()
         .iter()
         .map(|(id, service)| (id.clone(), local_service(&api, service)))
         .collect();
-    Ok(json(
-        &api,
-        1,
-        Consistency::Stale,
-        &super::filtered(&services, &filter)?,
+    let before = services.len();
+    services.retain(|_, s| may_read(&token, acl::Resource::Service, &s.service));
+    Ok(mark_filtered(
+        json(
+            &api,
+            1,
+            Consistency::Stale,
+            &super::filtered(&services, &filter)?,
+        ),
+        services.len() != before,
     ))
 }
 
 /// `GET /v1/agent/service/<id>`.
-pub async fn service(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn service(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    token: Token,
+) -> Result<Response, ApiError> {
     let services = api.local.services();
     let service = services
         .get(&id)
         .ok_or_else(|| ApiError::NotFound(format!("unknown service ID: {id}")))?;
+    require(
+        &token,
+        acl::Resource::Service,
+        &service.name,
+        acl::Need::Read,
+    )?;
     Ok(json(
         &api,
         1,
@@ -189,13 +209,19 @@ pub async fn service(State(api): State<Api>, Path(id): Path<String>) -> Result<R
 }
 
 /// `GET /v1/agent/checks` (`?filter`).
-pub async fn checks(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+pub async fn checks(State(api): State<Api>, uri: Uri, token: Token) -> Result<Response, ApiError> {
     let filter = super::filter_of(&uri, super::selectors::AGENT_CHECKS)?;
-    Ok(json(
-        &api,
-        1,
-        Consistency::Stale,
-        &super::filtered(&local_checks(&api), &filter)?,
+    let mut checks = local_checks(&api);
+    let before = checks.len();
+    checks.retain(|_, c| may_read_check(&token, c));
+    Ok(mark_filtered(
+        json(
+            &api,
+            1,
+            Consistency::Stale,
+            &super::filtered(&checks, &filter)?,
+        ),
+        checks.len() != before,
     ))
 }
 

@@ -1,16 +1,17 @@
-//! `/v1/catalog/*` and `/v1/health/*`.
+//! `/v1/catalog/*` (health in [`super::health`], coordinates in [`super::coordinate`]).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use wire::api::{
-    AgentService, CatalogNode, CatalogServiceEntry, DeregisterRequest, HealthCheck, NodeServices,
-    RegisterRequest, ServiceEntry,
+    AgentService, CatalogNode, CatalogServiceEntry, DeregisterRequest, NodeServices,
+    RegisterRequest,
 };
 use wire::command::{CheckRegistration, Command, CommandResult, Registration, ServiceRegistration};
 use wire::records::HealthStatus;
 
+use super::acl::{mark_filtered, may_read, retain_readable, Token};
 use super::kv::{confirm, json};
 use super::{
     blocking, filter_of, filtered, meta_matches, node_meta_filter, params, Api, ApiError,
@@ -18,14 +19,18 @@ use super::{
 };
 
 /// Whether `node`'s metadata holds every pair of `?node-meta=`.
-fn node_has_meta(catalog: &crate::state::Catalog, node: &str, wanted: &[(String, String)]) -> bool {
+pub(super) fn node_has_meta(
+    catalog: &crate::state::Catalog,
+    node: &str,
+    wanted: &[(String, String)],
+) -> bool {
     wanted.is_empty()
         || catalog
             .node(node)
             .is_some_and(|n| meta_matches(&n.meta, wanted))
 }
 
-fn tags(params: &Params) -> Vec<String> {
+pub(super) fn tags(params: &Params) -> Vec<String> {
     params
         .get("tag")
         .filter(|t| !t.is_empty())
@@ -571,23 +576,47 @@ pub async fn node(
     State(api): State<Api>,
     Path(node): Path<String>,
     uri: Uri,
+    token: Token,
 ) -> Result<Response, ApiError> {
     let filter = filter_of(&uri, super::selectors::NODE_SERVICES)?;
-    let (index, answer, consistency) = read(&api, &uri, |data| {
+    let (index, (hidden, answer), consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
-        let answer = catalog.node(&node).map(|n| NodeServices {
-            node: CatalogNode::from(n),
-            services: catalog
-                .node_services(&node)
-                .map(|s| (s.id.clone(), AgentService::from(s)))
-                .collect(),
+        let (readable, hidden) = readable_services(&token, &node, catalog);
+        let answer = readable.and_then(|services| {
+            catalog.node(&node).map(|n| NodeServices {
+                node: CatalogNode::from(n),
+                services: services.into_iter().map(|s| (s.id.clone(), s)).collect(),
+            })
         });
-        (catalog.node_index(&node), answer)
+        (catalog.node_index(&node), (hidden, answer))
     })
     .await?;
     // `?filter` selects among the node's services.
     let answer = super::filtered_field(&answer, "Services", &filter)?;
-    Ok(json(&api, index, consistency, &answer))
+    Ok(mark_filtered(
+        json(&api, index, consistency, &answer),
+        hidden,
+    ))
+}
+
+/// The services of `node` the token may read (none at all when it may not read the node,
+/// as Consul answers `null`), and whether ACLs left something out.
+fn readable_services(
+    token: &Token,
+    node: &str,
+    catalog: &crate::state::Catalog,
+) -> (Option<Vec<AgentService>>, bool) {
+    if !may_read(token, acl::Resource::Node, node) {
+        return (None, catalog.node(node).is_some());
+    }
+    let mut services: Vec<AgentService> = catalog
+        .node_services(node)
+        .map(AgentService::from)
+        .collect();
+    let hidden = retain_readable(&mut services, |s| {
+        may_read(token, acl::Resource::Service, &s.service)
+    });
+    (Some(services), hidden)
 }
 
 /// `GET /v1/catalog/node-services/<node>`: the node and its services as a list (Consul's
@@ -596,158 +625,35 @@ pub async fn node_services(
     State(api): State<Api>,
     Path(node): Path<String>,
     uri: Uri,
+    token: Token,
 ) -> Result<Response, ApiError> {
     let filter = filter_of(&uri, super::selectors::NODE_SERVICES)?;
-    let (index, answer, consistency) = read(&api, &uri, |data| {
+    let (index, (hidden, answer), consistency) = read(&api, &uri, |data| {
         let catalog = &data.state.catalog;
-        let answer = catalog.node(&node).map(|n| {
-            serde_json::json!({
-                "Node": CatalogNode::from(n),
-                "Services": catalog
-                    .node_services(&node)
-                    .map(AgentService::from)
-                    .collect::<Vec<_>>(),
+        let (readable, hidden) = readable_services(&token, &node, catalog);
+        let answer = readable.and_then(|services| {
+            catalog.node(&node).map(|n| {
+                serde_json::json!({
+                    "Node": CatalogNode::from(n),
+                    "Services": services,
+                })
             })
         });
-        (catalog.node_index(&node), answer)
+        (catalog.node_index(&node), (hidden, answer))
     })
     .await?;
     // `?filter` selects among the node's services.
     let answer = super::filtered_field(&answer, "Services", &filter)?;
-    Ok(json(&api, index, consistency, &answer))
-}
-
-/// `GET /v1/health/service/<name>` (`?passing`, `?tag=`).
-pub async fn health_service(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    uri: Uri,
-    token: Option<axum::Extension<super::acl::Resolved>>,
-) -> Result<Response, ApiError> {
-    let params = params(uri.query())?;
-    let tags = tags(&params);
-    let passing_only = params.contains_key("passing");
-    let near = params.get("near").cloned();
-    let wanted = node_meta_filter(uri.query())?;
-    let filter = filter_of(&uri, super::selectors::SERVICE_HEALTH)?;
-    let (index, entries, consistency) = read(&api, &uri, |data| {
-        let catalog = &data.state.catalog;
-        let mut entries: Vec<ServiceEntry> = catalog
-            .service_health(&name, &tags)
-            .into_iter()
-            .filter(|h| meta_matches(&h.node.meta, &wanted))
-            .filter(|h| !passing_only || h.checks.iter().all(|c| c.status == HealthStatus::Passing))
-            .map(|h| ServiceEntry {
-                node: CatalogNode::from(h.node),
-                service: AgentService::from(h.service),
-                checks: h.checks.iter().map(|c| HealthCheck::from(*c)).collect(),
-            })
-            .collect();
-        sort_near(
-            &mut entries,
-            |e| &e.node.node,
-            near.as_deref(),
-            &data.state.coordinates,
-        );
-        (catalog.service_index(&name), entries)
-    })
-    .await?;
-    let mut entries = entries;
-    let mut hidden = false;
-    if let Some(axum::Extension(token)) = &token {
-        let before = entries.len();
-        let auth = &token.authorizer;
-        if !auth.allows(acl::Resource::Service, &name, acl::Need::Read) {
-            entries.clear();
-        }
-        entries.retain(|e| auth.allows(acl::Resource::Node, &e.node.node, acl::Need::Read));
-        hidden = entries.len() != before;
-    }
-    Ok(super::acl::mark_filtered(
-        json(&api, index, consistency, &filtered(&entries, &filter)?),
+    Ok(mark_filtered(
+        json(&api, index, consistency, &answer),
         hidden,
     ))
-}
-
-/// `GET /v1/health/checks/<service>`.
-pub async fn health_checks(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    let filter = filter_of(&uri, super::selectors::CHECKS)?;
-    let wanted = node_meta_filter(uri.query())?;
-    let (index, checks, consistency) = read(&api, &uri, |data| {
-        let catalog = &data.state.catalog;
-        (
-            catalog.service_index(&name),
-            catalog
-                .service_checks(&name)
-                .filter(|c| node_has_meta(catalog, &c.node, &wanted))
-                .map(HealthCheck::from)
-                .collect::<Vec<_>>(),
-        )
-    })
-    .await?;
-    Ok(json(&api, index, consistency, &filtered(&checks, &filter)?))
-}
-
-/// `GET /v1/health/node/<node>`.
-pub async fn health_node(
-    State(api): State<Api>,
-    Path(node): Path<String>,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    let filter = filter_of(&uri, super::selectors::CHECKS)?;
-    let (index, checks, consistency) = read(&api, &uri, |data| {
-        let catalog = &data.state.catalog;
-        (
-            catalog.node_index(&node),
-            catalog
-                .node_checks(&node)
-                .map(HealthCheck::from)
-                .collect::<Vec<_>>(),
-        )
-    })
-    .await?;
-    Ok(json(&api, index, consistency, &filtered(&checks, &filter)?))
-}
-
-/// `GET /v1/health/state/<state>` (`any`, `passing`, `warning`, `critical`).
-pub async fn health_state(
-    State(api): State<Api>,
-    Path(state): Path<String>,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    let filter = filter_of(&uri, super::selectors::CHECKS)?;
-    let wanted = match state.as_str() {
-        "any" => None,
-        other => Some(other.parse::<HealthStatus>().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "Invalid check state {other:?}: use any, passing, warning or critical"
-            ))
-        })?),
-    };
-    let meta = node_meta_filter(uri.query())?;
-    let (index, checks, consistency) = read(&api, &uri, |data| {
-        let catalog = &data.state.catalog;
-        (
-            catalog.indexes().checks,
-            catalog
-                .checks_in_state(wanted)
-                .filter(|c| node_has_meta(catalog, &c.node, &meta))
-                .map(HealthCheck::from)
-                .collect::<Vec<_>>(),
-        )
-    })
-    .await?;
-    Ok(json(&api, index, consistency, &filtered(&checks, &filter)?))
 }
 
 /// Consul's `?near=NODE`: sorts by the round trip estimated from NODE's coordinate, nearest
 /// first; entries whose node has no coordinate go last, in their order. Without a
 /// coordinate for NODE (or without `near`), the order is left alone.
-fn sort_near<T>(
+pub(super) fn sort_near<T>(
     items: &mut [T],
     node_of: impl Fn(&T) -> &str,
     near: Option<&str>,
@@ -770,149 +676,4 @@ fn sort_near<T>(
             (None, None) => std::cmp::Ordering::Equal,
         }
     });
-}
-
-/// `GET /v1/coordinate/datacenters`: the WAN coordinates of every datacenter's servers, as
-/// this server's WAN pool knows them (Consul's shape; `rtt -wan NODE.DC` reads it).
-pub async fn coordinate_datacenters(State(api): State<Api>) -> Result<Response, ApiError> {
-    let coordinates = match (&api.wan, &api.backend) {
-        (Some(wan), _) => wan.coordinates(),
-        (None, super::Backend::Server(_)) => {
-            return Err(ApiError::Internal(
-                "this server is in no WAN pool: it has no gateway (isthmus.gateways)".to_owned(),
-            ))
-        }
-        (None, super::Backend::Client(_)) => Vec::new(),
-    };
-    let mut by_dc: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
-        std::collections::BTreeMap::new();
-    for c in coordinates {
-        by_dc.entry(c.dc).or_default().push(serde_json::json!({
-            "Node": c.node,
-            "Coord": c.coordinate,
-        }));
-    }
-    let rows: Vec<serde_json::Value> = by_dc
-        .into_iter()
-        .map(|(dc, coordinates)| {
-            serde_json::json!({"Datacenter": dc, "AreaID": "wan", "Coordinates": coordinates})
-        })
-        .collect();
-    Ok(json(&api, 1, Consistency::Stale, &rows))
-}
-
-fn node_coordinate_json(
-    node: &str,
-    c: &crate::gossip::coordinate::Coordinate,
-) -> serde_json::Value {
-    serde_json::json!({
-        "Node": node,
-        "Segment": "",
-        "Partition": "default",
-        "Coord": c,
-    })
-}
-
-/// `GET /v1/coordinate/nodes`: the LAN coordinates of this datacenter's nodes, as their
-/// agents last sent them (a blocking query on the coordinates' index).
-pub async fn coordinate_nodes(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
-    let (index, rows, consistency) = read(&api, &uri, |data| {
-        let coordinates = &data.state.coordinates;
-        (
-            coordinates.index,
-            coordinates
-                .by_node
-                .iter()
-                .map(|(node, c)| node_coordinate_json(node, c))
-                .collect::<Vec<_>>(),
-        )
-    })
-    .await?;
-    Ok(json(&api, index, consistency, &rows))
-}
-
-/// `GET /v1/coordinate/node/<node>`: one node's LAN coordinate (404 when unknown).
-pub async fn coordinate_node(
-    State(api): State<Api>,
-    axum::extract::Path(node): axum::extract::Path<String>,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    let (index, rows, consistency) = read(&api, &uri, |data| {
-        let coordinates = &data.state.coordinates;
-        (
-            coordinates.index,
-            coordinates
-                .by_node
-                .get(&node)
-                .map(|c| vec![node_coordinate_json(&node, c)])
-                .unwrap_or_default(),
-        )
-    })
-    .await?;
-    if rows.is_empty() {
-        // Consul's 404 carries the index, so a client can block until one arrives.
-        return Ok(super::kv::not_found(&api, index, consistency));
-    }
-    Ok(json(&api, index, consistency, &rows))
-}
-
-/// Longest node name a coordinate update may carry.
-const MAX_NODE_NAME: usize = 256;
-
-/// The body of `PUT /v1/coordinate/update`, as Consul's.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct CoordinateUpdate {
-    node: String,
-    coord: crate::gossip::coordinate::Coordinate,
-}
-
-/// `PUT /v1/coordinate/update`: an agent's LAN coordinate, written with the next batch
-/// (on the leader; followers forward it there).
-pub async fn coordinate_update(
-    State(api): State<Api>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let update: CoordinateUpdate = wire::gojson::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
-    if update.node.is_empty() {
-        return Err(ApiError::BadRequest("Missing node name".to_owned()));
-    }
-    if update.node.len() > MAX_NODE_NAME {
-        return Err(ApiError::BadRequest(format!(
-            "Node name is {} bytes; at most {MAX_NODE_NAME} are allowed",
-            update.node.len()
-        )));
-    }
-    if !update.coord.is_valid() {
-        return Err(ApiError::BadRequest(format!(
-            "Coordinate for node {:?} is invalid: {} finite dimensions are expected",
-            update.node,
-            wire::records::COORDINATE_DIMENSIONS
-        )));
-    }
-    // Only the catalog's nodes have coordinates (Consul's agents hold node:write for their
-    // own node; without ACLs, this is what keeps arbitrary names out of the queue).
-    let known = api
-        .server()?
-        .state
-        .read(|data| data.state.catalog.node(&update.node).is_some())
-        .unwrap_or(false);
-    if !known {
-        return Err(ApiError::BadRequest(format!(
-            "Node {:?} is not in the catalog",
-            update.node
-        )));
-    }
-    let Some(queue) = &api.coordinates else {
-        return Err(ApiError::Internal(
-            "this agent takes no coordinate updates".to_owned(),
-        ));
-    };
-    if !queue.push(update.node, update.coord) {
-        return Err(ApiError::Internal(
-            "too many coordinate updates waiting; try again later".to_owned(),
-        ));
-    }
-    Ok(([("content-type", "application/json")], "true").into_response())
 }

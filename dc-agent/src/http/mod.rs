@@ -11,10 +11,12 @@ mod agent_local;
 mod autopilot;
 mod blocking;
 mod catalog;
+mod coordinate;
 mod error;
 mod event;
 pub mod filter;
 pub(crate) mod forward;
+mod health;
 mod keyring;
 mod kv;
 pub mod selectors;
@@ -259,17 +261,20 @@ fn catalog_routes() -> Router<Api> {
             "/v1/catalog/node-services/{node}",
             get(catalog::node_services),
         )
-        .route("/v1/health/service/{name}", get(catalog::health_service))
-        .route("/v1/health/checks/{name}", get(catalog::health_checks))
-        .route("/v1/health/node/{node}", get(catalog::health_node))
-        .route("/v1/health/state/{state}", get(catalog::health_state))
+        .route("/v1/health/service/{name}", get(health::health_service))
+        .route("/v1/health/checks/{name}", get(health::health_checks))
+        .route("/v1/health/node/{node}", get(health::health_node))
+        .route("/v1/health/state/{state}", get(health::health_state))
         .route(
             "/v1/coordinate/datacenters",
-            get(catalog::coordinate_datacenters),
+            get(coordinate::coordinate_datacenters),
         )
-        .route("/v1/coordinate/nodes", get(catalog::coordinate_nodes))
-        .route("/v1/coordinate/update", put(catalog::coordinate_update))
-        .route("/v1/coordinate/node/{node}", get(catalog::coordinate_node))
+        .route("/v1/coordinate/nodes", get(coordinate::coordinate_nodes))
+        .route("/v1/coordinate/update", put(coordinate::coordinate_update))
+        .route(
+            "/v1/coordinate/node/{node}",
+            get(coordinate::coordinate_node),
+        )
         .route("/v1/isthmus/datacenters", get(catalog::federation_rtt))
         .route(
             "/v1/isthmus/datacenters/{dc}",

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use wire::command::{Command, CommandResult};
 use wire::records::{Session, SessionBehavior, MAX_LOCK_DELAY, SESSION_TTL_MAX, SESSION_TTL_MIN};
 
+use super::acl::{mark_filtered, may_read, require, retain_readable, Token};
 use super::catalog::read;
 use super::kv::{json, write};
 use super::{Api, ApiError};
+use acl::{Need, Resource};
 
 /// Set by the first agent a session create reaches: the node a session defaults to is
 /// that agent's, wherever the request is answered (as Consul's agent fills it in before
@@ -201,6 +203,7 @@ fn session_of(body: CreateBody, node: String) -> Result<Session, ApiError> {
 pub async fn create(
     State(api): State<Api>,
     headers: HeaderMap,
+    token: Token,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let decoded: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -214,6 +217,7 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .map_or_else(|| api.agent.node_name.clone(), str::to_owned);
     let node = decoded.node.clone().unwrap_or(default_node);
+    require(&token, Resource::Session, &node, Need::Write)?;
     let session = session_of(decoded, node)?;
     let (id, ttl) = (
         session.id.clone(),
@@ -250,8 +254,13 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 }
 
 /// `PUT /v1/session/destroy/:uuid`: true, whether or not the session existed.
-pub async fn destroy(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn destroy(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    token: Token,
+) -> Result<Response, ApiError> {
     check_id(&id)?;
+    session_write(&api, &token, &id)?;
     let started = Instant::now();
     write(&api, Command::SessionDestroy { id: id.clone() }).await?;
     api.metrics
@@ -261,11 +270,35 @@ pub async fn destroy(State(api): State<Api>, Path(id): Path<String>) -> Result<R
     Ok(json_body(&serde_json::Value::Bool(true)))
 }
 
+/// `session:write` on the node of session `id` (Consul's rule for destroy and renew); an
+/// unknown session needs nothing.
+fn session_write(api: &Api, token: &Token, id: &str) -> Result<(), ApiError> {
+    if token.is_none() {
+        return Ok(());
+    }
+    let node = api
+        .server()?
+        .state
+        .read(|data| data.state.sessions.get(id).map(|s| s.node.clone()))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match node {
+        Some(node) => require(token, Resource::Session, &node, Need::Write),
+        None => Ok(()),
+    }
+}
+
+/// Sessions the token may read (`session:read` on their node); true when some were left
+/// out.
+fn readable(token: &Token, sessions: &mut Vec<SessionOut>) -> bool {
+    retain_readable(sessions, |s| may_read(token, Resource::Session, &s.node))
+}
+
 /// `GET /v1/session/info/:uuid`: the session, or `[]`.
 pub async fn info(
     State(api): State<Api>,
     Path(id): Path<String>,
     uri: Uri,
+    token: Token,
 ) -> Result<Response, ApiError> {
     if id.is_empty() {
         return Err(ApiError::BadRequest("Missing session".to_owned()));
@@ -280,7 +313,12 @@ pub async fn info(
         (sessions.index, found)
     })
     .await?;
-    Ok(json(&api, index, consistency, &sessions))
+    let mut sessions = sessions;
+    let hidden = readable(&token, &mut sessions);
+    Ok(mark_filtered(
+        json(&api, index, consistency, &sessions),
+        hidden,
+    ))
 }
 
 /// `GET /v1/session/node/:node`.
@@ -288,6 +326,7 @@ pub async fn node(
     State(api): State<Api>,
     Path(node): Path<String>,
     uri: Uri,
+    token: Token,
 ) -> Result<Response, ApiError> {
     let (index, sessions, consistency) = read(&api, &uri, |data| {
         let sessions = &data.state.sessions;
@@ -295,24 +334,39 @@ pub async fn node(
         (sessions.index, found)
     })
     .await?;
-    Ok(json(&api, index, consistency, &sessions))
+    let mut sessions = sessions;
+    let hidden = readable(&token, &mut sessions);
+    Ok(mark_filtered(
+        json(&api, index, consistency, &sessions),
+        hidden,
+    ))
 }
 
 /// `GET /v1/session/list`.
-pub async fn list(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+pub async fn list(State(api): State<Api>, uri: Uri, token: Token) -> Result<Response, ApiError> {
     let (index, sessions, consistency) = read(&api, &uri, |data| {
         let sessions = &data.state.sessions;
         let all: Vec<SessionOut> = sessions.list().map(SessionOut::from).collect();
         (sessions.index, all)
     })
     .await?;
-    Ok(json(&api, index, consistency, &sessions))
+    let mut sessions = sessions;
+    let hidden = readable(&token, &mut sessions);
+    Ok(mark_filtered(
+        json(&api, index, consistency, &sessions),
+        hidden,
+    ))
 }
 
 /// `PUT /v1/session/renew/:uuid` (answered by the leader, which keeps the timers): the
 /// session, or 404.
-pub async fn renew(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn renew(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    token: Token,
+) -> Result<Response, ApiError> {
     check_id(&id)?;
+    session_write(&api, &token, &id)?;
     let server = api.server()?;
     // A leader just elected may not have applied every committed entry yet: without this,
     // a session created in the last term could be answered `404` (found by the failover

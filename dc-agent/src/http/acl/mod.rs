@@ -308,9 +308,8 @@ pub async fn resolve(
                             let resolved =
                                 resolve_in(acl, Some(secret), &datacenter, settings.default_allow);
                             if let Ok(resolved) = &resolved {
-                                let expires = acl
-                                    .token_by_secret(secret)
-                                    .and_then(|t| t.expiration_ms);
+                                let expires =
+                                    acl.token_by_secret(secret).and_then(|t| t.expiration_ms);
                                 api.acl_cache.put_local(
                                     secret,
                                     acl.index,
@@ -505,6 +504,52 @@ impl ResolveAnswer {
             authorizer: Authorizer::new(rules, self.default_allow),
         }
     }
+}
+
+/// The resolution the guard attached to a request (none without ACLs, and for the
+/// agent's own requests, which see everything).
+pub type Token = Option<axum::Extension<Resolved>>;
+
+/// Whether the request's token may read `name` of `resource`.
+pub fn may_read(token: &Token, resource: acl::Resource, name: &str) -> bool {
+    token
+        .as_ref()
+        .is_none_or(|t| t.authorizer.allows(resource, name, acl::Need::Read))
+}
+
+/// Whether it may read a check: its node's, and its service's when it has one (Consul's
+/// rule for checks in lists).
+pub fn may_read_check(token: &Token, check: &wire::api::HealthCheck) -> bool {
+    may_read(token, acl::Resource::Node, &check.node)
+        && (check.service_name.is_empty()
+            || may_read(token, acl::Resource::Service, &check.service_name))
+}
+
+/// Refuses, in Consul's words, unless the request's token may do `need` on `name` of
+/// `resource` (for handlers that learn the name from the body or the state).
+pub fn require(
+    token: &Token,
+    resource: acl::Resource,
+    name: &str,
+    need: acl::Need,
+) -> Result<(), super::ApiError> {
+    let Some(axum::Extension(token)) = token else {
+        return Ok(());
+    };
+    match Required::One(resource, name.to_owned(), need).refused_by(&token.authorizer) {
+        Some(permission) => Err(super::ApiError::Forbidden(denied_text(
+            &token.accessor_id,
+            &permission,
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Keeps what the token may read; true when something was left out.
+pub fn retain_readable<T>(items: &mut Vec<T>, readable: impl Fn(&T) -> bool) -> bool {
+    let before = items.len();
+    items.retain(|item| readable(item));
+    items.len() != before
 }
 
 /// Says in a header that ACLs took something out of the answer (Consul's

@@ -143,8 +143,9 @@ pub fn required(method: &Method, uri: &Uri) -> Required {
             Cluster(Global::Acl, need)
         };
     }
+    // The handlers check `session:write` on the session's node and filter what is read.
     if path.starts_with("/v1/session/") {
-        return Under(Resource::Session, String::new(), need);
+        return AnyToken;
     }
     if let Some(name) = path.strip_prefix("/v1/event/fire/") {
         return One(Resource::Event, name.to_owned(), Need::Write);
@@ -158,27 +159,20 @@ pub fn required(method: &Method, uri: &Uri) -> Required {
     if path.starts_with("/v1/operator/") || path.starts_with("/v1/isthmus/datacenters") {
         return Cluster(Global::Operator, need);
     }
-    if path.starts_with("/v1/catalog/node/") || path.starts_with("/v1/catalog/node-services/") {
-        let node = path.rsplit('/').next().unwrap_or_default().to_owned();
-        return All(vec![
-            One(Resource::Node, node, Need::Read),
-            Under(Resource::Service, String::new(), Need::Read),
-        ]);
+    if let Some(node) = path.strip_prefix("/v1/coordinate/node/") {
+        return One(Resource::Node, node.to_owned(), Need::Read);
     }
     // Answered with what the token may read (the handlers filter, as Consul's).
-    if path == "/v1/catalog/services"
-        || path == "/v1/catalog/nodes"
-        || path.starts_with("/v1/catalog/service/")
-        || path.starts_with("/v1/health/service/")
+    if read
+        && (path == "/v1/catalog/services"
+            || path == "/v1/catalog/nodes"
+            || path.starts_with("/v1/catalog/service/")
+            || path.starts_with("/v1/catalog/node/")
+            || path.starts_with("/v1/catalog/node-services/")
+            || path.starts_with("/v1/health/")
+            || path == "/v1/coordinate/nodes")
     {
         return AnyToken;
-    }
-    if path.starts_with("/v1/health/checks/") {
-        let service = path.rsplit('/').next().unwrap_or_default().to_owned();
-        return All(vec![
-            One(Resource::Service, service, Need::Read),
-            Under(Resource::Node, String::new(), Need::Read),
-        ]);
     }
     // Checked by the handlers, which know the node and service (Consul's rules).
     if path == "/v1/catalog/register" || path == "/v1/catalog/deregister" {
@@ -210,10 +204,10 @@ fn agent(method: &Method, path: &str, last: &dyn Fn(&str) -> String) -> Required
     ]);
     if *method == Method::GET {
         return match path {
-            "/v1/agent/services" | "/v1/agent/checks" => everything_read,
-            p if p.starts_with("/v1/agent/service/") || p.starts_with("/v1/agent/health/") => {
-                everything_read
-            }
+            // Filtered (and one service checked) by the handlers, as Consul's.
+            "/v1/agent/services" | "/v1/agent/checks" => AnyToken,
+            p if p.starts_with("/v1/agent/service/") => AnyToken,
+            p if p.starts_with("/v1/agent/health/") => everything_read,
             _ => Under(Resource::Agent, String::new(), Need::Read),
         };
     }
