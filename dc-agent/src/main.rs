@@ -315,7 +315,35 @@ fn acl(addr: &str, command: AclCommand) -> ExitCode {
             AclTokenCommand::Read { id, this } => cli::acl::token_read(addr, id.as_deref(), this),
             AclTokenCommand::List => cli::acl::token_list(addr),
             AclTokenCommand::Delete { id } => cli::acl::token_delete(addr, &id),
+            AclTokenCommand::Update {
+                id,
+                description,
+                links,
+                merge_policies,
+                merge_service_identities,
+                merge_node_identities,
+            } => cli::acl::token_update(
+                addr,
+                &cli::acl::TokenUpdate {
+                    id,
+                    description,
+                    links: cli::acl::TokenCreate {
+                        policy_names: links.policy_name,
+                        policy_ids: links.policy_id,
+                        service_identities: links.service_identity,
+                        node_identities: links.node_identity,
+                        ..Default::default()
+                    },
+                    merge_policies,
+                    merge_service_identities,
+                    merge_node_identities,
+                },
+            ),
+            AclTokenCommand::Clone { id, description } => {
+                cli::acl::token_clone(addr, &id, description.as_deref())
+            }
         },
+        AclCommand::Role { command } => acl_role(addr, command),
         AclCommand::Policy { command } => match command {
             AclPolicyCommand::Create {
                 name,
@@ -332,11 +360,84 @@ fn acl(addr: &str, command: AclCommand) -> ExitCode {
             AclPolicyCommand::Read { id, name } => {
                 cli::acl::policy_read(addr, id.as_deref(), name.as_deref())
             }
+            AclPolicyCommand::Update {
+                id,
+                name,
+                description,
+                rules,
+                valid_datacenter,
+            } => {
+                // With -id, -name is the new name (as Consul's).
+                let (which, new_name) = match id {
+                    Some(_) => (None, name),
+                    None => (name, None),
+                };
+                cli::acl::policy_update(
+                    addr,
+                    &cli::acl::PolicyUpdate {
+                        id,
+                        name: which,
+                        new_name,
+                        description,
+                        rules,
+                        datacenters: valid_datacenter,
+                    },
+                )
+            }
             AclPolicyCommand::List => cli::acl::policy_list(addr),
             AclPolicyCommand::Delete { id, name } => {
                 cli::acl::policy_delete(addr, id.as_deref(), name.as_deref())
             }
         },
+    }
+}
+
+/// `acl role ...`.
+fn acl_role(addr: &str, command: AclRoleCommand) -> ExitCode {
+    use cli::acl_role::RoleArgs;
+    let with_links = |links: AclLinks| RoleArgs {
+        policy_names: links.policy_name,
+        policy_ids: links.policy_id,
+        service_identities: links.service_identity,
+        node_identities: links.node_identity,
+        ..RoleArgs::default()
+    };
+    match command {
+        AclRoleCommand::Create {
+            name,
+            description,
+            links,
+        } => cli::acl_role::create(
+            addr,
+            &RoleArgs {
+                name: Some(name),
+                description,
+                ..with_links(links)
+            },
+        ),
+        AclRoleCommand::Read { id, name } => {
+            cli::acl_role::read(addr, id.as_deref(), name.as_deref())
+        }
+        AclRoleCommand::Update {
+            id,
+            name,
+            description,
+            links,
+            no_merge,
+        } => cli::acl_role::update(
+            addr,
+            &RoleArgs {
+                id: Some(id),
+                name,
+                description,
+                no_merge,
+                ..with_links(links)
+            },
+        ),
+        AclRoleCommand::List => cli::acl_role::list(addr),
+        AclRoleCommand::Delete { id, name } => {
+            cli::acl_role::delete(addr, id.as_deref(), name.as_deref())
+        }
     }
 }
 

@@ -461,6 +461,120 @@ fn the_acl_cli_bootstraps_once_and_manages_tokens_and_policies() {
     assert_eq!(code, 1);
     assert!(err.contains("ACL not found"), "{err}");
 
+    // Roles, token update and clone, policy update: Consul's commands and output.
+    let (code, out, err) = cli(
+        &http,
+        &[
+            "acl",
+            "role",
+            "create",
+            &token,
+            "-name=deployer",
+            "-description=ships app",
+            "-policy-name=app",
+            "-service-identity=web:dc1",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Name:         deployer")
+            && out.contains(" - app")
+            && out.contains("web (Datacenters: dc1)"),
+        "{out}"
+    );
+    let role_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ID:"))
+        .map(|s| s.trim().to_owned())
+        .expect("an ID line");
+    let (code, out, _) = cli(&http, &["acl", "role", "list", &token]);
+    assert_eq!(code, 0);
+    assert!(out.contains("deployer:") && out.contains(&role_id), "{out}");
+    let (code, out, err) = cli(
+        &http,
+        &[
+            "acl",
+            "role",
+            "update",
+            &token,
+            &format!("-id={role_id}"),
+            "-node-identity=edge:dc1",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("edge (Datacenter: dc1)") && out.contains(" - app"),
+        "merged: {out}"
+    );
+    let (code, out, err) = cli(
+        &http,
+        &[
+            "acl",
+            "token",
+            "create",
+            &token,
+            "-description=short",
+            "-policy-name=app",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let short = out
+        .lines()
+        .find_map(|l| l.strip_prefix("AccessorID:"))
+        .map(|s| s.trim().to_owned())
+        .expect("an AccessorID line");
+    let (code, out, err) = cli(
+        &http,
+        &[
+            "acl",
+            "token",
+            "update",
+            &token,
+            &format!("-id={short}"),
+            "-description=renamed",
+            "-policy-name=global-management",
+            "-merge-policies",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Token updated successfully.")
+            && out.contains("Description:      renamed")
+            && out.contains(" - app")
+            && out.contains(" - global-management"),
+        "{out}"
+    );
+    let (code, out, err) = cli(
+        &http,
+        &[
+            "acl",
+            "token",
+            "clone",
+            &token,
+            &format!("-id={short}"),
+            "-description=copy",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Token cloned successfully.")
+            && out.contains("Description:      copy")
+            && !out.contains(&format!("AccessorID:       {short}")),
+        "{out}"
+    );
+    std::fs::write(&rules, "key_prefix \"apps/\" {\n  policy = \"read\"\n}\n").expect("rules");
+    let (code, out, err) = cli(
+        &http,
+        &["acl", "policy", "update", &token, "-name=app", &rules_arg],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("key_prefix \"apps/\""), "{out}");
+    let (code, out, err) = cli(&http, &["acl", "role", "delete", &token, "-name=deployer"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "Role \"deployer\" deleted successfully");
+    let (code, _, _) = cli(&http, &["acl", "role", "read", &token, "-name=deployer"]);
+    assert_eq!(code, 1);
+
     // With token persistence, a token set through the API outlives a restart, kept in the
     // data directory (owner-only) as Consul's `acl-tokens.json`.
     let (code, _, err) = cli(

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::{client, fail};
 use crate::client::encode_key;
 
-fn call(addr: &str, method: &str, path: &str, body: &str) -> Result<Value, String> {
+pub(super) fn call(addr: &str, method: &str, path: &str, body: &str) -> Result<Value, String> {
     let api = client(addr);
     let response = match method {
         "PUT" => api.put(path, body.as_bytes()),
@@ -20,7 +20,7 @@ fn call(addr: &str, method: &str, path: &str, body: &str) -> Result<Value, Strin
     response.json::<Value>()
 }
 
-fn text<'a>(value: &'a Value, key: &str) -> &'a str {
+pub(super) fn text<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or_default()
 }
 
@@ -141,34 +141,12 @@ pub struct TokenCreate {
 
 /// `acl token create`.
 pub fn token_create(addr: &str, args: &TokenCreate) -> ExitCode {
-    let policies: Vec<Value> = args
-        .policy_names
-        .iter()
-        .map(|n| serde_json::json!({ "Name": n }))
-        .chain(
-            args.policy_ids
-                .iter()
-                .map(|i| serde_json::json!({ "ID": i })),
-        )
-        .collect();
-    let services: Vec<Value> = args
-        .service_identities
-        .iter()
-        .map(|s| {
-            let (name, dcs) = s.split_once(':').unwrap_or((s, ""));
-            let dcs: Vec<&str> = dcs.split(',').filter(|d| !d.is_empty()).collect();
-            serde_json::json!({ "ServiceName": name, "Datacenters": dcs })
-        })
-        .collect();
-    let mut nodes = Vec::new();
-    for n in &args.node_identities {
-        let Some((node, dc)) = n.split_once(':') else {
-            return fail(format!(
-                "Malformed -node-identity argument: {n:?} (NODE:DATACENTER)"
-            ));
-        };
-        nodes.push(serde_json::json!({ "NodeName": node, "Datacenter": dc }));
-    }
+    let policies = policy_links(&args.policy_names, &args.policy_ids);
+    let services = service_identities(&args.service_identities);
+    let nodes = match node_identities(&args.node_identities) {
+        Ok(nodes) => nodes,
+        Err(code) => return code,
+    };
     let body = serde_json::json!({
         "Description": args.description.clone().unwrap_or_default(),
         "Policies": policies,
@@ -185,6 +163,125 @@ pub fn token_create(addr: &str, args: &TokenCreate) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(format!("Failed to create new token: {e}")),
+    }
+}
+
+/// `-service-identity NAME[:DC1,DC2]` as Consul's body has it.
+pub(super) fn service_identities(given: &[String]) -> Vec<Value> {
+    given
+        .iter()
+        .map(|s| {
+            let (name, dcs) = s.split_once(':').unwrap_or((s, ""));
+            let dcs: Vec<&str> = dcs.split(',').filter(|d| !d.is_empty()).collect();
+            serde_json::json!({ "ServiceName": name, "Datacenters": dcs })
+        })
+        .collect()
+}
+
+/// `-node-identity NODE:DC` as Consul's body has it.
+pub(super) fn node_identities(given: &[String]) -> Result<Vec<Value>, ExitCode> {
+    given
+        .iter()
+        .map(|n| match n.split_once(':') {
+            Some((node, dc)) => Ok(serde_json::json!({ "NodeName": node, "Datacenter": dc })),
+            None => Err(fail(format!(
+                "Malformed -node-identity argument: {n:?} (NODE:DATACENTER)"
+            ))),
+        })
+        .collect()
+}
+
+/// `-policy-name` and `-policy-id` as Consul's body links them.
+pub(super) fn policy_links(names: &[String], ids: &[String]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|n| serde_json::json!({ "Name": n }))
+        .chain(ids.iter().map(|i| serde_json::json!({ "ID": i })))
+        .collect()
+}
+
+/// What `acl token update` was given.
+#[derive(Debug, Clone, Default)]
+pub struct TokenUpdate {
+    /// `-id`.
+    pub id: String,
+    /// `-description`.
+    pub description: Option<String>,
+    /// `-policy-name`, `-policy-id`, `-service-identity`, `-node-identity`.
+    pub links: TokenCreate,
+    /// `-merge-policies` (or `-append-policy-*`).
+    pub merge_policies: bool,
+    /// `-merge-service-identities`.
+    pub merge_service_identities: bool,
+    /// `-merge-node-identities`.
+    pub merge_node_identities: bool,
+}
+
+/// `acl token update -id ID ...`: what is given replaces (or with `-merge-*` joins) what
+/// the token has; what is not given stays.
+pub fn token_update(addr: &str, args: &TokenUpdate) -> ExitCode {
+    let path = format!("/v1/acl/token/{}", encode_key(&args.id));
+    let mut token = match call(addr, "GET", &path, "") {
+        Ok(token) => token,
+        Err(e) => return fail(format!("Error when retrieving current token: {e}")),
+    };
+    let nodes = match node_identities(&args.links.node_identities) {
+        Ok(nodes) => nodes,
+        Err(code) => return code,
+    };
+    let changes = [
+        (
+            "Policies",
+            policy_links(&args.links.policy_names, &args.links.policy_ids),
+            args.merge_policies,
+        ),
+        (
+            "ServiceIdentities",
+            service_identities(&args.links.service_identities),
+            args.merge_service_identities,
+        ),
+        ("NodeIdentities", nodes, args.merge_node_identities),
+    ];
+    for (key, given, merge) in changes {
+        if given.is_empty() {
+            continue;
+        }
+        let mut list = if merge {
+            token[key].as_array().cloned().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        list.extend(given);
+        token[key] = Value::Array(list);
+    }
+    if let Some(description) = &args.description {
+        token["Description"] = Value::String(description.clone());
+    }
+    match call(addr, "PUT", &path, &token.to_string()) {
+        Ok(token) => {
+            println!("Token updated successfully.");
+            print_token(&token);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Failed to update token {}: {e}", args.id)),
+    }
+}
+
+/// `acl token clone -id ID [-description]`.
+pub fn token_clone(addr: &str, id: &str, description: Option<&str>) -> ExitCode {
+    let body = serde_json::json!({ "Description": description.unwrap_or_default() });
+    match call(
+        addr,
+        "PUT",
+        &format!("/v1/acl/token/{}/clone", encode_key(id)),
+        &body.to_string(),
+    ) {
+        Ok(token) => {
+            println!("Token cloned successfully.");
+            print_token(&token);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Failed to clone token: {e}")),
     }
 }
 
@@ -250,13 +347,9 @@ pub fn policy_create(
     rules: Option<&str>,
     datacenters: &[String],
 ) -> ExitCode {
-    let rules = match rules {
-        Some(file) if file.starts_with('@') => match std::fs::read_to_string(&file[1..]) {
-            Ok(text) => text,
-            Err(e) => return fail(format!("Failed to read rules from {}: {e}", &file[1..])),
-        },
-        Some(text) => text.to_owned(),
-        None => String::new(),
+    let rules = match rules.map(rules_of).transpose() {
+        Ok(rules) => rules.unwrap_or_default(),
+        Err(code) => return code,
     };
     let body = serde_json::json!({
         "Name": name,
@@ -270,6 +363,72 @@ pub fn policy_create(
             ExitCode::SUCCESS
         }
         Err(e) => fail(format!("Failed to create new policy: {e}")),
+    }
+}
+
+/// `acl policy update -id ID | -name NAME [-new-name] [-description] [-rules] [-valid-datacenter]`:
+/// what is given replaces what the policy has.
+pub fn policy_update(addr: &str, args: &PolicyUpdate) -> ExitCode {
+    let path = match policy_path(args.id.as_deref(), args.name.as_deref()) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    let mut policy = match call(addr, "GET", &path, "") {
+        Ok(policy) => policy,
+        Err(e) => return fail(format!("Error when retrieving current policy: {e}")),
+    };
+    let id = text(&policy, "ID").to_owned();
+    if let Some(name) = &args.new_name {
+        policy["Name"] = Value::String(name.clone());
+    }
+    if let Some(description) = &args.description {
+        policy["Description"] = Value::String(description.clone());
+    }
+    match args.rules.as_deref().map(rules_of).transpose() {
+        Ok(Some(rules)) => policy["Rules"] = Value::String(rules),
+        Ok(None) => {}
+        Err(code) => return code,
+    }
+    if !args.datacenters.is_empty() {
+        policy["Datacenters"] = serde_json::json!(args.datacenters);
+    }
+    match call(
+        addr,
+        "PUT",
+        &format!("/v1/acl/policy/{}", encode_key(&id)),
+        &policy.to_string(),
+    ) {
+        Ok(policy) => {
+            print_policy(&policy);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("Failed to update policy {id}: {e}")),
+    }
+}
+
+/// What `acl policy update` was given.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyUpdate {
+    /// `-id`.
+    pub id: Option<String>,
+    /// `-name` (which policy, without `-id`; its new name with `-id`).
+    pub name: Option<String>,
+    /// The new name.
+    pub new_name: Option<String>,
+    /// `-description`.
+    pub description: Option<String>,
+    /// `-rules` (`@FILE` reads a file).
+    pub rules: Option<String>,
+    /// `-valid-datacenter`.
+    pub datacenters: Vec<String>,
+}
+
+/// Rules given inline, or `@FILE`.
+fn rules_of(given: &str) -> Result<String, ExitCode> {
+    match given.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file)
+            .map_err(|e| fail(format!("Failed to read rules from {file}: {e}"))),
+        None => Ok(given.to_owned()),
     }
 }
 

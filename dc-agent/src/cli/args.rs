@@ -649,6 +649,80 @@ pub enum AclCommand {
         #[command(subcommand)]
         command: AclPolicyCommand,
     },
+    /// Roles.
+    Role {
+        #[command(subcommand)]
+        command: AclRoleCommand,
+    },
+}
+
+/// The links a token or role is given.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AclLinks {
+    /// A policy by name (repeatable).
+    #[arg(long = "policy-name")]
+    pub policy_name: Vec<String>,
+    /// A policy by ID (repeatable).
+    #[arg(long = "policy-id")]
+    pub policy_id: Vec<String>,
+    /// A service identity, `NAME[:DC1,DC2]` (repeatable).
+    #[arg(long = "service-identity")]
+    pub service_identity: Vec<String>,
+    /// A node identity, `NODE:DC` (repeatable).
+    #[arg(long = "node-identity")]
+    pub node_identity: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum AclRoleCommand {
+    /// Make a role.
+    Create {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        links: AclLinks,
+    },
+    /// Show a role.
+    Read {
+        /// Its ID.
+        #[arg(long)]
+        id: Option<String>,
+        /// Its name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Change a role: links given join its own (replace them with -no-merge).
+    Update {
+        /// Its ID.
+        #[arg(long)]
+        id: String,
+        /// A new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        links: AclLinks,
+        /// Replace the role's links with the ones given.
+        #[arg(long = "no-merge")]
+        no_merge: bool,
+    },
+    /// List roles.
+    List,
+    /// Delete a role.
+    Delete {
+        /// Its ID.
+        #[arg(long)]
+        id: Option<String>,
+        /// Its name.
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -700,6 +774,35 @@ pub enum AclTokenCommand {
         #[arg(long)]
         id: String,
     },
+    /// Change a token: what is given replaces what it has (joins it with -merge-*).
+    Update {
+        /// Its accessor ID.
+        #[arg(long)]
+        id: String,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        links: AclLinks,
+        /// Add the policies given to the token's.
+        #[arg(long = "merge-policies")]
+        merge_policies: bool,
+        /// Add the service identities given to the token's.
+        #[arg(long = "merge-service-identities")]
+        merge_service_identities: bool,
+        /// Add the node identities given to the token's.
+        #[arg(long = "merge-node-identities")]
+        merge_node_identities: bool,
+    },
+    /// Make a new token with another's policies, roles and identities.
+    Clone {
+        /// The accessor ID of the token to copy.
+        #[arg(long)]
+        id: String,
+        /// What the new one is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -727,6 +830,24 @@ pub enum AclPolicyCommand {
         /// Its name.
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Change a policy: what is given replaces what it has.
+    Update {
+        /// Its ID.
+        #[arg(long)]
+        id: Option<String>,
+        /// Its name (which policy without -id; its new name with -id).
+        #[arg(long)]
+        name: Option<String>,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+        /// Its rules, or `@FILE` to read them from a file.
+        #[arg(long)]
+        rules: Option<String>,
+        /// Where it applies (repeatable).
+        #[arg(long = "valid-datacenter")]
+        valid_datacenter: Vec<String>,
     },
     /// List policies.
     List,
