@@ -233,6 +233,7 @@ pub fn up(topology: &Topology, out: &Path, detach: bool) -> Result<ExitCode> {
             .acl
             .is_some()
             .then(|| out.join(topology::acl::MANAGEMENT_FILE)),
+        topology.https.then(|| out.join("ca/ca.pem")),
     );
     if detach {
         println!("running in the background; stop with `topology down`");
@@ -381,7 +382,7 @@ fn node_rows(
 }
 
 /// A first command to try, against the first node.
-fn print_try(nodes: &[Managed<'_>], management: Option<PathBuf>) {
+fn print_try(nodes: &[Managed<'_>], management: Option<PathBuf>, https_ca: Option<PathBuf>) {
     let first = nodes.first().map(|m| m.http()).unwrap_or_default();
     // The dc-agent that runs the nodes, named as the user can type it (relative to the
     // working directory when it lies below it, as `./target/release/dc-agent`).
@@ -395,6 +396,13 @@ fn print_try(nodes: &[Managed<'_>], management: Option<PathBuf>) {
             shown.unwrap_or_else(|| path.display().to_string())
         })
         .unwrap_or_else(|_| "dc-agent".to_owned());
+    if let (Some(ca), Some(node)) = (&https_ca, nodes.iter().find(|m| !m.gateway())) {
+        let https = std::net::SocketAddr::new(node.node.address, node.node.ports.https);
+        println!(
+            "\nHTTPS is on (ports.https, each agent's certificate): CONSUL_HTTP_ADDR=https://{https} CONSUL_CACERT={}",
+            ca.display()
+        );
+    }
     match management {
         Some(file) => {
             println!(

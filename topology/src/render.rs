@@ -461,7 +461,7 @@ fn agent_config(
             http: Some(i32::from(node.ports.http)),
             serf_lan: Some(i32::from(node.ports.serf_lan)),
             server: is_server.then_some(i32::from(node.ports.server)),
-            https: None,
+            https: topology.https.then_some(i32::from(node.ports.https)),
         }),
         retry_join,
         data_dir: Some("data".to_owned()),
@@ -487,7 +487,12 @@ fn agent_config(
             internal_rpc: Some(TlsInternalRpc {
                 verify_server_hostname: Some(true),
             }),
-            https: None,
+            // The API's HTTPS takes the node certificate from `defaults`; its clients (the
+            // CLI, browsers) show no certificate of their own.
+            https: topology.https.then(|| TlsDefaults {
+                verify_incoming: Some(false),
+                ..TlsDefaults::default()
+            }),
         }),
         services,
         checks: Vec::new(),

@@ -39,6 +39,8 @@ pub struct RawTls {
     pub ca_dir: Option<Spanned<String>>,
     pub ca_days: Option<Spanned<u32>>,
     pub cert_days: Option<Spanned<u32>>,
+    /// Serve the HTTP API over HTTPS too, with each agent's certificate.
+    pub https: Option<bool>,
 }
 
 /// `[acl]`: `enabled = true` and Consul's `default_policy`.
@@ -126,6 +128,7 @@ pub struct RawPorts {
     pub server: Option<u16>,
     pub serf_lan: Option<u16>,
     pub http: Option<u16>,
+    pub https: Option<u16>,
     pub dns: Option<u16>,
     pub gateway: Option<u16>,
     pub metrics: Option<u16>,

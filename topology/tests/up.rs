@@ -196,6 +196,9 @@ const ACL_FILE: &str = r#"
 [acl]
 enabled = true
 
+[tls]
+https = true
+
 [[datacenters]]
 name = "one"
 servers = [{ name = "o1", address = "127.163.0.1" }]
@@ -290,6 +293,46 @@ fn up_with_acls_bootstraps_once_and_gives_every_agent_its_token() {
         put.status.success(),
         "the management token works in the other datacenter too: {}",
         String::from_utf8_lossy(&put.stderr)
+    );
+
+    // HTTPS with the federation's PKI: the CLI checks the agent's certificate against the
+    // CA, as printed.
+    assert!(
+        output.contains("HTTPS is on")
+            && output.contains("CONSUL_HTTP_ADDR=https://127.163.0.1:8501"),
+        "{output}"
+    );
+    let ca = dir.join(".isthmus/federation/ca/ca.pem");
+    let https = |args: &[&str]| {
+        Command::new(&dc_agent)
+            .env("CONSUL_HTTP_TOKEN_FILE", &file)
+            .env("CONSUL_CACERT", &ca)
+            .args(["-http-addr", "https://127.163.0.1:8501"])
+            .args(args)
+            .output()
+            .expect("dc-agent")
+    };
+    let put = https(&["kv", "put", "over-https", "1"]);
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let over_https = https(&["kv", "get", "over-https"]);
+    assert_eq!(
+        String::from_utf8_lossy(&over_https.stdout),
+        "1\n",
+        "{}",
+        String::from_utf8_lossy(&over_https.stderr)
+    );
+    let untrusted = Command::new(&dc_agent)
+        .env("CONSUL_HTTP_TOKEN_FILE", &file)
+        .args(["-http-addr", "https://127.163.0.1:8501", "kv", "get", "x"])
+        .output()
+        .expect("kv get");
+    assert!(
+        !untrusted.status.success(),
+        "no CA given: the certificate is not trusted"
     );
 
     // Each agent's own token: the client agent registered its node and the file's service

@@ -8,6 +8,8 @@ pub const SERF_LAN: u16 = 8301;
 pub const HTTP: u16 = 8500;
 /// DNS for the `consul.` domain, UDP and TCP (Consul: 8600).
 pub const DNS: u16 = 8600;
+/// HTTPS API (Consul's `ports.https` in its examples).
+pub const HTTPS: u16 = 8501;
 /// Gateway QUIC listener for dc-links and WAN links.
 pub const GATEWAY: u16 = 8443;
 /// Gateway Prometheus metrics (`/metrics`).

@@ -186,6 +186,7 @@ impl Checker {
             ca,
             ca_days,
             cert_days,
+            https: raw.tls.as_ref().and_then(|t| t.https).unwrap_or(false),
             acl,
             datacenters,
         })

@@ -46,6 +46,8 @@ pub struct NodePorts {
     pub serf_lan: u16,
     /// HTTP API, TCP.
     pub http: u16,
+    /// HTTPS API, TCP (with `[tls] https = true`).
+    pub https: u16,
     /// DNS, UDP and TCP.
     pub dns: u16,
     /// Gateway QUIC, UDP.
@@ -60,6 +62,7 @@ impl Default for NodePorts {
             server: ports::SERVER,
             serf_lan: ports::SERF_LAN,
             http: ports::HTTP,
+            https: ports::HTTPS,
             dns: ports::DNS,
             gateway: ports::GATEWAY,
             metrics: ports::GATEWAY_METRICS,
@@ -73,6 +76,7 @@ impl NodePorts {
             (&mut self.server, raw.server),
             (&mut self.serf_lan, raw.serf_lan),
             (&mut self.http, raw.http),
+            (&mut self.https, raw.https),
             (&mut self.dns, raw.dns),
             (&mut self.gateway, raw.gateway),
             (&mut self.metrics, raw.metrics),
@@ -122,12 +126,14 @@ impl Node {
                 (Proto::Udp, p.server, "server"),
                 (Proto::Udp, p.serf_lan, "serf_lan"),
                 (Proto::Tcp, p.http, "http"),
+                (Proto::Tcp, p.https, "https"),
                 (Proto::Udp, p.dns, "dns"),
                 (Proto::Tcp, p.dns, "dns"),
             ],
             Role::Client => vec![
                 (Proto::Udp, p.serf_lan, "serf_lan"),
                 (Proto::Tcp, p.http, "http"),
+                (Proto::Tcp, p.https, "https"),
                 (Proto::Udp, p.dns, "dns"),
                 (Proto::Tcp, p.dns, "dns"),
             ],
@@ -185,6 +191,9 @@ pub struct Topology {
     pub ca_days: u32,
     /// Days of validity of node certificates.
     pub cert_days: u32,
+    /// `[tls] https = true`: every agent serves its API over HTTPS too (`ports.https`),
+    /// with its node certificate.
+    pub https: bool,
     /// `[acl]` when enabled: ACLs on every agent, bootstrapped and provisioned by `up`.
     pub acl: Option<TopologyAcl>,
     /// Datacenters in file order.
