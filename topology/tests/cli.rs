@@ -124,7 +124,7 @@ zookeeper = true
               |
             3 | zookeeper = true
               | ^^^^^^^^^
-              = help: valid keys here: ca, ca_dir, ca_days, cert_days
+              = help: valid keys here: ca, ca_dir, ca_days, cert_days, https
             federation.toml: 1 error(s); nothing was changed
         "#]],
     );

@@ -173,7 +173,8 @@ impl Checker {
                 .unwrap_or_default(),
         };
 
-        self.duplicate_listeners(&datacenters);
+        let https = raw.tls.as_ref().and_then(|t| t.https).unwrap_or(false);
+        self.duplicate_listeners(&datacenters, https);
 
         Some(Topology {
             domain,
@@ -186,7 +187,7 @@ impl Checker {
             ca,
             ca_days,
             cert_days,
-            https: raw.tls.as_ref().and_then(|t| t.https).unwrap_or(false),
+            https,
             acl,
             datacenters,
         })
@@ -754,12 +755,12 @@ impl Checker {
 
     /// Two listeners on the same address, port and protocol cannot both bind. Reported once
     /// per pair of nodes, at the later one, listing every port they share.
-    fn duplicate_listeners(&mut self, datacenters: &[Datacenter]) {
+    fn duplicate_listeners(&mut self, datacenters: &[Datacenter], https: bool) {
         let mut owners: HashMap<(IpAddr, Proto, u16), (&Datacenter, &Node)> = HashMap::new();
         for dc in datacenters {
             for node in &dc.nodes {
                 let mut clashes: Vec<((&Datacenter, &Node), String)> = Vec::new();
-                for (proto, port, what) in node.listeners() {
+                for (proto, port, what) in node.listeners(https) {
                     let proto_name = match proto {
                         Proto::Tcp => "tcp",
                         Proto::Udp => "udp",

@@ -118,22 +118,29 @@ pub struct Node {
 }
 
 impl Node {
-    /// What the node listens on: (protocol, port, purpose).
-    pub fn listeners(&self) -> Vec<(Proto, u16, &'static str)> {
+    /// What the node listens on: (protocol, port, purpose); `https`: agents serve HTTPS.
+    pub fn listeners(&self, https: bool) -> Vec<(Proto, u16, &'static str)> {
+        let p = self.ports;
+        let mut listeners = self.plain_listeners();
+        if https && self.role != Role::Gateway {
+            listeners.push((Proto::Tcp, p.https, "https"));
+        }
+        listeners
+    }
+
+    fn plain_listeners(&self) -> Vec<(Proto, u16, &'static str)> {
         let p = self.ports;
         match self.role {
             Role::Server => vec![
                 (Proto::Udp, p.server, "server"),
                 (Proto::Udp, p.serf_lan, "serf_lan"),
                 (Proto::Tcp, p.http, "http"),
-                (Proto::Tcp, p.https, "https"),
                 (Proto::Udp, p.dns, "dns"),
                 (Proto::Tcp, p.dns, "dns"),
             ],
             Role::Client => vec![
                 (Proto::Udp, p.serf_lan, "serf_lan"),
                 (Proto::Tcp, p.http, "http"),
-                (Proto::Tcp, p.https, "https"),
                 (Proto::Udp, p.dns, "dns"),
                 (Proto::Tcp, p.dns, "dns"),
             ],
