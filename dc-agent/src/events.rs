@@ -90,6 +90,8 @@ pub struct UserEvents {
     changed: watch::Sender<u64>,
     /// Where `exec` jobs run (the agent's HTTP API) and as which node; none: refused.
     exec: Option<(std::net::SocketAddr, String)>,
+    /// The agent's tokens: a job's reads and writes carry its agent token (as Consul's).
+    tokens: Option<crate::http::acl::SharedTokens>,
 }
 
 impl Default for UserEvents {
@@ -99,6 +101,7 @@ impl Default for UserEvents {
             clock: AtomicU64::new(0),
             changed: watch::channel(0).0,
             exec: None,
+            tokens: None,
         }
     }
 }
@@ -106,9 +109,14 @@ impl Default for UserEvents {
 impl UserEvents {
     /// Events of an agent that runs `exec` jobs (the `_rexec` event) as `node` against its
     /// HTTP API at `agent` (none: `disable_remote_exec`, Consul's default).
-    pub fn with_exec(agent: Option<std::net::SocketAddr>, node: &str) -> UserEvents {
+    pub fn with_exec(
+        agent: Option<std::net::SocketAddr>,
+        node: &str,
+        tokens: crate::http::acl::SharedTokens,
+    ) -> UserEvents {
         UserEvents {
             exec: agent.map(|a| (a, node.to_owned())),
+            tokens: Some(tokens),
             ..UserEvents::default()
         }
     }
@@ -147,8 +155,10 @@ impl UserEvents {
             tracing::info!("ignoring a remote exec job: disable_remote_exec is set (the default)");
             return;
         };
+        let token = self.tokens.as_ref().and_then(|t| t.lock().for_agent());
         std::thread::spawn(move || {
-            let client = crate::client::ApiClient::new(&addr.to_string(), Duration::from_secs(30));
+            let client = crate::client::ApiClient::new(&addr.to_string(), Duration::from_secs(30))
+                .with_token(token);
             crate::exec::handle(&client, &node, &payload);
         });
     }

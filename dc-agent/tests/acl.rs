@@ -46,6 +46,9 @@ fn acls_deny_by_default_and_policies_decide() {
             });
         });
     }
+    cluster.agents[1].edit_config(|config| {
+        config["disable_remote_exec"] = serde_json::json!(false);
+    });
     for agent in &mut cluster.agents {
         agent.start();
     }
@@ -344,6 +347,20 @@ fn acls_deny_by_default_and_policies_decide() {
         Duration::from_secs(10),
         |_| (dig("consul.service.consul") == "127.156.0.1").then_some(()),
     );
+
+    // Remote exec under ACLs: the job is read and answered with the agent's token.
+    let (code, out, err) = cli(
+        &cluster.agents[0].http(),
+        &["exec", &format!("-token={MANAGEMENT}"), "echo under-acl"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("c1: under-acl"), "{out}{err}");
+    let (code, out, err) = cli(
+        &cluster.agents[0].http(),
+        &["exec", &format!("-token={nodes_secret}"), "echo read-only"],
+    );
+    assert_ne!(code, 0, "a token that only reads nodes cannot exec: {out}");
+    assert!(err.contains("Permission denied"), "{err}");
 
     // The client agent's anti-entropy carries the agent token: its node is registered.
     cluster.wait_for("c1 in the catalog", Duration::from_secs(30), |c| {

@@ -89,12 +89,23 @@ fn gateway_metrics(address: &str) -> String {
 /// federation's CA, as a stolen CA key or a careless operator would), which tells the
 /// gateway at `gateway` to forget `dc`; what the gateway answered, or how the link failed.
 fn rogue_forget(out: &std::path::Path, gateway: &str, dc: &str) -> Result<String, String> {
+    forged_forget(out, "dc7", gateway, dc)
+}
+
+/// A gateway certificate of `cert_dc` (issued with the federation's CA) that tells the
+/// gateway at `gateway` to forget `dc`; what the gateway answered, or how the link failed.
+fn forged_forget(
+    out: &std::path::Path,
+    cert_dc: &str,
+    gateway: &str,
+    dc: &str,
+) -> Result<String, String> {
     let ca_pem = std::fs::read_to_string(out.join("ca/ca.pem")).expect("CA");
     let ca_key = std::fs::read_to_string(out.join("ca/ca-key.pem")).expect("CA key");
     let ca = pki::CertificateAuthority::from_pem(&ca_pem, &ca_key).expect("CA");
     let request = pki::CertRequest {
         role: wire::Role::Gateway,
-        datacenter: "dc7".into(),
+        datacenter: cert_dc.into(),
         domain: "consul".into(),
         node: Some("rogue".into()),
         ips: vec![],
@@ -569,8 +580,7 @@ fn requests_for_another_datacenter_cross_the_gateways() {
 
     // A gateway certificate of a datacenter nobody declared (the federation's CA signed
     // it) does not join: its link is refused, counted and logged once, so its forged
-    // Forget of dc2 never arrives; dc2 stays reachable. (A Forget of a live datacenter
-    // from a declared one is refused too: `router::decide`'s tests.)
+    // Forget of dc2 never arrives; dc2 stays reachable.
     let answer = rogue_forget(cluster.dir.path(), "127.104.0.100:8443", "dc2");
     let refusal = answer.expect_err("the rogue's link is refused");
     assert!(
@@ -589,6 +599,11 @@ fn requests_for_another_datacenter_cross_the_gateways() {
         "logged once: {log}"
     );
     assert!(!log.contains("WAN link accepted dc=dc7"), "{log}");
+    // A gateway certificate of a declared datacenter links, but cannot make dc1's gateway
+    // forget a datacenter that is linked and alive.
+    let answer = forged_forget(cluster.dir.path(), "dc2", "127.104.0.100:8443", "dc2");
+    let answer = answer.expect("a declared datacenter's gateway links");
+    assert!(answer.contains("linked and alive"), "{answer}");
     // (dc2's gateway was restarted above: its servers may still be relinking.)
     cluster.wait_for(
         "dc2 reachable after the forged Forget",

@@ -111,11 +111,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         .server
         .as_ref()
         .map(|_| Arc::new(crate::server::coordinates::CoordinateQueue::default()));
+    let acl_tokens =
+        crate::http::acl::AgentTokens::of(prepared.validated.acl.as_ref(), &prepared.data_dir)?;
     let events = Arc::new(crate::events::UserEvents::with_exec(
         prepared
             .http_addr
             .filter(|_| config.disable_remote_exec == Some(false)),
         &prepared.validated.node_name,
+        acl_tokens.clone(),
     ));
     tasks.spawn(crate::events::receive(
         events.clone(),
@@ -125,8 +128,6 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         prepared.metrics.coordination.serf_events.clone(),
         cancel.child_token(),
     ));
-    let acl_tokens =
-        crate::http::acl::AgentTokens::of(prepared.validated.acl.as_ref(), &prepared.data_dir)?;
     let api = Api {
         backend: core.backend.clone(),
         agent: Arc::new(agent_info(&prepared, &options, &core)),
