@@ -96,10 +96,17 @@ pub struct ValidatedConfig {
     pub https: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// ACLs, when `acl.enabled`.
     pub acl: Option<crate::http::acl::AclSettings>,
+    /// `limits.http_max_conns_per_client` (`None`: no limit).
+    pub http_max_conns_per_client: Option<usize>,
+    /// `isthmus.http_header_read_timeout`.
+    pub http_header_read_timeout: Duration,
     /// Things worth a warning that do not stop the agent (a node name that is not a DNS
     /// label, as Consul warns).
     pub warnings: Vec<String>,
 }
+
+/// Consul's default `limits.http_max_conns_per_client`.
+pub const DEFAULT_HTTP_MAX_CONNS_PER_CLIENT: u32 = 200;
 
 /// The agent's ports once checked: Consul's `-1` turns the HTTP or DNS listener off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,6 +395,16 @@ impl LoadedConfig {
                     .to_owned(),
             );
         }
+        if c.isthmus
+            .as_ref()
+            .and_then(|x| x.http_header_read_timeout)
+            .is_some_and(|t| t.0 < Duration::from_millis(100))
+        {
+            problems.push(
+                "isthmus.http_header_read_timeout is under 100ms; clients could not send a request"
+                    .to_owned(),
+            );
+        }
         let ports = listen_ports(c, &mut problems);
         let https = match ports.https {
             Some(_) => self.load_https(&mut problems),
@@ -425,6 +442,20 @@ impl LoadedConfig {
             ports,
             https,
             acl,
+            http_max_conns_per_client: match c
+                .limits
+                .as_ref()
+                .and_then(|l| l.http_max_conns_per_client)
+                .unwrap_or(DEFAULT_HTTP_MAX_CONNS_PER_CLIENT)
+            {
+                0 => None,
+                n => Some(n as usize),
+            },
+            http_header_read_timeout: c
+                .isthmus
+                .as_ref()
+                .and_then(|x| x.http_header_read_timeout)
+                .map_or(crate::http::serve::HEADER_READ_TIMEOUT, |d| d.0),
             warnings,
         })
     }

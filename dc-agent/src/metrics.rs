@@ -32,6 +32,11 @@ pub struct Metrics {
     /// `isthmus_https_handshake_failures_total`: HTTPS connections refused in the TLS
     /// handshake (no or a foreign client certificate, plain HTTP, a timeout).
     pub https_handshake_failures: IntCounter,
+    /// `isthmus_http_connections`: HTTP(S) connections open now.
+    pub http_connections: IntGauge,
+    /// `isthmus_http_connections_rejected_total`: connections answered 429 and closed, past
+    /// `limits.http_max_conns_per_client`.
+    pub http_connections_rejected: IntCounter,
     /// `isthmus_kv_tombstones_reaped_total`: KV tombstones the leader's GC removed.
     pub tombstones_reaped: IntCounter,
     /// `consul_raft_state_leader`: times this server became leader.
@@ -306,6 +311,14 @@ impl Metrics {
             https_handshake_failures: r.counter(
                 "isthmus_https_handshake_failures_total",
                 "HTTPS connections refused in the TLS handshake.",
+            )?,
+            http_connections: r.gauge(
+                "isthmus_http_connections",
+                "HTTP(S) connections open now.",
+            )?,
+            http_connections_rejected: r.counter(
+                "isthmus_http_connections_rejected_total",
+                "HTTP(S) connections answered 429 past limits.http_max_conns_per_client.",
             )?,
             tombstones_reaped: r.counter(
                 "isthmus_kv_tombstones_reaped_total",

@@ -84,15 +84,19 @@ pub struct DcLinks {
     datagrams_dropped: prometheus::IntCounter,
 }
 
-/// The QUIC client config of a server's dc-links: its own certificate, and only gateways of
-/// its datacenter accepted on the other end.
+/// The QUIC client config of a server's dc-links: its own certificate, only gateways of its
+/// datacenter accepted on the other end, and a dead gateway noticed within 1.5 s
+/// ([`link::dc_link_transport_config`]).
 pub fn client_config(
     tls: &NodeTls,
     datacenter: &str,
     domain: &str,
 ) -> anyhow::Result<quinn::ClientConfig> {
     let policy = PeerPolicy::new(domain, &[wire::Role::Gateway], Some(datacenter));
-    link::client_config(tls.client_config(policy, &[ALPN_DC_LINK])?)
+    link::client_config_with(
+        tls.client_config(policy, &[ALPN_DC_LINK])?,
+        link::dc_link_transport_config(),
+    )
 }
 
 impl DcLinks {

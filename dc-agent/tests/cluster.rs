@@ -398,6 +398,36 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
             response.text().trim()
         ));
     }
+    // The same limits on every path that names a key or carries a value.
+    let long_key = "k".repeat(1024 * 1024);
+    let big_value = "eHh4".repeat(180 * 1024);
+    for (label, method, path, body) in [
+        (
+            "PUT /v1/txn (a 1 MiB key)",
+            "PUT",
+            "/v1/txn".to_owned(),
+            format!(r#"[{{"KV": {{"Verb": "set", "Key": "{long_key}", "Value": "eA=="}}}}]"#),
+        ),
+        (
+            "PUT /v1/txn (a 540 KiB value)",
+            "PUT",
+            "/v1/txn".to_owned(),
+            format!(r#"[{{"KV": {{"Verb": "set", "Key": "t", "Value": "{big_value}"}}}}]"#),
+        ),
+        (
+            "PUT /v1/kv/kkk... (a 20,000-byte key)",
+            "PUT",
+            format!("/v1/kv/{}", "k".repeat(20_000)),
+            "v".to_owned(),
+        ),
+    ] {
+        let response = cluster.request(follower, method, &path, body.as_bytes());
+        transcript.push_str(&format!(
+            "{label}\n  {} {}\n",
+            response.status,
+            response.text().trim()
+        ));
+    }
     expect![[r#"
         PUT /v1/catalog/register
           400 Request decode failed: EOF while parsing a value at line 1 column 26
@@ -416,7 +446,7 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
         PUT /v1/kv/
           400 Missing key name
         PUT /v1/kv/bad%01key
-          400 Invalid key "bad\u{1}key": it contains the control character '\u{1}'
+          400 Invalid key: it contains the control character '\u{1}'
         PUT /v1/kv/flagged?flags=lots
           400 Invalid flags: "lots" is not a number
         PUT /v1/kv/casd?cas=-1
@@ -425,6 +455,12 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
           400 Invalid check state "sideways": use any, passing, warning or critical
         GET /v1/kv/foo?dc=dc2
           500 No path to datacenter "dc2": this server has no gateway (isthmus.gateways)
+        PUT /v1/txn (a 1 MiB key)
+          413 operation 0: Key of 1048576 bytes exceeds the 16384-byte limit on key names
+        PUT /v1/txn (a 540 KiB value)
+          413 operation 0: value of 552960 bytes exceeds the 524288-byte limit (kv_max_value_size)
+        PUT /v1/kv/kkk... (a 20,000-byte key)
+          413 Key of 20000 bytes exceeds the 16384-byte limit on key names
     "#]]
     .assert_eq(&transcript);
     let everything = cluster.request(leader, "GET", "/v1/kv/?recurse", b"");
@@ -434,6 +470,16 @@ fn bad_input_gets_a_clear_error_and_stores_nothing() {
         "nothing was stored: {}",
         everything.text()
     );
+    // The longest key a transaction takes reads back through /v1/kv, percent-encoded.
+    let longest: String = format!("k{}", " ".repeat(wire::records::MAX_KEY_LEN - 1));
+    let body = serde_json::json!([{"KV": {"Verb": "set", "Key": longest, "Value": "eA=="}}]);
+    let response = cluster.request(follower, "PUT", "/v1/txn", body.to_string().as_bytes());
+    assert_eq!(response.status, 200, "{}", response.text());
+    let encoded = dc_agent::client::encode_key(&longest);
+    let read = cluster.request(follower, "GET", &format!("/v1/kv/{encoded}?raw"), b"");
+    assert_eq!((read.status, read.text().as_str()), (200, "x"));
+    let response = cluster.request(follower, "DELETE", &format!("/v1/kv/{encoded}"), b"");
+    assert_eq!(response.status, 200, "{}", response.text());
     let nodes: Vec<wire::api::CatalogNode> = cluster
         .request(leader, "GET", "/v1/catalog/nodes", b"")
         .json()

@@ -31,6 +31,11 @@ pub async fn read_frame_limited<T: serde::de::DeserializeOwned>(
     Ok(wire::frame::decode(&body)?)
 }
 
+/// What a frame's buffer starts at, whatever length its header announces: it grows with the
+/// bytes that actually arrive, so a peer announcing 64 MiB and sending nothing costs this
+/// much, not 64 MiB (QUIC's flow control bounds what it can send ahead).
+const FIRST_BUFFER: usize = 16 * 1024;
+
 /// Reads one frame's body, undecoded, of at most `limit` bytes (for formats that check
 /// their own version first, as `wire::route::StreamOpen::decode`).
 pub async fn read_body_limited(
@@ -47,11 +52,59 @@ pub async fn read_body_limited(
             "a frame of {len} bytes where at most {limit} are expected"
         )));
     }
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| FrameIoError::Read(e.to_string()))?;
+    read_body(recv, len).await
+}
+
+/// Reads a body of `len` bytes as they arrive.
+async fn read_body(recv: &mut quinn::RecvStream, len: usize) -> Result<Vec<u8>, FrameIoError> {
+    let mut body = Vec::with_capacity(len.min(FIRST_BUFFER));
+    while body.len() < len {
+        match recv.read_chunk(len - body.len(), true).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(FrameIoError::Read(format!(
+                    "the stream ended {} bytes into a frame of {len}",
+                    body.len()
+                )))
+            }
+            Err(e) => return Err(FrameIoError::Read(e.to_string())),
+        }
+    }
     Ok(body)
+}
+
+/// What one peer may have in frames being read at once: room for one frame of the largest
+/// size ([`wire::frame::MAX_FRAME`]) and as much again for everything else.
+pub const PEER_BUDGET: usize = 2 * wire::frame::MAX_FRAME;
+
+/// Reads one frame of a peer's within `deadline`, its announced length first taken from
+/// the peer's `budget` (shared by all its streams; see [`PEER_BUDGET`]) and given back when
+/// the returned permit drops. A peer that announces more than it sends, or sends slowly,
+/// holds only its own budget, and only until the deadline.
+pub async fn read_frame_budgeted<T: serde::de::DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    budget: &std::sync::Arc<tokio::sync::Semaphore>,
+    deadline: std::time::Duration,
+) -> Result<(T, tokio::sync::OwnedSemaphorePermit), FrameIoError> {
+    let read = async {
+        let mut header = [0u8; 4];
+        recv.read_exact(&mut header)
+            .await
+            .map_err(|e| FrameIoError::Read(e.to_string()))?;
+        let len = wire::frame::body_len(header)?;
+        // `len` is at most MAX_FRAME, which fits a u32 and the budget.
+        let permits = u32::try_from(len.max(1)).unwrap_or(u32::MAX);
+        let permit = budget
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| FrameIoError::Read("the connection is closing".to_owned()))?;
+        let body = read_body(recv, len).await?;
+        Ok::<_, FrameIoError>((wire::frame::decode(&body)?, permit))
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .map_err(|_| FrameIoError::Read(format!("no whole frame within {deadline:?}")))?
 }
 
 /// Reads the first frame of a stream: its [`wire::route::StreamOpen`], version checked.

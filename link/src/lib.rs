@@ -17,10 +17,12 @@ use std::time::Duration;
 
 pub use dial::{keep_dialled, Backoff, DIAL_TIMEOUT};
 pub use endpoint::{
-    client_config, negotiated_alpn, peer_certificate, server_endpoint, transport_config,
+    client_config, client_config_with, dc_link_transport_config, negotiated_alpn, peer_certificate,
+    server_endpoint, transport_config,
 };
 pub use frame::{
-    read_body_limited, read_frame, read_frame_limited, read_stream_open, write_frame, FrameIoError,
+    read_body_limited, read_frame, read_frame_budgeted, read_frame_limited, read_stream_open,
+    write_frame, FrameIoError, PEER_BUDGET,
 };
 
 /// Largest header frame a hop reads before it knows where a stream goes (a route header, a

@@ -464,89 +464,17 @@ fn is_alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
-/// Each datacenter's leader, term, peers and health; exit 1 unless every DC is healthy.
+/// Each datacenter's leader, Raft membership and health, as the servers report them (not
+/// whether processes run); exit 1 unless every DC is healthy: one leader every live server
+/// agrees on, every declared server up and a voter, every client and gateway up.
 pub fn status(topology: &Topology, out: &Path) -> Result<ExitCode> {
     let nodes = managed(topology, out);
     let mut healthy = true;
     for dc in &topology.datacenters {
         let dc_nodes: Vec<&Managed<'_>> = nodes.iter().filter(|m| m.dc.name == dc.name).collect();
-        let mut rows = vec![[
-            "NODE",
-            "ADDRESS",
-            "PID",
-            "STATE",
-            "TERM",
-            "APPLIED",
-            "LAST CONTACT",
-        ]
-        .map(str::to_owned)
-        .to_vec()];
-        let mut leader = None;
-        let mut up = 0;
-        let mut clients_up = 0;
-        let mut gateways_up = 0;
-        let count = |role: Role| dc_nodes.iter().filter(|m| m.node.role == role).count();
-        let (servers, clients, gateways) = (
-            count(Role::Server),
-            count(Role::Client),
-            count(Role::Gateway),
-        );
-        for managed in &dc_nodes {
-            let pid = managed
-                .running_pid()
-                .map_or_else(|| "-".to_owned(), |p| p.to_string());
-            let info = if managed.gateway() {
-                gateway_up(&managed.http()).then(|| serde_json::json!({}))
-            } else {
-                get_json(&managed.http(), "/v1/agent/self", managed.token.as_deref())
-            };
-            let raft = info
-                .as_ref()
-                .map(|i| i["Stats"]["raft"].clone())
-                .unwrap_or_default();
-            let field = |name: &str| raft[name].as_str().unwrap_or("-").to_owned();
-            let state = match &info {
-                None => "down".to_owned(),
-                Some(_) if managed.node.role == Role::Client => "client".to_owned(),
-                Some(_) if managed.gateway() => "gateway".to_owned(),
-                Some(_) => field("state").to_lowercase(),
-            };
-            if state == "leader" {
-                leader = Some(managed.node.name.clone());
-            }
-            if info.is_some() {
-                match managed.node.role {
-                    Role::Client => clients_up += 1,
-                    Role::Gateway => gateways_up += 1,
-                    Role::Server => up += 1,
-                }
-            }
-            rows.push(vec![
-                managed.node.name.clone(),
-                managed.node.address.to_string(),
-                pid,
-                state,
-                field("term"),
-                field("applied_index"),
-                field("last_contact"),
-            ]);
-        }
-        let dc_healthy =
-            leader.is_some() && up == servers && clients_up == clients && gateways_up == gateways;
+        let (dc_healthy, rows, line) = dc_status(&dc.name, &dc_nodes);
         healthy &= dc_healthy;
-        let mut clients_text = String::new();
-        if clients > 0 {
-            clients_text.push_str(&format!(", {clients_up}/{clients} clients up"));
-        }
-        if gateways > 0 {
-            clients_text.push_str(&format!(", {gateways_up}/{gateways} gateways up"));
-        }
-        println!(
-            "{}: leader {}, {up}/{servers} servers up{clients_text}, {}",
-            dc.name,
-            leader.as_deref().unwrap_or("none"),
-            if dc_healthy { "healthy" } else { "DEGRADED" }
-        );
+        println!("{line}");
         print!("{}", table(&rows));
         println!();
     }
@@ -555,6 +483,150 @@ pub fn status(topology: &Topology, out: &Path) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The Raft configuration as a datacenter's servers report it: node name -> voter, from the
+/// first server that answers (forwarded to its leader).
+fn raft_configuration(servers: &[&&Managed<'_>]) -> Option<BTreeMap<String, bool>> {
+    servers.iter().find_map(|managed| {
+        let answer = get_json(
+            &managed.http(),
+            "/v1/operator/raft/configuration",
+            managed.token.as_deref(),
+        )?;
+        let servers = answer["Servers"].as_array()?;
+        Some(
+            servers
+                .iter()
+                .filter_map(|s| Some((s["Node"].as_str()?.to_owned(), s["Voter"].as_bool()?)))
+                .collect(),
+        )
+    })
+}
+
+/// One datacenter: (healthy, table rows, summary line).
+fn dc_status(name: &str, dc_nodes: &[&Managed<'_>]) -> (bool, Vec<Vec<String>>, String) {
+    let mut rows = vec![[
+        "NODE",
+        "ADDRESS",
+        "PID",
+        "STATE",
+        "RAFT",
+        "TERM",
+        "APPLIED",
+        "LAST CONTACT",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    let servers: Vec<&&Managed<'_>> = dc_nodes
+        .iter()
+        .filter(|m| m.node.role == Role::Server)
+        .collect();
+    let configuration = raft_configuration(&servers);
+    let mut leaders = std::collections::BTreeSet::new();
+    let (mut up, mut voters, mut clients_up, mut gateways_up) = (0, 0, 0, 0);
+    let count = |role: Role| dc_nodes.iter().filter(|m| m.node.role == role).count();
+    let (clients, gateways) = (count(Role::Client), count(Role::Gateway));
+    for managed in dc_nodes {
+        let pid = managed
+            .running_pid()
+            .map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let info = if managed.gateway() {
+            gateway_up(&managed.http()).then(|| serde_json::json!({}))
+        } else {
+            get_json(&managed.http(), "/v1/agent/self", managed.token.as_deref())
+        };
+        let raft = info
+            .as_ref()
+            .map(|i| i["Stats"]["raft"].clone())
+            .unwrap_or_default();
+        let field = |name: &str| raft[name].as_str().unwrap_or("-").to_owned();
+        let state = match &info {
+            None => "down".to_owned(),
+            Some(_) if managed.node.role == Role::Client => "client".to_owned(),
+            Some(_) if managed.gateway() => "gateway".to_owned(),
+            Some(_) => field("state").to_lowercase(),
+        };
+        let membership = match (managed.node.role, &configuration) {
+            (Role::Server, Some(configuration)) => match configuration.get(&managed.node.name) {
+                Some(true) => "voter",
+                Some(false) => "nonvoter",
+                None => "absent",
+            },
+            (Role::Server, None) => "unknown",
+            _ => "",
+        };
+        if info.is_some() {
+            match managed.node.role {
+                Role::Client => clients_up += 1,
+                Role::Gateway => gateways_up += 1,
+                Role::Server => {
+                    up += 1;
+                    // The leader this server follows (or itself), by name.
+                    if let Some(leader) = info
+                        .as_ref()
+                        .and_then(|i| i["Stats"]["consul"]["leader_addr"].as_str())
+                        .filter(|a| !a.is_empty())
+                    {
+                        leaders.insert(leader.to_owned());
+                    } else {
+                        leaders.insert(String::new());
+                    }
+                }
+            }
+        }
+        if membership == "voter" {
+            voters += 1;
+        }
+        rows.push(vec![
+            managed.node.name.clone(),
+            managed.node.address.to_string(),
+            pid,
+            state,
+            membership.to_owned(),
+            field("term"),
+            field("applied_index"),
+            field("last_contact"),
+        ]);
+    }
+    // One leader, named by every live server and itself a server of this datacenter.
+    let leader = match leaders.len() {
+        1 => leaders.iter().next().and_then(|addr| {
+            servers
+                .iter()
+                .find(|m| addr.starts_with(&format!("{}:", m.node.address)))
+                .map(|m| m.node.name.clone())
+        }),
+        _ => None,
+    };
+    let total = servers.len();
+    let dc_healthy = leader.is_some()
+        && up == total
+        && voters == total
+        && clients_up == clients
+        && gateways_up == gateways;
+    let mut others = String::new();
+    if clients > 0 {
+        others.push_str(&format!(", {clients_up}/{clients} clients up"));
+    }
+    if gateways > 0 {
+        others.push_str(&format!(", {gateways_up}/{gateways} gateways up"));
+    }
+    let leader_text = match (&leader, leaders.len()) {
+        (Some(name), _) => name.clone(),
+        (None, n) if n > 1 => "disputed".to_owned(),
+        (None, _) => "none".to_owned(),
+    };
+    let voters_text = if configuration.is_some() {
+        format!("{voters}/{total} voters")
+    } else {
+        "Raft configuration unknown".to_owned()
+    };
+    let line = format!(
+        "{name}: leader {leader_text}, {up}/{total} servers up, {voters_text}{others}, {}",
+        if dc_healthy { "healthy" } else { "DEGRADED" }
+    );
+    (dc_healthy, rows, line)
 }
 
 fn table(rows: &[Vec<String>]) -> String {

@@ -500,6 +500,8 @@ fn agent_config(
         bootstrap: None,
         pid_file: None,
         acl: acl.and_then(|secrets| crate::acl::agent_acl(topology, dc, node, secrets)),
+        // Set through `extra` (`[defaults.extra.limits]`).
+        limits: None,
         isthmus: Some(IsthmusExtensions {
             config_version: ISTHMUS_CONFIG_VERSION,
             gateways: dc
@@ -507,6 +509,7 @@ fn agent_config(
                 .map(|gw| host_port(gw.address, gw.ports.gateway))
                 .collect(),
             tombstone_ttl: None,
+            http_header_read_timeout: None,
         }),
     };
     let mut value = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);

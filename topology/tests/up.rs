@@ -98,12 +98,13 @@ fn up_status_down_and_up_again_keeps_data() {
     assert_eq!(code, 0, "{status}");
     assert!(
         status.contains("alpha: leader a")
-            && status.contains("3/3 servers up, 1/1 clients up, 1/1 gateways up, healthy"),
+            && status
+                .contains("3/3 servers up, 3/3 voters, 1/1 clients up, 1/1 gateways up, healthy"),
         "{status}"
     );
     assert!(
         status.contains("beta: leader b")
-            && status.contains("3/3 servers up, 1/1 gateways up, healthy"),
+            && status.contains("3/3 servers up, 3/3 voters, 1/1 gateways up, healthy"),
         "{status}"
     );
     // The gateways join the two datacenters: beta's catalog, asked of alpha's client agent.
@@ -153,6 +154,37 @@ fn up_status_down_and_up_again_keeps_data() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+
+    // A server that leaves is out of the Raft configuration: status says so (not only that
+    // its process is gone), and `up` starts it again, as a voter once more.
+    let left = Command::new(&dc_agent)
+        .args(["-http-addr", "127.81.0.3:8500", "leave"])
+        .output()
+        .expect("leave");
+    assert!(
+        left.status.success(),
+        "{}",
+        String::from_utf8_lossy(&left.stderr)
+    );
+    wait_until("status to show a3 out of Raft", || {
+        let (code, status) = topology(dir, &["status", "federation.toml"]);
+        // Its process gone too (PID "-"), or `up` would find it still running.
+        let gone = status.lines().any(|l| {
+            l.split_whitespace().take(4).collect::<Vec<_>>() == ["a3", "127.81.0.3", "-", "down"]
+        });
+        let done = code == 1
+            && gone
+            && status.contains("2/3 servers up, 2/3 voters")
+            && status.contains("DEGRADED");
+        (!done).then_some(status)
+    });
+    let (code, output) = topology(dir, &["up", "--detach", "federation.toml"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("alpha/a3     started"), "{output}");
+    wait_until("a3 back as a voter", || {
+        let (code, status) = topology(dir, &["status", "federation.toml"]);
+        (!(code == 0 && status.contains("3/3 servers up, 3/3 voters"))).then_some(status)
+    });
 
     let put = Command::new(&dc_agent)
         .args([

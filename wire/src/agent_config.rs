@@ -123,9 +123,22 @@ pub struct AgentConfig {
     /// Consul's `acl` block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acl: Option<AclConfig>,
+    /// Consul's `limits` block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
     /// Settings Consul has no key for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isthmus: Option<IsthmusExtensions>,
+}
+
+/// Consul's `limits` block (the settings Isthmus honours).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Concurrent HTTP(S) connections one client IP address may hold (default 200; 0: no
+    /// limit). Past it, a new connection is answered `429 Too Many Requests` and closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_max_conns_per_client: Option<u32>,
 }
 
 /// Consul's `acl` block (the settings Isthmus honours).
@@ -291,6 +304,11 @@ pub struct IsthmusExtensions {
     /// delete) before the leader reaps it. Consul's is 15 minutes, not configurable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tombstone_ttl: Option<crate::GoDuration>,
+    /// How long an HTTP connection may take to send a request's head, counted from when it
+    /// starts waiting for one: slow clients and idle keep-alive connections are closed then
+    /// (default `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_header_read_timeout: Option<crate::GoDuration>,
 }
 
 /// A service definition as in Consul's config files (`{"service": {...}}`).

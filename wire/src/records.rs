@@ -30,6 +30,45 @@ pub struct KvEntry {
 /// Consul's value size limit: 512 KiB.
 pub const MAX_KV_VALUE: usize = 512 * 1024;
 
+/// The longest key name, on every path that names a key (`/v1/kv`, `/v1/txn`, locks): a key
+/// that could be written can always be read back through a URL, percent-encoded (three
+/// bytes a byte at worst) within the 64 KiB an HTTP request target may take.
+pub const MAX_KEY_LEN: usize = 16 * 1024;
+
+/// Why a key name is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    /// Longer than [`MAX_KEY_LEN`] bytes.
+    TooLong(usize),
+    /// It holds a control character.
+    Control(char),
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::TooLong(len) => write!(
+                f,
+                "Key of {len} bytes exceeds the {MAX_KEY_LEN}-byte limit on key names"
+            ),
+            KeyError::Control(c) => {
+                write!(f, "Invalid key: it contains the control character {c:?}")
+            }
+        }
+    }
+}
+
+/// The checks every key name passes before it is stored or looked up.
+pub fn check_key(key: &str) -> Result<(), KeyError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(KeyError::TooLong(key.len()));
+    }
+    match key.chars().find(|c| c.is_control()) {
+        Some(c) => Err(KeyError::Control(c)),
+        None => Ok(()),
+    }
+}
+
 /// A node in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {

@@ -78,8 +78,10 @@ pub const APPLIED: &[&str] = &[
     "encrypt_verify_outgoing",
     "isthmus.config_version",
     "isthmus.gateways",
+    "isthmus.http_header_read_timeout",
     "isthmus.tombstone_ttl",
     "leave_on_terminate",
+    "limits.http_max_conns_per_client",
     "log_level",
     "node_meta.*",
     "node_name",
@@ -729,12 +731,12 @@ mod tests {
     fn consul_keys_are_warned_about_and_typos_refused() {
         let (value, warnings, problems) = check(
             r#"{"datacenter":"dc1","ports":{"grpc":8502,"http":8500,"grpc_tls":-1},
-                "node_id":"adf4238a-882b-9ddc-4a9d-5b6758e4159e","limits":{"http_max_conns_per_client":200},
+                "node_id":"adf4238a-882b-9ddc-4a9d-5b6758e4159e","limits":{"http_max_conns_per_client":200,"rpc_rate":100},
                 "telemetry":{"prometheus_retention_time":"1m"},"disable_update_check":true}"#,
         );
         assert_eq!(
             value,
-            serde_json::json!({"datacenter":"dc1","ports":{"http":8500}})
+            serde_json::json!({"datacenter":"dc1","ports":{"http":8500},"limits":{"http_max_conns_per_client":200}})
         );
         assert_eq!(warnings.len(), 5, "{warnings:#?}");
         assert!(problems.is_empty(), "{problems:?}");

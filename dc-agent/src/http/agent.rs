@@ -242,7 +242,8 @@ type Stats = BTreeMap<&'static str, String>;
 /// A server's `raft` and `consul` sections of `/v1/agent/self`.
 fn server_stats(server: &crate::server::Server) -> (Stats, Stats) {
     let metrics = server.raft.metrics().borrow().clone();
-    let leader = server.leader();
+    // A leader restored at its old term that has not confirmed it is no leader to name.
+    let leader = server.leader().filter(|_| server.known_leader());
     let voters = server
         .members()
         .iter()
@@ -264,7 +265,13 @@ fn server_stats(server: &crate::server::Server) -> (Stats, Stats) {
             metrics.snapshot.map_or(0, |id| id.index).to_string(),
         ),
         ("num_peers", voters.saturating_sub(1).to_string()),
-        ("last_contact", format!("{}ms", server.last_contact_ms())),
+        (
+            "last_contact",
+            match server.last_contact_ms() {
+                crate::server::read_gate::NEVER_CONTACTED_MS => "never".to_owned(),
+                ms => format!("{ms}ms"),
+            },
+        ),
     ]);
     let consul = BTreeMap::from([
         ("server", "true".to_owned()),

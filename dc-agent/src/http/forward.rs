@@ -250,15 +250,18 @@ fn make_handler(router: Router, internal: Option<super::acl::SharedTokens>) -> H
                     .into_response(),
             };
             let (parts, body) = response.into_parts();
-            let body = axum::body::to_bytes(body, usize::MAX)
-                .await
-                .map(|b| b.to_vec())
-                .unwrap_or_default();
-            // The answer travels back in one frame: refuse clearly instead of failing later.
-            if body.len() > MAX_FORWARDED_ANSWER {
+            // The answer travels back in one frame: checked while it is read (a larger one is
+            // never buffered whole), refused clearly instead of failing later.
+            let body = match axum::body::to_bytes(body, MAX_FORWARDED_ANSWER).await {
+                Ok(bytes) => Some(bytes.to_vec()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a forwarded answer was not read whole");
+                    None
+                }
+            };
+            let Some(body) = body else {
                 let message = format!(
-                    "the answer ({} bytes) is too large to forward from the leader (limit {MAX_FORWARDED_ANSWER}); ask the leader directly, add ?stale, or narrow the query",
-                    body.len()
+                    "the answer is too large to forward from the leader (limit {MAX_FORWARDED_ANSWER} bytes); ask the leader directly, add ?stale, or narrow the query"
                 );
                 return HttpResponse {
                     status: 413,
@@ -268,7 +271,7 @@ fn make_handler(router: Router, internal: Option<super::acl::SharedTokens>) -> H
                     )],
                     body: message.into_bytes(),
                 };
-            }
+            };
             HttpResponse {
                 status: parts.status.as_u16(),
                 headers: parts

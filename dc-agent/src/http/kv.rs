@@ -18,13 +18,15 @@ fn check_key(key: &str, for_write: bool) -> Result<(), ApiError> {
     if for_write && key.is_empty() {
         return Err(ApiError::BadRequest("Missing key name".to_owned()));
     }
-    if let Some(bad) = key.chars().find(|c| c.is_control()) {
-        return Err(ApiError::BadRequest(format!(
-            "Invalid key {key:?}: it contains the control character {:?}",
-            bad
-        )));
+    wire::records::check_key(key).map_err(key_error)
+}
+
+/// A refused key name: 413 when too long (as an oversized value), 400 otherwise.
+pub fn key_error(error: wire::records::KeyError) -> ApiError {
+    match error {
+        wire::records::KeyError::TooLong(_) => ApiError::TooLarge(error.to_string()),
+        wire::records::KeyError::Control(_) => ApiError::BadRequest(error.to_string()),
     }
-    Ok(())
 }
 
 fn number(params: &Params, name: &str) -> Result<Option<u64>, ApiError> {

@@ -20,6 +20,7 @@ mod health;
 mod keyring;
 mod kv;
 pub mod selectors;
+pub mod serve;
 pub mod session;
 pub mod snapshot;
 pub mod tls_listener;
@@ -616,7 +617,7 @@ async fn route_by_consistency(
         .map(|p| p.contains_key("stale"))
         .unwrap_or(false);
     let is_read = request.method() == axum::http::Method::GET;
-    if local_only || (stale && is_read) || server.is_leader() {
+    if local_only {
         return next.run(request).await;
     }
     let hops: u32 = request
@@ -625,11 +626,34 @@ async fn route_by_consistency(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    match server.leader() {
-        Some((leader_id, leader)) if hops < 3 => {
-            forward::to_leader(&api, &server, leader_id, &leader, request, hops + 1).await
+    // Where to answer, as `read_gate` says: a `?stale` read here once this server has caught
+    // up since it started, anything else here only on a leader ready to answer; otherwise on
+    // the leader, held while there is none (or it is not ready) for up to `HOLD`.
+    let deadline = tokio::time::Instant::now() + crate::server::read_gate::HOLD;
+    loop {
+        let leader = server.leader();
+        let here = match &leader {
+            Some((id, _)) if *id == server.id => server.leader_ready(),
+            _ => stale && is_read && server.caught_up(),
+        };
+        if here {
+            return next.run(request).await;
         }
-        _ => ApiError::NoLeader.into_response(),
+        match leader {
+            Some((leader_id, leader)) if leader_id != server.id && hops < 3 => {
+                return forward::to_leader(&api, &server, leader_id, &leader, request, hops + 1)
+                    .await;
+            }
+            Some((leader_id, _)) if leader_id != server.id => {
+                return ApiError::NoLeader.into_response()
+            }
+            _ => {}
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return ApiError::NoLeader.into_response();
+        }
+        server.readiness_changed(deadline - now).await;
     }
 }
 
@@ -644,10 +668,7 @@ pub fn query_meta(api: &Api, headers: &mut HeaderMap, index: u64, consistency: C
     ];
     // A client agent answers only `/v1/agent/` itself, which carries no Raft facts.
     if let Backend::Server(server) = &api.backend {
-        entries.push((
-            "x-consul-knownleader",
-            server.leader().is_some().to_string(),
-        ));
+        entries.push(("x-consul-knownleader", server.known_leader().to_string()));
         entries.push(("x-consul-lastcontact", server.last_contact_ms().to_string()));
     }
     for (name, value) in entries {

@@ -15,35 +15,44 @@ use super::{Api, ApiError};
 /// Consul's limit on operations per transaction.
 const MAX_OPS: usize = 128;
 
-fn to_op(index: usize, request: TxnOpRequest) -> Result<TxnOp, String> {
+fn to_op(index: usize, request: TxnOpRequest) -> Result<TxnOp, ApiError> {
     if let Some(session) = request.session {
         return match session.verb.as_str() {
             "delete" if !session.session.id.is_empty() => Ok(TxnOp::SessionDelete {
                 id: session.session.id,
             }),
-            "delete" => Err(format!("operation {index}: missing session ID")),
-            other => Err(format!("operation {index}: unknown session verb {other:?}")),
+            "delete" => Err(ApiError::BadRequest(format!(
+                "operation {index}: missing session ID"
+            ))),
+            other => Err(ApiError::BadRequest(format!(
+                "operation {index}: unknown session verb {other:?}"
+            ))),
         };
     }
     let Some(kv) = request.kv else {
-        return Err(format!(
+        return Err(ApiError::BadRequest(format!(
             "operation {index}: only KV and session operations are supported"
-        ));
+        )));
     };
+    // The limits of `/v1/kv`, with its statuses: 413 for what is too large.
     if kv.value.len() > MAX_KV_VALUE {
-        return Err(format!(
-            "operation {index}: value exceeds the {MAX_KV_VALUE}-byte limit"
-        ));
+        return Err(ApiError::TooLarge(format!(
+            "operation {index}: value of {} bytes exceeds the {MAX_KV_VALUE}-byte limit (kv_max_value_size)",
+            kv.value.len()
+        )));
     }
     let key = kv.key;
-    if key.chars().any(char::is_control) {
-        return Err(format!(
-            "operation {index}: key {key:?} contains a control character"
-        ));
+    if let Err(e) = wire::records::check_key(&key) {
+        return Err(match super::kv::key_error(e) {
+            ApiError::TooLarge(why) => ApiError::TooLarge(format!("operation {index}: {why}")),
+            other => ApiError::BadRequest(format!("operation {index}: {other}")),
+        });
     }
     let needs_key = !matches!(kv.verb.as_str(), "get-tree" | "delete-tree");
     if needs_key && key.is_empty() {
-        return Err(format!("operation {index}: missing key"));
+        return Err(ApiError::BadRequest(format!(
+            "operation {index}: missing key"
+        )));
     }
     Ok(match kv.verb.as_str() {
         "set" => TxnOp::Set {
@@ -71,7 +80,9 @@ fn to_op(index: usize, request: TxnOpRequest) -> Result<TxnOp, String> {
             index: kv.index,
         },
         "lock" | "unlock" | "check-session" if kv.session.is_empty() => {
-            return Err(format!("operation {index}: missing session"))
+            return Err(ApiError::BadRequest(format!(
+                "operation {index}: missing session"
+            )))
         }
         "lock" => TxnOp::Lock {
             key,
@@ -89,7 +100,11 @@ fn to_op(index: usize, request: TxnOpRequest) -> Result<TxnOp, String> {
             key,
             session: kv.session,
         },
-        other => return Err(format!("operation {index}: unknown KV verb {other:?}")),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "operation {index}: unknown KV verb {other:?}"
+            )))
+        }
     })
 }
 
@@ -107,8 +122,7 @@ pub async fn txn(State(api): State<Api>, body: Bytes) -> Result<Response, ApiErr
         .into_iter()
         .enumerate()
         .map(|(index, request)| to_op(index, request))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::BadRequest)?;
+        .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
     let (index, result) = api
         .server()?

@@ -68,6 +68,10 @@ pub enum RpcRequest {
         /// Its term.
         term: u64,
     },
+    /// To the leader: confirm your leadership with a quorum and give the index a reader must
+    /// have applied to be as recent as you (a restarted server catching up, see
+    /// `server::read_gate`).
+    ReadIndex,
 }
 
 /// What a server says about itself.
@@ -103,6 +107,8 @@ pub enum RpcReply {
     Done(Result<(), String>),
     /// To `Http`.
     Http(HttpResponse),
+    /// To `ReadIndex`.
+    Index(Result<u64, String>),
 }
 
 /// An HTTP request, as forwarded.

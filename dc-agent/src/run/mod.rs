@@ -181,7 +181,19 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         (config.leave_on_terminate, config.skip_leave_on_interrupt),
         cancel.clone(),
     );
-    serve_api(http, https, router, &cancel).await?;
+    let limits = crate::http::serve::ConnLimits {
+        per_client: prepared.validated.http_max_conns_per_client,
+        header_read_timeout: prepared.validated.http_header_read_timeout,
+    };
+    serve_api(
+        http,
+        https,
+        router,
+        limits,
+        prepared.metrics.clone(),
+        &cancel,
+    )
+    .await?;
     cancel.cancel();
     watches.stop_all();
     match &core.backend {

@@ -15,20 +15,52 @@ use super::HTTP_DRAIN;
 
 /// Serves the API on the HTTP and HTTPS listeners (either may be off) until `cancel`, then
 /// lets requests in flight finish for at most [`HTTP_DRAIN`]: a blocking query
-/// (consul-template holds one for minutes) or a monitor must not hold the agent up.
+/// (consul-template holds one for minutes) or a monitor must not hold the agent up. Both
+/// listeners count a client's connections against one `limits.http_max_conns_per_client`.
 pub(super) async fn serve_api(
     http: Option<tokio::net::TcpListener>,
     https: Option<crate::http::tls_listener::TlsListener>,
     router: axum::Router,
+    limits: crate::http::serve::ConnLimits,
+    metrics: Arc<Metrics>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let http = serve_on(http, router.clone(), cancel.clone());
-    let https = serve_on(https, router, cancel.clone());
+    let counts = crate::http::serve::ConnCounts::default();
+    let http = async {
+        match http {
+            Some(listener) => {
+                crate::http::serve::serve(
+                    listener,
+                    router.clone(),
+                    limits.clone(),
+                    counts.clone(),
+                    metrics.clone(),
+                    cancel.clone(),
+                )
+                .await
+            }
+            None => cancel.cancelled().await,
+        }
+    };
+    let https = async {
+        match https {
+            Some(listener) => {
+                crate::http::serve::serve(
+                    listener,
+                    router.clone(),
+                    limits.clone(),
+                    counts.clone(),
+                    metrics.clone(),
+                    cancel.clone(),
+                )
+                .await
+            }
+            None => cancel.cancelled().await,
+        }
+    };
     let stopping = cancel.clone();
     tokio::select! {
-        served = async { tokio::try_join!(http, https) } => {
-            served.context("serving HTTP")?;
-        }
+        _ = async { tokio::join!(http, https) } => {}
         () = async move {
             stopping.cancelled().await;
             tokio::time::sleep(HTTP_DRAIN).await;
@@ -37,29 +69,6 @@ pub(super) async fn serve_api(
         }
     }
     Ok(())
-}
-
-/// Serves `router` on `listener` until `cancel`; without a listener, only waits.
-async fn serve_on<L>(
-    listener: Option<L>,
-    router: axum::Router,
-    cancel: CancellationToken,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    match listener {
-        Some(listener) => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(cancel.cancelled_owned())
-                .await
-        }
-        None => {
-            cancel.cancelled().await;
-            Ok(())
-        }
-    }
 }
 
 /// What the agent prints at start, in Consul's layout.
@@ -243,7 +252,14 @@ pub(super) fn dns_source(
             let lagging = Arc::clone(server);
             crate::dns::server::Source::Local {
                 state: server.state.clone(),
-                lag: Arc::new(move || Duration::from_millis(lagging.last_contact_ms())),
+                // Not caught up since it started: as far behind as can be (see `read_gate`).
+                lag: Arc::new(move || {
+                    if lagging.caught_up() {
+                        Duration::from_millis(lagging.last_contact_ms())
+                    } else {
+                        Duration::MAX
+                    }
+                }),
                 max_stale: validated.dns.max_stale,
                 remote: (!validated.gateways.is_empty()).then(|| {
                     crate::dns::view::RemoteView::new(

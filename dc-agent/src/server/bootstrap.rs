@@ -1,6 +1,6 @@
 //! Finding the other servers and forming (or joining) the Raft cluster.
 //!
-//! Every half second, until this server is a voter: greet each `retry_join` address and each
+//! Every half second, until this server is a voter that knows a leader: greet each `retry_join` address and each
 //! server of this datacenter that LAN gossip knows (so servers joined afterwards with
 //! `dc-agent join`, as Consul's tutorials do, count for `bootstrap_expect`). If a greeted
 //! server knows a leader, ask that leader to add this server (as a learner, promoted to voter
@@ -23,13 +23,16 @@ use crate::rpc::messages::{Hello, RpcReply, RpcRequest, PROTOCOL_VERSION};
 pub async fn discovery_loop(server: Arc<Server>, cancel: CancellationToken) {
     let mut logged_waiting = false;
     loop {
-        // A server that is leaving stays out, however long it takes to stop.
+        // A server that is leaving stays out, however long it takes to stop. A voter by its
+        // own log that knows no leader may be one the others removed (it left, then started
+        // again from its data): it asks the leader the others know to add it back.
         let leaving = server.leaving.load(std::sync::atomic::Ordering::SeqCst);
         let settled = leaving
-            || server
-                .members()
-                .iter()
-                .any(|(id, _, voter)| *id == server.id && *voter);
+            || (server.leader().is_some()
+                && server
+                    .members()
+                    .iter()
+                    .any(|(id, _, voter)| *id == server.id && *voter));
         if !settled {
             match step(&server).await {
                 Ok(Some(message)) if !logged_waiting => {

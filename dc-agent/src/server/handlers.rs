@@ -10,7 +10,7 @@ use crate::rpc::messages::{
     Hello, HttpResponse, RaftReply, RaftRequest, RpcReply, RpcRequest, PROTOCOL_VERSION,
 };
 use crate::rpc::transport::{negotiated_alpn, peer_certificate};
-use crate::rpc::{read_frame, write_frame, ALPN_RAFT, ALPN_RPC};
+use crate::rpc::{write_frame, ALPN_RAFT, ALPN_RPC};
 
 /// Accepts connections until cancelled.
 pub async fn accept_loop(
@@ -88,6 +88,8 @@ async fn handle_connection(
             }
         }
     }
+    // What this peer's streams may hold in frames being read, together.
+    let budget = Arc::new(tokio::sync::Semaphore::new(link::PEER_BUDGET));
     loop {
         let stream = tokio::select! {
             biased;
@@ -96,37 +98,51 @@ async fn handle_connection(
         };
         let Ok((send, recv)) = stream else { break };
         let server = server.clone();
+        let budget = budget.clone();
         if alpn == ALPN_RAFT {
-            crate::tasks::spawn(handle_raft(server, send, recv));
+            crate::tasks::spawn(handle_raft(server, budget, send, recv));
         } else if alpn == ALPN_RPC {
-            crate::tasks::spawn(handle_rpc(server, peer_is_server, send, recv));
+            crate::tasks::spawn(handle_rpc(server, peer_is_server, budget, send, recv));
         } else {
             break;
         }
     }
 }
 
+/// How long a peer has to send a whole request frame once it opened a stream.
+const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn handle_raft(
     server: Arc<Server>,
+    budget: Arc<tokio::sync::Semaphore>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let request: RaftRequest = match read_frame(&mut recv).await {
-        Ok(request) => request,
-        Err(e) => {
-            tracing::debug!(error = %e, "bad raft request");
-            return;
-        }
-    };
+    let (request, _held): (RaftRequest, _) =
+        match link::read_frame_budgeted(&mut recv, &budget, REQUEST_READ_TIMEOUT).await {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::debug!(error = %e, "bad raft request");
+                return;
+            }
+        };
     let reply = match request {
         RaftRequest::AppendEntries(rpc) => {
-            server.heard_from_leader();
-            RaftReply::AppendEntries(server.raft.append_entries(rpc).await)
+            let reply = server.raft.append_entries(rpc).await;
+            // A deposed leader's entries (answered with a higher vote) are no contact.
+            if matches!(&reply, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+            {
+                server.heard_from_leader();
+            }
+            RaftReply::AppendEntries(reply)
         }
         RaftRequest::Vote(rpc) => RaftReply::Vote(server.raft.vote(rpc).await),
         RaftRequest::InstallSnapshot(rpc) => {
-            server.heard_from_leader();
-            RaftReply::InstallSnapshot(server.raft.install_snapshot(rpc).await)
+            let reply = server.raft.install_snapshot(rpc).await;
+            if reply.is_ok() {
+                server.heard_from_leader();
+            }
+            RaftReply::InstallSnapshot(reply)
         }
     };
     if let Err(e) = write_frame(&mut send, &reply).await {
@@ -154,22 +170,27 @@ impl Server {
 async fn handle_rpc(
     server: Arc<Server>,
     peer_is_server: bool,
+    budget: Arc<tokio::sync::Semaphore>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let request: RpcRequest = match read_frame(&mut recv).await {
-        Ok(request) => request,
-        Err(e) => {
-            tracing::debug!(error = %e, "bad rpc request");
-            return;
-        }
-    };
+    let (request, held): (RpcRequest, _) =
+        match link::read_frame_budgeted(&mut recv, &budget, REQUEST_READ_TIMEOUT).await {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::debug!(error = %e, "bad rpc request");
+                return;
+            }
+        };
+    // A forwarded blocking query may wait minutes: its small frame leaves the budget now.
+    drop(held);
     let kind = match &request {
         RpcRequest::Hello { .. } => "hello",
         RpcRequest::Join { .. } => "join",
         RpcRequest::Leave { .. } => "leave",
         RpcRequest::Http(_) => "http",
         RpcRequest::TimeoutNow { .. } => "timeout_now",
+        RpcRequest::ReadIndex => "read_index",
     };
     let span = tracing::debug_span!("rpc", kind, from_server = peer_is_server);
     let reply =
@@ -205,6 +226,10 @@ async fn answer(server: Arc<Server>, peer_is_server: bool, request: RpcRequest) 
             }
         }
         RpcRequest::TimeoutNow { leader, term } => RpcReply::Done(server.timeout_now(leader, term)),
+        RpcRequest::ReadIndex if !peer_is_server => {
+            RpcReply::Index(Err("only servers ask for the read index".to_owned()))
+        }
+        RpcRequest::ReadIndex => RpcReply::Index(server.read_index().await),
         RpcRequest::Http(request) => match server.http_handler.get() {
             Some(handler) => RpcReply::Http(handler(request).await),
             None => RpcReply::Http(HttpResponse {

@@ -5,6 +5,7 @@ mod bootstrap;
 pub mod coordinates;
 mod handlers;
 pub mod leader;
+pub mod read_gate;
 pub use store::proposer;
 pub mod acl_init;
 pub mod acl_replication;
@@ -93,6 +94,8 @@ pub struct Server {
     pub session_timers: parking_lot::Mutex<sessions::SessionTimers>,
     /// What ACL replication last did (a secondary datacenter's leader).
     pub acl_replication: parking_lot::Mutex<acl_replication::ReplicationStatus>,
+    /// When this server may answer reads ([`read_gate`]).
+    read_gate: read_gate::ReadGate,
 }
 
 /// Timeouts of RPCs between servers that are not Raft's own.
@@ -181,6 +184,7 @@ impl Server {
             state.clone(),
         )
         .await?;
+        let last_log_at_start = raft.metrics().borrow().last_log_index.unwrap_or(0);
         let node = RaftNode {
             name: settings.node_name.clone(),
             addr: settings.rpc_addr.to_string(),
@@ -204,6 +208,7 @@ impl Server {
             stable_since: parking_lot::Mutex::new(std::collections::HashMap::new()),
             session_timers: parking_lot::Mutex::new(sessions::SessionTimers::default()),
             acl_replication: parking_lot::Mutex::default(),
+            read_gate: read_gate::ReadGate::new(last_log_at_start),
         });
         tracing::info!(node = %server.node.name, id = server.id, addr = %server.node.addr, dc = %server.datacenter, "server started");
         tasks.spawn(handlers::accept_loop(
@@ -212,6 +217,7 @@ impl Server {
             settings.domain,
             cancel.child_token(),
         ));
+        tasks.spawn(read_gate::gate_loop(server.clone(), cancel.child_token()));
         tasks.spawn(bootstrap::discovery_loop(
             server.clone(),
             cancel.child_token(),
@@ -221,7 +227,8 @@ impl Server {
 
     /// The leader, as this server knows it.
     pub fn leader(&self) -> Option<(NodeId, RaftNode)> {
-        let metrics = self.raft.metrics().borrow().clone();
+        let receiver = self.raft.metrics();
+        let metrics = receiver.borrow();
         let leader = metrics.current_leader?;
         let node = metrics
             .membership_config
@@ -236,16 +243,28 @@ impl Server {
         self.raft.metrics().borrow().current_leader == Some(self.id)
     }
 
-    /// Milliseconds since a leader was last heard from (0 on the leader).
+    /// Milliseconds since a leader was last heard from: 0 on a leader ready to answer, Go's
+    /// longest duration when no leader was heard from since this server started (as Consul's
+    /// `time.Since` of the zero time).
     pub fn last_contact_ms(&self) -> u64 {
-        if self.is_leader() {
+        if self.leader_ready() {
             return 0;
         }
         let last = self.last_leader_contact_ms.load(Ordering::Relaxed);
         if last == 0 {
-            return 0;
+            return read_gate::NEVER_CONTACTED_MS;
         }
         unix_millis().saturating_sub(last)
+    }
+
+    /// Whether a leader is known: a leader that has not confirmed its leadership since it
+    /// started (openraft restores one at its old term) does not count.
+    pub fn known_leader(&self) -> bool {
+        match self.leader() {
+            Some((id, _)) if id == self.id => self.leader_ready(),
+            Some(_) => true,
+            None => false,
+        }
     }
 
     fn heard_from_leader(&self) {

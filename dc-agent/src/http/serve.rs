@@ -1,0 +1,194 @@
+//! The HTTP(S) server: hyper's HTTP/1 under an accept loop of our own, so that every
+//! connection is bounded.
+//!
+//! - A client IP address holds at most `limits.http_max_conns_per_client` connections
+//!   (Consul's, default 200); past it a new connection is answered `429 Too Many Requests`
+//!   and closed, as Consul's `connlimit` does, and counted.
+//! - A request's head must arrive whole within [`HEADER_READ_TIMEOUT`] of the connection
+//!   waiting for it: a slowloris client (a header line every few seconds) and an idle
+//!   keep-alive connection are both closed then.
+//! - Hyper's read buffer stops at [`MAX_BUF`] (request heads, with the longest key URL).
+//!
+//! On shutdown, the loop stops accepting and asks every connection to finish its request
+//! and close; the caller bounds how long that may take.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a connection may take to send a request's head, counted from when it starts
+/// waiting for one (so also how long an idle keep-alive connection stays open).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Hyper's largest read buffer: a request head must fit (64 KiB of URL and headers).
+pub const MAX_BUF: usize = 128 * 1024;
+
+/// Consul's answer past the per-client limit.
+const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 81\r\nConnection: close\r\n\r\nYour IP is issuing too many concurrent connections, please rate limit your calls\n";
+
+/// What bounds the server's connections.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Connections one client IP may hold (`None`: no limit).
+    pub per_client: Option<usize>,
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+}
+
+/// Open connections per client IP, shared by the HTTP and HTTPS listeners (Consul counts
+/// both against the one limit).
+#[derive(Debug, Default, Clone)]
+pub struct ConnCounts(Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>);
+
+/// One open connection's place in [`ConnCounts`], given back on drop.
+struct Slot {
+    counts: ConnCounts,
+    ip: IpAddr,
+    gauge: prometheus::IntGauge,
+}
+
+impl ConnCounts {
+    fn take(&self, ip: IpAddr, limit: Option<usize>, gauge: &prometheus::IntGauge) -> Option<Slot> {
+        let mut counts = self.0.lock();
+        let count = counts.entry(ip).or_insert(0);
+        if limit.is_some_and(|limit| *count >= limit) {
+            return None;
+        }
+        *count += 1;
+        gauge.inc();
+        Some(Slot {
+            counts: self.clone(),
+            ip,
+            gauge: gauge.clone(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gauge.dec();
+        let mut counts = self.counts.0.lock();
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `cancel`, then waits for the connections to finish.
+pub async fn serve<L>(
+    mut listener: L,
+    router: axum::Router,
+    limits: ConnLimits,
+    counts: ConnCounts,
+    metrics: Arc<crate::metrics::Metrics>,
+    cancel: CancellationToken,
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    let connections = TaskTracker::new();
+    let mut logged_limit = false;
+    loop {
+        let (io, peer) = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Some(slot) = counts.take(peer.ip(), limits.per_client, &metrics.http_connections)
+        else {
+            metrics.http_connections_rejected.inc();
+            if !logged_limit {
+                tracing::warn!(client = %peer.ip(), limit = ?limits.per_client, "a client holds too many HTTP connections; answering 429 (limits.http_max_conns_per_client; further refusals are counted in isthmus_http_connections_rejected_total)");
+                logged_limit = true;
+            }
+            connections.spawn(refuse(io));
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(MAX_BUF);
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let connection = builder.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = cancel.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+/// Answers 429 and closes, within a second.
+async fn refuse<Io>(mut io: Io)
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        io.write_all(TOO_MANY).await?;
+        io.shutdown().await
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_a_whole_http_response() {
+        let text = std::str::from_utf8(TOO_MANY).expect("ASCII");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|n| n.parse().ok())
+            .expect("a length");
+        assert_eq!(length, body.len());
+    }
+
+    #[test]
+    fn slots_count_per_client_and_come_back() {
+        let counts = ConnCounts::default();
+        let gauge = prometheus::IntGauge::new("g", "g").expect("gauge");
+        let a: IpAddr = "127.0.0.1".parse().expect("ip");
+        let b: IpAddr = "127.0.0.2".parse().expect("ip");
+        let first = counts.take(a, Some(2), &gauge).expect("first");
+        let _second = counts.take(a, Some(2), &gauge).expect("second");
+        assert!(
+            counts.take(a, Some(2), &gauge).is_none(),
+            "a third is refused"
+        );
+        assert!(
+            counts.take(b, Some(2), &gauge).is_some(),
+            "another client is not"
+        );
+        drop(first);
+        assert!(
+            counts.take(a, Some(2), &gauge).is_some(),
+            "a closed one frees its slot"
+        );
+        assert!(counts.take(a, None, &gauge).is_some(), "no limit");
+    }
+}

@@ -1,0 +1,144 @@
+//! Hostile and careless HTTP clients against a real agent: too many connections from one
+//! address (Consul's `limits.http_max_conns_per_client` and its 429), a slowloris client
+//! sending a header line at a time, idle keep-alive connections. The agent bounds each and
+//! keeps serving everyone else.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::flag_agent::{wait_for, FlagAgent};
+
+/// One request on an open connection; returns the status line.
+fn request(stream: &mut TcpStream, path: &str) -> String {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: agent\r\n\r\n").expect("write");
+    let mut buffer = [0u8; 4096];
+    let n = stream.read(&mut buffer).expect("read");
+    let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Reads until the peer closes; returns what came and how long it took (None: still open
+/// after `limit`).
+fn until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Option<Duration>) {
+    let started = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while started.elapsed() < limit {
+        match stream.read(&mut buffer) {
+            Ok(0) => {
+                return (
+                    String::from_utf8_lossy(&seen).into_owned(),
+                    Some(started.elapsed()),
+                )
+            }
+            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                return (
+                    String::from_utf8_lossy(&seen).into_owned(),
+                    Some(started.elapsed()),
+                )
+            }
+        }
+    }
+    (String::from_utf8_lossy(&seen).into_owned(), None)
+}
+
+#[test]
+fn connections_are_bounded_per_client_and_in_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("limits.json");
+    std::fs::write(
+        &config,
+        r#"{"limits": {"http_max_conns_per_client": 3},
+            "isthmus": {"config_version": 1, "http_header_read_timeout": "1s"}}"#,
+    )
+    .expect("write config");
+    let config = format!("-config-file={}", config.display());
+    let agent = FlagAgent::server(
+        dir.path(),
+        "n1",
+        "127.168.0.1",
+        &["-bootstrap-expect=1", &config],
+    );
+    agent.wait_for_leader(Duration::from_secs(30));
+    let addr = agent.http();
+
+    // Three keep-alive connections are served; a fourth from the same address is answered
+    // 429 and closed, as Consul's.
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).expect("connect");
+            assert_eq!(request(&mut stream, "/v1/status/leader"), "HTTP/1.1 200 OK");
+            stream
+        })
+        .collect();
+    let mut fourth = TcpStream::connect(&addr).expect("connect");
+    let (answer, closed) = until_closed(&mut fourth, Duration::from_secs(5));
+    assert!(
+        answer.starts_with("HTTP/1.1 429 Too Many Requests"),
+        "{answer}"
+    );
+    assert!(closed.is_some(), "the refused connection is closed");
+    // One closes: a new one is served again, and the refusal was counted.
+    drop(held.pop());
+    let metrics = wait_for(Duration::from_secs(5), &[&agent], "a free slot", || {
+        let response = agent
+            .client()
+            .get("/v1/agent/metrics?format=prometheus")
+            .ok()?;
+        (response.status == 200).then(|| response.text())
+    });
+    assert!(
+        metrics.contains("isthmus_http_connections_rejected_total 1"),
+        "{metrics}"
+    );
+
+    // Idle keep-alive connections are closed once the header-read timeout passes.
+    for stream in &mut held {
+        let (_, closed) = until_closed(stream, Duration::from_secs(5));
+        let closed = closed.expect("an idle connection is closed");
+        assert!(closed < Duration::from_secs(3), "closed after {closed:?}");
+    }
+
+    // A slowloris client, a header line every 300 ms, is cut off after the timeout.
+    let mut slow = TcpStream::connect(&addr).expect("connect");
+    slow.write_all(b"GET /v1/status/leader HTTP/1.1\r\n")
+        .expect("write");
+    let started = Instant::now();
+    let mut cut_off = None;
+    for i in 0..30 {
+        std::thread::sleep(Duration::from_millis(300));
+        if slow
+            .write_all(format!("X-Slow-{i}: still coming\r\n").as_bytes())
+            .is_err()
+        {
+            cut_off = Some(started.elapsed());
+            break;
+        }
+        slow.set_nonblocking(true).expect("nonblocking");
+        let mut byte = [0u8; 1];
+        let closed = matches!(slow.read(&mut byte), Ok(0));
+        slow.set_nonblocking(false).expect("blocking");
+        if closed {
+            cut_off = Some(started.elapsed());
+            break;
+        }
+    }
+    let cut_off = cut_off.expect("the slow client is cut off");
+    assert!(cut_off < Duration::from_secs(4), "after {cut_off:?}");
+
+    // Everyone else is still served.
+    let leader = agent.client().get("/v1/status/leader").expect("leader");
+    assert_eq!(leader.status, 200);
+}
