@@ -9,6 +9,7 @@ pub mod assemble;
 pub mod checks;
 pub mod cli;
 pub mod client;
+pub mod coalesce;
 pub mod config;
 pub mod dns;
 pub mod events;

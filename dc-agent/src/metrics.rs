@@ -37,6 +37,12 @@ pub struct Metrics {
     /// `isthmus_http_connections_rejected_total`: connections answered 429 and closed, past
     /// `limits.http_max_conns_per_client`.
     pub http_connections_rejected: IntCounter,
+    /// `isthmus_blocking_queries_coalesced_total`: a client agent's blocking queries that
+    /// joined the same query already on its way to a server.
+    pub blocking_coalesced: IntCounter,
+    /// `isthmus_blocking_queries_upstream`: blocking queries a client agent holds open to
+    /// its servers now.
+    pub blocking_upstream: IntGauge,
     /// `isthmus_kv_tombstones_reaped_total`: KV tombstones the leader's GC removed.
     pub tombstones_reaped: IntCounter,
     /// `consul_raft_state_leader`: times this server became leader.
@@ -319,6 +325,14 @@ impl Metrics {
             http_connections_rejected: r.counter(
                 "isthmus_http_connections_rejected_total",
                 "HTTP(S) connections answered 429 past limits.http_max_conns_per_client.",
+            )?,
+            blocking_coalesced: r.counter(
+                "isthmus_blocking_queries_coalesced_total",
+                "Blocking queries that joined the same query already on its way to a server.",
+            )?,
+            blocking_upstream: r.gauge(
+                "isthmus_blocking_queries_upstream",
+                "Blocking queries this client agent holds open to its servers.",
             )?,
             tombstones_reaped: r.counter(
                 "isthmus_kv_tombstones_reaped_total",

@@ -23,6 +23,8 @@ pub struct ServerLink {
     /// The server that answered last.
     preferred: Mutex<Option<SocketAddr>>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Blocking queries on their way to a server, shared and bounded.
+    pub blocking: crate::coalesce::Coalescer,
 }
 
 impl ServerLink {
@@ -40,6 +42,7 @@ impl ServerLink {
             datacenter,
             seeds,
             preferred: Mutex::new(None),
+            blocking: crate::coalesce::Coalescer::new(metrics.clone()),
             metrics,
         }
     }

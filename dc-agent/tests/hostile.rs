@@ -142,3 +142,99 @@ fn connections_are_bounded_per_client_and_in_time() {
     let leader = agent.client().get("/v1/status/leader").expect("leader");
     assert_eq!(leader.status, 200);
 }
+
+/// A metric's value from an agent's Prometheus page.
+fn metric(agent: &FlagAgent, name: &str) -> f64 {
+    agent
+        .client()
+        .get("/v1/agent/metrics?format=prometheus")
+        .map(|r| r.text())
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn blocking_queries_through_a_client_agent_share_one_upstream_query() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FlagAgent::server(dir.path(), "s1", "127.168.1.1", &["-bootstrap-expect=1"]);
+    server.wait_for_leader(Duration::from_secs(30));
+    let data = dir.path().join("c1").display().to_string();
+    let client = FlagAgent::start(
+        dir.path(),
+        "c1",
+        "127.168.1.2",
+        &[
+            "-node=c1",
+            "-bind=127.168.1.2",
+            "-client=127.168.1.2",
+            &format!("-data-dir={data}"),
+            "-retry-join=127.168.1.1",
+        ],
+    );
+    wait_for(
+        Duration::from_secs(30),
+        &[&server, &client],
+        "the client agent",
+        || {
+            let r = client.client().put("/v1/kv/watched", b"0").ok()?;
+            (r.status == 200).then_some(())
+        },
+    );
+    let index = client
+        .client()
+        .get("/v1/kv/watched")
+        .ok()
+        .and_then(|r| r.header("x-consul-index").map(str::to_owned))
+        .expect("an index");
+
+    // Forty clients wait on the same key at the same index: one query goes to the server.
+    let addr = client.http();
+    let waiting: Vec<_> = (0..40)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).expect("connect");
+            write!(
+                stream,
+                "GET /v1/kv/watched?index={index}&wait=60s HTTP/1.1\r\nHost: agent\r\n\r\n"
+            )
+            .expect("write");
+            stream
+        })
+        .collect();
+    wait_for(
+        Duration::from_secs(10),
+        &[&client],
+        "the queries to join",
+        || (metric(&client, "isthmus_blocking_queries_coalesced_total") >= 39.0).then_some(()),
+    );
+    assert_eq!(metric(&client, "isthmus_blocking_queries_upstream"), 1.0);
+    // Ordinary requests go on meanwhile.
+    assert_eq!(
+        client.client().get("/v1/kv/watched").expect("read").status,
+        200
+    );
+    // One write wakes every one of them with the new value's index.
+    let response = client.client().put("/v1/kv/watched", b"1").expect("write");
+    assert_eq!(response.status, 200);
+    for mut stream in waiting {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut buffer = [0u8; 4096];
+        let n = stream.read(&mut buffer).expect("an answer");
+        let text = String::from_utf8_lossy(&buffer[..n]);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        let new_index: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("x-consul-index: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("an index");
+        assert!(
+            new_index > index.parse::<u64>().expect("a number"),
+            "{text}"
+        );
+    }
+    assert_eq!(metric(&client, "isthmus_blocking_queries_upstream"), 0.0);
+}
