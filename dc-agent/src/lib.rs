@@ -14,6 +14,7 @@ pub mod config;
 pub mod dns;
 pub mod events;
 pub mod exec;
+pub mod fuzzing;
 pub mod gossip;
 pub mod http;
 pub mod internal;

@@ -9,7 +9,7 @@ pub mod acl;
 mod agent;
 mod agent_local;
 mod autopilot;
-mod blocking;
+pub mod blocking;
 mod catalog;
 mod coordinate;
 mod error;
