@@ -21,7 +21,8 @@ use crate::servers::ServerLink;
 /// Streams blocking queries may hold at once on the connection to a server.
 pub const MAX_UPSTREAM: usize = 3_072;
 
-/// Entries past which finished ones are swept from the table.
+/// Entries past which finished ones are first swept from the table (then twice what was
+/// left, so a table of many live queries is not rescanned on every new one).
 const SWEEP_AT: usize = 1_024;
 
 type Answer = Result<HttpResponse, String>;
@@ -34,9 +35,15 @@ struct Key {
     headers: Vec<(String, Vec<u8>)>,
 }
 
+/// The queries on their way, and the size at which finished ones are next swept.
+struct Table {
+    queries: HashMap<Key, WeakShared<BoxFuture<'static, Answer>>>,
+    sweep_at: usize,
+}
+
 /// The blocking queries in flight to the servers.
 pub struct Coalescer {
-    inflight: parking_lot::Mutex<HashMap<Key, WeakShared<BoxFuture<'static, Answer>>>>,
+    inflight: parking_lot::Mutex<Table>,
     upstream: Arc<Semaphore>,
     metrics: Arc<crate::metrics::Metrics>,
 }
@@ -45,7 +52,10 @@ impl Coalescer {
     /// An empty table.
     pub fn new(metrics: Arc<crate::metrics::Metrics>) -> Coalescer {
         Coalescer {
-            inflight: parking_lot::Mutex::new(HashMap::new()),
+            inflight: parking_lot::Mutex::new(Table {
+                queries: HashMap::new(),
+                sweep_at: SWEEP_AT,
+            }),
             upstream: Arc::new(Semaphore::new(MAX_UPSTREAM)),
             metrics,
         }
@@ -68,18 +78,19 @@ impl Coalescer {
         };
         let upstream = {
             let mut inflight = self.inflight.lock();
-            match inflight.get(&key).and_then(WeakShared::upgrade) {
+            match inflight.queries.get(&key).and_then(WeakShared::upgrade) {
                 Some(shared) => {
                     self.metrics.blocking_coalesced.inc();
                     shared
                 }
                 None => {
                     let shared = self.start(link.clone(), request, wait, timeout);
-                    if inflight.len() >= SWEEP_AT {
-                        inflight.retain(|_, weak| weak.upgrade().is_some());
+                    if inflight.queries.len() >= inflight.sweep_at {
+                        inflight.queries.retain(|_, weak| weak.upgrade().is_some());
+                        inflight.sweep_at = (2 * inflight.queries.len()).max(SWEEP_AT);
                     }
                     if let Some(weak) = shared.downgrade() {
-                        inflight.insert(key, weak);
+                        inflight.queries.insert(key, weak);
                     }
                     shared
                 }
@@ -98,9 +109,20 @@ impl Coalescer {
         let slots = self.upstream.clone();
         let gauge = self.metrics.blocking_upstream.clone();
         async move {
+            let asked = tokio::time::Instant::now();
             match tokio::time::timeout(wait, slots.acquire_owned()).await {
                 Ok(Ok(_slot)) => {
                     let _counted = Counted::new(gauge);
+                    // The time spent waiting for a stream comes off the query's own wait.
+                    let waited = asked.elapsed();
+                    let request = if waited >= Duration::from_millis(100) {
+                        HttpRequest {
+                            uri: with_wait(&request.uri, wait.saturating_sub(waited)),
+                            ..request
+                        }
+                    } else {
+                        request
+                    };
                     link.http(request, timeout).await
                 }
                 // No stream came free within the wait: the state as it is now.
@@ -135,6 +157,19 @@ impl Drop for Counted {
     }
 }
 
+/// `uri` with its `wait` set to `wait` (in milliseconds, at least 1).
+fn with_wait(uri: &str, wait: Duration) -> String {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let mut pairs: Vec<String> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(name, _)| name) != "wait")
+        .map(str::to_owned)
+        .collect();
+    pairs.push(format!("wait={}ms", wait.as_millis().max(1)));
+    format!("{path}?{}", pairs.join("&"))
+}
+
 /// `uri` without its `index` and `wait` parameters.
 fn without_blocking(uri: &str) -> String {
     let Some((path, query)) = uri.split_once('?') else {
@@ -157,6 +192,18 @@ fn without_blocking(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_waits_only_what_is_left_of_its_wait() {
+        assert_eq!(
+            with_wait("/v1/kv/a?index=5&wait=5m&recurse", Duration::from_secs(240)),
+            "/v1/kv/a?index=5&recurse&wait=240000ms"
+        );
+        assert_eq!(
+            with_wait("/v1/kv/a?index=5", Duration::ZERO),
+            "/v1/kv/a?index=5&wait=1ms"
+        );
+    }
 
     #[test]
     fn a_query_loses_only_its_blocking_parameters() {

@@ -92,7 +92,10 @@ fn client(
             let answer = client.get(&format!("/v1/kv/{key}?consistent&raw"));
             let returned = now();
             let seen = match answer {
-                Ok(r) if r.status == 200 => r.text().parse::<u64>().ok(),
+                Ok(r) if r.status == 200 => match r.text().parse::<u64>() {
+                    Ok(value) => Some(value),
+                    Err(_) => continue,
+                },
                 Ok(r) if r.status == 404 => None,
                 // No answer, no information.
                 _ => continue,
@@ -173,11 +176,18 @@ fn histories_stay_linearizable_through_kills_and_pauses() {
     for k in 0..KEYS {
         let key = format!("lin/{k}");
         let invoked = started.elapsed().as_nanos() as u64;
-        let response = cluster.request(0, "GET", &format!("/v1/kv/{key}?consistent&raw"), b"");
-        let seen = match response.status {
-            200 => response.text().parse::<u64>().ok(),
-            _ => None,
-        };
+        // Only an answer is information: 200 or 404, asked again until one comes.
+        let seen = cluster.wait_for("a final read", Duration::from_secs(30), |c| {
+            let response = c.agents[0]
+                .client()
+                .get(&format!("/v1/kv/{key}?consistent&raw"))
+                .ok()?;
+            match response.status {
+                200 => Some(Some(response.text().parse::<u64>().ok()?)),
+                404 => Some(None),
+                _ => None,
+            }
+        });
         history.push(Entry {
             key,
             op: Op::Read(seen),

@@ -60,7 +60,13 @@ async fn read_body(recv: &mut quinn::RecvStream, len: usize) -> Result<Vec<u8>, 
     let mut body = Vec::with_capacity(len.min(FIRST_BUFFER));
     while body.len() < len {
         match recv.read_chunk(len - body.len(), true).await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(Some(chunk)) => {
+                // Past the first buffer, room for exactly the rest (never twice the frame).
+                if body.len() + chunk.bytes.len() > body.capacity() {
+                    body.reserve_exact(len - body.len());
+                }
+                body.extend_from_slice(&chunk.bytes)
+            }
             Ok(None) => {
                 return Err(FrameIoError::Read(format!(
                     "the stream ended {} bytes into a frame of {len}",
@@ -73,8 +79,8 @@ async fn read_body(recv: &mut quinn::RecvStream, len: usize) -> Result<Vec<u8>, 
     Ok(body)
 }
 
-/// What one peer may have in frames being read at once: room for one frame of the largest
-/// size ([`wire::frame::MAX_FRAME`]) and as much again for everything else.
+/// What one peer's connection may have in frames being read at once: room for one frame of
+/// the largest size ([`wire::frame::MAX_FRAME`]) and as much again for everything else.
 pub const PEER_BUDGET: usize = 2 * wire::frame::MAX_FRAME;
 
 /// Reads one frame of a peer's within `deadline`, its announced length first taken from

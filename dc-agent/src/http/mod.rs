@@ -632,9 +632,10 @@ async fn route_by_consistency(
     let deadline = tokio::time::Instant::now() + crate::server::read_gate::HOLD;
     loop {
         let leader = server.leader();
+        let stale_here = stale && is_read && server.caught_up();
         let here = match &leader {
-            Some((id, _)) if *id == server.id => server.leader_ready(),
-            _ => stale && is_read && server.caught_up(),
+            Some((id, _)) if *id == server.id => server.leader_ready() || stale_here,
+            _ => stale_here,
         };
         if here {
             return next.run(request).await;

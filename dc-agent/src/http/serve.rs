@@ -150,6 +150,8 @@ pub async fn serve<L>(
             }
         });
     }
+    // Refuse new connections at once while the open ones finish (as axum's serve does).
+    drop(listener);
     connections.close();
     connections.wait().await;
 }

@@ -109,6 +109,9 @@ async fn handle_connection(
     }
 }
 
+/// Frames up to this size leave the peer's budget as soon as they are decoded.
+const SMALL_FRAME: usize = 64 * 1024;
+
 /// How long a peer has to send a whole request frame once it opened a stream.
 const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -182,8 +185,9 @@ async fn handle_rpc(
                 return;
             }
         };
-    // A forwarded blocking query may wait minutes: its small frame leaves the budget now.
-    drop(held);
+    // A forwarded blocking query may wait minutes: a small frame leaves the budget now; a
+    // large one (a snapshot restore, a big write) holds its share until it is answered.
+    let held = (held.num_permits() > SMALL_FRAME).then_some(held);
     let kind = match &request {
         RpcRequest::Hello { .. } => "hello",
         RpcRequest::Join { .. } => "join",
@@ -198,6 +202,7 @@ async fn handle_rpc(
     if let Err(e) = write_frame(&mut send, &reply).await {
         tracing::debug!(error = %e, "could not answer an rpc request");
     }
+    drop(held);
 }
 
 async fn answer(server: Arc<Server>, peer_is_server: bool, request: RpcRequest) -> RpcReply {

@@ -145,10 +145,25 @@ impl Server {
                 .with_context(|| format!("making {} private", raft_dir.display()))?;
         }
         let id = node_id(&settings.data_dir)?;
-        let log = LogStore::open(&raft_dir.join("log.redb"))
+        let mut log = LogStore::open(&raft_dir.join("log.redb"))
             .with_context(|| format!("opening the Raft log in {}", raft_dir.display()))?;
         let state = StateMachineStore::open(&raft_dir.join("snapshot.bin"))
             .with_context(|| format!("opening the snapshot in {}", raft_dir.display()))?;
+        // What this server held when it started, read from storage itself (openraft's
+        // metrics are not filled in until its core runs): the read gate's starting point.
+        let last_log_at_start = {
+            use openraft::storage::RaftLogStorage;
+            let logged = log
+                .get_log_state()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the Raft log state: {e}"))?
+                .last_log_id
+                .map_or(0, |id| id.index);
+            let restored = state
+                .read(|data| data.last_applied.map_or(0, |id| id.index))
+                .map_err(|e| anyhow::anyhow!("reading the state machine: {e}"))?;
+            logged.max(restored)
+        };
         let transport = Arc::new(
             Transport::bind(
                 settings.rpc_addr,
@@ -184,7 +199,6 @@ impl Server {
             state.clone(),
         )
         .await?;
-        let last_log_at_start = raft.metrics().borrow().last_log_index.unwrap_or(0);
         let node = RaftNode {
             name: settings.node_name.clone(),
             addr: settings.rpc_addr.to_string(),
@@ -248,6 +262,9 @@ impl Server {
     /// `time.Since` of the zero time).
     pub fn last_contact_ms(&self) -> u64 {
         if self.leader_ready() {
+            // A leader is in contact with itself: when it steps down, its time without a
+            // leader starts then, not when it last followed one.
+            self.heard_from_leader();
             return 0;
         }
         let last = self.last_leader_contact_ms.load(Ordering::Relaxed);

@@ -59,8 +59,12 @@ impl Server {
     /// Waits (up to `limit`) for anything that may change where a request is answered: a
     /// new leader, an entry applied, this server catching up.
     pub async fn readiness_changed(&self, limit: Duration) {
+        // openraft hands out clones of its own receiver, which never marks a value seen:
+        // mark the current one, or `changed` returns at once and callers spin.
         let mut metrics = self.raft.metrics();
+        metrics.borrow_and_update();
         let mut caught_up = self.read_gate.caught_up.subscribe();
+        caught_up.borrow_and_update();
         tokio::select! {
             _ = metrics.changed() => {}
             _ = caught_up.changed() => {}

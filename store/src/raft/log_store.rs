@@ -57,6 +57,58 @@ fn io_error(error: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(error.to_string())
 }
 
+/// A log that cannot be opened, with what the operator can do about it.
+fn damaged(path: &Path, error: impl std::fmt::Display) -> std::io::Error {
+    io_error(format!(
+        "{}: {error}. The Raft log is damaged: move the data directory's raft/ aside and \
+         start again; this server rejoins and copies the log from its leader (the only server \
+         of a datacenter restores from a snapshot: `dc-agent snapshot restore`)",
+        path.display()
+    ))
+}
+
+/// How much of a torn tail is cut at most, looking for the length the log had.
+const MAX_TORN_TAIL: u64 = 16 * 1024 * 1024;
+
+/// Cuts a log file whose growth a crash interrupted back to the last length redb accepts
+/// and whose contents pass its integrity check. The file as found is kept next to it
+/// (`log.redb.torn-<unix seconds>`); nothing the log had committed is cut (redb commits only
+/// what lies inside its layout, and a length that misses a committed page does not open).
+fn recover_torn_tail(path: &Path, why: &str) -> Result<Database, std::io::Error> {
+    let length = std::fs::metadata(path)?.len();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let kept = path.with_extension(format!("redb.torn-{stamp}"));
+    std::fs::copy(path, &kept)?;
+    let page = 4096;
+    let mut candidate = (length / page) * page;
+    if candidate == length {
+        candidate = candidate.saturating_sub(page);
+    }
+    let floor = length.saturating_sub(MAX_TORN_TAIL);
+    while candidate >= floor && candidate > 0 {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .set_len(candidate)?;
+        if let Ok(mut db) = Database::create(path) {
+            if matches!(db.check_integrity(), Ok(true)) {
+                tracing::warn!(
+                    file = %path.display(),
+                    cut = length - candidate,
+                    kept = %kept.display(),
+                    "the Raft log ended in a torn write ({why}); cut it back to its last valid length"
+                );
+                return Ok(db);
+            }
+        }
+        candidate -= page;
+    }
+    std::fs::copy(&kept, path)?;
+    Err(damaged(path, why))
+}
+
 fn poisoned() -> std::io::Error {
     io_error("log store lock poisoned by a panic in another thread")
 }
@@ -64,7 +116,17 @@ fn poisoned() -> std::io::Error {
 impl LogStore {
     /// Opens (or creates) the log at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<LogStore, std::io::Error> {
-        let db = Database::create(path).map_err(io_error)?;
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            // redb only grows its file to lengths that map onto its region layout: any other
+            // length is a growth the crash interrupted (a torn write at the end of the log).
+            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)))
+                if why.contains("valid region layout") =>
+            {
+                recover_torn_tail(path, &why)?
+            }
+            Err(e) => return Err(damaged(path, e)),
+        };
         // The log holds every write: readable by this user only (as Consul's raft.db).
         #[cfg(unix)]
         {
@@ -407,5 +469,53 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.send_and_wait(|reply| Op::Purge(log_id, reply))
             .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_torn_tail_is_cut_back_and_the_log_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.redb");
+        {
+            let log = LogStore::open(&path).expect("open");
+            log.write_meta(VOTE, &"kept".to_owned())
+                .await
+                .expect("write");
+        }
+        // The crash left half a growth behind.
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes.extend(std::iter::repeat_n(0xA5u8, 3000));
+        std::fs::write(&path, bytes).expect("write");
+        let log = LogStore::open(&path).expect("recovered");
+        assert_eq!(
+            log.read_meta::<String>(VOTE).expect("read"),
+            Some("kept".to_owned())
+        );
+        let kept = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(Result::ok)
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("log.redb.torn-")
+            });
+        assert!(kept, "the torn file is kept for a look");
+    }
+
+    #[test]
+    fn a_log_that_is_not_one_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.redb");
+        std::fs::write(&path, vec![0x42u8; 10_000]).expect("write");
+        let error = LogStore::open(&path).err().expect("refused");
+        let text = error.to_string();
+        assert!(
+            text.contains("log.redb") && text.contains("move the data directory"),
+            "{text}"
+        );
     }
 }
