@@ -63,6 +63,7 @@ pub async fn graceful_leave(
 /// ([`leaves_on`] with `(leave_on_terminate, skip_leave_on_interrupt)`), within
 /// [`LEAVE_DEADLINE`], then cancels `cancel`, which stops the agent.
 pub fn on_signals(
+    signals: Signals,
     server: Option<std::sync::Arc<Server>>,
     wan: Option<Pool>,
     lan: Pool,
@@ -71,7 +72,7 @@ pub fn on_signals(
 ) {
     crate::tasks::spawn(async move {
         let signal = tokio::select! {
-            signal = wait_for_signal() => signal,
+            signal = signals.wait() => signal,
             // Stopped another way (`leave`): nothing to wait for.
             () = cancel.cancelled() => return,
         };
@@ -102,28 +103,65 @@ pub fn on_signals(
     });
 }
 
-/// Waits for SIGTERM or SIGINT.
-pub async fn wait_for_signal() -> Signal {
+/// SIGTERM and SIGINT, caught from the moment the agent starts: before they are, the
+/// default action kills the process, and an agent already in the gossip pool would vanish
+/// without leaving.
+pub struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => Signal::Interrupt,
-                    _ = terminate.recv() => Signal::Terminate,
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                Signal::Interrupt
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Catches both now (inside the runtime).
+    pub fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        {
+            Signals {}
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        Signal::Interrupt
+
+    /// Waits for either.
+    pub async fn wait(mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            let terminate = async {
+                match self.terminate.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let interrupt = async {
+                match self.interrupt.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = interrupt => Signal::Interrupt,
+                () = terminate => Signal::Terminate,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Interrupt
+        }
     }
 }
 

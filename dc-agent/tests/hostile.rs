@@ -99,10 +99,13 @@ fn connections_are_bounded_per_client_and_in_time() {
             .ok()?;
         (response.status == 200).then(|| response.text())
     });
-    assert!(
-        metrics.contains("isthmus_http_connections_rejected_total 1"),
-        "{metrics}"
-    );
+    // At least the fourth connection (a retry above may have found the slot not yet free).
+    let rejected: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("isthmus_http_connections_rejected_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(rejected >= 1.0, "{metrics}");
 
     // Idle keep-alive connections are closed once the header-read timeout passes.
     for stream in &mut held {

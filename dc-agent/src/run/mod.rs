@@ -93,6 +93,7 @@ const HTTP_DRAIN: Duration = Duration::from_secs(2);
 /// duties, DNS and the API, then on a stop shuts them down in order.
 pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let config = &options.config;
+    let signals = crate::shutdown::Signals::install();
     let mut prepared = prepare(&options).await?;
     let cancel = CancellationToken::new();
     let tasks = crate::tasks::tracker();
@@ -175,6 +176,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     print_banner(&prepared, &core, https.is_some());
     watches.replace(&config.watches);
     crate::shutdown::on_signals(
+        signals,
         core.server.clone(),
         wan,
         core.lan.clone(),
