@@ -241,3 +241,86 @@ fn blocking_queries_through_a_client_agent_share_one_upstream_query() {
     }
     assert_eq!(metric(&client, "isthmus_blocking_queries_upstream"), 0.0);
 }
+
+/// A process's virtual memory size and resident set, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmSize:"), field("VmRSS:"))
+}
+
+/// A client agent's certificate (the CA signed it) opens 500 RPC streams to a server, each
+/// announcing a 64 MiB frame and sending nothing more. The server must not set aside what
+/// they announce (it used to allocate each frame whole before reading it: 500 x 64 MiB), and
+/// must keep answering everyone else.
+#[test]
+fn frames_that_announce_more_than_they_send_cost_the_server_nothing() {
+    let mut cluster = support::Cluster::render_with_clients(170, 1, 1, "");
+    cluster.agents[0].start();
+    cluster.wait_for_leader_among(&[0]);
+    let pid = cluster.agents[0].pid().expect("server pid");
+    let tls_dir = cluster.dir.path().join("dc1/c1/tls");
+    let read = |name: &str| std::fs::read(tls_dir.join(name)).expect("rendered TLS file");
+    let tls = pki::NodeTls::from_pem(&read("ca.pem"), &read("cert.pem"), &read("key.pem"))
+        .expect("client TLS");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let before = memory_kib(pid);
+    let held = runtime.block_on(async {
+        let config = link::client_config(
+            tls.client_config(
+                pki::PeerPolicy::servers_of("consul", "dc1"),
+                &[dc_agent::rpc::ALPN_RPC],
+            )
+            .expect("rustls config"),
+        )
+        .expect("client config");
+        let endpoint =
+            quinn::Endpoint::client("127.170.0.9:0".parse().expect("addr")).expect("endpoint");
+        let connection = endpoint
+            .connect_with(
+                config,
+                "127.170.0.1:8300".parse().expect("addr"),
+                "server.dc1.consul",
+            )
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let mut streams = Vec::new();
+        for _ in 0..500 {
+            let (mut send, recv) = connection.open_bi().await.expect("stream");
+            send.write_all(&(64u32 * 1024 * 1024).to_be_bytes())
+                .await
+                .expect("header");
+            streams.push((send, recv));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        (endpoint, connection, streams)
+    });
+    let during = memory_kib(pid);
+    // Everyone else is served meanwhile.
+    let leader = cluster.request(0, "GET", "/v1/status/leader", b"");
+    assert_eq!(leader.status, 200);
+    let grown_virtual = during.0.saturating_sub(before.0);
+    let grown_resident = during.1.saturating_sub(before.1);
+    assert!(
+        grown_virtual < 4 * 1024 * 1024,
+        "500 announced 64 MiB frames grew the server's virtual memory by {grown_virtual} KiB"
+    );
+    assert!(
+        grown_resident < 256 * 1024,
+        "500 announced 64 MiB frames grew the server's RSS by {grown_resident} KiB"
+    );
+    println!(
+        "500 streams announcing 64 MiB each: server VmSize +{} MiB, RSS +{} MiB",
+        grown_virtual / 1024,
+        grown_resident / 1024
+    );
+    drop(held);
+}

@@ -40,6 +40,11 @@ impl Agent {
         ApiClient::new(&self.http(), Duration::from_secs(30))
     }
 
+    /// The running process's ID.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
