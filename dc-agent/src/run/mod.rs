@@ -202,6 +202,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         Backend::Server(server) => server.shutdown().await,
         Backend::Client(link) => link.close().await,
     }
+    let fatal = match &core.backend {
+        Backend::Server(server) => server.fatal.get().cloned(),
+        Backend::Client(_) => None,
+    };
     tasks.close();
     if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
         .await
@@ -210,7 +214,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::warn!("some tasks did not stop within 5s");
     }
     tracing::info!("agent stopped");
-    Ok(())
+    match fatal {
+        Some(why) => anyhow::bail!("Raft stopped on a fatal error: {why}"),
+        None => Ok(()),
+    }
 }
 
 /// What the agent works out before it starts anything.

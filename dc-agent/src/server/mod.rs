@@ -96,6 +96,9 @@ pub struct Server {
     pub acl_replication: parking_lot::Mutex<acl_replication::ReplicationStatus>,
     /// When this server may answer reads ([`read_gate`]).
     read_gate: read_gate::ReadGate,
+    /// Why Raft stopped, if it stopped on a fatal error (a full disk): the agent then stops
+    /// too, with this as its error, so that it can be started again once fixed.
+    pub fatal: std::sync::OnceLock<String>,
 }
 
 /// Timeouts of RPCs between servers that are not Raft's own.
@@ -105,6 +108,32 @@ fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Stops the agent (`cancel`) when Raft stops on a fatal error: a full disk, a storage
+/// failure. openraft's core has quit by then, so the server could only answer with that
+/// error, even once the disk has room again; stopping lets a supervisor start it again,
+/// from its data, once the cause is fixed.
+async fn watch_fatal(server: Arc<Server>, cancel: CancellationToken) {
+    let mut metrics = server.raft.metrics();
+    loop {
+        let fatal = match &metrics.borrow_and_update().running_state {
+            Err(fatal) => Some(fatal.to_string()),
+            Ok(()) => None,
+        };
+        if let Some(why) = fatal {
+            if !cancel.is_cancelled() {
+                tracing::error!(error = %why, "Raft stopped on a fatal error; the agent stops. Fix the cause (free disk space, the data directory's permissions), then start it again: it resumes from its data");
+                let _ = server.fatal.set(why);
+                cancel.cancel();
+            }
+            return;
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = cancel.cancelled() => return,
+        }
+    }
 }
 
 /// Reads this agent's node ID, or makes one at first start.
@@ -223,6 +252,7 @@ impl Server {
             session_timers: parking_lot::Mutex::new(sessions::SessionTimers::default()),
             acl_replication: parking_lot::Mutex::default(),
             read_gate: read_gate::ReadGate::new(last_log_at_start),
+            fatal: std::sync::OnceLock::new(),
         });
         tracing::info!(node = %server.node.name, id = server.id, addr = %server.node.addr, dc = %server.datacenter, "server started");
         tasks.spawn(handlers::accept_loop(
@@ -231,6 +261,7 @@ impl Server {
             settings.domain,
             cancel.child_token(),
         ));
+        tasks.spawn(watch_fatal(server.clone(), cancel.clone()));
         tasks.spawn(read_gate::gate_loop(server.clone(), cancel.child_token()));
         tasks.spawn(bootstrap::discovery_loop(
             server.clone(),
