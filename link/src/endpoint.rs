@@ -11,9 +11,14 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 /// peer is noticed within it), and room for 4096 concurrent streams (forwarded blocking
 /// queries each hold one while they wait).
 pub fn transport_config() -> Arc<quinn::TransportConfig> {
+    transport(Duration::from_secs(1), Duration::from_secs(5))
+}
+
+/// Keep-alives every `keep_alive`, a peer silent for `idle` is gone, 4096 streams.
+fn transport(keep_alive: Duration, idle: Duration) -> Arc<quinn::TransportConfig> {
     let mut config = quinn::TransportConfig::default();
-    config.keep_alive_interval(Some(Duration::from_secs(1)));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(5)) {
+    config.keep_alive_interval(Some(keep_alive));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(idle) {
         config.max_idle_timeout(Some(idle));
     }
     config.max_concurrent_bidi_streams(4096u32.into());
@@ -26,13 +31,7 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
 /// 1.5 s. The idle timeout in force is the lower of the two sides', so the dialing server
 /// sets it.
 pub fn dc_link_transport_config() -> Arc<quinn::TransportConfig> {
-    let mut config = quinn::TransportConfig::default();
-    config.keep_alive_interval(Some(Duration::from_millis(250)));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_millis(1500)) {
-        config.max_idle_timeout(Some(idle));
-    }
-    config.max_concurrent_bidi_streams(4096u32.into());
-    Arc::new(config)
+    transport(Duration::from_millis(250), Duration::from_millis(1500))
 }
 
 /// A client config from a rustls config (with its ALPN and peer policy), tuned as

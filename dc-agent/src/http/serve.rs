@@ -86,6 +86,45 @@ impl Drop for Slot {
     }
 }
 
+/// What the API's listeners share: the router, the limits and one count of each client's
+/// connections across HTTP and HTTPS (Consul counts both against the one limit).
+#[derive(Clone)]
+pub struct Served {
+    /// The API.
+    pub router: axum::Router,
+    /// The connection limits.
+    pub limits: ConnLimits,
+    /// Each client's open connections.
+    pub counts: ConnCounts,
+    /// Metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Stops serving.
+    pub cancel: CancellationToken,
+}
+
+impl Served {
+    /// Serves on `listener` until cancelled (without one, only waits to be cancelled).
+    pub async fn on<L>(self, listener: Option<L>)
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
+        match listener {
+            Some(listener) => {
+                serve(
+                    listener,
+                    self.router,
+                    self.limits,
+                    self.counts,
+                    self.metrics,
+                    self.cancel,
+                )
+                .await
+            }
+            None => self.cancel.cancelled().await,
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `cancel`, then waits for the connections to finish.
 pub async fn serve<L>(
     mut listener: L,

@@ -25,39 +25,15 @@ pub(super) async fn serve_api(
     metrics: Arc<Metrics>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let counts = crate::http::serve::ConnCounts::default();
-    let http = async {
-        match http {
-            Some(listener) => {
-                crate::http::serve::serve(
-                    listener,
-                    router.clone(),
-                    limits.clone(),
-                    counts.clone(),
-                    metrics.clone(),
-                    cancel.clone(),
-                )
-                .await
-            }
-            None => cancel.cancelled().await,
-        }
+    let served = crate::http::serve::Served {
+        router,
+        limits,
+        counts: crate::http::serve::ConnCounts::default(),
+        metrics,
+        cancel: cancel.clone(),
     };
-    let https = async {
-        match https {
-            Some(listener) => {
-                crate::http::serve::serve(
-                    listener,
-                    router.clone(),
-                    limits.clone(),
-                    counts.clone(),
-                    metrics.clone(),
-                    cancel.clone(),
-                )
-                .await
-            }
-            None => cancel.cancelled().await,
-        }
-    };
+    let http = served.clone().on(http);
+    let https = served.on(https);
     let stopping = cancel.clone();
     tokio::select! {
         _ = async { tokio::join!(http, https) } => {}
