@@ -19,20 +19,36 @@ use tokio_util::sync::CancellationToken;
 use super::{Server, RPC_TIMEOUT};
 use crate::rpc::messages::{Hello, RpcReply, RpcRequest, PROTOCOL_VERSION};
 
+/// How long a voter waits without a leader (an election under way) before it asks to be
+/// added back.
+const ELECTION_GRACE: Duration = Duration::from_secs(3);
+
 /// Runs until cancelled.
 pub async fn discovery_loop(server: Arc<Server>, cancel: CancellationToken) {
     let mut logged_waiting = false;
+    let mut leaderless_since: Option<tokio::time::Instant> = None;
     loop {
         // A server that is leaving stays out, however long it takes to stop. A voter by its
-        // own log that knows no leader may be one the others removed (it left, then started
-        // again from its data): it asks the leader the others know to add it back.
+        // own log that has known no leader for longer than an election takes may be one the
+        // others removed (it left, then started again from its data): it asks the leader the
+        // others know to add it back.
         let leaving = server.leaving.load(std::sync::atomic::Ordering::SeqCst);
-        let settled = leaving
-            || (server.leader().is_some()
-                && server
-                    .members()
-                    .iter()
-                    .any(|(id, _, voter)| *id == server.id && *voter));
+        let voter = server
+            .members()
+            .iter()
+            .any(|(id, _, voter)| *id == server.id && *voter);
+        let in_election = match (server.leader().is_some(), leaderless_since) {
+            (true, _) => {
+                leaderless_since = None;
+                false
+            }
+            (false, None) => {
+                leaderless_since = Some(tokio::time::Instant::now());
+                true
+            }
+            (false, Some(since)) => since.elapsed() < ELECTION_GRACE,
+        };
+        let settled = leaving || (voter && (server.leader().is_some() || in_election));
         if !settled {
             match step(&server).await {
                 Ok(Some(message)) if !logged_waiting => {
@@ -45,7 +61,7 @@ pub async fn discovery_loop(server: Arc<Server>, cancel: CancellationToken) {
         } else {
             logged_waiting = false;
         }
-        let pause = if settled {
+        let pause = if settled && !in_election {
             Duration::from_secs(5)
         } else {
             Duration::from_millis(500)
