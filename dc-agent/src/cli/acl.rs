@@ -37,41 +37,7 @@ fn print_token(token: &Value) {
     if let Some(expires) = token["ExpirationTime"].as_str() {
         println!("Expiration Time:  {expires}");
     }
-    let list = |key: &str| token[key].as_array().cloned().unwrap_or_default();
-    let policies = list("Policies");
-    if !policies.is_empty() {
-        println!("Policies:");
-        for p in policies {
-            println!("   {} - {}", text(&p, "ID"), text(&p, "Name"));
-        }
-    }
-    let services = list("ServiceIdentities");
-    if !services.is_empty() {
-        println!("Service Identities:");
-        for s in services {
-            let dcs: Vec<&str> = s["Datacenters"]
-                .as_array()
-                .map(|d| d.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let dcs = if dcs.is_empty() {
-                "all".to_owned()
-            } else {
-                dcs.join(", ")
-            };
-            println!("   {} (Datacenters: {dcs})", text(&s, "ServiceName"));
-        }
-    }
-    let nodes = list("NodeIdentities");
-    if !nodes.is_empty() {
-        println!("Node Identities:");
-        for n in nodes {
-            println!(
-                "   {} (Datacenter: {})",
-                text(&n, "NodeName"),
-                text(&n, "Datacenter")
-            );
-        }
-    }
+    super::acl_role::print_links(token, "");
 }
 
 /// A policy as `consul acl policy read` prints it.

@@ -37,7 +37,9 @@ fn print_role(role: &Value) {
     print_links(role, "");
 }
 
-fn print_links(role: &Value, indent: &str) {
+/// A token's or role's policies, service identities and node identities, as Consul's CLI
+/// prints them (indented under a token's roles).
+pub(super) fn print_links(role: &Value, indent: &str) {
     let list = |key: &str| role[key].as_array().cloned().unwrap_or_default();
     let policies = list("Policies");
     if !policies.is_empty() {

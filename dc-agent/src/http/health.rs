@@ -64,6 +64,23 @@ pub async fn health_service(
     ))
 }
 
+/// A list of checks as the `/v1/health` endpoints answer it: only those the token may read
+/// (Consul's filtering, marked in the headers), then `?filter`.
+fn checks_answer(
+    api: &Api,
+    token: &Token,
+    index: u64,
+    consistency: super::Consistency,
+    mut checks: Vec<HealthCheck>,
+    filter: &Option<super::filter::Filter>,
+) -> Result<Response, ApiError> {
+    let hidden = retain_readable(&mut checks, |c| may_read_check(token, c));
+    Ok(mark_filtered(
+        json(api, index, consistency, &filtered(&checks, filter)?),
+        hidden,
+    ))
+}
+
 /// `GET /v1/health/checks/<service>`.
 pub async fn health_checks(
     State(api): State<Api>,
@@ -85,12 +102,7 @@ pub async fn health_checks(
         )
     })
     .await?;
-    let mut checks = checks;
-    let hidden = retain_readable(&mut checks, |c| may_read_check(&token, c));
-    Ok(mark_filtered(
-        json(&api, index, consistency, &filtered(&checks, &filter)?),
-        hidden,
-    ))
+    checks_answer(&api, &token, index, consistency, checks, &filter)
 }
 
 /// `GET /v1/health/node/<node>`.
@@ -112,12 +124,7 @@ pub async fn health_node(
         )
     })
     .await?;
-    let mut checks = checks;
-    let hidden = retain_readable(&mut checks, |c| may_read_check(&token, c));
-    Ok(mark_filtered(
-        json(&api, index, consistency, &filtered(&checks, &filter)?),
-        hidden,
-    ))
+    checks_answer(&api, &token, index, consistency, checks, &filter)
 }
 
 /// `GET /v1/health/state/<state>` (`any`, `passing`, `warning`, `critical`).
@@ -149,10 +156,5 @@ pub async fn health_state(
         )
     })
     .await?;
-    let mut checks = checks;
-    let hidden = retain_readable(&mut checks, |c| may_read_check(&token, c));
-    Ok(mark_filtered(
-        json(&api, index, consistency, &filtered(&checks, &filter)?),
-        hidden,
-    ))
+    checks_answer(&api, &token, index, consistency, checks, &filter)
 }
