@@ -307,6 +307,71 @@ fn check_bootstrap(c: &AgentConfig, role: Role, problems: &mut Vec<String>) {
     }
 }
 
+/// An address setting (`bind_addr`, `client_addr`): 127.0.0.1 when unset.
+fn address(field: &str, value: Option<&String>, problems: &mut Vec<String>) -> IpAddr {
+    match value.map(|v| v.parse::<IpAddr>()) {
+        None => IpAddr::from([127, 0, 0, 1]),
+        Some(Ok(ip)) => ip,
+        Some(Err(_)) => {
+            problems.push(format!(
+                "{field} {:?} is not an IP address",
+                value.map_or("", |v| v.as_str())
+            ));
+            IpAddr::from([127, 0, 0, 1])
+        }
+    }
+}
+
+/// `primary_datacenter`, lowercased: datacenter names are lowercase DNS labels, as Consul
+/// makes them.
+fn primary_datacenter(c: &AgentConfig, problems: &mut Vec<String>) -> Option<String> {
+    let primary = c
+        .primary_datacenter
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(str::to_lowercase)?;
+    if let Err(e) = wire::validate_dns_label(&primary) {
+        problems.push(format!(
+            "primary_datacenter {primary:?} is not a DNS label: it {e}"
+        ));
+    }
+    Some(primary)
+}
+
+/// The gossip key of `encrypt`, decoded.
+fn gossip_key(c: &AgentConfig, problems: &mut Vec<String>) -> Option<Vec<u8>> {
+    match wire::gossip_key::decode(c.encrypt.as_ref()?) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            problems.push(format!("encrypt: {e}; generate one with `dc-agent keygen`"));
+            None
+        }
+    }
+}
+
+/// Isthmus's own settings (the `isthmus` block) that cannot work.
+fn check_isthmus(c: &AgentConfig, problems: &mut Vec<String>) {
+    let Some(x) = c.isthmus.as_ref() else {
+        return;
+    };
+    if x.tombstone_ttl
+        .is_some_and(|ttl| ttl.0 < std::time::Duration::from_secs(1))
+    {
+        problems.push(
+            "isthmus.tombstone_ttl is under 1s; blocking queries need deletes to stay visible a while (Consul keeps them 15m)"
+                .to_owned(),
+        );
+    }
+    if x.http_header_read_timeout
+        .is_some_and(|t| t.0 < Duration::from_millis(100))
+    {
+        problems.push(
+            "isthmus.http_header_read_timeout is under 100ms; clients could not send a request"
+                .to_owned(),
+        );
+    }
+}
+
 impl LoadedConfig {
     /// A path from the file, resolved against the file's directory.
     pub fn resolve(&self, path: &str) -> PathBuf {
@@ -337,35 +402,10 @@ impl LoadedConfig {
         let node_name = c.node_name.clone().unwrap_or_default();
         check_node_name(&node_name, &mut problems, &mut warnings);
         let domain = c.domain.clone().unwrap_or_else(|| "consul".to_owned());
-        let address = |field: &str, value: Option<&String>, problems: &mut Vec<String>| -> IpAddr {
-            match value.map(|v| v.parse::<IpAddr>()) {
-                None => IpAddr::from([127, 0, 0, 1]),
-                Some(Ok(ip)) => ip,
-                Some(Err(_)) => {
-                    problems.push(format!(
-                        "{field} {:?} is not an IP address",
-                        value.map_or("", |v| v.as_str())
-                    ));
-                    IpAddr::from([127, 0, 0, 1])
-                }
-            }
-        };
         let bind_addr = address("bind_addr", c.bind_addr.as_ref(), &mut problems);
         let client_addr = address("client_addr", c.client_addr.as_ref(), &mut problems);
         check_bootstrap(c, role, &mut problems);
-        // Datacenter names are lowercase DNS labels, as Consul makes them.
-        let primary = c
-            .primary_datacenter
-            .as_deref()
-            .filter(|p| !p.is_empty())
-            .map(str::to_lowercase);
-        if let Some(primary) = &primary {
-            if let Err(e) = wire::validate_dns_label(primary) {
-                problems.push(format!(
-                    "primary_datacenter {primary:?} is not a DNS label: it {e}"
-                ));
-            }
-        }
+        let primary = primary_datacenter(c, &mut problems);
         let primary = primary.as_deref();
         let acl = crate::http::acl::AclSettings::from_config(
             c.acl.as_ref(),
@@ -373,38 +413,10 @@ impl LoadedConfig {
             &mut problems,
         );
         problems.extend(crate::watch::check_config(&c.watches));
-        let gossip_key = match &c.encrypt {
-            Some(key) => match wire::gossip_key::decode(key) {
-                Ok(bytes) => Some(bytes),
-                Err(e) => {
-                    problems.push(format!("encrypt: {e}; generate one with `dc-agent keygen`"));
-                    None
-                }
-            },
-            None => None,
-        };
+        let gossip_key = gossip_key(c, &mut problems);
         let tls = self.load_tls(role, &datacenter, &domain, &mut problems);
         let dns = dns_options(c, &mut problems);
-        if c.isthmus
-            .as_ref()
-            .and_then(|x| x.tombstone_ttl)
-            .is_some_and(|ttl| ttl.0 < std::time::Duration::from_secs(1))
-        {
-            problems.push(
-                "isthmus.tombstone_ttl is under 1s; blocking queries need deletes to stay visible a while (Consul keeps them 15m)"
-                    .to_owned(),
-            );
-        }
-        if c.isthmus
-            .as_ref()
-            .and_then(|x| x.http_header_read_timeout)
-            .is_some_and(|t| t.0 < Duration::from_millis(100))
-        {
-            problems.push(
-                "isthmus.http_header_read_timeout is under 100ms; clients could not send a request"
-                    .to_owned(),
-            );
-        }
+        check_isthmus(c, &mut problems);
         let ports = listen_ports(c, &mut problems);
         let https = match ports.https {
             Some(_) => self.load_https(&mut problems),

@@ -589,7 +589,41 @@ fn dc_status(name: &str, dc_nodes: &[&Managed<'_>]) -> (bool, Vec<Vec<String>>, 
             field("last_contact"),
         ]);
     }
-    // One leader, named by every live server and itself a server of this datacenter.
+    let tally = Tally {
+        up,
+        total: servers.len(),
+        voters,
+        voters_known: configuration.is_some(),
+        clients_up,
+        clients,
+        gateways_up,
+        gateways,
+    };
+    let (dc_healthy, line) = summary_line(name, &servers, &leaders, &tally);
+    (dc_healthy, rows, line)
+}
+
+/// What `dc_status` counted in one datacenter.
+struct Tally {
+    up: usize,
+    total: usize,
+    voters: usize,
+    voters_known: bool,
+    clients_up: usize,
+    clients: usize,
+    gateways_up: usize,
+    gateways: usize,
+}
+
+/// A datacenter's summary line, and whether it is healthy: one leader, named by every live
+/// server and itself a server of this datacenter, every server up and a voter, every client
+/// and gateway up.
+fn summary_line(
+    name: &str,
+    servers: &[&&Managed<'_>],
+    leaders: &std::collections::BTreeSet<String>,
+    t: &Tally,
+) -> (bool, String) {
     let leader = match leaders.len() {
         1 => leaders.iter().next().and_then(|addr| {
             servers
@@ -599,25 +633,27 @@ fn dc_status(name: &str, dc_nodes: &[&Managed<'_>]) -> (bool, Vec<Vec<String>>, 
         }),
         _ => None,
     };
-    let total = servers.len();
+    let Tally {
+        up, total, voters, ..
+    } = *t;
     let dc_healthy = leader.is_some()
         && up == total
         && voters == total
-        && clients_up == clients
-        && gateways_up == gateways;
+        && t.clients_up == t.clients
+        && t.gateways_up == t.gateways;
     let mut others = String::new();
-    if clients > 0 {
-        others.push_str(&format!(", {clients_up}/{clients} clients up"));
+    if t.clients > 0 {
+        others.push_str(&format!(", {}/{} clients up", t.clients_up, t.clients));
     }
-    if gateways > 0 {
-        others.push_str(&format!(", {gateways_up}/{gateways} gateways up"));
+    if t.gateways > 0 {
+        others.push_str(&format!(", {}/{} gateways up", t.gateways_up, t.gateways));
     }
     let leader_text = match (&leader, leaders.len()) {
         (Some(name), _) => name.clone(),
         (None, n) if n > 1 => "disputed".to_owned(),
         (None, _) => "none".to_owned(),
     };
-    let voters_text = if configuration.is_some() {
+    let voters_text = if t.voters_known {
         format!("{voters}/{total} voters")
     } else {
         "Raft configuration unknown".to_owned()
@@ -626,7 +662,7 @@ fn dc_status(name: &str, dc_nodes: &[&Managed<'_>]) -> (bool, Vec<Vec<String>>, 
         "{name}: leader {leader_text}, {up}/{total} servers up, {voters_text}{others}, {}",
         if dc_healthy { "healthy" } else { "DEGRADED" }
     );
-    (dc_healthy, rows, line)
+    (dc_healthy, line)
 }
 
 fn table(rows: &[Vec<String>]) -> String {

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use wire::Role;
 
-use crate::model::{CaSource, GossipKeySource, Node, Topology};
+use crate::model::{CaSource, Datacenter, GossipKeySource, Node, Topology};
 
 /// Renders the federation: datacenters, nodes, addresses, ports and services.
 pub fn summary(file_name: &str, topology: &Topology) -> String {
@@ -89,44 +89,50 @@ pub fn summary(file_name: &str, topology: &Topology) -> String {
                 w2 = widths[2]
             );
         }
-        if !dc.services.is_empty() {
-            let _ = writeln!(out, "  services:");
-            for service in &dc.services {
-                let def = &service.definition;
-                let mut line = format!("    {}", def.name);
-                if let Some(id) = &def.id {
-                    let _ = write!(line, " (id {id})");
-                }
-                let _ = write!(line, " on {}", service.node);
-                if let Some(port) = def.port {
-                    let _ = write!(line, ", port {port}");
-                }
-                if !def.tags.is_empty() {
-                    let _ = write!(line, ", tags {}", def.tags.join(","));
-                }
-                for check in def.check.iter().chain(def.checks.iter()) {
-                    let kind = if let Some(url) = &check.http {
-                        format!("http {url}")
-                    } else if let Some(target) = &check.tcp {
-                        format!("tcp {target}")
-                    } else if !check.args.is_empty() {
-                        format!("script {}", check.args.join(" "))
-                    } else if let Some(ttl) = &check.ttl {
-                        format!("ttl {ttl}")
-                    } else {
-                        "check".to_owned()
-                    };
-                    let every = check
-                        .interval
-                        .map(|i| format!(" every {i}"))
-                        .unwrap_or_default();
-                    let _ = write!(line, "; check {kind}{every}");
-                }
-                let _ = writeln!(out, "{line}");
-            }
-        }
+        write_services(&mut out, dc);
     }
     out
+}
+
+/// The services of one datacenter, with their checks, a line each.
+fn write_services(out: &mut String, dc: &Datacenter) {
+    if dc.services.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  services:");
+    for service in &dc.services {
+        let def = &service.definition;
+        let mut line = format!("    {}", def.name);
+        if let Some(id) = &def.id {
+            let _ = write!(line, " (id {id})");
+        }
+        let _ = write!(line, " on {}", service.node);
+        if let Some(port) = def.port {
+            let _ = write!(line, ", port {port}");
+        }
+        if !def.tags.is_empty() {
+            let _ = write!(line, ", tags {}", def.tags.join(","));
+        }
+        for check in def.check.iter().chain(def.checks.iter()) {
+            let kind = if let Some(url) = &check.http {
+                format!("http {url}")
+            } else if let Some(target) = &check.tcp {
+                format!("tcp {target}")
+            } else if !check.args.is_empty() {
+                format!("script {}", check.args.join(" "))
+            } else if let Some(ttl) = &check.ttl {
+                format!("ttl {ttl}")
+            } else {
+                "check".to_owned()
+            };
+            let every = check
+                .interval
+                .map(|i| format!(" every {i}"))
+                .unwrap_or_default();
+            let _ = write!(line, "; check {kind}{every}");
+        }
+        let _ = writeln!(out, "{line}");
+    }
 }
 
 fn ports_text(node: &Node) -> String {

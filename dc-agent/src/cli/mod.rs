@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 failure (as Consul), 2 bad command line.
 
 pub mod acl;
+pub mod acl_dispatch;
 pub mod acl_role;
 pub mod args;
 pub mod catalog;

@@ -23,7 +23,8 @@ use wire::records::HealthStatus;
 
 use super::answer::{CatalogView, Instance, NodeInfo};
 use super::names::Query;
-use crate::rpc::messages::{HttpHandler, HttpResponse};
+use crate::internal::{LocalApi, ReadOptions};
+use crate::rpc::messages::HttpHandler;
 
 /// A name nobody asked for in this long is no longer kept current.
 pub const IDLE: Duration = Duration::from_secs(3600);
@@ -110,7 +111,7 @@ impl ViewSettings {
 }
 
 struct Inner {
-    fetch: HttpHandler,
+    api: LocalApi,
     names: prometheus::IntGauge,
     refreshes: prometheus::IntCounterVec,
     settings: ViewSettings,
@@ -181,7 +182,7 @@ impl RemoteView {
     ) -> Self {
         RemoteView {
             inner: Arc::new(Inner {
-                fetch,
+                api: LocalApi::new(fetch),
                 names: metrics.dns_view_names.clone(),
                 refreshes: metrics.dns_view_refreshes.clone(),
                 settings,
@@ -416,40 +417,29 @@ impl Data {
 
 /// The catalog's spelling of a name it knows only in another case, if any.
 async fn spelling(inner: &Inner, key: &Key, dc: Option<&str>) -> Option<String> {
-    let (path, wanted) = match key {
-        Key::Service(name) => ("/v1/catalog/services?stale", name),
-        Key::Node(name) => ("/v1/catalog/nodes?stale", name),
-        Key::Address(_) => return None,
+    let options = ReadOptions {
+        dc: dc.map(str::to_owned),
+        stale: true,
+        ..ReadOptions::default()
     };
-    let uri = match dc {
-        Some(dc) => format!("{path}&dc={}", encode(dc)),
-        None => path.to_owned(),
-    };
-    let response = get(inner, uri).await.ok()?;
     match key {
-        Key::Service(_) => {
-            let names: std::collections::BTreeMap<String, serde_json::Value> =
-                serde_json::from_slice(&response.body).ok()?;
+        Key::Service(wanted) => {
+            let names = inner.api.catalog_services(&options).await.ok()?.value;
             names.into_keys().find(|n| n.eq_ignore_ascii_case(wanted))
         }
-        Key::Address(_) => None,
-        Key::Node(_) => {
-            let nodes: Vec<wire::api::CatalogNode> = serde_json::from_slice(&response.body).ok()?;
+        Key::Node(wanted) => {
+            let nodes = inner.api.catalog_nodes(&options).await.ok()?.value;
             nodes
                 .into_iter()
                 .map(|n| n.node)
                 .find(|n| n.eq_ignore_ascii_case(wanted))
         }
+        Key::Address(_) => None,
     }
 }
 
-/// A GET through the view's handler; anything but a 200 is an error.
-async fn get(inner: &Inner, uri: String) -> Result<HttpResponse, String> {
-    crate::rpc::messages::get(&inner.fetch, uri).await
-}
-
-/// One fetch (from datacenter `dc` when set): blocking when `index` is set. Returns the index, the data and the answering
-/// server's `X-Consul-LastContact`.
+/// One fetch (from datacenter `dc` when set): blocking when `index` is set. Returns the
+/// index, the data and the answering server's `X-Consul-LastContact`.
 async fn fetch(
     inner: &Inner,
     key: &Key,
@@ -459,73 +449,43 @@ async fn fetch(
     stale: bool,
     empty: bool,
 ) -> Result<(u64, Data, Duration), String> {
-    let mut query = Vec::new();
-    if let Some(dc) = dc {
-        query.push(format!("dc={}", encode(dc)));
-    }
-    if stale {
-        query.push("stale".to_owned());
-    }
-    if index > 0 {
-        query.push(format!("index={index}"));
-        let wait = if empty {
+    let mut options = ReadOptions {
+        dc: dc.map(str::to_owned),
+        stale,
+        index,
+        wait: if empty {
             EMPTY_WAIT.min(inner.settings.wait())
         } else {
             inner.settings.wait()
-        };
-        query.push(format!("wait={}ms", wait.as_millis()));
-    }
-    let path = match key {
-        Key::Service(_) => format!("/v1/health/service/{}", encode(name)),
-        Key::Node(_) => format!("/v1/catalog/node/{}", encode(name)),
-        Key::Address(address) => {
-            // `?filter` on the node's address; the expression's quotes and spaces encoded.
-            query.push(format!(
-                "filter=Address%20%3D%3D%20%22{}%22",
-                encode(&address.to_string())
-            ));
-            "/v1/catalog/nodes".to_owned()
-        }
+        },
+        filter: None,
     };
-    let uri = if query.is_empty() {
-        path
-    } else {
-        format!("{path}?{}", query.join("&"))
-    };
-    let response = get(inner, uri.clone()).await?;
-    let index = header(&response, "x-consul-index").unwrap_or(0);
-    let last_contact =
-        Duration::from_millis(header(&response, "x-consul-lastcontact").unwrap_or(0));
-    let data = match key {
+    let api = &inner.api;
+    Ok(match key {
         Key::Service(_) => {
-            let entries: Vec<wire::api::ServiceEntry> =
-                serde_json::from_slice(&response.body).map_err(|e| format!("{uri}: {e}"))?;
-            Data::Instances(entries.into_iter().map(instance).collect())
+            let answer = api.health_service_read(name, &options).await?;
+            let instances = answer.value.into_iter().map(instance).collect();
+            (
+                answer.index,
+                Data::Instances(instances),
+                answer.last_contact,
+            )
         }
         Key::Node(_) => {
-            let node: Option<wire::api::NodeServices> =
-                serde_json::from_slice(&response.body).map_err(|e| format!("{uri}: {e}"))?;
-            Data::Node(node.map(|n| NodeInfo {
+            let answer = api.catalog_node_read(name, &options).await?;
+            let node = answer.value.map(|n| NodeInfo {
                 address: n.node.address,
                 meta: n.node.meta,
-            }))
+            });
+            (answer.index, Data::Node(node), answer.last_contact)
         }
-        Key::Address(_) => {
-            let nodes: Vec<wire::api::CatalogNode> =
-                serde_json::from_slice(&response.body).map_err(|e| format!("{uri}: {e}"))?;
-            Data::Nodes(nodes.into_iter().map(|n| n.node).collect())
+        Key::Address(address) => {
+            options.filter = Some(format!("Address == \"{address}\""));
+            let answer = api.catalog_nodes(&options).await?;
+            let nodes = answer.value.into_iter().map(|n| n.node).collect();
+            (answer.index, Data::Nodes(nodes), answer.last_contact)
         }
-    };
-    Ok((index, data, last_contact))
-}
-
-fn header(response: &HttpResponse, name: &str) -> Option<u64> {
-    response
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 /// A health entry as DNS sees it: the worst of its checks (maintenance counts as critical).
@@ -547,9 +507,4 @@ fn instance(entry: wire::api::ServiceEntry) -> Instance {
         tags: entry.service.tags,
         status,
     }
-}
-
-/// Percent-encodes a name for a path segment or a query value.
-fn encode(name: &str) -> String {
-    wire::percent::segment(name)
 }

@@ -177,7 +177,10 @@ async fn keep_joined(wan: Pool, links: Arc<DcLinks>, lan: Pool, cancel: Cancella
 async fn server_names(links: &DcLinks, dc: &str) -> Result<Vec<String>, String> {
     let request = crate::rpc::messages::HttpRequest {
         method: "GET".to_owned(),
-        uri: format!("/v1/operator/raft/configuration?stale&dc={dc}"),
+        uri: format!(
+            "/v1/operator/raft/configuration?stale&dc={}",
+            wire::percent::segment(dc)
+        ),
         headers: Vec::new(),
         body: Vec::new(),
     };
@@ -191,19 +194,14 @@ async fn server_names(links: &DcLinks, dc: &str) -> Result<Vec<String>, String> 
             response.status
         ));
     }
-    let configuration: serde_json::Value =
+    let configuration: wire::api::RaftConfiguration =
         serde_json::from_slice(&response.body).map_err(|e| e.to_string())?;
-    let names: Vec<String> = configuration["Servers"]
-        .as_array()
-        .map(|servers| {
-            servers
-                .iter()
-                .filter_map(|s| s["Node"].as_str())
-                .filter(|n| !n.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let names: Vec<String> = configuration
+        .servers
+        .into_iter()
+        .map(|s| s.node)
+        .filter(|n| !n.is_empty())
+        .collect();
     if names.is_empty() {
         return Err(format!("{dc} named no servers"));
     }

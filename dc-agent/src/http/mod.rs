@@ -532,14 +532,10 @@ impl Consistency {
 /// Header marking a request forwarded between servers, with its hop count.
 const FORWARDED: &str = "x-isthmus-forwarded";
 
-/// Sends each request where Consul would answer it: agent and status endpoints and `?stale`
-/// reads locally; everything else on the leader, forwarded over QUIC from a follower. A
-/// client agent answers `/v1/agent/` itself and sends everything else to a server.
-async fn route_by_consistency(
-    State(api): State<Api>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// What the agent asked fills in before a request is answered anywhere: `?near=_agent`
+/// becomes this agent's node, and a session to create defaults to this agent's node (as
+/// Consul's agent resolves both before forwarding).
+fn fill_in_agent(api: &Api, request: &mut Request) {
     // `?near=_agent` means this agent, wherever the request is answered (as Consul's agent
     // resolves it before forwarding).
     let is_near_agent = |pair: &str| {
@@ -578,6 +574,17 @@ async fn route_by_consistency(
                 .insert(session::AGENT_NODE_HEADER, value);
         }
     }
+}
+
+/// Sends each request where Consul would answer it: agent and status endpoints and `?stale`
+/// reads locally; everything else on the leader, forwarded over QUIC from a follower. A
+/// client agent answers `/v1/agent/` itself and sends everything else to a server.
+async fn route_by_consistency(
+    State(api): State<Api>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    fill_in_agent(&api, &mut request);
     let path = request.uri().path();
     let server = match &api.backend {
         Backend::Server(server) => server.clone(),

@@ -20,8 +20,10 @@ use crate::metrics::Metrics;
 use crate::server::{Server, ServerSettings};
 use crate::wan::DcLinks;
 
+mod dns;
 mod parts;
 
+use dns::{dns_acl, start_dns};
 use parts::{data_dir_of, dns_source, ephemeral_tls, leader_duties, serve_api, Banner};
 
 /// An agent to run.
@@ -114,21 +116,15 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         .map(|_| Arc::new(crate::server::coordinates::CoordinateQueue::default()));
     let acl_tokens =
         crate::http::acl::AgentTokens::of(prepared.validated.acl.as_ref(), &prepared.data_dir)?;
-    let events = Arc::new(crate::events::UserEvents::with_exec(
-        prepared
-            .http_addr
-            .filter(|_| config.disable_remote_exec == Some(false)),
-        &prepared.validated.node_name,
-        acl_tokens.clone(),
-    ));
-    tasks.spawn(crate::events::receive(
-        events.clone(),
-        core.lan.clone(),
-        local.clone(),
-        prepared.validated.node_name.clone(),
-        prepared.metrics.coordination.serf_events.clone(),
-        cancel.child_token(),
-    ));
+    let events = start_events(
+        &prepared,
+        config,
+        &core,
+        &local,
+        &acl_tokens,
+        tasks,
+        &cancel,
+    );
     let api = Api {
         backend: core.backend.clone(),
         agent: Arc::new(agent_info(&prepared, &options, &core)),
@@ -198,6 +194,12 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     .await?;
     cancel.cancel();
     watches.stop_all();
+    stop(&core, tasks).await
+}
+
+/// Stops the role (Raft, or the client's server link) and waits up to 5 s for every tracked
+/// task; an error if Raft had stopped on a fatal error (the agent then exits non-zero).
+async fn stop(core: &Core, tasks: &TaskTracker) -> anyhow::Result<()> {
     match &core.backend {
         Backend::Server(server) => server.shutdown().await,
         Backend::Client(link) => link.close().await,
@@ -218,6 +220,35 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         Some(why) => anyhow::bail!("Raft stopped on a fatal error: {why}"),
         None => Ok(()),
     }
+}
+
+/// User events: the agent's ring (with remote exec when `disable_remote_exec = false`) and
+/// the task that takes events from the LAN pool.
+fn start_events(
+    prepared: &Prepared,
+    config: &AgentConfig,
+    core: &Core,
+    local: &Arc<LocalAgent>,
+    acl_tokens: &crate::http::acl::SharedTokens,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Arc<crate::events::UserEvents> {
+    let events = Arc::new(crate::events::UserEvents::with_exec(
+        prepared
+            .http_addr
+            .filter(|_| config.disable_remote_exec == Some(false)),
+        &prepared.validated.node_name,
+        acl_tokens.clone(),
+    ));
+    tasks.spawn(crate::events::receive(
+        events.clone(),
+        core.lan.clone(),
+        local.clone(),
+        prepared.validated.node_name.clone(),
+        prepared.metrics.coordination.serf_events.clone(),
+        cancel.child_token(),
+    ));
+    events
 }
 
 /// What the agent works out before it starts anything.
@@ -624,71 +655,6 @@ fn spawn_background(
         handler(),
         cancel.child_token(),
     ));
-}
-
-/// The DNS interface, unless `ports.dns = -1`.
-async fn start_dns(
-    prepared: &Prepared,
-    core: &Core,
-    handler: crate::rpc::messages::HttpHandler,
-    acl: Option<crate::dns::server::DnsAcl>,
-    cancel: &CancellationToken,
-) -> anyhow::Result<()> {
-    let v = &prepared.validated;
-    let Some(port) = v.ports.dns else {
-        return Ok(());
-    };
-    let settings = crate::dns::answer::Settings {
-        domain: v.domain.clone(),
-        datacenter: v.datacenter.clone(),
-        service_ttl: v.dns.service_ttl.clone(),
-        node_ttl: v.dns.node_ttl,
-        only_passing: v.dns.only_passing,
-        max_records: v.dns.a_record_limit,
-    };
-    let source = dns_source(core.server.as_ref(), v, handler, &prepared.metrics, cancel);
-    crate::dns::server::serve(
-        SocketAddr::new(v.client_addr, port),
-        source,
-        settings,
-        crate::dns::server::Recursion {
-            recursors: v.dns.recursors.clone(),
-            timeout: v.dns.recursor_timeout,
-        },
-        prepared.metrics.dns_queries.clone(),
-        acl,
-        cancel.child_token(),
-    )
-    .await
-}
-
-/// With ACLs, what DNS may show: the default token's authorizer (as Consul's DNS uses it),
-/// resolved again every 2 s (a client agent asks a server, within `token_ttl`). Until the
-/// first resolution, and for a token that no longer exists, DNS shows nothing.
-fn dns_acl(
-    api: &Api,
-    tasks: &TaskTracker,
-    cancel: &CancellationToken,
-) -> Option<crate::dns::server::DnsAcl> {
-    let settings = api.acl.clone()?;
-    let acl = crate::dns::server::DnsAcl::default();
-    let (api, shared, cancel) = (api.clone(), acl.clone(), cancel.clone());
-    tasks.spawn(async move {
-        use crate::http::acl::{resolve, ResolveError};
-        loop {
-            match resolve(&api, &settings, None).await {
-                Ok(resolved) => *shared.write() = Some(resolved.authorizer),
-                Err(ResolveError::NotFound) => *shared.write() = None,
-                // No server to ask: keep what is known (down_policy's extend-cache).
-                Err(ResolveError::Unreachable(_) | ResolveError::Misconfigured(_)) => {}
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-        }
-    });
-    Some(acl)
 }
 
 /// The HTTP and HTTPS listeners (either may be off).

@@ -118,6 +118,7 @@ pub async fn push_loop(
     handler: crate::rpc::messages::HttpHandler,
     cancel: CancellationToken,
 ) {
+    let api = crate::internal::LocalApi::new(handler);
     let node = lan.local().name.clone();
     let dc = lan.local().dc.clone();
     let first = Duration::from_millis(2000 + rand::random_range(0..2000u64));
@@ -131,17 +132,9 @@ pub async fn push_loop(
             .into_iter()
             .find(|c| c.node == node && c.dc == dc);
         if let Some(own) = own {
-            let body = serde_json::json!({"Node": node, "Segment": "", "Coord": own.coordinate});
-            let request = crate::rpc::messages::HttpRequest {
-                method: "PUT".to_owned(),
-                uri: "/v1/coordinate/update".to_owned(),
-                headers: Vec::new(),
-                body: body.to_string().into_bytes(),
-            };
-            let response = handler(request).await;
-            if response.status != 200 {
+            if let Err(e) = api.coordinate_update(&node, &own.coordinate).await {
                 // Not in the catalog yet, no leader yet: try again soon.
-                tracing::debug!(status = response.status, answer = %String::from_utf8_lossy(&response.body), "sending this node's coordinate failed; trying again soon");
+                tracing::debug!(error = %e, "sending this node's coordinate failed; trying again soon");
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(RETRY_EVERY) => {}

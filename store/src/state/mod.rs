@@ -13,7 +13,7 @@ mod session_tests;
 mod tests;
 
 use wire::command::{Command, CommandResult, TxnOp};
-use wire::records::{HealthStatus, SessionBehavior};
+use wire::records::{AutopilotConfig, Coordinate, HealthStatus, SessionBehavior};
 use wire::snapshot::{StateSnapshot, SNAPSHOT_VERSION};
 
 pub use catalog::{Catalog, Indexes, ServiceHealth};
@@ -53,17 +53,7 @@ impl State {
     /// Unix milliseconds) only dates lock delays, which are not replicated state.
     pub fn apply(&mut self, index: u64, now_ms: u64, command: &Command) -> CommandResult {
         match command {
-            Command::AutopilotSetConfig { config, cas } => {
-                let current = self.autopilot.as_ref().map_or(0, |c| c.modify_index);
-                if cas.is_some_and(|cas| cas != current) {
-                    return CommandResult::Applied(false);
-                }
-                let mut config = config.clone();
-                config.create_index = self.autopilot.as_ref().map_or(index, |c| c.create_index);
-                config.modify_index = index;
-                self.autopilot = Some(config);
-                CommandResult::Applied(true)
-            }
+            Command::AutopilotSetConfig { config, cas } => self.set_autopilot(index, config, *cas),
             Command::Restore(encoded) => self.restore(index, encoded),
             Command::KvSet {
                 key,
@@ -93,41 +83,18 @@ impl State {
                 node,
                 service_id,
                 check_id,
-            } => {
-                for id in self.sessions_lost_with(node, service_id.as_deref(), check_id.as_deref())
-                {
-                    self.invalidate(index, now_ms, &id);
-                }
-                self.catalog
-                    .deregister(index, node, service_id.as_deref(), check_id.as_deref());
-                // A node that leaves the catalog takes its coordinate along.
-                if service_id.is_none()
-                    && check_id.is_none()
-                    && self.coordinates.by_node.remove(node).is_some()
-                {
-                    self.coordinates.index = index;
-                }
-                CommandResult::Done
-            }
+            } => self.deregister(
+                index,
+                now_ms,
+                node,
+                service_id.as_deref(),
+                check_id.as_deref(),
+            ),
             Command::KvReapTombstones { up_to } => {
                 self.kv.reap_tombstones(*up_to);
                 CommandResult::Done
             }
-            Command::CoordinateBatchUpdate(updates) => {
-                let mut changed = false;
-                for (node, coordinate) in updates {
-                    if coordinate.is_valid() && self.catalog.node(node).is_some() {
-                        self.coordinates
-                            .by_node
-                            .insert(node.clone(), coordinate.clone());
-                        changed = true;
-                    }
-                }
-                if changed {
-                    self.coordinates.index = index;
-                }
-                CommandResult::Done
-            }
+            Command::CoordinateBatchUpdate(updates) => self.update_coordinates(index, updates),
             Command::SessionCreate(session) => self.create_session(index, session),
             Command::SessionDestroy { id } => {
                 CommandResult::Applied(self.invalidate(index, now_ms, id))
@@ -174,6 +141,68 @@ impl State {
                 CommandResult::Applied(self.kv.unlock(index, &write, *cas))
             }
         }
+    }
+
+    /// `operator autopilot set-config`, with its check-and-set.
+    fn set_autopilot(
+        &mut self,
+        index: u64,
+        config: &AutopilotConfig,
+        cas: Option<u64>,
+    ) -> CommandResult {
+        let current = self.autopilot.as_ref().map_or(0, |c| c.modify_index);
+        if cas.is_some_and(|cas| cas != current) {
+            return CommandResult::Applied(false);
+        }
+        let mut config = config.clone();
+        config.create_index = self.autopilot.as_ref().map_or(index, |c| c.create_index);
+        config.modify_index = index;
+        self.autopilot = Some(config);
+        CommandResult::Applied(true)
+    }
+
+    /// A node, service or check leaves the catalog: the sessions tied to it die first.
+    fn deregister(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        node: &str,
+        service_id: Option<&str>,
+        check_id: Option<&str>,
+    ) -> CommandResult {
+        for id in self.sessions_lost_with(node, service_id, check_id) {
+            self.invalidate(index, now_ms, &id);
+        }
+        self.catalog.deregister(index, node, service_id, check_id);
+        // A node that leaves the catalog takes its coordinate along.
+        if service_id.is_none()
+            && check_id.is_none()
+            && self.coordinates.by_node.remove(node).is_some()
+        {
+            self.coordinates.index = index;
+        }
+        CommandResult::Done
+    }
+
+    /// Network coordinates of nodes the catalog has (others are dropped).
+    fn update_coordinates(
+        &mut self,
+        index: u64,
+        updates: &[(String, Coordinate)],
+    ) -> CommandResult {
+        let mut changed = false;
+        for (node, coordinate) in updates {
+            if coordinate.is_valid() && self.catalog.node(node).is_some() {
+                self.coordinates
+                    .by_node
+                    .insert(node.clone(), coordinate.clone());
+                changed = true;
+            }
+        }
+        if changed {
+            self.coordinates.index = index;
+        }
+        CommandResult::Done
     }
 
     /// Replaces the whole state with a snapshot's (`snapshot restore`).
