@@ -9,28 +9,16 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dc_agent::client::ApiClient;
 use lincheck::{Entry, Op};
+use support::load::{self, Rng, Shared, Target};
 use support::Cluster;
 
 const KEYS: u64 = 3;
 const CLIENTS: u64 = 4;
-
-/// A tiny deterministic generator (xorshift64*), seeded per thread.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
 
 /// The index of the leader the running servers name, if any answers.
 fn leader_of(cluster: &mut Cluster) -> Option<usize> {
@@ -54,62 +42,6 @@ fn leader_of(cluster: &mut Cluster) -> Option<usize> {
     None
 }
 
-/// One client: random writes of unique values and `?consistent` reads, through any server.
-fn client(
-    id: u64,
-    addresses: Vec<String>,
-    started: Instant,
-    values: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    history: Arc<Mutex<Vec<Entry>>>,
-) {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1).wrapping_mul(0x1234_5678_9ABC_DEF1));
-    let now = || started.elapsed().as_nanos() as u64;
-    while !stop.load(Ordering::Relaxed) {
-        let address = &addresses[rng.below(addresses.len() as u64) as usize];
-        let client = ApiClient::new(address, Duration::from_secs(3));
-        let key = format!("lin/{}", rng.below(KEYS));
-        let invoked = now();
-        if rng.below(2) == 0 {
-            let value = values.fetch_add(1, Ordering::Relaxed);
-            let answer = client.put(&format!("/v1/kv/{key}"), value.to_string().as_bytes());
-            let returned = now();
-            let returned = match &answer {
-                Ok(r) if r.status == 200 && r.text() == "true" => Some(returned),
-                // Refused before anything was sent: it did not happen.
-                Err(e) if e.contains("refused") => continue,
-                Ok(r) if r.status == 400 || r.status == 403 || r.status == 413 => continue,
-                // A timeout, a 5xx, a cut connection: it may have happened.
-                _ => None,
-            };
-            history.lock().expect("history").push(Entry {
-                key,
-                op: Op::Write(Some(value)),
-                invoked,
-                returned,
-            });
-        } else {
-            let answer = client.get(&format!("/v1/kv/{key}?consistent&raw"));
-            let returned = now();
-            let seen = match answer {
-                Ok(r) if r.status == 200 => match r.text().parse::<u64>() {
-                    Ok(value) => Some(value),
-                    Err(_) => continue,
-                },
-                Ok(r) if r.status == 404 => None,
-                // No answer, no information.
-                _ => continue,
-            };
-            history.lock().expect("history").push(Entry {
-                key,
-                op: Op::Read(seen),
-                invoked,
-                returned: Some(returned),
-            });
-        }
-    }
-}
-
 #[test]
 fn histories_stay_linearizable_through_kills_and_pauses() {
     let seconds: u64 = std::env::var("ISTHMUS_SOAK_SECONDS")
@@ -119,19 +51,18 @@ fn histories_stay_linearizable_through_kills_and_pauses() {
     let mut cluster = Cluster::start(169, 3);
     cluster.wait_for_leader();
     let addresses: Vec<String> = cluster.agents.iter().map(|a| a.http()).collect();
-    let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let history = Arc::new(Mutex::new(Vec::new()));
-    let values = Arc::new(AtomicU64::new(1));
+    let shared = Shared::new();
+    let started = shared.started;
+    let target = Target {
+        addresses,
+        dc: None,
+        label: String::new(),
+        acknowledged: Default::default(),
+    };
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
-            let (addresses, values, stop, history) = (
-                addresses.clone(),
-                values.clone(),
-                stop.clone(),
-                history.clone(),
-            );
-            std::thread::spawn(move || client(id, addresses, started, values, stop, history))
+            let (target, shared) = (target.clone(), shared.clone());
+            std::thread::spawn(move || load::client(id, vec![target], KEYS, shared))
         })
         .collect();
 
@@ -165,14 +96,14 @@ fn histories_stay_linearizable_through_kills_and_pauses() {
     while Instant::now() < end {
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop.store(true, Ordering::Relaxed);
+    shared.stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.join().expect("client thread");
     }
 
     // Every key read once more, after everything healed.
     cluster.wait_for_leader();
-    let mut history = history.lock().expect("history").clone();
+    let mut history = shared.history.lock().expect("history").clone();
     for k in 0..KEYS {
         let key = format!("lin/{k}");
         let invoked = started.elapsed().as_nanos() as u64;
@@ -195,14 +126,7 @@ fn histories_stay_linearizable_through_kills_and_pauses() {
             returned: Some(started.elapsed().as_nanos() as u64),
         });
     }
-    let acknowledged = history
-        .iter()
-        .filter(|e| matches!(e.op, Op::Write(_)) && e.returned.is_some())
-        .count();
-    let reads = history
-        .iter()
-        .filter(|e| matches!(e.op, Op::Read(_)))
-        .count();
+    let (acknowledged, reads) = load::counts(&history);
     match lincheck::check(&history, None) {
         Ok(summary) => println!(
             "faults: {} ({}); operations checked: {} ({} acknowledged writes, {} writes of unknown outcome, {} reads) over {} keys in {seconds} s: linearizable",
@@ -214,7 +138,14 @@ fn histories_stay_linearizable_through_kills_and_pauses() {
             reads,
             summary.keys,
         ),
-        Err(violation) => panic!("not linearizable after faults {faults:?}:\n{violation}{}", cluster.logs()),
+        Err(violation) => {
+            let trail = load::dump_trail(&shared, &violation.key);
+            panic!(
+                "not linearizable after faults {faults:?}:\n{violation}\n(every operation on the key: {}){}",
+                trail.display(),
+                cluster.logs()
+            )
+        }
     }
     assert!(faults.len() >= 3, "the nemesis ran: {faults:?}");
     assert!(acknowledged >= 50, "the clients wrote: {acknowledged}");

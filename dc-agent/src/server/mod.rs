@@ -136,6 +136,29 @@ async fn watch_fatal(server: Arc<Server>, cancel: CancellationToken) {
     }
 }
 
+/// A server never comes back as a leader: it starts as a follower, as Raft's servers do.
+/// openraft 0.9 would restore a committed vote for itself as leadership of that old term,
+/// and the other servers, still in that term, would confirm it; but a leader counts an
+/// entry committed once a quorum of followers holds it, before its own copy is written, so
+/// it may come back without entries it committed and answer reads from the past (seen when
+/// a whole datacenter was killed at once). The vote is kept, so it votes for no one else in
+/// that term, but no longer marked committed: an election picks the most up-to-date log.
+async fn step_down_at_start(log: &mut LogStore, id: NodeId) -> anyhow::Result<()> {
+    use openraft::storage::RaftLogStorage;
+    let vote = log
+        .read_vote()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the Raft vote: {e}"))?;
+    if let Some(vote) = vote.filter(|v| v.is_committed() && v.leader_id().voted_for() == Some(id)) {
+        let term = vote.leader_id().get_term();
+        tracing::info!(term, "this server led before it stopped; it starts as a follower");
+        log.save_vote(&openraft::Vote::new(term, id))
+            .await
+            .map_err(|e| anyhow::anyhow!("writing the Raft vote: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Reads this agent's node ID, or makes one at first start.
 pub fn node_id(data_dir: &Path) -> anyhow::Result<NodeId> {
     let path = data_dir.join("node-id");
@@ -176,6 +199,7 @@ impl Server {
         let id = node_id(&settings.data_dir)?;
         let mut log = LogStore::open(&raft_dir.join("log.redb"))
             .with_context(|| format!("opening the Raft log in {}", raft_dir.display()))?;
+        step_down_at_start(&mut log, id).await?;
         let state = StateMachineStore::open(&raft_dir.join("snapshot.bin"))
             .with_context(|| format!("opening the snapshot in {}", raft_dir.display()))?;
         // What this server held when it started, read from storage itself (openraft's

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod flag_agent;
+pub mod load;
 
 use std::fs;
 use std::path::{Path, PathBuf};
