@@ -151,7 +151,10 @@ async fn step_down_at_start(log: &mut LogStore, id: NodeId) -> anyhow::Result<()
         .map_err(|e| anyhow::anyhow!("reading the Raft vote: {e}"))?;
     if let Some(vote) = vote.filter(|v| v.is_committed() && v.leader_id().voted_for() == Some(id)) {
         let term = vote.leader_id().get_term();
-        tracing::info!(term, "this server led before it stopped; it starts as a follower");
+        tracing::info!(
+            term,
+            "this server led before it stopped; it starts as a follower"
+        );
         log.save_vote(&openraft::Vote::new(term, id))
             .await
             .map_err(|e| anyhow::anyhow!("writing the Raft vote: {e}"))?;
