@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         } => catalog(&addr, command, datacenter),
         Command::Operator { command } => operator(&addr, command),
         Command::Acl { command } => cli::acl_dispatch::run(&addr, command),
+        Command::Template(args) => cli::template::run(&addr, args.into()),
         Command::Keyring { rotate: true, .. } => cli::keyring::rotate(&addr),
         Command::Keyring {
             list,

@@ -409,7 +409,7 @@ fn federation_histories_stay_linearizable_through_gateway_dc_and_wan_faults() {
         .collect();
 
     // The nemesis: each kind of fault in turn, each healed before the next.
-    let mut rng = Rng(0x5EED_0F_FA17_5EED);
+    let mut rng = Rng(0x005E_ED0F_FA17_5EED);
     let mut faults = Vec::new();
     let end = started + Duration::from_secs(seconds);
     let mut turn = 0;

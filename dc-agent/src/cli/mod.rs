@@ -18,6 +18,7 @@ pub mod members;
 pub mod operator;
 pub mod services;
 pub mod snapshot;
+pub mod template;
 
 use std::process::ExitCode;
 

@@ -75,6 +75,9 @@ pub enum Command {
     /// Run a command on the agents of a datacenter, as `consul exec` (agents run it only
     /// with `disable_remote_exec = false`).
     Exec(ExecArgs),
+    /// Render files from the catalog and KV and keep them current, as consul-template
+    /// (`-template "in.ctmpl:out.conf[:command]"`).
+    Template(TemplateArgs),
     /// Fire a user event to the agents of a datacenter, as `consul event`.
     Event {
         /// The event's name.
@@ -590,6 +593,32 @@ pub struct WatchArgs {
     /// The handler and its arguments (none: print the answer once).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub handler: Vec<String>,
+}
+
+/// `template`'s flags, as consul-template's.
+#[derive(clap::Args)]
+pub struct TemplateArgs {
+    /// "source:destination[:command]" (repeatable).
+    #[arg(long)]
+    pub template: Vec<String>,
+    /// A consul-template configuration file, HCL or JSON (repeatable).
+    #[arg(long)]
+    pub config: Vec<PathBuf>,
+    /// Render each template once all its answers are in, then exit.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub once: bool,
+    /// Print to stdout instead of writing files.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub dry: bool,
+    /// Wait for changes to stop: min[:max] (max defaults to 4 x min).
+    #[arg(long)]
+    pub wait: Option<String>,
+    /// The agent to ask (default: -http-addr).
+    #[arg(long)]
+    pub consul_addr: Option<String>,
+    /// How old an answer any server may give (0: only the leader answers; default 2s).
+    #[arg(long)]
+    pub max_stale: Option<String>,
 }
 
 /// `exec`'s flags and command.
