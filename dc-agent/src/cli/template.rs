@@ -65,6 +65,8 @@ pub struct Options {
     pub consul_addr: Option<String>,
     /// `-max-stale`.
     pub max_stale: Option<String>,
+    /// `-log-level` (default: info; `RUST_LOG` wins).
+    pub log_level: Option<String>,
 }
 
 impl From<super::args::TemplateArgs> for Options {
@@ -77,6 +79,7 @@ impl From<super::args::TemplateArgs> for Options {
             wait: args.wait,
             consul_addr: args.consul_addr,
             max_stale: args.max_stale,
+            log_level: args.log_level,
         }
     }
 }
@@ -141,8 +144,25 @@ struct Settings {
     dry: bool,
 }
 
+/// Logs on stderr, as consul-template's.
+fn init_logging(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let level = match level.unwrap_or("info") {
+            l if l.eq_ignore_ascii_case("err") => "error",
+            l => l,
+        };
+        tracing_subscriber::EnvFilter::new(level)
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
 /// `dc-agent template ...`.
 pub fn run(http_addr: &str, options: Options) -> ExitCode {
+    init_logging(options.log_level.as_deref());
     let mut config = Config::default();
     for path in &options.configs {
         match read_config(path) {

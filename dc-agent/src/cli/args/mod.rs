@@ -619,6 +619,9 @@ pub struct TemplateArgs {
     /// How old an answer any server may give (0: only the leader answers; default 2s).
     #[arg(long)]
     pub max_stale: Option<String>,
+    /// trace, debug, info, warn or err (default: info).
+    #[arg(long)]
+    pub log_level: Option<String>,
 }
 
 /// `exec`'s flags and command.

@@ -1,0 +1,333 @@
+//! `dc-agent template` as consul-template, with a real nginx in front of services from the
+//! catalog (the load-balancing tutorial): three `web` instances (small HTTP servers of this
+//! test) registered with HTTP checks, an nginx upstream block rendered from `service "web"`
+//! and `nginx -s reload` run on each change; requests through nginx reach all three; one
+//! instance failing its check leaves the upstream block and nginx's rotation, with no
+//! failed request meanwhile. Also: `-once -dry`, a `key` that does not exist yet holds the
+//! file back, and a template error names the file, line and column (exit 14).
+//!
+//! Needs Debian's nginx (`scripts/test.sh` installs it) and root (nginx's workers).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::Cluster;
+
+const SUBNET: u8 = 179;
+
+/// A tiny HTTP server answering every request with its name, until dropped.
+struct Web {
+    stop: Arc<AtomicBool>,
+    addr: String,
+}
+
+impl Web {
+    fn start(name: &'static str, addr: &str) -> Web {
+        let listener = TcpListener::bind(addr).expect("bind a web instance");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut buf = [0u8; 2048];
+                        let _ = stream.read(&mut buf);
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+                            name.len()
+                        );
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            // The listener closes here: connections are refused from now on.
+        });
+        Web {
+            stop,
+            addr: addr.to_owned(),
+        }
+    }
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A GET of `http://addr/` with a short timeout: the status and body, or an error.
+fn get(addr: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {answer:?}"))?;
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    Ok((status, body))
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
+/// A child process killed on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn template_cli(http: &str, args: &[&str], log: &Path) -> Process {
+    let log = std::fs::File::create(log).expect("log file");
+    Process(
+        Command::new(env!("CARGO_BIN_EXE_dc-agent"))
+            .args(["-http-addr", http, "template"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().expect("clone")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start dc-agent template"),
+    )
+}
+
+#[test]
+fn nginx_follows_the_catalog_through_dc_agent_template() {
+    let mut cluster = Cluster::start(SUBNET, 1);
+    cluster.wait_for_leader();
+    let http = cluster.agents[0].http();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+
+    // Three web instances with HTTP checks every second.
+    let names = ["web1", "web2", "web3"];
+    let mut webs: Vec<Option<Web>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Some(Web::start(name, &format!("127.{SUBNET}.1.{}:8080", i + 1))))
+        .collect();
+    for (i, web) in webs.iter().enumerate() {
+        let web = web.as_ref().expect("started");
+        let body = format!(
+            r#"{{"Name":"web","ID":"{}","Address":"127.{SUBNET}.1.{}","Port":8080,"Check":{{"HTTP":"http://{}/health","Interval":"1s"}}}}"#,
+            names[i],
+            i + 1,
+            web.addr
+        );
+        let response = cluster.request(0, "PUT", "/v1/agent/service/register", body.as_bytes());
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    cluster.wait_for(
+        "three passing web instances",
+        Duration::from_secs(30),
+        |c| {
+            let response = c.agents[0]
+                .client()
+                .get("/v1/health/service/web?passing")
+                .ok()?;
+            let entries: Vec<serde_json::Value> = response.json().ok()?;
+            (entries.len() == 3).then_some(())
+        },
+    );
+
+    // The load-balancing tutorial's template.
+    let lb = format!("127.{SUBNET}.0.50:8081");
+    let template = d.join("load-balancer.conf.ctmpl");
+    std::fs::write(
+        &template,
+        format!(
+            "upstream backend {{\n{{{{- range service \"web\" }}}}\n  server {{{{ .Address }}}}:{{{{ .Port }}}};\n{{{{- end }}}}\n}}\n\nserver {{\n  listen {lb};\n  location / {{\n    proxy_pass http://backend;\n  }}\n}}\n"
+        ),
+    )
+    .expect("write the template");
+    let upstream = d.join("load-balancer.conf");
+    let nginx_conf = d.join("nginx.conf");
+    std::fs::write(
+        &nginx_conf,
+        format!(
+            "pid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  include {dir}/load-balancer.conf;\n}}\n",
+            dir = d.display()
+        ),
+    )
+    .expect("write nginx.conf");
+
+    // -once -dry prints the whole file and exits 0; it writes nothing.
+    let spec = format!("{}:{}", template.display(), upstream.display());
+    let (code, out, err) = support::cli(&http, &["template", "-once", "-dry", "-template", &spec]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("> {}\n", upstream.display())),
+        "{out}"
+    );
+    for i in 1..=3 {
+        assert!(
+            out.contains(&format!("server 127.{SUBNET}.1.{i}:8080;")),
+            "{out}"
+        );
+    }
+    assert!(!upstream.exists());
+    // -once writes it; nginx starts on it.
+    let (code, _, err) = support::cli(&http, &["template", "-once", "-template", &spec]);
+    assert_eq!(code, 0, "{err}");
+    let nginx_bin = if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    };
+    let conf = nginx_conf.display().to_string();
+    let _nginx = Process(
+        Command::new(nginx_bin)
+            .args(["-c", &conf, "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx is missing (scripts/test.sh installs Debian's nginx)"),
+    );
+    wait_until("nginx to answer", Duration::from_secs(10), || {
+        get(&lb).is_ok()
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let (status, body) = get(&lb).expect("nginx answers");
+        assert_eq!(status, 200);
+        seen.insert(body);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), names);
+
+    // The runner keeps it current and reloads nginx on a change.
+    let reload = format!("{nginx_bin} -c {conf} -s reload");
+    let spec = format!("{}:{}:{reload}", template.display(), upstream.display());
+    let runner_log = d.join("template.log");
+    let _runner = template_cli(
+        &http,
+        &["-template", &spec, "-wait", "100ms:1s"],
+        &runner_log,
+    );
+    // Requests keep flowing through nginx all along; none may fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (failed, sent) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = {
+        let (stop, failed, sent, lb) = (stop.clone(), failed.clone(), sent.clone(), lb.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                sent.fetch_add(1, Ordering::SeqCst);
+                if !matches!(get(&lb), Ok((200, _))) {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    // web2 fails its check: it leaves the file, and nginx's rotation.
+    let failed_at = Instant::now();
+    webs[1] = None;
+    let gone = format!("server 127.{SUBNET}.1.2:8080;");
+    let out_of_file = wait_until(
+        "web2 out of the upstream block",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&upstream).is_ok_and(|text| !text.contains(&gone)),
+    );
+    wait_until(
+        "nginx to stop sending to web2",
+        Duration::from_secs(10),
+        || (0..12).all(|_| get(&lb).is_ok_and(|(_, body)| body != "web2")),
+    );
+    let out_of_rotation = failed_at.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    load.join().expect("load thread");
+    let log = std::fs::read_to_string(&runner_log).unwrap_or_default();
+    println!(
+        "web2 stopped: out of the file after {out_of_file:?}, out of nginx's rotation after {out_of_rotation:?}; {} of {} requests through nginx failed meanwhile",
+        failed.load(Ordering::SeqCst),
+        sent.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during the change\n{log}"
+    );
+    assert!(log.contains("the command succeeded"), "{log}");
+    let text = std::fs::read_to_string(&upstream).expect("rendered");
+    assert!(
+        text.contains(&format!("server 127.{SUBNET}.1.1:8080;"))
+            && text.contains(&format!("server 127.{SUBNET}.1.3:8080;")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_key_holds_the_file_back_and_errors_name_their_place() {
+    let mut cluster = Cluster::start(SUBNET + 1, 1);
+    cluster.wait_for_leader();
+    let http = cluster.agents[0].http();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let template = d.join("motd.ctmpl");
+    std::fs::write(&template, "motd: {{ key \"app/motd\" }}\n").expect("write");
+    let out = d.join("motd");
+    let spec = format!("{}:{}", template.display(), out.display());
+    let mut runner = template_cli(&http, &["-once", "-template", &spec], &d.join("once.log"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!out.exists(), "written before the key existed");
+    assert!(
+        runner.0.try_wait().expect("wait").is_none(),
+        "-once exited without its key"
+    );
+    let response = cluster.request(0, "PUT", "/v1/kv/app/motd", b"hello");
+    assert_eq!(response.text(), "true");
+    wait_until("the file", Duration::from_secs(20), || out.exists());
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("read"),
+        "motd: hello\n"
+    );
+    let status = wait_until("-once to exit", Duration::from_secs(10), || {
+        runner.0.try_wait().ok().flatten().is_some()
+    });
+    assert!(status < Duration::from_secs(10));
+
+    // A template error: file, line and column; consul-template's exit code 14.
+    std::fs::write(&template, "ok\n  {{ range service \"web\" }\n").expect("write");
+    let (code, _, err) = support::cli(&http, &["template", "-once", "-template", &spec]);
+    assert_eq!(code, 14, "{err}");
+    assert!(err.contains(&format!("{}:2:", template.display())), "{err}");
+    // A bad -wait is a command-line error (13).
+    let (code, _, err) = support::cli(&http, &["template", "-wait", "soon", "-template", &spec]);
+    assert_eq!(code, 13, "{err}");
+}
