@@ -331,3 +331,148 @@ fn a_missing_key_holds_the_file_back_and_errors_name_their_place() {
     let (code, _, err) = support::cli(&http, &["template", "-wait", "soon", "-template", &spec]);
     assert_eq!(code, 13, "{err}");
 }
+
+#[test]
+fn a_template_follows_another_datacenters_instances_through_the_gateways() {
+    const FILE: &str = r#"
+[[datacenters]]
+name = "dc1"
+servers = [{ name = "s1", address = "127.181.0.1" }]
+gateways = [{ name = "gw1", address = "127.181.0.100" }]
+
+[[datacenters]]
+name = "dc2"
+servers = [{ name = "s1", address = "127.182.0.1" }]
+gateways = [{ name = "gw1", address = "127.182.0.100" }]
+"#;
+    let dir = tempfile::tempdir().expect("tempdir");
+    support::render_topology(FILE, dir.path());
+    let mut cluster = support::federation_nodes(
+        dir,
+        &[
+            ("dc1", "s1", "127.181.0.1"),
+            ("dc1", "gw1", "127.181.0.100"),
+            ("dc2", "s1", "127.182.0.1"),
+            ("dc2", "gw1", "127.182.0.100"),
+        ],
+    );
+    for agent in &mut cluster.agents {
+        agent.start();
+    }
+    cluster.wait_for_leader_among(&[0]);
+    cluster.wait_for_leader_among(&[2]);
+    // Two web instances in dc2 (catalog registrations: no agent runs them).
+    for i in 1..=2 {
+        let body = format!(
+            r#"{{"Node":"web-node{i}","Address":"127.182.1.{i}","Service":{{"Service":"web","ID":"web{i}","Port":80}}}}"#
+        );
+        let response = cluster.request(2, "PUT", "/v1/catalog/register", body.as_bytes());
+        assert_eq!(response.text(), "true");
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let template = work.path().join("dc2.ctmpl");
+    std::fs::write(
+        &template,
+        "{{ range service \"web@dc2\" }}{{ .NodeDatacenter }} {{ .Address }}:{{ .Port }}\n{{ end }}",
+    )
+    .expect("write");
+    let out = work.path().join("dc2.txt");
+    let spec = format!("{}:{}", template.display(), out.display());
+    // Asked of dc1's server: the answers come from dc2 through the gateways.
+    let _runner = template_cli(
+        &cluster.agents[0].http(),
+        &["-template", &spec],
+        &work.path().join("t.log"),
+    );
+    let want = "dc2 127.182.1.1:80\ndc2 127.182.1.2:80\n";
+    cluster.wait_for(
+        "dc2's instances in the file",
+        Duration::from_secs(60),
+        |_| (std::fs::read_to_string(&out).ok()? == want).then_some(()),
+    );
+    // One leaves dc2's catalog: the file follows.
+    let changed = Instant::now();
+    let response = cluster.request(
+        2,
+        "PUT",
+        "/v1/catalog/deregister",
+        br#"{"Node":"web-node1"}"#,
+    );
+    assert_eq!(response.text(), "true");
+    cluster.wait_for("the file to follow dc2", Duration::from_secs(30), |_| {
+        (std::fs::read_to_string(&out).ok()? == "dc2 127.182.1.2:80\n").then_some(())
+    });
+    println!(
+        "a change in dc2 reached the file in dc1 after {:?}",
+        changed.elapsed()
+    );
+}
+
+#[test]
+fn the_runner_outlives_its_agent_and_reloads_on_sighup() {
+    let mut cluster = Cluster::start(SUBNET + 4, 1);
+    cluster.wait_for_leader();
+    let http = cluster.agents[0].http();
+    assert_eq!(
+        cluster
+            .request(0, "PUT", "/v1/kv/app/color", b"blue")
+            .text(),
+        "true"
+    );
+    let work = tempfile::tempdir().expect("tempdir");
+    let template = work.path().join("color.ctmpl");
+    std::fs::write(&template, "color={{ key \"app/color\" }}\n").expect("write");
+    let out = work.path().join("color.conf");
+    let spec = format!("{}:{}", template.display(), out.display());
+    let log = work.path().join("runner.log");
+    let runner = template_cli(&http, &["-template", &spec], &log);
+    wait_until("the first render", Duration::from_secs(20), || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t == "color=blue\n")
+    });
+    // The agent dies: the file stays whole; the runner retries until it is back.
+    cluster.agents[0].kill();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(std::fs::read_to_string(&out).expect("kept"), "color=blue\n");
+    cluster.agents[0].start();
+    cluster.wait_for_leader();
+    assert_eq!(
+        cluster
+            .request(0, "PUT", "/v1/kv/app/color", b"green")
+            .text(),
+        "true"
+    );
+    wait_until(
+        "a render after the agent came back",
+        Duration::from_secs(60),
+        || std::fs::read_to_string(&out).is_ok_and(|t| t == "color=green\n"),
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("query failed"),
+        "the runner noticed the agent was gone:\n{text}"
+    );
+    // SIGHUP: the template is read again.
+    std::fs::write(&template, "colour={{ key \"app/color\" }}\n").expect("write");
+    // SAFETY: signals a process this test started.
+    unsafe {
+        libc::kill(runner.0.id() as i32, libc::SIGHUP);
+    }
+    wait_until("the reloaded template", Duration::from_secs(20), || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t == "colour=green\n")
+    });
+    // SIGTERM: consul-template's "interrupted" (12).
+    let mut runner = runner;
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(runner.0.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = runner.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the runner did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(12));
+}
