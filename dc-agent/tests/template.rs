@@ -12,6 +12,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -103,6 +104,33 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Du
     start.elapsed()
 }
 
+/// nginx in a process group of its own: on drop its master is asked to stop (it stops
+/// its workers), and the whole group is killed if it has not within 5 s, so no worker is
+/// left holding the address.
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let group = self.0.id() as i32;
+        // SAFETY: signals the process group this test started.
+        unsafe {
+            libc::killpg(group, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe {
+            libc::killpg(group, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// A child process killed on drop.
 struct Process(Child);
 
@@ -181,7 +209,7 @@ fn nginx_follows_the_catalog_through_dc_agent_template() {
     std::fs::write(
         &nginx_conf,
         format!(
-            "pid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  include {dir}/load-balancer.conf;\n}}\n",
+            "pid {dir}/nginx.pid;\nerror_log {dir}/error.log notice;\nevents {{}}\nhttp {{\n  access_log off;\n  include {dir}/load-balancer.conf;\n}}\n",
             dir = d.display()
         ),
     )
@@ -211,9 +239,10 @@ fn nginx_follows_the_catalog_through_dc_agent_template() {
         "nginx"
     };
     let conf = nginx_conf.display().to_string();
-    let _nginx = Process(
+    let mut nginx = Nginx(
         Command::new(nginx_bin)
             .args(["-c", &conf, "-g", "daemon off;"])
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -222,6 +251,12 @@ fn nginx_follows_the_catalog_through_dc_agent_template() {
     wait_until("nginx to answer", Duration::from_secs(10), || {
         get(&lb).is_ok()
     });
+    // Ours answers (not a stray nginx left on the address): it runs and wrote its pid.
+    assert!(
+        nginx.0.try_wait().expect("nginx status").is_none() && d.join("nginx.pid").exists(),
+        "nginx did not start: {}",
+        std::fs::read_to_string(d.join("error.log")).unwrap_or_default()
+    );
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..30 {
         let (status, body) = get(&lb).expect("nginx answers");
@@ -284,6 +319,9 @@ fn nginx_follows_the_catalog_through_dc_agent_template() {
         "requests failed during the change\n{log}"
     );
     assert!(log.contains("the command succeeded"), "{log}");
+    // nginx took the new file (not only its own passive failure detection).
+    let nginx_log = std::fs::read_to_string(d.join("error.log")).unwrap_or_default();
+    assert!(nginx_log.contains("reconfiguring"), "{nginx_log}");
     let text = std::fs::read_to_string(&upstream).expect("rendered");
     assert!(
         text.contains(&format!("server 127.{SUBNET}.1.1:8080;"))
