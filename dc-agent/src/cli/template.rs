@@ -183,7 +183,14 @@ pub fn run(http_addr: &str, options: Options) -> ExitCode {
         );
     }
     let wait = match options.wait.as_deref().map(Wait::parse).transpose() {
-        Ok(wait) => wait.or(config.wait),
+        // One runner loop: a template's own `wait` applies to all (the longest one).
+        Ok(wait) => wait.or(config.wait).or_else(|| {
+            config
+                .templates
+                .iter()
+                .filter_map(|t| t.wait)
+                .max_by_key(|w| (w.min, w.max))
+        }),
         Err(e) => return fail(EXIT_FLAGS, e),
     };
     let max_stale = match options.max_stale.as_deref() {
