@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this). Installs the outside tools some
 # tests use (Debian's prometheus package for promtool, dnsutils for dig, iproute2 and curl for
-# the network-namespace tests, which need root, nginx for the template test), checks
-# formatting and clippy, then runs every test of every crate.
+# the network-namespace tests, which need root, nginx for the template test, chromium and
+# chromium-driver for the web UI test), checks formatting and clippy, then runs every test of
+# every crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ command -v dig >/dev/null || need+=(dnsutils)
 command -v ip >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} (Debian packages the tests use)"
   if [ "$(id -u)" -eq 0 ]; then

@@ -100,6 +100,8 @@ pub struct ValidatedConfig {
     pub http_max_conns_per_client: Option<usize>,
     /// `isthmus.http_header_read_timeout`.
     pub http_header_read_timeout: Duration,
+    /// `ui_config.enabled` (`-ui`): serve the web UI at `/ui/`.
+    pub ui: bool,
     /// Things worth a warning that do not stop the agent (a node name that is not a DNS
     /// label, as Consul warns).
     pub warnings: Vec<String>,
@@ -463,6 +465,11 @@ impl LoadedConfig {
                 0 => None,
                 n => Some(n as usize),
             },
+            ui: c
+                .ui_config
+                .as_ref()
+                .and_then(|u| u.enabled)
+                .unwrap_or(false),
             http_header_read_timeout: c
                 .isthmus
                 .as_ref()

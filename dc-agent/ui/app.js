@@ -26,6 +26,7 @@ function h(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "text") el.textContent = v;
+    else if (k === "style") el.style.cssText = v; // CSSOM: allowed by the page's CSP
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : v);
   }
@@ -413,22 +414,26 @@ function kvKey(r, key, signal) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
-      const res = await api(query("/v1/kv/" + keyPath(key), { dc: r.dc, cas: editIndex, flags: flags.value || 0 }),
+      // Always a check-and-set: against what the edit started from, else what is shown.
+      const cas = editIndex !== null ? editIndex : entry ? entry.ModifyIndex : 0;
+      const res = await api(query("/v1/kv/" + keyPath(key), { dc: r.dc, cas, flags: flags.value || 0 }),
         { method: "PUT", body: encodeText(editor.value) });
       if (res.body === true) {
         showNotice("Saved " + key + ".", true);
         editIndex = null;
       } else {
         showNotice("Not saved: " + key + " was changed by someone else since you opened it. " +
-          "The value shown above is the current one; edit again to replace it.");
-        editIndex = null;
+          "The value shown above is the current one; save again to replace it.");
+        editIndex = entry ? entry.ModifyIndex : 0;
+        changed.textContent = "";
       }
     } catch (err) { showNotice(err.message); }
   });
   del.addEventListener("click", async () => {
     if (!window.confirm("Delete " + key + "?")) return;
     try {
-      const res = await api(query("/v1/kv/" + keyPath(key), { dc: r.dc, cas: editIndex }), { method: "DELETE" });
+      const cas = editIndex !== null ? editIndex : entry ? entry.ModifyIndex : 0;
+      const res = await api(query("/v1/kv/" + keyPath(key), { dc: r.dc, cas }), { method: "DELETE" });
       if (res.body === false) { showNotice("Not deleted: " + key + " was changed since you opened it."); return; }
       go("/ui/" + enc(r.dc) + "/kv/" + keyPath(folder));
     } catch (err) { showNotice(err.message); }
@@ -518,17 +523,21 @@ function federation(r, signal) {
     h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {},
       h("th", { text: "Pool" }), h("th", { text: "Key" }), h("th", { text: "Members holding it" }))), keyring)));
   const attempt = (p) => p.then((v) => ({ ok: true, v }), (e) => ({ ok: false, e }));
+  // A datacenter that does not answer within 3 s is shown as unreachable, so one dead
+  // datacenter never holds up the rest of the view.
+  const quick = (signal) => AbortSignal.any([signal, AbortSignal.timeout(2000)]);
   live(signal, async (index, signal) => {
     const list = (await api("/v1/catalog/datacenters", { signal })).body || [];
+    const ringAnswer = attempt(api("/v1/operator/keyring", { signal: quick(signal) }));
     const rows = await Promise.all(list.map(async (dc) => {
       const [leader, health, rtts] = await Promise.all([
-        attempt(api(query("/v1/status/leader", { dc }), { signal })),
-        attempt(api(query("/v1/operator/autopilot/health", { dc }), { signal })),
-        attempt(api(query("/v1/isthmus/datacenters", { dc }), { signal })),
+        attempt(api(query("/v1/status/leader", { dc }), { signal: quick(signal) })),
+        attempt(api(query("/v1/operator/autopilot/health", { dc }), { signal: quick(signal) })),
+        attempt(api(query("/v1/isthmus/datacenters", { dc }), { signal: quick(signal) })),
       ]);
       return { dc, leader, health, rtts };
     }));
-    const ring = await attempt(api("/v1/operator/keyring", { signal }));
+    const ring = await ringAnswer;
     return { index: 0, list, rows, ring };
   }, (res) => {
     datacenters = res.list;
@@ -537,7 +546,8 @@ function federation(r, signal) {
       const leader = servers.find((s) => s.Leader);
       const maxContact = servers.filter((s) => !s.Leader).map((s) => s.LastContact || "0s").join(", ");
       const links = row.rtts.ok ? row.rtts.v.body || [] : [];
-      const up = links.filter((l) => l.RTTMicros !== null).length;
+      const others = links.filter((l) => l.Datacenter !== row.dc);
+      const up = others.filter((l) => l.RTTMicros !== null).length;
       return h("tr", { "data-dc": row.dc },
         h("td", {}, h("a", { href: "/ui/" + enc(row.dc) + "/services/", text: row.dc })),
         h("td", { class: "leader" }, row.leader.ok && row.leader.v.body ? (leader ? leader.Name : row.leader.v.body) :
@@ -548,19 +558,18 @@ function federation(r, signal) {
             (maxContact ? "; followers' last contact " + maxContact : "") })] :
           h("span", { class: "down", text: row.health.e.message })),
         h("td", { text: servers.length ? servers.filter((s) => s.Healthy).length + "/" + servers.length + " healthy" : "—" }),
-        h("td", { class: "links" }, row.rtts.ok ? up + "/" + links.length + " up" : h("span", { class: "down", text: "unreachable" })));
+        h("td", { class: "links" }, row.rtts.ok ? up + "/" + others.length + " up" : h("span", { class: "down", text: "unreachable" })));
     }));
-    // The matrix: row = from, column = to, colour from green (fast) to red (slow).
-    const values = [];
-    for (const row of res.rows) for (const l of row.rtts.ok ? row.rtts.v.body || [] : []) if (l.RTTMicros !== null) values.push(l.RTTMicros);
-    const max = Math.max(1, ...values);
+    // The matrix: row = from, column = to; green at 1 ms and below to red at 300 ms and
+    // above, on a log scale.
     matrix.replaceChildren(h("thead", {}, h("tr", {}, h("th", { text: "from \\ to" }), ...res.list.map((d) => h("th", { text: d })))),
       h("tbody", {}, ...res.rows.map((row) => h("tr", {}, h("th", { text: row.dc }), ...res.list.map((to) => {
         if (to === row.dc) return h("td", { class: "muted", text: "—" });
         if (!row.rtts.ok) return h("td", { class: "down", "data-to": to, text: "?" });
         const link = (row.rtts.v.body || []).find((l) => l.Datacenter === to);
         if (!link || link.RTTMicros === null) return h("td", { class: "down", "data-to": to, "data-link": "down", text: "down" });
-        const hue = 120 - 120 * (link.RTTMicros / max);
+        const ms = Math.max(link.RTTMicros / 1000, 1);
+        const hue = 120 * (1 - Math.min(Math.log10(ms) / Math.log10(300), 1));
         return h("td", { "data-to": to, "data-link": "up", style: "background: hsl(" + hue.toFixed(0) + ", 70%, 85%)",
           text: (link.RTTMicros / 1000).toFixed(2) + " ms" });
       })))));
@@ -570,7 +579,7 @@ function federation(r, signal) {
       h("td", {}, h("code", { text: key.slice(0, 6) + "…" }), p.PrimaryKeys && p.PrimaryKeys[key] ? " (primary)" : ""),
       h("td", { text: n + "/" + p.NumNodes }))) ));
     if (!res.ring.ok) keyring.replaceChildren(h("tr", {}, h("td", { colspan: "3", class: "muted", text: res.ring.e.message })));
-  }, 2000);
+  }, 1000);
 }
 
 // ---------- start ----------

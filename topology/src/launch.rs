@@ -355,7 +355,7 @@ fn node_rows(
     nodes: &[Managed<'_>],
     leaders: &BTreeMap<String, (String, String)>,
 ) -> Vec<Vec<String>> {
-    let mut rows = vec![["DC", "NODE", "ROLE", "HTTP", "LEADER"]
+    let mut rows = vec![["DC", "NODE", "ROLE", "HTTP", "WEB UI", "LEADER"]
         .map(str::to_owned)
         .to_vec()];
     for managed in nodes {
@@ -370,6 +370,12 @@ fn node_rows(
                 format!("http://{}/metrics", managed.http())
             } else {
                 format!("http://{}", managed.http())
+            },
+            // Servers serve the web UI (rendered with `ui_config.enabled`).
+            if managed.node.role == Role::Server {
+                format!("http://{}/ui/", managed.http())
+            } else {
+                String::new()
             },
             if leader {
                 "*".to_owned()

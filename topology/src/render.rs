@@ -496,6 +496,10 @@ fn agent_config(
         }),
         services,
         checks: Vec::new(),
+        // Every server serves the web UI (`/ui/` on its HTTP port), as `-ui` does.
+        ui_config: is_server.then_some(wire::agent_config::UiConfig {
+            enabled: Some(true),
+        }),
         watches: Vec::new(),
         bootstrap: None,
         pid_file: None,

@@ -116,6 +116,9 @@ pub struct AgentConfig {
     /// Checks this agent runs, of the node or (with `service_id`) of one of its services.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckDefinition>,
+    /// Consul's `ui_config` (`-ui`): the web UI at `/ui/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_config: Option<UiConfig>,
     /// Watches this agent runs (Consul's `watches`: each a map of `type`, its parameters
     /// and a handler), checked and run by the agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -421,4 +424,13 @@ mod tests {
                 .expect("reads back");
         assert_eq!(round_trip, config);
     }
+}
+
+/// Consul's `ui_config` block (the part Isthmus reads).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve the web UI at `/ui/` (`-ui`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }

@@ -149,6 +149,7 @@ pub const APPLIED: &[&str] = &[
     "tls.internal_rpc.verify_server_hostname",
     "watches",
     "watches.*",
+    "ui_config.enabled",
 ];
 
 /// Keys that ask for what Isthmus does anyway: dropped without a warning.
@@ -386,6 +387,8 @@ fn listify(object: &mut Map<String, Value>, key: &str) {
 
 /// Consul's deprecated spellings (dotted) and the keys that replaced them.
 const RENAMED: &[(&str, &[&str])] = &[
+    // Consul's `ui = true`, before `ui_config`.
+    ("ui", &["ui_config", "enabled"]),
     (
         "acl.tokens.agent_master",
         &["acl", "tokens", "agent_recovery"],

@@ -25,6 +25,7 @@ pub mod session;
 pub mod snapshot;
 pub mod tls_listener;
 mod txn;
+mod ui;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -124,12 +125,15 @@ pub struct AgentInfo {
     pub node_id: String,
     /// The runtime configuration, in Consul's `DebugConfig` names (`/v1/agent/self`).
     pub debug_config: serde_json::Value,
+    /// Whether the web UI is served at `/ui/`.
+    pub ui: bool,
 }
 
 /// Builds the router: the data (KV, transactions, snapshots), the catalog and health, the
 /// agent's own endpoints, and the operator's, behind the layers every request goes through.
 pub fn router(api: Api) -> Router {
-    Router::new()
+    let ui = api.agent.ui;
+    let v1 = Router::new()
         .merge(data_routes())
         .merge(catalog_routes())
         .merge(agent_routes())
@@ -147,7 +151,13 @@ pub fn router(api: Api) -> Router {
             count_requests,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
-        .with_state(api)
+        .with_state(api);
+    // The web UI's files are the agent's own: no ACL, no forwarding.
+    if ui {
+        ui::routes().merge(v1)
+    } else {
+        v1
+    }
 }
 
 /// KV, transactions and snapshots.

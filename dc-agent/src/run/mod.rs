@@ -763,6 +763,7 @@ fn agent_info(prepared: &Prepared, options: &RunOptions, core: &Core) -> AgentIn
         "Services": config.services.len(),
         "Checks": config.checks.len(),
         "Version": env!("CARGO_PKG_VERSION"),
+        "UIConfig": {"Enabled": v.ui, "ContentPath": "/ui/"},
     });
     AgentInfo {
         node_name: v.node_name.clone(),
@@ -778,5 +779,6 @@ fn agent_info(prepared: &Prepared, options: &RunOptions, core: &Core) -> AgentIn
         dev: options.dev,
         node_id,
         debug_config,
+        ui: v.ui,
     }
 }
