@@ -39,13 +39,15 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// chromedriver and one browser session; both stopped on drop.
 struct Browser {
     agent: ureq::Agent,
+    /// The agent whose UI it opens (`http://ADDR:8500`).
+    origin: String,
     base: String,
     driver: Child,
     shots: PathBuf,
 }
 
 impl Browser {
-    fn start(port: u16) -> Browser {
+    fn start(port: u16, origin: &str) -> Browser {
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -59,6 +61,7 @@ impl Browser {
             .into();
         let mut browser = Browser {
             agent,
+            origin: origin.to_owned(),
             base: format!("http://127.0.0.1:{port}"),
             driver,
             shots: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/ui"),
@@ -114,14 +117,18 @@ impl Browser {
     }
 
     fn goto(&self, path: &str) {
-        self.call("POST", "/url", json!({"url": format!("{UI}{path}")}));
+        self.call(
+            "POST",
+            "/url",
+            json!({"url": format!("{}{path}", self.origin)}),
+        );
     }
 
     fn path(&self) -> String {
         let url = self.call("GET", "/url", json!({}));
         url.as_str()
             .unwrap_or_default()
-            .trim_start_matches(UI)
+            .trim_start_matches(self.origin.as_str())
             .to_owned()
     }
 
@@ -270,7 +277,7 @@ fn the_web_ui_in_a_real_browser() {
         "true"
     );
 
-    let browser = Browser::start(9571);
+    let browser = Browser::start(9571, UI);
     // /ui/ lands on this datacenter's services.
     browser.goto("/ui/");
     browser.wait_text("the consul service", "tr[data-service=consul]", |t| {
@@ -431,4 +438,76 @@ fn the_web_ui_in_a_real_browser() {
         let url = url.as_str().unwrap_or_default();
         assert!(url.starts_with(UI), "a request outside the agent: {url}");
     }
+}
+
+#[test]
+fn the_web_ui_asks_for_a_token_and_shows_what_it_may_read() {
+    const ROOT: &str = "7f8a3c1e-0b2d-4e5f-9a6b-1c2d3e4f5a6b";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acl = format!(
+        r#"acl {{ enabled = true default_policy = "deny" tokens {{ initial_management = "{ROOT}" agent = "{ROOT}" }} }}"#
+    );
+    let agent = support::flag_agent::FlagAgent::server(
+        dir.path(),
+        "s1",
+        "127.188.0.1",
+        &["-bootstrap-expect=1", "-ui", "-hcl", &acl],
+    );
+    agent.wait_for_leader(Duration::from_secs(30));
+    let root = agent.client().with_token(Some(ROOT.to_owned()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while root.get("/v1/acl/token/self").map(|r| r.status) != Ok(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the management token\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for key in ["public/motd", "secret/password"] {
+        let r = root.put(&format!("/v1/kv/{key}"), b"v").expect("a write");
+        assert_eq!(r.text(), "true");
+    }
+    let rules = "key_prefix \"public/\" { policy = \"read\" }\nagent_prefix \"\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }\nservice_prefix \"\" { policy = \"read\" }\n";
+    let policy = json!({"Name": "ui-reader", "Rules": rules}).to_string();
+    assert_eq!(
+        root.put("/v1/acl/policy", policy.as_bytes())
+            .expect("policy")
+            .status,
+        200
+    );
+    let token: Value = root
+        .put("/v1/acl/token", br#"{"Policies":[{"Name":"ui-reader"}]}"#)
+        .expect("token")
+        .json()
+        .expect("a token");
+    let reader = token["SecretID"].as_str().expect("a secret").to_owned();
+
+    let browser = Browser::start(9572, &format!("http://{}", agent.http()));
+    browser.goto("/ui/");
+    browser.wait_text("the request for a token", "main", |t| {
+        t.contains("enter a token")
+    });
+    browser.wait_text("Consul's refusal", "#notice", |t| {
+        t.contains("Permission denied")
+    });
+    // The token, then Enter: the UI starts, and shows only what the token may read.
+    browser.type_into("#token", &format!("{reader}\u{e007}"));
+    browser.wait_text("the services", "tr[data-service=consul]", |t| {
+        t.contains("consul")
+    });
+    browser.goto("/ui/dc1/kv/");
+    browser.wait_text("public/", "tr[data-key='public/']", |t| {
+        t.contains("public")
+    });
+    assert!(
+        browser.find("tr[data-key='secret/']").is_none(),
+        "a key the token may not read is listed"
+    );
+    browser.screenshot("acl-kv");
+    // A deep link to what it may not read: a clear refusal.
+    browser.goto("/ui/dc1/kv/secret/password");
+    browser.wait_text("the refusal", "#notice", |t| {
+        t.contains("Permission denied")
+    });
 }

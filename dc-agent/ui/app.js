@@ -171,7 +171,7 @@ tokenInput.value = token();
 tokenInput.addEventListener("change", () => {
   if (tokenInput.value) localStorage.setItem("isthmus-token", tokenInput.value);
   else localStorage.removeItem("isthmus-token");
-  render();
+  if (localDc) render(); else start();
 });
 
 function drawNav(r) {
@@ -400,6 +400,16 @@ function kvKey(r, key, signal) {
   const changed = h("p", { class: "muted", id: "kv-changed" });
   let editIndex = null;
   let entry = null;
+  // The text this page saved, until the key is seen holding it: then the edit goes on from
+  // that version (a write by anyone else in between keeps the older one, and is refused).
+  let pending = null;
+  const adopt = () => {
+    if (pending !== null && entry && decodeValue(entry.Value).text === pending && entry.ModifyIndex > editIndex) {
+      editIndex = entry.ModifyIndex;
+      pending = null;
+      changed.textContent = "";
+    }
+  };
   const save = h("button", { type: "submit", id: "kv-save", text: "Save" });
   const del = h("button", { type: "button", class: "danger", id: "kv-delete", text: "Delete" });
   const form = h("form", {}, h("h2", { text: "Edit" }), editor,
@@ -416,11 +426,13 @@ function kvKey(r, key, signal) {
     try {
       // Always a check-and-set: against what the edit started from, else what is shown.
       const cas = editIndex !== null ? editIndex : entry ? entry.ModifyIndex : 0;
+      pending = null;
       const res = await api(query("/v1/kv/" + keyPath(key), { dc: r.dc, cas, flags: flags.value || 0 }),
         { method: "PUT", body: encodeText(editor.value) });
       if (res.body === true) {
         showNotice("Saved " + key + ".", true);
-        editIndex = null;
+        pending = editor.value;
+        adopt();
       } else {
         showNotice("Not saved: " + key + " was changed by someone else since you opened it. " +
           "The value shown above is the current one; save again to replace it.");
@@ -455,7 +467,9 @@ function kvKey(r, key, signal) {
     meta.textContent = "Flags " + entry.Flags + " · ModifyIndex " + entry.ModifyIndex +
       (entry.Session ? " · locked by session " + entry.Session : "");
     showValue();
-    if (editIndex === null) {
+    if (pending !== null) {
+      adopt();
+    } else if (editIndex === null) {
       // The edit starts from what is shown now; a later change by anyone else is refused.
       editIndex = entry.ModifyIndex;
       const v = decodeValue(entry.Value);
@@ -554,7 +568,8 @@ function federation(r, signal) {
           h("span", { class: "down", text: row.leader.ok ? "no leader" : "unreachable" })),
         h("td", {}, row.health.ok ? [h("span", { class: row.health.v.body.Healthy ? "up" : "down",
           text: row.health.v.body.Healthy ? "healthy" : "unhealthy" }),
-          h("div", { class: "muted", text: "failure tolerance " + row.health.v.body.FailureTolerance +
+          h("div", { class: "muted", text: "term " + (leader ? leader.LastTerm : "?") +
+            ", failure tolerance " + row.health.v.body.FailureTolerance +
             (maxContact ? "; followers' last contact " + maxContact : "") })] :
           h("span", { class: "down", text: row.health.e.message })),
         h("td", { text: servers.length ? servers.filter((s) => s.Healthy).length + "/" + servers.length + " healthy" : "—" }),
@@ -584,14 +599,22 @@ function federation(r, signal) {
 
 // ---------- start ----------
 
-(async function start() {
+// The agent's datacenter first (it needs `agent:read` under ACLs: without a token that
+// may, the page asks for one and starts again when it is given).
+async function start() {
   try {
     const [self, dcs] = await Promise.all([api("/v1/agent/self"), api("/v1/catalog/datacenters")]);
     localDc = self.body.Config.Datacenter;
     datacenters = dcs.body || [localDc];
   } catch (e) {
-    showNotice("The agent did not answer: " + e.message);
+    main.replaceChildren(h("h1", { text: "Isthmus" }), h("p", {
+      text: e.status === 403 ? "ACLs are on: enter a token in the ACL token field to continue."
+        : "The agent did not answer.",
+    }));
+    showNotice(e.message);
+    tokenInput.focus();
     return;
   }
   render();
-})();
+}
+start();
