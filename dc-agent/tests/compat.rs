@@ -349,7 +349,6 @@ fn consul_flags_and_config_files_start_an_agent() {
         "node_id",
         "services.enable_tag_override",
         "services.weights",
-        "ui_config",
         "rejoin_after_leave",
         "retry_join_wan",
         "log_file",
@@ -367,6 +366,24 @@ fn consul_flags_and_config_files_start_an_agent() {
     assert!(
         std::net::TcpStream::connect("127.131.0.1:8600").is_err(),
         "ports.dns = -1 turns DNS off"
+    );
+    // `-ui` serves the web UI, and `/` leads there, as Consul's agent does.
+    let ui = agent.client().get("/ui/").expect("the UI");
+    assert_eq!(ui.status, 200);
+    assert!(ui.text().contains("/ui/assets/app.js"), "{}", ui.text());
+    let head = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect("127.131.0.1:8500").expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.to_lowercase()
+    };
+    assert!(
+        head.starts_with("http/1.1 301") && head.contains("location: /ui/"),
+        "{head}"
     );
     let pid = std::fs::read_to_string(&pid_file).expect("the PID file, its directory created");
     assert_eq!(

@@ -385,10 +385,33 @@ fn the_web_ui_in_a_real_browser() {
     );
     browser.screenshot("kv-key");
 
-    // Nodes.
-    browser.goto("/ui/dc1/nodes/");
+    // Nodes, reached from the keyboard: the Nodes link focused and Enter pressed.
+    let link = browser
+        .find("nav a[href='/ui/dc1/nodes/']")
+        .expect("the Nodes link");
+    browser.call(
+        "POST",
+        &format!("/element/{link}/value"),
+        json!({"text": "\u{e007}"}),
+    );
     browser.wait_text("s1", "tr[data-node=s1]", |t| t.contains("127.186.0.1"));
+    assert_eq!(browser.path(), "/ui/dc1/nodes/");
     browser.screenshot("nodes");
+    // A phone's width: the same view, readable.
+    browser.call("POST", "/window/rect", json!({"width": 390, "height": 844}));
+    browser.goto("/ui/dc2/services/web");
+    browser.wait_text("web1 on a phone", "tr[data-instance=web1]", |t| {
+        t.contains("web1")
+    });
+    let overflow =
+        browser.script("return document.documentElement.scrollWidth <= window.innerWidth + 1;");
+    assert_eq!(overflow, true, "the page is wider than a phone's screen");
+    browser.screenshot("phone-service");
+    browser.call(
+        "POST",
+        "/window/rect",
+        json!({"width": 1280, "height": 900}),
+    );
 
     // The federation: both datacenters, their leaders, a round trip between them.
     browser.goto("/ui/federation");
