@@ -464,6 +464,73 @@ impl crate::gossip::pool::RoutedOut for DcLinks {
     }
 }
 
+/// One gateway this server dials, as `/v1/isthmus/gateways` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GatewayState {
+    /// The gateway's node name, when its dc-link is up.
+    pub name: Option<String>,
+    /// Where this server dials it.
+    pub address: String,
+    /// Whether the dc-link is up.
+    pub linked: bool,
+    /// The dc-link's round trip (QUIC's smoothed estimate), in microseconds.
+    #[serde(rename = "RTTMicros")]
+    pub rtt_micros: Option<u64>,
+    /// The gateway's WAN links: each other datacenter with its round trip (`None`: down).
+    pub links: Vec<GatewayLink>,
+}
+
+/// One WAN link of a gateway.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GatewayLink {
+    /// The datacenter at the other end.
+    pub datacenter: String,
+    /// Its round trip in microseconds (`None`: no link now).
+    #[serde(rename = "RTTMicros")]
+    pub rtt_micros: Option<u64>,
+}
+
+impl DcLinks {
+    /// Every gateway this server dials: its dc-link, and what it says of its WAN links.
+    pub async fn gateway_states(&self) -> Vec<GatewayState> {
+        let live: std::collections::HashMap<SocketAddr, quinn::Connection> =
+            self.live.read().iter().cloned().collect();
+        let dialled: Vec<SocketAddr> = self.dialled.lock().keys().copied().collect();
+        let mut states = Vec::new();
+        for address in dialled {
+            let connection = live.get(&address);
+            let info = match connection {
+                Some(connection) => ask_info(connection).await,
+                None => None,
+            };
+            let links = info
+                .as_ref()
+                .map(|info| {
+                    info.datacenters
+                        .iter()
+                        .filter(|(dc, _)| *dc != self.datacenter)
+                        .map(|(dc, rtt)| GatewayLink {
+                            datacenter: dc.clone(),
+                            rtt_micros: *rtt,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            states.push(GatewayState {
+                name: info.map(|i| i.node),
+                address: address.to_string(),
+                linked: connection.is_some(),
+                rtt_micros: connection
+                    .map(|c| u64::try_from(c.rtt().as_micros()).unwrap_or(u64::MAX)),
+                links,
+            });
+        }
+        states
+    }
+}
+
 /// Asks the gateway at the other end of `connection` what it knows of the federation.
 async fn ask_info(connection: &quinn::Connection) -> Option<GatewayInfo> {
     let ask = async {

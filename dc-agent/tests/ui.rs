@@ -423,6 +423,11 @@ fn the_web_ui_in_a_real_browser() {
         |t| t.ends_with(" ms"),
     );
     println!("dc1 -> dc2 in the federation view: {rtt}");
+    browser.wait_text(
+        "dc1's gateway and its link to dc2",
+        "#federation-gateways tr[data-dc=dc1]",
+        |t| t.contains("gw1") && t.contains("up,") && t.contains("dc2") && t.ends_with(" ms"),
+    );
     browser.screenshot("federation");
     // dc2's gateway stops: the link shows down within seconds.
     let stopped = Instant::now();
@@ -451,6 +456,16 @@ fn the_web_ui_in_a_real_browser() {
     println!(
         "the WAN link showed down {:?} after dc2's gateway stopped",
         stopped.elapsed()
+    );
+    browser.wait_text(
+        "dc1's gateway's link to dc2 down",
+        "#federation-gateways tr[data-dc=dc1]",
+        |t| t.contains("dc2 down"),
+    );
+    browser.wait_text(
+        "dc2's gateway down",
+        "#federation-gateways tr[data-dc=dc2]",
+        |t| t.contains("down") || t.contains("unreachable"),
     );
     browser.screenshot("federation-link-down");
 

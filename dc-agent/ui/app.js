@@ -527,16 +527,23 @@ function federation(r, signal) {
   const dcs = h("tbody");
   const matrix = h("table", { class: "matrix", id: "rtt-matrix" });
   const keyring = h("tbody");
+  const gateways = h("tbody");
   main.replaceChildren(h("h1", {}, "Federation", liveMark()),
     h("div", { class: "scroll" }, h("table", { id: "federation-dcs" }, h("thead", {}, h("tr", {},
       h("th", { text: "Datacenter" }), h("th", { text: "Leader" }), h("th", { text: "Leader health" }),
       h("th", { text: "Servers" }), h("th", { text: "WAN links" }))), dcs)),
+    h("h2", { text: "Gateways" }),
+    h("div", { class: "scroll" }, h("table", { id: "federation-gateways" }, h("thead", {}, h("tr", {},
+      h("th", { text: "Datacenter" }), h("th", { text: "Gateway" }), h("th", { text: "Link to its servers" }),
+      h("th", { text: "WAN links" }))), gateways)),
     h("h2", { text: "Round trips between datacenters (measured by the gateways)" }),
     h("div", { class: "scroll" }, matrix),
     h("h2", { text: "Gossip keyring" }),
     h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {},
       h("th", { text: "Pool" }), h("th", { text: "Key" }), h("th", { text: "Members holding it" }))), keyring)));
-  const attempt = (p) => p.then((v) => ({ ok: true, v }), (e) => ({ ok: false, e }));
+  const attempt = (p) => p.then((v) => ({ ok: true, v }), (e) => ({
+    ok: false, e: e.name === "TimeoutError" ? new Error("no answer within 2 s") : e,
+  }));
   // A datacenter that does not answer within 3 s is shown as unreachable, so one dead
   // datacenter never holds up the rest of the view.
   const quick = (signal) => AbortSignal.any([signal, AbortSignal.timeout(2000)]);
@@ -544,12 +551,13 @@ function federation(r, signal) {
     const list = (await api("/v1/catalog/datacenters", { signal })).body || [];
     const ringAnswer = attempt(api("/v1/operator/keyring", { signal: quick(signal) }));
     const rows = await Promise.all(list.map(async (dc) => {
-      const [leader, health, rtts] = await Promise.all([
+      const [leader, health, rtts, gws] = await Promise.all([
         attempt(api(query("/v1/status/leader", { dc }), { signal: quick(signal) })),
         attempt(api(query("/v1/operator/autopilot/health", { dc }), { signal: quick(signal) })),
         attempt(api(query("/v1/isthmus/datacenters", { dc }), { signal: quick(signal) })),
+        attempt(api(query("/v1/isthmus/gateways", { dc }), { signal: quick(signal) })),
       ]);
-      return { dc, leader, health, rtts };
+      return { dc, leader, health, rtts, gws };
     }));
     const ring = await ringAnswer;
     return { index: 0, list, rows, ring };
@@ -574,6 +582,20 @@ function federation(r, signal) {
           h("span", { class: "down", text: row.health.e.message })),
         h("td", { text: servers.length ? servers.filter((s) => s.Healthy).length + "/" + servers.length + " healthy" : "—" }),
         h("td", { class: "links" }, row.rtts.ok ? up + "/" + others.length + " up" : h("span", { class: "down", text: "unreachable" })));
+    }));
+    gateways.replaceChildren(...res.rows.flatMap((row) => {
+      if (!row.gws.ok) {
+        return [h("tr", { "data-dc": row.dc }, h("td", { text: row.dc }),
+          h("td", { colspan: "3" }, h("span", { class: "down", text: "unreachable" })))];
+      }
+      return (row.gws.v.body || []).map((g) => h("tr", { "data-dc": row.dc, "data-gateway": g.Name || g.Address },
+        h("td", { text: row.dc }),
+        h("td", { text: (g.Name || "?") + " (" + g.Address + ")" }),
+        h("td", {}, g.Linked ? h("span", { class: "up", text: "up, " + (g.RTTMicros / 1000).toFixed(2) + " ms" })
+          : h("span", { class: "down", text: "down" })),
+        h("td", {}, (g.Links || []).map((l) => h("div", {}, l.Datacenter + " ",
+          l.RTTMicros === null ? h("span", { class: "down", text: "down" })
+            : h("span", { class: "up", text: (l.RTTMicros / 1000).toFixed(2) + " ms" }))))));
     }));
     // The matrix: row = from, column = to; green at 1 ms and below to red at 300 ms and
     // above, on a log scale.

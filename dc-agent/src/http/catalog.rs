@@ -350,6 +350,16 @@ pub async fn federation_rtt(State(api): State<Api>) -> Response {
     json(&api, 1, Consistency::Stale, &rows)
 }
 
+/// `GET /v1/isthmus/gateways`: this datacenter's gateways as this server sees them (its
+/// dc-link to each, and each one's WAN links with their round trips). Isthmus's own.
+pub async fn gateways(State(api): State<Api>) -> Response {
+    let states = match &api.dc_links {
+        Some(links) => links.gateway_states().await,
+        None => Vec::new(),
+    };
+    json(&api, 1, Consistency::Stale, &states)
+}
+
 pub(super) async fn read<T>(
     api: &Api,
     uri: &Uri,

@@ -287,6 +287,7 @@ fn catalog_routes() -> Router<Api> {
             get(coordinate::coordinate_node),
         )
         .route("/v1/isthmus/datacenters", get(catalog::federation_rtt))
+        .route("/v1/isthmus/gateways", get(catalog::gateways))
         .route(
             "/v1/isthmus/datacenters/{dc}",
             axum::routing::delete(catalog::remove_datacenter),
@@ -629,6 +630,7 @@ async fn route_by_consistency(
         || path.starts_with("/v1/status/")
         || path == "/v1/catalog/datacenters"
         || path.starts_with("/v1/isthmus/datacenters")
+        || path == "/v1/isthmus/gateways"
         || path == "/v1/coordinate/datacenters";
     let stale = params(request.uri().query())
         .map(|p| p.contains_key("stale"))

@@ -156,7 +156,10 @@ pub fn required(method: &Method, uri: &Uri) -> Required {
     if path == "/v1/operator/keyring" {
         return Cluster(Global::Keyring, need);
     }
-    if path.starts_with("/v1/operator/") || path.starts_with("/v1/isthmus/datacenters") {
+    if path.starts_with("/v1/operator/")
+        || path.starts_with("/v1/isthmus/datacenters")
+        || path == "/v1/isthmus/gateways"
+    {
         return Cluster(Global::Operator, need);
     }
     if let Some(node) = path.strip_prefix("/v1/coordinate/node/") {
