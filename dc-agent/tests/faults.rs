@@ -126,27 +126,9 @@ fn histories_stay_linearizable_through_kills_and_pauses() {
             returned: Some(started.elapsed().as_nanos() as u64),
         });
     }
-    let (acknowledged, reads) = load::counts(&history);
-    match lincheck::check(&history, None) {
-        Ok(summary) => println!(
-            "faults: {} ({}); operations checked: {} ({} acknowledged writes, {} writes of unknown outcome, {} reads) over {} keys in {seconds} s: linearizable",
-            faults.len(),
-            faults.join(", "),
-            summary.operations,
-            acknowledged,
-            summary.unknown,
-            reads,
-            summary.keys,
-        ),
-        Err(violation) => {
-            let trail = load::dump_trail(&shared, &violation.key);
-            panic!(
-                "not linearizable after faults {faults:?}:\n{violation}\n(every operation on the key: {}){}",
-                trail.display(),
-                cluster.logs()
-            )
-        }
-    }
+    let acknowledged = load::verdict("faults", &shared, &history, &faults, seconds, || {
+        cluster.logs()
+    });
     assert!(faults.len() >= 3, "the nemesis ran: {faults:?}");
     assert!(acknowledged >= 50, "the clients wrote: {acknowledged}");
 }

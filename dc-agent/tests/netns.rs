@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::ip;
+
 const FILE: &str = r#"
 [[datacenters]]
 name = "dc1"
@@ -28,19 +30,6 @@ name = "dc2"
 servers = [{ name = "s1", address = "10.201.2.1" }]
 gateways = [{ name = "gw1", address = "10.201.2.100" }]
 "#;
-
-fn ip(args: &[&str]) {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2's `ip` is missing (scripts/test.sh installs it)");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// The namespaces and processes of the test; removed when dropped.
 struct Net {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use dc_agent::client::ApiClient;
 use lincheck::{Entry, Op};
 use support::load::{self, Rng, Shared, Target};
-use support::Cluster;
+use support::{ip, Cluster};
 
 const FILE: &str = r#"
 [[datacenters]]
@@ -49,19 +49,6 @@ const DC2_GW: usize = 7;
 const WAN1: &str = "10.202.0.1";
 const WAN2: &str = "10.202.0.2";
 const KEYS: u64 = 3;
-
-fn ip(args: &[&str]) {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2's `ip` is missing (scripts/test.sh installs it)");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// The two namespaces and the WAN link between them; removed when dropped.
 struct Net {
@@ -458,27 +445,9 @@ fn federation_histories_stay_linearizable_through_gateway_dc_and_wan_faults() {
             });
         }
     }
-    let (acknowledged, reads) = load::counts(&history);
-    match lincheck::check(&history, None) {
-        Ok(summary) => println!(
-            "wan faults: {} ({}); operations checked: {} ({} acknowledged writes, {} writes of unknown outcome, {} reads) over {} keys in {seconds} s: linearizable",
-            faults.len(),
-            faults.join(", "),
-            summary.operations,
-            acknowledged,
-            summary.unknown,
-            reads,
-            summary.keys,
-        ),
-        Err(violation) => {
-            let trail = load::dump_trail(&shared, &violation.key);
-            panic!(
-                "not linearizable after faults {faults:?}:\n{violation}\n(every operation on the key: {}){}",
-                trail.display(),
-                fed.cluster.logs()
-            )
-        }
-    }
+    load::verdict("wan faults", &shared, &history, &faults, seconds, || {
+        fed.cluster.logs()
+    });
     assert!(faults.len() >= 5, "the nemesis ran every kind: {faults:?}");
     let crossed = [&cross1, &cross2].map(|t| t.acknowledged.load(Ordering::Relaxed));
     println!(

@@ -202,6 +202,41 @@ pub fn final_read(client: &ApiClient, path: &str, limit: Duration) -> Option<Opt
     None
 }
 
+/// Checks `history` for linearizability and prints the run's figures on a line starting
+/// with `label` (the lines `scripts/soak.sh` keeps); on a violation, panics with the key's
+/// every operation written to a file and `logs()`. Returns the acknowledged writes.
+pub fn verdict(
+    label: &str,
+    shared: &Shared,
+    history: &[Entry],
+    faults: &[&str],
+    seconds: u64,
+    logs: impl FnOnce() -> String,
+) -> usize {
+    let (acknowledged, reads) = counts(history);
+    match lincheck::check(history, None) {
+        Ok(summary) => println!(
+            "{label}: {} ({}); operations checked: {} ({} acknowledged writes, {} writes of unknown outcome, {} reads) over {} keys in {seconds} s: linearizable",
+            faults.len(),
+            faults.join(", "),
+            summary.operations,
+            acknowledged,
+            summary.unknown,
+            reads,
+            summary.keys,
+        ),
+        Err(violation) => {
+            let trail = dump_trail(shared, &violation.key);
+            panic!(
+                "not linearizable after faults {faults:?}:\n{violation}\n(every operation on the key: {}){}",
+                trail.display(),
+                logs()
+            )
+        }
+    }
+    acknowledged
+}
+
 /// Counts of a history: (acknowledged writes, reads).
 pub fn counts(history: &[Entry]) -> (usize, usize) {
     let acknowledged = history

@@ -320,6 +320,20 @@ pub fn cli(http_addr: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs iproute2's `ip ARGS...` (network-namespace tests, as root); panics with its error.
+pub fn ip(args: &[&str]) {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2's `ip` is missing (scripts/test.sh installs it)");
+    assert!(
+        output.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The `wan-gateway` binary, built beside `dc-agent` by `cargo test --workspace`.
 pub fn wan_gateway_binary() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_dc-agent")).with_file_name("wan-gateway");
