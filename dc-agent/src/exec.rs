@@ -126,30 +126,20 @@ fn run(spec: &ExecSpec, out: &mut dyn FnMut(usize, &[u8]) -> bool) -> i32 {
         }
     };
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|mut stream| {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = stream.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
+    let readers: Vec<_> = take_outputs(&mut child)
+        .into_iter()
+        .map(|mut stream| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
                 }
-            }
+            })
         })
-    })
-    .collect();
+        .collect();
     drop(tx);
     let heartbeat = Duration::from_nanos(spec.wait.max(1_000_000_000));
     let mut pending: Vec<u8> = Vec::new();
@@ -191,6 +181,19 @@ fn run(spec: &ExecSpec, out: &mut dyn FnMut(usize, &[u8]) -> bool) -> i32 {
         Ok(status) => status.code().unwrap_or(1),
         Err(_) => 1,
     }
+}
+
+/// A child's piped stdout and stderr, to read on threads of their own.
+pub(crate) fn take_outputs(child: &mut std::process::Child) -> Vec<Box<dyn Read + Send>> {
+    let stdout = child
+        .stdout
+        .take()
+        .map(|s| Box::new(s) as Box<dyn Read + Send>);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| Box::new(s) as Box<dyn Read + Send>);
+    stdout.into_iter().chain(stderr).collect()
 }
 
 #[cfg(test)]

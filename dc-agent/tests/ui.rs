@@ -417,6 +417,11 @@ fn the_web_ui_in_a_real_browser() {
     browser.goto("/ui/federation");
     browser.wait_text("dc1's leader", "tr[data-dc=dc1] .leader", |t| t == "s1");
     browser.wait_text("dc2's leader", "tr[data-dc=dc2] .leader", |t| t == "s1");
+    browser.wait_text("dc1's leader health", "tr[data-dc=dc1]", |t| {
+        t.contains("healthy")
+            && t.contains("term ")
+            && t.contains("no election since this page opened")
+    });
     let rtt = browser.wait_text(
         "a round trip dc1 -> dc2",
         "#rtt-matrix tbody tr:first-child td[data-to=dc2]",

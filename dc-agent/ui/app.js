@@ -523,6 +523,21 @@ function agent(r, signal) {
   }, 3000);
 }
 
+// Each datacenter's leader terms seen while this page is open: a new term is an election.
+const termsSeen = new Map();
+
+function elections(dc, term) {
+  const seen = termsSeen.get(dc) || [];
+  if (term !== undefined && (!seen.length || seen[seen.length - 1].term !== term)) {
+    seen.push({ term, at: Date.now() });
+    termsSeen.set(dc, seen);
+  }
+  const n = seen.length - 1;
+  if (n <= 0) return "no election since this page opened";
+  const ago = Math.round((Date.now() - seen[seen.length - 1].at) / 1000);
+  return n + " election" + (n === 1 ? "" : "s") + " since this page opened, the last " + ago + " s ago";
+}
+
 function federation(r, signal) {
   const dcs = h("tbody");
   const matrix = h("table", { class: "matrix", id: "rtt-matrix" });
@@ -577,6 +592,7 @@ function federation(r, signal) {
         h("td", {}, row.health.ok ? [h("span", { class: row.health.v.body.Healthy ? "up" : "down",
           text: row.health.v.body.Healthy ? "healthy" : "unhealthy" }),
           h("div", { class: "muted", text: "term " + (leader ? leader.LastTerm : "?") +
+            " (" + elections(row.dc, leader ? leader.LastTerm : undefined) + ")" +
             ", failure tolerance " + row.health.v.body.FailureTolerance +
             (maxContact ? "; followers' last contact " + maxContact : "") })] :
           h("span", { class: "down", text: row.health.e.message })),

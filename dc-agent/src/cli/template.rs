@@ -430,26 +430,16 @@ fn run_command(command: &str, timeout: Duration) {
             return;
         }
     };
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|mut stream| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stream.read_to_string(&mut text);
-            text
+    let readers: Vec<_> = crate::exec::take_outputs(&mut child)
+        .into_iter()
+        .map(|mut stream| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stream.read_to_string(&mut text);
+                text
+            })
         })
-    })
-    .collect();
+        .collect();
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
