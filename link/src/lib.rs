@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use dial::{keep_dialled, Backoff, DIAL_TIMEOUT};
 pub use endpoint::{
     client_config, client_config_with, dc_link_transport_config, negotiated_alpn, peer_certificate,
-    server_endpoint, transport_config,
+    server_endpoint, transport_config, wan_link_transport_config,
 };
 pub use frame::{
     read_body_limited, read_frame, read_frame_budgeted, read_frame_limited, read_stream_open,

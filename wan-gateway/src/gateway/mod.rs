@@ -168,7 +168,10 @@ impl Gateway {
             self.metrics.link_up.with_label_values(&[dc, node]).set(0);
         }
         let policy = PeerPolicy::new(&self.domain, &[Role::Gateway], Some(dc));
-        let client = link::client_config(self.tls.client_config(policy, &[ALPN_WAN])?)?;
+        let client = link::client_config_with(
+            self.tls.client_config(policy, &[ALPN_WAN])?,
+            link::wan_link_transport_config(),
+        )?;
         crate::tasks::spawn(self.clone().keep_wan_link(
             dc.to_owned(),
             node.to_owned(),
