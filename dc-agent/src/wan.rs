@@ -498,13 +498,20 @@ impl DcLinks {
         let live: std::collections::HashMap<SocketAddr, quinn::Connection> =
             self.live.read().iter().cloned().collect();
         let dialled: Vec<SocketAddr> = self.dialled.lock().keys().copied().collect();
+        // Every gateway asked at once (each answer within 500 ms).
+        let infos = futures_util::future::join_all(dialled.iter().map(|address| {
+            let connection = live.get(address).cloned();
+            async move {
+                match connection {
+                    Some(connection) => ask_info(&connection).await,
+                    None => None,
+                }
+            }
+        }))
+        .await;
         let mut states = Vec::new();
-        for address in dialled {
+        for (address, info) in dialled.into_iter().zip(infos) {
             let connection = live.get(&address);
-            let info = match connection {
-                Some(connection) => ask_info(connection).await,
-                None => None,
-            };
             let links = info
                 .as_ref()
                 .map(|info| {

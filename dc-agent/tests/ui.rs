@@ -315,11 +315,18 @@ fn the_web_ui_in_a_real_browser() {
         "same page",
         "the page was reloaded"
     );
-    // The back button returns to the list, which shows the critical instance too.
+    // The list follows health too, without a reload: web2 passes again, then fails.
+    register(&cluster, DC2, "web2", "127.187.1.2", "passing");
     browser.goto("/ui/dc2/services/");
+    browser.wait_text("web passing in the list", "tr[data-service=web]", |t| {
+        t.contains("2 passing")
+    });
+    browser.script("window.__kept = 'list page'; return 1;");
+    register(&cluster, DC2, "web2", "127.187.1.2", "critical");
     browser.wait_text("web critical in the list", "tr[data-service=web]", |t| {
         t.contains("critical")
     });
+    assert_eq!(browser.script("return window.__kept || null;"), "list page");
     browser.screenshot("services-critical");
     browser.click("tr[data-service=web] a");
     browser.wait_text("web2", "tr[data-instance=web2]", |t| t.contains("critical"));

@@ -11,6 +11,8 @@ const tokenInput = document.getElementById("token");
 const notice = document.getElementById("notice");
 const enc = encodeURIComponent;
 const WAIT = "60s";
+// Lists wait less: a catalog change that brings no check (rare) shows within this.
+const LIST_WAIT = "20s";
 let viewAbort = null;
 let localDc = null;
 let datacenters = [];
@@ -234,13 +236,15 @@ function services(r, signal) {
   };
   filter.addEventListener("input", draw);
   live(signal, async (index, signal) => {
-    // One blocking query on the service list; each change reloads every service's health.
-    const list = await api(query("/v1/catalog/services", { dc: r.dc, index, wait: index ? WAIT : null }), { signal });
+    // One blocking query on every check's state (it moves with health and with
+    // registrations that bring checks); each change reloads the list and each service's health.
+    const trigger = await api(query("/v1/health/state/any", { dc: r.dc, index, wait: index ? LIST_WAIT : null }), { signal });
+    const list = await api(query("/v1/catalog/services", { dc: r.dc }), { signal });
     const names = Object.keys(list.body || {}).sort();
     const health = await Promise.all(names.map((n) =>
       api(query("/v1/health/service/" + enc(n), { dc: r.dc }), { signal })));
     return {
-      index: list.index,
+      index: trigger.index,
       rows: names.map((n, i) => {
         const entries = health[i].body || [];
         const counts = { passing: 0, warning: 0, critical: 0 };
@@ -299,13 +303,15 @@ function nodes(r, signal) {
       h("th", { text: "Node" }), h("th", { text: "Address" }), h("th", { text: "Health" }),
       h("th", { text: "Round trip from this agent" }), h("th", { class: "hide-narrow", text: "Meta" }))), body)));
   live(signal, async (index, signal) => {
-    const list = await api(query("/v1/catalog/nodes", { dc: r.dc, index, wait: index ? WAIT : null }), { signal });
-    const [checks, coords, self] = await Promise.all([
-      api(query("/v1/health/state/any", { dc: r.dc }), { signal }),
+    // One blocking query on every check's state (node health moves it, and so does a node
+    // joining with its serfHealth check); the node list comes with each change.
+    const checks = await api(query("/v1/health/state/any", { dc: r.dc, index, wait: index ? LIST_WAIT : null }), { signal });
+    const [list, coords, self] = await Promise.all([
+      api(query("/v1/catalog/nodes", { dc: r.dc }), { signal }),
       r.dc === localDc ? api("/v1/coordinate/nodes", { signal }) : Promise.resolve({ body: [] }),
       api("/v1/agent/self", { signal }),
     ]);
-    return { index: list.index, nodes: list.body || [], checks: checks.body || [], coords: coords.body || [], self: self.body };
+    return { index: checks.index, nodes: list.body || [], checks: checks.body || [], coords: coords.body || [], self: self.body };
   }, (res) => {
     const mine = res.coords.find((c) => c.Node === res.self.Config.NodeName);
     body.replaceChildren(...res.nodes.map((n) => {
@@ -423,15 +429,21 @@ function kvKey(r, key, signal) {
   asBase64.addEventListener("change", showValue);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
+    const text = editor.value;
+    if (entry && decodeValue(entry.Value).binary && text === "") {
+      showNotice("This value is binary (shown as base64 above): type a replacement to save one.");
+      return;
+    }
+    save.disabled = true;
     try {
       // Always a check-and-set: against what the edit started from, else what is shown.
       const cas = editIndex !== null ? editIndex : entry ? entry.ModifyIndex : 0;
       pending = null;
       const res = await api(query("/v1/kv/" + keyPath(key), { dc: r.dc, cas, flags: flags.value || 0 }),
-        { method: "PUT", body: encodeText(editor.value) });
+        { method: "PUT", body: encodeText(text) });
       if (res.body === true) {
         showNotice("Saved " + key + ".", true);
-        pending = editor.value;
+        pending = text;
         adopt();
       } else {
         showNotice("Not saved: " + key + " was changed by someone else since you opened it. " +
@@ -440,6 +452,7 @@ function kvKey(r, key, signal) {
         changed.textContent = "";
       }
     } catch (err) { showNotice(err.message); }
+    save.disabled = false;
   });
   del.addEventListener("click", async () => {
     if (!window.confirm("Delete " + key + "?")) return;
@@ -469,6 +482,11 @@ function kvKey(r, key, signal) {
     showValue();
     if (pending !== null) {
       adopt();
+      // A newer version that is not the one saved here: someone else wrote after us.
+      if (pending !== null && entry.ModifyIndex > editIndex) {
+        pending = null;
+        changed.textContent = "Changed by someone else since you saved (now at " + entry.ModifyIndex + ").";
+      }
     } else if (editIndex === null) {
       // The edit starts from what is shown now; a later change by anyone else is refused.
       editIndex = entry.ModifyIndex;
@@ -561,7 +579,12 @@ function federation(r, signal) {
   }));
   // A datacenter that does not answer within 3 s is shown as unreachable, so one dead
   // datacenter never holds up the rest of the view.
-  const quick = (signal) => AbortSignal.any([signal, AbortSignal.timeout(2000)]);
+  const quick = (signal) => {
+    const c = new AbortController();
+    const t = setTimeout(() => c.abort(new DOMException("no answer within 2 s", "TimeoutError")), 2000);
+    signal.addEventListener("abort", () => { clearTimeout(t); c.abort(); }, { once: true });
+    return c.signal;
+  };
   live(signal, async (index, signal) => {
     const list = (await api("/v1/catalog/datacenters", { signal })).body || [];
     const ringAnswer = attempt(api("/v1/operator/keyring", { signal: quick(signal) }));

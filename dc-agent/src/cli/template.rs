@@ -47,6 +47,8 @@ const MAX_STALE: Duration = Duration::from_secs(2);
 const BLOCKING_WAIT: &str = "60s";
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// The shortest time between two reads of a query whose index did not move.
+const MIN_POLL: Duration = Duration::from_secs(1);
 
 /// What the command line asked.
 #[derive(Debug, Default)]
@@ -84,11 +86,13 @@ impl From<super::args::TemplateArgs> for Options {
     }
 }
 
-/// Set by the signal handler: 1 stop, 2 reload.
+/// Set by the signal handler: [`RELOAD`] or [`STOP`] (the higher wins).
 static SIGNAL: AtomicU8 = AtomicU8::new(0);
+const RELOAD: u8 = 1;
+const STOP: u8 = 2;
 
 extern "C" fn on_signal(signal: libc::c_int) {
-    let what = if signal == libc::SIGHUP { 2 } else { 1 };
+    let what = if signal == libc::SIGHUP { RELOAD } else { STOP };
     // A stop is never downgraded to a reload.
     let _ = SIGNAL.fetch_max(what, Ordering::SeqCst);
 }
@@ -120,12 +124,15 @@ struct Job {
 
 /// What the watchers tell the main loop.
 enum Event {
-    Answer(Dep, Value),
+    /// A query's new answer, from the watcher of that generation.
+    Answer(Dep, Value, u64),
 }
 
 /// A query's watcher thread.
 struct Watcher {
     stop: Arc<AtomicBool>,
+    /// Which watcher of its query this is: a stopped one's last answer is ignored.
+    generation: u64,
 }
 
 impl Drop for Watcher {
@@ -139,6 +146,9 @@ struct Settings {
     addr: String,
     token: Option<String>,
     stale: bool,
+    /// With `stale`: an answer from a server further behind its leader than this is asked
+    /// again of the leader (consul-template's `max_stale`).
+    max_stale: Duration,
     wait: Option<Wait>,
     once: bool,
     dry: bool,
@@ -208,6 +218,7 @@ pub fn run(http_addr: &str, options: Options) -> ExitCode {
             .unwrap_or_else(|| http_addr.to_owned()),
         token: config.token.clone(),
         stale: !max_stale.is_zero(),
+        max_stale,
         wait,
         once: options.once,
         dry: options.dry,
@@ -223,6 +234,7 @@ pub fn run(http_addr: &str, options: Options) -> ExitCode {
     };
     let (tx, rx) = mpsc::channel();
     let mut watchers: HashMap<Dep, Watcher> = HashMap::new();
+    let mut generation: u64 = 0;
     let mut answers: Answers = HashMap::new();
     loop {
         let answers_now = Arc::new(answers.clone());
@@ -237,14 +249,15 @@ pub fn run(http_addr: &str, options: Options) -> ExitCode {
         watchers.retain(|dep, _| used.contains(dep));
         answers.retain(|dep, _| used.contains(dep));
         for dep in used {
-            watchers
-                .entry(dep.clone())
-                .or_insert_with(|| spawn_watcher(&settings, dep, tx.clone()));
+            watchers.entry(dep.clone()).or_insert_with(|| {
+                generation += 1;
+                spawn_watcher(&settings, dep, tx.clone(), generation)
+            });
         }
         if settings.once && jobs.iter().all(|j| j.done) {
             return ExitCode::SUCCESS;
         }
-        match next_changes(&rx, settings.wait, &mut answers) {
+        match next_changes(&rx, settings.wait, &watchers, &mut answers) {
             Wake::Changed => {}
             Wake::Stop => return ExitCode::from(EXIT_INTERRUPT),
             Wake::Reload => {
@@ -300,7 +313,7 @@ fn local_node(client: &ApiClient) -> Option<String> {
             Ok(r) => tracing::warn!(status = r.status, "the agent refused /v1/agent/self"),
             Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "the agent did not answer"),
         }
-        if SIGNAL.load(Ordering::SeqCst) == 1 {
+        if SIGNAL.load(Ordering::SeqCst) == STOP {
             return None;
         }
         std::thread::sleep(backoff);
@@ -417,8 +430,11 @@ fn write_atomically(
 
 /// Runs `command` through `sh -c`, at most `timeout`; logs its output and its status.
 fn run_command(command: &str, timeout: Duration) {
+    use std::os::unix::process::CommandExt;
+    // Its own process group: on a timeout the command and whatever it started are killed.
     let child = std::process::Command::new("sh")
         .args(["-c", command])
+        .process_group(0)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -430,30 +446,41 @@ fn run_command(command: &str, timeout: Duration) {
             return;
         }
     };
-    let readers: Vec<_> = crate::exec::take_outputs(&mut child)
-        .into_iter()
-        .map(|mut stream| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = stream.read_to_string(&mut text);
-                text
-            })
-        })
-        .collect();
+    // The output arrives on a channel: a background process the command left holding its
+    // pipes must not hold the runner up.
+    let (out_tx, out_rx) = mpsc::channel::<String>();
+    let streams = crate::exec::take_outputs(&mut child);
+    let expected = streams.len();
+    for mut stream in streams {
+        let out_tx = out_tx.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            let _ = out_tx.send(text);
+        });
+    }
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) | Err(_) => {
-                let _ = child.kill();
+                // SAFETY: signals the process group this function started.
+                unsafe {
+                    libc::killpg(child.id() as i32, libc::SIGKILL);
+                }
                 let _ = child.wait();
                 break None;
             }
         }
     };
-    for reader in readers {
-        for line in reader.join().unwrap_or_default().lines() {
+    let until = Instant::now() + Duration::from_secs(1);
+    for _ in 0..expected {
+        let left = until.saturating_duration_since(Instant::now());
+        let Ok(text) = out_rx.recv_timeout(left) else {
+            break;
+        };
+        for line in text.lines() {
             tracing::info!(command, "{line}");
         }
     }
@@ -466,29 +493,52 @@ fn run_command(command: &str, timeout: Duration) {
 
 /// A thread keeping `dep`'s answer current with blocking reads; each new answer goes to
 /// `tx`. It ends when its [`Watcher`] is dropped or the main loop is gone.
-fn spawn_watcher(settings: &Settings, dep: Dep, tx: Sender<Event>) -> Watcher {
+fn spawn_watcher(settings: &Settings, dep: Dep, tx: Sender<Event>, generation: u64) -> Watcher {
     let stop = Arc::new(AtomicBool::new(false));
     let (client, stale, flag) = (client(settings), settings.stale, stop.clone());
+    let max_stale = settings.max_stale;
     std::thread::spawn(move || {
-        let path = dep.path(stale);
-        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut path = dep.path(stale);
         let mut index: u64 = 0;
         let mut last: Option<Value> = None;
         let mut backoff = RETRY_FIRST;
         while !flag.load(Ordering::SeqCst) {
+            let separator = if path.contains('?') { '&' } else { '?' };
             let url = if index == 0 {
                 path.clone()
             } else {
                 format!("{path}{separator}index={index}&wait={BLOCKING_WAIT}")
             };
+            let asked = Instant::now();
             let answer = client.get(&url).and_then(|r| {
                 let value = dep.decode(r.status, &r.body)?;
+                let contact = r
+                    .header("x-consul-lastcontact")
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .map(Duration::from_millis);
                 Ok((
                     r.header("x-consul-index")
                         .and_then(|i| i.parse::<u64>().ok()),
                     value,
+                    contact,
                 ))
             });
+            // A server too far behind its leader: this answer is not taken, the next read
+            // goes to the leader (and later ones to any server again).
+            let answer = match answer {
+                Ok((_, _, Some(contact)))
+                    if stale && contact > max_stale && path != dep.path(false) =>
+                {
+                    tracing::debug!(query = %path, ?contact, "answer older than max_stale; asking the leader");
+                    path = dep.path(false);
+                    continue;
+                }
+                Ok((new_index, value, _)) => {
+                    path = dep.path(stale);
+                    Ok((new_index, value))
+                }
+                Err(e) => Err(e),
+            };
             let (new_index, value) = match answer {
                 Ok(answer) => answer,
                 Err(e) => {
@@ -500,18 +550,24 @@ fn spawn_watcher(settings: &Settings, dep: Dep, tx: Sender<Event>) -> Watcher {
             };
             backoff = RETRY_FIRST;
             let new_index = new_index.unwrap_or(0);
+            // An answer that did not block (an endpoint with no index, as the datacenter
+            // list, or one that ignores it) is asked again at most once a second.
+            if new_index <= index || new_index == 0 {
+                std::thread::sleep(MIN_POLL.saturating_sub(asked.elapsed()));
+            }
             // An index that went back (a restore, a rebuilt datacenter): start over.
             index = if new_index < index { 0 } else { new_index };
             if last.as_ref() == Some(&value) {
                 continue;
             }
             last = Some(value.clone());
-            if flag.load(Ordering::SeqCst) || tx.send(Event::Answer(dep.clone(), value)).is_err() {
+            let event = Event::Answer(dep.clone(), value, generation);
+            if flag.load(Ordering::SeqCst) || tx.send(event).is_err() {
                 return;
             }
         }
     });
-    Watcher { stop }
+    Watcher { stop, generation }
 }
 
 /// Why the main loop woke.
@@ -523,11 +579,26 @@ enum Wake {
 
 /// Waits for the next answers and takes them into `answers`; with `wait`, keeps taking
 /// them until none came for `wait.min` or `wait.max` passed since the first.
-fn next_changes(rx: &Receiver<Event>, wait: Option<Wait>, answers: &mut Answers) -> Wake {
+fn next_changes(
+    rx: &Receiver<Event>,
+    wait: Option<Wait>,
+    watchers: &HashMap<Dep, Watcher>,
+    answers: &mut Answers,
+) -> Wake {
     let tick = Duration::from_millis(100);
+    // An answer counts only from the current watcher of its query.
+    let mut take = |Event::Answer(dep, value, generation): Event| {
+        let current = watchers
+            .get(&dep)
+            .is_some_and(|w| w.generation == generation);
+        if current {
+            answers.insert(dep, value);
+        }
+        current
+    };
     let signal = || match SIGNAL.swap(0, Ordering::SeqCst) {
-        1 => Some(Wake::Stop),
-        2 => Some(Wake::Reload),
+        STOP => Some(Wake::Stop),
+        RELOAD => Some(Wake::Reload),
         _ => None,
     };
     loop {
@@ -535,9 +606,10 @@ fn next_changes(rx: &Receiver<Event>, wait: Option<Wait>, answers: &mut Answers)
             return wake;
         }
         match rx.recv_timeout(tick) {
-            Ok(Event::Answer(dep, value)) => {
-                answers.insert(dep, value);
-                break;
+            Ok(event) => {
+                if take(event) {
+                    break;
+                }
             }
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return Wake::Stop,
@@ -545,8 +617,8 @@ fn next_changes(rx: &Receiver<Event>, wait: Option<Wait>, answers: &mut Answers)
     }
     let Some(wait) = wait else {
         // Take what else already arrived, then render.
-        while let Ok(Event::Answer(dep, value)) = rx.try_recv() {
-            answers.insert(dep, value);
+        while let Ok(event) = rx.try_recv() {
+            take(event);
         }
         return Wake::Changed;
     };
@@ -562,9 +634,10 @@ fn next_changes(rx: &Receiver<Event>, wait: Option<Wait>, answers: &mut Answers)
             return wake;
         }
         match rx.recv_timeout((until - now).min(tick)) {
-            Ok(Event::Answer(dep, value)) => {
-                answers.insert(dep, value);
-                quiet_until = Instant::now() + wait.min;
+            Ok(event) => {
+                if take(event) {
+                    quiet_until = Instant::now() + wait.min;
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Wake::Stop,
