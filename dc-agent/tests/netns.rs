@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::ip;
+use support::{ip, wan_addresses};
 
 const FILE: &str = r#"
 [[datacenters]]
@@ -121,22 +121,6 @@ impl Drop for Net {
                 .output();
         }
     }
-}
-
-/// Rewrites a rendered gateway.toml: listen on every interface (its DC's and the WAN's),
-/// and reach the other datacenter's gateway at its WAN address.
-fn wan_addresses(path: &Path, remote_lan: &str, remote_wan: &str) {
-    let text = std::fs::read_to_string(path).expect("read gateway.toml");
-    let mut rewritten = String::new();
-    for line in text.lines() {
-        if line.starts_with("bind_addr") {
-            rewritten.push_str("bind_addr = \"0.0.0.0\"\n");
-        } else {
-            rewritten.push_str(&line.replace(remote_lan, remote_wan));
-            rewritten.push('\n');
-        }
-    }
-    std::fs::write(path, rewritten).expect("write gateway.toml");
 }
 
 fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool, logs: &Path) {

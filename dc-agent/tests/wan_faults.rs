@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use dc_agent::client::ApiClient;
 use lincheck::{Entry, Op};
 use support::load::{self, Rng, Shared, Target};
-use support::{ip, Cluster};
+use support::{ip, wan_addresses, Cluster};
 
 const FILE: &str = r#"
 [[datacenters]]
@@ -126,22 +126,6 @@ fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
             .join()
             .expect("a thread in the namespace")
     })
-}
-
-/// Rewrites a rendered gateway.toml: listen on every interface (its DC's loopback and the
-/// WAN), and reach the other datacenter's gateway at its WAN address.
-fn wan_addresses(path: &std::path::Path, remote_lan: &str, remote_wan: &str) {
-    let text = std::fs::read_to_string(path).expect("read gateway.toml");
-    let mut rewritten = String::new();
-    for line in text.lines() {
-        if line.starts_with("bind_addr") {
-            rewritten.push_str("bind_addr = \"0.0.0.0\"\n");
-        } else {
-            rewritten.push_str(&line.replace(remote_lan, remote_wan));
-            rewritten.push('\n');
-        }
-    }
-    std::fs::write(path, rewritten).expect("write gateway.toml");
 }
 
 /// The federation, rendered and started in its namespaces.

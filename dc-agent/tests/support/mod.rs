@@ -334,6 +334,22 @@ pub fn ip(args: &[&str]) {
     );
 }
 
+/// Rewrites a rendered gateway.toml: listen on every interface (its DC's and the WAN's),
+/// and reach the other datacenter's gateway at its WAN address.
+pub fn wan_addresses(path: &Path, remote_lan: &str, remote_wan: &str) {
+    let text = std::fs::read_to_string(path).expect("read gateway.toml");
+    let mut rewritten = String::new();
+    for line in text.lines() {
+        if line.starts_with("bind_addr") {
+            rewritten.push_str("bind_addr = \"0.0.0.0\"\n");
+        } else {
+            rewritten.push_str(&line.replace(remote_lan, remote_wan));
+            rewritten.push('\n');
+        }
+    }
+    std::fs::write(path, rewritten).expect("write gateway.toml");
+}
+
 /// The `wan-gateway` binary, built beside `dc-agent` by `cargo test --workspace`.
 pub fn wan_gateway_binary() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_dc-agent")).with_file_name("wan-gateway");
