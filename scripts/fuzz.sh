@@ -11,7 +11,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(rpc_frame route_header gossip_packet agent_config topology_file http_request dns_name)
+  targets=(rpc_frame route_header gossip_packet agent_config topology_file http_request dns_name template)
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # Build first, in full view (a build error is not filtered away below).

@@ -20,7 +20,34 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("agent_config", agent_config),
     ("http_request", http_request),
     ("dns_name", dns_name),
+    ("template", template),
 ];
+
+/// A template as `dc-agent template` reads it (parsed, then rendered with no answers and
+/// with every query's answer made of the same bytes), and the bytes as its configuration
+/// file (HCL or JSON).
+pub fn template(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = ::template::config::Config::parse("fuzz", text);
+    let _ = ::template::config::TemplateConfig::from_flag(text);
+    let _ = ::template::config::Wait::parse(text);
+    let Ok(parsed) = ::template::Template::parse("fuzz", text, None, "node") else {
+        return;
+    };
+    let none = std::sync::Arc::new(::template::Answers::new());
+    let Ok(rendered) = parsed.render(&none) else {
+        return;
+    };
+    // Each query the template asked for, answered with the same bytes as its body.
+    let answers: ::template::Answers = rendered
+        .used
+        .iter()
+        .filter_map(|dep| Some((dep.clone(), dep.decode(200, data).ok()?)))
+        .collect();
+    let _ = parsed.render(&std::sync::Arc::new(answers));
+}
 
 /// A frame's header and body as a server reads them from a peer: every message type of the
 /// RPC and Raft streams.
