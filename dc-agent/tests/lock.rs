@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::Cluster;
+use support::{wait_until, Cluster};
 
 /// `dc-agent lock` processes, stopped (SIGTERM, then SIGKILL) when dropped.
 struct Lockers(Vec<Child>);
@@ -81,18 +81,6 @@ fn concurrency(log: &Path) -> (usize, Vec<String>) {
         most = most.max(running.len());
     }
     (most, running)
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    started.elapsed()
 }
 
 fn outputs(dir: &Path) -> String {

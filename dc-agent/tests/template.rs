@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::Cluster;
+use support::{wait_until, Cluster};
 
 const SUBNET: u8 = 179;
 
@@ -93,15 +93,6 @@ fn get(addr: &str) -> Result<(u16, String), String> {
         .unwrap_or_default()
         .to_owned();
     Ok((status, body))
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    start.elapsed()
 }
 
 /// nginx in a process group of its own: on drop its master is asked to stop (it stops

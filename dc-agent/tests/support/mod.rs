@@ -320,6 +320,20 @@ pub fn cli(http_addr: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Waits up to `limit` for `done`, asking every 50 ms; panics naming `what` when it never
+/// holds. Returns how long it took.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
 /// Runs iproute2's `ip ARGS...` (network-namespace tests, as root); panics with its error.
 pub fn ip(args: &[&str]) {
     let output = Command::new("ip")
