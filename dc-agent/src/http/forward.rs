@@ -77,21 +77,22 @@ fn timeout_of(request: &Request) -> std::time::Duration {
 /// Sends a client agent's request to a server and returns its answer. The server routes
 /// it on (to the leader, unless `?stale`), as it would its own. Blocking queries go through
 /// [`crate::coalesce`]: shared with the same query already on its way, and bounded.
-pub async fn to_server(api: &Api, link: &Arc<ServerLink>, request: Request) -> Response {
+pub async fn to_server(api: Api, link: Arc<ServerLink>, request: Request) -> Response {
     let timeout = timeout_of(&request);
     let blocking_wait = (request.method() == axum::http::Method::GET)
         .then(|| params(request.uri().query()).ok())
         .flatten()
         .filter(|p| p.get("index").is_some_and(|i| i != "0" && !i.is_empty()))
         .map(|p| super::blocking::wait_of(&p).unwrap_or(super::blocking::DEFAULT_WAIT));
-    let forwarded = match encode(request, 0).await {
+    // Boxed, as the forwarding below: what waits for the answer holds neither.
+    let forwarded = match Box::pin(encode(request, 0)).await {
         Ok(forwarded) => forwarded,
         Err(response) => return response,
     };
     api.metrics.rpc_forwarded.inc();
     let answer = match blocking_wait {
-        Some(wait) => link.blocking.call(link, forwarded, wait, timeout).await,
-        None => link.http(forwarded, timeout).await,
+        Some(wait) => link.blocking.call(&link, forwarded, wait, timeout).await,
+        None => Box::pin(link.http(forwarded, timeout)).await,
     };
     match answer {
         Ok(response) => into_response(response),

@@ -16,9 +16,11 @@ mod error;
 mod event;
 pub mod filter;
 pub(crate) mod forward;
+mod h1;
 mod health;
 mod keyring;
 mod kv;
+pub mod middleware;
 pub mod selectors;
 pub mod serve;
 pub mod session;
@@ -33,7 +35,6 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
@@ -44,6 +45,7 @@ pub use forward::internal_handler;
 
 use crate::metrics::Metrics;
 use crate::server::Server;
+use middleware::{Answer, Rest};
 
 /// What answers the endpoints outside `/v1/agent/`.
 #[derive(Clone)]
@@ -54,9 +56,28 @@ pub enum Backend {
     Client(Arc<crate::servers::ServerLink>),
 }
 
-/// What every handler can reach.
+/// What every handler can reach: one pointer, so the state each middleware layer and
+/// handler holds while a request waits stays small.
 #[derive(Clone)]
-pub struct Api {
+pub struct Api(Arc<ApiParts>);
+
+impl Api {
+    /// Shares `parts`.
+    pub fn new(parts: ApiParts) -> Api {
+        Api(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for Api {
+    type Target = ApiParts;
+
+    fn deref(&self) -> &ApiParts {
+        &self.0
+    }
+}
+
+/// What [`Api`] holds.
+pub struct ApiParts {
     /// The local server, or the client's link to the servers.
     pub backend: Backend,
     /// Static facts about this agent.
@@ -141,15 +162,9 @@ pub fn router(api: Api) -> Router {
         .merge(session_routes())
         .merge(acl_routes())
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            api.clone(),
-            route_by_consistency,
-        ))
-        .layer(axum::middleware::from_fn_with_state(api.clone(), acl_guard))
-        .layer(axum::middleware::from_fn_with_state(
-            api.clone(),
-            count_requests,
-        ))
+        .layer(middleware::Layer::new(api.clone(), route_by_consistency))
+        .layer(middleware::Layer::new(api.clone(), acl_guard))
+        .layer(middleware::Layer::new(api.clone(), count_requests))
         .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
         .with_state(api);
     // The web UI's files are the agent's own: no ACL, no forwarding.
@@ -221,28 +236,41 @@ fn acl_routes() -> Router<Api> {
 
 /// The ACL guard, where it applies: not for the agent's own requests, not where the request
 /// goes on to be checked elsewhere (a client agent's server, another datacenter).
-async fn acl_guard(State(api): State<Api>, request: Request, next: Next) -> Response {
+fn acl_guard(api: &Api, request: Request, rest: Rest) -> Answer {
     if api.acl.is_none() || request.extensions().get::<forward::Internal>().is_some() {
-        return next.run(request).await;
+        return middleware::run(rest, request);
     }
+    // A client agent checks only what it answers itself (`to_primary` is a server's).
+    if matches!(api.backend, Backend::Client(_)) && !answered_here(request.uri().path()) {
+        return middleware::run(rest, request);
+    }
+    middleware::boxed(check_acl(api.clone(), request, rest))
+}
+
+/// Whether a request is about this agent, answered here whatever its `?dc=`.
+fn answered_here(path: &str) -> bool {
+    path.starts_with("/v1/agent/") || path == "/v1/event/list"
+}
+
+/// [`acl_guard`] where it has to wait.
+async fn check_acl(api: Api, request: Request, rest: Rest) -> Response {
     // A secondary's global ACL writes are the primary's to check and apply.
     let request = match acl::to_primary(&api, request).await {
         Ok(request) => request,
         Err(response) => return response,
     };
-    let path = request.uri().path();
-    let answered_here = path.starts_with("/v1/agent/") || path == "/v1/event/list";
+    let answered_here = answered_here(request.uri().path());
     if matches!(api.backend, Backend::Client(_)) && !answered_here {
-        return next.run(request).await;
+        return middleware::finish(rest, request).await;
     }
     let other_dc = params(request.uri().query())
         .ok()
         .and_then(|p| p.get("dc").cloned())
         .is_some_and(|dc| !dc.is_empty() && dc != api.agent.datacenter);
     if other_dc && !answered_here {
-        return next.run(request).await;
+        return middleware::finish(rest, request).await;
     }
-    acl::guard(State(api), request, next).await
+    acl::guard(State(api), request, rest).await
 }
 
 /// Sessions.
@@ -379,15 +407,14 @@ fn operator_routes() -> Router<Api> {
 /// Counts every request by method and status code (`isthmus_http_requests_total`), and
 /// runs it in a `http_request` span (method, path, forwarded hops), so that everything it
 /// logs, here or on the way to the leader, says which request it belongs to.
-async fn count_requests(State(api): State<Api>, request: Request, next: Next) -> Response {
+fn count_requests(api: &Api, request: Request, rest: Rest) -> Answer {
     use tracing::Instrument;
     let method = request.method().clone();
     let hops = request
         .headers()
         .get(FORWARDED)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("0")
-        .to_owned();
+        .unwrap_or("0");
     let span = tracing::debug_span!(
         "http_request",
         method = %method,
@@ -395,13 +422,17 @@ async fn count_requests(State(api): State<Api>, request: Request, next: Next) ->
         hops = %hops,
         status = tracing::field::Empty,
     );
-    let response = next.run(request).instrument(span.clone()).await;
-    span.record("status", response.status().as_u16());
-    api.metrics
-        .http_requests
-        .with_label_values(&[method.as_str(), response.status().as_str()])
-        .inc();
-    response
+    let answer = span.in_scope(|| middleware::run(rest, request));
+    let metrics = api.metrics.clone();
+    Box::pin(async move {
+        let Ok(response) = answer.instrument(span.clone()).await;
+        span.record("status", response.status().as_u16());
+        metrics
+            .http_requests
+            .with_label_values(&[method.as_str(), response.status().as_str()])
+            .inc();
+        Ok(response)
+    })
 }
 
 async fn not_found(request: Request) -> Response {
@@ -590,27 +621,26 @@ fn fill_in_agent(api: &Api, request: &mut Request) {
 /// Sends each request where Consul would answer it: agent and status endpoints and `?stale`
 /// reads locally; everything else on the leader, forwarded over QUIC from a follower. A
 /// client agent answers `/v1/agent/` itself and sends everything else to a server.
-async fn route_by_consistency(
-    State(api): State<Api>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    fill_in_agent(&api, &mut request);
-    let path = request.uri().path();
-    let server = match &api.backend {
-        Backend::Server(server) => server.clone(),
-        Backend::Client(link) => {
-            if path.starts_with("/v1/agent/") || path == "/v1/event/list" {
-                return next.run(request).await;
-            }
-            return forward::to_server(&api, link, request).await;
-        }
-    };
+fn route_by_consistency(api: &Api, mut request: Request, rest: Rest) -> Answer {
+    fill_in_agent(api, &mut request);
     // Agent endpoints (and the events this agent kept) are about this agent: answered here,
     // whatever `?dc=` says (as Consul).
-    if path.starts_with("/v1/agent/") || path == "/v1/event/list" {
-        return next.run(request).await;
+    if answered_here(request.uri().path()) {
+        return middleware::run(rest, request);
     }
+    match &api.backend {
+        Backend::Server(server) => {
+            middleware::boxed(route_on_server(api.clone(), server.clone(), request, rest))
+        }
+        Backend::Client(link) => {
+            middleware::boxed(forward::to_server(api.clone(), link.clone(), request))
+        }
+    }
+}
+
+/// [`route_by_consistency`] on a server.
+async fn route_on_server(api: Api, server: Arc<Server>, request: Request, rest: Rest) -> Response {
+    let path = request.uri().path();
     // `?dc=` naming another datacenter goes through a gateway, to be answered there as a
     // local request; without a path, Consul's error. Never answered with local data.
     let other_dc = params(request.uri().query())
@@ -619,7 +649,7 @@ async fn route_by_consistency(
         .filter(|dc| !dc.is_empty() && *dc != api.agent.datacenter);
     if let Some(dc) = other_dc {
         return match &api.dc_links {
-            Some(links) => forward::to_datacenter(&api, links, &dc, request).await,
+            Some(links) => Box::pin(forward::to_datacenter(&api, links, &dc, request)).await,
             None => ApiError::Internal(format!(
                 "No path to datacenter \"{dc}\": this server has no gateway (isthmus.gateways)"
             ))
@@ -637,7 +667,7 @@ async fn route_by_consistency(
         .unwrap_or(false);
     let is_read = request.method() == axum::http::Method::GET;
     if local_only {
-        return next.run(request).await;
+        return middleware::finish(rest, request).await;
     }
     let hops: u32 = request
         .headers()
@@ -657,12 +687,19 @@ async fn route_by_consistency(
             _ => stale_here,
         };
         if here {
-            return next.run(request).await;
+            return middleware::finish(rest, request).await;
         }
         match leader {
             Some((leader_id, leader)) if leader_id != server.id && hops < 3 => {
-                return forward::to_leader(&api, &server, leader_id, &leader, request, hops + 1)
-                    .await;
+                return Box::pin(forward::to_leader(
+                    &api,
+                    &server,
+                    leader_id,
+                    &leader,
+                    request,
+                    hops + 1,
+                ))
+                .await;
             }
             Some((leader_id, _)) if leader_id != server.id => {
                 return ApiError::NoLeader.into_response()

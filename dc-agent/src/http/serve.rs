@@ -1,4 +1,4 @@
-//! The HTTP(S) server: hyper's HTTP/1 under an accept loop of our own, so that every
+//! The HTTP(S) server: an accept loop of our own, so that every
 //! connection is bounded.
 //!
 //! - A client IP address holds at most `limits.http_max_conns_per_client` connections
@@ -7,7 +7,9 @@
 //! - A request's head must arrive whole within [`HEADER_READ_TIMEOUT`] of the connection
 //!   waiting for it: a slowloris client (a header line every few seconds) and an idle
 //!   keep-alive connection are both closed then.
-//! - Hyper's read buffer stops at [`MAX_BUF`] (request heads, with the longest key URL).
+//! - Each connection is served by [`super::h1`] (a request head must fit in
+//!   [`super::h1::MAX_HEAD`]; a waiting request holds no buffer), which hands what it does
+//!   not take to hyper.
 //! - Once hundreds of connections have closed, the memory they freed is given back to the
 //!   system (glibc's `malloc_trim`), so RSS falls after a burst of clients.
 //!
@@ -19,8 +21,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,9 +28,6 @@ use tokio_util::task::TaskTracker;
 /// How long a connection may take to send a request's head, counted from when it starts
 /// waiting for one (so also how long an idle keep-alive connection stays open).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Hyper's largest read buffer: a request head must fit (64 KiB of URL and headers).
-pub const MAX_BUF: usize = 128 * 1024;
 
 /// Consul's answer past the per-client limit.
 const TOO_MANY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 81\r\nConnection: close\r\n\r\nYour IP is issuing too many concurrent connections, please rate limit your calls\n";
@@ -166,27 +163,12 @@ pub async fn serve<L>(
             connections.spawn(refuse(io));
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(MAX_BUF);
+        let router = router.clone();
+        let timeout = limits.header_read_timeout;
         let cancel = cancel.clone();
         connections.spawn(async move {
             let _slot = slot;
-            let connection = builder.serve_connection(TokioIo::new(io), service);
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = cancel.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "HTTP connection ended");
-            }
+            super::h1::connection(io, peer, router, timeout, cancel).await;
         });
     }
     // Refuse new connections at once while the open ones finish (as axum's serve does).

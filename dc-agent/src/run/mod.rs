@@ -125,7 +125,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tasks,
         &cancel,
     );
-    let api = Api {
+    let api = Api::new(crate::http::ApiParts {
         backend: core.backend.clone(),
         agent: Arc::new(agent_info(&prepared, &options, &core)),
         metrics: prepared.metrics.clone(),
@@ -141,7 +141,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         acl_cache: Arc::default(),
         acl_tokens: acl_tokens.clone(),
         logs: options.logs.clone(),
-    };
+    });
     let dns_acl = dns_acl(&api, tasks, &cancel);
     let router = crate::http::router(api);
     let handler = || crate::http::internal_handler(router.clone(), acl_tokens.clone());

@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use acl::{Authorizer, Rules};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use wire::records::{AclToken, ANONYMOUS_TOKEN_ID, GLOBAL_MANAGEMENT_POLICY_ID};
 
+use super::middleware::{finish, Rest};
 use super::{Api, Backend};
 
 /// The agent's ACL settings, checked.
@@ -421,7 +421,9 @@ async fn ask(api: &Api, settings: &AclSettings, secret: &str) -> Result<Resolved
         .body(axum::body::Body::empty())
         .map_err(|_| ResolveError::NotFound)?;
     let response = match (&api.backend, &settings.primary, &api.dc_links) {
-        (Backend::Client(link), _, _) => super::forward::to_server(api, link, request).await,
+        (Backend::Client(link), _, _) => {
+            super::forward::to_server(api.clone(), link.clone(), request).await
+        }
         (Backend::Server(_), Some(primary), Some(links)) => {
             super::forward::to_datacenter(api, links, primary, request).await
         }
@@ -578,13 +580,13 @@ pub fn denied(accessor_id: &str, permission: &str) -> Response {
 
 /// The middleware: resolves the request's token and checks what the endpoint needs; the
 /// resolution goes with the request (handlers that filter lists read it).
-pub async fn guard(State(api): State<Api>, mut request: Request, next: Next) -> Response {
+pub async fn guard(State(api): State<Api>, mut request: Request, rest: Rest) -> Response {
     let Some(settings) = api.acl.clone() else {
-        return next.run(request).await;
+        return finish(rest, request).await;
     };
     let need = required(request.method(), request.uri());
     if need == Required::Nothing {
-        return next.run(request).await;
+        return finish(rest, request).await;
     }
     let secret = token_of(&request);
     // The recovery token manages this agent's own endpoints, with no server.
@@ -592,7 +594,7 @@ pub async fn guard(State(api): State<Api>, mut request: Request, next: Next) -> 
         && secret.is_some()
         && secret == api.acl_tokens.lock().agent_recovery
     {
-        return next.run(request).await;
+        return finish(rest, request).await;
     }
     // A request forwarded by another agent of this datacenter was checked there only if it
     // was answered there; it is checked again here with its own token.
@@ -621,5 +623,5 @@ pub async fn guard(State(api): State<Api>, mut request: Request, next: Next) -> 
         return denied(&resolved.accessor_id, &permission);
     }
     request.extensions_mut().insert(resolved);
-    next.run(request).await
+    finish(rest, request).await
 }
