@@ -125,9 +125,12 @@ pub fn agent_config(data: &[u8]) {
     }
 }
 
-/// An HTTP request's query string and body: the query parsed as every endpoint parses it,
-/// the body as every body the API decodes.
+/// An HTTP request: the bytes as a request head (the connection loop's parser), then the
+/// first line as a query string parsed as every endpoint parses it and the rest as every
+/// body the API decodes.
 pub fn http_request(data: &[u8]) {
+    // The bytes as a connection's first request head (`http::h1`).
+    let _ = crate::http::h1::parse_head(data);
     let (query, body) = match data.iter().position(|b| *b == b'\n') {
         Some(at) => (&data[..at], &data[at + 1..]),
         None => (data, &[][..]),

@@ -324,3 +324,126 @@ fn frames_that_announce_more_than_they_send_cost_the_server_nothing() {
     );
     drop(held);
 }
+
+/// Raises this process's open-file limit (children inherit it) so that a test may hold
+/// `want` connections.
+fn raise_file_limit(want: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < want {
+            limit.rlim_cur = want.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// A thousand blocking queries parked on a client agent each cost a few KiB of its memory
+/// (no per-connection buffers while they wait: hyper alone kept 16 KiB per connection),
+/// and a client that goes away takes its query with it: once all of them closed, the query
+/// they shared upstream is gone too and so are their connections.
+#[test]
+fn parked_blocking_queries_cost_a_few_kib_and_go_with_their_clients() {
+    const PARKED: usize = 1000;
+    raise_file_limit(4 * PARKED as u64);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = FlagAgent::server(dir.path(), "s1", "127.168.2.1", &["-bootstrap-expect=1"]);
+    server.wait_for_leader(Duration::from_secs(30));
+    let config = dir.path().join("limits.json");
+    std::fs::write(&config, r#"{"limits": {"http_max_conns_per_client": 0}}"#)
+        .expect("write config");
+    let data = dir.path().join("c1").display().to_string();
+    let client = FlagAgent::start(
+        dir.path(),
+        "c1",
+        "127.168.2.2",
+        &[
+            "-node=c1",
+            "-bind=127.168.2.2",
+            "-client=127.168.2.2",
+            &format!("-data-dir={data}"),
+            &format!("-config-file={}", config.display()),
+            "-retry-join=127.168.2.1",
+        ],
+    );
+    wait_for(
+        Duration::from_secs(30),
+        &[&server, &client],
+        "the client agent",
+        || {
+            let r = client.client().put("/v1/kv/parked", b"0").ok()?;
+            (r.status == 200).then_some(())
+        },
+    );
+    let index = client
+        .client()
+        .get("/v1/kv/parked")
+        .ok()
+        .and_then(|r| r.header("x-consul-index").map(str::to_owned))
+        .expect("an index");
+    let pid = client.child.as_ref().expect("running").id();
+    // Warm up the agent's allocator and runtime with a few queries first.
+    let addr = client.http();
+    let park = |n: usize| -> Vec<TcpStream> {
+        (0..n)
+            .map(|_| {
+                let mut stream = TcpStream::connect(&addr).expect("connect");
+                write!(
+                    stream,
+                    "GET /v1/kv/parked?index={index}&wait=5m HTTP/1.1\r\nHost: agent\r\nUser-Agent: Go-http-client/1.1\r\nAccept-Encoding: gzip\r\n\r\n"
+                )
+                .expect("write");
+                stream
+            })
+            .collect()
+    };
+    let warm = park(20);
+    wait_for(
+        Duration::from_secs(10),
+        &[&client],
+        "the first queries",
+        || (metric(&client, "isthmus_blocking_queries_coalesced_total") >= 19.0).then_some(()),
+    );
+    let (_, before) = memory_kib(pid);
+    let parked = park(PARKED);
+    wait_for(
+        Duration::from_secs(30),
+        &[&client],
+        "the queries to park",
+        || {
+            (metric(&client, "isthmus_blocking_queries_coalesced_total") >= (PARKED + 19) as f64)
+                .then_some(())
+        },
+    );
+    let (_, during) = memory_kib(pid);
+    let per_query = during.saturating_sub(before) as f64 / PARKED as f64;
+    eprintln!(
+        "{PARKED} parked blocking queries: RSS {before} -> {during} KiB, {per_query:.1} KiB each"
+    );
+    assert!(
+        per_query < 10.0,
+        "a parked blocking query costs {per_query:.1} KiB of the client agent's memory"
+    );
+    assert_eq!(metric(&client, "isthmus_blocking_queries_upstream"), 1.0);
+    // Their clients go away: so do the queries, and the one upstream.
+    drop(parked);
+    drop(warm);
+    wait_for(
+        Duration::from_secs(10),
+        &[&client],
+        "the queries to go",
+        || {
+            (metric(&client, "isthmus_blocking_queries_upstream") == 0.0
+                && metric(&client, "isthmus_http_connections") <= 1.0)
+                .then_some(())
+        },
+    );
+    // And the agent still answers.
+    assert_eq!(
+        client.client().get("/v1/kv/parked").expect("read").status,
+        200
+    );
+}

@@ -16,7 +16,7 @@ mod error;
 mod event;
 pub mod filter;
 pub(crate) mod forward;
-mod h1;
+pub(crate) mod h1;
 mod health;
 mod keyring;
 mod kv;
