@@ -34,8 +34,20 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// The longest request head (request line and headers) taken: 64 KiB of key in a URL fits.
+/// The longest request head (request line and headers) taken. A URL is at most
+/// [`MAX_URL`] long within it (the `http` crate's limit; 414 beyond).
 pub const MAX_HEAD: usize = 128 * 1024;
+
+/// The longest request target.
+const MAX_URL: usize = 65_534;
+
+/// Pipelined bytes read while a request is served: beyond them, the connection is not read
+/// until it is answered (so a parked query whose client sends more stays small).
+const MAX_PIPELINED: usize = 4 * 1024;
+
+/// A body is read into a buffer that starts at most this large and grows as bytes come: a
+/// `Content-Length` alone reserves nothing more.
+const BODY_START: usize = 64 * 1024;
 
 /// The largest body read whole by this loop: the API's own limit (2 MiB). Larger ones (a
 /// snapshot restore) go to hyper, which streams them.
@@ -106,6 +118,9 @@ pub fn parse_head(buf: &[u8]) -> Parsed {
         Some("DELETE") => Method::DELETE,
         _ => return Parsed::Hyper,
     };
+    if request.path.is_some_and(|p| p.len() > MAX_URL) {
+        return Parsed::Bad(StatusCode::URI_TOO_LONG);
+    }
     let Some(Ok(uri)) = request.path.map(Uri::try_from) else {
         return Parsed::Bad(StatusCode::BAD_REQUEST);
     };
@@ -123,9 +138,7 @@ pub fn parse_head(buf: &[u8]) -> Parsed {
             return Parsed::Hyper;
         }
         if name == header::CONTENT_LENGTH {
-            let length = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok());
+            let length = digits(h.value);
             match (length, body_len) {
                 (Some(n), None) if n <= OWN_BODY_MAX => body_len = Some(n),
                 // Invalid, repeated or large: hyper answers or streams it.
@@ -145,6 +158,15 @@ pub fn parse_head(buf: &[u8]) -> Parsed {
         close,
         len,
     })
+}
+
+/// A `Content-Length` value: ASCII digits only (`+5` is not a length, as hyper holds).
+fn digits(value: &[u8]) -> Option<usize> {
+    let value = value.trim_ascii();
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Whether a comma-separated header value lists `token` (case-insensitive).
@@ -175,8 +197,10 @@ pub async fn connection<Io>(
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut buf = Vec::new();
+    // The client closed its side after pipelining requests: those are still answered.
+    let mut eof = false;
     loop {
-        let head = match read_head(&mut io, &mut buf, header_read_timeout, &cancel).await {
+        let head = match read_head(&mut io, &mut buf, eof, header_read_timeout, &cancel).await {
             Next::Head(head) => head,
             Next::Close => return,
             // Boxed: hyper's connection state is large, and only these connections need it.
@@ -212,15 +236,21 @@ pub async fn connection<Io>(
                 Ok(response) => response,
                 Err(never) => match never {},
             },
-            () = watch_closed(&mut io, &mut buf) => {
+            () = watch_closed(&mut io, &mut buf, &mut eof) => {
                 tracing::debug!(%peer, "client closed its connection; dropping its request");
                 return;
             }
         };
-        match write_response(&mut io, response, close).await {
+        // A shutdown closes after this answer, and the answer says so (as hyper's).
+        let close = close || cancel.is_cancelled();
+        let mut reader = Reader {
+            buf: &mut buf,
+            eof: &mut eof,
+        };
+        match write_response(&mut io, response, close, &mut reader).await {
             Ok(true) if !cancel.is_cancelled() => {}
             Ok(_) => {
-                let _ = io.shutdown().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
                 return;
             }
             Err(e) => {
@@ -235,6 +265,7 @@ pub async fn connection<Io>(
 async fn read_head<Io>(
     io: &mut Io,
     buf: &mut Vec<u8>,
+    eof: bool,
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> Next
@@ -250,6 +281,9 @@ where
                 Parsed::Hyper => return Next::Hyper,
                 Parsed::Bad(status) => return Next::Bad(status),
             }
+        }
+        if eof {
+            return Next::Close;
         }
         if buf.capacity() - buf.len() < 512 {
             buf.reserve(buf.len().clamp(1024, MAX_HEAD));
@@ -268,7 +302,9 @@ where
     }
 }
 
-/// Reads a body of `len` bytes: first what `buf` already holds, then the connection.
+/// Reads a body of `len` bytes: first what `buf` already holds, then the connection, never
+/// past the body (what follows is the next request's); the connection must make progress
+/// every `timeout`.
 async fn read_body<Io>(
     io: &mut Io,
     buf: &mut Vec<u8>,
@@ -282,11 +318,15 @@ where
         return Ok(Bytes::new());
     }
     let have = len.min(buf.len());
-    let mut body = Vec::with_capacity(len);
+    let mut body = Vec::with_capacity(len.min(BODY_START).max(have));
     body.extend(buf.drain(..have));
-    let deadline = Instant::now() + timeout;
     while body.len() < len {
-        match tokio::time::timeout_at(deadline, io.read_buf(&mut body)).await {
+        let want = len - body.len();
+        if body.capacity() == body.len() {
+            body.reserve_exact(want.min(body.len().max(BODY_START)));
+        }
+        let room = (body.capacity() - body.len()).min(want) as u64;
+        match tokio::time::timeout(timeout, (&mut *io).take(room).read_buf(&mut body)).await {
             Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
@@ -306,23 +346,34 @@ fn into_request(head: Head, body: Bytes) -> Request<Body> {
     request
 }
 
-/// Returns when the client closes its side (or the connection fails) while a request is
-/// served; pipelined bytes it sends meanwhile are kept in `buf`, up to [`MAX_HEAD`].
-async fn watch_closed<Io>(io: &mut Io, buf: &mut Vec<u8>)
+/// Returns when the client goes away while a request is served: its connection failed, or
+/// it closed its side with nothing pipelined. Pipelined bytes it sends meanwhile are kept in
+/// `buf` (up to [`MAX_PIPELINED`]); after a close that follows them (`eof`), they are still
+/// answered, and this waits for good.
+async fn watch_closed<Io>(io: &mut Io, buf: &mut Vec<u8>, eof: &mut bool)
 where
     Io: AsyncRead + Unpin,
 {
     let mut chunk = [0u8; 256];
     loop {
-        if buf.len() >= MAX_HEAD {
+        if *eof || buf.len() >= MAX_PIPELINED {
             // Enough waiting: read no more until this request is answered.
             return std::future::pending().await;
         }
         match io.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
+            Err(_) => return,
+            Ok(0) if buf.is_empty() => return,
+            Ok(0) => *eof = true,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// What [`write_response`] needs of the connection's read side, to notice a client that
+/// leaves a stream.
+struct Reader<'a> {
+    buf: &'a mut Vec<u8>,
+    eof: &'a mut bool,
 }
 
 /// How a response's body is framed.
@@ -390,12 +441,17 @@ fn encode_head(
 }
 
 /// Bodies up to this size go out in one write with their head.
-const COALESCE: usize = 16 * 1024;
+const COALESCE: usize = 64 * 1024;
 
 /// Writes `response`; returns whether the connection may carry another request.
-async fn write_response<Io>(io: &mut Io, response: Response<Body>, close: bool) -> io::Result<bool>
+async fn write_response<Io>(
+    io: &mut Io,
+    response: Response<Body>,
+    close: bool,
+    reader: &mut Reader<'_>,
+) -> io::Result<bool>
 where
-    Io: AsyncWrite + Unpin,
+    Io: AsyncRead + AsyncWrite + Unpin,
 {
     let (parts, mut body) = response.into_parts();
     let close = close
@@ -411,7 +467,7 @@ where
     );
     let mut sent: u64 = 0;
     if framing != Framing::None {
-        while let Some(frame) = next_frame(io, &mut body, &mut out).await? {
+        while let Some(frame) = next_frame(io, &mut body, &mut out, reader).await? {
             let Ok(data) = frame
                 .map_err(|e| io::Error::other(e.to_string()))?
                 .into_data()
@@ -466,14 +522,16 @@ where
 }
 
 /// The body's next frame. One not ready yet (a stream such as `/v1/agent/monitor`) first
-/// sends what is written so far, the head included, as hyper does.
+/// sends what is written so far, the head included, as hyper does, and is given up if the
+/// client leaves meanwhile.
 async fn next_frame<Io>(
     io: &mut Io,
     body: &mut Body,
     out: &mut Vec<u8>,
+    reader: &mut Reader<'_>,
 ) -> io::Result<Option<Result<http_body::Frame<Bytes>, axum::Error>>>
 where
-    Io: AsyncWrite + Unpin,
+    Io: AsyncRead + AsyncWrite + Unpin,
 {
     if let Some(frame) =
         std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).now_or_never()
@@ -483,7 +541,12 @@ where
     io.write_all(out).await?;
     out.clear();
     io.flush().await?;
-    Ok(std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await)
+    tokio::select! {
+        frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)) => Ok(frame),
+        () = watch_closed(io, reader.buf, reader.eof) => {
+            Err(io::ErrorKind::ConnectionAborted.into())
+        }
+    }
 }
 
 /// Answers `status` and closes.
@@ -647,6 +710,7 @@ mod tests {
             "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
             "PUT / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
             "PUT / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+            "PUT / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
             "PUT / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
         ] {
             assert!(
@@ -672,6 +736,11 @@ mod tests {
         assert!(matches!(
             parse_head(many.as_bytes()),
             Parsed::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        ));
+        let url = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_URL));
+        assert!(matches!(
+            parse_head(url.as_bytes()),
+            Parsed::Bad(StatusCode::URI_TOO_LONG)
         ));
         let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_HEAD));
         assert!(matches!(
@@ -744,6 +813,13 @@ mod tests {
                 }),
             )
             .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    "slow"
+                }),
+            )
+            .route(
                 "/quiet",
                 get(|| async {
                     Body::from_stream(futures_util::stream::pending::<Result<Bytes, io::Error>>())
@@ -762,6 +838,13 @@ mod tests {
     }
 
     fn start(timeout: Duration) -> (DuplexStream, Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+        start_with(timeout, CancellationToken::new())
+    }
+
+    fn start_with(
+        timeout: Duration,
+        cancel: CancellationToken,
+    ) -> (DuplexStream, Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
         let (client, server) = tokio::io::duplex(1 << 20);
         let dropped = Arc::new(AtomicBool::new(false));
         let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
@@ -770,7 +853,7 @@ mod tests {
             peer,
             router(dropped.clone()),
             timeout,
-            CancellationToken::new(),
+            cancel,
         ));
         (client, dropped, task)
     }
@@ -848,6 +931,91 @@ mod tests {
             text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("transfer-encoding: chunked"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_large_body_is_read_to_its_end_and_no_further() {
+        let (mut client, _, _task) = start(Duration::from_secs(30));
+        let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut request = format!(
+            "PUT /echo HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        request.extend_from_slice(b"GET /hello HTTP/1.1\r\n\r\n");
+        for piece in request.chunks(70_001) {
+            client.write_all(piece).await.expect("write");
+            tokio::task::yield_now().await;
+        }
+        let text = read_until(&mut client, |t| t.ends_with("\r\n\r\nhi")).await;
+        let expected = String::from_utf8(body).expect("ASCII");
+        assert!(
+            text.contains("content-length: 300000\r\n"),
+            "{}",
+            &text[..200]
+        );
+        assert!(
+            text.contains(&format!("\r\n\r\n{expected}HTTP/1.1 200 OK\r\n")),
+            "the echo, then the next answer"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_leaving_a_stream_ends_it() {
+        let (mut client, _, task) = start(Duration::from_secs(30));
+        client
+            .write_all(b"GET /quiet HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        read_until(&mut client, |t| t.ends_with("\r\n\r\n")).await;
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the connection ends")
+            .expect("no panic");
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_answered_after_a_half_close() {
+        let (mut client, _, task) = start(Duration::from_secs(30));
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        client.shutdown().await.expect("half-close");
+        let text = read_until(&mut client, |_| false).await;
+        assert!(
+            text.contains("\r\n\r\nslow") && text.ends_with("\r\n\r\nhi"),
+            "{text}"
+        );
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the connection ends")
+            .expect("no panic");
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_finishes_the_request_and_says_it_closes() {
+        let cancel = CancellationToken::new();
+        let (mut client, _, task) = start_with(Duration::from_secs(30), cancel.clone());
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cancel.cancel();
+        let text = read_until(&mut client, |_| false).await;
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\n")
+                && text.contains("connection: close\r\n")
+                && text.ends_with("slow"),
+            "{text}"
+        );
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the connection ends")
+            .expect("no panic");
     }
 
     #[tokio::test]

@@ -72,6 +72,7 @@ async fn accept_loop(
                 }
             },
         };
+        let _ = stream.set_nodelay(true); // As the HTTP listener's.
         let acceptor = acceptor.clone();
         let ready = ready.clone();
         let failures = failures.clone();

@@ -32,6 +32,14 @@ pub(super) async fn serve_api(
         metrics,
         cancel: cancel.clone(),
     };
+    // Answers go out as written (the loop writes a head with its body, or a stream's parts
+    // as they come): Nagle's algorithm would hold a second write for the client's ACK.
+    use axum::serve::ListenerExt;
+    let http = http.map(|listener| {
+        listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        })
+    });
     let http = served.clone().on(http);
     let https = served.on(https);
     let stopping = cancel.clone();
