@@ -1,5 +1,4 @@
-//! The HTTP(S) server: an accept loop of our own, so that every
-//! connection is bounded.
+//! The HTTP(S) server: an accept loop of our own, so that every connection is bounded.
 //!
 //! - A client IP address holds at most `limits.http_max_conns_per_client` connections
 //!   (Consul's, default 200); past it a new connection is answered `429 Too Many Requests`
@@ -7,9 +6,8 @@
 //! - A request's head must arrive whole within [`HEADER_READ_TIMEOUT`] of the connection
 //!   waiting for it: a slowloris client (a header line every few seconds) and an idle
 //!   keep-alive connection are both closed then.
-//! - Each connection is served by [`super::h1`] (a request head must fit in
-//!   [`super::h1::MAX_HEAD`]; a waiting request holds no buffer), which hands what it does
-//!   not take to hyper.
+//! - Each connection is served by `http::h1` (a request head must fit in 128 KiB; a
+//!   waiting request holds no buffer), which hands what it does not take to hyper.
 //! - Once hundreds of connections have closed, the memory they freed is given back to the
 //!   system (glibc's `malloc_trim`), so RSS falls after a burst of clients.
 //!
