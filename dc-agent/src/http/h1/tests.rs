@@ -195,6 +195,18 @@ fn start_with(
     (client, dropped, task)
 }
 
+async fn send(client: &mut DuplexStream, bytes: &[u8]) {
+    client.write_all(bytes).await.expect("write");
+}
+
+/// Waits for the connection's task to end, without a panic.
+async fn ends(task: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the connection ends")
+        .expect("no panic");
+}
+
 /// Reads until `done` holds of what was read, or the connection closes.
 async fn read_until(client: &mut DuplexStream, done: impl Fn(&str) -> bool) -> String {
     let mut got = Vec::new();
@@ -216,11 +228,12 @@ async fn read_until(client: &mut DuplexStream, done: impl Fn(&str) -> bool) -> S
 async fn keep_alive_pipelining_bodies_and_streams() {
     let (mut client, _, _task) = start(Duration::from_secs(30));
     // Two requests in one write, the second with a body, then a streamed answer.
-    client
-        .write_all(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\nPUT /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel")
-        .await
-        .expect("write");
-    client.write_all(b"lo").await.expect("write");
+    send(
+        &mut client,
+        b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\nPUT /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel",
+    )
+    .await;
+    send(&mut client, b"lo").await;
     let text = read_until(&mut client, |t| {
         t.matches("HTTP/1.1 200 OK").count() == 2 && t.ends_with("hello")
     })
@@ -234,20 +247,18 @@ async fn keep_alive_pipelining_bodies_and_streams() {
         second.contains("content-length: 5\r\n") && second.ends_with("\r\n\r\nhello"),
         "{text}"
     );
-    client
-        .write_all(b"GET /stream HTTP/1.1\r\n\r\n")
-        .await
-        .expect("write");
+    send(&mut client, b"GET /stream HTTP/1.1\r\n\r\n").await;
     let text = read_until(&mut client, |t| t.ends_with("0\r\n\r\n")).await;
     assert!(
         text.contains("transfer-encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"),
         "{text}"
     );
     // Connection: close is honoured.
-    client
-        .write_all(b"GET /nothing HTTP/1.1\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
+    send(
+        &mut client,
+        b"GET /nothing HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     let text = read_until(&mut client, |_| false).await;
     assert!(
         text.starts_with("HTTP/1.1 404 Not Found\r\n") && text.contains("connection: close\r\n"),
@@ -258,10 +269,7 @@ async fn keep_alive_pipelining_bodies_and_streams() {
 #[tokio::test]
 async fn a_stream_sends_its_head_before_its_first_frame() {
     let (mut client, _, _task) = start(Duration::from_secs(30));
-    client
-        .write_all(b"GET /quiet HTTP/1.1\r\n\r\n")
-        .await
-        .expect("write");
+    send(&mut client, b"GET /quiet HTTP/1.1\r\n\r\n").await;
     let text = read_until(&mut client, |t| t.ends_with("\r\n\r\n")).await;
     assert!(
         text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("transfer-encoding: chunked"),
@@ -281,7 +289,7 @@ async fn a_large_body_is_read_to_its_end_and_no_further() {
     request.extend_from_slice(&body);
     request.extend_from_slice(b"GET /hello HTTP/1.1\r\n\r\n");
     for piece in request.chunks(70_001) {
-        client.write_all(piece).await.expect("write");
+        send(&mut client, piece).await;
         tokio::task::yield_now().await;
     }
     let text = read_until(&mut client, |t| t.ends_with("\r\n\r\nhi")).await;
@@ -300,45 +308,34 @@ async fn a_large_body_is_read_to_its_end_and_no_further() {
 #[tokio::test]
 async fn a_client_leaving_a_stream_ends_it() {
     let (mut client, _, task) = start(Duration::from_secs(30));
-    client
-        .write_all(b"GET /quiet HTTP/1.1\r\n\r\n")
-        .await
-        .expect("write");
+    send(&mut client, b"GET /quiet HTTP/1.1\r\n\r\n").await;
     read_until(&mut client, |t| t.ends_with("\r\n\r\n")).await;
     drop(client);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("the connection ends")
-        .expect("no panic");
+    ends(task).await;
 }
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_after_a_half_close() {
     let (mut client, _, task) = start(Duration::from_secs(30));
-    client
-        .write_all(b"GET /slow HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n")
-        .await
-        .expect("write");
+    send(
+        &mut client,
+        b"GET /slow HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n",
+    )
+    .await;
     client.shutdown().await.expect("half-close");
     let text = read_until(&mut client, |_| false).await;
     assert!(
         text.contains("\r\n\r\nslow") && text.ends_with("\r\n\r\nhi"),
         "{text}"
     );
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("the connection ends")
-        .expect("no panic");
+    ends(task).await;
 }
 
 #[tokio::test]
 async fn a_shutdown_finishes_the_request_and_says_it_closes() {
     let cancel = CancellationToken::new();
     let (mut client, _, task) = start_with(Duration::from_secs(30), cancel.clone());
-    client
-        .write_all(b"GET /slow HTTP/1.1\r\n\r\n")
-        .await
-        .expect("write");
+    send(&mut client, b"GET /slow HTTP/1.1\r\n\r\n").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     cancel.cancel();
     let text = read_until(&mut client, |_| false).await;
@@ -348,20 +345,14 @@ async fn a_shutdown_finishes_the_request_and_says_it_closes() {
             && text.ends_with("slow"),
         "{text}"
     );
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("the connection ends")
-        .expect("no panic");
+    ends(task).await;
 }
 
 #[tokio::test]
 async fn what_this_loop_does_not_take_goes_to_hyper() {
     let (mut client, _, _task) = start(Duration::from_secs(30));
     // A chunked body, which only hyper reads; the connection stays with hyper after.
-    client
-        .write_all(b"PUT /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /hello HTTP/1.1\r\n\r\n")
-        .await
-        .expect("write");
+    send(&mut client, b"PUT /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /hello HTTP/1.1\r\n\r\n").await;
     let text = read_until(&mut client, |t| t.ends_with("hi")).await;
     assert!(
         text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("\r\n\r\nabc"),
@@ -373,40 +364,25 @@ async fn what_this_loop_does_not_take_goes_to_hyper() {
 #[tokio::test]
 async fn a_closed_client_drops_its_waiting_request() {
     let (mut client, dropped, task) = start(Duration::from_secs(30));
-    client
-        .write_all(b"GET /wait HTTP/1.1\r\n\r\n")
-        .await
-        .expect("write");
+    send(&mut client, b"GET /wait HTTP/1.1\r\n\r\n").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!dropped.load(Ordering::SeqCst), "still waiting");
     drop(client);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("the connection ends")
-        .expect("no panic");
+    ends(task).await;
     assert!(dropped.load(Ordering::SeqCst), "the handler was dropped");
 }
 
 #[tokio::test]
 async fn garbage_and_slow_heads_are_refused() {
     let (mut client, _, task) = start(Duration::from_millis(300));
-    client
-        .write_all(b"\x16\x03\x01\x02\x00\x01\r\n\r\n")
-        .await
-        .expect("write");
+    send(&mut client, b"\x16\x03\x01\x02\x00\x01\r\n\r\n").await;
     let text = read_until(&mut client, |_| false).await;
     assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
     task.await.expect("no panic");
 
     // A head that never ends is dropped at the header-read timeout.
     let (mut client, _, task) = start(Duration::from_millis(300));
-    client
-        .write_all(b"GET /hello HTTP/1.1\r\nX-a: b\r\n")
-        .await
-        .expect("write");
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("closed")
-        .expect("no panic");
+    send(&mut client, b"GET /hello HTTP/1.1\r\nX-a: b\r\n").await;
+    ends(task).await;
     assert_eq!(read_until(&mut client, |_| false).await, "");
 }
