@@ -18,7 +18,6 @@ Usage: bench/blocking.py [N]. Appends to bench/RESULTS.md. Every process it star
 import json
 import os
 import platform
-import resource
 import selectors
 import socket
 import statistics
@@ -27,42 +26,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AGENT = os.path.join(ROOT, "target/release/dc-agent")
+from agentlib import AGENT, ROOT, call, raise_fd_limit, rss_mib, wait_until
+
 SERVER, CLIENT = "127.175.0.1", "127.175.0.2"
-
-
-def raise_fd_limit():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def call(addr, method, path, body=b"", timeout=10):
-    with socket.create_connection((addr, 8500), timeout=timeout) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {len(body)}\r\n"
-                  f"Connection: close\r\n\r\n".encode() + body)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower().decode()] = value.strip().decode()
-    return status, headers, body
 
 
 def metric(addr, name):
@@ -84,18 +50,6 @@ def start(work, name, addr, server, config):
         args += ["-server", "-bootstrap-expect=1"]
     log = open(os.path.join(work, f"{name}.log"), "w")
     return subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=raise_fd_limit)
-
-
-def wait_until(what, test, limit=60):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        try:
-            if test():
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def latencies(count=200):

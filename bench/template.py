@@ -14,59 +14,34 @@ Usage: bench/template.py [N]. Appends to bench/RESULTS.md. Every process it star
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AGENT = os.path.join(ROOT, "target/release/dc-agent")
+from agentlib import AGENT, ROOT, rss_mib
+from agentlib import call as call_at
+from agentlib import wait_until as wait_at
+
 SERVER = "127.184.0.1"
 TEMPLATES = 50
 IDLE_SECONDS = 30
 
 
 def call(method, path, body=b""):
-    with socket.create_connection((SERVER, 8500), timeout=10) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {len(body)}\r\n"
-                  f"Connection: close\r\n\r\n".encode() + body)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = head.split(b"\r\n")[0].split()
-    return (int(status[1]) if len(status) > 1 else 0), body
+    status, _, body = call_at(SERVER, method, path, body)
+    return status, body
+
+
+def wait_until(what, test, limit=60, poll=0.05):
+    wait_at(what, test, limit, poll)
 
 
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def wait_until(what, test, limit=60, poll=0.05):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        try:
-            if test():
-                return
-        except OSError:
-            pass
-        time.sleep(poll)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def read(path):
